@@ -1,0 +1,13 @@
+//! kanava's pure core: the types every other crate shares and the rules that need no I/O.
+//!
+//! Nothing here touches the network, the disk or a clock; callers pass times in. That keeps the
+//! rules (what a valid name is, which history entries a channel keeps) testable on their own and
+//! identical in the store, the hub and every transport.
+
+mod entry;
+mod history;
+mod name;
+
+pub use entry::{Entry, FrameKind, NewEntry};
+pub use history::{HistoryLimits, HistoryWindow};
+pub use name::{ChannelName, NameError, Uid};

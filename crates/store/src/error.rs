@@ -1,0 +1,29 @@
+//! The store's error type.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory or database file could not be used.
+    #[error("cannot open store at {path}: {source}")]
+    Open {
+        /// The database path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: rusqlite::Error,
+    },
+    /// A stored row holds a frame kind this version does not know.
+    #[error("stored entry has unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// A stored name is no longer a valid name.
+    #[error("stored name is invalid: {0}")]
+    InvalidName(#[from] kanava_core::NameError),
+    /// The transaction this operation was part of failed and was rolled back.
+    #[error("store transaction failed: {0}")]
+    BatchFailed(std::sync::Arc<StoreError>),
+    /// The store's writer has stopped (the server is shutting down or the writer failed).
+    #[error("the store is closed")]
+    Closed,
+}

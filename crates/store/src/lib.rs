@@ -1,0 +1,47 @@
+//! kanava's durable store.
+//!
+//! The hub writes every frame here before any member receives it, and reads a channel's history
+//! from here when the channel is first used after a start. [`Store`] is the boundary: the embedded
+//! [`SqliteStore`] is the default, and a clustered backend can replace it without the hub or any
+//! transport changing.
+
+mod error;
+mod pending;
+mod sqlite;
+
+use kanava_core::{ChannelName, Entry, NewEntry};
+
+pub use error::StoreError;
+pub use pending::Pending;
+pub use sqlite::SqliteStore;
+
+/// A channel's state as the store holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredChannel {
+    /// The retained history, oldest first, already within the history limits.
+    pub entries: Vec<Entry>,
+    /// The sequence number the next entry of this channel must take.
+    pub next_seq: u64,
+}
+
+/// Durable channel history.
+///
+/// Operations are submitted without blocking and complete through the returned [`Pending`].
+/// **Ordering contract:** operations submitted from one thread in some order complete in that
+/// order, and an append's `Pending` resolves `Ok` only once the entries (and every entry submitted
+/// before them) are durable. The hub relies on this to relay in sequence order.
+pub trait Store: Send + Sync + 'static {
+    /// Appends entries; each must carry the next sequence number of its channel.
+    fn append(&self, entries: Vec<NewEntry>) -> Pending<()>;
+
+    /// Reads a channel's retained history and its next sequence number (an unknown channel is
+    /// empty, with `next_seq` 1).
+    fn load(&self, channel: ChannelName) -> Pending<StoredChannel>;
+
+    /// Deletes every channel whose last activity is older than `idle_before_ms` (Unix ms), except
+    /// those in `keep`; returns the names deleted.
+    fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>>;
+
+    /// Resolves once everything submitted before it is durable.
+    fn sync(&self) -> Pending<()>;
+}

@@ -1,0 +1,494 @@
+//! The embedded store: one SQLite database in the data directory, written by one thread.
+//!
+//! Every operation goes to the writer thread, which drains whatever is queued and applies it in
+//! one transaction (group commit): with `synchronous=FULL` in WAL mode a commit is one fsync, so
+//! many frames arriving together cost one fsync, and replies go out only after it. Reads go
+//! through the same thread so that they are ordered with writes and purges.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
+
+use crate::{Pending, Store, StoreError, StoredChannel};
+
+/// Most requests applied in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Schema version stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS channel (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    last_seq INTEGER NOT NULL,
+    last_activity_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    channel_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (channel_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS channel_by_activity ON channel (last_activity_ms);
+";
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    Append(Vec<NewEntry>, Reply<()>),
+    Load(ChannelName, Reply<StoredChannel>),
+    PurgeIdle(u64, Vec<ChannelName>, Reply<Vec<ChannelName>>),
+    Sync(Reply<()>),
+}
+
+/// A request's result, valid only once the transaction that produced it has committed.
+enum Outcome {
+    Done,
+    Loaded(StoredChannel),
+    Purged(Vec<ChannelName>),
+}
+
+impl Request {
+    /// Sends the committed outcome to the requester. A requester that stopped waiting is not an
+    /// error.
+    fn reply(self, outcome: Outcome) {
+        match (self, outcome) {
+            (Request::Append(_, tx) | Request::Sync(tx), _) => drop(tx.send(Ok(()))),
+            (Request::Load(_, tx), Outcome::Loaded(v)) => drop(tx.send(Ok(v))),
+            (Request::PurgeIdle(_, _, tx), Outcome::Purged(v)) => drop(tx.send(Ok(v))),
+            (request, _) => request.fail(&Arc::new(StoreError::Closed)),
+        }
+    }
+
+    /// Tells the requester that the transaction holding its request failed.
+    fn fail(self, cause: &Arc<StoreError>) {
+        let error = || StoreError::BatchFailed(Arc::clone(cause));
+        match self {
+            Request::Append(_, tx) | Request::Sync(tx) => drop(tx.send(Err(error()))),
+            Request::Load(_, tx) => drop(tx.send(Err(error()))),
+            Request::PurgeIdle(_, _, tx) => drop(tx.send(Err(error()))),
+        }
+    }
+}
+
+/// The SQLite store. Dropping every handle stops the writer after it has finished what was queued.
+#[derive(Debug)]
+pub struct SqliteStore {
+    requests: mpsc::Sender<Request>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path, limits: HistoryLimits) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        conn.execute_batch(SCHEMA).map_err(open_error)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(open_error)?;
+
+        let (requests, queue) = mpsc::channel();
+        let mut writer = Writer {
+            conn,
+            limits,
+            channel_ids: HashMap::new(),
+        };
+        thread::Builder::new()
+            .name("kanava-store".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok(Self { requests })
+    }
+
+    fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Pending<T> {
+        let (tx, pending) = Pending::channel();
+        // If the writer is gone the request (and its reply sender) is dropped, which the
+        // Pending reports as `StoreError::Closed`.
+        let _ = self.requests.send(make(tx));
+        pending
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&self, entries: Vec<NewEntry>) -> Pending<()> {
+        self.submit(|tx| Request::Append(entries, tx))
+    }
+
+    fn load(&self, channel: ChannelName) -> Pending<StoredChannel> {
+        self.submit(|tx| Request::Load(channel, tx))
+    }
+
+    fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>> {
+        self.submit(|tx| Request::PurgeIdle(idle_before_ms, keep, tx))
+    }
+
+    fn sync(&self) -> Pending<()> {
+        self.submit(Request::Sync)
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    limits: HistoryLimits,
+    /// Channel row ids by name; cleared when channels are purged.
+    channel_ids: HashMap<ChannelName, i64>,
+}
+
+impl Writer {
+    fn run(&mut self, queue: mpsc::Receiver<Request>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            match self.apply(&batch) {
+                Ok(outcomes) => {
+                    metrics::histogram!("kanava_store_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("kanava_store_commits_total").increment(1);
+                    for (request, outcome) in batch.into_iter().zip(outcomes) {
+                        request.reply(outcome);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, requests = batch.len(), "store transaction failed");
+                    // The rollback undid the whole batch; forget cached ids it may have added.
+                    self.channel_ids.clear();
+                    let cause = Arc::new(error);
+                    batch.into_iter().for_each(|r| r.fail(&cause));
+                }
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Applies the batch in one transaction; the outcomes are valid only once it has committed.
+    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut touched: HashSet<i64> = HashSet::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut purged = false;
+        for request in batch {
+            match request {
+                Request::Append(entries, _) => {
+                    for new in entries {
+                        let id = channel_id(
+                            &tx,
+                            &mut self.channel_ids,
+                            &new.channel,
+                            new.entry.time_ms,
+                        )?;
+                        insert(&tx, id, &new.entry)?;
+                        touched.insert(id);
+                    }
+                    outcomes.push(Outcome::Done);
+                }
+                Request::Load(channel, _) => {
+                    let stored = match existing_channel_id(&tx, &mut self.channel_ids, channel)? {
+                        Some(id) => {
+                            if touched.remove(&id) {
+                                evict(&tx, id, self.limits)?;
+                            }
+                            load(&tx, id)?
+                        }
+                        None => StoredChannel {
+                            entries: Vec::new(),
+                            next_seq: 1,
+                        },
+                    };
+                    outcomes.push(Outcome::Loaded(stored));
+                }
+                Request::PurgeIdle(before, keep, _) => {
+                    let names = purge_idle(&tx, *before, keep)?;
+                    purged |= !names.is_empty();
+                    outcomes.push(Outcome::Purged(names));
+                }
+                Request::Sync(_) => outcomes.push(Outcome::Done),
+            }
+        }
+        for id in touched {
+            evict(&tx, id, self.limits)?;
+        }
+        tx.commit()?;
+        if purged {
+            self.channel_ids.clear();
+        }
+        Ok(outcomes)
+    }
+}
+
+fn existing_channel_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<ChannelName, i64>,
+    channel: &ChannelName,
+) -> Result<Option<i64>, StoreError> {
+    if let Some(id) = cache.get(channel) {
+        return Ok(Some(*id));
+    }
+    let id: Option<i64> = tx
+        .prepare_cached("SELECT id FROM channel WHERE name = ?1")?
+        .query_row([channel.as_str()], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = id {
+        cache.insert(channel.clone(), id);
+    }
+    Ok(id)
+}
+
+fn channel_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<ChannelName, i64>,
+    channel: &ChannelName,
+    now_ms: u64,
+) -> Result<i64, StoreError> {
+    if let Some(id) = existing_channel_id(tx, cache, channel)? {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO channel (name, last_seq, last_activity_ms) VALUES (?1, 0, ?2)")?
+        .execute(params![channel.as_str(), now_ms as i64])?;
+    let id = tx.last_insert_rowid();
+    cache.insert(channel.clone(), id);
+    Ok(id)
+}
+
+fn insert(tx: &Transaction<'_>, channel_id: i64, entry: &Entry) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO history (channel_id, seq, kind, sender, time_ms, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        channel_id,
+        entry.seq as i64,
+        entry.kind.code(),
+        entry.sender.as_str(),
+        entry.time_ms as i64,
+        &entry.payload[..],
+    ])?;
+    tx.prepare_cached(
+        "UPDATE channel SET last_seq = max(last_seq, ?2), last_activity_ms = max(last_activity_ms, ?3)
+         WHERE id = ?1",
+    )?
+    .execute(params![channel_id, entry.seq as i64, entry.time_ms as i64])?;
+    Ok(())
+}
+
+/// Deletes the oldest entries until the newest suffix fits both limits, the same rule as
+/// [`kanava_core::HistoryWindow`].
+fn evict(tx: &Transaction<'_>, channel_id: i64, limits: HistoryLimits) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "DELETE FROM history WHERE channel_id = ?1 AND seq <= (
+            SELECT max(seq) FROM (
+                SELECT seq,
+                       row_number() OVER newest AS rank,
+                       sum(length(payload)) OVER newest AS bytes
+                FROM history WHERE channel_id = ?1
+                WINDOW newest AS (ORDER BY seq DESC)
+            ) WHERE rank > ?2 OR bytes > ?3
+        )",
+    )?
+    .execute(params![
+        channel_id,
+        i64::try_from(limits.max_entries).unwrap_or(i64::MAX),
+        i64::try_from(limits.max_bytes).unwrap_or(i64::MAX),
+    ])?;
+    Ok(())
+}
+
+fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreError> {
+    let last_seq: i64 = tx
+        .prepare_cached("SELECT last_seq FROM channel WHERE id = ?1")?
+        .query_row([channel_id], |row| row.get(0))?;
+    let mut statement = tx.prepare_cached(
+        "SELECT seq, kind, sender, time_ms, payload FROM history WHERE channel_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = statement.query([channel_id])?;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        let code: u8 = row.get(1)?;
+        let sender: String = row.get(2)?;
+        let payload: Vec<u8> = row.get(4)?;
+        entries.push(Entry {
+            seq: row.get::<_, i64>(0)? as u64,
+            kind: FrameKind::from_code(code).ok_or(StoreError::UnknownKind(code))?,
+            sender: Uid::new(&sender)?,
+            time_ms: row.get::<_, i64>(3)? as u64,
+            payload: Bytes::from(payload),
+        });
+    }
+    Ok(StoredChannel {
+        entries,
+        next_seq: last_seq as u64 + 1,
+    })
+}
+
+fn purge_idle(
+    tx: &Transaction<'_>,
+    idle_before_ms: u64,
+    keep: &[ChannelName],
+) -> Result<Vec<ChannelName>, StoreError> {
+    let keep: HashSet<&str> = keep.iter().map(ChannelName::as_str).collect();
+    let idle: Vec<(i64, String)> = tx
+        .prepare_cached("SELECT id, name FROM channel WHERE last_activity_ms < ?1")?
+        .query_map([idle_before_ms as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut purged = Vec::new();
+    for (id, name) in idle {
+        if keep.contains(name.as_str()) {
+            continue;
+        }
+        tx.prepare_cached("DELETE FROM history WHERE channel_id = ?1")?
+            .execute([id])?;
+        tx.prepare_cached("DELETE FROM channel WHERE id = ?1")?
+            .execute([id])?;
+        purged.push(ChannelName::new(&name)?);
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_entry(channel: &str, seq: u64, len: usize, time_ms: u64) -> NewEntry {
+        NewEntry {
+            channel: ChannelName::new(channel).unwrap(),
+            entry: Entry {
+                seq,
+                kind: FrameKind::Binary,
+                sender: Uid::new("alice").unwrap(),
+                payload: Bytes::from(vec![seq as u8; len]),
+                time_ms,
+            },
+        }
+    }
+
+    fn limits(max_entries: usize, max_bytes: u64) -> HistoryLimits {
+        HistoryLimits {
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn appended_history_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kanava.db");
+        {
+            let store = SqliteStore::open(&path, limits(200, 1 << 20)).unwrap();
+            store
+                .append((1..=3).map(|s| new_entry("c", s, 4, 10)).collect())
+                .await
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(200, 1 << 20)).unwrap();
+        let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
+        assert_eq!(loaded.next_seq, 4);
+        let seqs: Vec<u64> = loaded.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(&loaded.entries[2].payload[..], &[3, 3, 3, 3]);
+        assert_eq!(loaded.entries[0].sender.as_str(), "alice");
+    }
+
+    #[tokio::test]
+    async fn eviction_matches_the_in_memory_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let lim = limits(4, 1000);
+        let store = SqliteStore::open(&dir.path().join("db"), lim).unwrap();
+        let lens = [300usize, 10, 700, 5, 5, 5, 1200, 0, 400, 400, 300];
+        let mut window = kanava_core::HistoryWindow::new(lim);
+        for (i, len) in lens.iter().enumerate() {
+            let e = new_entry("c", i as u64 + 1, *len, 1);
+            window.push(std::sync::Arc::new(e.entry.clone()));
+            store.append(vec![e]).await.unwrap();
+            let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
+            let expected: Vec<u64> = window.entries().map(|e| e.seq).collect();
+            let got: Vec<u64> = loaded.entries.iter().map(|e| e.seq).collect();
+            assert_eq!(got, expected, "after appending entry {}", i + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_channel_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        let loaded = store.load(ChannelName::new("none").unwrap()).await.unwrap();
+        assert_eq!(
+            loaded,
+            StoredChannel {
+                entries: vec![],
+                next_seq: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_removes_idle_channels_except_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
+        store
+            .append(vec![new_entry("old", 1, 1, 100)])
+            .await
+            .unwrap();
+        store
+            .append(vec![new_entry("kept", 1, 1, 100)])
+            .await
+            .unwrap();
+        store
+            .append(vec![new_entry("new", 1, 1, 5000)])
+            .await
+            .unwrap();
+        let purged = store
+            .purge_idle(1000, vec![ChannelName::new("kept").unwrap()])
+            .await
+            .unwrap();
+        assert_eq!(purged, [ChannelName::new("old").unwrap()]);
+        let old = store.load(ChannelName::new("old").unwrap()).await.unwrap();
+        assert!(old.entries.is_empty());
+        let kept = store.load(ChannelName::new("kept").unwrap()).await.unwrap();
+        assert_eq!(kept.entries.len(), 1);
+        // A purged channel can be used again from scratch.
+        store
+            .append(vec![new_entry("old", 1, 1, 6000)])
+            .await
+            .unwrap();
+        let old = store.load(ChannelName::new("old").unwrap()).await.unwrap();
+        assert_eq!(old.next_seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_reports_errors_and_the_store_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
+        store.append(vec![new_entry("c", 1, 1, 1)]).await.unwrap();
+        // Reusing a sequence number violates the primary key: the append fails.
+        assert!(store.append(vec![new_entry("c", 1, 1, 1)]).await.is_err());
+        store.append(vec![new_entry("c", 2, 1, 1)]).await.unwrap();
+        let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
+        assert_eq!(loaded.entries.len(), 2);
+    }
+}
