@@ -1,0 +1,189 @@
+//! One channel's state: members, retained history and the frames awaiting commit.
+//!
+//! Frames take their sequence number under the channel lock and wait in `in_flight` until the
+//! store confirms them. Confirmations may arrive in any order; only the committed prefix is
+//! released, so every member and the history see one order, and nothing is relayed before it is
+//! durable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, HistoryWindow, Uid};
+use tokio::sync::OnceCell;
+
+use crate::outbox::{KickReason, OutboxSender, QueueFull};
+
+/// Identifies one membership; a uid that rejoins gets a new id.
+pub(crate) type MemberId = u64;
+
+/// A channel known to the hub.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) name: ChannelName,
+    /// Set once the channel's history has been read from the store.
+    pub(crate) loaded: OnceCell<()>,
+    state: Mutex<ChannelState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MemberSlot {
+    pub(crate) id: MemberId,
+    /// The channel's next sequence number when this member joined: entries below it were
+    /// either in its history snapshot or still awaiting commit.
+    pub(crate) joined_at: u64,
+    pub(crate) outbox: OutboxSender,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Waiting,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    entry: Arc<Entry>,
+    origin: MemberId,
+    commit: Commit,
+}
+
+#[derive(Debug)]
+pub(crate) struct ChannelState {
+    /// Removed from the registry: joiners must look the channel up again.
+    pub(crate) retired: bool,
+    pub(crate) history: HistoryWindow,
+    pub(crate) next_seq: u64,
+    pub(crate) members: HashMap<Uid, MemberSlot>,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// What releasing committed frames did, for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Released {
+    pub(crate) deliveries: u64,
+    pub(crate) delivered_bytes: u64,
+    pub(crate) overflows: u64,
+}
+
+impl Channel {
+    pub(crate) fn new(name: ChannelName, limits: HistoryLimits) -> Self {
+        Self {
+            name,
+            loaded: OnceCell::new(),
+            state: Mutex::new(ChannelState {
+                retired: false,
+                history: HistoryWindow::new(limits),
+                next_seq: 1,
+                members: HashMap::new(),
+                in_flight: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Locks the state. A panic elsewhere while holding the lock leaves consistent data (every
+    /// mutation is a single step), so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ChannelState {
+    /// Gives `entry` the next sequence number and holds it until its commit is confirmed.
+    pub(crate) fn sequence(
+        &mut self,
+        kind: FrameKind,
+        sender: Uid,
+        payload: bytes::Bytes,
+        time_ms: u64,
+        origin: MemberId,
+    ) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            seq: self.next_seq,
+            kind,
+            sender,
+            payload,
+            time_ms,
+        });
+        self.next_seq += 1;
+        self.in_flight.push_back(InFlight {
+            entry: Arc::clone(&entry),
+            origin,
+            commit: Commit::Waiting,
+        });
+        entry
+    }
+
+    /// Records the store's verdict on frame `seq`, then releases the confirmed prefix: committed
+    /// frames go into history and (except join headers) to every member but their sender; failed
+    /// frames are dropped. Returns the origin of a failed frame so that it can be kicked.
+    pub(crate) fn confirm(&mut self, seq: u64, committed: bool, released: &mut Released) {
+        let Some(front) = self.in_flight.front() else {
+            return;
+        };
+        let Some(slot) = seq
+            .checked_sub(front.entry.seq)
+            .and_then(|i| self.in_flight.get_mut(i as usize))
+        else {
+            return;
+        };
+        slot.commit = if committed {
+            Commit::Done
+        } else {
+            Commit::Failed
+        };
+        if !committed {
+            let origin = slot.origin;
+            for member in self.members.values().filter(|m| m.id == origin) {
+                member.outbox.kick(KickReason::StoreFailed);
+            }
+        }
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.commit != Commit::Waiting)
+        {
+            let Some(frame) = self.in_flight.pop_front() else {
+                break;
+            };
+            if frame.commit == Commit::Done {
+                self.release(frame, released);
+            }
+        }
+    }
+
+    /// Puts a committed frame into history and sends it to the members that must get it live:
+    /// everyone but its sender, except that a join header (which the reference only replays) goes
+    /// only to members that joined while it awaited commit, so that it missed their snapshot.
+    fn release(&mut self, frame: InFlight, released: &mut Released) {
+        let header = frame.entry.kind == FrameKind::Header;
+        let mut overflowed = Vec::new();
+        for (uid, member) in &self.members {
+            if member.id == frame.origin || (header && frame.entry.seq >= member.joined_at) {
+                continue;
+            }
+            match member.outbox.try_push(&frame.entry) {
+                Ok(()) => {
+                    released.deliveries += 1;
+                    released.delivered_bytes += frame.entry.payload.len() as u64;
+                }
+                Err(QueueFull::Overflow) => {
+                    member.outbox.kick(KickReason::QueueOverflow);
+                    overflowed.push(uid.clone());
+                }
+                // Its connection is tearing down and will leave on its own.
+                Err(QueueFull::Gone) => {}
+            }
+        }
+        released.overflows += overflowed.len() as u64;
+        for uid in overflowed {
+            self.members.remove(&uid);
+        }
+        self.history.push(frame.entry);
+    }
+
+    /// Whether nothing holds this channel in memory any more.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.in_flight.is_empty()
+    }
+}

@@ -1,0 +1,353 @@
+//! The channel registry and the operations transports call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
+use kanava_store::{Pending, Store, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::HubError;
+use crate::channel::{Channel, MemberId, MemberSlot, Released};
+use crate::outbox::{self, KickReason, Outbox, QueueLimits};
+
+/// How the hub retains history and bounds each member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Per-channel history caps.
+    pub history: HistoryLimits,
+    /// Per-member outbound queue bounds; `max_bytes` also bounds a member's uncommitted frames.
+    pub queue: QueueLimits,
+}
+
+/// The hub. Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: HubConfig,
+    channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
+    /// Kick handles of every member, for shutdown.
+    members: Mutex<HashMap<MemberId, Arc<outbox::Shared>>>,
+    next_member: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// What a successful join returns.
+#[derive(Debug)]
+pub struct Joined {
+    /// The membership; dropping it leaves the channel.
+    pub member: Member,
+    /// The channel's history at the moment of joining, oldest first, to be sent before anything
+    /// from `outbox`.
+    pub history: Vec<Arc<Entry>>,
+    /// Live frames from the other members, and the kick signal.
+    pub outbox: Outbox,
+}
+
+/// A connection's membership of one channel. Dropping it leaves the channel.
+pub struct Member {
+    hub: Hub,
+    channel: Arc<Channel>,
+    uid: Uid,
+    id: MemberId,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("channel", &self.channel.name)
+            .field("uid", &self.uid)
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    /// A hub over `store`.
+    pub fn new(store: Arc<dyn Store>, config: HubConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                channels: Mutex::new(HashMap::new()),
+                members: Mutex::new(HashMap::new()),
+                next_member: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The hub's configuration.
+    pub fn config(&self) -> HubConfig {
+        self.inner.config
+    }
+
+    /// Joins `uid` to `channel`: registers it, snapshots the history, and appends `header` (a join
+    /// header, replayed to later joiners but not relayed live), all atomically with respect to the
+    /// channel's traffic, so every frame reaches the new member exactly once.
+    pub async fn join(
+        &self,
+        channel: ChannelName,
+        uid: Uid,
+        header: Bytes,
+    ) -> Result<Joined, HubError> {
+        loop {
+            if self.inner.shutting_down.load(Ordering::Acquire) {
+                return Err(HubError::ShuttingDown);
+            }
+            let entry = {
+                let mut channels = lock(&self.inner.channels);
+                let entry = channels.entry(channel.clone()).or_insert_with(|| {
+                    Arc::new(Channel::new(channel.clone(), self.inner.config.history))
+                });
+                Arc::clone(entry)
+            };
+            self.load(&entry).await?;
+            let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
+            let (sender, outbox) = Outbox::new(self.inner.config.queue);
+            let (history, submitted) = {
+                let mut state = entry.lock();
+                if state.retired {
+                    continue;
+                }
+                if state.members.contains_key(&uid) {
+                    return Err(HubError::Duplicate { uid, channel });
+                }
+                let joined_at = state.next_seq;
+                state.members.insert(
+                    uid.clone(),
+                    MemberSlot {
+                        id,
+                        joined_at,
+                        outbox: sender,
+                    },
+                );
+                let history = state.history.snapshot();
+                let header_entry =
+                    state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
+                let pending = self.submit(&entry, &header_entry);
+                (history, (header_entry, pending))
+            };
+            lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
+            // A shutdown that began while we joined must still reach this member.
+            if self.inner.shutting_down.load(Ordering::Acquire) {
+                outbox::kick(outbox.shared(), KickReason::Shutdown);
+            }
+            self.complete(&entry, submitted, None);
+            metrics::gauge!("kanava_members").increment(1.0);
+            let member = Member {
+                hub: self.clone(),
+                channel: entry,
+                uid,
+                id,
+                in_flight: Arc::new(Semaphore::new(self.inner.config.queue.max_bytes)),
+            };
+            return Ok(Joined {
+                member,
+                history,
+                outbox,
+            });
+        }
+    }
+
+    /// Reads the channel's history from the store once, before its first use.
+    async fn load(&self, channel: &Arc<Channel>) -> Result<(), HubError> {
+        channel
+            .loaded
+            .get_or_try_init(|| async {
+                let stored = self.inner.store.load(channel.name.clone()).await?;
+                let mut state = channel.lock();
+                state.next_seq = stored.next_seq;
+                for entry in stored.entries {
+                    state.history.push(Arc::new(entry));
+                }
+                metrics::gauge!("kanava_channels").increment(1.0);
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Hands a freshly sequenced entry to the store. Called under the channel lock, so the store
+    /// receives each channel's entries in sequence order.
+    fn submit(&self, channel: &Channel, entry: &Entry) -> Pending<()> {
+        self.inner.store.append(vec![NewEntry {
+            channel: channel.name.clone(),
+            entry: entry.clone(),
+        }])
+    }
+
+    /// Waits for the store's verdict on `entry`, then releases the channel's confirmed prefix.
+    fn complete(
+        &self,
+        channel: &Arc<Channel>,
+        (entry, pending): (Arc<Entry>, Pending<()>),
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let hub = self.clone();
+        let channel = Arc::clone(channel);
+        tokio::spawn(async move {
+            let committed = match pending.await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
+                    false
+                }
+            };
+            let mut released = Released::default();
+            let idle = {
+                let mut state = channel.lock();
+                state.confirm(entry.seq, committed, &mut released);
+                state.is_idle()
+            };
+            drop(permit);
+            if released.deliveries > 0 {
+                metrics::counter!("kanava_frames_out_total").increment(released.deliveries);
+                metrics::counter!("kanava_bytes_out_total").increment(released.delivered_bytes);
+            }
+            if released.overflows > 0 {
+                metrics::counter!("kanava_queue_overflows_total").increment(released.overflows);
+                metrics::gauge!("kanava_members").decrement(released.overflows as f64);
+            }
+            if idle {
+                hub.retire_if_idle(&channel);
+            }
+        });
+    }
+
+    /// Drops a channel from memory once nobody is in it and nothing awaits commit; its history
+    /// stays in the store and is read again on the next join.
+    fn retire_if_idle(&self, channel: &Arc<Channel>) {
+        let mut channels = lock(&self.inner.channels);
+        let mut state = channel.lock();
+        if state.retired || !state.is_idle() {
+            return;
+        }
+        if channels
+            .get(&channel.name)
+            .is_some_and(|c| Arc::ptr_eq(c, channel))
+        {
+            channels.remove(&channel.name);
+        }
+        state.retired = true;
+        if channel.loaded.initialized() {
+            metrics::gauge!("kanava_channels").decrement(1.0);
+        }
+    }
+
+    /// Deletes channels idle for longer than `max_idle` that have nobody in them; returns their
+    /// names.
+    pub async fn purge_idle(&self, max_idle: Duration) -> Result<Vec<ChannelName>, HubError> {
+        let cutoff = now_ms().saturating_sub(max_idle.as_millis() as u64);
+        let pending = {
+            // Holding the registry lock while submitting orders the purge before any load of a
+            // channel created after this point.
+            let channels = lock(&self.inner.channels);
+            let keep = channels.keys().cloned().collect();
+            self.inner.store.purge_idle(cutoff, keep)
+        };
+        Ok(pending.await?)
+    }
+
+    /// Stops taking members, kicks every member with [`KickReason::Shutdown`], and waits until
+    /// everything submitted so far is durable.
+    pub async fn shutdown(&self) -> Result<(), HubError> {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let members: Vec<_> = lock(&self.inner.members).values().cloned().collect();
+        for shared in members {
+            outbox::kick(&shared, KickReason::Shutdown);
+        }
+        self.inner.store.sync().await?;
+        Ok(())
+    }
+
+    /// Number of channels held in memory (those with members or frames awaiting commit).
+    pub fn active_channels(&self) -> usize {
+        lock(&self.inner.channels).len()
+    }
+}
+
+impl Member {
+    /// The member's uid.
+    pub fn uid(&self) -> &Uid {
+        &self.uid
+    }
+
+    /// The member's channel.
+    pub fn channel(&self) -> &ChannelName {
+        &self.channel.name
+    }
+
+    /// Sends a frame to the channel. It takes its place in the channel's order now and reaches
+    /// the other members once it is durable. Waits only when this member already has
+    /// [`QueueLimits::max_bytes`] awaiting commit.
+    pub async fn publish(&self, kind: FrameKind, payload: Bytes) -> Result<(), HubError> {
+        let limit = self.hub.inner.config.queue.max_bytes;
+        let size = payload.len();
+        // Every frame, even an empty one, holds at least one permit.
+        let permits = u32::try_from(size.max(1))
+            .ok()
+            .filter(|p| *p as usize <= limit)
+            .ok_or(HubError::TooLarge { size, limit })?;
+        let permit = Arc::clone(&self.in_flight)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| HubError::ShuttingDown)?;
+        let submitted = {
+            let mut state = self.channel.lock();
+            let entry = state.sequence(kind, self.uid.clone(), payload, now_ms(), self.id);
+            let pending = self.hub.submit(&self.channel, &entry);
+            (entry, pending)
+        };
+        metrics::counter!("kanava_frames_in_total").increment(1);
+        metrics::counter!("kanava_bytes_in_total").increment(size as u64);
+        self.hub.complete(&self.channel, submitted, Some(permit));
+        Ok(())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        lock(&self.hub.inner.members).remove(&self.id);
+        let idle = {
+            let mut state = self.channel.lock();
+            let mine = state
+                .members
+                .get(&self.uid)
+                .is_some_and(|m| m.id == self.id);
+            if mine {
+                state.members.remove(&self.uid);
+                metrics::gauge!("kanava_members").decrement(1.0);
+            }
+            state.is_idle()
+        };
+        if idle {
+            self.hub.retire_if_idle(&self.channel);
+        }
+    }
+}
