@@ -1,1 +1,431 @@
+//! The `kanava` command line: parses flags, environment and config file into settings, sets up
+//! logging and metrics, and runs the chosen subcommand.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kanava::{AcmeSettings, Settings, TlsSource};
+use kanava_core::HistoryLimits;
+use kanava_hub::QueueLimits;
+use kanava_mles::MlesConfig;
+use serde::Deserialize;
+
+/// kanava: a self-hosted server for secure, lightweight, real-time channels.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+}
+
+/// Flags of `kanava serve`. Each can also come from a `KANAVA_*` environment variable or the
+/// config file (same name, kebab-case); a flag beats the environment, which beats the file.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file with any of the settings below.
+    #[arg(long, env = "KANAVA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: the store and certificates. [default: ./kanava-data]
+    #[arg(long, env = "KANAVA_DATA")]
+    data: Option<PathBuf>,
+    /// Address of the Mles WebSocket/TLS listener. [default: [::]:8443]
+    #[arg(long, env = "KANAVA_MLES_LISTEN")]
+    mles_listen: Option<SocketAddr>,
+    /// Address of the admin listener (/healthz, /metrics). [default: 127.0.0.1:9090]
+    #[arg(long, env = "KANAVA_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Most entries kept per channel (1..=1000000). [default: 200]
+    #[arg(long, env = "KANAVA_HISTORY_LIMIT", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    history_limit: Option<u32>,
+    /// Most payload bytes kept per channel. [default: 16777216]
+    #[arg(long, env = "KANAVA_HISTORY_BYTES")]
+    history_bytes: Option<u64>,
+    /// Largest frame accepted; larger ones close their sender with 1009. [default: 16777216]
+    #[arg(long, env = "KANAVA_MAX_FRAME")]
+    max_frame: Option<usize>,
+    /// Shared key for Mles auth tokens (also read from MLES_KEY, as the reference server does).
+    #[arg(long, env = "KANAVA_MLES_KEY", hide_env_values = true)]
+    mles_key: Option<String>,
+    /// Delete channels idle this long with nobody in them (e.g. 30d, 12h). [default: 30d]
+    #[arg(long, env = "KANAVA_CHANNEL_IDLE", value_parser = parse_duration)]
+    channel_idle: Option<Duration>,
+    /// Close connections that send no header within this time. [default: 10s]
+    #[arg(long, env = "KANAVA_HEADER_TIMEOUT", value_parser = parse_duration)]
+    header_timeout: Option<Duration>,
+    /// Time allowed for the TLS handshake and HTTP upgrade. [default: 10s]
+    #[arg(long, env = "KANAVA_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    handshake_timeout: Option<Duration>,
+    /// Interval of keepalive pings; silent peers are closed after four. [default: 24s]
+    #[arg(long, env = "KANAVA_PING_INTERVAL", value_parser = parse_duration)]
+    ping_interval: Option<Duration>,
+    /// Most connections open at once. [default: 20000]
+    #[arg(long, env = "KANAVA_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most connections from one IPv4 address or IPv6 /64. [default: 32]
+    #[arg(long, env = "KANAVA_MAX_CONNECTIONS_PER_SOURCE")]
+    max_connections_per_source: Option<usize>,
+    /// Most frames queued for one member before it is closed as too slow. [default: 4096]
+    #[arg(long, env = "KANAVA_QUEUE_FRAMES")]
+    queue_frames: Option<usize>,
+    /// Most bytes queued for one member before it is closed as too slow. [default: 33554432]
+    #[arg(long, env = "KANAVA_QUEUE_BYTES")]
+    queue_bytes: Option<usize>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "KANAVA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, env = "KANAVA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Get certificates by ACME (TLS-ALPN-01) for this domain; repeatable.
+    #[arg(
+        long,
+        env = "KANAVA_ACME_DOMAIN",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert"
+    )]
+    acme_domain: Vec<String>,
+    /// Contact email for the ACME account.
+    #[arg(long, env = "KANAVA_ACME_EMAIL")]
+    acme_email: Option<String>,
+    /// ACME directory URL. [default: Let's Encrypt production]
+    #[arg(long, env = "KANAVA_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// Extra CA (PEM) to trust for the ACME directory's HTTPS, for a private CA.
+    #[arg(long, env = "KANAVA_ACME_DIRECTORY_CA")]
+    acme_directory_ca: Option<PathBuf>,
+    /// Log format: text or json. [default: text]
+    #[arg(long, env = "KANAVA_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    mles_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    history_limit: Option<u32>,
+    history_bytes: Option<u64>,
+    max_frame: Option<usize>,
+    mles_key: Option<String>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    channel_idle: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    ping_interval: Option<Duration>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    queue_frames: Option<usize>,
+    queue_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    acme_domain: Vec<String>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_directory_ca: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+}
+
+fn duration_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Parses `500ms`, `10s`, `5m`, `12h`, `30d`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms, 5m, 12h or 30d"))?;
+    let seconds = |factor: u64| Duration::from_secs(number.saturating_mul(factor));
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?}: use ms, s, m, h or d"
+            ));
+        }
+    })
+}
+
+const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl ServeArgs {
+    /// Merges flags and environment over the config file over the defaults.
+    fn settings(self) -> anyhow::Result<(Settings, LogFormat)> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let mles_key = self
+            .mles_key
+            .or(file.mles_key)
+            .or_else(|| std::env::var("MLES_KEY").ok())
+            .filter(|k| !k.is_empty());
+        let tls_cert = self.tls_cert.or(file.tls_cert);
+        let tls_key = self.tls_key.or(file.tls_key);
+        let acme_domain = if self.acme_domain.is_empty() {
+            file.acme_domain
+        } else {
+            self.acme_domain
+        };
+        let tls = match (tls_cert, tls_key, acme_domain.is_empty()) {
+            (Some(cert), Some(key), true) => TlsSource::Files { cert, key },
+            (None, None, false) => TlsSource::Acme(AcmeSettings {
+                domains: acme_domain,
+                email: self.acme_email.or(file.acme_email),
+                directory: self
+                    .acme_directory
+                    .or(file.acme_directory)
+                    .unwrap_or_else(|| LETS_ENCRYPT.to_owned()),
+                directory_ca: self.acme_directory_ca.or(file.acme_directory_ca),
+            }),
+            (None, None, true) => TlsSource::SelfSigned,
+            (Some(_), Some(_), false) => {
+                anyhow::bail!("use either --tls-cert/--tls-key or --acme-domain, not both")
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let defaults = MlesConfig::default();
+        let history = HistoryLimits::default();
+        let queue = QueueLimits::default();
+        let settings = Settings {
+            data_dir: self
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from("./kanava-data")),
+            mles_listen: self
+                .mles_listen
+                .or(file.mles_listen)
+                .unwrap_or_else(|| "[::]:8443".parse().expect("valid default")),
+            admin_listen: self
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid default")),
+            history: HistoryLimits {
+                max_entries: self
+                    .history_limit
+                    .or(file.history_limit)
+                    .map_or(history.max_entries, |n| n as usize),
+                max_bytes: self
+                    .history_bytes
+                    .or(file.history_bytes)
+                    .unwrap_or(history.max_bytes),
+            },
+            queue: QueueLimits {
+                max_frames: self
+                    .queue_frames
+                    .or(file.queue_frames)
+                    .unwrap_or(queue.max_frames),
+                max_bytes: self
+                    .queue_bytes
+                    .or(file.queue_bytes)
+                    .unwrap_or(queue.max_bytes),
+            },
+            channel_max_idle: self
+                .channel_idle
+                .or(file.channel_idle)
+                .unwrap_or(Duration::from_secs(30 * 86_400)),
+            mles: MlesConfig {
+                max_frame: self
+                    .max_frame
+                    .or(file.max_frame)
+                    .unwrap_or(defaults.max_frame),
+                handshake_timeout: self
+                    .handshake_timeout
+                    .or(file.handshake_timeout)
+                    .unwrap_or(defaults.handshake_timeout),
+                header_timeout: self
+                    .header_timeout
+                    .or(file.header_timeout)
+                    .unwrap_or(defaults.header_timeout),
+                ping_interval: self
+                    .ping_interval
+                    .or(file.ping_interval)
+                    .unwrap_or(defaults.ping_interval),
+                mles_key,
+                max_connections: self
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections),
+                max_connections_per_source: self
+                    .max_connections_per_source
+                    .or(file.max_connections_per_source)
+                    .unwrap_or(defaults.max_connections_per_source),
+            },
+            tls,
+        };
+        let log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text);
+        Ok((settings, log_format))
+    }
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (settings, log_format) = args.settings()?;
+    init_logging(log_format);
+    let fd_limit = kanava::raise_fd_limit().context("raising the open-file limit")?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let data_dir = settings.data_dir.clone();
+    let server = kanava::start(settings, metrics).await?;
+    println!("kanava {} serving", env!("CARGO_PKG_VERSION"));
+    println!(
+        "  mles   wss://{}/  ({})",
+        server.mles_addr, server.tls_summary
+    );
+    println!(
+        "  admin  http://{}/healthz  http://{}/metrics",
+        server.admin_addr, server.admin_addr
+    );
+    println!(
+        "  data   {}  (open-file limit {fd_limit})",
+        data_dir.display()
+    );
+    println!("ready");
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kanava: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(*args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kanava: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("24s"), Ok(Duration::from_secs(24)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn flags_beat_the_config_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kanava.toml");
+        std::fs::write(
+            &file,
+            "history-limit = 7\nmax-frame = 1000\nping-interval = \"5s\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "kanava",
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-frame",
+            "2000",
+        ]);
+        let Command::Serve(args) = cli.command;
+        let (settings, _) = args.settings().unwrap();
+        assert_eq!(settings.history.max_entries, 7);
+        assert_eq!(settings.mles.max_frame, 2000);
+        assert_eq!(settings.mles.ping_interval, Duration::from_secs(5));
+        assert_eq!(settings.mles.header_timeout, Duration::from_secs(10));
+        assert_eq!(settings.tls, TlsSource::SelfSigned);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kanava.toml");
+        std::fs::write(&file, "histroy-limit = 7\n").unwrap();
+        let error = read_config(&file).unwrap_err();
+        assert!(format!("{error:#}").contains("histroy-limit"), "{error:#}");
+    }
+}

@@ -16,4 +16,4 @@ mod outbox;
 
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
-pub use outbox::{KickReason, Outbox, QueueLimits};
+pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};

@@ -137,11 +137,22 @@ impl Outbox {
             .fetch_sub(entry.payload.len(), Ordering::AcqRel);
     }
 
+    /// A handle that waits for this member's kick while the outbox itself is being read.
+    pub fn kick_signal(&self) -> KickSignal {
+        KickSignal(Arc::clone(&self.shared))
+    }
+}
+
+/// Resolves when the hub kicks a member; see [`Outbox::kick_signal`].
+#[derive(Debug, Clone)]
+pub struct KickSignal(Arc<Shared>);
+
+impl KickSignal {
     /// Resolves once the hub has kicked this member, with the reason.
     pub async fn kicked(&self) -> KickReason {
         loop {
-            let notified = self.shared.kick.notified();
-            if let Some(reason) = self.kick_reason() {
+            let notified = self.0.kick.notified();
+            if let Some(reason) = self.reason() {
                 return reason;
             }
             notified.await;
@@ -149,8 +160,8 @@ impl Outbox {
     }
 
     /// The reason this member was kicked, if it was.
-    pub fn kick_reason(&self) -> Option<KickReason> {
-        *self.shared.kicked.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn reason(&self) -> Option<KickReason> {
+        *self.0.kicked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -192,7 +203,8 @@ mod tests {
     #[tokio::test]
     async fn kick_wakes_and_the_first_reason_wins() {
         let (tx, outbox) = Outbox::new(QueueLimits::default());
-        let waiter = tokio::spawn(async move { outbox.kicked().await });
+        let signal = outbox.kick_signal();
+        let waiter = tokio::spawn(async move { signal.kicked().await });
         tx.kick(KickReason::QueueOverflow);
         tx.kick(KickReason::Shutdown);
         assert_eq!(waiter.await.unwrap(), KickReason::QueueOverflow);

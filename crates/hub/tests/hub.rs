@@ -205,7 +205,7 @@ async fn a_member_that_does_not_read_is_kicked_and_others_keep_receiving() {
         let e = next_data(&mut reader).await;
         assert_eq!(&e.payload[..], &i.to_be_bytes());
     }
-    let reason = tokio::time::timeout(Duration::from_secs(5), slow.outbox.kicked())
+    let reason = tokio::time::timeout(Duration::from_secs(5), slow.outbox.kick_signal().kicked())
         .await
         .unwrap();
     assert_eq!(reason, KickReason::QueueOverflow);

@@ -1,0 +1,166 @@
+//! The join header, the first frame of every Mles connection: `{"uid", "channel", "auth"?}`.
+//!
+//! Parsing is pure so that it can be fuzzed. The header is later replayed to every joiner, so
+//! [`Header::stored`] is the frame with `auth` removed: tokens are deterministic bearer passwords
+//! and must never reach another client.
+
+use bytes::Bytes;
+use kanava_core::{ChannelName, NameError, Uid};
+use serde_json::{Map, Value};
+
+/// Largest header accepted; real headers are far below 1 KiB.
+pub const MAX_HEADER_BYTES: usize = 4096;
+
+/// Why a header was refused. Each maps to a close with code 1008 and this text as reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The header is larger than [`MAX_HEADER_BYTES`].
+    #[error("header larger than {MAX_HEADER_BYTES} bytes")]
+    TooLarge,
+    /// The frame is not a JSON object.
+    #[error("header is not a JSON object")]
+    NotJson,
+    /// `uid` or `channel` is missing or not a string.
+    #[error("header field {0} missing or not a string")]
+    MissingField(&'static str),
+    /// `auth` is neither a string nor null.
+    #[error("header field auth is not a string")]
+    BadAuthType,
+    /// `uid` or `channel` is empty or not ASCII.
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+/// A validated join header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Who joins.
+    pub uid: Uid,
+    /// Which channel.
+    pub channel: ChannelName,
+    /// The auth token as sent (`null` counts as absent).
+    pub auth: Option<String>,
+    /// The frame to store and replay: verbatim when it had no `auth`, otherwise the same object
+    /// without `auth`, other fields in their original order.
+    pub stored: Bytes,
+}
+
+impl Header {
+    /// Parses and validates the text of a first frame. Surrounding whitespace is allowed.
+    pub fn parse(text: &[u8]) -> Result<Self, HeaderError> {
+        if text.len() > MAX_HEADER_BYTES {
+            return Err(HeaderError::TooLarge);
+        }
+        let mut object: Map<String, Value> =
+            serde_json::from_slice(text).map_err(|_| HeaderError::NotJson)?;
+        let field = |name: &'static str| match object.get(name) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            _ => Err(HeaderError::MissingField(name)),
+        };
+        let uid = Uid::new(field("uid")?)?;
+        let channel = ChannelName::new(field("channel")?)?;
+        let (auth, stored) = match object.shift_remove("auth") {
+            None => (None, Bytes::copy_from_slice(text)),
+            Some(removed) => {
+                let auth = match removed {
+                    Value::Null => None,
+                    Value::String(s) => Some(s),
+                    _ => return Err(HeaderError::BadAuthType),
+                };
+                let stored = serde_json::to_vec(&object).map_err(|_| HeaderError::NotJson)?;
+                (auth, Bytes::from(stored))
+            }
+        };
+        Ok(Self {
+            uid,
+            channel,
+            auth,
+            stored,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_header_is_stored_verbatim() {
+        let text = b"{ \"uid\":\"alice\", \"channel\":\"example\" }\n";
+        let h = Header::parse(text).unwrap();
+        assert_eq!(h.uid.as_str(), "alice");
+        assert_eq!(h.channel.as_str(), "example");
+        assert_eq!(h.auth, None);
+        assert_eq!(&h.stored[..], &text[..]);
+    }
+
+    #[test]
+    fn auth_is_removed_and_other_fields_kept_in_order() {
+        let h = Header::parse(
+            br#"{"extra":1,"uid":"a","auth":"827d5db8dcd8bcef","channel":"c","z":[true]}"#,
+        )
+        .unwrap();
+        assert_eq!(h.auth.as_deref(), Some("827d5db8dcd8bcef"));
+        assert_eq!(
+            &h.stored[..],
+            br#"{"extra":1,"uid":"a","channel":"c","z":[true]}"#
+        );
+        let null = Header::parse(br#"{"uid":"a","channel":"c","auth":null}"#).unwrap();
+        assert_eq!(null.auth, None);
+        assert_eq!(&null.stored[..], br#"{"uid":"a","channel":"c"}"#);
+    }
+
+    #[test]
+    fn refusals() {
+        use HeaderError::*;
+        assert_eq!(Header::parse(b"hello"), Err(NotJson));
+        assert_eq!(Header::parse(b"[1]"), Err(NotJson));
+        assert_eq!(
+            Header::parse(br#"{"channel":"c"}"#),
+            Err(MissingField("uid"))
+        );
+        assert_eq!(
+            Header::parse(br#"{"uid":1,"channel":"c"}"#),
+            Err(MissingField("uid"))
+        );
+        assert_eq!(
+            Header::parse(br#"{"uid":"a"}"#),
+            Err(MissingField("channel"))
+        );
+        assert!(matches!(
+            Header::parse(br#"{"uid":"","channel":"c"}"#),
+            Err(Name(_))
+        ));
+        assert!(matches!(
+            Header::parse("{\"uid\":\"ä\",\"channel\":\"c\"}".as_bytes()),
+            Err(Name(_))
+        ));
+        assert!(matches!(
+            Header::parse(br#"{"uid":"a","channel":"c","auth":5}"#),
+            Err(BadAuthType)
+        ));
+        let huge = format!(
+            r#"{{"uid":"a","channel":"c","pad":"{}"}}"#,
+            "x".repeat(5000)
+        );
+        assert_eq!(Header::parse(huge.as_bytes()), Err(TooLarge));
+    }
+
+    #[test]
+    fn control_characters_in_names_pass_as_in_the_reference() {
+        let h = Header::parse(b"{\"uid\":\"a\\u0001\",\"channel\":\"c\"}").unwrap();
+        assert_eq!(h.uid.as_str(), "a\x01");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_stored_never_holds_auth(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(h) = Header::parse(&bytes) {
+                if let Some(auth) = h.auth {
+                    let stored: Map<String, Value> = serde_json::from_slice(&h.stored).unwrap();
+                    proptest::prop_assert!(!stored.contains_key("auth"), "{auth}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The HTTP/1.1 side of the WebSocket upgrade, parsed here rather than in tungstenite so that
+//! every refused request gets a clear HTTP status and text, and so that the parser (which reads
+//! bytes straight off the network) can be fuzzed on its own.
+
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// The only subprotocol Mles v2 speaks.
+pub const SUBPROTOCOL: &str = "mles-websocket";
+
+/// Largest request head (request line and headers) read before refusing with 431.
+pub const MAX_REQUEST_HEAD: usize = 8192;
+
+const MAX_HEADERS: usize = 64;
+
+/// A request that may be upgraded to a Mles connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// `Sec-WebSocket-Key`, for the accept hash.
+    pub key: String,
+    /// The request target (any path is accepted; kept for logs).
+    pub path: String,
+}
+
+/// The parse state of a request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed.
+    Partial,
+    /// A complete head of `head_len` bytes that may be upgraded.
+    Complete {
+        /// The request.
+        request: UpgradeRequest,
+        /// Bytes of the head; anything after it already belongs to the WebSocket.
+        head_len: usize,
+    },
+}
+
+/// Why a request is not upgraded; each has an HTTP status and a text for the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not an HTTP/1.1 request.
+    #[error("malformed HTTP request")]
+    Malformed,
+    /// The head is larger than [`MAX_REQUEST_HEAD`] or has too many headers.
+    #[error("request header fields too large")]
+    TooLarge,
+    /// A method other than GET.
+    #[error("only GET can be upgraded to a WebSocket")]
+    NotGet,
+    /// No `Upgrade: websocket` / `Connection: Upgrade`.
+    #[error(
+        "this is a Mles v2 WebSocket endpoint: upgrade to websocket with subprotocol mles-websocket"
+    )]
+    NotWebSocket,
+    /// `Sec-WebSocket-Version` other than 13.
+    #[error("unsupported WebSocket version: only 13 is supported")]
+    BadVersion,
+    /// No `Sec-WebSocket-Key`.
+    #[error("missing Sec-WebSocket-Key")]
+    MissingKey,
+    /// `Sec-WebSocket-Protocol` does not list `mles-websocket`.
+    #[error("missing subprotocol: send Sec-WebSocket-Protocol: mles-websocket")]
+    NoSubprotocol,
+}
+
+impl Refusal {
+    /// The HTTP status code and reason phrase.
+    pub fn status(self) -> (u16, &'static str) {
+        match self {
+            Refusal::Malformed | Refusal::MissingKey | Refusal::NoSubprotocol => {
+                (400, "Bad Request")
+            }
+            Refusal::TooLarge => (431, "Request Header Fields Too Large"),
+            Refusal::NotGet => (405, "Method Not Allowed"),
+            Refusal::NotWebSocket | Refusal::BadVersion => (426, "Upgrade Required"),
+        }
+    }
+
+    /// The complete HTTP response that refuses the request and closes the connection.
+    pub fn response(self) -> Vec<u8> {
+        let (code, phrase) = self.status();
+        let body = format!("{self}\n");
+        let mut extra = String::new();
+        if matches!(self, Refusal::NotWebSocket | Refusal::BadVersion) {
+            extra.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+        }
+        if self == Refusal::NotGet {
+            extra.push_str("Allow: GET\r\n");
+        }
+        format!(
+            "HTTP/1.1 {code} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// Whether a comma-separated header value lists `token` (compared ignoring ASCII case when
+/// `fold_case`).
+fn lists(value: &[u8], token: &str, fold_case: bool) -> bool {
+    value.split(|b| *b == b',').any(|item| {
+        let item = item.trim_ascii();
+        if fold_case {
+            item.eq_ignore_ascii_case(token.as_bytes())
+        } else {
+            item == token.as_bytes()
+        }
+    })
+}
+
+/// Parses a request head from the bytes read so far.
+pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_REQUEST_HEAD => {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed),
+    };
+    if head_len > MAX_REQUEST_HEAD {
+        return Err(Refusal::TooLarge);
+    }
+    if request.version != Some(1) {
+        return Err(Refusal::Malformed);
+    }
+    if request.method != Some("GET") {
+        return Err(Refusal::NotGet);
+    }
+    let headers: &[httparse::Header<'_>] = request.headers;
+    let all = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let upgrade = all("upgrade").any(|v| lists(v, "websocket", true));
+    let connection = all("connection").any(|v| lists(v, "upgrade", true));
+    if !upgrade || !connection {
+        return Err(Refusal::NotWebSocket);
+    }
+    if !all("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
+        return Err(Refusal::BadVersion);
+    }
+    let key = all("sec-websocket-key")
+        .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
+        .find(|k| !k.is_empty())
+        .ok_or(Refusal::MissingKey)?;
+    if !all("sec-websocket-protocol").any(|v| lists(v, SUBPROTOCOL, false)) {
+        return Err(Refusal::NoSubprotocol);
+    }
+    Ok(Parsed::Complete {
+        request: UpgradeRequest {
+            key,
+            path: request.path.unwrap_or("/").to_owned(),
+        },
+        head_len,
+    })
+}
+
+/// The 101 response accepting `request`, echoing exactly `mles-websocket` and no extension.
+pub fn accept_response(request: &UpgradeRequest) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n",
+        derive_accept_key(request.key.as_bytes())
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /any/path?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, mles-websocket\r\n\
+        Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+
+    #[test]
+    fn accepts_a_list_holding_the_subprotocol_and_echoes_only_it() {
+        let Parsed::Complete { request, head_len } = parse_request(GOOD.as_bytes()).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!(head_len, GOOD.len());
+        assert_eq!(request.path, "/any/path?x=1");
+        let response = String::from_utf8(accept_response(&request)).unwrap();
+        // RFC 6455's example key and accept value.
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(response.contains("Sec-WebSocket-Protocol: mles-websocket\r\n"));
+        assert!(!response.contains("Extensions"));
+    }
+
+    #[test]
+    fn partial_until_the_blank_line() {
+        assert_eq!(parse_request(&GOOD.as_bytes()[..40]), Ok(Parsed::Partial));
+    }
+
+    #[test]
+    fn refusals_have_clear_statuses() {
+        let without = GOOD.replace("Sec-WebSocket-Protocol: chat, mles-websocket\r\n", "");
+        assert_eq!(
+            parse_request(without.as_bytes()),
+            Err(Refusal::NoSubprotocol)
+        );
+        let wrong = GOOD.replace("chat, mles-websocket", "mles-websocket-v3");
+        assert_eq!(parse_request(wrong.as_bytes()), Err(Refusal::NoSubprotocol));
+        let plain = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(parse_request(plain.as_bytes()), Err(Refusal::NotWebSocket));
+        let post = GOOD.replace("GET", "POST");
+        assert_eq!(parse_request(post.as_bytes()), Err(Refusal::NotGet));
+        let v8 = GOOD.replace("Version: 13", "Version: 8");
+        assert_eq!(parse_request(v8.as_bytes()), Err(Refusal::BadVersion));
+        assert_eq!(
+            parse_request(b"\x16\x03\x01garbage\r\n\r\n"),
+            Err(Refusal::Malformed)
+        );
+        let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_REQUEST_HEAD));
+        assert_eq!(parse_request(huge.as_bytes()), Err(Refusal::TooLarge));
+        assert_eq!(Refusal::NoSubprotocol.status().0, 400);
+        let response = String::from_utf8(Refusal::NoSubprotocol.response()).unwrap();
+        assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(response.ends_with("send Sec-WebSocket-Protocol: mles-websocket\n"));
+    }
+}

@@ -1,0 +1,138 @@
+//! The admin listener: `/healthz` for probes and `/metrics` for Prometheus, on a separate
+//! (by default loopback-only) address so that it is never exposed with the Mles port.
+
+use std::time::Duration;
+
+use kanava_hub::Hub;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8192;
+
+/// What an admin request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// Any other path.
+    NotFound,
+    /// A method other than GET.
+    BadMethod,
+    /// Not an HTTP request, or too large.
+    Malformed,
+}
+
+/// Parses an admin request head: `None` while incomplete. Pure, so that it can be fuzzed.
+pub fn route(buf: &[u8]) -> Option<Route> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => None,
+        Ok(httparse::Status::Partial) | Err(_) => Some(Route::Malformed),
+        Ok(httparse::Status::Complete(_)) => Some(match (request.method, request.path) {
+            (Some("GET"), Some(path)) => match path.split('?').next().unwrap_or_default() {
+                "/healthz" => Route::Health,
+                "/metrics" => Route::Metrics,
+                _ => Route::NotFound,
+            },
+            _ => Route::BadMethod,
+        }),
+    }
+}
+
+/// Serves the admin endpoints until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let tcp = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (hub, metrics) = (hub.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(tcp, &hub, &metrics)).await;
+        });
+    }
+}
+
+async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let route = loop {
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(route) = route(&buf) {
+            break route;
+        }
+    };
+    let (status, content_type, body) = match route {
+        Route::Health => (
+            "200 OK",
+            "application/json",
+            format!(
+                "{{\"status\":\"ok\",\"channels\":{}}}\n",
+                hub.active_channels()
+            ),
+        ),
+        Route::Metrics => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        Route::NotFound => (
+            "404 Not Found",
+            "text/plain",
+            "try /healthz or /metrics\n".into(),
+        ),
+        Route::BadMethod => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+        Route::Malformed => (
+            "400 Bad Request",
+            "text/plain",
+            "malformed request\n".into(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body.as_bytes()).await?;
+    tcp.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(b"GET /healthz HTTP/1.1\r\n\r\n"), Some(Route::Health));
+        assert_eq!(
+            route(b"GET /metrics?x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(Route::Metrics)
+        );
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Some(Route::NotFound));
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Some(Route::BadMethod)
+        );
+        assert_eq!(route(b"GET /heal"), None);
+        assert_eq!(route(b"\x00\x01\r\n\r\n"), Some(Route::Malformed));
+        assert_eq!(route(&[b'a'; MAX_REQUEST]), Some(Route::Malformed));
+    }
+}

@@ -1,0 +1,203 @@
+//! kanava's wiring: the binary parses its command line into [`Settings`], and [`start`] opens the
+//! store, the hub and the listeners and returns a running [`Server`].
+//!
+//! Everything protocol-specific lives in the library crates; this crate only connects them and
+//! owns process concerns (TLS material, the admin endpoint, retention timers, shutdown order).
+
+pub mod admin;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kanava_core::HistoryLimits;
+use kanava_hub::{Hub, HubConfig, QueueLimits};
+use kanava_mles::MlesConfig;
+use kanava_store::{SqliteStore, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use tls::{AcmeSettings, TlsSource};
+
+/// How often idle channels are looked for.
+const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long shutdown waits for connections to finish their closing handshakes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything `kanava serve` needs, resolved from flags, environment and config file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data directory (store, certificates).
+    pub data_dir: PathBuf,
+    /// Where the Mles WebSocket/TLS listener binds.
+    pub mles_listen: SocketAddr,
+    /// Where `/healthz` and `/metrics` are served.
+    pub admin_listen: SocketAddr,
+    /// Per-channel history caps.
+    pub history: HistoryLimits,
+    /// Per-connection outbound queue bounds.
+    pub queue: QueueLimits,
+    /// Channels with no activity for this long (and nobody in them) are deleted.
+    pub channel_max_idle: Duration,
+    /// The Mles listener's settings.
+    pub mles: MlesConfig,
+    /// Where the certificate comes from.
+    pub tls: TlsSource,
+}
+
+impl Settings {
+    /// Refuses settings that cannot work together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.history.max_entries == 0 {
+            bail!("--history-limit must be at least 1");
+        }
+        if self.mles.max_frame as u64 > self.history.max_bytes {
+            bail!(
+                "--max-frame ({}) must not exceed --history-bytes ({}): a frame the history cannot hold could not be replayed",
+                self.mles.max_frame,
+                self.history.max_bytes
+            );
+        }
+        if self.mles.max_frame > self.queue.max_bytes {
+            bail!(
+                "--max-frame ({}) must not exceed --queue-bytes ({}): a frame must fit in a member's queue",
+                self.mles.max_frame,
+                self.queue.max_bytes
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// The bound Mles address.
+    pub mles_addr: SocketAddr,
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Where the certificate came from.
+    pub tls_summary: String,
+    hub: Hub,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    mles: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Opens the store, binds the listeners and starts serving.
+pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Result<Server> {
+    settings.validate()?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&settings.data_dir.join("kanava.db"), settings.history)
+            .context("opening the store")?,
+    );
+    let hub = Hub::new(
+        Arc::clone(&store),
+        HubConfig {
+            history: settings.history,
+            queue: settings.queue,
+        },
+    );
+    let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
+    let mles_listener = TcpListener::bind(settings.mles_listen)
+        .await
+        .with_context(|| format!("binding the Mles listener to {}", settings.mles_listen))?;
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
+    let shutdown = CancellationToken::new();
+    let server = Server {
+        mles_addr: mles_listener.local_addr()?,
+        admin_addr: admin_listener.local_addr()?,
+        tls_summary: tls.summary,
+        hub: hub.clone(),
+        store,
+        shutdown: shutdown.clone(),
+        mles: tokio::spawn(kanava_mles::serve(
+            mles_listener,
+            tls.server,
+            hub.clone(),
+            settings.mles.clone(),
+            shutdown.clone(),
+        )),
+        background: vec![
+            tokio::spawn(admin::serve(
+                admin_listener,
+                hub.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(purge_idle_channels(hub, settings.channel_max_idle)),
+            tokio::spawn(metrics_upkeep(metrics)),
+        ],
+    };
+    Ok(server)
+}
+
+async fn purge_idle_channels(hub: Hub, max_idle: Duration) {
+    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match hub.purge_idle(max_idle).await {
+            Ok(purged) if purged.is_empty() => {}
+            Ok(purged) => tracing::info!(channels = purged.len(), "purged idle channels"),
+            Err(error) => tracing::error!(%error, "purging idle channels failed"),
+        }
+    }
+}
+
+async fn metrics_upkeep(metrics: PrometheusHandle) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        metrics.run_upkeep();
+    }
+}
+
+impl Server {
+    /// Drains: stops accepting, closes every member with 1001, waits (bounded) for the
+    /// connections to end, and makes sure everything stored is durable.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let kicked = self.hub.shutdown().await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.mles)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing anyway");
+        }
+        for task in self.background {
+            task.abort();
+        }
+        kicked.context("flushing the store")?;
+        self.store.sync().await.context("flushing the store")?;
+        Ok(())
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit, so that many connections fit.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
