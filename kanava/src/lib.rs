@@ -104,6 +104,7 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
         HubConfig {
             history: settings.history,
             queue: settings.queue,
+            ..HubConfig::default()
         },
     );
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;

@@ -357,6 +357,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("kanava-worker")
         .enable_all()
         .build()
     {

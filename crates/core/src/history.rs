@@ -56,13 +56,33 @@ impl HistoryWindow {
     }
 
     /// The retained entries, oldest first.
-    pub fn entries(&self) -> impl ExactSizeIterator<Item = &Arc<Entry>> {
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Arc<Entry>> + ExactSizeIterator {
         self.entries.iter()
     }
 
-    /// A copy of the retained entries, oldest first (cheap: entries are shared).
-    pub fn snapshot(&self) -> Vec<Arc<Entry>> {
-        self.entries.iter().cloned().collect()
+    /// The limits this window keeps.
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
+    }
+
+    /// The sequence number of the oldest entry that would remain if `newer` (oldest first,
+    /// all newer than the retained entries) were pushed; `next_seq` if none would.
+    pub fn first_kept_after<'a>(
+        &'a self,
+        newer: impl DoubleEndedIterator<Item = &'a Entry>,
+        next_seq: u64,
+    ) -> u64 {
+        let mut first = next_seq;
+        let (mut count, mut bytes) = (0usize, 0u64);
+        for entry in newer.rev().chain(self.entries.iter().rev().map(|e| &**e)) {
+            count += 1;
+            bytes += entry.payload.len() as u64;
+            if count > self.limits.max_entries || bytes > self.limits.max_bytes {
+                break;
+            }
+            first = entry.seq;
+        }
+        first
     }
 
     /// Payload bytes currently retained.
@@ -124,6 +144,31 @@ mod tests {
         let seqs: Vec<u64> = w.entries().map(|e| e.seq).collect();
         assert_eq!(seqs, [5, 6, 7, 8, 9]);
         assert_eq!(w.bytes(), 5 * 200 * 1024);
+    }
+
+    #[test]
+    fn first_kept_after_matches_pushing() {
+        let limits = HistoryLimits {
+            max_entries: 3,
+            max_bytes: 10,
+        };
+        let mut w = HistoryWindow::new(limits);
+        for seq in 1..=3 {
+            w.push(entry(seq, 2));
+        }
+        let newer = [entry(4, 2), entry(5, 5)];
+        let first = w.first_kept_after(newer.iter().map(|e| &**e), 6);
+        for e in newer {
+            w.push(e);
+        }
+        assert_eq!(first, w.entries().next().unwrap().seq);
+        // Pushing 5 made four entries: 2 went, leaving 3, 4, 5 (9 bytes).
+        assert_eq!(first, 3);
+        assert_eq!(w.first_kept_after(std::iter::empty(), 6), 3);
+        // One more large entry would push out 3 and 4 by bytes.
+        assert_eq!(w.first_kept_after([&*entry(6, 5)].into_iter(), 7), 5);
+        let empty = HistoryWindow::new(limits);
+        assert_eq!(empty.first_kept_after(std::iter::empty(), 1), 1);
     }
 
     proptest! {

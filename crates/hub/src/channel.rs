@@ -31,6 +31,9 @@ pub(crate) struct MemberSlot {
     /// The channel's next sequence number when this member joined: entries below it were
     /// either in its history snapshot or still awaiting commit.
     pub(crate) joined_at: u64,
+    /// The oldest entry this member gets: entries that the history limits had already pushed
+    /// out of the window when it joined are not sent to it live either.
+    pub(crate) live_from: u64,
     pub(crate) outbox: OutboxSender,
 }
 
@@ -159,7 +162,11 @@ impl ChannelState {
         let header = frame.entry.kind == FrameKind::Header;
         let mut overflowed = Vec::new();
         for (uid, member) in &self.members {
-            if member.id == frame.origin || (header && frame.entry.seq >= member.joined_at) {
+            let seq = frame.entry.seq;
+            if member.id == frame.origin
+                || seq < member.live_from
+                || (header && seq >= member.joined_at)
+            {
                 continue;
             }
             match member.outbox.try_push(&frame.entry) {
@@ -180,6 +187,22 @@ impl ChannelState {
             self.members.remove(&uid);
         }
         self.history.push(frame.entry);
+    }
+
+    /// What a member joining now must be replayed: the history window as it will be once every
+    /// frame awaiting commit is in it, minus those frames, which it gets live. Returns the
+    /// replay and the oldest sequence number the member gets at all.
+    pub(crate) fn replay_at_join(&self) -> (Vec<Arc<Entry>>, u64) {
+        let live_from = self
+            .history
+            .first_kept_after(self.in_flight.iter().map(|f| &*f.entry), self.next_seq);
+        let replay = self
+            .history
+            .entries()
+            .filter(|e| e.seq >= live_from)
+            .cloned()
+            .collect();
+        (replay, live_from)
     }
 
     /// Whether nothing holds this channel in memory any more.

@@ -13,14 +13,6 @@ pub enum HubError {
         /// The channel it tried to join.
         channel: ChannelName,
     },
-    /// The frame is larger than a member may have in flight at once.
-    #[error("frame of {size} bytes exceeds the in-flight limit of {limit} bytes")]
-    TooLarge {
-        /// The frame's size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
     /// The hub is shutting down and takes no new members or frames.
     #[error("the server is shutting down")]
     ShuttingDown,

@@ -15,12 +15,26 @@ use crate::channel::{Channel, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
 
 /// How the hub retains history and bounds each member.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubConfig {
     /// Per-channel history caps.
     pub history: HistoryLimits,
-    /// Per-member outbound queue bounds; `max_bytes` also bounds a member's uncommitted frames.
+    /// Per-member outbound queue bounds.
     pub queue: QueueLimits,
+    /// Payload bytes one member may have awaiting commit; a larger frame waits until the
+    /// member has nothing else in flight. Keeps the store's queue short, so that a busy sender
+    /// cannot delay other channels' frames behind its backlog.
+    pub max_in_flight_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            history: HistoryLimits::default(),
+            queue: QueueLimits::default(),
+            max_in_flight_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// The hub. Cheap to clone; all clones share one registry.
@@ -139,15 +153,16 @@ impl Hub {
                     return Err(HubError::Duplicate { uid, channel });
                 }
                 let joined_at = state.next_seq;
+                let (history, live_from) = state.replay_at_join();
                 state.members.insert(
                     uid.clone(),
                     MemberSlot {
                         id,
                         joined_at,
+                        live_from,
                         outbox: sender,
                     },
                 );
-                let history = state.history.snapshot();
                 let header_entry =
                     state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
                 let pending = self.submit(&entry, &header_entry);
@@ -165,7 +180,7 @@ impl Hub {
                 channel: entry,
                 uid,
                 id,
-                in_flight: Arc::new(Semaphore::new(self.inner.config.queue.max_bytes)),
+                in_flight: Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1))),
             };
             return Ok(Joined {
                 member,
@@ -304,16 +319,13 @@ impl Member {
     }
 
     /// Sends a frame to the channel. It takes its place in the channel's order now and reaches
-    /// the other members once it is durable. Waits only when this member already has
-    /// [`QueueLimits::max_bytes`] awaiting commit.
+    /// the other members once it is durable. Waits only while this member already has
+    /// [`HubConfig::max_in_flight_bytes`] awaiting commit.
     pub async fn publish(&self, kind: FrameKind, payload: Bytes) -> Result<(), HubError> {
-        let limit = self.hub.inner.config.queue.max_bytes;
         let size = payload.len();
-        // Every frame, even an empty one, holds at least one permit.
-        let permits = u32::try_from(size.max(1))
-            .ok()
-            .filter(|p| *p as usize <= limit)
-            .ok_or(HubError::TooLarge { size, limit })?;
+        // Every frame holds at least one permit; one larger than the whole budget takes all of it.
+        let budget = self.hub.inner.config.max_in_flight_bytes.max(1);
+        let permits = u32::try_from(size.clamp(1, budget)).unwrap_or(u32::MAX);
         let permit = Arc::clone(&self.in_flight)
             .acquire_many_owned(permits)
             .await

@@ -242,7 +242,10 @@ async fn history_survives_a_new_hub_on_the_same_store_file() {
         hub.shutdown().await.unwrap();
         let b = hub_at(dir.path(), HubConfig::default());
         let j = join(&b, "c", "reader").await;
-        payloads(&j.history)
+        let replay = payloads(&j.history);
+        drop(j);
+        b.shutdown().await.unwrap();
+        replay
     };
     let hub = hub_at(dir.path(), HubConfig::default());
     let j = join(&hub, "c", "reader2").await;
@@ -251,4 +254,41 @@ async fn history_survives_a_new_hub_on_the_same_store_file() {
     assert_eq!(&after[..before.len()], &before[..]);
     assert_eq!(before.len(), 12);
     assert_eq!(before[11], (FrameKind::Ping, b"p".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joiner_gets_the_window_as_of_its_join_even_with_frames_awaiting_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HubConfig {
+        history: HistoryLimits {
+            max_entries: 3,
+            max_bytes: u64::MAX,
+        },
+        ..HubConfig::default()
+    };
+    let hub = hub_at(dir.path(), config);
+    for round in 0..20u8 {
+        let ch = format!("c{round}");
+        let writer = join(&hub, &ch, "writer").await;
+        for i in 0..5u8 {
+            writer
+                .member
+                .publish(FrameKind::Binary, Bytes::from(vec![i]))
+                .await
+                .unwrap();
+        }
+        // Joins at once: some of m0..m4 are still awaiting commit.
+        let mut probe = join(&hub, &ch, "probe").await;
+        let got = first(&mut probe, 3).await;
+        assert_eq!(
+            payloads(&got),
+            [2u8, 3, 4].map(|i| (FrameKind::Binary, vec![i])),
+            "round {round}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            probe.outbox.try_recv().is_none(),
+            "round {round}: more than the window"
+        );
+    }
 }

@@ -37,6 +37,10 @@ const MAX_MISSED_PINGS: u32 = 3;
 /// Live frames written before one flush, to batch small frames into few TLS records.
 const MAX_BATCH_FRAMES: usize = 256;
 
+/// Payload bytes written before one flush: bounds how long one member's writer runs before
+/// yielding, so that a busy channel's fan-out cannot hold a worker thread for long.
+const MAX_BATCH_BYTES: usize = 128 * 1024;
+
 /// How long a closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -296,11 +300,13 @@ async fn write(
             entry = outbox.recv() => {
                 let Some(entry) = entry else { return End::PeerGone };
                 let mut sent = 1;
+                let mut bytes = entry.payload.len();
                 let mut result = sink.feed(message(&entry)).await;
-                while result.is_ok() && sent < MAX_BATCH_FRAMES {
+                while result.is_ok() && sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
                     let Some(entry) = outbox.try_recv() else { break };
                     result = sink.feed(message(&entry)).await;
                     sent += 1;
+                    bytes += entry.payload.len();
                 }
                 if result.is_err() || sink.flush().await.is_err() {
                     return End::PeerGone;
@@ -332,9 +338,6 @@ async fn read(stream: &mut SplitStream<&mut Ws>, member: &Member, missed: &Atomi
             Ok(()) => {}
             Err(HubError::ShuttingDown) => {
                 return End::Close(CloseCode::Away, "server shutting down");
-            }
-            Err(HubError::TooLarge { .. }) => {
-                return End::Close(CloseCode::Size, "frame too large");
             }
             Err(error) => {
                 tracing::error!(%error, "publish failed");

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `kanava` binary on port 0, driven by real clients (a Rust
+//! tokio-tungstenite client, raw TLS sockets, Python `websockets`, pebble for ACME).
+
+mod support;
+
+mod acme;
+mod bad_input;
+mod cli;
+mod defects;
+mod durability;
+mod protocol;
+mod python;

@@ -1,0 +1,470 @@
+//! Test harness: start the real server, connect real clients, wait for conditions.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// How long any expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Tests that load the machine (or measure latency) take this lock so that they do not run
+/// at the same time as each other.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: OnceLock<Mutex<()>> = OnceLock::new();
+    HEAVY
+        .get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Polls `condition` until it holds or `WAIT` passes.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `kanava serve` process. Killed on drop.
+pub struct Kanava {
+    child: Child,
+    pub data: PathBuf,
+    pub mles: SocketAddr,
+    pub admin: SocketAddr,
+    pub stdout_lines: Vec<String>,
+    _tempdir: Option<Arc<tempfile::TempDir>>,
+}
+
+/// Builder for a server start.
+pub struct Start {
+    data: Option<PathBuf>,
+    tempdir: Option<Arc<tempfile::TempDir>>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    mles_listen: String,
+}
+
+impl Start {
+    pub fn new() -> Self {
+        Self {
+            data: None,
+            tempdir: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            mles_listen: "127.0.0.1:0".into(),
+        }
+    }
+
+    /// Uses `dir` as the data directory (to restart on the same data).
+    pub fn data(mut self, dir: &Path) -> Self {
+        self.data = Some(dir.to_owned());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn mles_listen(mut self, addr: &str) -> Self {
+        self.mles_listen = addr.into();
+        self
+    }
+
+    pub fn start(mut self) -> Kanava {
+        let data = match self.data.take() {
+            Some(d) => d,
+            None => {
+                let dir = Arc::new(tempfile::tempdir().unwrap());
+                let data = dir.path().join("data");
+                self.tempdir = Some(dir);
+                data
+            }
+        };
+        let stderr_path = data.with_extension(format!("stderr-{}", std::process::id()));
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kanava"));
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--mles-listen",
+                &self.mles_listen,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(&self.args)
+            .env_remove("MLES_KEY")
+            .env("RUST_LOG", "kanava=debug,kanava_mles=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn kanava");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                let _ = child.wait();
+                panic!(
+                    "kanava exited before ready; stdout: {lines:?}; stderr: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+            let line = line.trim_end().to_owned();
+            if line == "ready" {
+                break;
+            }
+            lines.push(line);
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        let find = |prefix: &str| -> SocketAddr {
+            lines
+                .iter()
+                .find_map(|l| l.split(prefix).nth(1))
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
+                .parse()
+                .unwrap()
+        };
+        let mles = find("wss://");
+        let admin = find("http://");
+        Kanava {
+            child,
+            data,
+            mles,
+            admin,
+            stdout_lines: lines,
+            _tempdir: self.tempdir,
+        }
+    }
+}
+
+impl Kanava {
+    pub fn start() -> Kanava {
+        Start::new().start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The self-signed certificate the server generated.
+    pub fn cert_path(&self) -> PathBuf {
+        self.data.join("tls/self-signed.crt")
+    }
+
+    /// A client that trusts this server's self-signed certificate.
+    pub fn client(&self) -> Client {
+        Client::new(self.mles, &self.cert_path())
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        status.success()
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// Threads of the server process.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// GET on the admin listener: (status line, body).
+    pub async fn admin_get(&self, path: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(self.admin).await.unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
+    }
+
+    /// A metric's value from `/metrics` (the first sample whose name and labels start with
+    /// `name`).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics").await;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+}
+
+impl Kanava {
+    /// Waits until a metric reaches `at_least`: the server's own account of what it has done,
+    /// used to order a test's steps across connections.
+    pub async fn wait_metric(&self, name: &str, at_least: f64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(name).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} stayed at {value}, wanted {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Kanava {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Connects real TLS clients to one server.
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    tls: TlsConnector,
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, ca: &Path) -> Self {
+        install_crypto();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            addr,
+            tls: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// A TLS connection with nothing sent yet.
+    pub async fn tls(&self) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.tls
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
+    /// Upgrades with the Mles subprotocol; returns the socket and the echoed subprotocol.
+    pub async fn upgrade(&self) -> (Ws, Option<String>) {
+        self.upgrade_with(Some("mles-websocket")).await.unwrap()
+    }
+
+    pub async fn upgrade_with(
+        &self,
+        subprotocol: Option<&str>,
+    ) -> Result<(Ws, Option<String>), WsError> {
+        let mut request = format!("wss://localhost:{}/any/path?q=1", self.addr.port())
+            .into_client_request()
+            .unwrap();
+        if let Some(p) = subprotocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, self.tls().await, Some(config))
+                .await?;
+        let echoed = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Ok((ws, echoed))
+    }
+
+    /// Upgrades and sends a plain header.
+    pub async fn join(&self, uid: &str, channel: &str) -> Ws {
+        self.join_with(&serde_json::json!({"uid": uid, "channel": channel}).to_string())
+            .await
+    }
+
+    /// Upgrades and sends `header` as the first text frame.
+    pub async fn join_with(&self, header: &str) -> Ws {
+        let (mut ws, _) = self.upgrade().await;
+        ws.send(Message::text(header)).await.unwrap();
+        ws
+    }
+}
+
+/// The next data frame (text, binary or ping), skipping pongs and server pings with an empty
+/// payload; panics after `WAIT`.
+pub async fn recv(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("connection open")
+            .expect("no error");
+        match &msg {
+            Message::Pong(_) => continue,
+            Message::Ping(p) if p.is_empty() => continue,
+            _ => return msg,
+        }
+    }
+}
+
+/// Collects frames for `window`, skipping keepalive traffic; for negative checks only.
+pub async fn drain_for(ws: &mut Ws, window: Duration) -> Vec<Message> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match &msg {
+            Message::Pong(_) => {}
+            Message::Ping(p) if p.is_empty() => {}
+            _ => got.push(msg),
+        }
+    }
+    got
+}
+
+/// Receives `n` data frames.
+pub async fn recv_n(ws: &mut Ws, n: usize) -> Vec<Message> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(recv(ws).await);
+    }
+    got
+}
+
+/// Waits for the server to close `ws`; returns the close code (None if no close frame came)
+/// and how long it took.
+pub async fn closed(ws: &mut Ws) -> (Option<CloseCode>, Duration) {
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                return (frame.map(|f| f.code), started.elapsed());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return (None, started.elapsed()),
+        }
+    }
+}
+
+pub fn text(s: &str) -> Message {
+    Message::text(s)
+}
+
+/// A short description of a frame for assertion messages (never a whole payload).
+pub fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Text(t) if t.len() <= 80 => format!("text {:?}", t.as_str()),
+        Message::Text(t) => format!("text of {} bytes", t.len()),
+        Message::Binary(b) => format!(
+            "binary of {} bytes starting {:?}",
+            b.len(),
+            &b[..b.len().min(8)]
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+pub fn binary(b: &[u8]) -> Message {
+    Message::Binary(Bytes::copy_from_slice(b))
+}
+
+/// A header frame as JSON.
+pub fn json(msg: &Message) -> serde_json::Value {
+    match msg {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("header is JSON"),
+        other => panic!("expected a text header, got {other:?}"),
+    }
+}
+
+/// A fresh channel name, unique in this test run.
+pub fn channel(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
