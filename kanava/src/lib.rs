@@ -93,6 +93,9 @@ pub struct Server {
 /// Opens the store, binds the listeners and starts serving.
 pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Result<Server> {
     settings.validate()?;
+    kanava_store::describe_metrics();
+    kanava_hub::describe_metrics();
+    kanava_mles::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(

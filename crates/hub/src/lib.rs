@@ -17,3 +17,38 @@ mod outbox;
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
+
+/// Describes the hub's metrics and registers them at zero, so that `/metrics` lists every series
+/// from the start.
+pub fn describe_metrics() {
+    metrics::describe_gauge!("kanava_members", "Members currently in a channel");
+    metrics::describe_gauge!(
+        "kanava_channels",
+        "Channels held in memory (with members or frames awaiting commit)"
+    );
+    metrics::describe_counter!("kanava_frames_in_total", "Frames received from members");
+    metrics::describe_counter!(
+        "kanava_bytes_in_total",
+        "Payload bytes received from members"
+    );
+    metrics::describe_counter!(
+        "kanava_frames_out_total",
+        "Frames queued to members (deliveries)"
+    );
+    metrics::describe_counter!("kanava_bytes_out_total", "Payload bytes queued to members");
+    metrics::describe_counter!(
+        "kanava_queue_overflows_total",
+        "Members closed because their outbound queue overflowed"
+    );
+    metrics::gauge!("kanava_members").increment(0.0);
+    metrics::gauge!("kanava_channels").increment(0.0);
+    for name in [
+        "kanava_frames_in_total",
+        "kanava_bytes_in_total",
+        "kanava_frames_out_total",
+        "kanava_bytes_out_total",
+        "kanava_queue_overflows_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+}

@@ -17,3 +17,31 @@ pub mod upgrade;
 pub use header::{Header, HeaderError};
 pub use server::{MlesConfig, serve};
 pub use tls::ServerTls;
+
+/// Describes the Mles listener's metrics and registers them at zero, so that `/metrics` lists
+/// every series from the start.
+pub fn describe_metrics() {
+    metrics::describe_gauge!("kanava_connections", "Open Mles connections");
+    metrics::describe_counter!(
+        "kanava_connections_refused_total",
+        "Connections refused at a connection cap"
+    );
+    metrics::describe_counter!(
+        "kanava_handshake_failures_total",
+        "Connections that failed or timed out in TLS or the upgrade"
+    );
+    metrics::describe_counter!(
+        "kanava_upgrade_refusals_total",
+        "HTTP requests refused instead of upgraded, by status"
+    );
+    metrics::describe_counter!(
+        "kanava_header_refusals_total",
+        "Connections closed for a bad, duplicate or unauthorised header"
+    );
+    metrics::gauge!("kanava_connections").increment(0.0);
+    for cap in ["total", "source"] {
+        metrics::counter!("kanava_connections_refused_total", "cap" => cap).increment(0);
+    }
+    metrics::counter!("kanava_handshake_failures_total").increment(0);
+    metrics::counter!("kanava_header_refusals_total").increment(0);
+}

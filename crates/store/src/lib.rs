@@ -45,3 +45,16 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves once everything submitted before it is durable.
     fn sync(&self) -> Pending<()>;
 }
+
+/// Describes the store's metrics and registers them, so that `/metrics` lists them from the
+/// start.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        "kanava_store_commit_seconds",
+        metrics::Unit::Seconds,
+        "Time of one store transaction (group commit), fsync included"
+    );
+    metrics::describe_counter!("kanava_store_commits_total", "Store transactions committed");
+    metrics::counter!("kanava_store_commits_total").increment(0);
+    metrics::histogram!("kanava_store_commit_seconds");
+}

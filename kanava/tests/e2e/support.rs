@@ -249,15 +249,15 @@ impl Kanava {
         (head.lines().next().unwrap().to_owned(), body.to_owned())
     }
 
-    /// A metric's value from `/metrics` (the first sample whose name and labels start with
-    /// `name`).
-    pub async fn metric(&self, name: &str) -> f64 {
+    /// A series' value from `/metrics`; `series` is the name with any labels, exactly as
+    /// exported (`kanava_store_commit_seconds{quantile="0.99"}`). Absent series read as 0.
+    pub async fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.admin_get("/metrics").await;
         body.lines()
             .filter(|l| !l.starts_with('#'))
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0.0, |v| v.parse().unwrap())
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(key, _)| *key == series)
+            .map_or(0.0, |(_, v)| v.parse().unwrap())
     }
 }
 
@@ -319,11 +319,15 @@ impl Client {
 
     /// A TLS connection with nothing sent yet.
     pub async fn tls(&self) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.try_tls().await.expect("TLS handshake")
+    }
+
+    /// A TLS connection, or why the handshake failed (e.g. the certificate is not trusted).
+    pub async fn try_tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.addr).await?;
         self.tls
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
-            .unwrap()
     }
 
     /// Upgrades with the Mles subprotocol; returns the socket and the echoed subprotocol.
