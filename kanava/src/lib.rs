@@ -110,6 +110,8 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             ..HubConfig::default()
         },
     );
+    // Purge once before serving, then daily.
+    purge_once(&hub, settings.channel_max_idle).await;
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
     let mles_listener = TcpListener::bind(settings.mles_listen)
         .await
@@ -147,14 +149,19 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
 }
 
 async fn purge_idle_channels(hub: Hub, max_idle: Duration) {
-    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
     loop {
         ticker.tick().await;
-        match hub.purge_idle(max_idle).await {
-            Ok(purged) if purged.is_empty() => {}
-            Ok(purged) => tracing::info!(channels = purged.len(), "purged idle channels"),
-            Err(error) => tracing::error!(%error, "purging idle channels failed"),
-        }
+        purge_once(&hub, max_idle).await;
+    }
+}
+
+async fn purge_once(hub: &Hub, max_idle: Duration) {
+    match hub.purge_idle(max_idle).await {
+        Ok(purged) if purged.is_empty() => {}
+        Ok(purged) => tracing::info!(channels = purged.len(), "purged idle channels"),
+        Err(error) => tracing::error!(%error, "purging idle channels failed"),
     }
 }
 

@@ -130,3 +130,32 @@ async fn after_kill_9_every_frame_a_client_received_is_replayed() {
         "gap in the stored history"
     );
 }
+
+#[tokio::test]
+async fn channels_idle_longer_than_the_limit_are_purged_and_others_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Start::new().data(&data).start();
+    let client = server.client();
+    let (idle, fresh) = (channel("idle"), channel("fresh"));
+    let mut w = client.join("w", &idle).await;
+    w.send(text("old news")).await.unwrap();
+    server.wait_metric("kanava_frames_in_total", 1.0).await;
+    drop(w);
+    assert!(server.terminate());
+    // Let the idle channel age past a 3 s limit, then touch the other one.
+    std::thread::sleep(Duration::from_millis(3500));
+    let server = Start::new().data(&data).args(&["--channel-idle", "3s"]).start();
+    let client = server.client();
+    let mut w = client.join("w", &fresh).await;
+    w.send(text("news")).await.unwrap();
+    server.wait_metric("kanava_frames_in_total", 1.0).await;
+    drop(w);
+    assert!(server.terminate());
+
+    let server = Start::new().data(&data).args(&["--channel-idle", "3s"]).start();
+    let client = server.client();
+    assert!(replay_of(&client, "probe", &idle).await.is_empty(), "idle channel kept");
+    let kept = replay_of(&client, "probe", &fresh).await;
+    assert_eq!(kept.get(1), Some(&text("news")), "active channel purged");
+}
