@@ -56,5 +56,4 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!("kanava_store_commits_total", "Store transactions committed");
     metrics::counter!("kanava_store_commits_total").increment(0);
-    metrics::histogram!("kanava_store_commit_seconds");
 }

@@ -1,7 +1,7 @@
 //! ACME (TLS-ALPN-01) against a real `pebble` started by the test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

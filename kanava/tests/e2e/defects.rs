@@ -13,7 +13,7 @@ use crate::support::*;
 /// D1: a member that stops reading is closed; nobody else slows down, in its channel or others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d1_a_slow_reader_never_slows_anyone_else() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let server = Start::new()
         .args(&["--max-connections-per-source", "1000"])
         .start();
@@ -101,7 +101,7 @@ async fn d1_a_slow_reader_never_slows_anyone_else() {
 /// D2: connections that end before their header leave nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d2_connections_closing_before_their_header_leak_nothing() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let server = Kanava::start();
     let client = server.client();
     // Warm up (lazy allocations, thread pools), then take the baseline.
@@ -239,7 +239,7 @@ async fn d3_replayed_headers_never_reveal_auth() {
 /// D6: several cores work, and one saturated channel does not delay another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let server = Start::new()
         .args(&["--max-connections-per-source", "1000"])
         .start();

@@ -65,7 +65,7 @@ async fn sigterm_drains_with_1001_and_a_restart_replays_the_same_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_every_frame_a_client_received_is_replayed() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Start::new()
@@ -145,7 +145,10 @@ async fn channels_idle_longer_than_the_limit_are_purged_and_others_kept() {
     assert!(server.terminate());
     // Let the idle channel age past a 3 s limit, then touch the other one.
     std::thread::sleep(Duration::from_millis(3500));
-    let server = Start::new().data(&data).args(&["--channel-idle", "3s"]).start();
+    let server = Start::new()
+        .data(&data)
+        .args(&["--channel-idle", "3s"])
+        .start();
     let client = server.client();
     let mut w = client.join("w", &fresh).await;
     w.send(text("news")).await.unwrap();
@@ -153,9 +156,15 @@ async fn channels_idle_longer_than_the_limit_are_purged_and_others_kept() {
     drop(w);
     assert!(server.terminate());
 
-    let server = Start::new().data(&data).args(&["--channel-idle", "3s"]).start();
+    let server = Start::new()
+        .data(&data)
+        .args(&["--channel-idle", "3s"])
+        .start();
     let client = server.client();
-    assert!(replay_of(&client, "probe", &idle).await.is_empty(), "idle channel kept");
+    assert!(
+        replay_of(&client, "probe", &idle).await.is_empty(),
+        "idle channel kept"
+    );
     let kept = replay_of(&client, "probe", &fresh).await;
     assert_eq!(kept.get(1), Some(&text("news")), "active channel purged");
 }

@@ -8,10 +8,13 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_client_conforms() {
-    let _heavy = heavy();
+    let _heavy = heavy().await;
     let open = ["--max-connections-per-source", "1000"];
     let plain = Start::new().args(&open).start();
-    let keyed = Start::new().args(&open).env("MLES_KEY", "secretkey").start();
+    let keyed = Start::new()
+        .args(&open)
+        .env("MLES_KEY", "secretkey")
+        .start();
     let python = std::env::var("KANAVA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mles_spec.py");
     let (plain_url, keyed_url) = (
@@ -38,5 +41,8 @@ async fn python_websockets_client_conforms() {
         output.status.success(),
         "Python conformance failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.lines().filter(|l| l.starts_with("ok ")).count() >= 10, "{stdout}");
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count() >= 10,
+        "{stdout}"
+    );
 }

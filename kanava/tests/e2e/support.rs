@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,14 +24,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// How long any expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Tests that load the machine (or measure latency) take this lock so that they do not run
-/// at the same time as each other.
-pub fn heavy() -> MutexGuard<'static, ()> {
-    static HEAVY: OnceLock<Mutex<()>> = OnceLock::new();
-    HEAVY
-        .get_or_init(|| Mutex::new(()))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+/// Tests that load the machine (or measure latency) hold this lock, so that they do not run at
+/// the same time as each other. Each test has its own runtime; tokio's mutex works across them.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 /// Polls `condition` until it holds or `WAIT` passes.
@@ -76,11 +73,6 @@ impl Start {
     /// Uses `dir` as the data directory (to restart on the same data).
     pub fn data(mut self, dir: &Path) -> Self {
         self.data = Some(dir.to_owned());
-        self
-    }
-
-    pub fn arg(mut self, arg: &str) -> Self {
-        self.args.push(arg.to_owned());
         self
     }
 

@@ -1,0 +1,68 @@
+//! Fuzzes the Mles join header, the first frame every client sends: `Header::parse`.
+//!
+//! Beyond "no panic", an accepted header must satisfy:
+//! - `uid` and `channel` are non-empty ASCII and equal the input's fields;
+//! - `stored` (replayed to every later joiner) is a JSON object that never holds `auth`: the
+//!   auth token is a bearer password and must not leak to other clients;
+//! - without an `auth` key the input is stored verbatim; with one, `stored` is the input object
+//!   minus `auth`, the other fields in their original order, and `auth` is the token sent
+//!   (`null` counting as absent).
+
+#![no_main]
+
+use kanava_mles::header::{Header, MAX_HEADER_BYTES};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(header) = Header::parse(data) else {
+        return;
+    };
+    assert!(
+        data.len() <= MAX_HEADER_BYTES,
+        "accepted a {}-byte header",
+        data.len()
+    );
+
+    let uid = header.uid.as_str();
+    let channel = header.channel.as_str();
+    assert!(!uid.is_empty() && uid.is_ascii(), "bad uid {uid:?}");
+    assert!(
+        !channel.is_empty() && channel.is_ascii(),
+        "bad channel {channel:?}"
+    );
+
+    let input: Map<String, Value> =
+        serde_json::from_slice(data).expect("an accepted header is a JSON object");
+    assert_eq!(input.get("uid").and_then(Value::as_str), Some(uid));
+    assert_eq!(input.get("channel").and_then(Value::as_str), Some(channel));
+
+    let stored: Map<String, Value> = serde_json::from_slice(&header.stored)
+        .unwrap_or_else(|e| panic!("stored is not a JSON object ({e}): {:?}", header.stored));
+    assert!(
+        !stored.contains_key("auth"),
+        "stored header still holds auth: {:?}",
+        header.stored
+    );
+
+    match input.get("auth") {
+        None => {
+            assert_eq!(header.auth, None);
+            assert_eq!(&header.stored[..], data, "header without auth not stored verbatim");
+        }
+        Some(sent) => {
+            let expected = match sent {
+                Value::Null => None,
+                Value::String(s) => Some(s.as_str()),
+                other => panic!("accepted a non-string auth {other:?}"),
+            };
+            assert_eq!(header.auth.as_deref(), expected);
+            let mut without = input.clone();
+            without.shift_remove("auth");
+            assert!(
+                stored.iter().eq(without.iter()),
+                "stored {stored:?} is not the input without auth {without:?}"
+            );
+        }
+    }
+});
