@@ -26,6 +26,32 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
+    /// Measure a running server from the outside with real client connections.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Mles v2 over WSS: subscribers and publishers per channel; prints deliveries/s,
+    /// latency percentiles, loss and duplicates.
+    Mles(Box<kanava_bench::mles::MlesArgs>),
+}
+
+async fn bench(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Mles(args) => {
+            kanava::raise_fd_limit().context("raising the open-file limit")?;
+            let json = args.json;
+            let report = kanava_bench::mles::run(*args).await?;
+            if json {
+                println!("{}", report.to_json_line()?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Flags of `kanava serve`. Each can also come from a `KANAVA_*` environment variable or the
@@ -370,6 +396,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
+            Command::Bench(command) => bench(command).await,
         }
     });
     match result {
@@ -412,7 +439,9 @@ mod tests {
             "--max-frame",
             "2000",
         ]);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve")
+        };
         let (settings, _) = args.settings().unwrap();
         assert_eq!(settings.history.max_entries, 7);
         assert_eq!(settings.mles.max_frame, 2000);

@@ -1,1 +1,6 @@
+//! Load generators for the protocols kanava serves, so that a deployment can be measured from
+//! the outside with the same binary that runs it.
 
+#![warn(missing_docs)]
+
+pub mod mles;

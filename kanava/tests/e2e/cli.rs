@@ -190,3 +190,52 @@ async fn healthz_and_metrics() {
     let (status, _) = server.admin_get("/nope").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
+
+#[tokio::test]
+async fn bench_mles_reports_every_delivery_against_a_real_server() {
+    let server = Start::new()
+        .args(&["--max-connections-per-source", "1000"])
+        .start();
+    let url = format!("wss://127.0.0.1:{}/", server.mles.port());
+    let cert = server.cert_path();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .args(["bench", "mles", "--url", &url, "--ca"])
+            .arg(cert)
+            .args(["--channels", "2", "--subscribers", "5", "--publishers", "2"])
+            .args([
+                "--rate",
+                "50",
+                "--duration",
+                "2s",
+                "--warmup",
+                "500ms",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent >= 300, "{report}"); // 2 channels x 2 publishers x 50/s x 2 s, about 400
+    assert_eq!(report["expected_deliveries"], sent * 5, "{report}");
+    assert_eq!(
+        report["delivered"], report["expected_deliveries"],
+        "{report}"
+    );
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicated"], 0, "{report}");
+    assert_eq!(report["reordered"], 0, "{report}");
+    assert!(
+        report["latency_us"]["p99"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}

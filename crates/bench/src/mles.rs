@@ -1,0 +1,322 @@
+//! Load generator for Mles v2 servers.
+//!
+//! Subscribers join first, then publishers send stamped binary frames at a fixed rate for a
+//! while; every subscriber counts what arrives from the publishers of its channel, so that the
+//! run reports delivery latency, throughput, loss, duplication and reordering as seen by real
+//! WebSocket/TLS clients. All clients live in this process and share one monotonic clock.
+
+mod args;
+mod client;
+mod connect;
+mod progress;
+mod report;
+mod stamp;
+mod tally;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use args::MlesArgs;
+pub use report::{Disconnects, Latency, Report};
+
+use client::{Clock, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
+use connect::{ConnectError, Target};
+use progress::Progress;
+use stamp::RunId;
+
+/// How long deliveries may take to arrive after publishing stopped.
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
+
+/// Highest latency the histogram tells apart (an hour); higher ones are counted as this.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// How often the progress bar is updated.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Why a run could not be made; failures of single connections are counted in the report
+/// instead.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The arguments cannot make a meaningful run.
+    #[error("{0}")]
+    InvalidArgs(String),
+    /// Neither `--ca` nor `--insecure` says how to trust the server.
+    #[error("either --ca FILE or --insecure is required")]
+    NoTrust,
+    /// The URL is not a usable `wss://` URL.
+    #[error("invalid URL {url:?}: {reason}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host of the URL could not be resolved.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The CA file could not be read or parsed.
+    #[error("cannot read CA file {}: {source}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// The read or PEM error.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no certificate.
+    #[error("no certificates in CA file {}", .0.display())]
+    NoCertificates(PathBuf),
+    /// rustls refused the TLS configuration (such as a CA certificate).
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The latency histogram could not be created.
+    #[error("latency histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+    /// A connection task panicked.
+    #[error("a connection task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs the benchmark described by `args` against a Mles v2 server and reports what the
+/// subscribers saw. The caller prints the report (or [`Report::to_json_line`] with `--json`).
+pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
+    args.validate()?;
+    let target = Target::new(&args).await?;
+    let run = RunId::random();
+    let prefix = args
+        .uid_prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", run.short_hex()));
+    let progress = Progress::new(!args.json);
+    let shared = Arc::new(Shared {
+        target,
+        run,
+        clock: Clock::start(),
+        size: args.size,
+        rate: args.rate,
+        publishers_per_channel: args.publishers,
+        connect_permits: Semaphore::new(args.connect_concurrency),
+        sent: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?),
+    });
+    let counter = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    let mut connect_errors = BTreeMap::new();
+
+    let (ready, ready_rx) = mpsc::unbounded_channel();
+    let mut subscribers = JoinSet::new();
+    for c in 0..args.channels {
+        for i in 0..args.subscribers {
+            subscribers.spawn(client::subscriber(
+                shared.clone(),
+                c * args.publishers,
+                format!("{prefix}-s{c}-{i}"),
+                format!("{prefix}-ch{c}"),
+                ready.clone(),
+                phase_rx.clone(),
+            ));
+        }
+    }
+    drop(ready);
+    let total = args.channels * args.subscribers;
+    await_connections(
+        ready_rx,
+        "subscribers",
+        total,
+        &progress,
+        &mut connect_errors,
+    )
+    .await;
+
+    let (ready, ready_rx) = mpsc::unbounded_channel();
+    let mut publishers = JoinSet::new();
+    for c in 0..args.channels {
+        for p in 0..args.publishers {
+            publishers.spawn(client::publisher(
+                shared.clone(),
+                c * args.publishers + p,
+                format!("{prefix}-p{c}-{p}"),
+                format!("{prefix}-ch{c}"),
+                ready.clone(),
+                phase_rx.clone(),
+            ));
+        }
+    }
+    drop(ready);
+    let total = args.channels * args.publishers;
+    await_connections(
+        ready_rx,
+        "publishers",
+        total,
+        &progress,
+        &mut connect_errors,
+    )
+    .await;
+
+    let start = Instant::now();
+    let window = Window {
+        start,
+        duration: args.duration,
+        measure_from_ns: shared.clock.ns(start + args.warmup),
+        measure_until_ns: shared.clock.ns(start + args.duration),
+    };
+    phase_tx.send_replace(Phase::Publishing(window));
+    let mut published = Vec::new();
+    join_all(&mut publishers, &mut published, || {
+        progress.publishing(
+            start.elapsed(),
+            args.duration,
+            counter(&shared.sent),
+            counter(&shared.delivered),
+        );
+    })
+    .await?;
+
+    let mut sent = vec![0; total];
+    for outcome in &published {
+        sent[outcome.index] = outcome.sent;
+    }
+    let sent: Arc<[u64]> = sent.into();
+    phase_tx.send_replace(Phase::Settling {
+        window,
+        sent: sent.clone(),
+    });
+    let mut received = Vec::new();
+    let refresh = || progress.settling(counter(&shared.sent), counter(&shared.delivered));
+    let settling = join_all(&mut subscribers, &mut received, refresh);
+    if let Ok(result) = tokio::time::timeout(SETTLE_GRACE, settling).await {
+        result?;
+    } else {
+        phase_tx.send_replace(Phase::Stopping);
+        join_all(&mut subscribers, &mut received, refresh).await?;
+    }
+    progress.finish();
+
+    let latency = shared
+        .latency
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok(summarize(
+        &args,
+        prefix,
+        &sent,
+        &published,
+        &received,
+        connect_errors,
+        &latency,
+    ))
+}
+
+/// Waits until each of `total` connections has opened or failed, recording why failures failed.
+async fn await_connections(
+    mut ready: mpsc::UnboundedReceiver<Result<(), ConnectError>>,
+    what: &str,
+    total: usize,
+    progress: &Progress,
+    errors: &mut BTreeMap<String, u64>,
+) {
+    let (mut done, mut failed) = (0, 0);
+    progress.connecting(what, done, failed, total);
+    while let Some(result) = ready.recv().await {
+        done += 1;
+        if let Err(e) = result {
+            failed += 1;
+            *errors.entry(e.to_string()).or_default() += 1;
+        }
+        progress.connecting(what, done, failed, total);
+    }
+}
+
+/// Collects the outcomes of the tasks of `set` into `out`, refreshing the progress bar
+/// meanwhile. Cancel safe: outcomes collected before a cancellation stay in `out`.
+async fn join_all<T: 'static>(
+    set: &mut JoinSet<Option<T>>,
+    out: &mut Vec<T>,
+    refresh: impl Fn(),
+) -> Result<(), BenchError> {
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                Some(outcome) => out.extend(outcome?),
+                None => return Ok(()),
+            },
+            _ = ticker.tick() => refresh(),
+        }
+    }
+}
+
+/// Adds up what the publishers sent and the subscribers saw.
+fn summarize(
+    args: &MlesArgs,
+    uid_prefix: String,
+    sent: &[u64],
+    published: &[PublisherOutcome],
+    received: &[SubscriberOutcome],
+    connect_errors: BTreeMap<String, u64>,
+    latency: &Histogram<u64>,
+) -> Report {
+    let mut disconnects = Disconnects::default();
+    let mut count_ending = |ended: &Option<String>, of_subscriber: bool| {
+        if let Some(reason) = ended {
+            if of_subscriber {
+                disconnects.subscribers += 1;
+            } else {
+                disconnects.publishers += 1;
+            }
+            *disconnects.close_codes.entry(reason.clone()).or_default() += 1;
+        }
+    };
+    for outcome in published {
+        count_ending(&outcome.ended, false);
+    }
+    let (mut expected, mut delivered, mut duplicated, mut reordered) = (0, 0, 0, 0);
+    let (mut in_window, mut settled) = (0, true);
+    for outcome in received {
+        count_ending(&outcome.ended, true);
+        settled &= outcome.ended.is_some() || outcome.has_seen_all(sent);
+        in_window += outcome.in_window;
+        for (i, tally) in outcome.tallies.iter().enumerate() {
+            expected += sent[outcome.first_publisher + i];
+            delivered += tally.unique();
+            duplicated += tally.duplicated();
+            reordered += tally.reordered();
+        }
+    }
+    let window_secs = (args.duration - args.warmup).as_secs_f64();
+    Report {
+        uid_prefix,
+        channels: args.channels,
+        subscribers: args.subscribers,
+        publishers: args.publishers,
+        rate: args.rate,
+        size: args.size,
+        duration_secs: args.duration.as_secs_f64(),
+        warmup_secs: args.warmup.as_secs_f64(),
+        sent: sent.iter().sum(),
+        expected_deliveries: expected,
+        delivered,
+        deliveries_per_sec: in_window as f64 / window_secs,
+        lost: expected.saturating_sub(delivered),
+        duplicated,
+        reordered,
+        settled,
+        connect_failures: connect_errors.values().sum(),
+        connect_errors,
+        disconnects,
+        latency_us: Latency::of(latency),
+    }
+}

@@ -1,0 +1,163 @@
+//! The summary of a run, as a table for people and as JSON for scripts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The outcome of a Mles benchmark run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Prefix of the uids and channel names the run used.
+    pub uid_prefix: String,
+    /// Channels.
+    pub channels: usize,
+    /// Subscribers per channel.
+    pub subscribers: usize,
+    /// Publishers per channel.
+    pub publishers: usize,
+    /// Frames per second per publisher asked for.
+    pub rate: f64,
+    /// Payload bytes per frame.
+    pub size: usize,
+    /// Length of the publishing period.
+    pub duration_secs: f64,
+    /// Start of the publishing period left out of the statistics.
+    pub warmup_secs: f64,
+    /// Frames the publishers sent.
+    pub sent: u64,
+    /// Deliveries owed: each sent frame times the subscribers of its channel that connected.
+    pub expected_deliveries: u64,
+    /// Distinct frames that arrived at subscribers.
+    pub delivered: u64,
+    /// Deliveries between the end of the warmup and the end of publishing, per second.
+    pub deliveries_per_sec: f64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Frames that arrived at a subscriber more than once (extra arrivals).
+    pub duplicated: u64,
+    /// Frames that arrived after a later frame of the same publisher.
+    pub reordered: u64,
+    /// Whether every subscriber still connected saw the last frame of every publisher before
+    /// the grace period after publishing ran out.
+    pub settled: bool,
+    /// Connections that could not be opened.
+    pub connect_failures: u64,
+    /// Why connections could not be opened, with counts.
+    pub connect_errors: BTreeMap<String, u64>,
+    /// Connections the server ended during the run.
+    pub disconnects: Disconnects,
+    /// Latency from send to delivery, in microseconds, after the warmup.
+    pub latency_us: Latency,
+}
+
+/// Connections the server ended before the benchmark closed them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Disconnects {
+    /// Subscribers ended by the server.
+    pub subscribers: u64,
+    /// Publishers ended by the server.
+    pub publishers: u64,
+    /// Close codes (or how the connection ended without one), with counts.
+    pub close_codes: BTreeMap<String, u64>,
+}
+
+/// Percentiles of the delivery latency, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Deliveries measured.
+    pub samples: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Highest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// The summary of a histogram of microseconds.
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            samples: histogram.len(),
+            p50: histogram.value_at_quantile(0.50),
+            p90: histogram.value_at_quantile(0.90),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        }
+    }
+}
+
+impl Report {
+    /// The report as one line of JSON, what `--json` prints.
+    pub fn to_json_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        writeln!(
+            f,
+            "{} channel{} × ({} subscriber{} + {} publisher{}), {} frames/s of {} B per publisher, \
+             {}s (warmup {}s), prefix {}",
+            self.channels,
+            plural(self.channels),
+            self.subscribers,
+            plural(self.subscribers),
+            self.publishers,
+            plural(self.publishers),
+            self.rate,
+            self.size,
+            self.duration_secs,
+            self.warmup_secs,
+            self.uid_prefix,
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, value: &dyn fmt::Display| {
+            writeln!(f, "  {name:<22}{value:>12}")
+        };
+        row(f, "sent", &self.sent)?;
+        row(f, "expected deliveries", &self.expected_deliveries)?;
+        row(f, "delivered", &self.delivered)?;
+        row(
+            f,
+            "deliveries/s",
+            &format!("{:.1}", self.deliveries_per_sec),
+        )?;
+        row(f, "lost", &self.lost)?;
+        row(f, "duplicated", &self.duplicated)?;
+        row(f, "reordered", &self.reordered)?;
+        row(f, "settled", &self.settled)?;
+        row(f, "connect failures", &self.connect_failures)?;
+        for (error, count) in &self.connect_errors {
+            writeln!(f, "    {count:>8} × {error}")?;
+        }
+        row(
+            f,
+            "disconnects",
+            &format!(
+                "{} sub, {} pub",
+                self.disconnects.subscribers, self.disconnects.publishers
+            ),
+        )?;
+        for (code, count) in &self.disconnects.close_codes {
+            writeln!(f, "    {count:>8} × {code}")?;
+        }
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "  latency µs ({} samples): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}",
+            l.samples, l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        )
+    }
+}
