@@ -131,7 +131,7 @@ async fn handshake(
         .max_frame_size(Some(config.max_frame))
         .max_message_size(Some(config.max_frame))
         // Small initial read buffer: most connections idle, and it grows for big frames.
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(config.max_frame.saturating_mul(2).max(1 << 20));
     let rest = buf.split_off(head_len);
