@@ -117,3 +117,30 @@ async fn an_idle_connection_without_header_is_closed_after_the_header_timeout() 
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn connections_over_the_per_source_cap_are_refused_until_one_closes() {
+    let server = Start::new()
+        .args(&["--max-connections-per-source", "3"])
+        .start();
+    let client = server.client();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(client.upgrade().await.0);
+    }
+    // The fourth is dropped before its TLS handshake completes.
+    assert!(
+        client.try_tls().await.is_err(),
+        "a fourth connection was served"
+    );
+    server
+        .wait_metric("kanava_connections_refused_total{cap=\"source\"}", 1.0)
+        .await;
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    wait_until_async("a slot is free again", || async {
+        client.try_tls().await.is_ok()
+    })
+    .await;
+}
