@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kanava::{AcmeSettings, Settings, TlsSource};
-use kanava_core::HistoryLimits;
+use kanava_core::{HistoryLimits, parse_duration};
 use kanava_hub::QueueLimits;
 use kanava_mles::MlesConfig;
 use serde::Deserialize;
@@ -180,31 +180,6 @@ fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
         .transpose()
-}
-
-/// Parses `500ms`, `10s`, `5m`, `12h`, `30d`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms, 5m, 12h or 30d"))?;
-    let seconds = |factor: u64| Duration::from_secs(number.saturating_mul(factor));
-    Ok(match unit.trim() {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?}: use ms, s, m, h or d"
-            ));
-        }
-    })
 }
 
 const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -411,16 +386,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("24s"), Ok(Duration::from_secs(24)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn flags_beat_the_config_file_which_beats_defaults() {

@@ -4,10 +4,12 @@
 //! rules (what a valid name is, which history entries a channel keeps) testable on their own and
 //! identical in the store, the hub and every transport.
 
+mod duration;
 mod entry;
 mod history;
 mod name;
 
+pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
 pub use name::{ChannelName, NameError, Uid};

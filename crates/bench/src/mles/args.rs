@@ -35,10 +35,10 @@ pub struct MlesArgs {
     #[arg(long, value_name = "B", default_value_t = 100)]
     pub size: usize,
     /// How long to publish: seconds, or with a unit (500ms, 10s, 2m, 1h).
-    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = kanava_core::parse_duration)]
     pub duration: Duration,
     /// Start of the publishing period whose deliveries are left out of the statistics.
-    #[arg(long, value_name = "D", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "D", default_value = "2s", value_parser = kanava_core::parse_duration)]
     pub warmup: Duration,
     /// Most connections being set up at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
@@ -87,25 +87,6 @@ impl MlesArgs {
     }
 }
 
-/// Parses a duration given as seconds (`10`, `1.5`) or with a unit (`500ms`, `10s`, `2m`, `1h`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit_secs) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = text.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (text, 1.0)
-    };
-    let bad = || format!("invalid duration {text:?}: expected e.g. 10, 10s, 500ms or 2m");
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    Duration::try_from_secs_f64(value * unit_secs).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,19 +96,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: MlesArgs,
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("ten").is_err());
     }
 
     #[test]
