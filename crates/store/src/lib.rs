@@ -27,9 +27,10 @@ pub struct StoredChannel {
 /// Durable channel history.
 ///
 /// Operations are submitted without blocking and complete through the returned [`Pending`].
-/// **Ordering contract:** operations submitted from one thread in some order complete in that
-/// order, and an append's `Pending` resolves `Ok` only once the entries (and every entry submitted
-/// before them) are durable. The hub relies on this to relay in sequence order.
+/// **Contract:** an append's `Pending` resolves `Ok` only once its entries are durable, and
+/// operations are applied in the order they were submitted, so that a `load` or `purge_idle`
+/// sees every append submitted before it. The hub relays an entry only after its own append
+/// resolved, and releases entries in sequence order whatever order the appends resolve in.
 pub trait Store: Send + Sync + 'static {
     /// Appends entries; each must carry the next sequence number of its channel.
     fn append(&self, entries: Vec<NewEntry>) -> Pending<()>;
