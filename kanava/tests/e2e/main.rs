@@ -5,6 +5,7 @@ mod support;
 
 mod acme;
 mod bad_input;
+mod browser;
 mod cli;
 mod defects;
 mod durability;
