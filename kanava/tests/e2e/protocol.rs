@@ -392,3 +392,21 @@ async fn oversize_frames_close_the_sender_with_1009_and_are_not_stored() {
         "the frame within the limit was not stored"
     );
 }
+
+#[tokio::test]
+async fn a_header_with_a_trailing_newline_is_accepted_and_newlines_are_relayed_as_sent() {
+    // What websocat sends by default: every line, header included, keeps its "\n".
+    let server = Kanava::start();
+    let client = server.client();
+    let ch = channel("websocat");
+    let header = format!("{{ \"uid\":\"alice\", \"channel\":\"{ch}\" }}\n");
+    let mut alice = client.join_with(&header).await;
+    let mut bob = client.join("bob", &ch).await;
+    assert_eq!(
+        recv(&mut bob).await,
+        text(&header),
+        "header stored verbatim"
+    );
+    alice.send(text("Hello Bob!\n")).await.unwrap();
+    assert_eq!(recv(&mut bob).await, text("Hello Bob!\n"));
+}
