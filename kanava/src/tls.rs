@@ -66,7 +66,7 @@ pub async fn setup(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Tls> {
             })
         }
         TlsSource::SelfSigned => self_signed(&data_dir.join("tls")),
-        TlsSource::Acme(acme) => acme_tls(acme, &data_dir.join("acme")),
+        TlsSource::Acme(acme) => acme_tls(acme, &data_dir.join("acme")).await,
     }
 }
 
@@ -164,7 +164,18 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn acme_tls(acme: &AcmeSettings, cache_dir: &Path) -> anyhow::Result<Tls> {
+/// How long start-up waits for the ACME state's first event: loading a cached certificate is a
+/// local read, so a restart serves it at once instead of refusing handshakes until it is loaded.
+const ACME_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn log_acme_event<E: std::fmt::Display>(event: Result<rustls_acme::EventOk, E>) {
+    match event {
+        Ok(ok) => tracing::info!(event = ?ok, "acme"),
+        Err(error) => tracing::error!(%error, "acme"),
+    }
+}
+
+async fn acme_tls(acme: &AcmeSettings, cache_dir: &Path) -> anyhow::Result<Tls> {
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating {}", cache_dir.display()))?;
     let config = match &acme.directory_ca {
@@ -195,12 +206,14 @@ fn acme_tls(acme: &AcmeSettings, cache_dir: &Path) -> anyhow::Result<Tls> {
     default.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     let default = Arc::new(default);
     let challenge = state.challenge_rustls_config();
+    match tokio::time::timeout(ACME_CACHE_WAIT, state.next()).await {
+        Ok(Some(event)) => log_acme_event(event),
+        Ok(None) => {}
+        Err(_) => tracing::info!("acme: no cached certificate yet; ordering one"),
+    }
     tokio::spawn(async move {
         while let Some(event) = state.next().await {
-            match event {
-                Ok(ok) => tracing::info!(event = ?ok, "acme"),
-                Err(error) => tracing::error!(%error, "acme"),
-            }
+            log_acme_event(event);
         }
     });
     Ok(Tls {
