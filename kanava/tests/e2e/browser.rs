@@ -8,7 +8,11 @@ use futures_util::SinkExt;
 use crate::support::*;
 
 /// A headless Chromium showing one page. Killed on drop.
-struct Chromium(Child, tempfile::TempDir);
+struct Chromium {
+    child: Child,
+    /// Its profile directory, removed after it is gone.
+    _profile: tempfile::TempDir,
+}
 
 impl Chromium {
     fn open(url: &str) -> Chromium {
@@ -32,14 +36,17 @@ impl Chromium {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromium is installed (Debian package chromium)");
-        Chromium(child, profile)
+        Chromium {
+            child,
+            _profile: profile,
+        }
     }
 }
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
