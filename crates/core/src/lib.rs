@@ -7,9 +7,11 @@
 mod duration;
 mod entry;
 mod history;
+mod identity;
 mod name;
 
 pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
+pub use identity::{Claim, Identity, MAX_NICK_LEN, Nick, NickError};
 pub use name::{ChannelName, NameError, Uid};

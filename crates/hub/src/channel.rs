@@ -27,7 +27,7 @@ pub(crate) struct Channel {
 
 #[derive(Debug)]
 pub(crate) struct MemberSlot {
-    pub(crate) id: MemberId,
+    pub(crate) uid: Uid,
     /// The channel's next sequence number when this member joined: entries below it were
     /// either in its history snapshot or still awaiting commit.
     pub(crate) joined_at: u64,
@@ -57,8 +57,17 @@ pub(crate) struct ChannelState {
     pub(crate) retired: bool,
     pub(crate) history: HistoryWindow,
     pub(crate) next_seq: u64,
-    pub(crate) members: HashMap<Uid, MemberSlot>,
+    members: HashMap<MemberId, MemberSlot>,
+    /// How each present uid is held: by one exclusive member, or by shared members.
+    uids: HashMap<Uid, UidHolders>,
     in_flight: VecDeque<InFlight>,
+}
+
+/// The members holding one uid in a channel.
+#[derive(Debug)]
+struct UidHolders {
+    exclusive: bool,
+    count: usize,
 }
 
 /// What releasing committed frames did, for metrics.
@@ -79,6 +88,7 @@ impl Channel {
                 history: HistoryWindow::new(limits),
                 next_seq: 1,
                 members: HashMap::new(),
+                uids: HashMap::new(),
                 in_flight: VecDeque::new(),
             }),
         }
@@ -135,11 +145,8 @@ impl ChannelState {
         } else {
             Commit::Failed
         };
-        if !committed {
-            let origin = slot.origin;
-            for member in self.members.values().filter(|m| m.id == origin) {
-                member.outbox.kick(KickReason::StoreFailed);
-            }
+        if !committed && let Some(member) = self.members.get(&slot.origin) {
+            member.outbox.kick(KickReason::StoreFailed);
         }
         while self
             .in_flight
@@ -161,11 +168,9 @@ impl ChannelState {
     fn release(&mut self, frame: InFlight, released: &mut Released) {
         let header = frame.entry.kind == FrameKind::Header;
         let mut overflowed = Vec::new();
-        for (uid, member) in &self.members {
+        for (id, member) in &self.members {
             let seq = frame.entry.seq;
-            if member.id == frame.origin
-                || seq < member.live_from
-                || (header && seq >= member.joined_at)
+            if *id == frame.origin || seq < member.live_from || (header && seq >= member.joined_at)
             {
                 continue;
             }
@@ -176,17 +181,57 @@ impl ChannelState {
                 }
                 Err(QueueFull::Overflow) => {
                     member.outbox.kick(KickReason::QueueOverflow);
-                    overflowed.push(uid.clone());
+                    overflowed.push(*id);
                 }
                 // Its connection is tearing down and will leave on its own.
                 Err(QueueFull::Gone) => {}
             }
         }
         released.overflows += overflowed.len() as u64;
-        for uid in overflowed {
-            self.members.remove(&uid);
+        for id in overflowed {
+            self.remove_member(id);
         }
         self.history.push(frame.entry);
+    }
+
+    /// Whether `uid` may join: an exclusive member needs the uid free; a shared one needs it free
+    /// or held by other shared members only.
+    pub(crate) fn admits(&self, uid: &Uid, exclusive: bool) -> bool {
+        match self.uids.get(uid) {
+            None => true,
+            Some(holders) => !exclusive && !holders.exclusive,
+        }
+    }
+
+    /// Adds a member that [`admits`](Self::admits) allowed.
+    pub(crate) fn insert_member(&mut self, id: MemberId, slot: MemberSlot, exclusive: bool) {
+        let holders = self.uids.entry(slot.uid.clone()).or_insert(UidHolders {
+            exclusive,
+            count: 0,
+        });
+        holders.count += 1;
+        self.members.insert(id, slot);
+    }
+
+    /// Removes a member; returns whether it was still there.
+    pub(crate) fn remove_member(&mut self, id: MemberId) -> bool {
+        let Some(slot) = self.members.remove(&id) else {
+            return false;
+        };
+        if let Some(holders) = self.uids.get_mut(&slot.uid) {
+            holders.count -= 1;
+            if holders.count == 0 {
+                self.uids.remove(&slot.uid);
+            }
+        }
+        true
+    }
+
+    /// The uids present, sorted, each once.
+    pub(crate) fn uids(&self) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = self.uids.keys().cloned().collect();
+        uids.sort();
+        uids
     }
 
     /// What a member joining now must be replayed: the history window as it will be once every

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
+use kanava_core::{
+    ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, NewEntry, Nick, Uid,
+};
 use kanava_store::{Pending, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -124,11 +126,34 @@ impl Hub {
     /// Joins `uid` to `channel`: registers it, snapshots the history, and appends `header` (a join
     /// header, replayed to later joiners but not relayed live), all atomically with respect to the
     /// channel's traffic, so every frame reaches the new member exactly once.
+    ///
+    /// The uid must not be in the channel already (Mles refuses duplicates).
     pub async fn join(
         &self,
         channel: ChannelName,
         uid: Uid,
         header: Bytes,
+    ) -> Result<Joined, HubError> {
+        self.join_as(channel, uid, header, true).await
+    }
+
+    /// Joins like [`join`](Self::join), but as one of possibly several sessions of one user:
+    /// other shared members with the same uid may be present, an exclusive one may not.
+    pub async fn join_shared(
+        &self,
+        channel: ChannelName,
+        uid: Uid,
+        header: Bytes,
+    ) -> Result<Joined, HubError> {
+        self.join_as(channel, uid, header, false).await
+    }
+
+    async fn join_as(
+        &self,
+        channel: ChannelName,
+        uid: Uid,
+        header: Bytes,
+        exclusive: bool,
     ) -> Result<Joined, HubError> {
         loop {
             if self.inner.shutting_down.load(Ordering::Acquire) {
@@ -149,19 +174,20 @@ impl Hub {
                 if state.retired {
                     continue;
                 }
-                if state.members.contains_key(&uid) {
+                if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
                 let joined_at = state.next_seq;
                 let (history, live_from) = state.replay_at_join();
-                state.members.insert(
-                    uid.clone(),
+                state.insert_member(
+                    id,
                     MemberSlot {
-                        id,
+                        uid: uid.clone(),
                         joined_at,
                         live_from,
                         outbox: sender,
                     },
+                    exclusive,
                 );
                 let header_entry =
                     state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
@@ -301,6 +327,44 @@ impl Hub {
         Ok(())
     }
 
+    /// The uids present in `channel`, sorted.
+    pub fn members(&self, channel: &ChannelName) -> Vec<Uid> {
+        let channel = lock(&self.inner.channels).get(channel).cloned();
+        channel.map_or_else(Vec::new, |c| c.lock().uids())
+    }
+
+    /// The channels that have members, sorted, with how many distinct uids each has.
+    pub fn rooms(&self) -> Vec<(ChannelName, usize)> {
+        let channels: Vec<Arc<Channel>> = lock(&self.inner.channels).values().cloned().collect();
+        let mut rooms: Vec<(ChannelName, usize)> = channels
+            .iter()
+            .map(|c| (c.name.clone(), c.lock().uids().len()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// A channel's history as a joiner would be replayed it now, without joining.
+    pub async fn history(&self, channel: ChannelName) -> Result<Vec<Arc<Entry>>, HubError> {
+        let loaded = lock(&self.inner.channels).get(&channel).cloned();
+        if let Some(channel) = loaded.filter(|c| c.loaded.initialized()) {
+            return Ok(channel.lock().replay_at_join().0);
+        }
+        let stored = self.inner.store.load(channel).await?;
+        Ok(stored.entries.into_iter().map(Arc::new).collect())
+    }
+
+    /// The identity bound to `nick`, if any.
+    pub async fn identity(&self, nick: Nick) -> Result<Option<Identity>, HubError> {
+        Ok(self.inner.store.identity(nick).await?)
+    }
+
+    /// Claims a name for a key (trust on first use); see [`Claim`].
+    pub async fn claim_identity(&self, identity: Identity) -> Result<Claim, HubError> {
+        Ok(self.inner.store.claim_identity(identity).await?)
+    }
+
     /// Number of channels held in memory (those with members or frames awaiting commit).
     pub fn active_channels(&self) -> usize {
         lock(&self.inner.channels).len()
@@ -343,17 +407,27 @@ impl Member {
     }
 }
 
+impl Member {
+    /// Waits until every frame this member has published is durable (or failed).
+    pub async fn flush(&self) -> Result<(), HubError> {
+        let budget = self.hub.inner.config.max_in_flight_bytes.max(1);
+        let all = u32::try_from(budget).unwrap_or(u32::MAX);
+        let permits = self
+            .in_flight
+            .acquire_many(all)
+            .await
+            .map_err(|_| HubError::ShuttingDown)?;
+        drop(permits);
+        Ok(())
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         lock(&self.hub.inner.members).remove(&self.id);
         let idle = {
             let mut state = self.channel.lock();
-            let mine = state
-                .members
-                .get(&self.uid)
-                .is_some_and(|m| m.id == self.id);
-            if mine {
-                state.members.remove(&self.uid);
+            if state.remove_member(self.id) {
                 metrics::gauge!("kanava_members").decrement(1.0);
             }
             state.is_idle()

@@ -292,3 +292,64 @@ async fn a_joiner_gets_the_window_as_of_its_join_even_with_frames_awaiting_commi
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_members_coexist_but_never_with_an_exclusive_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_at(dir.path(), HubConfig::default());
+    let ch = || ChannelName::new("room").unwrap();
+    let uid = |u: &str| Uid::new(u).unwrap();
+    let a1 = hub
+        .join_shared(ch(), uid("alice"), Bytes::new())
+        .await
+        .unwrap();
+    let a2 = hub
+        .join_shared(ch(), uid("alice"), Bytes::new())
+        .await
+        .unwrap();
+    assert!(hub.join(ch(), uid("alice"), Bytes::new()).await.is_err());
+    let bob = hub.join(ch(), uid("bob"), Bytes::new()).await.unwrap();
+    assert!(
+        hub.join_shared(ch(), uid("bob"), Bytes::new())
+            .await
+            .is_err()
+    );
+    assert_eq!(hub.members(&ch()), [uid("alice"), uid("bob")]);
+    assert_eq!(hub.rooms(), [(ch(), 2)]);
+    // A frame from one of alice's sessions reaches her other session and bob.
+    a1.member
+        .publish(FrameKind::Text, Bytes::from_static(b"hi"))
+        .await
+        .unwrap();
+    let mut a2 = a2;
+    let mut bob = bob;
+    assert_eq!(&next_data(&mut a2).await.payload[..], b"hi");
+    assert_eq!(&next_data(&mut bob).await.payload[..], b"hi");
+    drop(a1);
+    assert_eq!(hub.members(&ch()), [uid("alice"), uid("bob")]);
+    drop(a2);
+    assert_eq!(hub.members(&ch()), [uid("bob")]);
+    let _alice = hub.join(ch(), uid("alice"), Bytes::new()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_waits_for_durability_and_history_reads_without_joining() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_at(dir.path(), HubConfig::default());
+    let writer = join(&hub, "c", "w").await;
+    for i in 0..50u8 {
+        writer
+            .member
+            .publish(FrameKind::Binary, Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    writer.member.flush().await.unwrap();
+    let history = hub.history(ChannelName::new("c").unwrap()).await.unwrap();
+    assert_eq!(history.len(), 51, "header and every flushed frame");
+    drop(writer);
+    // Not in memory any more: read from the store, still without joining.
+    let history = hub.history(ChannelName::new("c").unwrap()).await.unwrap();
+    assert_eq!(history.len(), 51);
+    assert!(hub.members(&ChannelName::new("c").unwrap()).is_empty());
+}

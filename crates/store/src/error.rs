@@ -20,6 +20,9 @@ pub enum StoreError {
     /// A stored name is no longer a valid name.
     #[error("stored name is invalid: {0}")]
     InvalidName(#[from] kanava_core::NameError),
+    /// A stored name is no longer a valid chat name.
+    #[error("stored chat name is invalid: {0:?}")]
+    InvalidNick(String),
     /// The transaction this operation was part of failed and was rolled back.
     #[error("store transaction failed: {0}")]
     BatchFailed(std::sync::Arc<StoreError>),

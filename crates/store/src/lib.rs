@@ -9,7 +9,7 @@ mod error;
 mod pending;
 mod sqlite;
 
-use kanava_core::{ChannelName, Entry, NewEntry};
+use kanava_core::{ChannelName, Claim, Entry, Identity, NewEntry, Nick};
 
 pub use error::StoreError;
 pub use pending::Pending;
@@ -45,6 +45,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Resolves once everything submitted before it is durable.
     fn sync(&self) -> Pending<()>;
+
+    /// The identity bound to `nick`, if any.
+    fn identity(&self, nick: Nick) -> Pending<Option<Identity>>;
+
+    /// Binds `identity.nick` to its key if the name is free, atomically: of two claims racing for
+    /// one new name, exactly one gets [`Claim::Bound`].
+    fn claim_identity(&self, identity: Identity) -> Pending<Claim>;
 }
 
 /// Describes the store's metrics and registers them, so that `/metrics` lists them from the

@@ -12,7 +12,9 @@ use std::thread;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
+use kanava_core::{
+    ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, NewEntry, Nick, Uid,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
@@ -22,7 +24,7 @@ use crate::{Pending, Store, StoreError, StoredChannel};
 const MAX_BATCH: usize = 4096;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
@@ -41,6 +43,13 @@ CREATE TABLE IF NOT EXISTS history (
     PRIMARY KEY (channel_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS channel_by_activity ON channel (last_activity_ms);
+CREATE TABLE IF NOT EXISTS identity (
+    nick_key TEXT PRIMARY KEY,
+    nick TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    bound_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -50,6 +59,8 @@ enum Request {
     Load(ChannelName, Reply<StoredChannel>),
     PurgeIdle(u64, Vec<ChannelName>, Reply<Vec<ChannelName>>),
     Sync(Reply<()>),
+    Identity(Nick, Reply<Option<Identity>>),
+    Claim(Identity, Reply<Claim>),
 }
 
 /// A request's result, valid only once the transaction that produced it has committed.
@@ -57,6 +68,8 @@ enum Outcome {
     Done,
     Loaded(StoredChannel),
     Purged(Vec<ChannelName>),
+    Identity(Option<Identity>),
+    Claimed(Claim),
 }
 
 impl Request {
@@ -67,6 +80,8 @@ impl Request {
             (Request::Append(_, tx) | Request::Sync(tx), _) => drop(tx.send(Ok(()))),
             (Request::Load(_, tx), Outcome::Loaded(v)) => drop(tx.send(Ok(v))),
             (Request::PurgeIdle(_, _, tx), Outcome::Purged(v)) => drop(tx.send(Ok(v))),
+            (Request::Identity(_, tx), Outcome::Identity(v)) => drop(tx.send(Ok(v))),
+            (Request::Claim(_, tx), Outcome::Claimed(v)) => drop(tx.send(Ok(v))),
             (request, _) => request.fail(&Arc::new(StoreError::Closed)),
         }
     }
@@ -78,6 +93,8 @@ impl Request {
             Request::Append(_, tx) | Request::Sync(tx) => drop(tx.send(Err(error()))),
             Request::Load(_, tx) => drop(tx.send(Err(error()))),
             Request::PurgeIdle(_, _, tx) => drop(tx.send(Err(error()))),
+            Request::Identity(_, tx) => drop(tx.send(Err(error()))),
+            Request::Claim(_, tx) => drop(tx.send(Err(error()))),
         }
     }
 }
@@ -143,6 +160,14 @@ impl Store for SqliteStore {
 
     fn sync(&self) -> Pending<()> {
         self.submit(Request::Sync)
+    }
+
+    fn identity(&self, nick: Nick) -> Pending<Option<Identity>> {
+        self.submit(|tx| Request::Identity(nick, tx))
+    }
+
+    fn claim_identity(&self, identity: Identity) -> Pending<Claim> {
+        self.submit(|tx| Request::Claim(identity, tx))
     }
 }
 
@@ -227,6 +252,12 @@ impl Writer {
                     outcomes.push(Outcome::Purged(names));
                 }
                 Request::Sync(_) => outcomes.push(Outcome::Done),
+                Request::Identity(nick, _) => {
+                    outcomes.push(Outcome::Identity(identity(&tx, nick)?))
+                }
+                Request::Claim(claim, _) => {
+                    outcomes.push(Outcome::Claimed(claim_identity(&tx, claim)?))
+                }
             }
         }
         for id in touched {
@@ -344,6 +375,50 @@ fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreErr
     })
 }
 
+fn identity(tx: &Transaction<'_>, nick: &Nick) -> Result<Option<Identity>, StoreError> {
+    let row: Option<(String, String, String, i64)> = tx
+        .prepare_cached(
+            "SELECT nick, fingerprint, public_key, bound_ms FROM identity WHERE nick_key = ?1",
+        )?
+        .query_row([nick.key()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    row.map(|(nick, fingerprint, public_key, bound_ms)| {
+        Ok(Identity {
+            nick: Nick::new(&nick).map_err(|_| StoreError::InvalidNick(nick.clone()))?,
+            fingerprint,
+            public_key,
+            bound_ms: bound_ms as u64,
+        })
+    })
+    .transpose()
+}
+
+/// Insert-if-absent on the writer thread, so two claims can never both win.
+fn claim_identity(tx: &Transaction<'_>, claim: &Identity) -> Result<Claim, StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO identity (nick_key, nick, fingerprint, public_key, bound_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (nick_key) DO NOTHING",
+        )?
+        .execute(params![
+            claim.nick.key(),
+            claim.nick.as_str(),
+            claim.fingerprint,
+            claim.public_key,
+            claim.bound_ms as i64,
+        ])?;
+    if inserted == 1 {
+        return Ok(Claim::Bound);
+    }
+    match identity(tx, &claim.nick)? {
+        Some(bound) if bound.fingerprint == claim.fingerprint => Ok(Claim::Yours),
+        Some(bound) => Ok(Claim::Taken(bound.fingerprint)),
+        None => Ok(Claim::Bound),
+    }
+}
+
 fn purge_idle(
     tx: &Transaction<'_>,
     idle_before_ms: u64,
@@ -444,6 +519,64 @@ mod tests {
                 next_seq: 1
             }
         );
+    }
+
+    fn identity_of(nick: &str, fingerprint: &str) -> Identity {
+        Identity {
+            nick: Nick::new(nick).unwrap(),
+            fingerprint: fingerprint.into(),
+            public_key: format!("ssh-ed25519 AAAA{fingerprint}"),
+            bound_ms: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_claim_binds_a_name_case_insensitively_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+            let nick = Nick::new("alice").unwrap();
+            assert_eq!(store.identity(nick).await.unwrap(), None);
+            let claim = store
+                .claim_identity(identity_of("Alice", "SHA256:a"))
+                .await
+                .unwrap();
+            assert_eq!(claim, Claim::Bound);
+            let again = store
+                .claim_identity(identity_of("alice", "SHA256:a"))
+                .await
+                .unwrap();
+            assert_eq!(again, Claim::Yours);
+        }
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let other = store
+            .claim_identity(identity_of("ALICE", "SHA256:b"))
+            .await
+            .unwrap();
+        assert_eq!(other, Claim::Taken("SHA256:a".into()));
+        let bound = store
+            .identity(Nick::new("alice").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((bound.nick.as_str(), bound.bound_ms), ("Alice", 7));
+    }
+
+    #[tokio::test]
+    async fn racing_claims_for_one_new_name_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        let claims: Vec<_> = (0..20)
+            .map(|i| store.claim_identity(identity_of("bob", &format!("SHA256:{i}"))))
+            .collect();
+        let mut bound = 0;
+        for claim in claims {
+            if claim.await.unwrap() == Claim::Bound {
+                bound += 1;
+            }
+        }
+        assert_eq!(bound, 1);
     }
 
     #[tokio::test]
