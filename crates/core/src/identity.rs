@@ -20,10 +20,13 @@ impl Nick {
     /// Validates `s` as a name.
     pub fn new(s: &str) -> Result<Self, NickError> {
         let valid = (1..=MAX_NICK_LEN).contains(&s.len())
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if valid { Ok(Self(s.into())) } else { Err(NickError) }
+        if valid {
+            Ok(Self(s.into()))
+        } else {
+            Err(NickError)
+        }
     }
 
     /// The name as the user wrote it.

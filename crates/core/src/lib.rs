@@ -4,12 +4,14 @@
 //! rules (what a valid name is, which history entries a channel keeps) testable on their own and
 //! identical in the store, the hub and every transport.
 
+mod caps;
 mod duration;
 mod entry;
 mod history;
 mod identity;
 mod name;
 
+pub use caps::{Full, Slot, Sources};
 pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};

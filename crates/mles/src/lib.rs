@@ -10,7 +10,6 @@ pub mod auth;
 mod connection;
 pub mod header;
 mod server;
-mod sources;
 mod tls;
 pub mod upgrade;
 

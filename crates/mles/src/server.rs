@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kanava_core::Sources;
 use kanava_hub::Hub;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,7 +12,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::ServerTls;
 use crate::connection;
-use crate::sources::{Full, Sources};
 
 /// Settings of the Mles listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +76,8 @@ pub async fn serve(
         let slot = match sources.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                metrics::counter!("kanava_connections_refused_total", "cap" => match full {
-                    Full::Total => "total",
-                    Full::Source => "source",
-                })
-                .increment(1);
+                metrics::counter!("kanava_connections_refused_total", "cap" => full.label())
+                    .increment(1);
                 tracing::debug!(%peer, ?full, "connection refused: cap reached");
                 continue;
             }

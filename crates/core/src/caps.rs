@@ -1,5 +1,5 @@
-//! Connection caps: in total, and per source (an IPv4 address or an IPv6 /64), so that one host
-//! cannot take every slot.
+//! Connection caps shared by every listener: in total, and per source (an IPv4 address or an
+//! IPv6 /64), so that one host cannot take every slot.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,9 +20,9 @@ fn source_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Counts open connections.
+/// Counts open connections against the caps.
 #[derive(Debug)]
-pub(crate) struct Sources {
+pub struct Sources {
     max_total: usize,
     max_per_source: usize,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
@@ -30,20 +30,33 @@ pub(crate) struct Sources {
 
 /// Holds one connection's slot; dropping it frees the slot.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     sources: Arc<Sources>,
     source: IpAddr,
 }
 
 /// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Full {
+pub enum Full {
+    /// The total cap.
     Total,
+    /// The per-source cap.
     Source,
 }
 
+impl Full {
+    /// A label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Full::Total => "total",
+            Full::Source => "source",
+        }
+    }
+}
+
 impl Sources {
-    pub(crate) fn new(max_total: usize, max_per_source: usize) -> Arc<Self> {
+    /// Caps of `max_total` connections, `max_per_source` from one source.
+    pub fn new(max_total: usize, max_per_source: usize) -> Arc<Self> {
         Arc::new(Self {
             max_total,
             max_per_source,
@@ -51,7 +64,8 @@ impl Sources {
         })
     }
 
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
+    /// Takes a slot for a connection from `ip`, or says which cap is full.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
         let source = source_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.0 >= self.max_total {
