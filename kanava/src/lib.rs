@@ -49,6 +49,10 @@ pub struct Settings {
     pub mles: MlesConfig,
     /// Where the certificate comes from.
     pub tls: TlsSource,
+    /// Where the SSH chat listener binds.
+    pub ssh_listen: SocketAddr,
+    /// The SSH listener's settings.
+    pub ssh: kanava_ssh::SshConfig,
 }
 
 impl Settings {
@@ -83,10 +87,15 @@ pub struct Server {
     pub admin_addr: SocketAddr,
     /// Where the certificate came from.
     pub tls_summary: String,
+    /// The bound SSH address.
+    pub ssh_addr: SocketAddr,
+    /// The SSH host key's fingerprint, and whether the key was generated at this start.
+    pub ssh_host_key: (String, bool),
     hub: Hub,
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
     mles: JoinHandle<()>,
+    ssh: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -96,6 +105,7 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     kanava_store::describe_metrics();
     kanava_hub::describe_metrics();
     kanava_mles::describe_metrics();
+    kanava_ssh::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(
@@ -116,6 +126,12 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let mles_listener = TcpListener::bind(settings.mles_listen)
         .await
         .with_context(|| format!("binding the Mles listener to {}", settings.mles_listen))?;
+    let host_key =
+        kanava_ssh::host_key::load_or_generate(&settings.data_dir.join("ssh/host_ed25519"))
+            .context("preparing the SSH host key")?;
+    let ssh_listener = TcpListener::bind(settings.ssh_listen)
+        .await
+        .with_context(|| format!("binding the SSH listener to {}", settings.ssh_listen))?;
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
@@ -124,6 +140,8 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
         mles_addr: mles_listener.local_addr()?,
         admin_addr: admin_listener.local_addr()?,
         tls_summary: tls.summary,
+        ssh_addr: ssh_listener.local_addr()?,
+        ssh_host_key: (host_key.fingerprint, host_key.generated),
         hub: hub.clone(),
         store,
         shutdown: shutdown.clone(),
@@ -132,6 +150,13 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             tls.server,
             hub.clone(),
             settings.mles.clone(),
+            shutdown.clone(),
+        )),
+        ssh: tokio::spawn(kanava_ssh::serve(
+            ssh_listener,
+            hub.clone(),
+            settings.ssh.clone(),
+            host_key.key,
             shutdown.clone(),
         )),
         background: vec![
@@ -179,7 +204,11 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let kicked = self.hub.shutdown().await;
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.mles)
+        let listeners = async {
+            let _ = self.mles.await;
+            let _ = self.ssh.await;
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, listeners)
             .await
             .is_err()
         {

@@ -129,6 +129,18 @@ struct ServeArgs {
     /// Extra CA (PEM) to trust for the ACME directory's HTTPS, for a private CA.
     #[arg(long, env = "KANAVA_ACME_DIRECTORY_CA")]
     acme_directory_ca: Option<PathBuf>,
+    /// Address of the SSH chat listener. [default: [::]:2222]
+    #[arg(long, env = "KANAVA_SSH_LISTEN")]
+    ssh_listen: Option<SocketAddr>,
+    /// Time an SSH client has to authenticate. [default: 20s]
+    #[arg(long, env = "KANAVA_SSH_AUTH_TIMEOUT", value_parser = parse_duration)]
+    ssh_auth_timeout: Option<Duration>,
+    /// Most SSH connections from one IPv4 address or IPv6 /64. [default: 16]
+    #[arg(long, env = "KANAVA_SSH_MAX_CONNECTIONS_PER_SOURCE")]
+    ssh_max_connections_per_source: Option<usize>,
+    /// Longest chat message over SSH, in bytes. [default: 4096]
+    #[arg(long, env = "KANAVA_SSH_MAX_MESSAGE")]
+    ssh_max_message: Option<usize>,
     /// Log format: text or json. [default: text]
     #[arg(long, env = "KANAVA_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -171,6 +183,11 @@ struct FileConfig {
     acme_email: Option<String>,
     acme_directory: Option<String>,
     acme_directory_ca: Option<PathBuf>,
+    ssh_listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    ssh_auth_timeout: Option<Duration>,
+    ssh_max_connections_per_source: Option<usize>,
+    ssh_max_message: Option<usize>,
     log_format: Option<LogFormat>,
 }
 
@@ -223,6 +240,7 @@ impl ServeArgs {
         let defaults = MlesConfig::default();
         let history = HistoryLimits::default();
         let queue = QueueLimits::default();
+        let ssh_defaults = kanava_ssh::SshConfig::default();
         let settings = Settings {
             data_dir: self
                 .data
@@ -288,6 +306,25 @@ impl ServeArgs {
                     .unwrap_or(defaults.max_connections_per_source),
             },
             tls,
+            ssh_listen: self
+                .ssh_listen
+                .or(file.ssh_listen)
+                .unwrap_or_else(|| "[::]:2222".parse().expect("valid default")),
+            ssh: kanava_ssh::SshConfig {
+                auth_timeout: self
+                    .ssh_auth_timeout
+                    .or(file.ssh_auth_timeout)
+                    .unwrap_or(ssh_defaults.auth_timeout),
+                max_connections_per_source: self
+                    .ssh_max_connections_per_source
+                    .or(file.ssh_max_connections_per_source)
+                    .unwrap_or(ssh_defaults.max_connections_per_source),
+                max_message_bytes: self
+                    .ssh_max_message
+                    .or(file.ssh_max_message)
+                    .unwrap_or(ssh_defaults.max_message_bytes),
+                ..ssh_defaults
+            },
         };
         let log_format = self
             .log_format
@@ -328,6 +365,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!(
         "  mles   wss://{}/  ({})",
         server.mles_addr, server.tls_summary
+    );
+    let (host_fingerprint, generated) = &server.ssh_host_key;
+    println!(
+        "  ssh    ssh -p {} NAME@HOST  (host key {host_fingerprint}{})",
+        server.ssh_addr.port(),
+        if *generated { ", generated now" } else { "" }
     );
     println!(
         "  admin  http://{}/healthz  http://{}/metrics",

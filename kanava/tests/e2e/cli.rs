@@ -76,6 +76,7 @@ fn bad_settings_fail_with_a_clear_message() {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
+            .args(["--ssh-listen", "127.0.0.1:0"])
             .args(&args)
             .output()
             .unwrap();

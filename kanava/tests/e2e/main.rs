@@ -11,3 +11,4 @@ mod defects;
 mod durability;
 mod protocol;
 mod python;
+mod ssh;

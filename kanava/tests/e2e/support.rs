@@ -58,6 +58,7 @@ pub struct Kanava {
     pub data: PathBuf,
     pub mles: SocketAddr,
     pub admin: SocketAddr,
+    pub ssh_port: u16,
     pub stdout_lines: Vec<String>,
     _tempdir: Option<Arc<tempfile::TempDir>>,
 }
@@ -130,6 +131,7 @@ impl Start {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
+            .args(["--ssh-listen", "127.0.0.1:0"])
             .args(&self.args)
             .env_remove("MLES_KEY")
             .env("RUST_LOG", "kanava=debug,kanava_mles=debug,info")
@@ -171,11 +173,18 @@ impl Start {
         };
         let mles = find("wss://");
         let admin = find("http://");
+        let ssh_port = lines
+            .iter()
+            .find_map(|l| l.split("ssh -p ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no ssh port in {lines:?}"));
         Kanava {
             child,
             data,
             mles,
             admin,
+            ssh_port,
             stdout_lines: lines,
             _tempdir: self.tempdir,
         }

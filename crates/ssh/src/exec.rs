@@ -1,0 +1,202 @@
+//! Running an exec command for an authenticated user: plain output on stdout, errors on stderr,
+//! then an exit status (0 success, 1 failure, 2 usage), EOF and close. Never hangs: only
+//! `tail -f` runs until the client goes.
+
+use bytes::Bytes;
+use kanava_core::{ChannelName, FrameKind, Nick, Uid};
+use kanava_hub::{Hub, HubError};
+use russh::ChannelId;
+use russh::server::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Command, USAGE, UsageError};
+use crate::line::event_line;
+use crate::sanitize::sanitize;
+
+/// Exit statuses.
+const OK: u32 = 0;
+const FAILED: u32 = 1;
+const USAGE_ERROR: u32 = 2;
+
+/// One session channel's output.
+pub(crate) struct Output {
+    pub(crate) handle: Handle,
+    pub(crate) channel: ChannelId,
+}
+
+impl Output {
+    async fn out(&self, text: String) -> bool {
+        self.handle
+            .data(self.channel, Bytes::from(text))
+            .await
+            .is_ok()
+    }
+
+    async fn err(&self, text: String) {
+        let _ = self
+            .handle
+            .extended_data(self.channel, 1, Bytes::from(format!("kanava: {text}\n")))
+            .await;
+    }
+
+    /// Tells an interactive login that only exec commands exist so far, and ends it with status 2.
+    pub(crate) async fn refuse_shell(self) {
+        self.err(format!(
+            "interactive chat is not available yet; run a command instead, e.g. ssh HOST rooms\n{USAGE}"
+        ).trim_end().to_owned())
+        .await;
+        self.finish(USAGE_ERROR).await;
+    }
+
+    /// Sends the exit status, then EOF, then closes (OpenSSH exits 255 without a status).
+    pub(crate) async fn finish(self, status: u32) {
+        let _ = self.handle.exit_status_request(self.channel, status).await;
+        let _ = self.handle.eof(self.channel).await;
+        let _ = self.handle.close(self.channel).await;
+    }
+}
+
+/// The join header an SSH user sends into a room, as a Mles client's would look.
+pub(crate) fn header(nick: &Nick, room: &ChannelName) -> Bytes {
+    Bytes::from(serde_json::json!({"uid": nick.as_str(), "channel": room.as_str()}).to_string())
+}
+
+fn uid(nick: &Nick) -> Uid {
+    Uid::new(nick.as_str()).expect("chat names are valid uids")
+}
+
+/// Runs an exec command line for `nick`; returns the exit status.
+pub(crate) async fn run(
+    hub: &Hub,
+    nick: &Nick,
+    line: &str,
+    max_message_bytes: usize,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> u32 {
+    let command = match crate::command::parse(line) {
+        Ok(command) => command,
+        Err(error) => {
+            let extra = if matches!(error, UsageError::Unknown(_)) {
+                USAGE
+            } else {
+                ""
+            };
+            out.err(
+                format!("{}\n{extra}", sanitize(error.to_string().as_bytes()))
+                    .trim_end()
+                    .to_owned(),
+            )
+            .await;
+            return USAGE_ERROR;
+        }
+    };
+    match command {
+        Command::Say { room, text } => {
+            if text.len() > max_message_bytes {
+                out.err(format!("message longer than {max_message_bytes} bytes"))
+                    .await;
+                return FAILED;
+            }
+            let joined = match hub
+                .join_shared(room.clone(), uid(nick), header(nick, &room))
+                .await
+            {
+                Ok(joined) => joined,
+                Err(error) => return failed(out, error).await,
+            };
+            let sent = joined
+                .member
+                .publish(FrameKind::Text, Bytes::from(text))
+                .await;
+            match sent.and(joined.member.flush().await) {
+                Ok(()) => OK,
+                Err(error) => failed(out, error).await,
+            }
+        }
+        Command::Tail {
+            room,
+            lines,
+            follow,
+        } => {
+            let (history, mut live) = if follow {
+                match hub
+                    .join_shared(room.clone(), uid(nick), header(nick, &room))
+                    .await
+                {
+                    Ok(joined) => (joined.history, Some((joined.member, joined.outbox))),
+                    Err(error) => return failed(out, error).await,
+                }
+            } else {
+                match hub.history(room).await {
+                    Ok(history) => (history, None),
+                    Err(error) => return failed(out, error).await,
+                }
+            };
+            let shown: Vec<String> = history.iter().filter_map(|e| event_line(e)).collect();
+            let start = shown.len().saturating_sub(lines);
+            let mut text = String::new();
+            for line in &shown[start..] {
+                text.push_str(line);
+                text.push('\n');
+            }
+            if !text.is_empty() && !out.out(text).await {
+                return FAILED;
+            }
+            if let Some((_member, outbox)) = live.as_mut() {
+                loop {
+                    let entry = tokio::select! {
+                        () = cancel.cancelled() => return OK,
+                        entry = outbox.recv() => entry,
+                    };
+                    let Some(entry) = entry else { return FAILED };
+                    if let Some(line) = event_line(&entry)
+                        && !out.out(line + "\n").await
+                    {
+                        return OK;
+                    }
+                }
+            }
+            OK
+        }
+        Command::Who { room } => {
+            let mut text = String::new();
+            for uid in hub.members(&room) {
+                text.push_str(&sanitize(uid.as_str().as_bytes()));
+                text.push('\n');
+            }
+            if text.is_empty() || out.out(text).await {
+                OK
+            } else {
+                FAILED
+            }
+        }
+        Command::Rooms => {
+            let mut text = String::new();
+            for (room, people) in hub.rooms() {
+                text.push_str(&format!(
+                    "#{} {people}\n",
+                    sanitize(room.as_str().as_bytes())
+                ));
+            }
+            if text.is_empty() || out.out(text).await {
+                OK
+            } else {
+                FAILED
+            }
+        }
+    }
+}
+
+async fn failed(out: &Output, error: HubError) -> u32 {
+    let text = match &error {
+        HubError::Duplicate { uid, channel } => format!(
+            "{} is in #{} as a Mles client; try another room or name",
+            sanitize(uid.as_str().as_bytes()),
+            sanitize(channel.as_str().as_bytes())
+        ),
+        other => other.to_string(),
+    };
+    out.err(text).await;
+    FAILED
+}

@@ -1,0 +1,31 @@
+//! SSH chat over russh: `ssh alice@host CMD` with trust on first use, in the same rooms as the
+//! Mles channels (room `#x` is channel `x`).
+//!
+//! The first public key that logs in as a name owns it; another key offered for that name is
+//! refused before any signature, so OpenSSH moves on to its next key. Exec commands (`say`,
+//! `tail`, `who`, `rooms`) print plain sanitised lines and exit with a meaningful status.
+//! Membership and history go through the [`kanava_hub::Hub`], identities too.
+
+pub mod command;
+mod error;
+mod exec;
+pub mod host_key;
+pub mod line;
+pub mod sanitize;
+mod server;
+
+pub use error::SshError;
+pub use server::{SshConfig, serve};
+
+/// Describes the SSH listener's metrics and registers them at zero.
+pub fn describe_metrics() {
+    metrics::describe_gauge!("kanava_ssh_connections", "Open SSH connections");
+    metrics::describe_counter!(
+        "kanava_ssh_connections_refused_total",
+        "SSH connections refused at a connection cap"
+    );
+    metrics::gauge!("kanava_ssh_connections").increment(0.0);
+    for cap in ["total", "source"] {
+        metrics::counter!("kanava_ssh_connections_refused_total", "cap" => cap).increment(0);
+    }
+}

@@ -1,0 +1,85 @@
+//! The plain-text form of channel events, one line each, for exec and line mode: what bots read.
+//!
+//! `2026-11-21T12:00:00Z <alice> hello` for a message, `… <bob> [binary, 24 bytes]` for a binary
+//! frame (Mles clients' ciphertext), `… * carol joined` for a join header. Everything from a user
+//! goes through [`sanitize`].
+
+use kanava_core::{Entry, FrameKind};
+
+use crate::sanitize::sanitize;
+
+/// The line for `entry`, or `None` for frames with nothing to show (client pings).
+pub fn event_line(entry: &Entry) -> Option<String> {
+    let time = utc_timestamp(entry.time_ms);
+    let who = sanitize(entry.sender.as_str().as_bytes());
+    Some(match entry.kind {
+        FrameKind::Text => format!("{time} <{who}> {}", sanitize(&entry.payload)),
+        FrameKind::Binary => format!("{time} <{who}> [binary, {} bytes]", entry.payload.len()),
+        FrameKind::Header => format!("{time} * {who} joined"),
+        FrameKind::Ping => return None,
+    })
+}
+
+/// RFC 3339 UTC time of a Unix millisecond timestamp, to the second.
+pub fn utc_timestamp(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use kanava_core::Uid;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_262_399_999), "2026-11-21T11:59:59Z");
+    }
+
+    #[test]
+    fn lines() {
+        let entry = |kind, payload: &'static [u8]| Entry {
+            seq: 1,
+            kind,
+            sender: Uid::new("bob\x1b").unwrap(),
+            payload: Bytes::from_static(payload),
+            time_ms: 0,
+        };
+        assert_eq!(
+            event_line(&entry(FrameKind::Text, b"hi\x1b[2J")).unwrap(),
+            "1970-01-01T00:00:00Z <bob^[> hi^[[2J"
+        );
+        assert_eq!(
+            event_line(&entry(FrameKind::Binary, &[1, 2, 3])).unwrap(),
+            "1970-01-01T00:00:00Z <bob^[> [binary, 3 bytes]"
+        );
+        assert_eq!(
+            event_line(&entry(FrameKind::Header, b"{}")).unwrap(),
+            "1970-01-01T00:00:00Z * bob^[ joined"
+        );
+        assert_eq!(event_line(&entry(FrameKind::Ping, b"")), None);
+    }
+}

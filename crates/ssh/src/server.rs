@@ -1,0 +1,305 @@
+//! The SSH listener: accepts connections within the caps, authenticates by public key with trust
+//! on first use, and runs exec commands on session channels.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kanava_core::{Claim, Identity, Nick, Sources};
+use kanava_hub::Hub;
+use russh::keys::{HashAlg, PrivateKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::SshError;
+use crate::exec::{self, Output};
+
+/// Settings of the SSH listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshConfig {
+    /// Time from TCP accept to a successful authentication.
+    pub auth_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one IPv4 address or IPv6 /64.
+    pub max_connections_per_source: usize,
+    /// Longest message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            auth_timeout: Duration::from_secs(20),
+            max_connections: 5_000,
+            max_connections_per_source: 16,
+            max_message_bytes: 4096,
+        }
+    }
+}
+
+/// Serves SSH on `listener` until `shutdown` is cancelled; returns once every connection ended.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    config: SshConfig,
+    host_key: PrivateKey,
+    shutdown: CancellationToken,
+) {
+    let russh_config = Arc::new(russh::server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::from_millis(250),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![host_key],
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
+    });
+    let config = Arc::new(config);
+    let sources = Sources::new(config.max_connections, config.max_connections_per_source);
+    let tracker = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "ssh accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match sources.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                metrics::counter!("kanava_ssh_connections_refused_total", "cap" => full.label())
+                    .increment(1);
+                continue;
+            }
+        };
+        let connection = Connection {
+            hub: hub.clone(),
+            config: Arc::clone(&config),
+            peer,
+            nick: None,
+            authenticated: Arc::new(AtomicBool::new(false)),
+            channels: HashMap::new(),
+        };
+        let (russh_config, shutdown) = (Arc::clone(&russh_config), shutdown.clone());
+        tracker.spawn(async move {
+            metrics::gauge!("kanava_ssh_connections").increment(1.0);
+            run_connection(tcp, connection, russh_config, shutdown).await;
+            metrics::gauge!("kanava_ssh_connections").decrement(1.0);
+            drop(slot);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn run_connection(
+    tcp: tokio::net::TcpStream,
+    connection: Connection,
+    russh_config: Arc<russh::server::Config>,
+    shutdown: CancellationToken,
+) {
+    let peer = connection.peer;
+    let authenticated = Arc::clone(&connection.authenticated);
+    let auth_timeout = connection.config.auth_timeout;
+    let deadline = tokio::time::Instant::now() + auth_timeout;
+    let started = tokio::time::timeout_at(
+        deadline,
+        russh::server::run_stream(russh_config, tcp, connection),
+    )
+    .await;
+    let Ok(Ok(running)) = started else {
+        tracing::debug!(%peer, "ssh connection ended before its handshake");
+        return;
+    };
+    let handle = running.handle();
+    let mut running = pin!(running);
+    let disconnect = |reason: &str| {
+        let handle = handle.clone();
+        let reason = reason.to_owned();
+        async move {
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, reason, String::new())
+                .await;
+        }
+    };
+    tokio::select! {
+        result = &mut running => return log_end(peer, result),
+        () = tokio::time::sleep_until(deadline) => {
+            if !authenticated.load(Ordering::Acquire) {
+                tracing::debug!(%peer, "ssh authentication timed out");
+                disconnect("authentication timeout").await;
+            }
+        }
+        () = shutdown.cancelled() => disconnect("server shutting down").await,
+    }
+    tokio::select! {
+        result = &mut running => log_end(peer, result),
+        () = shutdown.cancelled() => {
+            disconnect("server shutting down").await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+        }
+    }
+}
+
+fn log_end(peer: SocketAddr, result: Result<(), SshError>) {
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "ssh connection ended");
+    }
+}
+
+/// One SSH connection's state, driven by russh's callbacks.
+struct Connection {
+    hub: Hub,
+    config: Arc<SshConfig>,
+    peer: SocketAddr,
+    nick: Option<Nick>,
+    authenticated: Arc<AtomicBool>,
+    /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
+    channels: HashMap<ChannelId, DropGuard>,
+}
+
+fn fingerprint(key: &russh::keys::PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+impl russh::server::Handler for Connection {
+    type Error = SshError;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, SshError> {
+        let Ok(nick) = Nick::new(user) else {
+            return Ok(Auth::reject());
+        };
+        // Refuse another key for a bound name before any signature, so the client tries its next.
+        Ok(match self.hub.identity(nick).await? {
+            Some(bound) if bound.fingerprint != fingerprint(offer.public_key) => Auth::reject(),
+            _ => Auth::Accept,
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, SshError> {
+        let Ok(nick) = Nick::new(user) else {
+            return Ok(Auth::reject());
+        };
+        let claim = Identity {
+            nick: nick.clone(),
+            fingerprint: fingerprint(key.public_key),
+            public_key: key.public_key.to_openssh()?,
+            bound_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        match self.hub.claim_identity(claim).await? {
+            Claim::Bound | Claim::Yours => {
+                tracing::info!(peer = %self.peer, %nick, "ssh login");
+                self.nick = Some(nick);
+                self.authenticated.store(true, Ordering::Release);
+                Ok(Auth::Accept)
+            }
+            Claim::Taken(_) => Ok(Auth::reject()),
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        reply.accept().await;
+        // Everything arrives through the callbacks; an unread channel would wedge the session.
+        drop(channel);
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        let Some(nick) = self.nick.clone() else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        session.channel_success(channel)?;
+        let line = String::from_utf8_lossy(data).into_owned();
+        let cancel = CancellationToken::new();
+        self.channels.insert(channel, cancel.clone().drop_guard());
+        let out = Output {
+            handle: session.handle(),
+            channel,
+        };
+        let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
+        tokio::spawn(async move {
+            let status = exec::run(&hub, &nick, &line, max_message, &out, &cancel).await;
+            out.finish(status).await;
+        });
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        session.channel_success(channel)?;
+        let out = Output {
+            handle: session.handle(),
+            channel,
+        };
+        tokio::spawn(async move {
+            out.refuse_shell().await;
+        });
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}

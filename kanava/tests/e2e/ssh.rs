@@ -1,0 +1,376 @@
+//! SSH chat with the real OpenSSH client: trust on first use, every key type, exec commands,
+//! rooms shared with Mles, sanitising, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::io::AsyncReadExt;
+
+use crate::support::*;
+
+/// Client keys of every type, made by `ssh-keygen`.
+struct Keys(tempfile::TempDir);
+
+impl Keys {
+    fn new() -> Keys {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, args) in [
+            ("ed25519", &["-t", "ed25519"][..]),
+            ("ecdsa256", &["-t", "ecdsa", "-b", "256"]),
+            ("ecdsa384", &["-t", "ecdsa", "-b", "384"]),
+            ("ecdsa521", &["-t", "ecdsa", "-b", "521"]),
+            ("rsa", &["-t", "rsa", "-b", "3072"]),
+        ] {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-N", ""])
+                .args(args)
+                .arg("-f")
+                .arg(dir.path().join(name))
+                .status()
+                .expect("ssh-keygen (openssh-client) is installed");
+            assert!(status.success());
+        }
+        Keys(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+/// `ssh` with a deterministic configuration: no user config, no agent, only the given keys.
+fn ssh_command(server: &Kanava, keys: &[&Path], user: &str) -> Command {
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "/dev/null", "-p", &server.ssh_port.to_string()])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]);
+    for key in keys {
+        command.arg("-i").arg(key);
+    }
+    command.arg(format!("{user}@127.0.0.1"));
+    command
+}
+
+/// Runs `ssh … user@host ARGS` to completion.
+async fn ssh(server: &Kanava, keys: &[&Path], user: &str, args: &[&str]) -> Output {
+    let mut command = ssh_command(server, keys, user);
+    command.args(args).stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || {
+        command.output().expect("ssh (openssh-client) is installed")
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_first_key_owns_a_name_across_restarts_for_every_key_type() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Start::new().data(&data).start();
+    for (user, key) in [
+        ("ed", "ed25519"),
+        ("ec256", "ecdsa256"),
+        ("ec384", "ecdsa384"),
+        ("ec521", "ecdsa521"),
+        ("rsa", "rsa"),
+    ] {
+        let out = ssh(&server, &[&keys.path(key)], user, &["rooms"]).await;
+        assert!(out.status.success(), "{key}: {}", stderr(&out));
+    }
+    // Another key for a bound name is refused; OpenSSH exits 255.
+    let impostor = ssh(&server, &[&keys.path("rsa")], "ed", &["rooms"]).await;
+    assert_eq!(impostor.status.code(), Some(255));
+    assert!(
+        stderr(&impostor).contains("Permission denied (publickey)"),
+        "{}",
+        stderr(&impostor)
+    );
+    // Offered first, the wrong key is refused at the offer and the right one then logs in.
+    let both = ssh(
+        &server,
+        &[&keys.path("rsa"), &keys.path("ed25519")],
+        "ed",
+        &["rooms"],
+    )
+    .await;
+    assert!(both.status.success(), "{}", stderr(&both));
+    // Names compare case-insensitively.
+    let upper = ssh(&server, &[&keys.path("rsa")], "ED", &["rooms"]).await;
+    assert_eq!(upper.status.code(), Some(255));
+
+    assert!(server.terminate());
+    let server = Start::new().data(&data).start();
+    let impostor = ssh(&server, &[&keys.path("ecdsa256")], "ec521", &["rooms"]).await;
+    assert_eq!(
+        impostor.status.code(),
+        Some(255),
+        "binding lost in the restart"
+    );
+    let owner = ssh(&server, &[&keys.path("ecdsa521")], "ec521", &["rooms"]).await;
+    assert!(owner.status.success(), "{}", stderr(&owner));
+    // An invalid name is refused too.
+    let bad = ssh(&server, &[&keys.path("ed25519")], "no/slashes", &["rooms"]).await;
+    assert_eq!(bad.status.code(), Some(255));
+}
+
+#[tokio::test]
+async fn the_host_key_is_kept_across_restarts() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Start::new().data(&data).start();
+    assert!(
+        server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("host key SHA256:"))
+    );
+    let public = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(data.join("ssh/host_ed25519"))
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    let host_key = String::from_utf8(public.stdout).unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let trust = |server: &Kanava| {
+        let line = format!("[127.0.0.1]:{} {host_key}", server.ssh_port);
+        std::fs::write(&known_hosts, line).unwrap();
+    };
+    let strict = |server: &Kanava| {
+        let mut command = ssh_command(server, &[&keys.path("ed25519")], "alice");
+        command
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("rooms");
+        command.output().unwrap()
+    };
+    trust(&server);
+    assert!(strict(&server).status.success());
+    assert!(server.terminate());
+    // The restart listens on a new port; the key the client trusts is the same.
+    let server = Start::new().data(&data).start();
+    trust(&server);
+    let out = strict(&server);
+    assert!(out.status.success(), "host key changed: {}", stderr(&out));
+}
+
+#[tokio::test]
+async fn exec_commands_print_plain_lines_and_exit_with_meaningful_statuses() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let ed = keys.path("ed25519");
+    let room = channel("exec");
+    let say = ssh(
+        &server,
+        &[&ed],
+        "alice",
+        &["say", &format!("#{room}"), "hello", "there"],
+    )
+    .await;
+    assert!(say.status.success(), "{}", stderr(&say));
+    assert!(say.stdout.is_empty());
+    let bob_say = ssh(
+        &server,
+        &[&keys.path("rsa")],
+        "bob",
+        &["say", &room, "second"],
+    )
+    .await;
+    assert!(bob_say.status.success());
+
+    let tail = ssh(&server, &[&ed], "alice", &["tail", &room]).await;
+    assert!(tail.status.success());
+    let lines: Vec<String> = stdout(&tail).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].ends_with(" * alice joined"), "{lines:?}");
+    assert!(lines[1].ends_with(" <alice> hello there"), "{lines:?}");
+    assert!(lines[3].ends_with(" <bob> second"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("20") && lines[1].as_bytes()[19] == b'Z',
+        "{lines:?}"
+    );
+    let tail1 = ssh(&server, &[&ed], "alice", &["tail", &room, "-n", "1"]).await;
+    assert_eq!(stdout(&tail1).lines().count(), 1);
+
+    // who and rooms list members present; a tail -f is present while it runs.
+    let mut follow = ssh_command(&server, &[&ed], "alice");
+    follow
+        .args(["tail", &room, "-n", "0", "-f"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut follower = tokio::process::Command::from(follow)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    server.wait_metric("kanava_members", 1.0).await;
+    let who = ssh(&server, &[&keys.path("rsa")], "bob", &["who", &room]).await;
+    assert_eq!(stdout(&who), "alice\n");
+    let rooms = ssh(&server, &[&keys.path("rsa")], "bob", &["rooms"]).await;
+    assert!(
+        stdout(&rooms).contains(&format!("#{room} 1\n")),
+        "{}",
+        stdout(&rooms)
+    );
+    let live = ssh(
+        &server,
+        &[&keys.path("rsa")],
+        "bob",
+        &["say", &room, "live", "line"],
+    )
+    .await;
+    assert!(live.status.success());
+    let mut followed = follower.stdout.take().unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("<bob> live line\n") {
+            let n = followed.read(&mut buf).await.unwrap();
+            assert!(n > 0, "tail -f ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("tail -f shows the new line");
+    follower.kill().await.unwrap();
+
+    // Errors: unknown command and usage (2), too long (1), all on stderr.
+    let unknown = ssh(&server, &[&ed], "alice", &["frobnicate"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("unknown command") && stderr(&unknown).contains("say ROOM"));
+    let usage = ssh(&server, &[&ed], "alice", &["say", &room]).await;
+    assert_eq!(usage.status.code(), Some(2));
+    let long = "x".repeat(5000);
+    let too_long = ssh(&server, &[&ed], "alice", &["say", &room, &long]).await;
+    assert_eq!(too_long.status.code(), Some(1));
+    assert!(stderr(&too_long).contains("longer than 4096 bytes"));
+    // A login without a command is told what exists, and exits 2 without hanging.
+    let shell = ssh(&server, &[&ed], "alice", &[]).await;
+    assert_eq!(shell.status.code(), Some(2));
+    assert!(stderr(&shell).contains("tail ROOM"));
+}
+
+#[tokio::test]
+async fn one_room_two_transports() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let room = channel("shared");
+    let mut mles = client.join("mlesuser", &room).await;
+    server.wait_metric("kanava_members", 1.0).await;
+
+    // SSH to Mles: the line arrives as a text frame, bytes unchanged.
+    let say = ssh(
+        &server,
+        &[&keys.path("ed25519")],
+        "alice",
+        &["say", &format!("#{room}"), "hi", "mles ✓"],
+    )
+    .await;
+    assert!(say.status.success(), "{}", stderr(&say));
+    assert_eq!(recv(&mut mles).await, text("hi mles ✓"));
+    // Its join is a header frame, replayed to later joiners as a Mles client's join is.
+    let mut late = client.join("late", &room).await;
+    let replay = recv_n(&mut late, 3).await;
+    assert_eq!(
+        json(&replay[1]),
+        serde_json::json!({"uid": "alice", "channel": room})
+    );
+    assert_eq!(replay[2], text("hi mles ✓"));
+
+    // Mles to SSH: text as "<uid> text", binary as a placeholder, escapes neutralised.
+    mles.send(text("from the web")).await.unwrap();
+    mles.send(binary(&[0u8; 24])).await.unwrap();
+    mles.send(text(
+        "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\u{9b}31m\x1b]52;c;aGk=\x07\r\u{202e}x",
+    ))
+    .await
+    .unwrap();
+    server.wait_metric("kanava_frames_in_total", 4.0).await;
+    drop(late);
+    let tail = ssh(&server, &[&keys.path("ed25519")], "alice", &["tail", &room]).await;
+    let out = stdout(&tail);
+    assert!(out.contains("<mlesuser> from the web\n"), "{out}");
+    assert!(out.contains("<mlesuser> [binary, 24 bytes]\n"), "{out}");
+    assert!(
+        out.contains("<mlesuser> ^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G^Mx\n"),
+        "{out}"
+    );
+    assert!(
+        !tail.stdout.contains(&0x1b),
+        "an ESC byte reached the terminal"
+    );
+    assert!(
+        !tail.stdout.iter().any(|b| *b < 0x20 && *b != b'\n'),
+        "a control byte reached the terminal"
+    );
+
+    // A Mles client holding a name keeps it in its room: SSH cannot post as it there.
+    let clash = ssh(
+        &server,
+        &[&keys.path("rsa")],
+        "mlesuser",
+        &["say", &room, "x"],
+    )
+    .await;
+    assert_eq!(clash.status.code(), Some(1));
+    assert!(
+        stderr(&clash).contains("as a Mles client"),
+        "{}",
+        stderr(&clash)
+    );
+}
+
+#[tokio::test]
+async fn clients_that_never_finish_the_handshake_are_dropped() {
+    let server = Start::new().args(&["--ssh-auth-timeout", "1s"]).start();
+    let started = std::time::Instant::now();
+    // Sends nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", server.ssh_port))
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(WAIT, silent.read_to_end(&mut sink))
+        .await
+        .expect("closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(sink.starts_with(b"SSH-2.0-"), "the server greets first");
+    // Garbage instead of an SSH greeting.
+    let mut garbage = tokio::net::TcpStream::connect(("127.0.0.1", server.ssh_port))
+        .await
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    garbage.write_all(&[0xff; 4096]).await.unwrap();
+    let _ = tokio::time::timeout(WAIT, garbage.read_to_end(&mut sink))
+        .await
+        .expect("closed");
+    // The server still serves.
+    let keys = Keys::new();
+    let out = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.metric("kanava_ssh_connections").await, 0.0);
+}
