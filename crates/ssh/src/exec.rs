@@ -25,24 +25,25 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    async fn out(&self, text: String) -> bool {
+    pub(crate) async fn out(&self, text: String) -> bool {
         self.handle
             .data(self.channel, Bytes::from(text))
             .await
             .is_ok()
     }
 
-    async fn err(&self, text: String) {
+    pub(crate) async fn err(&self, text: String) {
         let _ = self
             .handle
             .extended_data(self.channel, 1, Bytes::from(format!("kanava: {text}\n")))
             .await;
     }
 
-    /// Tells an interactive login that only exec commands exist so far, and ends it with status 2.
-    pub(crate) async fn refuse_shell(self) {
+    /// Tells a terminal login that the full-screen chat does not exist yet, and ends it with
+    /// status 2.
+    pub(crate) async fn refuse_terminal(self) {
         self.err(format!(
-            "interactive chat is not available yet; run a command instead, e.g. ssh HOST rooms\n{USAGE}"
+            "the full-screen chat is not available yet; use the line interface (ssh -T HOST) or a command\n{USAGE}"
         ).trim_end().to_owned())
         .await;
         self.finish(USAGE_ERROR).await;
@@ -61,7 +62,8 @@ pub(crate) fn header(nick: &Nick, room: &ChannelName) -> Bytes {
     Bytes::from(serde_json::json!({"uid": nick.as_str(), "channel": room.as_str()}).to_string())
 }
 
-fn uid(nick: &Nick) -> Uid {
+/// The uid an SSH user has in a room: the name.
+pub(crate) fn uid(nick: &Nick) -> Uid {
     Uid::new(nick.as_str()).expect("chat names are valid uids")
 }
 

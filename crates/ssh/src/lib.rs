@@ -3,7 +3,8 @@
 //!
 //! The first public key that logs in as a name owns it; another key offered for that name is
 //! refused before any signature, so OpenSSH moves on to its next key. Exec commands (`say`,
-//! `tail`, `who`, `rooms`) print plain sanitised lines and exit with a meaningful status.
+//! `tail`, `who`, `rooms`) print plain sanitised lines and exit with a meaningful status; without
+//! a command and without a terminal (`ssh -T`), a line session reads messages and writes events.
 //! Membership and history go through the [`kanava_hub::Hub`], identities too.
 
 pub mod command;
@@ -11,6 +12,7 @@ mod error;
 mod exec;
 pub mod host_key;
 pub mod line;
+mod line_mode;
 pub mod sanitize;
 mod server;
 

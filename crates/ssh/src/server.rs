@@ -1,7 +1,7 @@
 //! The SSH listener: accepts connections within the caps, authenticates by public key with trust
 //! on first use, and runs exec commands on session channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::SshError;
 use crate::exec::{self, Output};
+use crate::line_mode::{self, Input};
 
 /// Settings of the SSH listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,9 @@ pub async fn serve(
             nick: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
+            terminals: HashSet::new(),
+            no_backlog: HashSet::new(),
+            inputs: HashMap::new(),
         };
         let (russh_config, shutdown) = (Arc::clone(&russh_config), shutdown.clone());
         tracker.spawn(async move {
@@ -170,6 +174,12 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
+    /// Channels that asked for a terminal.
+    terminals: HashSet<ChannelId>,
+    /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
+    no_backlog: HashSet<ChannelId>,
+    /// Where a line session's input goes.
+    inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,
 }
 
 fn fingerprint(key: &russh::keys::PublicKey) -> String {
@@ -244,7 +254,26 @@ impl russh::server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), SshError> {
+        self.terminals.insert(channel);
         session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if name == "KANAVA_BACKLOG" {
+            if value == "0" {
+                self.no_backlog.insert(channel);
+            }
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
         Ok(())
     }
 
@@ -283,14 +312,62 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), SshError> {
+        let Some(nick) = self.nick.clone() else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
         session.channel_success(channel)?;
         let out = Output {
             handle: session.handle(),
             channel,
         };
+        if self.terminals.contains(&channel) {
+            tokio::spawn(out.refuse_terminal());
+            return Ok(());
+        }
+        let (input, inputs) = tokio::sync::mpsc::channel(64);
+        self.inputs.insert(channel, input);
+        let cancel = CancellationToken::new();
+        self.channels.insert(channel, cancel.clone().drop_guard());
+        let options = line_mode::Options {
+            backlog: !self.no_backlog.contains(&channel),
+            max_message_bytes: self.config.max_message_bytes,
+        };
+        let hub = self.hub.clone();
         tokio::spawn(async move {
-            out.refuse_shell().await;
+            let status = line_mode::run(&hub, &nick, options, &out, inputs, &cancel).await;
+            out.finish(status).await;
         });
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        if let Some(input) = self.inputs.get(&channel) {
+            // Waiting here holds back this connection only, which is the backpressure wanted.
+            let _ = input
+                .send(Input::Data(bytes::Bytes::copy_from_slice(data)))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        if let Some(input) = self.inputs.remove(&channel) {
+            let _ = input.send(Input::Eof).await;
+        }
         Ok(())
     }
 
@@ -300,6 +377,9 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), SshError> {
         self.channels.remove(&channel);
+        self.inputs.remove(&channel);
+        self.terminals.remove(&channel);
+        self.no_backlog.remove(&channel);
         Ok(())
     }
 }

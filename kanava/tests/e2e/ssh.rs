@@ -264,10 +264,17 @@ async fn exec_commands_print_plain_lines_and_exit_with_meaningful_statuses() {
     let too_long = ssh(&server, &[&ed], "alice", &["say", &room, &long]).await;
     assert_eq!(too_long.status.code(), Some(1));
     assert!(stderr(&too_long).contains("longer than 4096 bytes"));
-    // A login without a command is told what exists, and exits 2 without hanging.
-    let shell = ssh(&server, &[&ed], "alice", &[]).await;
-    assert_eq!(shell.status.code(), Some(2));
-    assert!(stderr(&shell).contains("tail ROOM"));
+    // Without a command or a terminal, a login is the line interface: EOF ends it with 0.
+    let lines = ssh(&server, &[&ed], "alice", &[]).await;
+    assert_eq!(lines.status.code(), Some(0), "{}", stderr(&lines));
+    // A terminal (here `ssh -tt` with no tty, a 0x0 pty-req) is told the full-screen chat is
+    // not there yet, and exits 2 without hanging.
+    let terminal = ssh(&server, &[&ed], "alice", &["-tt"]).await;
+    assert_eq!(terminal.status.code(), Some(2), "{}", stderr(&terminal));
+    assert!(
+        stdout(&terminal).contains("full-screen chat is not available yet")
+            || stderr(&terminal).contains("full-screen chat is not available yet")
+    );
 }
 
 #[tokio::test]
@@ -373,4 +380,182 @@ async fn clients_that_never_finish_the_handshake_are_dropped() {
     let out = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.metric("kanava_ssh_connections").await, 0.0);
+}
+
+/// Runs `ssh -T … user@host` with `input` on stdin until it exits.
+async fn ssh_lines(
+    server: &Kanava,
+    key: &Path,
+    user: &str,
+    extra: &[&str],
+    input: Vec<u8>,
+) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = ssh_command(server, &[key], user);
+    command.arg("-T").args(extra);
+    let mut child = tokio::process::Command::from(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).await.unwrap();
+    drop(stdin);
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("ssh -T exits after EOF")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn line_mode_posts_lines_answers_commands_and_never_echoes() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut lobby = client.join("web", "lobby").await;
+    server.wait_metric("kanava_members", 1.0).await;
+    let out = ssh_lines(
+        &server,
+        &keys.path("ed25519"),
+        "alice",
+        &[],
+        b"hi\r\n/who\nsecond\n".to_vec(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!out.stdout.contains(&0x1b), "an escape sequence was sent");
+    assert!(
+        !stdout(&out).contains("hi"),
+        "own message echoed: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("2 here: alice, web"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(recv(&mut lobby).await, text("hi"));
+    assert_eq!(recv(&mut lobby).await, text("second"));
+
+    // /join moves to another room; its backlog is printed first.
+    let room = channel("joined");
+    let say = ssh(
+        &server,
+        &[&keys.path("rsa")],
+        "bob",
+        &["say", &room, "earlier"],
+    )
+    .await;
+    assert!(say.status.success());
+    let out = ssh_lines(
+        &server,
+        &keys.path("ed25519"),
+        "alice",
+        &[],
+        format!("/join #{room}\nin the room\n/bogus\n").into_bytes(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("<bob> earlier\n"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("unknown command"), "{}", stderr(&out));
+    let tail = ssh(&server, &[&keys.path("rsa")], "bob", &["tail", &room]).await;
+    assert!(
+        stdout(&tail).contains("<alice> in the room\n"),
+        "{}",
+        stdout(&tail)
+    );
+}
+
+#[tokio::test]
+async fn a_bot_can_skip_the_backlog_and_gets_live_events() {
+    use tokio::io::AsyncBufReadExt;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut web = client.join("web", "lobby").await;
+    web.send(text("old news")).await.unwrap();
+    server.wait_metric("kanava_frames_in_total", 1.0).await;
+    let mut command = ssh_command(&server, &[&keys.path("ed25519")], "bot");
+    command.args(["-T", "-o", "SetEnv=KANAVA_BACKLOG=0"]);
+    let mut bot = tokio::process::Command::from(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    server.wait_metric("kanava_members", 2.0).await;
+    web.send(text("live news")).await.unwrap();
+    let mut lines = tokio::io::BufReader::new(bot.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.ends_with(" <web> live news"),
+        "the backlog was not skipped: {first}"
+    );
+    drop(bot.stdin.take());
+    let status = tokio::time::timeout(WAIT, bot.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_pasted_block_passes_the_rate_limit_and_a_flood_does_not() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut lobby = client.join("web", "lobby").await;
+    server.wait_metric("kanava_members", 1.0).await;
+    let input: String = (0..25).map(|i| format!("line {i}\n")).collect();
+    let out = ssh_lines(
+        &server,
+        &keys.path("ed25519"),
+        "alice",
+        &[],
+        input.into_bytes(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    for i in 0..20 {
+        assert_eq!(recv(&mut lobby).await, text(&format!("line {i}")));
+    }
+    assert_eq!(
+        stderr(&out).matches("rate limit").count(),
+        5,
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        drain_for(&mut lobby, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_10_mb_line_and_invalid_utf8_are_handled() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut lobby = client.join("web", "lobby").await;
+    server.wait_metric("kanava_members", 1.0).await;
+    let mut input = vec![b'a'; 10 * 1024 * 1024];
+    input.extend_from_slice(b"\nafter\n\xff\xfeok\n");
+    let out = ssh_lines(&server, &keys.path("ed25519"), "alice", &[], input).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("longer than 4096 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(recv(&mut lobby).await, text("after"));
+    assert_eq!(recv(&mut lobby).await, text("\u{fffd}\u{fffd}ok"));
+    let rooms = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
+    assert!(rooms.status.success());
 }
