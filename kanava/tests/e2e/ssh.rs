@@ -559,3 +559,70 @@ async fn a_10_mb_line_and_invalid_utf8_are_handled() {
     let rooms = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
     assert!(rooms.status.success());
 }
+
+#[tokio::test]
+async fn one_connection_with_100_channels_is_served() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("control");
+    let master_args = |command: &mut Command| {
+        command
+            .args(["-o", "ControlMaster=auto", "-o", "ControlPersist=30"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", control.display()));
+    };
+    // The first command starts the shared connection; then 100 sessions run over it at once.
+    let mut first = ssh_command(&server, &[&keys.path("ed25519")], "alice");
+    master_args(&mut first);
+    first.args(["say", "many", "opened"]);
+    assert!(first.status().unwrap().success());
+    let mut children = Vec::new();
+    for i in 0..100 {
+        let mut command = ssh_command(&server, &[&keys.path("ed25519")], "alice");
+        master_args(&mut command);
+        command
+            .args(["say", "many", &format!("channel {i}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        children.push(
+            tokio::process::Command::from(command)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for child in children {
+        let out = tokio::time::timeout(WAIT, child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        server.metric("kanava_ssh_connections").await,
+        1.0,
+        "all over one connection"
+    );
+    let tail = ssh(
+        &server,
+        &[&keys.path("rsa")],
+        "bob",
+        &["tail", "many", "-n", "1000"],
+    )
+    .await;
+    let said = stdout(&tail)
+        .lines()
+        .filter(|l| l.contains("<alice> channel "))
+        .count();
+    assert_eq!(said, 100);
+    let mut stop = ssh_command(&server, &[&keys.path("ed25519")], "alice");
+    master_args(&mut stop);
+    stop.args(["-O", "exit"]).stderr(Stdio::null());
+    let _ = stop.status();
+}
