@@ -29,6 +29,91 @@ enum Command {
     /// Measure a running server from the outside with real client connections.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Manage SSH chat names (works while the server runs).
+    Users(UsersArgs),
+}
+
+#[derive(Debug, Args)]
+struct UsersArgs {
+    /// The server's data directory.
+    #[arg(
+        long,
+        env = "KANAVA_DATA",
+        default_value = "./kanava-data",
+        global = true
+    )]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List bound names: name, key fingerprint, when bound.
+    List,
+    /// Bind a free name to a public key (a `.pub` file or the key line itself).
+    Reserve {
+        /// The name.
+        name: String,
+        /// `~/.ssh/id_ed25519.pub`, or `ssh-ed25519 AAAA…`.
+        key: String,
+    },
+    /// Free a name, so that the next key to log in with it owns it.
+    Release {
+        /// The name.
+        name: String,
+    },
+}
+
+async fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
+    use kanava_core::{Claim, Nick};
+    use kanava_store::Store;
+    let db = args.data.join("kanava.db");
+    if !db.exists() {
+        anyhow::bail!("no kanava store at {} (use --data DIR)", db.display());
+    }
+    let store = kanava_store::SqliteStore::open(&db, HistoryLimits::default())
+        .context("opening the store")?;
+    let nick = |name: &str| Nick::new(name).with_context(|| format!("{name:?}"));
+    match args.command {
+        UsersCommand::List => {
+            for identity in store.identities().await? {
+                println!(
+                    "{:<16}  {}  {}",
+                    identity.nick,
+                    identity.fingerprint,
+                    kanava_ssh::line::utc_timestamp(identity.bound_ms)
+                );
+            }
+        }
+        UsersCommand::Reserve { name, key } => {
+            let line = match std::fs::read_to_string(&key) {
+                Ok(text) => text,
+                Err(_) if key.contains(' ') => key,
+                Err(error) => return Err(error).with_context(|| format!("reading {key}")),
+            };
+            let identity = kanava_ssh::identity_for_openssh_key(nick(&name)?, &line)
+                .context("not an OpenSSH public key")?;
+            match store.claim_identity(identity.clone()).await? {
+                Claim::Bound => println!("{name} now belongs to {}", identity.fingerprint),
+                Claim::Yours => println!("{name} already belongs to {}", identity.fingerprint),
+                Claim::Taken(other) => {
+                    eprintln!("kanava: {name} belongs to another key ({other}); release it first");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        UsersCommand::Release { name } => {
+            if store.release_identity(nick(&name)?).await? {
+                println!("{name} is free");
+            } else {
+                eprintln!("kanava: {name} is not bound");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    store.sync().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,12 +498,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(*args).await,
-            Command::Bench(command) => bench(command).await,
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(command) => bench(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Users(args) => users(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("kanava: {error:#}");
             ExitCode::FAILURE

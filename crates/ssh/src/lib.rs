@@ -17,6 +17,31 @@ pub mod sanitize;
 mod server;
 
 pub use error::SshError;
+
+use kanava_core::{Identity, Nick};
+use russh::keys::{HashAlg, PublicKey};
+
+/// A key's OpenSSH fingerprint (`SHA256:` and unpadded base64), as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// The identity binding `nick` to `key`, bound now.
+pub fn identity_of(nick: Nick, key: &PublicKey) -> Result<Identity, SshError> {
+    Ok(Identity {
+        nick,
+        fingerprint: fingerprint(key),
+        public_key: key.to_openssh()?,
+        bound_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    })
+}
+
+/// The identity binding `nick` to a public key in OpenSSH format (`ssh-ed25519 AAAA… comment`).
+pub fn identity_for_openssh_key(nick: Nick, line: &str) -> Result<Identity, SshError> {
+    identity_of(nick, &PublicKey::from_openssh(line.trim())?)
+}
 pub use server::{SshConfig, serve};
 
 /// Describes the SSH listener's metrics and registers them at zero.

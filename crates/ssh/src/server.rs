@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kanava_core::{Claim, Identity, Nick, Sources};
+use kanava_core::{Claim, Nick, Sources};
 use kanava_hub::Hub;
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
 use tokio::net::TcpListener;
@@ -182,9 +182,7 @@ struct Connection {
     inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,
 }
 
-fn fingerprint(key: &russh::keys::PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
-}
+use crate::fingerprint;
 
 impl russh::server::Handler for Connection {
     type Error = SshError;
@@ -212,14 +210,7 @@ impl russh::server::Handler for Connection {
         let Ok(nick) = Nick::new(user) else {
             return Ok(Auth::reject());
         };
-        let claim = Identity {
-            nick: nick.clone(),
-            fingerprint: fingerprint(key.public_key),
-            public_key: key.public_key.to_openssh()?,
-            bound_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        };
+        let claim = crate::identity_of(nick.clone(), key.public_key)?;
         match self.hub.claim_identity(claim).await? {
             Claim::Bound | Claim::Yours => {
                 tracing::info!(peer = %self.peer, %nick, "ssh login");

@@ -52,6 +52,12 @@ pub trait Store: Send + Sync + 'static {
     /// Binds `identity.nick` to its key if the name is free, atomically: of two claims racing for
     /// one new name, exactly one gets [`Claim::Bound`].
     fn claim_identity(&self, identity: Identity) -> Pending<Claim>;
+
+    /// Every bound identity, sorted by name.
+    fn identities(&self) -> Pending<Vec<Identity>>;
+
+    /// Removes the binding of `nick`, freeing the name; says whether there was one.
+    fn release_identity(&self, nick: Nick) -> Pending<bool>;
 }
 
 /// Describes the store's metrics and registers them, so that `/metrics` lists them from the

@@ -61,6 +61,8 @@ enum Request {
     Sync(Reply<()>),
     Identity(Nick, Reply<Option<Identity>>),
     Claim(Identity, Reply<Claim>),
+    Identities(Reply<Vec<Identity>>),
+    Release(Nick, Reply<bool>),
 }
 
 /// A request's result, valid only once the transaction that produced it has committed.
@@ -70,6 +72,8 @@ enum Outcome {
     Purged(Vec<ChannelName>),
     Identity(Option<Identity>),
     Claimed(Claim),
+    Identities(Vec<Identity>),
+    Released(bool),
 }
 
 impl Request {
@@ -82,6 +86,8 @@ impl Request {
             (Request::PurgeIdle(_, _, tx), Outcome::Purged(v)) => drop(tx.send(Ok(v))),
             (Request::Identity(_, tx), Outcome::Identity(v)) => drop(tx.send(Ok(v))),
             (Request::Claim(_, tx), Outcome::Claimed(v)) => drop(tx.send(Ok(v))),
+            (Request::Identities(tx), Outcome::Identities(v)) => drop(tx.send(Ok(v))),
+            (Request::Release(_, tx), Outcome::Released(v)) => drop(tx.send(Ok(v))),
             (request, _) => request.fail(&Arc::new(StoreError::Closed)),
         }
     }
@@ -95,6 +101,8 @@ impl Request {
             Request::PurgeIdle(_, _, tx) => drop(tx.send(Err(error()))),
             Request::Identity(_, tx) => drop(tx.send(Err(error()))),
             Request::Claim(_, tx) => drop(tx.send(Err(error()))),
+            Request::Identities(tx) => drop(tx.send(Err(error()))),
+            Request::Release(_, tx) => drop(tx.send(Err(error()))),
         }
     }
 }
@@ -168,6 +176,14 @@ impl Store for SqliteStore {
 
     fn claim_identity(&self, identity: Identity) -> Pending<Claim> {
         self.submit(|tx| Request::Claim(identity, tx))
+    }
+
+    fn identities(&self) -> Pending<Vec<Identity>> {
+        self.submit(Request::Identities)
+    }
+
+    fn release_identity(&self, nick: Nick) -> Pending<bool> {
+        self.submit(|tx| Request::Release(nick, tx))
     }
 }
 
@@ -254,6 +270,13 @@ impl Writer {
                 Request::Sync(_) => outcomes.push(Outcome::Done),
                 Request::Identity(nick, _) => {
                     outcomes.push(Outcome::Identity(identity(&tx, nick)?))
+                }
+                Request::Identities(_) => outcomes.push(Outcome::Identities(identities(&tx)?)),
+                Request::Release(nick, _) => {
+                    let deleted = tx
+                        .prepare_cached("DELETE FROM identity WHERE nick_key = ?1")?
+                        .execute([nick.key()])?;
+                    outcomes.push(Outcome::Released(deleted == 1));
                 }
                 Request::Claim(claim, _) => {
                     outcomes.push(Outcome::Claimed(claim_identity(&tx, claim)?))
@@ -375,24 +398,40 @@ fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreErr
     })
 }
 
-fn identity(tx: &Transaction<'_>, nick: &Nick) -> Result<Option<Identity>, StoreError> {
-    let row: Option<(String, String, String, i64)> = tx
-        .prepare_cached(
-            "SELECT nick, fingerprint, public_key, bound_ms FROM identity WHERE nick_key = ?1",
-        )?
-        .query_row([nick.key()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    row.map(|(nick, fingerprint, public_key, bound_ms)| {
-        Ok(Identity {
-            nick: Nick::new(&nick).map_err(|_| StoreError::InvalidNick(nick.clone()))?,
-            fingerprint,
-            public_key,
-            bound_ms: bound_ms as u64,
-        })
+type IdentityRow = (String, String, String, i64);
+
+fn identity_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn identity_from(
+    (nick, fingerprint, public_key, bound_ms): IdentityRow,
+) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        nick: Nick::new(&nick).map_err(|_| StoreError::InvalidNick(nick.clone()))?,
+        fingerprint,
+        public_key,
+        bound_ms: bound_ms as u64,
     })
+}
+
+fn identity(tx: &Transaction<'_>, nick: &Nick) -> Result<Option<Identity>, StoreError> {
+    tx.prepare_cached(
+        "SELECT nick, fingerprint, public_key, bound_ms FROM identity WHERE nick_key = ?1",
+    )?
+    .query_row([nick.key()], identity_row)
+    .optional()?
+    .map(identity_from)
     .transpose()
+}
+
+fn identities(tx: &Transaction<'_>) -> Result<Vec<Identity>, StoreError> {
+    tx.prepare_cached(
+        "SELECT nick, fingerprint, public_key, bound_ms FROM identity ORDER BY nick_key",
+    )?
+    .query_map([], identity_row)?
+    .map(|row| identity_from(row?))
+    .collect()
 }
 
 /// Insert-if-absent on the writer thread, so two claims can never both win.
@@ -561,6 +600,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((bound.nick.as_str(), bound.bound_ms), ("Alice", 7));
+    }
+
+    #[tokio::test]
+    async fn identities_are_listed_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        for (nick, fp) in [("carol", "SHA256:c"), ("Bob", "SHA256:b")] {
+            store.claim_identity(identity_of(nick, fp)).await.unwrap();
+        }
+        let names: Vec<String> = store
+            .identities()
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.nick.to_string())
+            .collect();
+        assert_eq!(names, ["Bob", "carol"]);
+        assert!(
+            store
+                .release_identity(Nick::new("bob").unwrap())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .release_identity(Nick::new("bob").unwrap())
+                .await
+                .unwrap()
+        );
+        let claim = store
+            .claim_identity(identity_of("bob", "SHA256:new"))
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Bound, "a released name is free again");
     }
 
     #[tokio::test]

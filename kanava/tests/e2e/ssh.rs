@@ -626,3 +626,82 @@ async fn one_connection_with_100_channels_is_served() {
     stop.args(["-O", "exit"]).stderr(Stdio::null());
     let _ = stop.status();
 }
+
+/// `kanava users ARGS --data DIR`.
+fn users(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .arg("users")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn operators_list_reserve_and_release_names_while_the_server_runs() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let login = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
+    assert!(login.status.success());
+
+    // The listed fingerprint is the one ssh-keygen prints.
+    let keygen = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(keys.path("ed25519.pub"))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(keygen.stdout).unwrap();
+    let expected = expected.split_whitespace().nth(1).unwrap().to_owned();
+    let list = users(&server.data, &["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let listed = stdout(&list);
+    let alice = listed
+        .lines()
+        .find(|l| l.starts_with("alice "))
+        .expect("alice listed");
+    assert_eq!(
+        alice.split_whitespace().nth(1),
+        Some(expected.as_str()),
+        "{listed}"
+    );
+
+    // Reserve a name for a key: only that key logs in as it.
+    let reserve = users(
+        &server.data,
+        &[
+            "reserve",
+            "carol",
+            keys.path("ecdsa256.pub").to_str().unwrap(),
+        ],
+    );
+    assert!(reserve.status.success(), "{}", stderr(&reserve));
+    let wrong = ssh(&server, &[&keys.path("ed25519")], "carol", &["rooms"]).await;
+    assert_eq!(wrong.status.code(), Some(255));
+    let right = ssh(&server, &[&keys.path("ecdsa256")], "carol", &["rooms"]).await;
+    assert!(right.status.success());
+    let taken = users(
+        &server.data,
+        &["reserve", "alice", keys.path("rsa.pub").to_str().unwrap()],
+    );
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(stderr(&taken).contains("belongs to another key"));
+
+    // Release a name: the next key to log in owns it.
+    assert!(users(&server.data, &["release", "alice"]).status.success());
+    let new_owner = ssh(&server, &[&keys.path("rsa")], "alice", &["rooms"]).await;
+    assert!(new_owner.status.success(), "{}", stderr(&new_owner));
+    let old_owner = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
+    assert_eq!(old_owner.status.code(), Some(255));
+    assert_eq!(
+        users(&server.data, &["release", "nobody"]).status.code(),
+        Some(1)
+    );
+    let bad_key = users(&server.data, &["reserve", "dave", "ssh-ed25519 not-base64"]);
+    assert_eq!(bad_key.status.code(), Some(1));
+    assert!(
+        stderr(&bad_key).contains("not an OpenSSH public key"),
+        "{}",
+        stderr(&bad_key)
+    );
+}
