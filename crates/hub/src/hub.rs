@@ -201,6 +201,7 @@ impl Hub {
             }
             self.complete(&entry, submitted, None);
             metrics::gauge!("kanava_members").increment(1.0);
+            metrics::counter!("kanava_joins_total").increment(1);
             let member = Member {
                 hub: self.clone(),
                 channel: entry,

@@ -22,6 +22,10 @@ pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
 /// from the start.
 pub fn describe_metrics() {
     metrics::describe_gauge!("kanava_members", "Members currently in a channel");
+    metrics::describe_counter!(
+        "kanava_joins_total",
+        "Successful joins, over every transport"
+    );
     metrics::describe_gauge!(
         "kanava_channels",
         "Channels held in memory (with members or frames awaiting commit)"
@@ -43,6 +47,7 @@ pub fn describe_metrics() {
     metrics::gauge!("kanava_members").increment(0.0);
     metrics::gauge!("kanava_channels").increment(0.0);
     for name in [
+        "kanava_joins_total",
         "kanava_frames_in_total",
         "kanava_bytes_in_total",
         "kanava_frames_out_total",

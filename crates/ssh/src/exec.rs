@@ -39,16 +39,6 @@ impl Output {
             .await;
     }
 
-    /// Tells a terminal login that the full-screen chat does not exist yet, and ends it with
-    /// status 2.
-    pub(crate) async fn refuse_terminal(self) {
-        self.err(format!(
-            "the full-screen chat is not available yet; use the line interface (ssh -T HOST) or a command\n{USAGE}"
-        ).trim_end().to_owned())
-        .await;
-        self.finish(USAGE_ERROR).await;
-    }
-
     /// Sends the exit status, then EOF, then closes (OpenSSH exits 255 without a status).
     pub(crate) async fn finish(self, status: u32) {
         let _ = self.handle.exit_status_request(self.channel, status).await;

@@ -15,6 +15,7 @@ pub mod line;
 mod line_mode;
 pub mod sanitize;
 mod server;
+pub mod tui;
 
 pub use error::SshError;
 

@@ -10,12 +10,20 @@ use crate::sanitize::sanitize;
 
 /// The line for `entry`, or `None` for frames with nothing to show (client pings).
 pub fn event_line(entry: &Entry) -> Option<String> {
-    let time = utc_timestamp(entry.time_ms);
+    Some(format!(
+        "{} {}",
+        utc_timestamp(entry.time_ms),
+        event_text(entry)?
+    ))
+}
+
+/// What happened, without the time: `<alice> hello`, `<bob> [binary, 3 bytes]`, `* carol joined`.
+pub fn event_text(entry: &Entry) -> Option<String> {
     let who = sanitize(entry.sender.as_str().as_bytes());
     Some(match entry.kind {
-        FrameKind::Text => format!("{time} <{who}> {}", sanitize(&entry.payload)),
-        FrameKind::Binary => format!("{time} <{who}> [binary, {} bytes]", entry.payload.len()),
-        FrameKind::Header => format!("{time} * {who} joined"),
+        FrameKind::Text => format!("<{who}> {}", sanitize(&entry.payload)),
+        FrameKind::Binary => format!("<{who}> [binary, {} bytes]", entry.payload.len()),
+        FrameKind::Header => format!("* {who} joined"),
         FrameKind::Ping => return None,
     })
 }

@@ -31,10 +31,12 @@ const BURST: f64 = 20.0;
 /// Messages per second a user may keep sending after the burst.
 const RATE: f64 = 2.0;
 
-/// What the SSH handler feeds a line session.
+/// What the SSH handler feeds a session.
 pub(crate) enum Input {
     /// Bytes the client sent.
     Data(Bytes),
+    /// The client's window changed to (columns, rows).
+    Resize(u32, u32),
     /// The client sent EOF.
     Eof,
 }
@@ -46,20 +48,20 @@ pub(crate) struct Options {
 }
 
 /// A token bucket: `BURST` messages at once, then `RATE` per second.
-struct RateLimit {
+pub(crate) struct RateLimit {
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimit {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tokens: BURST,
             last: Instant::now(),
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub(crate) fn allow(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * RATE;
         self.tokens = (self.tokens + refill).min(BURST);
@@ -108,6 +110,7 @@ pub(crate) async fn run(
         };
         let data = match event {
             Some(Input::Data(data)) => data,
+            Some(Input::Resize(..)) => continue,
             Some(Input::Eof) | None => {
                 let _ = joined.member.flush().await;
                 return 0;

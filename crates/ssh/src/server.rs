@@ -94,7 +94,7 @@ pub async fn serve(
             nick: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
-            terminals: HashSet::new(),
+            terminals: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
         };
@@ -174,8 +174,8 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
-    /// Channels that asked for a terminal.
-    terminals: HashSet<ChannelId>,
+    /// Channels that asked for a terminal, with its size.
+    terminals: HashMap<ChannelId, (u32, u32)>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
     /// Where a line session's input goes.
@@ -238,14 +238,14 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: ChannelId,
         _term: &str,
-        _cols: u32,
-        _rows: u32,
+        cols: u32,
+        rows: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        self.terminals.insert(channel);
+        self.terminals.insert(channel, (cols, rows));
         session.channel_success(channel)?;
         Ok(())
     }
@@ -316,14 +316,19 @@ impl russh::server::Handler for Connection {
             handle: session.handle(),
             channel,
         };
-        if self.terminals.contains(&channel) {
-            tokio::spawn(out.refuse_terminal());
-            return Ok(());
-        }
         let (input, inputs) = tokio::sync::mpsc::channel(64);
         self.inputs.insert(channel, input);
         let cancel = CancellationToken::new();
         self.channels.insert(channel, cancel.clone().drop_guard());
+        if let Some(size) = self.terminals.get(&channel).copied() {
+            let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
+            tokio::spawn(async move {
+                let status =
+                    crate::tui::run(&hub, &nick, size, max_message, &out, inputs, &cancel).await;
+                out.finish(status).await;
+            });
+            return Ok(());
+        }
         let options = line_mode::Options {
             backlog: !self.no_backlog.contains(&channel),
             max_message_bytes: self.config.max_message_bytes,
@@ -347,6 +352,24 @@ impl russh::server::Handler for Connection {
             let _ = input
                 .send(Input::Data(bytes::Bytes::copy_from_slice(data)))
                 .await;
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        cols: u32,
+        rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        if let Some(size) = self.terminals.get_mut(&channel) {
+            *size = (cols, rows);
+        }
+        if let Some(input) = self.inputs.get(&channel) {
+            let _ = input.send(Input::Resize(cols, rows)).await;
         }
         Ok(())
     }

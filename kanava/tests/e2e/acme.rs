@@ -176,7 +176,7 @@ async fn a_certificate_is_issued_by_acme_cached_and_reused() {
     );
     let root = dir.path().join("issuer-root.pem");
     std::fs::copy(pebble.issuing_root().await, &root).unwrap();
-    let client = Client::new(server.mles, &root);
+    let client = Client::new(server.mles, &root).with_admin(server.admin);
     // Until issuance completes, the handshake fails verification; then it succeeds.
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.try_tls().await.is_err() {
@@ -199,7 +199,7 @@ async fn a_certificate_is_issued_by_acme_cached_and_reused() {
     drop(server);
     drop(pebble);
     let server = start();
-    let client = Client::new(server.mles, &root);
+    let client = Client::new(server.mles, &root).with_admin(server.admin);
     client
         .try_tls()
         .await

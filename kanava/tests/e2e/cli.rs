@@ -103,7 +103,7 @@ async fn tls_from_pem_files() {
             key.to_str().unwrap(),
         ])
         .start();
-    let client = Client::new(server.mles, &cert);
+    let client = Client::new(server.mles, &cert).with_admin(server.admin);
     let ch = channel("pem");
     let mut a = client.join("a", &ch).await;
     let mut b = client.join("b", &ch).await;

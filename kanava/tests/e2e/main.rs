@@ -12,3 +12,4 @@ mod durability;
 mod protocol;
 mod python;
 mod ssh;
+mod tui;

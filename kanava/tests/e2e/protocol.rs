@@ -163,7 +163,8 @@ async fn a_rejoining_member_gets_its_own_earlier_header_and_messages() {
     drop(alice);
     // The same uid may join again once the first connection has gone.
     let mut again = loop {
-        let mut ws = client.join("alice", &ch).await;
+        let header = serde_json::json!({"uid": "alice", "channel": ch}).to_string();
+        let mut ws = client.send_header(&header).await;
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ws)).await {
             Ok(Some(Ok(Message::Text(t)))) => break (ws, t),
             _ => continue, // still a duplicate while the old one is closing: retry
@@ -229,7 +230,8 @@ async fn a_duplicate_uid_is_closed_at_once_and_the_first_is_unaffected() {
     let client = server.client();
     let ch = channel("dup");
     let mut first = client.join("alice", &ch).await;
-    let mut second = client.join("alice", &ch).await;
+    let duplicate = serde_json::json!({"uid": "alice", "channel": ch}).to_string();
+    let mut second = client.send_header(&duplicate).await;
     let (code, took) = closed(&mut second).await;
     assert_eq!(code, Some(CloseCode::Policy));
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
@@ -264,7 +266,7 @@ async fn auth_tokens_follow_the_rule_without_a_key() {
         ("0x827d5db8dcd8bcef", false),
     ] {
         let header = format!(r#"{{"uid":"authuser","channel":"authch","auth":"{auth}"}}"#);
-        let mut ws = client.join_with(&header).await;
+        let mut ws = client.send_header(&header).await;
         let outcome = tokio::time::timeout(
             Duration::from_secs(1),
             futures_util::StreamExt::next(&mut ws),
@@ -296,7 +298,7 @@ async fn auth_tokens_follow_the_rule_with_a_key() {
         if let Some(a) = auth {
             header["auth"] = a.into();
         }
-        let mut ws = client.join_with(&header.to_string()).await;
+        let mut ws = client.send_header(&header.to_string()).await;
         let outcome = tokio::time::timeout(
             Duration::from_secs(1),
             futures_util::StreamExt::next(&mut ws),

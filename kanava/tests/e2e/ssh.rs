@@ -11,10 +11,10 @@ use tokio::io::AsyncReadExt;
 use crate::support::*;
 
 /// Client keys of every type, made by `ssh-keygen`.
-struct Keys(tempfile::TempDir);
+pub struct Keys(tempfile::TempDir);
 
 impl Keys {
-    fn new() -> Keys {
+    pub fn new() -> Keys {
         let dir = tempfile::tempdir().unwrap();
         for (name, args) in [
             ("ed25519", &["-t", "ed25519"][..]),
@@ -35,13 +35,13 @@ impl Keys {
         Keys(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
 }
 
 /// `ssh` with a deterministic configuration: no user config, no agent, only the given keys.
-fn ssh_command(server: &Kanava, keys: &[&Path], user: &str) -> Command {
+pub fn ssh_command(server: &Kanava, keys: &[&Path], user: &str) -> Command {
     let mut command = Command::new("ssh");
     command
         .args(["-F", "/dev/null", "-p", &server.ssh_port.to_string()])
@@ -267,14 +267,14 @@ async fn exec_commands_print_plain_lines_and_exit_with_meaningful_statuses() {
     // Without a command or a terminal, a login is the line interface: EOF ends it with 0.
     let lines = ssh(&server, &[&ed], "alice", &[]).await;
     assert_eq!(lines.status.code(), Some(0), "{}", stderr(&lines));
-    // A terminal (here `ssh -tt` with no tty, a 0x0 pty-req) is told the full-screen chat is
-    // not there yet, and exits 2 without hanging.
+    // A terminal with a 0x0 size (`ssh -tt` with no tty) gets the chat at 80x24; EOF on its
+    // input ends it with 0, the alternate screen left behind it.
     let terminal = ssh(&server, &[&ed], "alice", &["-tt"]).await;
-    assert_eq!(terminal.status.code(), Some(2), "{}", stderr(&terminal));
-    assert!(
-        stdout(&terminal).contains("full-screen chat is not available yet")
-            || stderr(&terminal).contains("full-screen chat is not available yet")
-    );
+    assert_eq!(terminal.status.code(), Some(0), "{}", stderr(&terminal));
+    let screen = stdout(&terminal);
+    assert!(screen.starts_with("\x1b[?1049h"), "{screen:?}");
+    assert!(screen.contains("#lobby"), "{screen:?}");
+    assert!(screen.ends_with("\x1b[?1049l"), "{screen:?}");
 }
 
 #[tokio::test]

@@ -207,7 +207,7 @@ impl Kanava {
 
     /// A client that trusts this server's self-signed certificate.
     pub fn client(&self) -> Client {
-        Client::new(self.mles, &self.cert_path())
+        Client::new(self.mles, &self.cert_path()).with_admin(self.admin)
     }
 
     pub fn kill9(mut self) {
@@ -251,27 +251,37 @@ impl Kanava {
 
     /// GET on the admin listener: (status line, body).
     pub async fn admin_get(&self, path: &str) -> (String, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = TcpStream::connect(self.admin).await.unwrap();
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut response = String::new();
-        tcp.read_to_string(&mut response).await.unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        (head.lines().next().unwrap().to_owned(), body.to_owned())
+        admin_get(self.admin, path).await
     }
 
     /// A series' value from `/metrics`; `series` is the name with any labels, exactly as
     /// exported (`kanava_store_commit_seconds{quantile="0.99"}`). Absent series read as 0.
     pub async fn metric(&self, series: &str) -> f64 {
-        let (_, body) = self.admin_get("/metrics").await;
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(key, _)| *key == series)
-            .map_or(0.0, |(_, v)| v.parse().unwrap())
+        metric_at(self.admin, series).await
     }
+}
+
+/// GET on an admin listener: (status line, body).
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// A series' value from an admin listener's `/metrics`; absent series read as 0.
+pub async fn metric_at(admin: SocketAddr, series: &str) -> f64 {
+    let (_, body) = admin_get(admin, "/metrics").await;
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(key, _)| *key == series)
+        .map_or(0.0, |(_, v)| v.parse().unwrap())
 }
 
 impl Kanava {
@@ -307,6 +317,8 @@ pub type Ws = WebSocketStream<TlsStream<TcpStream>>;
 pub struct Client {
     addr: SocketAddr,
     tls: TlsConnector,
+    /// The server's admin address, to wait until a join has been processed.
+    admin: Option<SocketAddr>,
 }
 
 pub fn install_crypto() {
@@ -327,7 +339,14 @@ impl Client {
         Self {
             addr,
             tls: TlsConnector::from(Arc::new(config)),
+            admin: None,
         }
+    }
+
+    /// Lets [`join`](Self::join) wait until the server has processed each join.
+    pub fn with_admin(mut self, admin: SocketAddr) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// A TLS connection with nothing sent yet.
@@ -379,8 +398,29 @@ impl Client {
             .await
     }
 
-    /// Upgrades and sends `header` as the first text frame.
+    /// Upgrades and sends `header` as the first text frame, then (when the admin address is
+    /// known) waits until the server has counted the join, so that joins made one after the
+    /// other are processed in that order. Use [`send_header`](Self::send_header) for a header
+    /// that is meant to be refused.
     pub async fn join_with(&self, header: &str) -> Ws {
+        let Some(admin) = self.admin else {
+            return self.send_header(header).await;
+        };
+        let before = metric_at(admin, "kanava_joins_total").await;
+        let ws = self.send_header(header).await;
+        let deadline = Instant::now() + WAIT;
+        while metric_at(admin, "kanava_joins_total").await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "the server never processed the join {header}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ws
+    }
+
+    /// Upgrades and sends `header` as the first text frame, without waiting for the join.
+    pub async fn send_header(&self, header: &str) -> Ws {
         let (mut ws, _) = self.upgrade().await;
         ws.send(Message::text(header)).await.unwrap();
         ws

@@ -1,0 +1,229 @@
+//! Drawing the chat view with ratatui into an SSH channel: a fixed viewport of the client's size
+//! (never the server's tty), and a writer whose flush hands each frame to the connection without
+//! waiting, dropping frames for a client that does not keep up (the next frame is a full redraw).
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+use ratatui::{Terminal, TerminalOptions, Viewport};
+use tokio::sync::mpsc;
+use unicode_width::UnicodeWidthChar;
+
+use super::view::ChatView;
+
+/// Enter the alternate screen, clear it, turn on bracketed paste.
+pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
+
+/// Undo [`SETUP`] and show the cursor.
+pub const TEARDOWN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
+
+/// Sizes below this are clamped up (`ssh -tt` with no tty sends 0x0).
+const MIN_COLS: u16 = 20;
+const MIN_ROWS: u16 = 5;
+
+/// Frames waiting for the connection before further ones are dropped.
+pub const FRAME_QUEUE: usize = 8;
+
+/// A `Write` that collects one frame and, on flush, queues it for the connection.
+pub struct ChannelWriter {
+    frame: Vec<u8>,
+    frames: mpsc::Sender<Bytes>,
+    /// Set when a frame had to be dropped; the next draw must repaint everything.
+    dropped: Arc<AtomicBool>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.frame.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.frame.is_empty() {
+            return Ok(());
+        }
+        let frame = Bytes::from(std::mem::take(&mut self.frame));
+        match self.frames.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
+            }
+        }
+    }
+}
+
+/// The client's screen.
+pub struct Screen {
+    terminal: Terminal<CrosstermBackend<ChannelWriter>>,
+    area: Rect,
+    frames: mpsc::Sender<Bytes>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// A ratatui terminal of `area` whose first frame starts with `preamble`.
+fn terminal(
+    area: Rect,
+    preamble: &[u8],
+    frames: mpsc::Sender<Bytes>,
+    dropped: Arc<AtomicBool>,
+) -> io::Result<Terminal<CrosstermBackend<ChannelWriter>>> {
+    let writer = ChannelWriter {
+        frame: preamble.to_vec(),
+        frames,
+        dropped,
+    };
+    Terminal::with_options(
+        CrosstermBackend::new(writer),
+        TerminalOptions {
+            viewport: Viewport::Fixed(area),
+        },
+    )
+}
+
+/// A usable size from what the client reported.
+pub fn clamp(cols: u32, rows: u32) -> Rect {
+    let (cols, rows) = if cols == 0 || rows == 0 {
+        (80, 24)
+    } else {
+        (cols, rows)
+    };
+    let cols = u16::try_from(cols).unwrap_or(u16::MAX).max(MIN_COLS);
+    let rows = u16::try_from(rows).unwrap_or(u16::MAX).max(MIN_ROWS);
+    Rect::new(0, 0, cols, rows)
+}
+
+impl Screen {
+    /// A screen of `area`, writing frames to `frames`.
+    pub fn new(area: Rect, frames: mpsc::Sender<Bytes>) -> io::Result<Screen> {
+        let dropped = Arc::new(AtomicBool::new(false));
+        Ok(Screen {
+            terminal: terminal(area, SETUP, frames.clone(), Arc::clone(&dropped))?,
+            area,
+            frames,
+            dropped,
+        })
+    }
+
+    /// Follows a window-change. ratatui's own `resize` asks the server's tty for its size, so a
+    /// new terminal of the client's size replaces the old one; its first frame repaints all.
+    pub fn resize(&mut self, area: Rect) -> io::Result<()> {
+        self.area = area;
+        let fresh = terminal(
+            area,
+            b"\x1b[2J",
+            self.frames.clone(),
+            Arc::clone(&self.dropped),
+        )?;
+        self.terminal = fresh;
+        Ok(())
+    }
+
+    /// Height of the message pane, for paging.
+    pub fn page(&self) -> usize {
+        usize::from(self.area.height.saturating_sub(2))
+    }
+
+    /// Draws `view`.
+    pub fn draw(&mut self, view: &ChatView) -> io::Result<()> {
+        if self.dropped.swap(false, Ordering::AcqRel) {
+            self.resize(self.area)?;
+        }
+        self.terminal.draw(|frame| {
+            let [pane, status, input] = Layout::vertical([
+                Constraint::Min(1),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(frame.area());
+            let rows = view.rows(usize::from(pane.width));
+            let height = usize::from(pane.height);
+            let end = rows.len().saturating_sub(view.scroll());
+            let start = end.saturating_sub(height);
+            let shown: Vec<Line> = rows[start..end]
+                .iter()
+                .map(|r| Line::raw(r.clone()))
+                .collect();
+            frame.render_widget(Paragraph::new(shown), pane);
+
+            let scrolled = if view.scroll() > 0 {
+                "  [scrolled: PgDn]"
+            } else {
+                ""
+            };
+            let status_text = format!(" #{}  {} here{scrolled}", view.room, view.members);
+            frame.render_widget(
+                Paragraph::new(status_text)
+                    .style(Style::default().add_modifier(Modifier::REVERSED)),
+                status,
+            );
+
+            let (text, cursor) = view.input();
+            let prompt = "> ";
+            let chars: Vec<char> = text
+                .chars()
+                .map(|c| if c == '\n' { '↵' } else { c })
+                .collect();
+            let room = usize::from(input.width)
+                .saturating_sub(prompt.len() + 1)
+                .max(1);
+            let width = |cs: &[char]| cs.iter().map(|c| c.width().unwrap_or(0)).sum::<usize>();
+            // Scroll the input horizontally so that the cursor stays visible.
+            let mut first = 0;
+            while width(&chars[first..cursor]) > room {
+                first += 1;
+            }
+            let visible: String = chars[first..].iter().collect();
+            frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
+            let x = input.x + (prompt.len() + width(&chars[first..cursor])) as u16;
+            frame.set_cursor_position(Position::new(
+                x.min(input.right().saturating_sub(1)),
+                input.y,
+            ));
+        })?;
+        Ok(())
+    }
+
+    /// Leaves the alternate screen.
+    pub fn restore(&mut self) -> io::Result<()> {
+        let backend = self.terminal.backend_mut();
+        backend.write_all(TEARDOWN)?;
+        Write::flush(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resizing_redraws_at_the_new_size() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(80, 24), frames).unwrap();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        screen.draw(&view).unwrap();
+        screen.resize(clamp(100, 30)).unwrap();
+        screen.draw(&view).unwrap();
+        let mut all = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            all.extend_from_slice(&frame);
+        }
+        // The status line moved to row 29 (1-based), the input line to row 30.
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.contains("\x1b[29;1H") || text.contains("\x1b[29;"),
+            "{text:?}"
+        );
+    }
+}
