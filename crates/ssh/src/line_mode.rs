@@ -6,6 +6,8 @@
 //! stdout carries only events. The backlog of the room (the last [`BACKLOG`] events) comes first,
 //! unless the client sets `KANAVA_BACKLOG=0` (`ssh -o SetEnv=KANAVA_BACKLOG=0`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +49,27 @@ pub(crate) struct Options {
     pub(crate) max_message_bytes: usize,
 }
 
+/// The message rate limit of every user, shared by all their connections and sessions.
+#[derive(Default)]
+pub(crate) struct RateLimits(Mutex<HashMap<String, RateLimit>>);
+
+/// Users tracked before buckets that are full again are forgotten.
+const TRACKED_USERS: usize = 10_000;
+
+impl RateLimits {
+    /// Whether `nick` may send a message now (taking a token if so).
+    pub(crate) fn allow(&self, nick: &Nick) -> bool {
+        let mut buckets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= TRACKED_USERS {
+            buckets.retain(|_, bucket| !bucket.is_full());
+        }
+        buckets
+            .entry(nick.key())
+            .or_insert_with(RateLimit::new)
+            .allow()
+    }
+}
+
 /// A token bucket: `BURST` messages at once, then `RATE` per second.
 pub(crate) struct RateLimit {
     tokens: f64,
@@ -59,6 +82,10 @@ impl RateLimit {
             tokens: BURST,
             last: Instant::now(),
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.tokens + self.last.elapsed().as_secs_f64() * RATE >= BURST
     }
 
     pub(crate) fn allow(&mut self) -> bool {
@@ -83,6 +110,7 @@ pub(crate) async fn run(
     options: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
+    limits: &RateLimits,
     cancel: &CancellationToken,
 ) -> u32 {
     let start = ChannelName::new(DEFAULT_ROOM).expect("valid default room");
@@ -91,7 +119,6 @@ pub(crate) async fn run(
     };
     let mut pending = BytesMut::new();
     let mut discarding = false;
-    let mut limit = RateLimit::new();
     loop {
         let event = tokio::select! {
             () = cancel.cancelled() => return 0,
@@ -124,7 +151,7 @@ pub(crate) async fn run(
             }
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            match handle_line(hub, nick, &options, out, &mut joined, &mut limit, line).await {
+            match handle_line(hub, nick, &options, out, &mut joined, limits, line).await {
                 Flow::Continue => {}
                 Flow::Quit => {
                     let _ = joined.member.flush().await;
@@ -189,7 +216,7 @@ async fn handle_line(
     options: &Options,
     out: &Output,
     joined: &mut Joined,
-    limit: &mut RateLimit,
+    limits: &RateLimits,
     line: &[u8],
 ) -> Flow {
     if line.is_empty() {
@@ -241,7 +268,7 @@ async fn handle_line(
         .await;
         return Flow::Continue;
     }
-    if !limit.allow() {
+    if !limits.allow(nick) {
         out.err("rate limit: message dropped; slow down".to_owned())
             .await;
         return Flow::Continue;

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::SshError;
 use crate::exec::{self, Output};
-use crate::line_mode::{self, Input};
+use crate::line_mode::{self, Input, RateLimits};
 
 /// Settings of the SSH listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,7 @@ pub async fn serve(
     });
     let config = Arc::new(config);
     let sources = Sources::new(config.max_connections, config.max_connections_per_source);
+    let limits = Arc::new(RateLimits::default());
     let tracker = TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -94,6 +95,7 @@ pub async fn serve(
             nick: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
+            limits: Arc::clone(&limits),
             terminals: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
@@ -174,6 +176,8 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
+    /// Message rate limits, per user across connections.
+    limits: Arc<RateLimits>,
     /// Channels that asked for a terminal, with its size.
     terminals: HashMap<ChannelId, (u32, u32)>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
@@ -322,9 +326,14 @@ impl russh::server::Handler for Connection {
         self.channels.insert(channel, cancel.clone().drop_guard());
         if let Some(size) = self.terminals.get(&channel).copied() {
             let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
+            let limits = Arc::clone(&self.limits);
             tokio::spawn(async move {
+                let options = crate::tui::Options {
+                    size,
+                    max_message_bytes: max_message,
+                };
                 let status =
-                    crate::tui::run(&hub, &nick, size, max_message, &out, inputs, &cancel).await;
+                    crate::tui::run(&hub, &nick, options, &out, inputs, &limits, &cancel).await;
                 out.finish(status).await;
             });
             return Ok(());
@@ -333,9 +342,9 @@ impl russh::server::Handler for Connection {
             backlog: !self.no_backlog.contains(&channel),
             max_message_bytes: self.config.max_message_bytes,
         };
-        let hub = self.hub.clone();
+        let (hub, limits) = (self.hub.clone(), Arc::clone(&self.limits));
         tokio::spawn(async move {
-            let status = line_mode::run(&hub, &nick, options, &out, inputs, &cancel).await;
+            let status = line_mode::run(&hub, &nick, options, &out, inputs, &limits, &cancel).await;
             out.finish(status).await;
         });
         Ok(())

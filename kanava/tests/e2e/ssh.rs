@@ -531,6 +531,27 @@ async fn a_pasted_block_passes_the_rate_limit_and_a_flood_does_not() {
         "{}",
         stderr(&out)
     );
+    // The limit is per user: a second connection as alice right away gets only what the
+    // bucket refilled meanwhile (2 a second).
+    let spent = std::time::Instant::now();
+    let input: String = (0..5).map(|i| format!("again {i}\n")).collect();
+    let again = ssh_lines(
+        &server,
+        &keys.path("ed25519"),
+        "alice",
+        &[],
+        input.into_bytes(),
+    )
+    .await;
+    let refilled = (spent.elapsed().as_secs_f64() * 2.0).floor() as usize;
+    let passed = 5 - stderr(&again).matches("rate limit").count();
+    assert!(
+        passed <= refilled,
+        "{passed} passed with {refilled} refilled"
+    );
+    for i in 0..passed {
+        assert_eq!(recv(&mut lobby).await, text(&format!("again {i}")));
+    }
     assert!(
         drain_for(&mut lobby, Duration::from_millis(300))
             .await

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::room;
 use crate::exec::{Output, header, uid};
 use crate::line::{event_text, utc_timestamp};
-use crate::line_mode::{BACKLOG, DEFAULT_ROOM, Input, RateLimit};
+use crate::line_mode::{BACKLOG, DEFAULT_ROOM, Input, RateLimits};
 use crate::sanitize::sanitize;
 use screen::{FRAME_QUEUE, Screen, clamp};
 use view::{Action, ChatView};
@@ -77,14 +77,25 @@ async fn enter(hub: &Hub, nick: &Nick, room: ChannelName, view: &mut ChatView) -
     }
 }
 
-/// Runs the chat for a terminal of `size` until `/quit`, Ctrl-D, EOF or the client going.
+/// Settings of one chat session.
+pub(crate) struct Options {
+    /// The client's terminal size (columns, rows) from its pty-req.
+    pub(crate) size: (u32, u32),
+    /// Longest message sent.
+    pub(crate) max_message_bytes: usize,
+}
+
+/// Runs the chat for a terminal until `/quit`, Ctrl-D, EOF or the client going.
 pub(crate) async fn run(
     hub: &Hub,
     nick: &Nick,
-    size: (u32, u32),
-    max_message_bytes: usize,
+    Options {
+        size,
+        max_message_bytes,
+    }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
+    limits: &RateLimits,
     cancel: &CancellationToken,
 ) -> u32 {
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
@@ -106,7 +117,6 @@ pub(crate) async fn run(
     };
     view.push(format!("* welcome, {nick}. /help lists the commands."));
     let mut parser = InputParser::default();
-    let mut limit = RateLimit::new();
     let status = loop {
         view.members = hub.members(joined.member.channel()).len();
         if screen.draw(&view).is_err() {
@@ -146,7 +156,7 @@ pub(crate) async fn run(
                         nick,
                         &mut view,
                         &mut joined,
-                        &mut limit,
+                        limits,
                         line,
                         max_message_bytes,
                     )
@@ -171,7 +181,7 @@ async fn submit(
     nick: &Nick,
     view: &mut ChatView,
     joined: &mut Joined,
-    limit: &mut RateLimit,
+    limits: &RateLimits,
     line: String,
     max_message_bytes: usize,
 ) -> bool {
@@ -214,7 +224,7 @@ async fn submit(
         view.push(format!(
             "* message longer than {max_message_bytes} bytes not sent"
         ));
-    } else if !limit.allow() {
+    } else if !limits.allow(nick) {
         view.push("* rate limit: message not sent; slow down".to_owned());
     } else if joined
         .member
