@@ -9,8 +9,9 @@ use futures_util::SinkExt;
 use crate::ssh::{Keys, ssh_command};
 use crate::support::*;
 
-/// A private tmux server; killed on drop.
-struct Tmux(String);
+/// A private tmux server, and a directory where each login records `ssh`'s exit status; the
+/// server is killed on drop.
+struct Tmux(String, tempfile::TempDir);
 
 impl Tmux {
     fn new() -> Tmux {
@@ -21,7 +22,7 @@ impl Tmux {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        Tmux(name)
+        Tmux(name, tempfile::tempdir().unwrap())
     }
 
     fn run(&self, args: &[&str]) -> String {
@@ -40,17 +41,21 @@ impl Tmux {
             .chain(command.get_args())
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
+        // The pane's shell records ssh's exit status itself: tmux reports none for a process
+        // it did not see exit normally.
+        let status = self.1.path().join(format!("{user}.status"));
+        let shell = format!("{}; echo $? > {}", line.join(" "), status.display());
         let size = ["-x", "80", "-y", "24"];
         self.run(
             &[
                 &["new-session", "-d", "-s", user][..],
                 &size,
-                &[line.join(" ").as_str()],
+                &[shell.as_str()],
             ]
             .concat(),
         );
-        // Dead panes stay, so that their exit status can be read. Set once the session (and so
-        // the server) exists; the chat runs until the test ends it.
+        // Dead panes stay, so that the screen after exit can be read. Set once the session (and
+        // so the server) exists; the chat runs until the test ends it.
         self.run(&["set-option", "-g", "remain-on-exit", "on"]);
     }
 
@@ -144,25 +149,22 @@ async fn two_users_chat_and_the_input_line_survives_incoming_messages_and_resize
 
     // /quit restores the terminal and exits 0.
     tmux.type_line("alice", "/quit");
-    let status = || {
-        tmux.run(&[
-            "display",
-            "-p",
-            "-t",
-            "alice",
-            "#{pane_dead} #{pane_dead_status}",
-        ])
-    };
+    let status_file = tmux.1.path().join("alice.status");
     let deadline = Instant::now() + WAIT;
-    while status().trim() != "1 0" {
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && status.ends_with('\n')
+        {
+            break status;
+        }
         assert!(
             Instant::now() < deadline,
-            "alice's pane: {:?}\n{}",
-            status(),
+            "ssh did not exit:\n{}",
             tmux.screen("alice")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    assert_eq!(status.trim(), "0", "ssh's exit status");
     let after = tmux.screen("alice");
     assert!(
         !after.contains("#lobby"),
