@@ -726,3 +726,45 @@ async fn operators_list_reserve_and_release_names_while_the_server_runs() {
         stderr(&bad_key)
     );
 }
+
+#[tokio::test]
+async fn a_killed_client_reconnects_at_once_with_its_name() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut command = ssh_command(&server, &[&keys.path("ed25519")], "alice");
+    command.arg("-T");
+    let mut first = tokio::process::Command::from(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    server.wait_metric("kanava_members", 1.0).await;
+    // SIGKILL: the server learns nothing until TCP or keepalive tells it.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let again = ssh(
+        &server,
+        &[&keys.path("ed25519")],
+        "alice",
+        &["say", "lobby", "back"],
+    )
+    .await;
+    assert!(
+        again.status.success(),
+        "reconnect refused: {}",
+        stderr(&again)
+    );
+    let tail = ssh(
+        &server,
+        &[&keys.path("ed25519")],
+        "alice",
+        &["tail", "lobby"],
+    )
+    .await;
+    assert!(
+        stdout(&tail).contains("<alice> back\n"),
+        "{}",
+        stdout(&tail)
+    );
+}
