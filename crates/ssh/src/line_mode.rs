@@ -21,6 +21,26 @@ use crate::exec::{Output, header, uid};
 use crate::line::event_line;
 use crate::sanitize::sanitize;
 
+/// The answer to `/who`: `2 here: alice, bob`.
+pub(crate) fn who_text(hub: &Hub, room: &ChannelName) -> String {
+    let names: Vec<String> = hub
+        .members(room)
+        .iter()
+        .map(|u| sanitize(u.as_str().as_bytes()))
+        .collect();
+    format!("{} here: {}", names.len(), names.join(", "))
+}
+
+/// The answer to `/rooms`: `rooms: #dev (2), #lobby (5)`.
+pub(crate) fn rooms_text(hub: &Hub) -> String {
+    let rooms: Vec<String> = hub
+        .rooms()
+        .iter()
+        .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
+        .collect();
+    format!("rooms: {}", rooms.join(", "))
+}
+
 /// Events of the room shown on joining.
 pub const BACKLOG: usize = 100;
 
@@ -227,23 +247,8 @@ async fn handle_line(
         let mut words = command.split_whitespace();
         match (words.next().unwrap_or_default(), words.next()) {
             ("quit" | "exit", None) => return Flow::Quit,
-            ("who" | "names", None) => {
-                let names: Vec<String> = hub
-                    .members(joined.member.channel())
-                    .iter()
-                    .map(|u| sanitize(u.as_str().as_bytes()))
-                    .collect();
-                out.err(format!("{} here: {}", names.len(), names.join(", ")))
-                    .await;
-            }
-            ("rooms", None) => {
-                let rooms: Vec<String> = hub
-                    .rooms()
-                    .iter()
-                    .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
-                    .collect();
-                out.err(format!("rooms: {}", rooms.join(", "))).await;
-            }
+            ("who" | "names", None) => out.err(who_text(hub, joined.member.channel())).await,
+            ("rooms", None) => out.err(rooms_text(hub)).await,
             ("join", Some(word)) => match room(word) {
                 Ok(next) => {
                     if let Some(moved) = enter(hub, nick, next, options, out).await {

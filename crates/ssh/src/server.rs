@@ -161,6 +161,39 @@ async fn run_connection(
     }
 }
 
+/// An admitted command or shell: who runs it, where its output goes, and its stop signal.
+struct Started {
+    nick: Nick,
+    out: Output,
+    cancel: CancellationToken,
+}
+
+impl Connection {
+    /// Admits a command or shell on `channel`: the user must be authenticated and the channel
+    /// not already running one.
+    fn start(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<Option<Started>, SshError> {
+        let nick = match &self.nick {
+            Some(nick) if !self.channels.contains_key(&channel) => nick.clone(),
+            _ => {
+                session.channel_failure(channel)?;
+                return Ok(None);
+            }
+        };
+        session.channel_success(channel)?;
+        let cancel = CancellationToken::new();
+        self.channels.insert(channel, cancel.clone().drop_guard());
+        let out = Output {
+            handle: session.handle(),
+            channel,
+        };
+        Ok(Some(Started { nick, out, cancel }))
+    }
+}
+
 fn log_end(peer: SocketAddr, result: Result<(), SshError>) {
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "ssh connection ended");
@@ -278,22 +311,10 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        let Some(nick) = self.nick.clone() else {
-            session.channel_failure(channel)?;
+        let Some(Started { nick, out, cancel }) = self.start(channel, session)? else {
             return Ok(());
         };
-        if self.channels.contains_key(&channel) {
-            session.channel_failure(channel)?;
-            return Ok(());
-        }
-        session.channel_success(channel)?;
         let line = String::from_utf8_lossy(data).into_owned();
-        let cancel = CancellationToken::new();
-        self.channels.insert(channel, cancel.clone().drop_guard());
-        let out = Output {
-            handle: session.handle(),
-            channel,
-        };
         let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
         tokio::spawn(async move {
             let status = exec::run(&hub, &nick, &line, max_message, &out, &cancel).await;
@@ -307,23 +328,11 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        let Some(nick) = self.nick.clone() else {
-            session.channel_failure(channel)?;
+        let Some(Started { nick, out, cancel }) = self.start(channel, session)? else {
             return Ok(());
-        };
-        if self.channels.contains_key(&channel) {
-            session.channel_failure(channel)?;
-            return Ok(());
-        }
-        session.channel_success(channel)?;
-        let out = Output {
-            handle: session.handle(),
-            channel,
         };
         let (input, inputs) = tokio::sync::mpsc::channel(64);
         self.inputs.insert(channel, input);
-        let cancel = CancellationToken::new();
-        self.channels.insert(channel, cancel.clone().drop_guard());
         if let Some(size) = self.terminals.get(&channel).copied() {
             let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
             let limits = Arc::clone(&self.limits);

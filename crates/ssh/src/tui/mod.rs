@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::room;
 use crate::exec::{Output, header, uid};
 use crate::line::{event_text, utc_timestamp};
-use crate::line_mode::{BACKLOG, DEFAULT_ROOM, Input, RateLimits};
+use crate::line_mode::{BACKLOG, DEFAULT_ROOM, Input, RateLimits, rooms_text, who_text};
 use crate::sanitize::sanitize;
 use screen::{FRAME_QUEUE, Screen, clamp};
 use view::{Action, ChatView};
@@ -192,21 +192,9 @@ async fn submit(
             ("help", None) => view
                 .push("* /join ROOM  /who  /rooms  /quit (or Ctrl-D); PgUp/PgDn scroll".to_owned()),
             ("who" | "names", None) => {
-                let names: Vec<String> = hub
-                    .members(joined.member.channel())
-                    .iter()
-                    .map(|u| sanitize(u.as_str().as_bytes()))
-                    .collect();
-                view.push(format!("* {} here: {}", names.len(), names.join(", ")));
+                view.push(format!("* {}", who_text(hub, joined.member.channel())));
             }
-            ("rooms", None) => {
-                let rooms: Vec<String> = hub
-                    .rooms()
-                    .iter()
-                    .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
-                    .collect();
-                view.push(format!("* rooms: {}", rooms.join(", ")));
-            }
+            ("rooms", None) => view.push(format!("* {}", rooms_text(hub))),
             ("join", Some(word)) => match room(word) {
                 Ok(next) => {
                     if let Some(moved) = enter(hub, nick, next, view).await {
