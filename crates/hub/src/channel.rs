@@ -234,6 +234,11 @@ impl ChannelState {
         uids
     }
 
+    /// How many distinct uids are present.
+    pub(crate) fn uid_count(&self) -> usize {
+        self.uids.len()
+    }
+
     /// What a member joining now must be replayed: the history window as it will be once every
     /// frame awaiting commit is in it, minus those frames, which it gets live. Returns the
     /// replay and the oldest sequence number the member gets at all.

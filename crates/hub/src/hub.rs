@@ -334,12 +334,18 @@ impl Hub {
         channel.map_or_else(Vec::new, |c| c.lock().uids())
     }
 
+    /// How many distinct uids are in `channel`, without listing them.
+    pub fn member_count(&self, channel: &ChannelName) -> usize {
+        let channel = lock(&self.inner.channels).get(channel).cloned();
+        channel.map_or(0, |c| c.lock().uid_count())
+    }
+
     /// The channels that have members, sorted, with how many distinct uids each has.
     pub fn rooms(&self) -> Vec<(ChannelName, usize)> {
         let channels: Vec<Arc<Channel>> = lock(&self.inner.channels).values().cloned().collect();
         let mut rooms: Vec<(ChannelName, usize)> = channels
             .iter()
-            .map(|c| (c.name.clone(), c.lock().uids().len()))
+            .map(|c| (c.name.clone(), c.lock().uid_count()))
             .filter(|(_, n)| *n > 0)
             .collect();
         rooms.sort();

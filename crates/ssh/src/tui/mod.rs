@@ -118,7 +118,7 @@ pub(crate) async fn run(
     view.push(format!("* welcome, {nick}. /help lists the commands."));
     let mut parser = InputParser::default();
     let status = loop {
-        view.members = hub.members(joined.member.channel()).len();
+        view.members = hub.member_count(joined.member.channel());
         if screen.draw(&view).is_err() {
             break 0;
         }

@@ -146,8 +146,8 @@ impl Screen {
                 Constraint::Length(1),
             ])
             .areas(frame.area());
-            let rows = view.rows(usize::from(pane.width));
             let height = usize::from(pane.height);
+            let rows = view.last_rows(usize::from(pane.width), height + view.scroll());
             let end = rows.len().saturating_sub(view.scroll());
             let start = end.saturating_sub(height);
             let shown: Vec<Line> = rows[start..end]

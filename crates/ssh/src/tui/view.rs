@@ -64,12 +64,20 @@ impl ChatView {
         self.scroll
     }
 
-    /// The message pane's rows for a pane `width` columns wide, wrapped by display width.
-    pub fn rows(&self, width: usize) -> Vec<String> {
-        self.lines
-            .iter()
-            .flat_map(|l| wrap(l, width.max(1)))
-            .collect()
+    /// The last `count` rows of the message pane for a pane `width` columns wide, wrapped by
+    /// display width, oldest first. Only the lines that reach the screen are wrapped, so a
+    /// redraw costs the screen's size, not the scrollback's.
+    pub fn last_rows(&self, width: usize, count: usize) -> Vec<String> {
+        let mut rows = Vec::with_capacity(count);
+        for line in self.lines.iter().rev() {
+            if rows.len() >= count {
+                break;
+            }
+            rows.extend(wrap(line, width.max(1)).into_iter().rev());
+        }
+        rows.truncate(count);
+        rows.reverse();
+        rows
     }
 
     /// Applies an input event; `page` is the pane height, for PgUp/PgDn.
@@ -262,7 +270,9 @@ mod tests {
         let mut view = ChatView::default();
         view.push("abcdefgh".into());
         view.push("ij".into());
-        assert_eq!(view.rows(4), ["abcd", "efgh", "ij"]);
+        assert_eq!(view.last_rows(4, 10), ["abcd", "efgh", "ij"]);
+        assert_eq!(view.last_rows(4, 2), ["efgh", "ij"]);
+        assert_eq!(view.last_rows(4, 0), Vec::<String>::new());
     }
 
     #[test]
