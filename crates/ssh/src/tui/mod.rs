@@ -21,15 +21,16 @@ use screen::{FRAME_QUEUE, Screen, clamp};
 use view::{Action, ChatView};
 
 /// Turns the raw bytes of a client's terminal into events.
-#[derive(Default)]
-struct InputParser {
+#[derive(Debug, Default)]
+pub struct InputParser {
     pending: Vec<u8>,
 }
 
 impl InputParser {
-    /// Parses `data`, one byte at a time. A lone ESC with more bytes behind it in the same
-    /// packet starts a sequence instead of being the Esc key.
-    fn feed(&mut self, data: &[u8], limit: usize) -> Vec<Event> {
+    /// Parses `data`, one byte at a time; an incomplete sequence waits for the next packet,
+    /// up to `limit` bytes. A lone ESC with more bytes behind it in the same packet starts a
+    /// sequence instead of being the Esc key.
+    pub fn feed(&mut self, data: &[u8], limit: usize) -> Vec<Event> {
         let mut events = Vec::new();
         for (i, byte) in data.iter().enumerate() {
             self.pending.push(*byte);
