@@ -327,7 +327,6 @@ async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() 
         busy_workers >= 2,
         "worker threads that ran: {busy_workers} ({before:?} -> {after:?})"
     );
-    assert!(server.threads() > 2);
 }
 
 /// CPU ticks of each runtime worker thread (named `kanava-worker`) of `pid`, by thread id.

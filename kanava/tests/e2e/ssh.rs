@@ -382,6 +382,22 @@ async fn clients_that_never_finish_the_handshake_are_dropped() {
     assert_eq!(server.metric("kanava_ssh_connections").await, 0.0);
 }
 
+/// Starts `ssh -T … user@host EXTRA` (a line session) with stdin, stdout and stderr piped;
+/// killed on drop.
+fn spawn_lines(server: &Kanava, key: &Path, user: &str, extra: &[&str]) -> tokio::process::Child {
+    let mut command = ssh_command(server, &[key], user);
+    command
+        .arg("-T")
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ssh (openssh-client) is installed")
+}
+
 /// Runs `ssh -T … user@host` with `input` on stdin until it exits.
 async fn ssh_lines(
     server: &Kanava,
@@ -391,15 +407,7 @@ async fn ssh_lines(
     input: Vec<u8>,
 ) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut command = ssh_command(server, &[key], user);
-    command.arg("-T").args(extra);
-    let mut child = tokio::process::Command::from(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_lines(server, key, user, extra);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).await.unwrap();
     drop(stdin);
@@ -477,14 +485,12 @@ async fn a_bot_can_skip_the_backlog_and_gets_live_events() {
     let mut web = client.join("web", "lobby").await;
     web.send(text("old news")).await.unwrap();
     server.wait_metric("kanava_frames_in_total", 1.0).await;
-    let mut command = ssh_command(&server, &[&keys.path("ed25519")], "bot");
-    command.args(["-T", "-o", "SetEnv=KANAVA_BACKLOG=0"]);
-    let mut bot = tokio::process::Command::from(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut bot = spawn_lines(
+        &server,
+        &keys.path("ed25519"),
+        "bot",
+        &["-o", "SetEnv=KANAVA_BACKLOG=0"],
+    );
     server.wait_metric("kanava_members", 2.0).await;
     web.send(text("live news")).await.unwrap();
     let mut lines = tokio::io::BufReader::new(bot.stdout.take().unwrap()).lines();
@@ -731,14 +737,7 @@ async fn operators_list_reserve_and_release_names_while_the_server_runs() {
 async fn a_killed_client_reconnects_at_once_with_its_name() {
     let keys = Keys::new();
     let server = Kanava::start();
-    let mut command = ssh_command(&server, &[&keys.path("ed25519")], "alice");
-    command.arg("-T");
-    let mut first = tokio::process::Command::from(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut first = spawn_lines(&server, &keys.path("ed25519"), "alice", &[]);
     server.wait_metric("kanava_members", 1.0).await;
     // SIGKILL: the server learns nothing until TCP or keepalive tells it.
     first.start_kill().unwrap();

@@ -230,13 +230,6 @@ impl Kanava {
             .count()
     }
 
-    /// Threads of the server process.
-    pub fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
-            .unwrap()
-            .count()
-    }
-
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
