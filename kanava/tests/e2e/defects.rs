@@ -57,23 +57,18 @@ async fn d1_a_slow_reader_never_slows_anyone_else() {
     });
 
     // Meanwhile A and B trade a message every 100 ms.
-    let mut worst = Duration::ZERO;
-    let mut rounds = 0;
-    while !reading.is_finished() || rounds < 10 {
+    let mut latencies = Vec::new();
+    while !reading.is_finished() || latencies.len() < 10 {
+        let rounds = latencies.len();
         let sent = Instant::now();
         a.send(text(&format!("tick {rounds}"))).await.unwrap();
         assert_eq!(recv(&mut b).await, text(&format!("tick {rounds}")));
-        worst = worst.max(sent.elapsed());
-        rounds += 1;
+        latencies.push(sent.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _reader = reading.await.unwrap();
     let _publisher = publishing.await.unwrap();
-    assert!(
-        worst < Duration::from_millis(200),
-        "fast channel took {worst:?}"
-    );
-    assert!(rounds >= 10);
+    assert_not_stalled("fast channel", latencies);
 
     // S was closed: reading what the kernel buffered ends in a close, not 2,000 frames.
     let mut got = 0;
@@ -300,14 +295,12 @@ async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() 
             latencies
         })
     });
-    let mut latencies = tokio::task::spawn_blocking(move || latencies.join().unwrap())
+    let latencies = tokio::task::spawn_blocking(move || latencies.join().unwrap())
         .await
         .unwrap();
     let after = worker_cpu(server.pid());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (_publisher, sent) = publishing.await.unwrap();
-    latencies.sort();
-    let worst = latencies[latencies.len() - 1];
     eprintln!(
         "d6: {sent} busy frames; round trips {latencies:?}; commit p99 {}",
         server
@@ -315,10 +308,7 @@ async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() 
             .await
     );
     assert!(sent > 100, "the busy channel was not busy: {sent} frames");
-    assert!(
-        worst < Duration::from_millis(100),
-        "round trips under load: {latencies:?}"
-    );
+    assert_not_stalled("quiet channel", latencies);
     let busy_workers = after
         .iter()
         .filter(|(tid, ticks)| **ticks > before.get(*tid).copied().unwrap_or(0) + 5)
@@ -326,6 +316,19 @@ async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() 
     assert!(
         busy_workers >= 2,
         "worker threads that ran: {busy_workers} ({before:?} -> {after:?})"
+    );
+}
+
+/// Asserts that a channel kept moving while another was loaded: the typical round trip stays
+/// interactive and none waits on the load. The reference server fails both ways, by seconds
+/// (one thread) or for good (a blocked writer); the bounds leave room for a shared 2-core CI box.
+fn assert_not_stalled(what: &str, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let worst = latencies[latencies.len() - 1];
+    assert!(
+        median < Duration::from_millis(50) && worst < Duration::from_secs(1),
+        "{what}: median {median:?}, worst {worst:?}, all {latencies:?}"
     );
 }
 
