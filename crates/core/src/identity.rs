@@ -60,28 +60,60 @@ impl fmt::Display for Nick {
     }
 }
 
-/// A name bound to a public key.
+/// One public key that may log in under a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The name.
-    pub nick: Nick,
+pub struct IdentityKey {
     /// The key's OpenSSH fingerprint (`SHA256:` and unpadded base64), as `ssh-keygen -l` prints.
     pub fingerprint: String,
     /// The public key in OpenSSH format (`ssh-ed25519 AAAA…`).
     pub public_key: String,
-    /// When the name was bound, in Unix milliseconds.
-    pub bound_ms: u64,
+    /// When the key was bound to the name, in Unix milliseconds.
+    pub added_ms: u64,
 }
 
-/// The outcome of claiming a name for a key.
+/// A name and the keys that may log in under it: the key that claimed it first, then any its
+/// owner added (`/key add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The name.
+    pub nick: Nick,
+    /// The keys, oldest first; never empty for a bound name.
+    pub keys: Vec<IdentityKey>,
+}
+
+impl Identity {
+    /// Whether the key with this fingerprint may log in under the name.
+    pub fn holds(&self, fingerprint: &str) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+
+    /// When the name was first bound, in Unix milliseconds.
+    pub fn bound_ms(&self) -> u64 {
+        self.keys.first().map_or(0, |k| k.added_ms)
+    }
+}
+
+/// Whether one key may hold several names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeySharing {
+    /// A key holds at most one name (the default): its second name is refused.
+    #[default]
+    OneNamePerKey,
+    /// A key may hold any number of names.
+    ManyNamesPerKey,
+}
+
+/// The outcome of binding a key to a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The name was free and is now bound to the key.
+    /// The key is now bound to the name.
     Bound,
-    /// The name was already bound to this key.
+    /// The key was already bound to the name.
     Yours,
-    /// The name is bound to another key, whose fingerprint this is.
+    /// The name is bound to other keys; this is the fingerprint of its first.
     Taken(String),
+    /// The key already holds this other name, and keys may hold one name only.
+    KeyHoldsName(Nick),
 }
 
 #[cfg(test)]

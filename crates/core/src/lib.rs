@@ -4,6 +4,7 @@
 //! rules (what a valid name is, which history entries a channel keeps) testable on their own and
 //! identical in the store, the hub and every transport.
 
+mod account;
 mod caps;
 mod duration;
 mod entry;
@@ -11,9 +12,10 @@ mod history;
 mod identity;
 mod name;
 
+pub use account::{Ban, PrivateMessage, Topic};
 pub use caps::{Full, Slot, Sources};
 pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
-pub use identity::{Claim, Identity, MAX_NICK_LEN, Nick, NickError};
+pub use identity::{Claim, Identity, IdentityKey, KeySharing, MAX_NICK_LEN, Nick, NickError};
 pub use name::{ChannelName, NameError, Uid};

@@ -6,15 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{
-    ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, NewEntry, Nick, Uid,
-};
+use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
 use kanava_store::{Pending, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::HubError;
 use crate::channel::{Channel, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
+use crate::{Accounts, HubError};
 
 /// How the hub retains history and bounds each member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,14 +360,24 @@ impl Hub {
         Ok(stored.entries.into_iter().map(Arc::new).collect())
     }
 
-    /// The identity bound to `nick`, if any.
-    pub async fn identity(&self, nick: Nick) -> Result<Option<Identity>, HubError> {
-        Ok(self.inner.store.identity(nick).await?)
+    /// Up to `limit` stored entries of `channel` older than `before_seq`, oldest first, for a
+    /// reader scrolling back past what it holds.
+    pub async fn history_before(
+        &self,
+        channel: ChannelName,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, HubError> {
+        Ok(self
+            .inner
+            .store
+            .history_before(channel, before_seq, limit)
+            .await?)
     }
 
-    /// Claims a name for a key (trust on first use); see [`Claim`].
-    pub async fn claim_identity(&self, identity: Identity) -> Result<Claim, HubError> {
-        Ok(self.inner.store.claim_identity(identity).await?)
+    /// The account records: names and keys, private messages, bans, topics.
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(Arc::clone(&self.inner.store))
     }
 
     /// Number of channels held in memory (those with members or frames awaiting commit).

@@ -9,11 +9,13 @@
 //! No lock is held across an `.await`, and fan-out never waits on a member: a member whose queue
 //! is full is kicked instead, so one slow reader cannot slow anyone else.
 
+mod accounts;
 mod channel;
 mod error;
 mod hub;
 mod outbox;
 
+pub use accounts::Accounts;
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};

@@ -9,7 +9,10 @@ mod error;
 mod pending;
 mod sqlite;
 
-use kanava_core::{ChannelName, Claim, Entry, Identity, NewEntry, Nick};
+use kanava_core::{
+    Ban, ChannelName, Claim, Entry, Identity, IdentityKey, KeySharing, NewEntry, Nick,
+    PrivateMessage, Topic,
+};
 
 pub use error::StoreError;
 pub use pending::Pending;
@@ -40,24 +43,68 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self, channel: ChannelName) -> Pending<StoredChannel>;
 
     /// Deletes every channel whose last activity is older than `idle_before_ms` (Unix ms), except
-    /// those in `keep`; returns the names deleted.
+    /// those in `keep`, with its topic; returns the names deleted. Private messages older than
+    /// `idle_before_ms` and bans that ended before it go too.
     fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>>;
 
     /// Resolves once everything submitted before it is durable.
     fn sync(&self) -> Pending<()>;
 
-    /// The identity bound to `nick`, if any.
+    /// Up to `limit` retained entries of `channel` older than `before_seq`, oldest first: what a
+    /// reader scrolling back past what it holds loads next.
+    fn history_before(
+        &self,
+        channel: ChannelName,
+        before_seq: u64,
+        limit: usize,
+    ) -> Pending<Vec<Entry>>;
+
+    /// The identity bound to `nick` with all its keys, if any.
     fn identity(&self, nick: Nick) -> Pending<Option<Identity>>;
 
-    /// Binds `identity.nick` to its key if the name is free, atomically: of two claims racing for
-    /// one new name, exactly one gets [`Claim::Bound`].
-    fn claim_identity(&self, identity: Identity) -> Pending<Claim>;
+    /// Binds `nick` to `key` if the name is free, atomically: of two claims racing for one new
+    /// name, exactly one gets [`Claim::Bound`]. With [`KeySharing::OneNamePerKey`] a key that
+    /// already holds another name gets [`Claim::KeyHoldsName`].
+    fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim>;
+
+    /// Adds `key` to the keys of `nick` (binding the name if it is free), under the same rule
+    /// for keys that hold another name.
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim>;
+
+    /// Removes one key of `nick`, unless it is the name's only key; says whether it was removed.
+    fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool>;
 
     /// Every bound identity, sorted by name.
     fn identities(&self) -> Pending<Vec<Identity>>;
 
-    /// Removes the binding of `nick`, freeing the name; says whether there was one.
+    /// Removes the binding of `nick` and all its keys, freeing the name; says whether there was
+    /// one.
     fn release_identity(&self, nick: Nick) -> Pending<bool>;
+
+    /// Stores a private message; `unread` says whether its recipient has yet to see it. Resolves
+    /// with the message and its id once durable.
+    fn send_private(&self, message: PrivateMessage, unread: bool) -> Pending<PrivateMessage>;
+
+    /// The private messages `nick` has not seen yet, oldest first, marking them seen.
+    fn take_unread_private(&self, nick: Nick) -> Pending<Vec<PrivateMessage>>;
+
+    /// Bans keys (replacing earlier bans of the same keys).
+    fn ban(&self, bans: Vec<Ban>) -> Pending<()>;
+
+    /// Lifts the bans of a fingerprint, or of every key banned under a name; returns them.
+    fn unban(&self, fingerprint_or_nick: String) -> Pending<Vec<Ban>>;
+
+    /// The bans in force at `now_ms`, oldest first.
+    fn bans(&self, now_ms: u64) -> Pending<Vec<Ban>>;
+
+    /// The ban of a key in force at `now_ms`, if any.
+    fn ban_of(&self, fingerprint: String, now_ms: u64) -> Pending<Option<Ban>>;
+
+    /// Sets a room's topic.
+    fn set_topic(&self, topic: Topic) -> Pending<()>;
+
+    /// A room's topic, if one was set.
+    fn topic(&self, room: ChannelName) -> Pending<Option<Topic>>;
 }
 
 /// Describes the store's metrics and registers them, so that `/metrics` lists them from the

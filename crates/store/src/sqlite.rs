@@ -13,18 +13,23 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use kanava_core::{
-    ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, NewEntry, Nick, Uid,
+    Ban, ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, IdentityKey, KeySharing,
+    NewEntry, Nick, PrivateMessage, Topic, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use crate::{Pending, Store, StoreError, StoredChannel};
 
+mod accounts;
+
+use accounts::Binding;
+
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
@@ -43,13 +48,6 @@ CREATE TABLE IF NOT EXISTS history (
     PRIMARY KEY (channel_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS channel_by_activity ON channel (last_activity_ms);
-CREATE TABLE IF NOT EXISTS identity (
-    nick_key TEXT PRIMARY KEY,
-    nick TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    public_key TEXT NOT NULL,
-    bound_ms INTEGER NOT NULL
-) WITHOUT ROWID;
 ";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -59,10 +57,48 @@ enum Request {
     Load(ChannelName, Reply<StoredChannel>),
     PurgeIdle(u64, Vec<ChannelName>, Reply<Vec<ChannelName>>),
     Sync(Reply<()>),
-    Identity(Nick, Reply<Option<Identity>>),
-    Claim(Identity, Reply<Claim>),
-    Identities(Reply<Vec<Identity>>),
-    Release(Nick, Reply<bool>),
+    /// Everything about accounts: reads and writes that need nothing from the batch around them.
+    Job(Box<dyn Job>),
+}
+
+/// A request run inside the batch's transaction, replying only once the transaction committed.
+trait Job: Send {
+    fn run(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError>;
+    fn reply(self: Box<Self>);
+    fn fail(self: Box<Self>, cause: &Arc<StoreError>);
+}
+
+/// A [`Job`] made of a function of the transaction and the reply for its result.
+struct Query<T, F> {
+    run: Option<F>,
+    result: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Job for Query<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if let Some(run) = self.run.take() {
+            self.result = Some(run(tx)?);
+        }
+        Ok(())
+    }
+
+    fn reply(self: Box<Self>) {
+        match self.result {
+            Some(result) => drop(self.reply.send(Ok(result))),
+            None => drop(self.reply.send(Err(StoreError::Closed))),
+        }
+    }
+
+    fn fail(self: Box<Self>, cause: &Arc<StoreError>) {
+        let _ = self
+            .reply
+            .send(Err(StoreError::BatchFailed(Arc::clone(cause))));
+    }
 }
 
 /// A request's result, valid only once the transaction that produced it has committed.
@@ -70,10 +106,6 @@ enum Outcome {
     Done,
     Loaded(StoredChannel),
     Purged(Vec<ChannelName>),
-    Identity(Option<Identity>),
-    Claimed(Claim),
-    Identities(Vec<Identity>),
-    Released(bool),
 }
 
 impl Request {
@@ -84,10 +116,7 @@ impl Request {
             (Request::Append(_, tx) | Request::Sync(tx), _) => drop(tx.send(Ok(()))),
             (Request::Load(_, tx), Outcome::Loaded(v)) => drop(tx.send(Ok(v))),
             (Request::PurgeIdle(_, _, tx), Outcome::Purged(v)) => drop(tx.send(Ok(v))),
-            (Request::Identity(_, tx), Outcome::Identity(v)) => drop(tx.send(Ok(v))),
-            (Request::Claim(_, tx), Outcome::Claimed(v)) => drop(tx.send(Ok(v))),
-            (Request::Identities(tx), Outcome::Identities(v)) => drop(tx.send(Ok(v))),
-            (Request::Release(_, tx), Outcome::Released(v)) => drop(tx.send(Ok(v))),
+            (Request::Job(job), _) => job.reply(),
             (request, _) => request.fail(&Arc::new(StoreError::Closed)),
         }
     }
@@ -99,10 +128,7 @@ impl Request {
             Request::Append(_, tx) | Request::Sync(tx) => drop(tx.send(Err(error()))),
             Request::Load(_, tx) => drop(tx.send(Err(error()))),
             Request::PurgeIdle(_, _, tx) => drop(tx.send(Err(error()))),
-            Request::Identity(_, tx) => drop(tx.send(Err(error()))),
-            Request::Claim(_, tx) => drop(tx.send(Err(error()))),
-            Request::Identities(tx) => drop(tx.send(Err(error()))),
-            Request::Release(_, tx) => drop(tx.send(Err(error()))),
+            Request::Job(job) => job.fail(cause),
         }
     }
 }
@@ -127,9 +153,7 @@ impl SqliteStore {
             .map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
-        conn.execute_batch(SCHEMA).map_err(open_error)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_error)?;
+        migrate(&conn).map_err(open_error)?;
 
         let (requests, queue) = mpsc::channel();
         let mut writer = Writer {
@@ -142,6 +166,21 @@ impl SqliteStore {
             .spawn(move || writer.run(queue))
             .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         Ok(Self { requests })
+    }
+
+    /// Runs `run` in the writer's next transaction.
+    fn query<T, F>(&self, run: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(|reply| {
+            Request::Job(Box::new(Query {
+                run: Some(run),
+                result: None,
+                reply,
+            }))
+        })
     }
 
     fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Pending<T> {
@@ -170,21 +209,86 @@ impl Store for SqliteStore {
         self.submit(Request::Sync)
     }
 
-    fn identity(&self, nick: Nick) -> Pending<Option<Identity>> {
-        self.submit(|tx| Request::Identity(nick, tx))
+    fn history_before(
+        &self,
+        channel: ChannelName,
+        before_seq: u64,
+        limit: usize,
+    ) -> Pending<Vec<Entry>> {
+        self.query(move |tx| history_before(tx, &channel, before_seq, limit))
     }
 
-    fn claim_identity(&self, identity: Identity) -> Pending<Claim> {
-        self.submit(|tx| Request::Claim(identity, tx))
+    fn identity(&self, nick: Nick) -> Pending<Option<Identity>> {
+        self.query(move |tx| accounts::identity(tx, &nick))
+    }
+
+    fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
+        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::FirstUse))
+    }
+
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
+        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::AddKey))
+    }
+
+    fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool> {
+        self.query(move |tx| accounts::remove_key(tx, &nick, &fingerprint))
     }
 
     fn identities(&self) -> Pending<Vec<Identity>> {
-        self.submit(Request::Identities)
+        self.query(accounts::identities)
     }
 
     fn release_identity(&self, nick: Nick) -> Pending<bool> {
-        self.submit(|tx| Request::Release(nick, tx))
+        self.query(move |tx| accounts::release(tx, &nick))
     }
+
+    fn send_private(&self, message: PrivateMessage, unread: bool) -> Pending<PrivateMessage> {
+        self.query(move |tx| accounts::send_private(tx, message, unread))
+    }
+
+    fn take_unread_private(&self, nick: Nick) -> Pending<Vec<PrivateMessage>> {
+        self.query(move |tx| accounts::take_unread_private(tx, &nick))
+    }
+
+    fn ban(&self, bans: Vec<Ban>) -> Pending<()> {
+        self.query(move |tx| accounts::ban(tx, &bans))
+    }
+
+    fn unban(&self, fingerprint_or_nick: String) -> Pending<Vec<Ban>> {
+        self.query(move |tx| accounts::unban(tx, &fingerprint_or_nick))
+    }
+
+    fn bans(&self, now_ms: u64) -> Pending<Vec<Ban>> {
+        self.query(move |tx| accounts::bans(tx, None, now_ms))
+    }
+
+    fn ban_of(&self, fingerprint: String, now_ms: u64) -> Pending<Option<Ban>> {
+        self.query(move |tx| Ok(accounts::bans(tx, Some(&fingerprint), now_ms)?.pop()))
+    }
+
+    fn set_topic(&self, topic: Topic) -> Pending<()> {
+        self.query(move |tx| accounts::set_topic(tx, &topic))
+    }
+
+    fn topic(&self, room: ChannelName) -> Pending<Option<Topic>> {
+        self.query(move |tx| accounts::topic(tx, &room))
+    }
+}
+
+/// Creates the tables, or brings an older database to this version; refuses a newer one.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {version}; this kanava knows up to {SCHEMA_VERSION}"
+        )));
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(accounts::SCHEMA)?;
+    accounts::migrate_identities(&tx)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
 }
 
 struct Writer {
@@ -205,7 +309,7 @@ impl Writer {
                 }
             }
             let started = Instant::now();
-            match self.apply(&batch) {
+            match self.apply(&mut batch) {
                 Ok(outcomes) => {
                     metrics::histogram!("kanava_store_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -227,12 +331,12 @@ impl Writer {
     }
 
     /// Applies the batch in one transaction; the outcomes are valid only once it has committed.
-    fn apply(&mut self, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+    fn apply(&mut self, batch: &mut [Request]) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut touched: HashSet<i64> = HashSet::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut purged = false;
-        for request in batch {
+        for request in batch.iter_mut() {
             match request {
                 Request::Append(entries, _) => {
                     for new in entries {
@@ -268,18 +372,9 @@ impl Writer {
                     outcomes.push(Outcome::Purged(names));
                 }
                 Request::Sync(_) => outcomes.push(Outcome::Done),
-                Request::Identity(nick, _) => {
-                    outcomes.push(Outcome::Identity(identity(&tx, nick)?))
-                }
-                Request::Identities(_) => outcomes.push(Outcome::Identities(identities(&tx)?)),
-                Request::Release(nick, _) => {
-                    let deleted = tx
-                        .prepare_cached("DELETE FROM identity WHERE nick_key = ?1")?
-                        .execute([nick.key()])?;
-                    outcomes.push(Outcome::Released(deleted == 1));
-                }
-                Request::Claim(claim, _) => {
-                    outcomes.push(Outcome::Claimed(claim_identity(&tx, claim)?))
+                Request::Job(job) => {
+                    job.run(&tx)?;
+                    outcomes.push(Outcome::Done);
                 }
             }
         }
@@ -381,16 +476,7 @@ fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreErr
     let mut rows = statement.query([channel_id])?;
     let mut entries = Vec::new();
     while let Some(row) = rows.next()? {
-        let code: u8 = row.get(1)?;
-        let sender: String = row.get(2)?;
-        let payload: Vec<u8> = row.get(4)?;
-        entries.push(Entry {
-            seq: row.get::<_, i64>(0)? as u64,
-            kind: FrameKind::from_code(code).ok_or(StoreError::UnknownKind(code))?,
-            sender: Uid::new(&sender)?,
-            time_ms: row.get::<_, i64>(3)? as u64,
-            payload: Bytes::from(payload),
-        });
+        entries.push(entry_of(row)?);
     }
     Ok(StoredChannel {
         entries,
@@ -398,64 +484,43 @@ fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreErr
     })
 }
 
-type IdentityRow = (String, String, String, i64);
-
-fn identity_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+/// Up to `limit` entries before `before_seq`, oldest first.
+fn history_before(
+    tx: &Transaction<'_>,
+    channel: &ChannelName,
+    before_seq: u64,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT seq, kind, sender, time_ms, payload FROM history
+         WHERE channel_id = (SELECT id FROM channel WHERE name = ?1) AND seq < ?2
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![
+        channel.as_str(),
+        i64::try_from(before_seq).unwrap_or(i64::MAX),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    ])?;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        entries.push(entry_of(row)?);
+    }
+    entries.reverse();
+    Ok(entries)
 }
 
-fn identity_from(
-    (nick, fingerprint, public_key, bound_ms): IdentityRow,
-) -> Result<Identity, StoreError> {
-    Ok(Identity {
-        nick: Nick::new(&nick).map_err(|_| StoreError::InvalidNick(nick.clone()))?,
-        fingerprint,
-        public_key,
-        bound_ms: bound_ms as u64,
+/// An entry from a row of `seq, kind, sender, time_ms, payload`.
+fn entry_of(row: &rusqlite::Row<'_>) -> Result<Entry, StoreError> {
+    let code: u8 = row.get(1)?;
+    let sender: String = row.get(2)?;
+    let payload: Vec<u8> = row.get(4)?;
+    Ok(Entry {
+        seq: row.get::<_, i64>(0)? as u64,
+        kind: FrameKind::from_code(code).ok_or(StoreError::UnknownKind(code))?,
+        sender: Uid::new(&sender)?,
+        time_ms: row.get::<_, i64>(3)? as u64,
+        payload: Bytes::from(payload),
     })
-}
-
-fn identity(tx: &Transaction<'_>, nick: &Nick) -> Result<Option<Identity>, StoreError> {
-    tx.prepare_cached(
-        "SELECT nick, fingerprint, public_key, bound_ms FROM identity WHERE nick_key = ?1",
-    )?
-    .query_row([nick.key()], identity_row)
-    .optional()?
-    .map(identity_from)
-    .transpose()
-}
-
-fn identities(tx: &Transaction<'_>) -> Result<Vec<Identity>, StoreError> {
-    tx.prepare_cached(
-        "SELECT nick, fingerprint, public_key, bound_ms FROM identity ORDER BY nick_key",
-    )?
-    .query_map([], identity_row)?
-    .map(|row| identity_from(row?))
-    .collect()
-}
-
-/// Insert-if-absent on the writer thread, so two claims can never both win.
-fn claim_identity(tx: &Transaction<'_>, claim: &Identity) -> Result<Claim, StoreError> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO identity (nick_key, nick, fingerprint, public_key, bound_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (nick_key) DO NOTHING",
-        )?
-        .execute(params![
-            claim.nick.key(),
-            claim.nick.as_str(),
-            claim.fingerprint,
-            claim.public_key,
-            claim.bound_ms as i64,
-        ])?;
-    if inserted == 1 {
-        return Ok(Claim::Bound);
-    }
-    match identity(tx, &claim.nick)? {
-        Some(bound) if bound.fingerprint == claim.fingerprint => Ok(Claim::Yours),
-        Some(bound) => Ok(Claim::Taken(bound.fingerprint)),
-        None => Ok(Claim::Bound),
-    }
 }
 
 fn purge_idle(
@@ -479,8 +544,11 @@ fn purge_idle(
             .execute([id])?;
         tx.prepare_cached("DELETE FROM channel WHERE id = ?1")?
             .execute([id])?;
+        tx.prepare_cached("DELETE FROM topic WHERE channel = ?1")?
+            .execute([&name])?;
         purged.push(ChannelName::new(&name)?);
     }
+    accounts::purge(tx, idle_before_ms)?;
     Ok(purged)
 }
 
@@ -560,13 +628,21 @@ mod tests {
         );
     }
 
-    fn identity_of(nick: &str, fingerprint: &str) -> Identity {
-        Identity {
-            nick: Nick::new(nick).unwrap(),
+    fn key(fingerprint: &str) -> IdentityKey {
+        IdentityKey {
             fingerprint: fingerprint.into(),
             public_key: format!("ssh-ed25519 AAAA{fingerprint}"),
-            bound_ms: 7,
+            added_ms: 7,
         }
+    }
+
+    fn nick(name: &str) -> Nick {
+        Nick::new(name).unwrap()
+    }
+
+    /// Claims `name` for the key `fingerprint`, one name per key.
+    fn claim(store: &SqliteStore, name: &str, fingerprint: &str) -> Pending<Claim> {
+        store.claim_identity(nick(name), key(fingerprint), KeySharing::OneNamePerKey)
     }
 
     #[tokio::test]
@@ -577,29 +653,20 @@ mod tests {
             let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
             let nick = Nick::new("alice").unwrap();
             assert_eq!(store.identity(nick).await.unwrap(), None);
-            let claim = store
-                .claim_identity(identity_of("Alice", "SHA256:a"))
-                .await
-                .unwrap();
-            assert_eq!(claim, Claim::Bound);
-            let again = store
-                .claim_identity(identity_of("alice", "SHA256:a"))
-                .await
-                .unwrap();
+            let first = claim(&store, "Alice", "SHA256:a").await.unwrap();
+            assert_eq!(first, Claim::Bound);
+            let again = claim(&store, "alice", "SHA256:a").await.unwrap();
             assert_eq!(again, Claim::Yours);
         }
         let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
-        let other = store
-            .claim_identity(identity_of("ALICE", "SHA256:b"))
-            .await
-            .unwrap();
+        let other = claim(&store, "ALICE", "SHA256:b").await.unwrap();
         assert_eq!(other, Claim::Taken("SHA256:a".into()));
         let bound = store
             .identity(Nick::new("alice").unwrap())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((bound.nick.as_str(), bound.bound_ms), ("Alice", 7));
+        assert_eq!((bound.nick.as_str(), bound.bound_ms()), ("Alice", 7));
     }
 
     #[tokio::test]
@@ -607,7 +674,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
         for (nick, fp) in [("carol", "SHA256:c"), ("Bob", "SHA256:b")] {
-            store.claim_identity(identity_of(nick, fp)).await.unwrap();
+            claim(&store, nick, fp).await.unwrap();
         }
         let names: Vec<String> = store
             .identities()
@@ -629,10 +696,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let claim = store
-            .claim_identity(identity_of("bob", "SHA256:new"))
-            .await
-            .unwrap();
+        let claim = claim(&store, "bob", "SHA256:new").await.unwrap();
         assert_eq!(claim, Claim::Bound, "a released name is free again");
     }
 
@@ -641,7 +705,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
         let claims: Vec<_> = (0..20)
-            .map(|i| store.claim_identity(identity_of("bob", &format!("SHA256:{i}"))))
+            .map(|i| claim(&store, "bob", &format!("SHA256:{i}")))
             .collect();
         let mut bound = 0;
         for claim in claims {
@@ -650,6 +714,208 @@ mod tests {
             }
         }
         assert_eq!(bound, 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_holds_one_name_unless_sharing_is_on_and_a_name_may_have_several_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        assert_eq!(
+            claim(&store, "alice", "SHA256:a").await.unwrap(),
+            Claim::Bound
+        );
+        assert_eq!(
+            claim(&store, "alias", "SHA256:a").await.unwrap(),
+            Claim::KeyHoldsName(nick("alice"))
+        );
+        let shared = store
+            .claim_identity(nick("alias"), key("SHA256:a"), KeySharing::ManyNamesPerKey)
+            .await
+            .unwrap();
+        assert_eq!(shared, Claim::Bound);
+        let add = |fp: &str| store.add_key(nick("ALICE"), key(fp), KeySharing::OneNamePerKey);
+        assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Bound);
+        assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Yours);
+        claim(&store, "bob", "SHA256:b").await.unwrap();
+        assert_eq!(
+            add("SHA256:b").await.unwrap(),
+            Claim::KeyHoldsName(nick("bob"))
+        );
+        let alice = store.identity(nick("alice")).await.unwrap().unwrap();
+        assert_eq!(alice.nick.as_str(), "alice", "the first spelling is kept");
+        assert!(alice.holds("SHA256:a") && alice.holds("SHA256:a2"));
+        assert_eq!(
+            claim(&store, "alice", "SHA256:a2").await.unwrap(),
+            Claim::Yours
+        );
+        let remove = |fp: &str| store.remove_key(nick("alice"), fp.to_owned());
+        assert!(remove("SHA256:a").await.unwrap());
+        assert!(!remove("SHA256:a2").await.unwrap(), "the last key stays");
+        assert_eq!(
+            claim(&store, "alice", "SHA256:a").await.unwrap(),
+            Claim::Taken("SHA256:a2".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schema_2_database_keeps_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE identity (nick_key TEXT PRIMARY KEY, nick TEXT NOT NULL,
+                     fingerprint TEXT NOT NULL, public_key TEXT NOT NULL,
+                     bound_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO identity VALUES ('bob', 'Bob', 'SHA256:b', 'ssh-ed25519 AAAASHA256:b', 5);
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let bob = store.identity(nick("bob")).await.unwrap().unwrap();
+        assert_eq!(bob.nick.as_str(), "Bob");
+        assert_eq!(
+            bob.keys,
+            [IdentityKey {
+                added_ms: 5,
+                ..key("SHA256:b")
+            }]
+        );
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let newer = SqliteStore::open(&path, limits(10, 10)).unwrap_err();
+        assert!(newer.to_string().contains("schema version"), "{newer}");
+    }
+
+    #[tokio::test]
+    async fn private_messages_are_unread_until_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let pm = |from: &str, to: &str, text: &str| PrivateMessage {
+            id: 0,
+            from: nick(from),
+            to: nick(to),
+            text: text.into(),
+            time_ms: 1_000,
+        };
+        {
+            let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+            let first = store
+                .send_private(pm("a", "Bob", "one"), true)
+                .await
+                .unwrap();
+            let seen = store
+                .send_private(pm("a", "bob", "seen"), false)
+                .await
+                .unwrap();
+            assert!(seen.id > first.id);
+            store
+                .send_private(pm("c", "BOB", "two"), true)
+                .await
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let unread = store.take_unread_private(nick("bob")).await.unwrap();
+        let texts: Vec<&str> = unread.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two"]);
+        assert_eq!(unread[0].from, nick("a"));
+        assert!(
+            store
+                .take_unread_private(nick("bob"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .send_private(pm("a", "bob", "old"), true)
+            .await
+            .unwrap();
+        store.purge_idle(1_001, vec![]).await.unwrap();
+        assert!(
+            store
+                .take_unread_private(nick("bob"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn bans_hold_until_they_end_or_are_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        let ban = |fp: &str, name: &str, until_ms| Ban {
+            fingerprint: fp.into(),
+            nick: nick(name),
+            by: nick("op"),
+            since_ms: 10,
+            until_ms,
+        };
+        store
+            .ban(vec![
+                ban("SHA256:m1", "mallory", None),
+                ban("SHA256:m2", "mallory", None),
+                ban("SHA256:t", "trent", Some(100)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.bans(50).await.unwrap().len(), 3);
+        assert_eq!(store.bans(100).await.unwrap().len(), 2, "trent's ban ended");
+        let of = |fp: &str, now| store.ban_of(fp.to_owned(), now);
+        assert_eq!(
+            of("SHA256:t", 99).await.unwrap(),
+            Some(ban("SHA256:t", "trent", Some(100)))
+        );
+        assert_eq!(of("SHA256:t", 100).await.unwrap(), None);
+        let lifted = store.unban("MALLORY".into()).await.unwrap();
+        assert_eq!(lifted.len(), 2);
+        assert_eq!(of("SHA256:m1", 50).await.unwrap(), None);
+        assert_eq!(store.unban("SHA256:t".into()).await.unwrap().len(), 1);
+        assert!(store.bans(0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn topics_are_kept_per_room_and_purged_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        let room = ChannelName::new("dev").unwrap();
+        assert_eq!(store.topic(room.clone()).await.unwrap(), None);
+        store.append(vec![new_entry("dev", 1, 1, 5)]).await.unwrap();
+        let topic = Topic {
+            room: room.clone(),
+            text: "release on friday".into(),
+            set_by: nick("alice"),
+            set_ms: 5,
+        };
+        store.set_topic(topic.clone()).await.unwrap();
+        assert_eq!(store.topic(room.clone()).await.unwrap(), Some(topic));
+        store.purge_idle(6, vec![]).await.unwrap();
+        assert_eq!(store.topic(room).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn older_history_is_read_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(8, 1000)).unwrap();
+        store
+            .append((1..=10).map(|s| new_entry("c", s, 1, 1)).collect())
+            .await
+            .unwrap();
+        let page = |before, n| store.history_before(ChannelName::new("c").unwrap(), before, n);
+        let seqs = |entries: Vec<Entry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(page(8, 3).await.unwrap()), [5, 6, 7]);
+        assert_eq!(
+            seqs(page(5, 10).await.unwrap()),
+            [3, 4],
+            "only what retention kept"
+        );
+        assert!(page(3, 10).await.unwrap().is_empty());
+        let unknown = store.history_before(ChannelName::new("x").unwrap(), 9, 9);
+        assert!(unknown.await.unwrap().is_empty());
     }
 
     #[tokio::test]
