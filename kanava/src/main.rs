@@ -121,6 +121,9 @@ enum BenchCommand {
     /// Mles v2 over WSS: subscribers and publishers per channel; prints deliveries/s,
     /// latency percentiles, loss and duplicates.
     Mles(Box<kanava_bench::mles::MlesArgs>),
+    /// SSH chat: sessions with a terminal in one room type messages in turn; prints the time
+    /// to the last screen showing each, loss, and the server's memory per session.
+    Ssh(Box<kanava_bench::ssh::SshArgs>),
 }
 
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -129,6 +132,17 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::mles::run(*args).await?;
+            if json {
+                println!("{}", report.to_json_line()?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        BenchCommand::Ssh(args) => {
+            kanava::raise_fd_limit().context("raising the open-file limit")?;
+            let json = args.json;
+            let report = kanava_bench::ssh::run(*args).await?;
             if json {
                 println!("{}", report.to_json_line()?);
             } else {

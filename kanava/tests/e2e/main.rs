@@ -5,6 +5,7 @@ mod support;
 
 mod acme;
 mod bad_input;
+mod bench_ssh;
 mod browser;
 mod cli;
 mod defects;
