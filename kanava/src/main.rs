@@ -49,7 +49,7 @@ struct UsersArgs {
 
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
-    /// List bound names: name, key fingerprint, when bound.
+    /// List bound names: one line per key: name, key fingerprint, when the key was bound.
     List,
     /// Bind a free name to a public key (a `.pub` file or the key line itself).
     Reserve {
@@ -57,6 +57,9 @@ enum UsersCommand {
         name: String,
         /// `~/.ssh/id_ed25519.pub`, or `ssh-ed25519 AAAA…`.
         key: String,
+        /// Allow a key that already holds another name (as `serve --ssh-shared-keys`).
+        #[arg(long)]
+        shared_keys: bool,
     },
     /// Free a name, so that the next key to log in with it owns it.
     Release {
@@ -66,7 +69,7 @@ enum UsersCommand {
 }
 
 async fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
-    use kanava_core::{Claim, Nick};
+    use kanava_core::{Claim, KeySharing, Nick};
     use kanava_store::Store;
     let db = args.data.join("kanava.db");
     if !db.exists() {
@@ -78,27 +81,44 @@ async fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         UsersCommand::List => {
             for identity in store.identities().await? {
-                println!(
-                    "{:<16}  {}  {}",
-                    identity.nick,
-                    identity.fingerprint,
-                    kanava_ssh::line::utc_timestamp(identity.bound_ms)
-                );
+                for key in &identity.keys {
+                    println!(
+                        "{:<16}  {}  {}",
+                        identity.nick,
+                        key.fingerprint,
+                        kanava_ssh::line::utc_timestamp(key.added_ms)
+                    );
+                }
             }
         }
-        UsersCommand::Reserve { name, key } => {
+        UsersCommand::Reserve {
+            name,
+            key,
+            shared_keys,
+        } => {
             let line = match std::fs::read_to_string(&key) {
                 Ok(text) => text,
                 Err(_) if key.contains(' ') => key,
                 Err(error) => return Err(error).with_context(|| format!("reading {key}")),
             };
-            let identity = kanava_ssh::identity_for_openssh_key(nick(&name)?, &line)
-                .context("not an OpenSSH public key")?;
-            match store.claim_identity(identity.clone()).await? {
-                Claim::Bound => println!("{name} now belongs to {}", identity.fingerprint),
-                Claim::Yours => println!("{name} already belongs to {}", identity.fingerprint),
+            let key = kanava_ssh::identity_key(&line).context("not an OpenSSH public key")?;
+            let fingerprint = key.fingerprint.clone();
+            let sharing = if shared_keys {
+                KeySharing::ManyNamesPerKey
+            } else {
+                KeySharing::OneNamePerKey
+            };
+            match store.claim_identity(nick(&name)?, key, sharing).await? {
+                Claim::Bound => println!("{name} now belongs to {fingerprint}"),
+                Claim::Yours => println!("{name} already belongs to {fingerprint}"),
                 Claim::Taken(other) => {
                     eprintln!("kanava: {name} belongs to another key ({other}); release it first");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Claim::KeyHoldsName(other) => {
+                    eprintln!(
+                        "kanava: {fingerprint} already holds the name {other} (see --shared-keys)"
+                    );
                     return Ok(ExitCode::FAILURE);
                 }
             }
@@ -240,6 +260,15 @@ struct ServeArgs {
     /// Longest chat message over SSH, in bytes. [default: 4096]
     #[arg(long, env = "KANAVA_SSH_MAX_MESSAGE")]
     ssh_max_message: Option<usize>,
+    /// Events of a room shown on entering it over SSH. [default: 100]
+    #[arg(long, env = "KANAVA_SSH_BACKLOG")]
+    ssh_backlog: Option<usize>,
+    /// Operators' public keys, in authorized_keys format; read at each use.
+    #[arg(long, env = "KANAVA_SSH_OPS")]
+    ssh_ops: Option<PathBuf>,
+    /// Let one SSH key hold several names (by default a key's second name is refused).
+    #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
+    ssh_shared_keys: bool,
     /// Log format: text or json. [default: text]
     #[arg(long, env = "KANAVA_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -287,6 +316,9 @@ struct FileConfig {
     ssh_auth_timeout: Option<Duration>,
     ssh_max_connections_per_source: Option<usize>,
     ssh_max_message: Option<usize>,
+    ssh_backlog: Option<usize>,
+    ssh_ops: Option<PathBuf>,
+    ssh_shared_keys: Option<bool>,
     log_format: Option<LogFormat>,
 }
 
@@ -422,6 +454,16 @@ impl ServeArgs {
                     .ssh_max_message
                     .or(file.ssh_max_message)
                     .unwrap_or(ssh_defaults.max_message_bytes),
+                backlog: self
+                    .ssh_backlog
+                    .or(file.ssh_backlog)
+                    .unwrap_or(ssh_defaults.backlog),
+                ops_file: self.ssh_ops.or(file.ssh_ops),
+                key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
+                    kanava_core::KeySharing::ManyNamesPerKey
+                } else {
+                    kanava_core::KeySharing::OneNamePerKey
+                },
                 ..ssh_defaults
             },
         };

@@ -124,6 +124,18 @@ impl Outbox {
         Some(entry)
     }
 
+    /// Polls for the next frame, as [`Outbox::recv`] does, for a reader of several outboxes.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<Entry>>> {
+        let polled = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(entry)) = &polled {
+            self.account(entry);
+        }
+        polled
+    }
+
     /// The next frame if one is queued now.
     pub fn try_recv(&mut self) -> Option<Arc<Entry>> {
         let entry = self.rx.try_recv().ok()?;

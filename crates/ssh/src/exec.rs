@@ -4,11 +4,12 @@
 
 use bytes::Bytes;
 use kanava_core::{ChannelName, FrameKind, Nick, Uid};
-use kanava_hub::{Hub, HubError};
+use kanava_hub::HubError;
 use russh::ChannelId;
 use russh::server::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::session::ChatContext;
 use crate::command::{Command, USAGE, UsageError};
 use crate::line::event_line;
 use crate::sanitize::sanitize;
@@ -59,13 +60,13 @@ pub(crate) fn uid(nick: &Nick) -> Uid {
 
 /// Runs an exec command line for `nick`; returns the exit status.
 pub(crate) async fn run(
-    hub: &Hub,
+    ctx: &ChatContext,
     nick: &Nick,
     line: &str,
-    max_message_bytes: usize,
     out: &Output,
     cancel: &CancellationToken,
 ) -> u32 {
+    let (hub, max_message_bytes) = (&ctx.hub, ctx.max_message_bytes);
     let command = match crate::command::parse(line) {
         Ok(command) => command,
         Err(error) => {
@@ -89,6 +90,15 @@ pub(crate) async fn run(
                 out.err(format!("message longer than {max_message_bytes} bytes"))
                     .await;
                 return FAILED;
+            }
+            if !ctx.limits.allow(nick) {
+                out.err("rate limit: message not sent; slow down".to_owned())
+                    .await;
+                return FAILED;
+            }
+            if ctx.directory.muted(nick) {
+                // A muted user's messages reach nobody else, and nothing tells them so.
+                return OK;
             }
             let joined = match hub
                 .join_shared(room.clone(), uid(nick), header(nick, &room))

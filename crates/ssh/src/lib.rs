@@ -7,19 +7,22 @@
 //! a command and without a terminal (`ssh -T`), a line session reads messages and writes events.
 //! Membership and history go through the [`kanava_hub::Hub`], identities too.
 
+mod chat;
 pub mod command;
 mod error;
 mod exec;
 pub mod host_key;
 pub mod line;
 mod line_mode;
+pub mod ops;
 pub mod sanitize;
 mod server;
 pub mod tui;
 
+pub use chat::slash;
 pub use error::SshError;
 
-use kanava_core::{Identity, Nick};
+use kanava_core::IdentityKey;
 use russh::keys::{HashAlg, PublicKey};
 
 /// A key's OpenSSH fingerprint (`SHA256:` and unpadded base64), as `ssh-keygen -l` prints it.
@@ -27,21 +30,20 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// The identity binding `nick` to `key`, bound now.
-pub fn identity_of(nick: Nick, key: &PublicKey) -> Result<Identity, SshError> {
-    Ok(Identity {
-        nick,
+/// `key` as a key of an identity, added now.
+pub fn identity_key_of(key: &PublicKey) -> Result<IdentityKey, SshError> {
+    Ok(IdentityKey {
         fingerprint: fingerprint(key),
         public_key: key.to_openssh()?,
-        bound_ms: std::time::SystemTime::now()
+        added_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     })
 }
 
-/// The identity binding `nick` to a public key in OpenSSH format (`ssh-ed25519 AAAA… comment`).
-pub fn identity_for_openssh_key(nick: Nick, line: &str) -> Result<Identity, SshError> {
-    identity_of(nick, &PublicKey::from_openssh(line.trim())?)
+/// A public key in OpenSSH format (`ssh-ed25519 AAAA… comment`) as a key of an identity.
+pub fn identity_key(line: &str) -> Result<IdentityKey, SshError> {
+    identity_key_of(&PublicKey::from_openssh(line.trim())?)
 }
 pub use server::{SshConfig, serve};
 

@@ -1,6 +1,7 @@
 //! The plain-text form of channel events, one line each, for exec and line mode: what bots read.
 //!
-//! `2026-11-21T12:00:00Z <alice> hello` for a message, `… <bob> [binary, 24 bytes]` for a binary
+//! `2026-11-21T12:00:00Z <alice> hello` for a message, `… ** alice waves` for an emote (a text
+//! frame starting `/me `, as `/me waves` sends it), `… <bob> [binary, 24 bytes]` for a binary
 //! frame (Mles clients' ciphertext), `… * carol joined` for a join header. Everything from a user
 //! goes through [`sanitize`].
 
@@ -17,11 +18,15 @@ pub fn event_line(entry: &Entry) -> Option<String> {
     ))
 }
 
-/// What happened, without the time: `<alice> hello`, `<bob> [binary, 3 bytes]`, `* carol joined`.
+/// What happened, without the time: `<alice> hello`, `** alice waves`, `<bob> [binary, 3 bytes]`,
+/// `* carol joined`.
 pub fn event_text(entry: &Entry) -> Option<String> {
     let who = sanitize(entry.sender.as_str().as_bytes());
     Some(match entry.kind {
-        FrameKind::Text => format!("<{who}> {}", sanitize(&entry.payload)),
+        FrameKind::Text => match entry.payload.strip_prefix(b"/me ") {
+            Some(action) => format!("** {who} {}", sanitize(action)),
+            None => format!("<{who}> {}", sanitize(&entry.payload)),
+        },
         FrameKind::Binary => format!("<{who}> [binary, {} bytes]", entry.payload.len()),
         FrameKind::Header => format!("* {who} joined"),
         FrameKind::Ping => return None,
@@ -89,5 +94,9 @@ mod tests {
             "1970-01-01T00:00:00Z * bob^[ joined"
         );
         assert_eq!(event_line(&entry(FrameKind::Ping, b"")), None);
+        assert_eq!(
+            event_line(&entry(FrameKind::Text, b"/me waves\x07")).unwrap(),
+            "1970-01-01T00:00:00Z ** bob^[ waves^G"
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! The SSH listener: accepts connections within the caps, authenticates by public key with trust
-//! on first use, and runs exec commands on session channels.
+//! on first use (refusing banned keys), and starts exec commands, line sessions and the
+//! full-screen chat on session channels.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kanava_core::{Claim, Nick, Sources};
+use kanava_core::{Claim, KeySharing, Nick, Sources};
 use kanava_hub::Hub;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -18,8 +20,13 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::SshError;
+use crate::chat::Input;
+use crate::chat::directory::{Directory, Mode};
+use crate::chat::rate_limit::RateLimits;
+use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::exec::{self, Output};
-use crate::line_mode::{self, Input, RateLimits};
+use crate::line_mode;
+use crate::ops::Ops;
 
 /// Settings of the SSH listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +39,12 @@ pub struct SshConfig {
     pub max_connections_per_source: usize,
     /// Longest message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Events of a room shown on entering it.
+    pub backlog: usize,
+    /// The operators' keys, in `authorized_keys` format.
+    pub ops_file: Option<PathBuf>,
+    /// Whether one key may hold several names.
+    pub key_sharing: KeySharing,
 }
 
 impl Default for SshConfig {
@@ -41,6 +54,9 @@ impl Default for SshConfig {
             max_connections: 5_000,
             max_connections_per_source: 16,
             max_message_bytes: 4096,
+            backlog: DEFAULT_BACKLOG,
+            ops_file: None,
+            key_sharing: KeySharing::OneNamePerKey,
         }
     }
 }
@@ -64,9 +80,18 @@ pub async fn serve(
         nodelay: true,
         ..Default::default()
     });
-    let config = Arc::new(config);
     let sources = Sources::new(config.max_connections, config.max_connections_per_source);
-    let limits = Arc::new(RateLimits::default());
+    let chat = ChatContext {
+        accounts: hub.accounts(),
+        hub,
+        directory: Directory::default(),
+        ops: Arc::new(Ops::new(config.ops_file.clone())),
+        limits: Arc::new(RateLimits::default()),
+        max_message_bytes: config.max_message_bytes,
+        backlog: config.backlog,
+        key_sharing: config.key_sharing,
+    };
+    let config = Arc::new(config);
     let tracker = TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -89,13 +114,12 @@ pub async fn serve(
             }
         };
         let connection = Connection {
-            hub: hub.clone(),
+            chat: chat.clone(),
             config: Arc::clone(&config),
             peer,
-            nick: None,
+            user: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
-            limits: Arc::clone(&limits),
             terminals: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
@@ -164,6 +188,7 @@ async fn run_connection(
 /// An admitted command or shell: who runs it, where its output goes, and its stop signal.
 struct Started {
     nick: Nick,
+    fingerprint: String,
     out: Output,
     cancel: CancellationToken,
 }
@@ -176,8 +201,8 @@ impl Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<Option<Started>, SshError> {
-        let nick = match &self.nick {
-            Some(nick) if !self.channels.contains_key(&channel) => nick.clone(),
+        let (nick, fingerprint) = match &self.user {
+            Some(user) if !self.channels.contains_key(&channel) => user.clone(),
             _ => {
                 session.channel_failure(channel)?;
                 return Ok(None);
@@ -190,7 +215,12 @@ impl Connection {
             handle: session.handle(),
             channel,
         };
-        Ok(Some(Started { nick, out, cancel }))
+        Ok(Some(Started {
+            nick,
+            fingerprint,
+            out,
+            cancel,
+        }))
     }
 }
 
@@ -202,15 +232,14 @@ fn log_end(peer: SocketAddr, result: Result<(), SshError>) {
 
 /// One SSH connection's state, driven by russh's callbacks.
 struct Connection {
-    hub: Hub,
+    chat: ChatContext,
     config: Arc<SshConfig>,
     peer: SocketAddr,
-    nick: Option<Nick>,
+    /// The name logged in and the fingerprint of the key it used.
+    user: Option<(Nick, String)>,
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
-    /// Message rate limits, per user across connections.
-    limits: Arc<RateLimits>,
     /// Channels that asked for a terminal, with its size.
     terminals: HashMap<ChannelId, (u32, u32)>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
@@ -220,6 +249,28 @@ struct Connection {
 }
 
 use crate::fingerprint;
+
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Connection {
+    /// Whether the key is banned now.
+    async fn banned(&self, key_fingerprint: &str) -> Result<bool, SshError> {
+        let ban = self
+            .chat
+            .accounts
+            .ban_of(key_fingerprint.to_owned(), now_ms())
+            .await?;
+        if ban.is_some() {
+            tracing::info!(peer = %self.peer, fingerprint = key_fingerprint, "banned key refused");
+        }
+        Ok(ban.is_some())
+    }
+}
 
 impl russh::server::Handler for Connection {
     type Error = SshError;
@@ -232,9 +283,14 @@ impl russh::server::Handler for Connection {
         let Ok(nick) = Nick::new(user) else {
             return Ok(Auth::reject());
         };
-        // Refuse another key for a bound name before any signature, so the client tries its next.
-        Ok(match self.hub.identity(nick).await? {
-            Some(bound) if bound.fingerprint != fingerprint(offer.public_key) => Auth::reject(),
+        // Refuse another key for a bound name, or a banned key, before any signature, so the
+        // client tries its next.
+        let offered = fingerprint(offer.public_key);
+        if self.banned(&offered).await? {
+            return Ok(Auth::reject());
+        }
+        Ok(match self.chat.accounts.identity(nick).await? {
+            Some(bound) if !bound.holds(&offered) => Auth::reject(),
             _ => Auth::Accept,
         })
     }
@@ -247,15 +303,27 @@ impl russh::server::Handler for Connection {
         let Ok(nick) = Nick::new(user) else {
             return Ok(Auth::reject());
         };
-        let claim = crate::identity_of(nick.clone(), key.public_key)?;
-        match self.hub.claim_identity(claim).await? {
+        let key = crate::identity_key_of(key.public_key)?;
+        if self.banned(&key.fingerprint).await? {
+            return Ok(Auth::reject());
+        }
+        let fingerprint = key.fingerprint.clone();
+        let claim = self
+            .chat
+            .accounts
+            .claim_identity(nick.clone(), key, self.config.key_sharing);
+        match claim.await? {
             Claim::Bound | Claim::Yours => {
-                tracing::info!(peer = %self.peer, %nick, "ssh login");
-                self.nick = Some(nick);
+                tracing::info!(peer = %self.peer, %nick, %fingerprint, "ssh login");
+                self.user = Some((nick, fingerprint));
                 self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
             }
             Claim::Taken(_) => Ok(Auth::reject()),
+            Claim::KeyHoldsName(other) => {
+                tracing::info!(peer = %self.peer, %nick, %other, "key already holds another name");
+                Ok(Auth::reject())
+            }
         }
     }
 
@@ -311,13 +379,23 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        let Some(Started { nick, out, cancel }) = self.start(channel, session)? else {
+        let Some(Started {
+            nick,
+            fingerprint,
+            out,
+            cancel,
+        }) = self.start(channel, session)?
+        else {
             return Ok(());
         };
         let line = String::from_utf8_lossy(data).into_owned();
-        let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            let status = exec::run(&hub, &nick, &line, max_message, &out, &cancel).await;
+            let registered =
+                chat.directory
+                    .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
+            let status = exec::run(&chat, &nick, &line, &out, &cancel).await;
+            drop(registered);
             out.finish(status).await;
         });
         Ok(())
@@ -328,32 +406,31 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        let Some(Started { nick, out, cancel }) = self.start(channel, session)? else {
+        let Some(Started {
+            nick,
+            fingerprint,
+            out,
+            cancel,
+        }) = self.start(channel, session)?
+        else {
             return Ok(());
         };
         let (input, inputs) = tokio::sync::mpsc::channel(64);
         self.inputs.insert(channel, input);
+        let chat = self.chat.clone();
         if let Some(size) = self.terminals.get(&channel).copied() {
-            let (hub, max_message) = (self.hub.clone(), self.config.max_message_bytes);
-            let limits = Arc::clone(&self.limits);
             tokio::spawn(async move {
-                let options = crate::tui::Options {
-                    size,
-                    max_message_bytes: max_message,
-                };
+                let options = crate::tui::Options { size };
                 let status =
-                    crate::tui::run(&hub, &nick, options, &out, inputs, &limits, &cancel).await;
+                    crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
                 out.finish(status).await;
             });
             return Ok(());
         }
-        let options = line_mode::Options {
-            backlog: !self.no_backlog.contains(&channel),
-            max_message_bytes: self.config.max_message_bytes,
-        };
-        let (hub, limits) = (self.hub.clone(), Arc::clone(&self.limits));
+        let backlog = !self.no_backlog.contains(&channel);
         tokio::spawn(async move {
-            let status = line_mode::run(&hub, &nick, options, &out, inputs, &limits, &cancel).await;
+            let status =
+                line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
             out.finish(status).await;
         });
         Ok(())

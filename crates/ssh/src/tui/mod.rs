@@ -6,19 +6,18 @@ mod screen;
 pub mod view;
 
 use bytes::Bytes;
-use kanava_core::{ChannelName, FrameKind, Nick};
-use kanava_hub::{Hub, Joined};
+use kanava_core::Nick;
 use terminput::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::room;
-use crate::exec::{Output, header, uid};
-use crate::line::{event_text, utc_timestamp};
-use crate::line_mode::{BACKLOG, DEFAULT_ROOM, Input, RateLimits, rooms_text, who_text};
-use crate::sanitize::sanitize;
+use crate::chat::Input;
+use crate::chat::directory::Mode;
+use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown};
+use crate::exec::Output;
+use crate::line::utc_timestamp;
 use screen::{FRAME_QUEUE, Screen, clamp};
-use view::{Action, ChatView};
+use view::{Action, ChatView, LineKind, PaneLine};
 
 /// Turns the raw bytes of a client's terminal into events.
 #[derive(Debug, Default)]
@@ -50,31 +49,60 @@ impl InputParser {
     }
 }
 
-/// A line for the message pane.
-fn pane_line(entry: &kanava_core::Entry) -> Option<String> {
-    let time = utc_timestamp(entry.time_ms);
-    Some(format!("{} {}", &time[11..16], event_text(entry)?))
+/// Lines loaded from the store each time the user scrolls past the oldest one.
+const OLDER_PAGE: usize = 100;
+
+/// Commands offered by Tab completion.
+const COMMANDS: [&str; 22] = [
+    "/away",
+    "/back",
+    "/ban",
+    "/banned",
+    "/help",
+    "/ignore",
+    "/join",
+    "/key",
+    "/kick",
+    "/me",
+    "/msg",
+    "/mute",
+    "/names",
+    "/part",
+    "/quit",
+    "/reply",
+    "/rooms",
+    "/topic",
+    "/unban",
+    "/unignore",
+    "/who",
+    "/whois",
+];
+
+/// A line for the message pane: `HH:MM text`, the sender's name coloured.
+fn pane_line(shown: &Shown) -> PaneLine {
+    let time = utc_timestamp(shown.time_ms);
+    let text = format!("{} {}", &time[11..16], shown.text);
+    let kind = match shown.kind {
+        Kind::Room => LineKind::Message,
+        Kind::Own => LineKind::Own,
+        Kind::Private => LineKind::Private,
+        Kind::Notice | Kind::Reply => LineKind::Notice,
+    };
+    match &shown.nick {
+        Some(nick) => PaneLine::with_nick(text, nick, kind),
+        None => PaneLine::plain(text, kind),
+    }
 }
 
-/// Joins `room` and fills the pane with its backlog.
-async fn enter(hub: &Hub, nick: &Nick, room: ChannelName, view: &mut ChatView) -> Option<Joined> {
-    match hub
-        .join_shared(room.clone(), uid(nick), header(nick, &room))
-        .await
-    {
-        Ok(joined) => {
-            view.clear();
-            view.room = sanitize(room.as_str().as_bytes());
-            let lines: Vec<String> = joined.history.iter().filter_map(|e| pane_line(e)).collect();
-            for line in &lines[lines.len().saturating_sub(BACKLOG)..] {
-                view.push(line.clone());
-            }
-            Some(joined)
-        }
-        Err(error) => {
-            view.push(format!("* {}", sanitize(error.to_string().as_bytes())));
-            None
-        }
+/// Shows session output in the pane; entering a room (a backlog) starts the pane afresh.
+fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
+    let room = session.room().to_string();
+    if view.room != room {
+        view.clear();
+        view.room = room;
+    }
+    for line in &shown {
+        view.push(pane_line(line));
     }
 }
 
@@ -82,23 +110,19 @@ async fn enter(hub: &Hub, nick: &Nick, room: ChannelName, view: &mut ChatView) -
 pub(crate) struct Options {
     /// The client's terminal size (columns, rows) from its pty-req.
     pub(crate) size: (u32, u32),
-    /// Longest message sent.
-    pub(crate) max_message_bytes: usize,
 }
 
 /// Runs the chat for a terminal until `/quit`, Ctrl-D, EOF or the client going.
 pub(crate) async fn run(
-    hub: &Hub,
-    nick: &Nick,
-    Options {
-        size,
-        max_message_bytes,
-    }: Options,
+    ctx: ChatContext,
+    nick: Nick,
+    fingerprint: String,
+    Options { size }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
-    limits: &RateLimits,
     cancel: &CancellationToken,
 ) -> u32 {
+    let max_message_bytes = ctx.max_message_bytes;
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
     let (handle, channel) = (out.handle.clone(), out.channel);
     let writer = tokio::spawn(async move {
@@ -112,27 +136,43 @@ pub(crate) async fn run(
         return 1;
     };
     let mut view = ChatView::default();
-    let lobby = ChannelName::new(DEFAULT_ROOM).expect("valid default room");
-    let Some(mut joined) = enter(hub, nick, lobby, &mut view).await else {
-        return 1;
+    let started = ChatSession::start(ctx, nick, fingerprint, Mode::Terminal, cancel.clone(), true);
+    let (mut session, shown) = match started.await {
+        Ok(started) => started,
+        Err(error) => {
+            view.push(PaneLine::plain(format!("* {error}"), LineKind::Notice));
+            let _ = screen.draw(&view);
+            let _ = screen.restore();
+            drop(screen);
+            let _ = writer.await;
+            return 1;
+        }
     };
-    view.push(format!("* welcome, {nick}. /help lists the commands."));
+    show(&mut view, &session, shown);
+    view.push(PaneLine::plain(
+        format!("* welcome, {}. /help lists the commands.", session.nick()),
+        LineKind::Notice,
+    ));
     let mut parser = InputParser::default();
-    let status = loop {
-        view.members = hub.member_count(joined.member.channel());
+    let status = 'session: loop {
+        view.members = session.member_count();
+        view.others = session.other_rooms();
         if screen.draw(&view).is_err() {
             break 0;
         }
         let event = tokio::select! {
             () = cancel.cancelled() => break 0,
-            entry = joined.outbox.recv() => match entry {
-                Some(entry) => {
-                    if let Some(line) = pane_line(&entry) {
-                        view.push(line);
-                    }
+            next = session.next() => match next {
+                Next::Show(shown) => {
+                    show(&mut view, &session, shown);
                     continue;
                 }
-                None => break 1,
+                Next::Unread => continue,
+                Next::End(status, last) => {
+                    show(&mut view, &session, vec![last]);
+                    let _ = screen.draw(&view);
+                    break status;
+                }
             },
             event = input.recv() => event,
         };
@@ -146,92 +186,35 @@ pub(crate) async fn run(
             }
             Some(Input::Eof) | None => break 0,
         };
-        let mut quit = false;
         for event in parser.feed(&data, max_message_bytes) {
             match view.handle(&event, screen.page()) {
                 Action::Redraw => {}
-                Action::Quit => quit = true,
+                Action::Quit => break 'session 0,
+                Action::Complete => {
+                    let mut candidates: Vec<String> =
+                        COMMANDS.iter().map(|c| (*c).to_owned()).collect();
+                    candidates.extend(session.names_here());
+                    view.complete(&candidates);
+                }
                 Action::Submit(line) => {
-                    quit |= submit(
-                        hub,
-                        nick,
-                        &mut view,
-                        &mut joined,
-                        limits,
-                        line,
-                        max_message_bytes,
-                    )
-                    .await;
+                    let (shown, flow) = session.submit(&line).await;
+                    show(&mut view, &session, shown);
+                    if flow == Flow::Quit {
+                        break 'session 0;
+                    }
                 }
             }
         }
-        if quit {
-            break 0;
+        let (width, height) = screen.pane();
+        if view.at_top(width, height) {
+            let older = session.older(OLDER_PAGE).await;
+            view.prepend(older.iter().map(pane_line).collect());
+            view.clamp_scroll(width, height);
         }
     };
+    session.close().await;
     let _ = screen.restore();
     drop(screen);
     let _ = writer.await;
-    let _ = joined.member.flush().await;
     status
-}
-
-/// Sends a message or runs a command; returns whether to quit.
-async fn submit(
-    hub: &Hub,
-    nick: &Nick,
-    view: &mut ChatView,
-    joined: &mut Joined,
-    limits: &RateLimits,
-    line: String,
-    max_message_bytes: usize,
-) -> bool {
-    if let Some(command) = line.strip_prefix('/') {
-        let mut words = command.split_whitespace();
-        match (words.next().unwrap_or_default(), words.next()) {
-            ("quit" | "exit", None) => return true,
-            ("help", None) => view
-                .push("* /join ROOM  /who  /rooms  /quit (or Ctrl-D); PgUp/PgDn scroll".to_owned()),
-            ("who" | "names", None) => {
-                view.push(format!("* {}", who_text(hub, joined.member.channel())));
-            }
-            ("rooms", None) => view.push(format!("* {}", rooms_text(hub))),
-            ("join", Some(word)) => match room(word) {
-                Ok(next) => {
-                    if let Some(moved) = enter(hub, nick, next, view).await {
-                        let _ = joined.member.flush().await;
-                        *joined = moved;
-                    }
-                }
-                Err(error) => view.push(format!("* bad room name: {error}")),
-            },
-            _ => view.push("* unknown command; /help lists them".to_owned()),
-        }
-        return false;
-    }
-    if line.len() > max_message_bytes {
-        view.push(format!(
-            "* message longer than {max_message_bytes} bytes not sent"
-        ));
-    } else if !limits.allow(nick) {
-        view.push("* rate limit: message not sent; slow down".to_owned());
-    } else if joined
-        .member
-        .publish(FrameKind::Text, Bytes::from(line.clone()))
-        .await
-        .is_ok()
-    {
-        // Nothing is echoed by the server; show one's own message here.
-        let time = utc_timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
-        view.push(format!(
-            "{} <{nick}> {}",
-            &time[11..16],
-            sanitize(line.as_bytes())
-        ));
-    }
-    false
 }

@@ -9,14 +9,38 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::Line;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
 use unicode_width::UnicodeWidthChar;
 
-use super::view::ChatView;
+use super::view::{ChatView, LineKind, Row, nick_colour};
+
+/// The colours names are drawn in (xterm's 256-colour palette, readable on dark and light).
+const NICK_COLOURS: [u8; 12] = [31, 32, 33, 35, 36, 37, 70, 94, 130, 133, 166, 172];
+
+/// A pane row as ratatui draws it: the name in its colour, private messages and notices set
+/// apart.
+fn styled(row: &Row) -> Line<'static> {
+    let base = match row.kind {
+        LineKind::Message | LineKind::Own => Style::default(),
+        LineKind::Private => Style::default().add_modifier(Modifier::BOLD),
+        LineKind::Notice => Style::default().add_modifier(Modifier::DIM),
+    };
+    match &row.nick {
+        Some(range) => {
+            let colour = Color::Indexed(NICK_COLOURS[nick_colour(&row.text[range.clone()])]);
+            Line::from(vec![
+                Span::styled(row.text[..range.start].to_owned(), base),
+                Span::styled(row.text[range.clone()].to_owned(), base.fg(colour)),
+                Span::styled(row.text[range.end..].to_owned(), base),
+            ])
+        }
+        None => Line::styled(row.text.clone(), base),
+    }
+}
 
 /// Enter the alternate screen, clear it, turn on bracketed paste.
 pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
@@ -129,6 +153,11 @@ impl Screen {
         Ok(())
     }
 
+    /// Width and height of the message pane.
+    pub fn pane(&self) -> (usize, usize) {
+        (usize::from(self.area.width), self.page())
+    }
+
     /// Height of the message pane, for paging.
     pub fn page(&self) -> usize {
         usize::from(self.area.height.saturating_sub(2))
@@ -150,10 +179,7 @@ impl Screen {
             let rows = view.last_rows(usize::from(pane.width), height + view.scroll());
             let end = rows.len().saturating_sub(view.scroll());
             let start = end.saturating_sub(height);
-            let shown: Vec<Line> = rows[start..end]
-                .iter()
-                .map(|r| Line::raw(r.clone()))
-                .collect();
+            let shown: Vec<Line> = rows[start..end].iter().map(styled).collect();
             frame.render_widget(Paragraph::new(shown), pane);
 
             let scrolled = if view.scroll() > 0 {
@@ -161,7 +187,15 @@ impl Screen {
             } else {
                 ""
             };
-            let status_text = format!(" #{}  {} here{scrolled}", view.room, view.members);
+            let others: String = view
+                .others
+                .iter()
+                .map(|(room, unread)| match unread {
+                    0 => format!("  #{room}"),
+                    n => format!("  #{room} ({n})"),
+                })
+                .collect();
+            let status_text = format!(" #{}  {} here{others}{scrolled}", view.room, view.members);
             frame.render_widget(
                 Paragraph::new(status_text)
                     .style(Style::default().add_modifier(Modifier::REVERSED)),

@@ -1,7 +1,8 @@
 //! The chat screen's state and how keys change it, with no terminal: what is shown (already
-//! sanitised lines), the input line and its cursor, input history and scrollback.
+//! sanitised lines), the input line and its cursor, input history, scrollback and completion.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_width::UnicodeWidthChar;
@@ -21,6 +22,74 @@ pub enum Action {
     Submit(String),
     /// Leave.
     Quit,
+    /// Complete the word before the cursor (Tab): the session supplies the candidates.
+    Complete,
+}
+
+/// How a line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineKind {
+    /// Room traffic.
+    #[default]
+    Message,
+    /// The user's own message.
+    Own,
+    /// A private message.
+    Private,
+    /// Announcements and answers from the server.
+    Notice,
+}
+
+/// A line of the message pane: sanitised text, and where the sender's name is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PaneLine {
+    /// The text, free of control characters.
+    pub text: String,
+    /// Byte range of the sender's name in `text`, drawn in the name's colour.
+    pub nick: Option<Range<usize>>,
+    /// How to draw it.
+    pub kind: LineKind,
+}
+
+impl PaneLine {
+    /// A line with no name to colour.
+    pub fn plain(text: String, kind: LineKind) -> Self {
+        Self {
+            text,
+            nick: None,
+            kind,
+        }
+    }
+
+    /// A line whose first occurrence of `nick` (after the time) is coloured.
+    pub fn with_nick(text: String, nick: &str, kind: LineKind) -> Self {
+        let nick = (!nick.is_empty())
+            .then(|| text.find(nick).map(|at| at..at + nick.len()))
+            .flatten();
+        Self { text, nick, kind }
+    }
+}
+
+/// One screen row of the pane: a piece of a wrapped line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The row's text.
+    pub text: String,
+    /// Byte range of the sender's name within this row, if it lies wholly in it.
+    pub nick: Option<Range<usize>>,
+    /// How to draw it.
+    pub kind: LineKind,
+}
+
+/// The palette index (0–11) of a name's colour: the same name always gets the same colour.
+pub fn nick_colour(nick: &str) -> usize {
+    let hash = nick
+        .bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .fold(2_166_136_261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16_777_619)
+        });
+    (hash % 12) as usize
 }
 
 /// The chat screen's state.
@@ -30,7 +99,9 @@ pub struct ChatView {
     pub room: String,
     /// Names present, for the status line.
     pub members: usize,
-    lines: VecDeque<String>,
+    /// The user's other open rooms and their unread counts, for the status line.
+    pub others: Vec<(String, usize)>,
+    lines: VecDeque<PaneLine>,
     input: Vec<char>,
     cursor: usize,
     /// Rows scrolled up from the bottom of the message pane.
@@ -41,11 +112,34 @@ pub struct ChatView {
 
 impl ChatView {
     /// Adds a line to the message pane. A user scrolled up keeps their view.
-    pub fn push(&mut self, line: String) {
+    pub fn push(&mut self, line: PaneLine) {
         if self.lines.len() == SCROLLBACK {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
+    }
+
+    /// Adds older lines above the others (loaded on scrolling back); the view does not move.
+    pub fn prepend(&mut self, older: Vec<PaneLine>) {
+        for line in older.into_iter().rev() {
+            if self.lines.len() == SCROLLBACK {
+                break;
+            }
+            self.lines.push_front(line);
+        }
+    }
+
+    /// Whether the view is scrolled up to (or past) the oldest line, for a pane `width` wide and
+    /// `height` high: the moment to load older lines.
+    pub fn at_top(&self, width: usize, height: usize) -> bool {
+        self.scroll > 0
+            && self.last_rows(width, self.scroll + height + 1).len() <= self.scroll + height
+    }
+
+    /// Keeps the scroll within what there is to show.
+    pub fn clamp_scroll(&mut self, width: usize, height: usize) {
+        let rows = self.last_rows(width, self.scroll + height).len();
+        self.scroll = self.scroll.min(rows.saturating_sub(height));
     }
 
     /// Empties the message pane (on changing rooms).
@@ -67,13 +161,20 @@ impl ChatView {
     /// The last `count` rows of the message pane for a pane `width` columns wide, wrapped by
     /// display width, oldest first. Only the lines that reach the screen are wrapped, so a
     /// redraw costs the screen's size, not the scrollback's.
-    pub fn last_rows(&self, width: usize, count: usize) -> Vec<String> {
+    pub fn last_rows(&self, width: usize, count: usize) -> Vec<Row> {
         let mut rows = Vec::with_capacity(count);
         for line in self.lines.iter().rev() {
             if rows.len() >= count {
                 break;
             }
-            rows.extend(wrap(line, width.max(1)).into_iter().rev());
+            let wrapped = wrap(&line.text, width.max(1));
+            let first_len = wrapped[0].len();
+            let pieces = wrapped.into_iter().enumerate().map(|(i, text)| Row {
+                text,
+                nick: line.nick.clone().filter(|r| i == 0 && r.end <= first_len),
+                kind: line.kind,
+            });
+            rows.extend(pieces.collect::<Vec<_>>().into_iter().rev());
         }
         rows.truncate(count);
         rows.reverse();
@@ -138,6 +239,7 @@ impl ChatView {
             KeyCode::Down => self.recall(false),
             KeyCode::PageUp => self.scroll += page.max(1),
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(page.max(1)),
+            KeyCode::Tab => return Action::Complete,
             KeyCode::Enter => {
                 let line: String = self.input.drain(..).collect();
                 self.cursor = 0;
@@ -155,6 +257,44 @@ impl ChatView {
             _ => {}
         }
         Action::Redraw
+    }
+
+    /// Completes the word before the cursor from `candidates`: a single match completes (a
+    /// name at the start of the line gets `: `, anything else a space); several complete to
+    /// their common prefix.
+    pub fn complete(&mut self, candidates: &[String]) {
+        let start = self.word_start();
+        let word: String = self.input[start..self.cursor].iter().collect();
+        if word.is_empty() {
+            return;
+        }
+        let lower = word.to_lowercase();
+        let matches: Vec<&String> = candidates
+            .iter()
+            .filter(|c| c.to_lowercase().starts_with(&lower))
+            .collect();
+        let Some(first) = matches.first() else {
+            return;
+        };
+        let mut completion: String = first.to_string();
+        for other in &matches[1..] {
+            let common = completion
+                .chars()
+                .zip(other.chars())
+                .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+                .count();
+            completion = completion.chars().take(common).collect();
+        }
+        if matches.len() == 1 {
+            let name_first = start == 0 && !completion.starts_with('/');
+            completion.push_str(if name_first { ": " } else { " " });
+        }
+        if completion.chars().count() < word.chars().count() {
+            return;
+        }
+        let chars: Vec<char> = completion.chars().collect();
+        self.input.splice(start..self.cursor, chars.iter().copied());
+        self.cursor = start + chars.len();
     }
 
     fn word_start(&self) -> usize {
@@ -221,6 +361,90 @@ mod tests {
         Event::Key(KeyEvent::new(KeyCode::Char(c)).modifiers(KeyModifiers::CTRL))
     }
 
+    fn texts(rows: Vec<Row>) -> Vec<String> {
+        rows.into_iter().map(|r| r.text).collect()
+    }
+
+    #[test]
+    fn names_keep_their_colour_on_the_first_row_only() {
+        let line = PaneLine::with_nick(
+            "12:00 <alice> hello there".into(),
+            "alice",
+            LineKind::Message,
+        );
+        assert_eq!(line.nick, Some(7..12));
+        let mut view = ChatView::default();
+        view.push(line);
+        let rows = view.last_rows(14, 10);
+        assert_eq!(texts(rows.clone()), ["12:00 <alice> ", "hello there"]);
+        assert_eq!(
+            (rows[0].nick.clone(), rows[1].nick.clone()),
+            (Some(7..12), None)
+        );
+        let narrow = view.last_rows(9, 10);
+        assert_eq!(
+            narrow[0].nick, None,
+            "a name cut by the wrap is not coloured"
+        );
+        assert_eq!(nick_colour("Alice"), nick_colour("alice"));
+        assert!((0..12).contains(&nick_colour("bob")));
+    }
+
+    #[test]
+    fn older_lines_go_on_top_and_the_top_is_found() {
+        let mut view = ChatView::default();
+        for i in 0..5 {
+            view.push(PaneLine::plain(format!("new {i}"), LineKind::Message));
+        }
+        assert!(!view.at_top(20, 3));
+        view.handle(&key(KeyCode::PageUp), 3);
+        assert!(
+            view.at_top(20, 3),
+            "5 rows, 3 high, scrolled 3: the top is in view"
+        );
+        view.prepend(vec![PaneLine::plain("old".into(), LineKind::Message)]);
+        assert_eq!(texts(view.last_rows(20, 10))[0], "old");
+        view.handle(&key(KeyCode::PageUp), 3);
+        view.clamp_scroll(20, 3);
+        assert_eq!(
+            view.scroll(),
+            3,
+            "6 rows in a 3-row pane scroll up 3 at most"
+        );
+    }
+
+    #[test]
+    fn tab_completes_names_and_commands() {
+        let names = [
+            "alice".to_owned(),
+            "albert".to_owned(),
+            "bob".to_owned(),
+            "/msg".to_owned(),
+        ];
+        let mut view = ChatView::default();
+        typed(&mut view, "b");
+        assert_eq!(view.handle(&key(KeyCode::Tab), 10), Action::Complete);
+        view.complete(&names);
+        assert_eq!(view.input(), ("bob: ".into(), 5));
+        typed(&mut view, "hi AL");
+        view.complete(&names);
+        assert_eq!(
+            view.input().0,
+            "bob: hi al",
+            "common prefix of alice and albert"
+        );
+        typed(&mut view, "i");
+        view.complete(&names);
+        assert_eq!(view.input().0, "bob: hi alice ");
+        let mut view = ChatView::default();
+        typed(&mut view, "/m");
+        view.complete(&names);
+        assert_eq!(view.input().0, "/msg ");
+        typed(&mut view, "zz");
+        view.complete(&names);
+        assert_eq!(view.input().0, "/msg zz");
+    }
+
     fn typed(view: &mut ChatView, text: &str) {
         for c in text.chars() {
             view.handle(&key(KeyCode::Char(c)), 10);
@@ -268,18 +492,18 @@ mod tests {
         assert_eq!(wrap("日本語", 4), ["日本", "語"]);
         assert_eq!(wrap("", 4), [""]);
         let mut view = ChatView::default();
-        view.push("abcdefgh".into());
-        view.push("ij".into());
-        assert_eq!(view.last_rows(4, 10), ["abcd", "efgh", "ij"]);
-        assert_eq!(view.last_rows(4, 2), ["efgh", "ij"]);
-        assert_eq!(view.last_rows(4, 0), Vec::<String>::new());
+        view.push(PaneLine::plain("abcdefgh".into(), LineKind::Message));
+        view.push(PaneLine::plain("ij".into(), LineKind::Message));
+        assert_eq!(texts(view.last_rows(4, 10)), ["abcd", "efgh", "ij"]);
+        assert_eq!(texts(view.last_rows(4, 2)), ["efgh", "ij"]);
+        assert!(view.last_rows(4, 0).is_empty());
     }
 
     #[test]
     fn scrolling_stays_put_when_messages_arrive() {
         let mut view = ChatView::default();
         view.handle(&key(KeyCode::PageUp), 5);
-        view.push("new".into());
+        view.push(PaneLine::plain("new".into(), LineKind::Message));
         assert_eq!(view.scroll(), 5);
         view.handle(&key(KeyCode::PageDown), 5);
         assert_eq!(view.scroll(), 0);

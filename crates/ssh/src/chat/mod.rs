@@ -1,0 +1,19 @@
+//! The chat itself, apart from how it is shown: slash commands, the directory of who is
+//! connected, rate limits, and one user's session.
+
+pub(crate) mod directory;
+pub(crate) mod rate_limit;
+pub(crate) mod session;
+pub mod slash;
+
+use bytes::Bytes;
+
+/// What the SSH handler feeds a session.
+pub(crate) enum Input {
+    /// Bytes the client sent.
+    Data(Bytes),
+    /// The client's window changed to (columns, rows).
+    Resize(u32, u32),
+    /// The client sent EOF.
+    Eof,
+}

@@ -1,0 +1,861 @@
+//! One user's chat session, whatever shows it: the rooms they have open, the lines they see,
+//! and what their messages and slash commands do. The full-screen chat and the line interface
+//! are two front ends over this.
+//!
+//! A user may have several rooms open; one is current. Messages go to the current room;
+//! traffic of the others counts as unread until the user switches to them with `/join`.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kanava_core::{
+    Ban, ChannelName, Claim, Entry, FrameKind, KeySharing, Nick, PrivateMessage, Topic,
+};
+use kanava_hub::{Accounts, Hub, Joined};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::directory::{Directory, Mode, Notice, Registration};
+use super::rate_limit::RateLimits;
+use super::slash::{self, Slash};
+use crate::exec::{header, uid};
+use crate::line::event_text;
+use crate::ops::Ops;
+use crate::sanitize::sanitize;
+
+/// The room every session starts in, and `/part` returns to.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Events of a room shown on entering it, unless configured otherwise.
+pub const DEFAULT_BACKLOG: usize = 100;
+
+/// Everything sessions share: the server's services and settings.
+#[derive(Clone)]
+pub(crate) struct ChatContext {
+    pub(crate) hub: Hub,
+    pub(crate) accounts: Accounts,
+    pub(crate) directory: Directory,
+    pub(crate) ops: Arc<Ops>,
+    pub(crate) limits: Arc<RateLimits>,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) backlog: usize,
+    pub(crate) key_sharing: KeySharing,
+}
+
+/// What kind of line the user sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Traffic of the current room.
+    Room,
+    /// The user's own message, as the user's terminal shows it (the server echoes nothing).
+    Own,
+    /// A private message, either way.
+    Private,
+    /// An announcement (kicks, topics, away).
+    Notice,
+    /// An answer to the user's own command, or an error.
+    Reply,
+}
+
+/// One line for the user: sanitised text, its time, and the name to colour if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shown {
+    pub(crate) kind: Kind,
+    pub(crate) time_ms: u64,
+    pub(crate) text: String,
+    /// The sender's name as it appears in `text`, for colouring.
+    pub(crate) nick: Option<String>,
+}
+
+impl Shown {
+    fn reply(text: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::Reply,
+            time_ms: now_ms(),
+            text: text.into(),
+            nick: None,
+        }
+    }
+
+    fn of_entry(entry: &Entry) -> Option<Self> {
+        Some(Self {
+            kind: Kind::Room,
+            time_ms: entry.time_ms,
+            text: event_text(entry)?,
+            nick: Some(sanitize(entry.sender.as_str().as_bytes())),
+        })
+    }
+
+    fn private(message: &PrivateMessage, me: &Nick) -> Self {
+        let (direction, other) = if &message.to == me {
+            ("from", &message.from)
+        } else {
+            ("to", &message.to)
+        };
+        Self {
+            kind: Kind::Private,
+            time_ms: message.time_ms,
+            text: format!(
+                "[PM {direction} {other}] {}",
+                sanitize(message.text.as_bytes())
+            ),
+            nick: Some(other.to_string()),
+        }
+    }
+}
+
+/// What the session's next event was.
+pub(crate) enum Next {
+    /// Lines to show.
+    Show(Vec<Shown>),
+    /// The unread counts of other rooms changed.
+    Unread,
+    /// The session is over, with this exit status and a last line.
+    End(u32, Shown),
+}
+
+/// Whether the session goes on after a submitted line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Quit,
+}
+
+struct OpenRoom {
+    joined: Joined,
+    unread: usize,
+}
+
+/// A user's session.
+pub(crate) struct ChatSession {
+    ctx: ChatContext,
+    nick: Nick,
+    fingerprint: String,
+    rooms: Vec<OpenRoom>,
+    current: usize,
+    /// The oldest entry of the current room shown so far, for loading older ones.
+    oldest_seq: Option<u64>,
+    registration: Registration,
+    notices: mpsc::Receiver<Notice>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lobby() -> ChannelName {
+    ChannelName::new(DEFAULT_ROOM).expect("valid default room")
+}
+
+impl ChatSession {
+    /// Starts a session in the default room. Returns it with what to show first: unless
+    /// `backlog` is off, the room's recent history and topic; then private messages that
+    /// arrived while the user was away.
+    pub(crate) async fn start(
+        ctx: ChatContext,
+        nick: Nick,
+        fingerprint: String,
+        mode: Mode,
+        cancel: CancellationToken,
+        backlog: bool,
+    ) -> Result<(Self, Vec<Shown>), String> {
+        let (registration, notices) =
+            ctx.directory
+                .register(&nick, &fingerprint, mode, cancel, now_ms());
+        let joined = join(&ctx.hub, &nick, lobby()).await?;
+        registration.moved_to(joined.member.channel());
+        let mut session = Self {
+            ctx,
+            nick,
+            fingerprint,
+            rooms: vec![OpenRoom { joined, unread: 0 }],
+            current: 0,
+            oldest_seq: None,
+            registration,
+            notices,
+        };
+        let history = std::mem::take(&mut session.rooms[0].joined.history);
+        let mut shown = if backlog {
+            session.backlog(&history).await
+        } else {
+            Vec::new()
+        };
+        let unread = session
+            .ctx
+            .accounts
+            .take_unread_private(session.nick.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !unread.is_empty() {
+            shown.push(Shown::reply(format!(
+                "* {} private message(s) while you were away:",
+                unread.len()
+            )));
+            shown.extend(unread.iter().map(|m| Shown::private(m, &session.nick)));
+        }
+        Ok((session, shown))
+    }
+
+    /// The user's name.
+    pub(crate) fn nick(&self) -> &Nick {
+        &self.nick
+    }
+
+    /// The current room.
+    pub(crate) fn room(&self) -> &ChannelName {
+        self.rooms[self.current].joined.member.channel()
+    }
+
+    /// Names in the current room.
+    pub(crate) fn member_count(&self) -> usize {
+        self.ctx.hub.member_count(self.room())
+    }
+
+    /// The other open rooms with their unread counts, in the order they were opened.
+    pub(crate) fn other_rooms(&self) -> Vec<(String, usize)> {
+        self.rooms
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.current)
+            .map(|(_, r)| (r.joined.member.channel().to_string(), r.unread))
+            .collect()
+    }
+
+    /// Names present in the current room, for completion.
+    pub(crate) fn names_here(&self) -> Vec<String> {
+        self.ctx
+            .hub
+            .members(self.room())
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect()
+    }
+
+    /// The last lines of `history`, with the room's topic, as shown on entering a room.
+    async fn backlog(&mut self, history: &[Arc<Entry>]) -> Vec<Shown> {
+        let mut shown: Vec<(u64, Shown)> = history
+            .iter()
+            .filter(|e| !self.ignored(e))
+            .filter_map(|e| Some((e.seq, Shown::of_entry(e)?)))
+            .collect();
+        shown.drain(..shown.len().saturating_sub(self.ctx.backlog));
+        self.oldest_seq = shown.first().map(|(seq, _)| *seq);
+        let mut lines: Vec<Shown> = shown.into_iter().map(|(_, s)| s).collect();
+        if let Ok(Some(topic)) = self.ctx.accounts.topic(self.room().clone()).await {
+            lines.push(topic_line(&topic));
+        }
+        lines
+    }
+
+    /// Up to `limit` lines older than the oldest shown, from the store, oldest first.
+    pub(crate) async fn older(&mut self, limit: usize) -> Vec<Shown> {
+        let Some(before) = self.oldest_seq else {
+            return Vec::new();
+        };
+        let Ok(entries) = self
+            .ctx
+            .hub
+            .history_before(self.room().clone(), before, limit)
+            .await
+        else {
+            return Vec::new();
+        };
+        if let Some(first) = entries.first() {
+            self.oldest_seq = Some(first.seq);
+        }
+        entries
+            .iter()
+            .filter(|e| !self.ignored(e))
+            .filter_map(Shown::of_entry)
+            .collect()
+    }
+
+    fn ignored(&self, entry: &Entry) -> bool {
+        self.ctx
+            .directory
+            .ignores(&self.nick, entry.sender.as_str())
+    }
+
+    /// Waits for the next thing to show: traffic of the current room, unread traffic of the
+    /// others, or a notice.
+    pub(crate) async fn next(&mut self) -> Next {
+        let polled = poll_fn(|cx| {
+            if let Poll::Ready(notice) = self.notices.poll_recv(cx) {
+                return Poll::Ready(Err(notice));
+            }
+            for (i, room) in self.rooms.iter_mut().enumerate() {
+                if let Poll::Ready(entry) = room.joined.outbox.poll_recv(cx) {
+                    return Poll::Ready(Ok((i, entry)));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match polled {
+            Ok((i, Some(entry))) => {
+                let Some(shown) = Shown::of_entry(&entry).filter(|_| !self.ignored(&entry)) else {
+                    return Next::Show(Vec::new());
+                };
+                if i == self.current {
+                    Next::Show(vec![shown])
+                } else {
+                    self.rooms[i].unread += 1;
+                    Next::Unread
+                }
+            }
+            Ok((i, None)) => {
+                let room = self.rooms[i].joined.member.channel();
+                Next::End(1, Shown::reply(format!("* dropped from #{room}: too slow")))
+            }
+            Err(Some(Notice::Info(text))) => Next::Show(vec![Shown {
+                kind: Kind::Notice,
+                time_ms: now_ms(),
+                text,
+                nick: None,
+            }]),
+            Err(Some(Notice::Private(message))) => {
+                if message.to == self.nick && message.from != self.nick {
+                    self.ctx
+                        .directory
+                        .set_last_sender(&self.nick, &message.from);
+                }
+                Next::Show(vec![Shown::private(&message, &self.nick)])
+            }
+            Err(Some(Notice::Kicked(reason))) => Next::End(1, Shown::reply(format!("* {reason}"))),
+            Err(None) => Next::End(1, Shown::reply("* the server is closing")),
+        }
+    }
+
+    /// Sends a message, or runs a `/command`; returns what to show and whether to go on.
+    pub(crate) async fn submit(&mut self, line: &str) -> (Vec<Shown>, Flow) {
+        if let Some(command) = line.strip_prefix('/') {
+            return match slash::parse(command) {
+                Ok(slash) => self.command(slash).await,
+                Err(error) => (vec![Shown::reply(format!("* {error}"))], Flow::Continue),
+            };
+        }
+        (self.say(line).await.into_iter().collect(), Flow::Continue)
+    }
+
+    /// Checks a message against the size and rate limits.
+    fn admit(&self, text: &str) -> Result<(), Shown> {
+        if text.len() > self.ctx.max_message_bytes {
+            return Err(Shown::reply(format!(
+                "* message longer than {} bytes not sent",
+                self.ctx.max_message_bytes
+            )));
+        }
+        if !self.ctx.limits.allow(&self.nick) {
+            return Err(Shown::reply("* rate limit: message not sent; slow down"));
+        }
+        Ok(())
+    }
+
+    /// Posts `text` to the current room; returns the user's own copy to show, or an error.
+    async fn say(&mut self, text: &str) -> Option<Shown> {
+        if text.is_empty() {
+            return None;
+        }
+        if let Err(refused) = self.admit(text) {
+            return Some(refused);
+        }
+        let own = Entry {
+            seq: 0,
+            kind: FrameKind::Text,
+            sender: uid(&self.nick),
+            payload: Bytes::from(text.to_owned()),
+            time_ms: now_ms(),
+        };
+        // A muted user's messages are shown to that user only.
+        if !self.ctx.directory.muted(&self.nick) {
+            let member = &self.rooms[self.current].joined.member;
+            if let Err(error) = member.publish(FrameKind::Text, own.payload.clone()).await {
+                return Some(Shown::reply(format!("* not sent: {error}")));
+            }
+        }
+        Shown::of_entry(&own).map(|shown| Shown {
+            kind: Kind::Own,
+            ..shown
+        })
+    }
+
+    fn is_op(&self) -> bool {
+        self.ctx.ops.contains(&self.fingerprint)
+    }
+
+    async fn command(&mut self, slash: Slash) -> (Vec<Shown>, Flow) {
+        let op_only = matches!(
+            slash,
+            Slash::Kick(_) | Slash::Ban(..) | Slash::Unban(_) | Slash::Banned | Slash::Mute(_)
+        );
+        if op_only && !self.is_op() {
+            return (
+                vec![Shown::reply("* only operators may do that")],
+                Flow::Continue,
+            );
+        }
+        let reply = |text: String| vec![Shown::reply(text)];
+        let shown = match slash {
+            Slash::Quit => return (Vec::new(), Flow::Quit),
+            Slash::Help => reply(format!("* {}", slash::help(self.is_op()))),
+            Slash::Who => reply(format!("* {}", who_text(&self.ctx.hub, self.room()))),
+            Slash::Rooms => reply(format!("* {}", rooms_text(&self.ctx.hub))),
+            Slash::Join(room) => self.switch(room).await,
+            Slash::Part => self.part().await,
+            Slash::Whois(name) => self.whois(&name).await,
+            Slash::Me(action) => self
+                .say(&format!("/me {action}"))
+                .await
+                .into_iter()
+                .collect(),
+            Slash::Msg(to, text) => self.private(to, &text).await,
+            Slash::Reply(text) => match self.ctx.directory.last_sender(&self.nick) {
+                Some(to) => self.private(to, &text).await,
+                None => reply("* nobody has sent you a private message yet".into()),
+            },
+            Slash::Away(reason) => {
+                let shown = sanitize(reason.as_bytes());
+                self.ctx.directory.set_away(&self.nick, Some(reason));
+                self.announce(format!("* {} is away: {shown}", self.nick));
+                Vec::new()
+            }
+            Slash::Back => {
+                self.ctx.directory.set_away(&self.nick, None);
+                self.announce(format!("* {} is back", self.nick));
+                Vec::new()
+            }
+            Slash::Ignore(None) => match self.ctx.directory.ignored(&self.nick) {
+                list if list.is_empty() => reply("* you ignore nobody".into()),
+                list => reply(format!("* you ignore: {}", list.join(", "))),
+            },
+            Slash::Ignore(Some(name)) if name == self.nick => {
+                reply("* you cannot ignore yourself".into())
+            }
+            Slash::Ignore(Some(name)) => {
+                self.ctx.directory.set_ignore(&self.nick, &name, true);
+                reply(format!(
+                    "* ignoring {name}: their messages are hidden from you"
+                ))
+            }
+            Slash::Unignore(name) => {
+                if self.ctx.directory.set_ignore(&self.nick, &name, false) {
+                    reply(format!("* no longer ignoring {name}"))
+                } else {
+                    reply(format!("* you were not ignoring {name}"))
+                }
+            }
+            Slash::Topic(None) => match self.ctx.accounts.topic(self.room().clone()).await {
+                Ok(Some(topic)) => vec![topic_line(&topic)],
+                Ok(None) => reply(format!("* #{} has no topic", self.room())),
+                Err(error) => reply(format!("* {error}")),
+            },
+            Slash::Topic(Some(text)) => self.set_topic(text).await,
+            Slash::Keys => self.keys().await,
+            Slash::KeyAdd(line) => self.add_key(&line).await,
+            Slash::KeyRemove(fingerprint) => {
+                match self
+                    .ctx
+                    .accounts
+                    .remove_key(self.nick.clone(), fingerprint.clone())
+                    .await
+                {
+                    Ok(true) => reply(format!("* key {fingerprint} removed")),
+                    Ok(false) => reply(format!(
+                        "* {fingerprint} is not one of your keys, or is your only one"
+                    )),
+                    Err(error) => reply(format!("* {error}")),
+                }
+            }
+            Slash::Kick(name) => {
+                let count = self
+                    .ctx
+                    .directory
+                    .kick(&name, &format!("kicked by {}", self.nick));
+                if count == 0 {
+                    reply(format!("* {name} is not connected"))
+                } else {
+                    self.announce(format!("* {name} was kicked by {}", self.nick));
+                    Vec::new()
+                }
+            }
+            Slash::Ban(name, duration) => self.ban(name, duration).await,
+            Slash::Unban(who) => match self.ctx.accounts.unban(who.clone()).await {
+                Ok(lifted) if lifted.is_empty() => reply(format!("* no ban matches {who}")),
+                Ok(lifted) => reply(format!(
+                    "* lifted: {}",
+                    lifted
+                        .iter()
+                        .map(|b| format!("{} ({})", b.fingerprint, b.nick))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Err(error) => reply(format!("* {error}")),
+            },
+            Slash::Banned => match self.ctx.accounts.bans(now_ms()).await {
+                Ok(bans) if bans.is_empty() => reply("* no bans".into()),
+                Ok(bans) => bans.iter().map(|b| Shown::reply(ban_line(b))).collect(),
+                Err(error) => reply(format!("* {error}")),
+            },
+            Slash::Mute(name) => {
+                if self.ctx.directory.toggle_mute(&name) {
+                    reply(format!(
+                        "* {name} is muted: their messages reach nobody else"
+                    ))
+                } else {
+                    reply(format!("* {name} is no longer muted"))
+                }
+            }
+        };
+        (shown, Flow::Continue)
+    }
+
+    /// Tells everyone in the current room (over SSH) something.
+    fn announce(&self, text: String) {
+        self.ctx
+            .directory
+            .notify_room(self.room(), &Notice::Info(text));
+    }
+
+    /// Makes `room` current, opening it if needed.
+    async fn switch(&mut self, room: ChannelName) -> Vec<Shown> {
+        if let Some(i) = self
+            .rooms
+            .iter()
+            .position(|r| r.joined.member.channel() == &room)
+        {
+            self.current = i;
+            self.rooms[i].unread = 0;
+            self.registration.moved_to(&room);
+            return match self.ctx.hub.history(room).await {
+                Ok(history) => self.backlog(&history).await,
+                Err(error) => vec![Shown::reply(format!("* {error}"))],
+            };
+        }
+        match join(&self.ctx.hub, &self.nick, room).await {
+            Ok(mut joined) => {
+                let history = std::mem::take(&mut joined.history);
+                self.registration.moved_to(joined.member.channel());
+                self.rooms.push(OpenRoom { joined, unread: 0 });
+                self.current = self.rooms.len() - 1;
+                self.backlog(&history).await
+            }
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
+    }
+
+    /// Leaves the current room for the previous open one, or the default room.
+    async fn part(&mut self) -> Vec<Shown> {
+        if self.rooms.len() == 1 && self.room() == &lobby() {
+            return vec![Shown::reply(format!(
+                "* #{DEFAULT_ROOM} is where everyone starts; /quit to leave"
+            ))];
+        }
+        let left = self.rooms.remove(self.current);
+        let _ = left.joined.member.flush().await;
+        let name = left.joined.member.channel().clone();
+        drop(left);
+        let next = if self.rooms.is_empty() {
+            lobby()
+        } else {
+            self.current = self.rooms.len() - 1;
+            self.room().clone()
+        };
+        let mut shown = vec![Shown::reply(format!("* you left #{name}"))];
+        shown.extend(self.switch(next).await);
+        shown
+    }
+
+    async fn private(&mut self, to: Nick, text: &str) -> Vec<Shown> {
+        if let Err(refused) = self.admit(text) {
+            return vec![refused];
+        }
+        match self.ctx.accounts.identity(to.clone()).await {
+            Ok(Some(identity)) => {
+                let message = PrivateMessage {
+                    id: 0,
+                    from: self.nick.clone(),
+                    to: identity.nick,
+                    text: text.to_owned(),
+                    time_ms: now_ms(),
+                };
+                let ignored = self.ctx.directory.ignores(&message.to, self.nick.as_str());
+                let online = self.ctx.directory.presence(&message.to).is_some();
+                let stored = match self
+                    .ctx
+                    .accounts
+                    .send_private(message, !online && !ignored)
+                    .await
+                {
+                    Ok(stored) => stored,
+                    Err(error) => return vec![Shown::reply(format!("* not sent: {error}"))],
+                };
+                if !ignored && stored.to != self.nick {
+                    self.ctx
+                        .directory
+                        .notify(&stored.to, &Notice::Private(stored.clone()));
+                }
+                // Every session of the sender shows the message, this one included.
+                self.ctx
+                    .directory
+                    .notify(&self.nick, &Notice::Private(stored.clone()));
+                match self.ctx.directory.away(&stored.to) {
+                    Some(reason) => vec![Shown::reply(format!(
+                        "* {} is away: {}",
+                        stored.to,
+                        sanitize(reason.as_bytes())
+                    ))],
+                    None if !online => vec![Shown::reply(format!(
+                        "* {} is not connected; they will see it when they are",
+                        stored.to
+                    ))],
+                    None => Vec::new(),
+                }
+            }
+            Ok(None) => vec![Shown::reply(format!("* no user is called {to}"))],
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
+    }
+
+    async fn set_topic(&mut self, text: String) -> Vec<Shown> {
+        if let Err(refused) = self.admit(&text) {
+            return vec![refused];
+        }
+        let topic = Topic {
+            room: self.room().clone(),
+            text,
+            set_by: self.nick.clone(),
+            set_ms: now_ms(),
+        };
+        match self.ctx.accounts.set_topic(topic.clone()).await {
+            Ok(()) => {
+                self.announce(format!(
+                    "* {} set the topic of #{}: {}",
+                    self.nick,
+                    topic.room,
+                    sanitize(topic.text.as_bytes())
+                ));
+                Vec::new()
+            }
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
+    }
+
+    async fn whois(&self, name: &Nick) -> Vec<Shown> {
+        let identity = match self.ctx.accounts.identity(name.clone()).await {
+            Ok(identity) => identity,
+            Err(error) => return vec![Shown::reply(format!("* {error}"))],
+        };
+        let presence = self.ctx.directory.presence(name);
+        let mles_rooms: Vec<String> = self
+            .ctx
+            .hub
+            .rooms()
+            .into_iter()
+            .filter(|(room, _)| {
+                self.ctx
+                    .hub
+                    .members(room)
+                    .iter()
+                    .any(|u| u.as_str().eq_ignore_ascii_case(name.as_str()))
+                    && !presence.as_ref().is_some_and(|p| {
+                        p.sessions
+                            .iter()
+                            .any(|s| s.ends_with(&format!(" in #{room}")))
+                    })
+            })
+            .map(|(room, _)| format!("#{room}"))
+            .collect();
+        let Some(identity) = identity else {
+            if mles_rooms.is_empty() {
+                return vec![Shown::reply(format!("* no user is called {name}"))];
+            }
+            return vec![Shown::reply(format!(
+                "* {name}: no SSH key; over Mles in {}",
+                mles_rooms.join(", ")
+            ))];
+        };
+        let mut lines = vec![format!(
+            "* {}: name bound {}",
+            identity.nick,
+            crate::line::utc_timestamp(identity.bound_ms())
+        )];
+        for key in &identity.keys {
+            let op = if self.ctx.ops.contains(&key.fingerprint) {
+                " (operator)"
+            } else {
+                ""
+            };
+            lines.push(format!("*   key {}{op}", key.fingerprint));
+        }
+        match &presence {
+            Some(presence) => lines.push(format!(
+                "*   connected since {} over ssh: {}",
+                crate::line::utc_timestamp(presence.since_ms),
+                presence.sessions.join(", ")
+            )),
+            None => lines.push("*   not connected over ssh".to_owned()),
+        }
+        if !mles_rooms.is_empty() {
+            lines.push(format!("*   over Mles in {}", mles_rooms.join(", ")));
+        }
+        if let Some(reason) = self.ctx.directory.away(name) {
+            lines.push(format!("*   away: {}", sanitize(reason.as_bytes())));
+        }
+        lines.into_iter().map(Shown::reply).collect()
+    }
+
+    async fn keys(&self) -> Vec<Shown> {
+        match self.ctx.accounts.identity(self.nick.clone()).await {
+            Ok(Some(identity)) => identity
+                .keys
+                .iter()
+                .map(|k| {
+                    let current = if k.fingerprint == self.fingerprint {
+                        " (this session)"
+                    } else {
+                        ""
+                    };
+                    Shown::reply(format!(
+                        "* key {} added {}{current}",
+                        k.fingerprint,
+                        crate::line::utc_timestamp(k.added_ms)
+                    ))
+                })
+                .collect(),
+            Ok(None) => vec![Shown::reply("* your name has no keys")],
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
+    }
+
+    async fn add_key(&self, line: &str) -> Vec<Shown> {
+        let key = match crate::identity_key(line) {
+            Ok(key) => key,
+            Err(error) => {
+                return vec![Shown::reply(format!(
+                    "* not an OpenSSH public key: {error}"
+                ))];
+            }
+        };
+        let fingerprint = key.fingerprint.clone();
+        let claim = self
+            .ctx
+            .accounts
+            .add_key(self.nick.clone(), key, self.ctx.key_sharing)
+            .await;
+        vec![Shown::reply(match claim {
+            Ok(Claim::Bound) => format!("* key {fingerprint} may now log in as {}", self.nick),
+            Ok(Claim::Yours) => format!("* key {fingerprint} is already yours"),
+            Ok(Claim::KeyHoldsName(other)) => {
+                format!("* key {fingerprint} already holds the name {other}")
+            }
+            Ok(Claim::Taken(_)) => "* the name is not yours".to_owned(),
+            Err(error) => format!("* {error}"),
+        })]
+    }
+
+    async fn ban(&mut self, name: Nick, duration: Option<Duration>) -> Vec<Shown> {
+        let identity = match self.ctx.accounts.identity(name.clone()).await {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return vec![Shown::reply(format!("* no user is called {name}"))],
+            Err(error) => return vec![Shown::reply(format!("* {error}"))],
+        };
+        if identity
+            .keys
+            .iter()
+            .any(|k| k.fingerprint == self.fingerprint)
+        {
+            return vec![Shown::reply("* you cannot ban yourself")];
+        }
+        let since_ms = now_ms();
+        let until_ms = duration.map(|d| since_ms.saturating_add(d.as_millis() as u64));
+        let bans: Vec<Ban> = identity
+            .keys
+            .iter()
+            .map(|k| Ban {
+                fingerprint: k.fingerprint.clone(),
+                nick: identity.nick.clone(),
+                by: self.nick.clone(),
+                since_ms,
+                until_ms,
+            })
+            .collect();
+        if let Err(error) = self.ctx.accounts.ban(bans.clone()).await {
+            return vec![Shown::reply(format!("* {error}"))];
+        }
+        let span = match until_ms {
+            Some(until) => format!("until {}", crate::line::utc_timestamp(until)),
+            None => "for good".to_owned(),
+        };
+        self.ctx
+            .directory
+            .kick(&identity.nick, &format!("banned by {} {span}", self.nick));
+        self.announce(format!(
+            "* {} was banned by {} {span}",
+            identity.nick, self.nick
+        ));
+        bans.iter().map(|b| Shown::reply(ban_line(b))).collect()
+    }
+
+    /// Leaves every room, letting what was sent reach the store first.
+    pub(crate) async fn close(self) {
+        for room in self.rooms {
+            let _ = room.joined.member.flush().await;
+        }
+    }
+}
+
+fn topic_line(topic: &Topic) -> Shown {
+    Shown {
+        kind: Kind::Notice,
+        time_ms: topic.set_ms,
+        text: format!(
+            "* topic of #{}: {} (set by {})",
+            topic.room,
+            sanitize(topic.text.as_bytes()),
+            topic.set_by
+        ),
+        nick: None,
+    }
+}
+
+fn ban_line(ban: &Ban) -> String {
+    let until = ban.until_ms.map_or("for good".to_owned(), |u| {
+        format!("until {}", crate::line::utc_timestamp(u))
+    });
+    format!(
+        "* banned: {} ({}) by {} {until}",
+        ban.fingerprint, ban.nick, ban.by
+    )
+}
+
+/// Joins `room` as `nick`, sharing the membership with the user's other sessions.
+async fn join(hub: &Hub, nick: &Nick, room: ChannelName) -> Result<Joined, String> {
+    hub.join_shared(room.clone(), uid(nick), header(nick, &room))
+        .await
+        .map_err(|e| sanitize(e.to_string().as_bytes()))
+}
+
+/// The answer to `/who`: `2 here: alice, bob`.
+pub(crate) fn who_text(hub: &Hub, room: &ChannelName) -> String {
+    let names: Vec<String> = hub
+        .members(room)
+        .iter()
+        .map(|u| sanitize(u.as_str().as_bytes()))
+        .collect();
+    format!("{} here: {}", names.len(), names.join(", "))
+}
+
+/// The answer to `/rooms`: `rooms: #dev (2), #lobby (5)`.
+pub(crate) fn rooms_text(hub: &Hub) -> String {
+    let rooms: Vec<String> = hub
+        .rooms()
+        .iter()
+        .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
+        .collect();
+    format!("rooms: {}", rooms.join(", "))
+}

@@ -1,0 +1,39 @@
+//! Fuzzes the SSH side's text decoders on the same bytes, lossily decoded as they are in use:
+//! the exec command parser (`kanava_ssh::command::parse`), the slash command parser of chat
+//! sessions (`kanava_ssh::slash::parse`), the operators' `authorized_keys` file parser
+//! (`kanava_ssh::ops::parse_authorized_keys`), and the terminal sanitiser on the raw bytes.
+//! Checks that none panics, that parsed texts stay within the line, that every line of the
+//! ops file is either a key or a reported error, and that sanitised text never holds a control
+//! character.
+
+#![no_main]
+
+use kanava_ssh::command::{Command, parse};
+use kanava_ssh::ops::parse_authorized_keys;
+use kanava_ssh::sanitize::sanitize;
+use kanava_ssh::slash::{self, Slash};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let line = String::from_utf8_lossy(data);
+    if let Ok(Command::Say { text, .. }) = parse(&line) {
+        assert!(!text.is_empty() && line.contains(text.as_str()));
+    }
+    match slash::parse(&line) {
+        Ok(Slash::Msg(_, text) | Slash::Me(text) | Slash::Away(text)) => {
+            assert!(!text.is_empty() && line.contains(text.as_str()));
+        }
+        Ok(Slash::KeyAdd(key)) => assert!(line.contains(key.as_str())),
+        _ => {}
+    }
+    let (keys, errors) = parse_authorized_keys(&line);
+    let meaningful = line
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        .count();
+    // Each such line is a key or an error; keys are counted once however often they appear.
+    assert!(errors.len() <= meaningful && keys.len() <= meaningful - errors.len());
+    assert_eq!(keys.is_empty(), errors.len() == meaningful);
+    let safe = sanitize(data);
+    assert!(!safe.chars().any(char::is_control), "{safe:?}");
+});
