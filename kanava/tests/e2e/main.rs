@@ -7,6 +7,7 @@ mod acme;
 mod bad_input;
 mod bench_ssh;
 mod browser;
+mod chat;
 mod cli;
 mod defects;
 mod durability;

@@ -61,7 +61,7 @@ pub fn ssh_command(server: &Kanava, keys: &[&Path], user: &str) -> Command {
 }
 
 /// Runs `ssh … user@host ARGS` to completion.
-async fn ssh(server: &Kanava, keys: &[&Path], user: &str, args: &[&str]) -> Output {
+pub async fn ssh(server: &Kanava, keys: &[&Path], user: &str, args: &[&str]) -> Output {
     let mut command = ssh_command(server, keys, user);
     command.args(args).stdin(Stdio::null());
     tokio::task::spawn_blocking(move || {
@@ -75,7 +75,7 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -384,7 +384,12 @@ async fn clients_that_never_finish_the_handshake_are_dropped() {
 
 /// Starts `ssh -T … user@host EXTRA` (a line session) with stdin, stdout and stderr piped;
 /// killed on drop.
-fn spawn_lines(server: &Kanava, key: &Path, user: &str, extra: &[&str]) -> tokio::process::Child {
+pub fn spawn_lines(
+    server: &Kanava,
+    key: &Path,
+    user: &str,
+    extra: &[&str],
+) -> tokio::process::Child {
     let mut command = ssh_command(server, &[key], user);
     command
         .arg("-T")

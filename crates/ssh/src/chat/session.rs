@@ -192,8 +192,9 @@ impl ChatSession {
             .await
             .map_err(|e| e.to_string())?;
         if !unread.is_empty() {
+            let plural = if unread.len() == 1 { "" } else { "s" };
             shown.push(Shown::reply(format!(
-                "* {} private message(s) while you were away:",
+                "* {} private message{plural} while you were away:",
                 unread.len()
             )));
             shown.extend(unread.iter().map(|m| Shown::private(m, &session.nick)));
