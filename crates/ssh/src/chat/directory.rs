@@ -10,6 +10,8 @@ use kanava_core::{ChannelName, Nick, PrivateMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::session::label;
+
 /// Notices a session can hold before further ones are dropped.
 const NOTICE_QUEUE: usize = 256;
 
@@ -198,7 +200,7 @@ impl Directory {
             sessions: mine
                 .iter()
                 .map(|s| match &s.room {
-                    Some(room) => format!("{} in #{room}", s.mode.label()),
+                    Some(room) => format!("{} in #{}", s.mode.label(), label(room)),
                     None => s.mode.label().to_owned(),
                 })
                 .collect(),

@@ -223,7 +223,7 @@ impl ChatSession {
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != self.current)
-            .map(|(_, r)| (r.joined.member.channel().to_string(), r.unread))
+            .map(|(_, r)| (label(r.joined.member.channel()), r.unread))
             .collect()
     }
 
@@ -310,7 +310,7 @@ impl ChatSession {
                 }
             }
             Ok((i, None)) => {
-                let room = self.rooms[i].joined.member.channel();
+                let room = label(self.rooms[i].joined.member.channel());
                 Next::End(1, Shown::reply(format!("* dropped from #{room}: too slow")))
             }
             Err(Some(Notice::Info(text))) => Next::Show(vec![Shown {
@@ -452,7 +452,7 @@ impl ChatSession {
             }
             Slash::Topic(None) => match self.ctx.accounts.topic(self.room().clone()).await {
                 Ok(Some(topic)) => vec![topic_line(&topic)],
-                Ok(None) => reply(format!("* #{} has no topic", self.room())),
+                Ok(None) => reply(format!("* #{} has no topic", label(self.room()))),
                 Err(error) => reply(format!("* {error}")),
             },
             Slash::Topic(Some(text)) => self.set_topic(text).await,
@@ -566,7 +566,7 @@ impl ChatSession {
             self.current = self.rooms.len() - 1;
             self.room().clone()
         };
-        let mut shown = vec![Shown::reply(format!("* you left #{name}"))];
+        let mut shown = vec![Shown::reply(format!("* you left #{}", label(&name)))];
         shown.extend(self.switch(next).await);
         shown
     }
@@ -637,7 +637,7 @@ impl ChatSession {
                 self.announce(format!(
                     "* {} set the topic of #{}: {}",
                     self.nick,
-                    topic.room,
+                    label(&topic.room),
                     sanitize(topic.text.as_bytes())
                 ));
                 Vec::new()
@@ -666,10 +666,10 @@ impl ChatSession {
                     && !presence.as_ref().is_some_and(|p| {
                         p.sessions
                             .iter()
-                            .any(|s| s.ends_with(&format!(" in #{room}")))
+                            .any(|s| s.ends_with(&format!(" in #{}", label(room))))
                     })
             })
-            .map(|(room, _)| format!("#{room}"))
+            .map(|(room, _)| format!("#{}", label(&room)))
             .collect();
         let Some(identity) = identity else {
             if mles_rooms.is_empty() {
@@ -810,13 +810,18 @@ impl ChatSession {
     }
 }
 
+/// A room's name as shown to a terminal: rooms made over Mles may hold control characters.
+pub(crate) fn label(room: &ChannelName) -> String {
+    sanitize(room.as_str().as_bytes())
+}
+
 fn topic_line(topic: &Topic) -> Shown {
     Shown {
         kind: Kind::Notice,
         time_ms: topic.set_ms,
         text: format!(
             "* topic of #{}: {} (set by {})",
-            topic.room,
+            label(&topic.room),
             sanitize(topic.text.as_bytes()),
             topic.set_by
         ),

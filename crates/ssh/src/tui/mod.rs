@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::Input;
 use crate::chat::directory::Mode;
-use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown};
+use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
 use crate::exec::Output;
 use crate::line::utc_timestamp;
 use screen::{FRAME_QUEUE, Screen, clamp};
@@ -96,7 +96,7 @@ fn pane_line(shown: &Shown) -> PaneLine {
 
 /// Shows session output in the pane; entering a room (a backlog) starts the pane afresh.
 fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
-    let room = session.room().to_string();
+    let room = label(session.room());
     if view.room != room {
         view.clear();
         view.room = room;
