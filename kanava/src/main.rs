@@ -266,6 +266,10 @@ struct ServeArgs {
     /// Operators' public keys, in authorized_keys format; read at each use.
     #[arg(long, env = "KANAVA_SSH_OPS")]
     ssh_ops: Option<PathBuf>,
+    /// Bytes per second an SSH connection may send on average (64 seconds' worth at once);
+    /// beyond that it is disconnected. [default: 262144]
+    #[arg(long, env = "KANAVA_SSH_INPUT_RATE")]
+    ssh_input_rate: Option<u64>,
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
@@ -319,6 +323,7 @@ struct FileConfig {
     ssh_backlog: Option<usize>,
     ssh_ops: Option<PathBuf>,
     ssh_shared_keys: Option<bool>,
+    ssh_input_rate: Option<u64>,
     log_format: Option<LogFormat>,
 }
 
@@ -459,6 +464,10 @@ impl ServeArgs {
                     .or(file.ssh_backlog)
                     .unwrap_or(ssh_defaults.backlog),
                 ops_file: self.ssh_ops.or(file.ssh_ops),
+                input_bytes_per_second: self
+                    .ssh_input_rate
+                    .or(file.ssh_input_rate)
+                    .unwrap_or(ssh_defaults.input_bytes_per_second),
                 key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
                     kanava_core::KeySharing::ManyNamesPerKey
                 } else {

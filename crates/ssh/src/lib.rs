@@ -54,7 +54,12 @@ pub fn describe_metrics() {
         "kanava_ssh_connections_refused_total",
         "SSH connections refused at a connection cap"
     );
+    metrics::describe_counter!(
+        "kanava_ssh_input_limited_total",
+        "SSH connections disconnected for sending faster than the input rate limit"
+    );
     metrics::gauge!("kanava_ssh_connections").increment(0.0);
+    metrics::counter!("kanava_ssh_input_limited_total").increment(0);
     for cap in ["total", "source"] {
         metrics::counter!("kanava_ssh_connections_refused_total", "cap" => cap).increment(0);
     }

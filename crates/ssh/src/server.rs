@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::SshError;
 use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode};
-use crate::chat::rate_limit::RateLimits;
+use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::exec::{self, Output};
 use crate::line_mode;
@@ -45,6 +45,9 @@ pub struct SshConfig {
     pub ops_file: Option<PathBuf>,
     /// Whether one key may hold several names.
     pub key_sharing: KeySharing,
+    /// Bytes per second a connection may send, on average; it may send 64 seconds' worth at
+    /// once. Past that it is disconnected.
+    pub input_bytes_per_second: u64,
 }
 
 impl Default for SshConfig {
@@ -57,6 +60,7 @@ impl Default for SshConfig {
             backlog: DEFAULT_BACKLOG,
             ops_file: None,
             key_sharing: KeySharing::OneNamePerKey,
+            input_bytes_per_second: 256 * 1024,
         }
     }
 }
@@ -113,7 +117,9 @@ pub async fn serve(
                 continue;
             }
         };
+        let input_rate = config.input_bytes_per_second as f64;
         let connection = Connection {
+            input_budget: TokenBucket::new(input_rate * 64.0, input_rate),
             chat: chat.clone(),
             config: Arc::clone(&config),
             peer,
@@ -244,6 +250,8 @@ struct Connection {
     terminals: HashMap<ChannelId, (u32, u32)>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
+    /// Bytes this connection may still send (session data, on any channel).
+    input_budget: TokenBucket,
     /// Where a line session's input goes.
     inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,
 }
@@ -440,8 +448,15 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: ChannelId,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.input_budget.take(data.len() as f64) {
+            tracing::info!(peer = %self.peer, "ssh input rate limit exceeded; disconnecting");
+            metrics::counter!("kanava_ssh_input_limited_total").increment(1);
+            self.inputs.clear();
+            session.disconnect(Disconnect::ByApplication, "input rate limit exceeded", "")?;
+            return Ok(());
+        }
         if let Some(input) = self.inputs.get(&channel) {
             // Waiting here holds back this connection only, which is the backpressure wanted.
             let _ = input

@@ -593,6 +593,27 @@ async fn a_10_mb_line_and_invalid_utf8_are_handled() {
 }
 
 #[tokio::test]
+async fn a_connection_that_floods_past_the_input_rate_is_disconnected() {
+    let keys = Keys::new();
+    // 1 KiB/s, so 64 KiB at once.
+    let server = Start::new().args(&["--ssh-input-rate", "1024"]).start();
+    use tokio::io::AsyncWriteExt;
+    let mut flood = spawn_lines(&server, &keys.path("ed25519"), "alice", &[]);
+    let mut stdin = flood.stdin.take().unwrap();
+    // The write fails once ssh has exited: the server ended the connection.
+    let _ = stdin.write_all(&vec![b'a'; 1024 * 1024]).await;
+    let status = tokio::time::timeout(WAIT, flood.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(255));
+    assert_eq!(server.metric("kanava_ssh_input_limited_total").await, 1.0);
+    // Others, and the same user on a new connection, are not affected.
+    let rooms = ssh(&server, &[&keys.path("ed25519")], "alice", &["rooms"]).await;
+    assert!(rooms.status.success(), "{}", stderr(&rooms));
+}
+
+#[tokio::test]
 async fn one_connection_with_100_channels_is_served() {
     let keys = Keys::new();
     let server = Kanava::start();

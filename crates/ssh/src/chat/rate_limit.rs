@@ -1,5 +1,5 @@
-//! The message rate limit: a token bucket per user, shared by all their connections and
-//! sessions, whose burst lets a pasted block through.
+//! Token buckets: the message rate limit per user, shared by all their connections and
+//! sessions, whose burst lets a pasted block through; and the byte rate limit of a connection.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,7 +15,7 @@ const RATE: f64 = 2.0;
 
 /// The message rate limit of every user, shared by all their connections and sessions.
 #[derive(Default)]
-pub(crate) struct RateLimits(Mutex<HashMap<String, RateLimit>>);
+pub(crate) struct RateLimits(Mutex<HashMap<String, TokenBucket>>);
 
 /// Users tracked before buckets that are full again are forgotten.
 const TRACKED_USERS: usize = 10_000;
@@ -29,36 +29,42 @@ impl RateLimits {
         }
         buckets
             .entry(nick.key())
-            .or_insert_with(RateLimit::new)
-            .allow()
+            .or_insert_with(|| TokenBucket::new(BURST, RATE))
+            .take(1.0)
     }
 }
 
-/// A token bucket: `BURST` messages at once, then `RATE` per second.
-pub(crate) struct RateLimit {
+/// A token bucket: `burst` at once, then `rate` per second.
+pub(crate) struct TokenBucket {
     tokens: f64,
+    burst: f64,
+    rate: f64,
     last: Instant,
 }
 
-impl RateLimit {
-    pub(crate) fn new() -> Self {
+impl TokenBucket {
+    /// A full bucket.
+    pub(crate) fn new(burst: f64, rate: f64) -> Self {
         Self {
-            tokens: BURST,
+            tokens: burst,
+            burst,
+            rate,
             last: Instant::now(),
         }
     }
 
     fn is_full(&self) -> bool {
-        self.tokens + self.last.elapsed().as_secs_f64() * RATE >= BURST
+        self.tokens + self.last.elapsed().as_secs_f64() * self.rate >= self.burst
     }
 
-    pub(crate) fn allow(&mut self) -> bool {
+    /// Takes `amount` tokens if there are that many; says whether it did.
+    pub(crate) fn take(&mut self, amount: f64) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * RATE;
-        self.tokens = (self.tokens + refill).min(BURST);
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= amount {
+            self.tokens -= amount;
             true
         } else {
             false
@@ -73,11 +79,11 @@ mod tests {
     #[test]
     fn the_bucket_lets_a_paste_through_then_limits() {
         use std::time::Duration;
-        let mut limit = RateLimit::new();
-        assert!((0..20).all(|_| limit.allow()), "a 20-line paste");
-        assert!(!limit.allow());
+        let mut limit = TokenBucket::new(BURST, RATE);
+        assert!((0..20).all(|_| limit.take(1.0)), "a 20-line paste");
+        assert!(!limit.take(1.0));
         limit.last -= Duration::from_secs(1);
-        assert!(limit.allow() && limit.allow());
-        assert!(!limit.allow());
+        assert!(limit.take(1.0) && limit.take(1.0));
+        assert!(!limit.take(1.0));
     }
 }
