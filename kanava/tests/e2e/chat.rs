@@ -478,3 +478,30 @@ async fn operators_kick_ban_and_mute() {
         "kanava: only operators may do that"
     );
 }
+
+#[tokio::test]
+async fn rooms_stay_open_until_parted() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let who = |room: &'static str| {
+        let (server, keys) = (&server, &keys);
+        async move {
+            let out = ssh(server, &[&keys.path("rsa")], "bob", &["who", room]).await;
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let mut alice = LineSession::open(&server, &keys.path("ed25519"), "alice").await;
+    alice.send("/join #side").await;
+    alice.send("in side").await;
+    assert_eq!(alice.ask("/who").await, "kanava: 1 here: alice");
+    // Both rooms are open: alice is a member of each.
+    assert_eq!(who("#side").await, "alice\n");
+    assert_eq!(who("#lobby").await, "alice\n");
+    assert_eq!(alice.ask("/part").await, "kanava: you left #side");
+    assert_eq!(who("#side").await, "");
+    assert_eq!(
+        alice.ask("/part").await,
+        "kanava: #lobby is where everyone starts; /quit to leave"
+    );
+    assert_eq!(alice.exit(true).await.0.code(), Some(0));
+}
