@@ -59,8 +59,32 @@ impl Tmux {
         self.run(&["set-option", "-g", "remain-on-exit", "on"]);
     }
 
+    /// Logs in as [`login`](Self::login) does and waits until the chat has started (the user
+    /// is in the room), so that logins made one after the other join in that order.
+    async fn login_ready(&self, server: &Kanava, keys: &Keys, key: &str, user: &str) {
+        self.login(server, keys, key, user);
+        let welcome = format!("* welcome, {user}.");
+        self.wait(user, "the welcome", |s| s.contains(&welcome))
+            .await;
+    }
+
     fn screen(&self, user: &str) -> String {
         self.run(&["capture-pane", "-p", "-t", user])
+    }
+
+    /// The screen with tmux's escape sequences for colours and attributes.
+    fn screen_styled(&self, user: &str) -> String {
+        self.run(&["capture-pane", "-p", "-e", "-t", user])
+    }
+
+    /// Presses keys by tmux name (`Tab`, `PPage`, `NPage`, `C-u`).
+    fn keys(&self, user: &str, keys: &[&str]) {
+        self.run(&[&["send-keys", "-t", user][..], keys].concat());
+    }
+
+    /// Types `text` without pressing Enter.
+    fn type_text(&self, user: &str, text: &str) {
+        self.run(&["send-keys", "-t", user, "-l", text]);
     }
 
     fn type_line(&self, user: &str, text: &str) {
@@ -211,4 +235,567 @@ async fn escape_sequences_from_others_never_reach_the_terminal_and_a_paste_is_on
     tmux.run(&["paste-buffer", "-p", "-b", "p", "-t", "alice"]);
     tmux.run(&["send-keys", "-t", "alice", "Enter"]);
     assert_eq!(recv(&mut web).await, text("l1\nl2\nl3"));
+}
+
+/// The status line: the second-last row, without the padding of its reversed background.
+fn status_line(screen: &str) -> &str {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines[lines.len().saturating_sub(2)].trim_end()
+}
+
+/// The input line: the last row.
+fn input_line(screen: &str) -> &str {
+    screen.lines().last().unwrap_or_default().trim_end()
+}
+
+#[tokio::test]
+async fn other_open_rooms_show_unread_counts_until_switched_to() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut web = client.join("web", "a").await;
+    let mut lobby = client.join("lounger", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.wait("alice", "the lobby", |s| {
+        status_line(s) == " #lobby  2 here"
+    })
+    .await;
+
+    tmux.type_line("alice", "/join #a");
+    tmux.wait("alice", "#a current, #lobby open", |s| {
+        status_line(s) == " #a  2 here  #lobby"
+    })
+    .await;
+    tmux.type_line("alice", "/join #b");
+    tmux.wait("alice", "#b current, #lobby and #a open", |s| {
+        status_line(s) == " #b  1 here  #lobby  #a"
+    })
+    .await;
+
+    // Traffic of the rooms not shown counts; none of it reaches the pane.
+    web.send(text("first in a")).await.unwrap();
+    web.send(text("second in a")).await.unwrap();
+    lobby.send(text("hello lobby")).await.unwrap();
+    let screen = tmux
+        .wait("alice", "unread counts", |s| {
+            status_line(s) == " #b  1 here  #lobby (1)  #a (2)"
+        })
+        .await;
+    assert!(
+        !screen.contains("in a") && !screen.contains("hello lobby"),
+        "another room's traffic in #b's pane:\n{screen}"
+    );
+
+    // Switching back shows the room's messages and clears its count; the others keep theirs.
+    tmux.type_line("alice", "/join #a");
+    let screen = tmux
+        .wait("alice", "#a current again", |s| {
+            status_line(s) == " #a  2 here  #lobby (1)  #b"
+        })
+        .await;
+    let screen = if screen.contains("<web> second in a") {
+        screen
+    } else {
+        tmux.wait("alice", "#a's messages", |s| {
+            s.contains("<web> second in a")
+        })
+        .await
+    };
+    assert!(screen.contains("<web> first in a"), "{screen}");
+    assert!(!screen.contains("hello lobby"), "{screen}");
+
+    // Live traffic of the current room is shown, not counted.
+    web.send(text("third in a")).await.unwrap();
+    let screen = tmux
+        .wait("alice", "#a's live message", |s| {
+            s.contains("<web> third in a")
+        })
+        .await;
+    assert_eq!(status_line(&screen), " #a  2 here  #lobby (1)  #b");
+
+    tmux.type_line("alice", "/join #lobby");
+    let screen = tmux
+        .wait("alice", "#lobby current, no counts left", |s| {
+            status_line(s) == " #lobby  2 here  #a  #b"
+        })
+        .await;
+    let screen = if screen.contains("<lounger> hello lobby") {
+        screen
+    } else {
+        tmux.wait("alice", "#lobby's message", |s| {
+            s.contains("<lounger> hello lobby")
+        })
+        .await
+    };
+    assert!(!screen.contains("in a"), "{screen}");
+}
+
+/// The palette of `crates/ssh/src/tui/screen.rs` (`NICK_COLOURS`).
+const NICK_COLOURS: [u8; 12] = [31, 32, 33, 35, 36, 37, 70, 94, 130, 133, 166, 172];
+
+/// The 256-colour foreground (`ESC[38;5;Nm`) that `name` is drawn in on each row of a styled
+/// screen where `before name after` appears, e.g. `<` `alice` `> hi`. Rows where the name is
+/// not coloured give `None`.
+fn colours_of(styled: &str, before: &str, name: &str, after: &str) -> Vec<Option<u8>> {
+    let mut found = Vec::new();
+    for row in styled.lines() {
+        let plain = strip_sgr(row);
+        if !plain.contains(&format!("{before}{name}{after}")) {
+            continue;
+        }
+        // The SGR sequences between `before` and the name, as tmux writes them.
+        let colour = row.find(&format!("{name}\x1b[")).and_then(|end| {
+            let start = row[..end].rfind(before)? + before.len();
+            let sgr = &row[start..end];
+            let at = sgr.rfind("38;5;")? + 5;
+            let digits: String = sgr[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        });
+        found.push(colour);
+    }
+    found
+}
+
+/// `row` without its SGR escape sequences.
+fn strip_sgr(row: &str) -> String {
+    let mut plain = String::new();
+    let mut chars = row.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[tokio::test]
+async fn names_are_drawn_in_a_colour_of_their_own() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.wait("bob", "two people here", |s| s.contains("2 here"))
+        .await;
+    tmux.type_line("alice", "first");
+    tmux.type_line("alice", "second");
+    tmux.wait("bob", "alice's messages", |s| s.contains("<alice> second"))
+        .await;
+    tmux.type_line("bob", "reply");
+    tmux.wait("alice", "bob's message", |s| s.contains("<bob> reply"))
+        .await;
+
+    // On bob's screen, every row of alice's has her name in one palette colour.
+    let on_bob = tmux.screen_styled("bob");
+    let alice = colours_of(&on_bob, "<", "alice", "> ");
+    assert_eq!(alice.len(), 2, "alice's two messages:\n{on_bob}");
+    let colour = alice[0].unwrap_or_else(|| panic!("alice's name not coloured:\n{on_bob:?}"));
+    assert!(
+        NICK_COLOURS.contains(&colour),
+        "colour {colour} not in the palette"
+    );
+    assert_eq!(alice, [Some(colour); 2], "{on_bob:?}");
+    // Her join notice, too.
+    assert_eq!(
+        colours_of(&on_bob, "* ", "alice", " joined"),
+        [Some(colour)],
+        "{on_bob:?}"
+    );
+    // Her own screen draws her name in the same colour, and bob's in one of the palette.
+    let on_alice = tmux.screen_styled("alice");
+    assert_eq!(
+        colours_of(&on_alice, "<", "alice", "> "),
+        [Some(colour); 2],
+        "{on_alice:?}"
+    );
+    let bob = colours_of(&on_alice, "<", "bob", "> reply");
+    assert!(
+        matches!(bob[..], [Some(c)] if NICK_COLOURS.contains(&c)),
+        "bob's name: {bob:?} in {on_alice:?}"
+    );
+    // The text after the name is not coloured.
+    let row = on_alice
+        .lines()
+        .find(|r| r.ends_with("> first"))
+        .unwrap_or_else(|| panic!("{on_alice:?}"));
+    assert!(row.contains("\x1b[39m> first"), "{row:?}");
+}
+
+#[tokio::test]
+async fn tab_completes_commands_and_the_names_present() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let _webby = server.client().join("webby", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.wait("bob", "three here", |s| status_line(s).contains("3 here"))
+        .await;
+
+    // `/who` and `/whois` share `/who`: Tab goes as far as they agree, adding no space.
+    tmux.type_text("alice", "/wh");
+    tmux.keys("alice", &["Tab"]);
+    tmux.wait("alice", "/wh completed to /who", |s| {
+        input_line(s) == "> /who"
+    })
+    .await;
+    // One match completes with a space; names (here a Mles client's) complete after the start.
+    tmux.type_text("alice", "i");
+    tmux.keys("alice", &["Tab"]);
+    tmux.type_text("alice", "we");
+    tmux.keys("alice", &["Tab"]);
+    tmux.wait("alice", "/whois webby", |s| {
+        input_line(s) == "> /whois webby"
+    })
+    .await;
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait("alice", "the /whois answer", |s| {
+        s.contains("* webby: no SSH key; over Mles in #lobby")
+    })
+    .await;
+
+    // A name at the start of the line gets `: `, whatever the case typed.
+    tmux.type_text("alice", "BO");
+    tmux.keys("alice", &["Tab"]);
+    tmux.type_text("alice", "hi");
+    tmux.wait("alice", "the addressed line", |s| {
+        input_line(s) == "> bob: hi"
+    })
+    .await;
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait("bob", "alice's line to him", |s| {
+        s.contains("<alice> bob: hi")
+    })
+    .await;
+
+    // Nothing matches: the word stays as typed.
+    tmux.type_text("alice", "zz");
+    tmux.keys("alice", &["Tab"]);
+    tmux.type_text("alice", "!");
+    tmux.wait("alice", "zz unchanged", |s| input_line(s) == "> zz!")
+        .await;
+}
+
+#[tokio::test]
+async fn scrolling_back_loads_older_history_from_the_store() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-backlog", "5"]).start();
+    let mut web = server.client().join("web", "lobby").await;
+    for i in 1..=40 {
+        web.send(text(&format!("msg {i:02}"))).await.unwrap();
+    }
+    server.wait_metric("kanava_frames_in_total", 40.0).await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    let screen = tmux
+        .wait("alice", "the welcome", |s| s.contains("* welcome, alice."))
+        .await;
+    // Only the last 5 messages are shown on entering.
+    assert_eq!(
+        web_messages(&screen),
+        ["msg 36", "msg 37", "msg 38", "msg 39", "msg 40"],
+        "{screen}"
+    );
+
+    // PgUp past the oldest line shown loads older ones, up to the very first.
+    let deadline = Instant::now() + WAIT;
+    let top = loop {
+        tmux.keys("alice", &["PPage"]);
+        let pressed = Instant::now();
+        let screen = loop {
+            let screen = tmux.screen("alice");
+            if screen.contains("msg 01") || pressed.elapsed() > Duration::from_secs(1) {
+                break screen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if screen.contains("msg 01") {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first message never came into view:\n{screen}"
+        );
+    };
+    assert!(
+        status_line(&top).ends_with("[scrolled: PgDn]"),
+        "status line: {top}"
+    );
+    // The room from its start: its first event, then the messages in order, each once.
+    assert!(
+        top.lines().next().unwrap().ends_with("* web joined"),
+        "{top}"
+    );
+    let older = web_messages(&top);
+    let expected: Vec<String> = (1..=older.len()).map(|i| format!("msg {i:02}")).collect();
+    assert_eq!(older, expected, "{top}");
+    assert_eq!(older.len(), 21, "a full pane of older lines:\n{top}");
+
+    // PgDn returns to the newest: the last pane of messages, with no gap or repeat where the
+    // backlog began.
+    tmux.keys("alice", &["NPage"]);
+    let bottom = tmux
+        .wait("alice", "the bottom again", |s| {
+            !status_line(s).contains("[scrolled") && s.contains("msg 40")
+        })
+        .await;
+    assert!(
+        input_line(&bottom) == ">"
+            && bottom
+                .lines()
+                .nth(21)
+                .unwrap()
+                .starts_with("* welcome, alice."),
+        "{bottom}"
+    );
+    let newest = web_messages(&bottom);
+    let expected: Vec<String> = (41 - newest.len()..=40)
+        .map(|i| format!("msg {i:02}"))
+        .collect();
+    assert_eq!(newest, expected, "{bottom}");
+    assert_eq!(newest.len(), 21, "{bottom}");
+}
+
+#[tokio::test]
+async fn private_messages_reach_only_the_two_people() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.login_ready(&server, &keys, "ecdsa256", "carol").await;
+    tmux.wait("carol", "three here", |s| status_line(s).contains("3 here"))
+        .await;
+
+    tmux.type_line("alice", "/msg bob hi there");
+    tmux.wait("bob", "the private message", |s| {
+        s.contains("[PM from alice] hi there")
+    })
+    .await;
+    let sent = tmux
+        .wait("alice", "her copy", |s| s.contains("[PM to bob] hi there"))
+        .await;
+    assert_eq!(sent.matches("hi there").count(), 1, "{sent}");
+
+    // /reply answers whoever wrote last.
+    tmux.type_line("bob", "/reply hello alice");
+    tmux.wait("alice", "bob's reply", |s| {
+        s.contains("[PM from bob] hello alice")
+    })
+    .await;
+    tmux.wait("bob", "his copy", |s| {
+        s.contains("[PM to alice] hello alice")
+    })
+    .await;
+
+    // Carol, in the same room, sees a later room message but neither private one.
+    tmux.type_line("alice", "after the secrets");
+    let screen = tmux
+        .wait("carol", "alice's room message", |s| {
+            s.contains("<alice> after the secrets")
+        })
+        .await;
+    assert!(
+        !screen.contains("hi there") && !screen.contains("hello alice") && !screen.contains("PM"),
+        "carol saw a private message:\n{screen}"
+    );
+    // Nor did the private messages go to the room's pane of the others as room messages.
+    let screen = tmux
+        .wait("bob", "alice's room message", |s| {
+            s.contains("<alice> after the secrets")
+        })
+        .await;
+    assert_eq!(screen.matches("hi there").count(), 1, "{screen}");
+}
+
+#[tokio::test]
+async fn me_is_an_action_for_ssh_and_a_plain_text_frame_for_mles() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.wait("bob", "three here", |s| status_line(s).contains("3 here"))
+        .await;
+
+    tmux.type_line("alice", "/me waves");
+    tmux.wait("bob", "alice's action", |s| s.contains("** alice waves"))
+        .await;
+    let own = tmux
+        .wait("alice", "her action", |s| s.contains("** alice waves"))
+        .await;
+    assert_eq!(own.matches("waves").count(), 1, "{own}");
+    // The Mles client gets the frame as sent (joins after its own are not sent to it live).
+    let frame = recv(&mut web).await;
+    assert_eq!(frame, text("/me waves"), "{}", describe(&frame));
+
+    // A Mles client's own `/me` is shown as an action over SSH too.
+    web.send(text("/me nods")).await.unwrap();
+    tmux.wait("alice", "web's action", |s| s.contains("** web nods"))
+        .await;
+}
+
+#[tokio::test]
+async fn the_people_count_follows_later_joins_and_leaves() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.wait("alice", "one here", |s| status_line(s) == " #lobby  1 here")
+        .await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.wait("bob", "two here", |s| status_line(s) == " #lobby  2 here")
+        .await;
+    // BUG: alice's status line keeps saying `1 here` while the room is quiet: joins are not
+    // events for an SSH session (the hub only replays join headers), and the count is read
+    // only when something else makes the screen redraw.
+    tmux.wait("alice", "bob counted", |s| {
+        status_line(s) == " #lobby  2 here"
+    })
+    .await;
+    tmux.type_line("bob", "/quit");
+    tmux.wait("alice", "bob gone", |s| status_line(s) == " #lobby  1 here")
+        .await;
+}
+
+/// The `<web> ` messages on a screen, top to bottom.
+fn web_messages(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter_map(|l| l.split_once("<web> ").map(|(_, m)| m.trim_end()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_first_page_up_shows_the_lines_just_above_the_backlog() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-backlog", "5"]).start();
+    let mut web = server.client().join("web", "lobby").await;
+    for i in 1..=200 {
+        web.send(text(&format!("msg {i:03}"))).await.unwrap();
+    }
+    server.wait_metric("kanava_frames_in_total", 200.0).await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    let screen = tmux.screen("alice");
+    assert_eq!(
+        web_messages(&screen),
+        ["msg 196", "msg 197", "msg 198", "msg 199", "msg 200"],
+        "{screen}"
+    );
+    // One PgUp from a pane holding only the backlog: the page above it, ending with the
+    // message just older than the oldest one shown.
+    tmux.keys("alice", &["PPage"]);
+    let screen = tmux
+        .wait("alice", "older messages", |s| {
+            web_messages(s).first().is_some_and(|m| *m < "msg 196")
+        })
+        .await;
+    let shown = web_messages(&screen);
+    // BUG: the pane shows msg 158..msg 179; msg 180..msg 195 are skipped on the way up (they
+    // only appear on paging down again).
+    assert_eq!(
+        shown.last(),
+        Some(&"msg 195"),
+        "a gap between the backlog and the first page above it:\n{screen}"
+    );
+}
+
+#[tokio::test]
+async fn joining_the_current_room_again_does_not_repeat_its_messages() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    web.send(text("only once")).await.unwrap();
+    server.wait_metric("kanava_frames_in_total", 1.0).await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.wait("alice", "the backlog", |s| s.contains("<web> only once"))
+        .await;
+    tmux.type_line("alice", "/join #lobby");
+    tmux.type_line("alice", "/who");
+    let screen = tmux
+        .wait("alice", "the /who answer", |s| s.contains("* 2 here:"))
+        .await;
+    // BUG: the room's backlog is appended to the pane a second time.
+    assert_eq!(
+        screen.matches("<web> only once").count(),
+        1,
+        "the backlog was shown again:\n{screen}"
+    );
+}
+
+#[tokio::test]
+async fn a_private_message_to_someone_away_waits_for_their_next_login() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // dave's name is bound by a first login; then he leaves.
+    tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
+    tmux.type_line("dave", "/quit");
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    wait_until("dave has left", || {
+        tmux.1.path().join("dave.status").exists()
+    })
+    .await;
+    tmux.type_line("alice", "/whois dave");
+    tmux.wait("alice", "dave not connected", |s| {
+        s.contains("*   not connected over ssh")
+    })
+    .await;
+
+    tmux.type_line("alice", "/msg dave see you later");
+    tmux.wait("alice", "the message, and that dave is away", |s| {
+        s.contains("[PM to dave] see you later")
+            && s.contains("* dave is not connected; they will see it when they are")
+    })
+    .await;
+
+    tmux.run(&["kill-session", "-t", "dave"]);
+    tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
+    let screen = tmux
+        .wait("dave", "the message kept for him", |s| {
+            s.contains("[PM from alice] see you later")
+        })
+        .await;
+    let note = screen
+        .lines()
+        .position(|l| l.contains("* 1 private message") && l.ends_with("while you were away:"))
+        .unwrap_or_else(|| panic!("no note of the waiting message:\n{screen}"));
+    assert!(
+        screen
+            .lines()
+            .nth(note + 1)
+            .is_some_and(|l| l.ends_with("[PM from alice] see you later")),
+        "the message under the note:\n{screen}"
+    );
+    // Delivered once: the next login does not show it again.
+    tmux.type_line("dave", "/quit");
+    wait_until("dave has left again", || {
+        std::fs::read_to_string(tmux.1.path().join("dave.status")).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    tmux.run(&["kill-session", "-t", "dave"]);
+    let _ = std::fs::remove_file(tmux.1.path().join("dave.status"));
+    tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
+    let screen = tmux.screen("dave");
+    assert!(!screen.contains("see you later"), "shown again:\n{screen}");
 }
