@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, HistoryWindow, Uid};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::outbox::{KickReason, OutboxSender, QueueFull};
 
@@ -61,6 +61,8 @@ pub(crate) struct ChannelState {
     /// How each present uid is held: by one exclusive member, or by shared members.
     uids: HashMap<Uid, UidHolders>,
     in_flight: VecDeque<InFlight>,
+    /// The number of distinct uids present, for members that show it.
+    pub(crate) presence: watch::Sender<usize>,
 }
 
 /// The members holding one uid in a channel.
@@ -84,6 +86,7 @@ impl Channel {
             name,
             loaded: OnceCell::new(),
             state: Mutex::new(ChannelState {
+                presence: watch::Sender::new(0),
                 retired: false,
                 history: HistoryWindow::new(limits),
                 next_seq: 1,
@@ -211,6 +214,17 @@ impl ChannelState {
         });
         holders.count += 1;
         self.members.insert(id, slot);
+        self.publish_presence();
+    }
+
+    /// Tells watchers the number of uids present, if it changed.
+    fn publish_presence(&mut self) {
+        let count = self.uids.len();
+        self.presence.send_if_modified(|shown| {
+            let changed = *shown != count;
+            *shown = count;
+            changed
+        });
     }
 
     /// Removes a member; returns whether it was still there.
@@ -222,6 +236,7 @@ impl ChannelState {
             holders.count -= 1;
             if holders.count == 0 {
                 self.uids.remove(&slot.uid);
+                self.publish_presence();
             }
         }
         true

@@ -397,6 +397,11 @@ impl Member {
         &self.channel.name
     }
 
+    /// The number of distinct uids in the channel, updated as people come and go.
+    pub fn presence(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.channel.lock().presence.subscribe()
+    }
+
     /// Sends a frame to the channel. It takes its place in the channel's order now and reaches
     /// the other members once it is durable. Waits only while this member already has
     /// [`HubConfig::max_in_flight_bytes`] awaiting commit.

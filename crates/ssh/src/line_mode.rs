@@ -69,7 +69,7 @@ pub(crate) async fn run(
                     }
                     continue;
                 }
-                Next::Unread => continue,
+                Next::Unread | Next::Members => continue,
                 Next::End(status, last) => {
                     write(out, vec![last]).await;
                     break status;

@@ -15,7 +15,7 @@ use kanava_core::{
     Ban, ChannelName, Claim, Entry, FrameKind, KeySharing, Nick, PrivateMessage, Topic,
 };
 use kanava_hub::{Accounts, Hub, Joined};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::{Directory, Mode, Notice, Registration};
@@ -113,6 +113,8 @@ pub(crate) enum Next {
     Show(Vec<Shown>),
     /// The unread counts of other rooms changed.
     Unread,
+    /// The number of people in the current room changed.
+    Members,
     /// The session is over, with this exit status and a last line.
     End(u32, Shown),
 }
@@ -140,6 +142,8 @@ pub(crate) struct ChatSession {
     oldest_seq: Option<u64>,
     registration: Registration,
     notices: mpsc::Receiver<Notice>,
+    /// The number of people in the current room.
+    presence: watch::Receiver<usize>,
 }
 
 fn now_ms() -> u64 {
@@ -169,6 +173,7 @@ impl ChatSession {
                 .register(&nick, &fingerprint, mode, cancel, now_ms());
         let joined = join(&ctx.hub, &nick, lobby()).await?;
         registration.moved_to(joined.member.channel());
+        let presence = joined.member.presence();
         let mut session = Self {
             ctx,
             nick,
@@ -178,6 +183,7 @@ impl ChatSession {
             oldest_seq: None,
             registration,
             notices,
+            presence,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = if backlog {
@@ -253,7 +259,8 @@ impl ChatSession {
         lines
     }
 
-    /// Up to `limit` lines older than the oldest shown, from the store, oldest first.
+    /// Up to `limit` lines older than the oldest shown, from the store, oldest first; none once
+    /// the store has no older ones.
     pub(crate) async fn older(&mut self, limit: usize) -> Vec<Shown> {
         let Some(before) = self.oldest_seq else {
             return Vec::new();
@@ -266,9 +273,8 @@ impl ChatSession {
         else {
             return Vec::new();
         };
-        if let Some(first) = entries.first() {
-            self.oldest_seq = Some(first.seq);
-        }
+        // Once the store has nothing older, stop asking.
+        self.oldest_seq = entries.first().map(|e| e.seq);
         entries
             .iter()
             .filter(|e| !self.ignored(e))
@@ -285,18 +291,27 @@ impl ChatSession {
     /// Waits for the next thing to show: traffic of the current room, unread traffic of the
     /// others, or a notice.
     pub(crate) async fn next(&mut self) -> Next {
-        let polled = poll_fn(|cx| {
-            if let Poll::Ready(notice) = self.notices.poll_recv(cx) {
+        let Self {
+            notices,
+            rooms,
+            presence,
+            ..
+        } = self;
+        let traffic = poll_fn(|cx| {
+            if let Poll::Ready(notice) = notices.poll_recv(cx) {
                 return Poll::Ready(Err(notice));
             }
-            for (i, room) in self.rooms.iter_mut().enumerate() {
+            for (i, room) in rooms.iter_mut().enumerate() {
                 if let Poll::Ready(entry) = room.joined.outbox.poll_recv(cx) {
                     return Poll::Ready(Ok((i, entry)));
                 }
             }
             Poll::Pending
-        })
-        .await;
+        });
+        let polled = tokio::select! {
+            polled = traffic => polled,
+            Ok(()) = presence.changed() => return Next::Members,
+        };
         match polled {
             Ok((i, Some(entry))) => {
                 let Some(shown) = Shown::of_entry(&entry).filter(|_| !self.ignored(&entry)) else {
@@ -524,23 +539,42 @@ impl ChatSession {
 
     /// Makes `room` current, opening it if needed.
     async fn switch(&mut self, room: ChannelName) -> Vec<Shown> {
-        if let Some(i) = self
+        if self.room() == &room {
+            return vec![Shown::reply(format!(
+                "* you are in #{} already",
+                label(&room)
+            ))];
+        }
+        match self
             .rooms
             .iter()
             .position(|r| r.joined.member.channel() == &room)
         {
-            self.current = i;
-            self.rooms[i].unread = 0;
-            self.registration.moved_to(&room);
-            return match self.ctx.hub.history(room).await {
-                Ok(history) => self.backlog(&history).await,
-                Err(error) => vec![Shown::reply(format!("* {error}"))],
-            };
+            Some(i) => self.make_current(i).await,
+            None => self.open(room).await,
         }
+    }
+
+    /// Makes the open room `i` current; returns its backlog.
+    async fn make_current(&mut self, i: usize) -> Vec<Shown> {
+        self.current = i;
+        self.rooms[i].unread = 0;
+        let member = &self.rooms[i].joined.member;
+        self.presence = member.presence();
+        self.registration.moved_to(member.channel());
+        match self.ctx.hub.history(member.channel().clone()).await {
+            Ok(history) => self.backlog(&history).await,
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
+    }
+
+    /// Joins `room` and makes it current; returns its backlog.
+    async fn open(&mut self, room: ChannelName) -> Vec<Shown> {
         match join(&self.ctx.hub, &self.nick, room).await {
             Ok(mut joined) => {
                 let history = std::mem::take(&mut joined.history);
                 self.registration.moved_to(joined.member.channel());
+                self.presence = joined.member.presence();
                 self.rooms.push(OpenRoom { joined, unread: 0 });
                 self.current = self.rooms.len() - 1;
                 self.backlog(&history).await
@@ -549,7 +583,7 @@ impl ChatSession {
         }
     }
 
-    /// Leaves the current room for the previous open one, or the default room.
+    /// Leaves the current room for the last opened one, or the default room.
     async fn part(&mut self) -> Vec<Shown> {
         if self.rooms.len() == 1 && self.room() == &lobby() {
             return vec![Shown::reply(format!(
@@ -558,16 +592,15 @@ impl ChatSession {
         }
         let left = self.rooms.remove(self.current);
         let _ = left.joined.member.flush().await;
-        let name = left.joined.member.channel().clone();
+        let mut shown = vec![Shown::reply(format!(
+            "* you left #{}",
+            label(left.joined.member.channel())
+        ))];
         drop(left);
-        let next = if self.rooms.is_empty() {
-            lobby()
-        } else {
-            self.current = self.rooms.len() - 1;
-            self.room().clone()
-        };
-        let mut shown = vec![Shown::reply(format!("* you left #{}", label(&name)))];
-        shown.extend(self.switch(next).await);
+        shown.extend(match self.rooms.len() {
+            0 => self.open(lobby()).await,
+            open => self.make_current(open - 1).await,
+        });
         shown
     }
 

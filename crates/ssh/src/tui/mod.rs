@@ -167,7 +167,7 @@ pub(crate) async fn run(
                     show(&mut view, &session, shown);
                     continue;
                 }
-                Next::Unread => continue,
+                Next::Unread | Next::Members => continue,
                 Next::End(status, last) => {
                     show(&mut view, &session, vec![last]);
                     let _ = screen.draw(&view);
@@ -186,6 +186,8 @@ pub(crate) async fn run(
             }
             Some(Input::Eof) | None => break 0,
         };
+        let (width, height) = screen.pane();
+        view.pane_width = width;
         for event in parser.feed(&data, max_message_bytes) {
             match view.handle(&event, screen.page()) {
                 Action::Redraw => {}
@@ -205,12 +207,11 @@ pub(crate) async fn run(
                 }
             }
         }
-        let (width, height) = screen.pane();
         if view.at_top(width, height) {
             let older = session.older(OLDER_PAGE).await;
             view.prepend(older.iter().map(pane_line).collect());
-            view.clamp_scroll(width, height);
         }
+        view.clamp_scroll(width, height);
     };
     session.close().await;
     let _ = screen.restore();

@@ -101,6 +101,8 @@ pub struct ChatView {
     pub members: usize,
     /// The user's other open rooms and their unread counts, for the status line.
     pub others: Vec<(String, usize)>,
+    /// Width of the message pane, for paging.
+    pub pane_width: usize,
     lines: VecDeque<PaneLine>,
     input: Vec<char>,
     cursor: usize,
@@ -136,7 +138,7 @@ impl ChatView {
             && self.last_rows(width, self.scroll + height + 1).len() <= self.scroll + height
     }
 
-    /// Keeps the scroll within what there is to show.
+    /// Keeps the scroll within what there is to show: the oldest row at the pane's top at most.
     pub fn clamp_scroll(&mut self, width: usize, height: usize) {
         let rows = self.last_rows(width, self.scroll + height).len();
         self.scroll = self.scroll.min(rows.saturating_sub(height));
@@ -162,7 +164,7 @@ impl ChatView {
     /// display width, oldest first. Only the lines that reach the screen are wrapped, so a
     /// redraw costs the screen's size, not the scrollback's.
     pub fn last_rows(&self, width: usize, count: usize) -> Vec<Row> {
-        let mut rows = Vec::with_capacity(count);
+        let mut rows = Vec::with_capacity(count.min(1024));
         for line in self.lines.iter().rev() {
             if rows.len() >= count {
                 break;
@@ -233,11 +235,18 @@ impl ChatView {
             }
             KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
             KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Home if ctrl => self.scroll = self.rows(usize::MAX).saturating_sub(page),
+            KeyCode::End if ctrl => self.scroll = 0,
             KeyCode::Home => self.cursor = 0,
             KeyCode::End => self.cursor = self.input.len(),
             KeyCode::Up => self.recall(true),
             KeyCode::Down => self.recall(false),
-            KeyCode::PageUp => self.scroll += page.max(1),
+            // Up a page, but no further than the oldest loaded row, so that the line just above
+            // the old top comes into view once older lines are loaded above it.
+            KeyCode::PageUp => {
+                let wanted = self.scroll + page.max(1);
+                self.scroll = wanted.min(self.rows(wanted));
+            }
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(page.max(1)),
             KeyCode::Tab => return Action::Complete,
             KeyCode::Enter => {
@@ -295,6 +304,11 @@ impl ChatView {
         let chars: Vec<char> = completion.chars().collect();
         self.input.splice(start..self.cursor, chars.iter().copied());
         self.cursor = start + chars.len();
+    }
+
+    /// How many pane rows the loaded lines fill, counting no further than `limit`.
+    fn rows(&self, limit: usize) -> usize {
+        self.last_rows(self.pane_width, limit).len()
     }
 
     fn word_start(&self) -> usize {
@@ -391,8 +405,11 @@ mod tests {
     }
 
     #[test]
-    fn older_lines_go_on_top_and_the_top_is_found() {
-        let mut view = ChatView::default();
+    fn older_lines_go_on_top_and_paging_up_skips_nothing() {
+        let mut view = ChatView {
+            pane_width: 20,
+            ..ChatView::default()
+        };
         for i in 0..5 {
             view.push(PaneLine::plain(format!("new {i}"), LineKind::Message));
         }
@@ -402,15 +419,33 @@ mod tests {
             view.at_top(20, 3),
             "5 rows, 3 high, scrolled 3: the top is in view"
         );
-        view.prepend(vec![PaneLine::plain("old".into(), LineKind::Message)]);
-        assert_eq!(texts(view.last_rows(20, 10))[0], "old");
+        let older = (0..10).map(|i| PaneLine::plain(format!("old {i}"), LineKind::Message));
+        view.prepend(older.collect());
+        view.clamp_scroll(20, 3);
+        let shown = |view: &ChatView| {
+            let rows = texts(view.last_rows(20, view.scroll() + 3));
+            rows[..3].to_vec()
+        };
+        assert_eq!(shown(&view), ["old 9", "new 0", "new 1"], "no line skipped");
+        view.handle(&key(KeyCode::PageUp), 3);
+        assert_eq!(shown(&view), ["old 6", "old 7", "old 8"]);
+        view.handle(
+            &Event::Key(KeyEvent::new(KeyCode::Home).modifiers(KeyModifiers::CTRL)),
+            3,
+        );
+        assert_eq!(shown(&view), ["old 0", "old 1", "old 2"]);
         view.handle(&key(KeyCode::PageUp), 3);
         view.clamp_scroll(20, 3);
         assert_eq!(
-            view.scroll(),
-            3,
-            "6 rows in a 3-row pane scroll up 3 at most"
+            shown(&view),
+            ["old 0", "old 1", "old 2"],
+            "nothing above the oldest"
         );
+        view.handle(
+            &Event::Key(KeyEvent::new(KeyCode::End).modifiers(KeyModifiers::CTRL)),
+            3,
+        );
+        assert_eq!(view.scroll(), 0);
     }
 
     #[test]
@@ -501,7 +536,13 @@ mod tests {
 
     #[test]
     fn scrolling_stays_put_when_messages_arrive() {
-        let mut view = ChatView::default();
+        let mut view = ChatView {
+            pane_width: 20,
+            ..ChatView::default()
+        };
+        for i in 0..20 {
+            view.push(PaneLine::plain(format!("line {i}"), LineKind::Message));
+        }
         view.handle(&key(KeyCode::PageUp), 5);
         view.push(PaneLine::plain("new".into(), LineKind::Message));
         assert_eq!(view.scroll(), 5);
