@@ -5,6 +5,8 @@
 mod screen;
 pub mod view;
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use kanava_core::Nick;
 use terminput::Event;
@@ -46,6 +48,62 @@ impl InputParser {
             }
         }
         events
+    }
+}
+
+/// The shortest time between two redraws caused by other people's traffic.
+const FRAME_INTERVAL: Duration = Duration::from_millis(100);
+
+/// When the screen must be redrawn: after the user's own input at once, after traffic at most
+/// once per [`FRAME_INTERVAL`], and only when the connection has room for a frame.
+#[derive(Debug)]
+struct Pacing {
+    dirty: bool,
+    urgent: bool,
+    last: Instant,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            dirty: true,
+            urgent: true,
+            last: Instant::now(),
+        }
+    }
+}
+
+impl Pacing {
+    /// Something others did changed the view.
+    fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The user did something: show it now.
+    fn urgent(&mut self) {
+        self.dirty = true;
+        self.urgent = true;
+    }
+
+    fn due(&self, screen: &Screen) -> bool {
+        self.dirty && (self.urgent || self.last.elapsed() >= FRAME_INTERVAL) && screen.ready()
+    }
+
+    fn drawn(&mut self) {
+        self.dirty = false;
+        self.urgent = false;
+        self.last = Instant::now();
+    }
+
+    /// Resolves when a pending redraw becomes due; never while nothing waits to be drawn.
+    async fn wait(&self, screen: &Screen) {
+        if !self.dirty {
+            return std::future::pending().await;
+        }
+        if !self.urgent {
+            tokio::time::sleep_until((self.last + FRAME_INTERVAL).into()).await;
+        }
+        screen.wait_ready().await;
     }
 }
 
@@ -154,20 +212,32 @@ pub(crate) async fn run(
         LineKind::Notice,
     ));
     let mut parser = InputParser::default();
+    // Redraws follow the user's keys at once; other people's traffic is drawn at most once per
+    // FRAME_INTERVAL, and never while the previous frame still waits for the connection, so a
+    // busy room costs a few draws a second per session, not one per message.
+    let mut pacing = Pacing::default();
     let status = 'session: loop {
-        view.members = session.member_count();
-        view.others = session.other_rooms();
-        if screen.draw(&view).is_err() {
-            break 0;
+        if pacing.due(&screen) {
+            view.members = session.member_count();
+            view.others = session.other_rooms();
+            if screen.draw(&view).is_err() {
+                break 0;
+            }
+            pacing.drawn();
         }
         let event = tokio::select! {
             () = cancel.cancelled() => break 0,
+            () = pacing.wait(&screen) => continue,
             next = session.next() => match next {
                 Next::Show(shown) => {
                     show(&mut view, &session, shown);
+                    pacing.changed();
                     continue;
                 }
-                Next::Unread | Next::Members => continue,
+                Next::Unread | Next::Members => {
+                    pacing.changed();
+                    continue;
+                }
                 Next::End(status, last) => {
                     show(&mut view, &session, vec![last]);
                     let _ = screen.draw(&view);
@@ -182,10 +252,12 @@ pub(crate) async fn run(
                 if screen.resize(clamp(cols, rows)).is_err() {
                     break 0;
                 }
+                pacing.urgent();
                 continue;
             }
             Some(Input::Eof) | None => break 0,
         };
+        pacing.urgent();
         let (width, height) = screen.pane();
         view.pane_width = width;
         for event in parser.feed(&data, max_message_bytes) {

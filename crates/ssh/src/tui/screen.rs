@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use ratatui::backend::CrosstermBackend;
-use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -153,6 +153,20 @@ impl Screen {
         Ok(())
     }
 
+    /// Whether the connection has room for another frame now.
+    pub fn ready(&self) -> bool {
+        self.frames.capacity() > 0
+    }
+
+    /// Waits until the connection has room for another frame; never, once it is gone.
+    pub async fn wait_ready(&self) {
+        // The permit is only a probe: the frame itself goes through the writer's `try_send`,
+        // and this task is the only sender, so the room stays there.
+        if self.frames.reserve().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Width and height of the message pane.
     pub fn pane(&self) -> (usize, usize) {
         (usize::from(self.area.width), self.page())
@@ -169,12 +183,21 @@ impl Screen {
             self.resize(self.area)?;
         }
         self.terminal.draw(|frame| {
-            let [pane, status, input] = Layout::vertical([
-                Constraint::Min(1),
-                Constraint::Length(1),
-                Constraint::Length(1),
-            ])
-            .areas(frame.area());
+            // Pane, status line, input line: fixed rows, no layout solver on every frame.
+            let area = frame.area();
+            let pane = Rect {
+                height: area.height.saturating_sub(2),
+                ..area
+            };
+            let status = Rect {
+                y: area.y + pane.height,
+                height: 1,
+                ..area
+            };
+            let input = Rect {
+                y: status.y + 1,
+                ..status
+            };
             let height = usize::from(pane.height);
             let rows = view.last_rows(usize::from(pane.width), height + view.scroll());
             let end = rows.len().saturating_sub(view.scroll());
