@@ -8,6 +8,7 @@ pub mod hash;
 pub mod json;
 pub mod model;
 pub mod sign;
+pub mod verify;
 
 #[cfg(test)]
 mod vectors;
