@@ -42,13 +42,17 @@ pub enum VerifyError {
         /// The line.
         line: usize,
     },
-    /// The message verifies only with a pointer to a line that comes after it.
-    #[error("line {line}: invalid hash chain: it points to line {target}, which comes after it")]
+    /// The message is signed with a pointer to no earlier activity: to a later line, or to
+    /// one that is not in the log (a deleted line).
+    #[error("line {line}: invalid hash chain: it points to {}", match target {
+        Some(target) => format!("line {target}, which comes after it"),
+        None => "an activity that is not in the log".to_owned(),
+    })]
     Chain {
         /// The line.
         line: usize,
-        /// The later line it points to.
-        target: usize,
+        /// The later line it points to, if it is in the log.
+        target: Option<usize>,
     },
     /// A GnuPG-signed session key whose GnuPG signature does not verify.
     #[error("line {line}: bad GnuPG signature: {reason}")]
@@ -270,27 +274,40 @@ impl Verifier<'_> {
         Ok(())
     }
 
-    /// Why no pair of earlier hashes verifies: a pointer to a later line, or a bad signature.
+    /// Why no pair of earlier hashes verifies: the pointers written in the file, or a later
+    /// line, make the signature good (so the chain is broken), or nothing does.
     fn diagnose<A: ActivityKind + Clone>(
         &mut self,
         line: usize,
         activity: &Activity<A>,
         later: &[(usize, LogLine)],
     ) -> VerifyError {
-        let mut candidates = self.candidates();
         let later_hashes: Vec<(Hash, usize)> = later
             .iter()
             .filter_map(|(target, l)| Some((later_chain_hash(l)?, *target)))
             .collect();
+        let target_of = |pointers: (&Option<Hash>, &Option<Hash>)| {
+            later_hashes
+                .iter()
+                .find(|(h, _)| Some(h) == pointers.0.as_ref() || Some(h) == pointers.1.as_ref())
+                .map(|(_, t)| *t)
+        };
+        let written = (&activity.prev_activity, &activity.prev_entered);
+        if written.0.is_some() && self.signed_with(activity, written) {
+            return VerifyError::Chain {
+                line,
+                target: target_of(written),
+            };
+        }
+        let mut candidates = self.candidates();
         candidates.extend(later_hashes.iter().map(|(h, _)| Some(h.clone())));
         for pa in &candidates {
             for pe in &candidates {
                 if self.signed_with(activity, (pa, pe)) {
-                    let target = later_hashes
-                        .iter()
-                        .find(|(h, _)| Some(h) == pa.as_ref() || Some(h) == pe.as_ref())
-                        .map_or(line, |(_, t)| *t);
-                    return VerifyError::Chain { line, target };
+                    return VerifyError::Chain {
+                        line,
+                        target: target_of((pa, pe)),
+                    };
                 }
             }
         }
@@ -364,14 +381,20 @@ mod tests {
         // A deleted middle line leaves the last line pointing at nothing.
         assert_eq!(
             verify(&without_line(APPENDIX_A, 2), &mut StatementHolds),
-            Err(VerifyError::Signature { line: 2 })
+            Err(VerifyError::Chain {
+                line: 2,
+                target: None
+            })
         );
         // Out of order: the first activity points forward.
         let lines: Vec<&str> = APPENDIX_A.lines().collect();
         let swapped = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[1]);
         assert_eq!(
             verify(&swapped, &mut StatementHolds),
-            Err(VerifyError::Chain { line: 2, target: 3 })
+            Err(VerifyError::Chain {
+                line: 2,
+                target: Some(3)
+            })
         );
         let garbage = format!("{}\nnot json\n", lines[0]);
         assert!(matches!(
