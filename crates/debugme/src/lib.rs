@@ -4,11 +4,13 @@
 
 #![warn(missing_docs)]
 
+pub mod frame;
 pub mod hash;
 pub mod json;
 pub mod model;
 pub mod sign;
 pub mod verify;
+pub mod wire;
 
 #[cfg(test)]
 mod vectors;
