@@ -31,6 +31,40 @@ enum Command {
     Bench(BenchCommand),
     /// Manage SSH chat names (works while the server runs).
     Users(UsersArgs),
+    /// Verify debug-me session logs: every signature, every chain pointer, and the GnuPG-signed
+    /// developer keys (with the system's gpg, in a throwaway keyring). Exit 1 if any fails.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Print one JSON report per log, one per line.
+    #[arg(long)]
+    json: bool,
+    /// The logs (debug-me's JSON log format, any flavour: user, developer, server, download).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+}
+
+fn verify(args: VerifyArgs) -> ExitCode {
+    let mut gpg = kanava_debugme_tools::gpg::SystemGpg;
+    let mut failed = false;
+    for log in &args.logs {
+        let verdict = kanava_debugme_tools::report::verify_path(log, &mut gpg);
+        failed |= verdict.outcome.is_err();
+        if args.json {
+            println!("{}", verdict.json());
+        } else if verdict.outcome.is_ok() {
+            print!("{}", verdict.text());
+        } else {
+            eprint!("kanava: {}", verdict.text());
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[derive(Debug, Args)]
@@ -566,6 +600,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(command) => bench(command).await.map(|()| ExitCode::SUCCESS),
             Command::Users(args) => users(args).await,
+            Command::Verify(args) => Ok(tokio::task::block_in_place(|| verify(args))),
         }
     });
     match result {

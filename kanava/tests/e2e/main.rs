@@ -9,6 +9,7 @@ mod bench_ssh;
 mod browser;
 mod chat;
 mod cli;
+mod debugme;
 mod defects;
 mod durability;
 mod protocol;

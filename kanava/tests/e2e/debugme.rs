@@ -1,0 +1,226 @@
+//! debug-me logs through `kanava verify` and the real `debug-me --verify`: real logs from the
+//! reference program, and tampered copies of them, get the same verdict from both, with the
+//! failure on the same line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Real logs written by debug-me 1.20220324 (from the protocol specification).
+const REAL_LOGS: [(&str, &str); 3] = [
+    (
+        "user-log",
+        include_str!("../../../crates/debugme/testdata/appendix-a.log"),
+    ),
+    (
+        "gpg-controls",
+        include_str!("../../../crates/debugme/testdata/appendix-b-controls.log"),
+    ),
+    (
+        "developer-entered",
+        include_str!("../../../crates/debugme/testdata/developer-entered.log"),
+    ),
+];
+
+/// A private GnuPG home for debug-me (it imports developer keys), and a working directory.
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("gnupg")).unwrap();
+        let mut permissions = std::fs::metadata(dir.path().join("gnupg"))
+            .unwrap()
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
+        std::fs::set_permissions(dir.path().join("gnupg"), permissions).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn debug_me_verify(&self, log: &Path) -> Output {
+        Command::new("debug-me")
+            .arg("--verify")
+            .arg(log)
+            .env("GNUPGHOME", self.0.path().join("gnupg"))
+            .current_dir(self.0.path())
+            .output()
+            .expect("debug-me is installed (apt-get install debug-me)")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.0.path().join("gnupg"))
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+fn kanava_verify(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The line debug-me names in `Line N: …`.
+fn reference_line(out: &Output) -> Option<usize> {
+    let text = String::from_utf8_lossy(&out.stderr);
+    let at = text.find("Line ")? + 5;
+    text[at..].split(':').next()?.parse().ok()
+}
+
+/// Tampered copies of a log: a changed byte in some data, a flipped signature byte, a deleted
+/// middle line, two lines swapped, a line that is not JSON, and one with invalid UTF-8.
+fn tampered(log: &str) -> Vec<(String, Vec<u8>)> {
+    let lines: Vec<&str> = log.lines().collect();
+    let joined = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let mut copies = Vec::new();
+    let last = lines.len() - 1;
+    // A letter of the signed data (a Seen's output or a chat text) changes case.
+    let mut changed = lines[last].to_owned().into_bytes();
+    let data_at = ["Data\":{\"v\":\"", "ChatMessage\":[{\"v\":\""]
+        .iter()
+        .find_map(|key| lines[last].find(key).map(|at| at + key.len()))
+        .expect("the last line carries data");
+    let letter = data_at
+        + changed[data_at..]
+            .iter()
+            .position(u8::is_ascii_alphabetic)
+            .unwrap();
+    changed[letter] ^= 0x20;
+    let mut bytes = joined(&lines[..last]).into_bytes();
+    bytes.extend(changed);
+    bytes.push(b'\n');
+    copies.push(("changed-byte".to_owned(), bytes));
+    let signature_at = lines[last].find("Ed25519Signature\":{\"b64\":\"").unwrap() + 27;
+    let mut flipped = lines[last].to_owned().into_bytes();
+    flipped[signature_at] = if flipped[signature_at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let mut bytes = joined(&lines[..last]).into_bytes();
+    bytes.extend(flipped);
+    bytes.push(b'\n');
+    copies.push(("flipped-signature".to_owned(), bytes));
+    if lines.len() >= 3 {
+        let mut without = lines.clone();
+        without.remove(1);
+        copies.push(("deleted-middle".to_owned(), joined(&without).into_bytes()));
+        let mut swapped = lines.clone();
+        swapped.swap(1, 2);
+        copies.push(("swapped".to_owned(), joined(&swapped).into_bytes()));
+    }
+    copies.push((
+        "not-json".to_owned(),
+        format!("{}not json\n", joined(&lines[..1])).into_bytes(),
+    ));
+    let mut invalid = joined(&lines[..1]).into_bytes();
+    invalid.extend(b"{\"loggedMessage\xff\":1}\n");
+    copies.push(("invalid-utf8".to_owned(), invalid));
+    copies
+}
+
+#[test]
+fn kanava_verify_reaches_debug_mes_verdict_on_real_and_tampered_logs() {
+    let scratch = Scratch::new();
+    let mut compared = 0;
+    for (name, log) in REAL_LOGS {
+        // (file, bytes, whether the reference must reject it)
+        let mut cases = vec![(format!("{name}.log"), log.as_bytes().to_vec(), false)];
+        if name != "developer-entered" {
+            cases.extend(tampered(log).into_iter().map(|(how, bytes)| {
+                // Control messages are not chained: removing or reordering them goes unnoticed
+                // by protocol 1 (kanava verify says so in its warnings).
+                let undetectable =
+                    name == "gpg-controls" && (how == "deleted-middle" || how == "swapped");
+                (format!("{name}-{how}.log"), bytes, !undetectable)
+            }));
+        }
+        for (file, bytes, rejected) in cases {
+            let path = scratch.write(&file, &bytes);
+            let reference = scratch.debug_me_verify(&path);
+            if rejected {
+                assert!(!reference.status.success(), "{file} is not a tampering");
+            }
+            let ours = kanava_verify(&[&path]);
+            assert_eq!(
+                ours.status.success(),
+                reference.status.success(),
+                "{file}: debug-me said {:?} {}, kanava said {}{}",
+                reference.status,
+                String::from_utf8_lossy(&reference.stderr),
+                String::from_utf8_lossy(&ours.stdout),
+                String::from_utf8_lossy(&ours.stderr),
+            );
+            if let Some(line) = reference_line(&reference) {
+                let ours = String::from_utf8_lossy(&ours.stderr);
+                assert!(
+                    ours.contains(&format!(": line {line}: ")),
+                    "{file}: debug-me blames line {line}; kanava: {ours}"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 15, "{compared} logs compared");
+    // The complete logs verify, several at once. (The lone developer line cannot: the key that
+    // signed it is in another log, and both verifiers reject it, as checked above.)
+    let originals: Vec<PathBuf> = REAL_LOGS[..2]
+        .iter()
+        .map(|(name, _)| scratch.0.path().join(format!("{name}.log")))
+        .collect();
+    let paths: Vec<&Path> = originals.iter().map(PathBuf::as_path).collect();
+    let all = kanava_verify(&paths);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}
+
+#[test]
+fn verify_reports_keys_gpg_signers_and_what_protocol_1_cannot_prove() {
+    let scratch = Scratch::new();
+    let path = scratch.write("controls.log", REAL_LOGS[1].1.as_bytes());
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["verify", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["keys"][1]["role"], "developer");
+    assert_eq!(report["keys"][1]["gpg_signer"], "Dev <dev@example.org>");
+    assert_eq!(report["keys"][1]["accepted_at"], serde_json::json!([3]));
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("truncated") && warnings.contains("not chained"),
+        "{warnings}"
+    );
+
+    // A developer key whose GnuPG statement is for another key is a bad GnuPG signature.
+    let forged = REAL_LOGS[1]
+        .1
+        .replacen("859ad19064262067", "959ad19064262067", 1);
+    let path = scratch.write("forged.log", forged.as_bytes());
+    let out = kanava_verify(&[&path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("line 2: "), "{text}");
+    let reference = scratch.debug_me_verify(&path);
+    assert!(!reference.status.success());
+}
