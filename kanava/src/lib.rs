@@ -53,6 +53,10 @@ pub struct Settings {
     pub ssh_listen: SocketAddr,
     /// The SSH listener's settings.
     pub ssh: kanava_ssh::SshConfig,
+    /// Where the debug-me listener (plain `ws://`, as real debug-me clients need) binds.
+    pub debug_me_listen: SocketAddr,
+    /// How long a debug-me connection may stay silent.
+    pub debug_me_idle: Duration,
 }
 
 impl Settings {
@@ -91,11 +95,14 @@ pub struct Server {
     pub ssh_addr: SocketAddr,
     /// The SSH host key's fingerprint, and whether the key was generated at this start.
     pub ssh_host_key: (String, bool),
+    /// The bound debug-me address.
+    pub debug_me_addr: SocketAddr,
     hub: Hub,
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
     mles: JoinHandle<()>,
     ssh: JoinHandle<()>,
+    debug_me: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -132,6 +139,18 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let ssh_listener = TcpListener::bind(settings.ssh_listen)
         .await
         .with_context(|| format!("binding the SSH listener to {}", settings.ssh_listen))?;
+    let debug_me_listener = TcpListener::bind(settings.debug_me_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the debug-me listener to {}",
+                settings.debug_me_listen
+            )
+        })?;
+    let debug_me_config = kanava_debugme_server::DebugMeConfig {
+        log_dir: settings.data_dir.join("debug-me"),
+        idle_timeout: settings.debug_me_idle,
+    };
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
@@ -142,6 +161,7 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
         tls_summary: tls.summary,
         ssh_addr: ssh_listener.local_addr()?,
         ssh_host_key: (host_key.fingerprint, host_key.generated),
+        debug_me_addr: debug_me_listener.local_addr()?,
         hub: hub.clone(),
         store,
         shutdown: shutdown.clone(),
@@ -159,6 +179,11 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             host_key.key,
             shutdown.clone(),
         )),
+        debug_me: tokio::spawn(serve_debug_me(
+            debug_me_listener,
+            debug_me_config,
+            shutdown.clone(),
+        )),
         background: vec![
             tokio::spawn(admin::serve(
                 admin_listener,
@@ -171,6 +196,17 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
         ],
     };
     Ok(server)
+}
+
+async fn serve_debug_me(
+    listener: TcpListener,
+    config: kanava_debugme_server::DebugMeConfig,
+    shutdown: CancellationToken,
+) {
+    let dir = config.log_dir.clone();
+    if let Err(error) = kanava_debugme_server::serve(listener, config, shutdown).await {
+        tracing::error!(%error, dir = %dir.display(), "the debug-me listener stopped");
+    }
 }
 
 async fn purge_idle_channels(hub: Hub, max_idle: Duration) {
@@ -207,6 +243,7 @@ impl Server {
         let listeners = async {
             let _ = self.mles.await;
             let _ = self.ssh.await;
+            let _ = self.debug_me.await;
         };
         if tokio::time::timeout(DRAIN_TIMEOUT, listeners)
             .await

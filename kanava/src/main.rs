@@ -285,6 +285,13 @@ struct ServeArgs {
     /// Address of the SSH chat listener. [default: [::]:2222]
     #[arg(long, env = "KANAVA_SSH_LISTEN")]
     ssh_listen: Option<SocketAddr>,
+    /// Address of the debug-me listener (plain ws://, as debug-me clients need).
+    /// [default: [::]:8081]
+    #[arg(long, env = "KANAVA_DEBUG_ME_LISTEN")]
+    debug_me_listen: Option<SocketAddr>,
+    /// Time a debug-me connection may stay silent (clients ping every 30 s). [default: 120s]
+    #[arg(long, env = "KANAVA_DEBUG_ME_IDLE", value_parser = parse_duration)]
+    debug_me_idle: Option<Duration>,
     /// Time an SSH client has to authenticate. [default: 20s]
     #[arg(long, env = "KANAVA_SSH_AUTH_TIMEOUT", value_parser = parse_duration)]
     ssh_auth_timeout: Option<Duration>,
@@ -350,6 +357,9 @@ struct FileConfig {
     acme_directory: Option<String>,
     acme_directory_ca: Option<PathBuf>,
     ssh_listen: Option<SocketAddr>,
+    debug_me_listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    debug_me_idle: Option<Duration>,
     #[serde(default, deserialize_with = "duration_from_text")]
     ssh_auth_timeout: Option<Duration>,
     ssh_max_connections_per_source: Option<usize>,
@@ -480,6 +490,14 @@ impl ServeArgs {
                 .ssh_listen
                 .or(file.ssh_listen)
                 .unwrap_or_else(|| "[::]:2222".parse().expect("valid default")),
+            debug_me_listen: self
+                .debug_me_listen
+                .or(file.debug_me_listen)
+                .unwrap_or_else(|| "[::]:8081".parse().expect("valid default")),
+            debug_me_idle: self
+                .debug_me_idle
+                .or(file.debug_me_idle)
+                .unwrap_or(Duration::from_secs(120)),
             ssh: kanava_ssh::SshConfig {
                 auth_timeout: self
                     .ssh_auth_timeout
@@ -555,6 +573,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  ssh    ssh -p {} NAME@HOST  (host key {host_fingerprint}{})",
         server.ssh_addr.port(),
         if *generated { ", generated now" } else { "" }
+    );
+    println!(
+        "  debug-me  debug-me --use-server http://{}/  (plain ws://, logs in {})",
+        server.debug_me_addr,
+        data_dir.join("debug-me").display()
     );
     println!(
         "  admin  http://{}/healthz  http://{}/metrics",

@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod cli;
 mod debugme;
+mod debugme_server;
 mod defects;
 mod durability;
 mod protocol;

@@ -59,6 +59,8 @@ pub struct Kanava {
     pub mles: SocketAddr,
     pub admin: SocketAddr,
     pub ssh_port: u16,
+    /// The debug-me listener (plain ws://).
+    pub debug_me: SocketAddr,
     pub stdout_lines: Vec<String>,
     _tempdir: Option<Arc<tempfile::TempDir>>,
 }
@@ -132,6 +134,7 @@ impl Start {
                 "127.0.0.1:0",
             ])
             .args(["--ssh-listen", "127.0.0.1:0"])
+            .args(["--debug-me-listen", "127.0.0.1:0"])
             .args(&self.args)
             .env_remove("MLES_KEY")
             .env("RUST_LOG", "kanava=debug,kanava_mles=debug,info")
@@ -172,7 +175,8 @@ impl Start {
                 .unwrap()
         };
         let mles = find("wss://");
-        let admin = find("http://");
+        let admin = find("admin  http://");
+        let debug_me = find("--use-server http://");
         let ssh_port = lines
             .iter()
             .find_map(|l| l.split("ssh -p ").nth(1))
@@ -185,6 +189,7 @@ impl Start {
             mles,
             admin,
             ssh_port,
+            debug_me,
             stdout_lines: lines,
             _tempdir: self.tempdir,
         }

@@ -1,0 +1,280 @@
+//! The debug-me server with the real `debug-me` program: a real user session (in a terminal,
+//! through tmux) on kanava, a real `--download` of it live and after it ended, and both
+//! `debug-me --verify` and `kanava verify` accepting what kanava's server wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A private tmux server running each role with its own `~/.debug-me` (debug-me takes it from
+/// the passwd entry, so a scratch directory is bind-mounted over it in a private mount
+/// namespace), and its own GnuPG home. Killed on drop.
+struct Roles {
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Roles {
+    fn new() -> Roles {
+        let dir = tempfile::tempdir().unwrap();
+        let inhome = dir.path().join("inhome");
+        std::fs::write(
+            &inhome,
+            "#!/bin/sh\nd=$1; shift; mkdir -p \"$d\"\nexec unshare -m --propagation private sh -c '\n  h=$(getent passwd \"$(id -u)\" | cut -d: -f6)\n  mkdir -p \"$h/.debug-me\" && mount --bind \"$0\" \"$h/.debug-me\" && exec \"$@\"' \"$d\" \"$@\"\n",
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&inhome).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&inhome, permissions).unwrap();
+        Roles {
+            socket: dir.path().join("tmux.sock"),
+            dir,
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `command` for `role` in a terminal, in `cwd`, with its own ~/.debug-me and GnuPG
+    /// home; the pane shows `EXIT=N` when it ends.
+    fn run(&self, role: &str, cwd: &Path, command: &str) {
+        let home = self.dir.path().join(format!("dot-{role}"));
+        let gnupg = self.dir.path().join(format!("gnupg-{role}"));
+        std::fs::create_dir_all(&gnupg).unwrap();
+        let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
+        std::fs::set_permissions(&gnupg, permissions).unwrap();
+        let line = format!(
+            "{} {} env -u DISPLAY GNUPGHOME={} {command}; echo EXIT=$?; sleep 3600",
+            self.dir.path().join("inhome").display(),
+            home.display(),
+            gnupg.display()
+        );
+        self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            role,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+            cwd.to_str().unwrap(),
+            &line,
+        ]);
+    }
+
+    fn screen(&self, role: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-t", role])
+    }
+
+    fn keys(&self, role: &str, text: &str) {
+        self.tmux(&["send-keys", "-t", role, "-l", text]);
+        self.tmux(&["send-keys", "-t", role, "Enter"]);
+    }
+
+    /// Waits until `role`'s screen satisfies `check`.
+    async fn wait(&self, role: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen(role);
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{role}'s terminal never showed {what}:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn debug_me(args: &[&str], cwd: &Path, gnupg: &Path) -> Output {
+    Command::new("debug-me")
+        .args(args)
+        .current_dir(cwd)
+        .env("GNUPGHOME", gnupg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("debug-me is installed (apt-get install debug-me)")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let url = format!("http://{}/", server.debug_me);
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let gnupg = scratch.path().join("gnupg");
+    std::fs::create_dir(&gnupg).unwrap();
+    let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
+    std::fs::set_permissions(&gnupg, permissions).unwrap();
+
+    // A plain HTTP request gets debug-me's answer.
+    let page = tokio::task::spawn_blocking({
+        let addr = server.debug_me;
+        move || {
+            use std::io::{Read, Write};
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut response = String::new();
+            let _ = tcp.read_to_string(&mut response);
+            response
+        }
+    })
+    .await
+    .unwrap();
+    assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+    assert!(page.ends_with("This is a debug-me server, it does not serve any html pages."));
+
+    roles.run(
+        "user",
+        scratch.path(),
+        &format!("debug-me --use-server {url} --run /bin/sh"),
+    );
+    roles
+        .wait("user", "the email prompt", |s| {
+            s.contains("Enter your email address")
+        })
+        .await;
+    roles.keys("user", "nobody");
+    let screen = roles
+        .wait("user", "the session URL", |s| {
+            s.contains(&format!("debug-me {url}"))
+        })
+        .await;
+    let session_url = screen
+        .split_whitespace()
+        .find(|w| w.starts_with(&url) && w.len() == url.len() + 36)
+        .unwrap_or_else(|| panic!("no session URL in:\n{screen}"))
+        .to_owned();
+    let id = session_url[url.len()..].to_owned();
+    roles
+        .wait("user", "the session start", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+
+    // A live download follows the session until it ends.
+    let live_dir = scratch.path().join("live");
+    std::fs::create_dir(&live_dir).unwrap();
+    let live = tokio::process::Command::new("debug-me")
+        .args(["--download", &session_url])
+        .current_dir(&live_dir)
+        .env("GNUPGHOME", &gnupg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let live_log = live_dir.join(format!("debug-me.{id}.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&live_log).is_ok_and(|l| l.lines().count() >= 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the live download got no backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    roles.keys("user", "echo hello-from-the-user");
+    roles
+        .wait("user", "the echo", |s| s.contains("\nhello-from-the-user"))
+        .await;
+    roles.keys("user", "exit 3");
+    roles
+        .wait("user", "debug-me's exit", |s| s.contains("EXIT=3"))
+        .await;
+    let live = tokio::time::timeout(Duration::from_secs(30), live.wait_with_output())
+        .await
+        .expect("the live download ends with the session")
+        .unwrap();
+    assert!(live.status.success(), "{}", text(&live));
+
+    // After the end, the finished session can still be downloaded.
+    let after_dir = scratch.path().join("after");
+    std::fs::create_dir(&after_dir).unwrap();
+    let after = debug_me(&["--download", &session_url], &after_dir, &gnupg);
+    assert!(after.status.success(), "{}", text(&after));
+    let after_log = after_dir.join(format!("debug-me.{id}.log"));
+
+    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
+    for log in [&server_log, &live_log, &after_log] {
+        let contents = std::fs::read_to_string(log).unwrap();
+        assert!(
+            contents.contains("hello-from-the-user"),
+            "{}",
+            log.display()
+        );
+        assert!(
+            contents.contains("debug-me session ended (3)"),
+            "{}",
+            log.display()
+        );
+        let reference = debug_me(&["--verify", log.to_str().unwrap()], scratch.path(), &gnupg);
+        assert!(
+            text(&reference).contains("Log file verified."),
+            "debug-me --verify {}: {}",
+            log.display(),
+            text(&reference)
+        );
+        let ours = Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .arg("verify")
+            .arg(log)
+            .output()
+            .unwrap();
+        assert!(
+            ours.status.success(),
+            "kanava verify {}: {}",
+            log.display(),
+            text(&ours)
+        );
+    }
+
+    // An unknown session is refused as the reference refuses it.
+    let unknown = debug_me(
+        &[
+            "--download",
+            &format!("{url}00000000-0000-4000-8000-000000000000"),
+        ],
+        scratch.path(),
+        &gnupg,
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown).contains("Unknown session ID"),
+        "{}",
+        text(&unknown)
+    );
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &gnupg)
+        .args(["--kill", "gpg-agent"])
+        .output();
+}
