@@ -1,0 +1,192 @@
+//! The hash chain of a log, for drawing it: each activity's pointers and chain hash.
+//!
+//! Server logs carry no pointers (the wire drops them), so they are recovered the way a
+//! verifier does, from the signatures: the pair of earlier activities (or none) under which
+//! some session key of the log signed the activity. The likely pairs come first (the
+//! pointers written in the file, the newest activity with the previous line's prevEntered), so
+//! an honest log costs about one signature check per line. This is not verification: an
+//! activity no pair explains keeps the pointers written in the file and is marked unverified,
+//! and keys are taken from anywhere in the log.
+
+use kanava_debugme::hash::{self, ActivityKind};
+use kanava_debugme::model::{Activity, AnyMessage, ControlAction, Hash, Message, PublicKey};
+use kanava_debugme::sign;
+
+use crate::log::Line;
+
+/// How far back prevActivity is searched for an activity that the likely pairs do not explain
+/// (prevEntered is searched over the whole chain, as it may name an Entered long past).
+pub const SEARCH_WINDOW: usize = 64;
+
+/// An activity's place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The previous activity it names.
+    pub prev_activity: Option<Hash>,
+    /// The last accepted Entered it names.
+    pub prev_entered: Option<Hash>,
+    /// Its chain hash, with those pointers.
+    pub hash: Hash,
+    /// Whether a session key of the log signed it with those pointers.
+    pub verified: bool,
+}
+
+/// The chain links of a log's lines: `Some` for each activity, `None` for each control.
+pub fn links(lines: &[Line]) -> Vec<Option<Link>> {
+    let keys: Vec<PublicKey> = lines
+        .iter()
+        .filter_map(|line| match &line.line.message {
+            AnyMessage::User(Message::Control(c)) | AnyMessage::Developer(Message::Control(c)) => {
+                match &c.control {
+                    ControlAction::SessionKey(key, _) => Some(key.key().clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect();
+    let mut recovery = Recovery {
+        keys,
+        chain: Vec::new(),
+        last: (None, None),
+    };
+    lines
+        .iter()
+        .map(|line| match &line.line.message {
+            AnyMessage::User(Message::Activity(a)) => Some(recovery.link(a)),
+            AnyMessage::Developer(Message::Activity(a)) => Some(recovery.link(a)),
+            _ => None,
+        })
+        .collect()
+}
+
+type Pointers = (Option<Hash>, Option<Hash>);
+
+struct Recovery {
+    keys: Vec<PublicKey>,
+    /// Chain hashes so far, oldest first.
+    chain: Vec<Hash>,
+    /// The previous activity's pointers.
+    last: Pointers,
+}
+
+impl Recovery {
+    fn signed_with<A: ActivityKind + Clone>(
+        &self,
+        activity: &Activity<A>,
+        pointers: &Pointers,
+    ) -> bool {
+        let candidate = Activity {
+            prev_activity: pointers.0.clone(),
+            prev_entered: pointers.1.clone(),
+            ..activity.clone()
+        };
+        let signed = hash::activity_signed(&candidate);
+        self.keys
+            .iter()
+            .any(|key| sign::verifies(key, &signed, &candidate.signature))
+    }
+
+    fn find<A: ActivityKind + Clone>(&self, activity: &Activity<A>) -> Option<Pointers> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let newest = self.chain.last().cloned();
+        let written = (
+            activity.prev_activity.clone(),
+            activity.prev_entered.clone(),
+        );
+        let likely = [
+            written,
+            (newest.clone(), self.last.1.clone()),
+            (newest.clone(), newest.clone()),
+            (newest.clone(), None),
+            self.last.clone(),
+            (None, None),
+        ];
+        if let Some(found) = likely.into_iter().find(|p| self.signed_with(activity, p)) {
+            return Some(found);
+        }
+        let all: Vec<Option<Hash>> = std::iter::once(None)
+            .chain(self.chain.iter().rev().cloned().map(Some))
+            .collect();
+        let recent = &all[..all.len().min(SEARCH_WINDOW + 1)];
+        recent.iter().find_map(|pa| {
+            all.iter()
+                .map(|pe| (pa.clone(), pe.clone()))
+                .find(|p| self.signed_with(activity, p))
+        })
+    }
+
+    fn link<A: ActivityKind + Clone>(&mut self, activity: &Activity<A>) -> Link {
+        let (pointers, verified) = match self.find(activity) {
+            Some(found) => (found, true),
+            None => (
+                (
+                    activity.prev_activity.clone(),
+                    activity.prev_entered.clone(),
+                ),
+                false,
+            ),
+        };
+        let hash = hash::activity(&Activity {
+            prev_activity: pointers.0.clone(),
+            prev_entered: pointers.1.clone(),
+            ..activity.clone()
+        });
+        self.chain.push(hash.clone());
+        self.last = pointers.clone();
+        Link {
+            prev_activity: pointers.0,
+            prev_entered: pointers.1,
+            hash,
+            verified,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::parse;
+    use crate::testlog;
+
+    #[test]
+    fn the_server_flavour_recovers_the_users_pointers() {
+        let user = links(&parse(testlog::session(true).as_bytes()).unwrap());
+        let server = links(&parse(testlog::session(false).as_bytes()).unwrap());
+        assert_eq!(user, server);
+        assert_eq!(user.iter().flatten().count(), 9);
+        assert!(user.iter().flatten().all(|l| l.verified));
+        // Line 14 follows line 10 (the rejected line 11 is not its predecessor).
+        let (l10, l14) = (user[9].as_ref().unwrap(), user[13].as_ref().unwrap());
+        assert_eq!(l14.prev_activity.as_ref(), Some(&l10.hash));
+        assert_eq!(
+            l14.prev_entered.as_ref(),
+            Some(&user[5].as_ref().unwrap().hash)
+        );
+    }
+
+    #[test]
+    fn the_recovered_hashes_are_the_logged_ones() {
+        let real = include_str!("../../debugme/testdata/appendix-a.log");
+        let lines = parse(real.as_bytes()).unwrap();
+        let links = links(&lines);
+        for (line, link) in lines.iter().zip(&links) {
+            if let Some(link) = link {
+                assert!(link.verified);
+                assert_eq!(Some(&link.hash), line.line.hash.as_ref());
+            }
+        }
+    }
+
+    #[test]
+    fn without_keys_the_written_pointers_are_kept_unverified() {
+        let real = include_str!("../../debugme/testdata/developer-entered.log");
+        let lines = parse(real.as_bytes()).unwrap();
+        let link = links(&lines)[0].clone().unwrap();
+        assert!(!link.verified);
+        assert_eq!(Some(&link.hash), lines[0].line.hash.as_ref());
+        assert!(link.prev_activity.is_some());
+    }
+}
