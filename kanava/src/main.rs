@@ -34,6 +34,13 @@ enum Command {
     /// Verify debug-me session logs: every signature, every chain pointer, and the GnuPG-signed
     /// developer keys (with the system's gpg, in a throwaway keyring). Exit 1 if any fails.
     Verify(VerifyArgs),
+    /// Play back the user's terminal output of a debug-me log with the session's pauses (those
+    /// of 1 s or more). When stdin is a terminal, Space skips a pause and Ctrl-C stops.
+    Replay(ReplayArgs),
+    /// Draw the hash chain of a debug-me log as Graphviz DOT (render it with `dot -Tsvg`).
+    Graphviz(GraphvizArgs),
+    /// Convert a debug-me log to another format.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +72,103 @@ fn verify(args: VerifyArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Play this many times faster (0.5 is half speed).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_speed)]
+    speed: f64,
+    /// The log (any flavour).
+    log: PathBuf,
+}
+
+fn positive_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err("expected a positive number".to_owned()),
+    }
+}
+
+#[derive(Debug, Args)]
+struct GraphvizArgs {
+    /// Write the DOT text to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The log (any flavour; a server's log has its pointers recovered from the signatures).
+    log: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Write an asciicast v2 recording (for `asciinema play`) of the user's terminal output.
+    #[arg(long, value_name = "LOG", required = true)]
+    asciicast: PathBuf,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The terminal width to record: debug-me logs have no terminal size.
+    #[arg(long, default_value_t = kanava_debugme_tools::asciicast::DEFAULT_WIDTH, value_parser = clap::value_parser!(u16).range(1..))]
+    width: u16,
+    /// The terminal height to record: debug-me logs have no terminal size.
+    #[arg(long, default_value_t = kanava_debugme_tools::asciicast::DEFAULT_HEIGHT, value_parser = clap::value_parser!(u16).range(1..))]
+    height: u16,
+}
+
+/// Reads a log; a parse error names the file and the line (a read error names the file).
+fn read_log(path: &Path) -> anyhow::Result<Vec<kanava_debugme_tools::log::Line>> {
+    use kanava_debugme_tools::log::{LogError, read};
+    read(path).map_err(|error| match error {
+        LogError::Read { .. } => anyhow::Error::new(error),
+        _ => anyhow::Error::new(error).context(path.display().to_string()),
+    })
+}
+
+/// Writes `bytes` to `output`, or to stdout without one.
+fn write_output(output: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match output {
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(bytes)
+                .and_then(|()| stdout.flush())
+                .context("writing to stdout")
+        }
+    }
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use kanava_debugme_tools::replay;
+    let lines = read_log(&args.log)?;
+    let schedule = replay::schedule(&lines, args.speed)?;
+    match replay::play_to_stdout(&schedule).context("replaying")? {
+        replay::Outcome::Finished => Ok(ExitCode::SUCCESS),
+        replay::Outcome::Interrupted => Ok(ExitCode::from(130)),
+    }
+}
+
+fn graphviz(args: GraphvizArgs) -> anyhow::Result<ExitCode> {
+    let lines = read_log(&args.log)?;
+    let dot = kanava_debugme_tools::graphviz::dot(&lines);
+    write_output(args.output.as_deref(), dot.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use kanava_debugme_tools::asciicast;
+    let lines = read_log(&args.asciicast)?;
+    let size = asciicast::Size {
+        width: args.width,
+        height: args.height,
+    };
+    let mut recording = Vec::new();
+    asciicast::write(&lines, size, &mut recording)?;
+    write_output(args.output.as_deref(), &recording)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -624,6 +728,9 @@ fn main() -> ExitCode {
             Command::Bench(command) => bench(command).await.map(|()| ExitCode::SUCCESS),
             Command::Users(args) => users(args).await,
             Command::Verify(args) => Ok(tokio::task::block_in_place(|| verify(args))),
+            Command::Replay(args) => tokio::task::block_in_place(|| replay(args)),
+            Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),
+            Command::Export(args) => tokio::task::block_in_place(|| export(args)),
         }
     });
     match result {
