@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod debugme;
 mod debugme_server;
+mod debugme_tools;
 mod defects;
 mod durability;
 mod protocol;
