@@ -1,7 +1,8 @@
 //! `kanava replay`, `kanava graphviz` and `kanava export --asciicast` on real debug-me logs and
 //! a synthetic signed session, checked by the real consumers: `dot` must lay out the graph,
-//! `asciinema cat` must print the session's output, and a replay must print exactly the user's
-//! terminal output, in a terminal too, where Space skips pauses and the terminal is restored.
+//! `asciinema cat` and `asciinema play` must print the session's output, and a replay must print
+//! exactly the user's terminal output, in a terminal too, where Space skips pauses and the
+//! terminal is restored.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -127,11 +128,12 @@ impl Pty {
     }
 }
 
-fn asciinema_cat(cast: &Path) -> Finished {
-    // asciinema 2 reads keys from /dev/tty while it prints, so it needs a terminal.
+/// Runs `asciinema ARGS`: asciinema 2 reads keys from /dev/tty while it prints, so it gets a
+/// terminal for stdin (its output goes to a file, byte for byte).
+fn asciinema(args: &[&str], cast: &Path) -> Finished {
     let pty = Pty::open();
     let mut command = Command::new("asciinema");
-    command.arg("cat").arg(cast);
+    command.args(args).arg(cast);
     pty.attach(&mut command);
     run(command, Duration::from_secs(60), || {})
 }
@@ -162,15 +164,22 @@ fn asciicast_export_prints_the_session_in_asciinema() {
         );
         assert!(lines[1..].iter().all(|e| e[1] == "o" && e[0].is_f64()));
 
-        let played = asciinema_cat(&cast);
-        assert!(played.status.success(), "asciinema cat: {}", played.stderr);
-        assert_eq!(
-            played.stdout,
-            output,
-            "{}: {:?}",
-            log.display(),
-            String::from_utf8_lossy(&played.stdout)
-        );
+        // Pauses capped at 0.1 s for play.
+        for args in [&["cat"][..], &["play", "--idle-time-limit", "0.1"]] {
+            let played = asciinema(args, &cast);
+            assert!(
+                played.status.success(),
+                "asciinema {args:?}: {}",
+                played.stderr
+            );
+            assert_eq!(
+                played.stdout,
+                output,
+                "asciinema {args:?} {}: {:?}",
+                log.display(),
+                String::from_utf8_lossy(&played.stdout)
+            );
+        }
 
         let mut command = kanava();
         command
