@@ -47,12 +47,14 @@ impl Roles {
     /// Runs `command` for `role` in a terminal, in `cwd`, with its own ~/.debug-me and GnuPG
     /// home; the pane shows `EXIT=N` when it ends.
     fn run(&self, role: &str, cwd: &Path, command: &str) {
-        let home = self.dir.path().join(format!("dot-{role}"));
-        let gnupg = self.dir.path().join(format!("gnupg-{role}"));
-        std::fs::create_dir_all(&gnupg).unwrap();
-        let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
-        std::fs::set_permissions(&gnupg, permissions).unwrap();
+        self.run_in(role, role, cwd, command);
+    }
+
+    /// Runs `command` as `role` in the ~/.debug-me and GnuPG home of `home` (the control
+    /// window shares the user's).
+    fn run_in(&self, role: &str, home: &str, cwd: &Path, command: &str) {
+        let gnupg = self.gnupg(home);
+        let home = self.dir.path().join(format!("dot-{home}"));
         let line = format!(
             "{} {} env -u DISPLAY GNUPGHOME={} {command}; echo EXIT=$?; sleep 3600",
             self.dir.path().join("inhome").display(),
@@ -74,13 +76,32 @@ impl Roles {
         ]);
     }
 
+    /// The GnuPG home of `role` (created, private).
+    fn gnupg(&self, role: &str) -> PathBuf {
+        let gnupg = self.dir.path().join(format!("gnupg-{role}"));
+        std::fs::create_dir_all(&gnupg).unwrap();
+        let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
+        std::fs::set_permissions(&gnupg, permissions).unwrap();
+        gnupg
+    }
+
+    /// A role's log of session `id`, as debug-me names it in its ~/.debug-me.
+    fn log(&self, home: &str, remote: bool, id: &str) -> PathBuf {
+        let dir = self.dir.path().join(format!("dot-{home}/log"));
+        let dir = if remote { dir.join("remote") } else { dir };
+        dir.join(format!("debug-me.{id}.log"))
+    }
+
     fn screen(&self, role: &str) -> String {
         self.tmux(&["capture-pane", "-p", "-J", "-t", role])
     }
 
+    /// Types `text` and Enter in one write, so that debug-me reads them as one chunk: a real
+    /// watcher can crash when a developer's keys arrive as several quick Entered messages
+    /// (spec 6.2; it happens against the reference server too).
     fn keys(&self, role: &str, text: &str) {
-        self.tmux(&["send-keys", "-t", role, "-l", text]);
-        self.tmux(&["send-keys", "-t", role, "Enter"]);
+        self.tmux(&["send-keys", "-t", role, text, "Enter"]);
     }
 
     /// Waits until `role`'s screen satisfies `check`.
@@ -103,6 +124,18 @@ impl Roles {
 impl Drop for Roles {
     fn drop(&mut self) {
         self.tmux(&["kill-server"]);
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with("gnupg-") {
+                let _ = Command::new("gpgconf")
+                    .env("GNUPGHOME", entry.path())
+                    .args(["--kill", "gpg-agent"])
+                    .output();
+            }
+        }
     }
 }
 
@@ -277,4 +310,146 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
         .env("GNUPGHOME", &gnupg)
         .args(["--kill", "gpg-agent"])
         .output();
+}
+
+#[tokio::test]
+async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let url = format!("http://{}/", server.debug_me);
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    // A throwaway developer key.
+    let made = Command::new("gpg")
+        .env("GNUPGHOME", roles.gnupg("dev"))
+        .args(["--batch", "-q", "--passphrase", "", "--quick-gen-key"])
+        .args(["Dev <dev@example.org>", "ed25519", "sign", "never"])
+        .output()
+        .expect("gpg is installed");
+    assert!(made.status.success(), "{}", text(&made));
+
+    roles.run(
+        "user",
+        scratch.path(),
+        &format!("debug-me --use-server {url} --run /bin/sh"),
+    );
+    roles
+        .wait("user", "the email prompt", |s| {
+            s.contains("Enter your email address")
+        })
+        .await;
+    roles.keys("user", "nobody");
+    let screen = roles
+        .wait("user", "the session URL", |s| {
+            s.contains(&format!("debug-me {url}"))
+        })
+        .await;
+    let session_url = screen
+        .split_whitespace()
+        .find(|w| w.starts_with(&url) && w.len() == url.len() + 36)
+        .unwrap_or_else(|| panic!("no session URL in:\n{screen}"))
+        .to_owned();
+    let id = session_url[url.len()..].to_owned();
+    roles.run_in("control", "user", scratch.path(), "debug-me --control");
+    roles.run("dev", scratch.path(), &format!("debug-me {session_url}"));
+    roles
+        .wait("control", "the consent prompt", |s| {
+            s.contains("run commands? [y/n]")
+        })
+        .await;
+    roles.keys("control", "y");
+    roles
+        .wait("control", "the acceptance", |s| {
+            s.contains("Connection accepted")
+        })
+        .await;
+    roles.run(
+        "watch",
+        scratch.path(),
+        &format!("debug-me --watch {session_url}"),
+    );
+    roles
+        .wait("watch", "the session", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+
+    roles.keys("dev", "echo hello-from-dev");
+    roles
+        .wait("watch", "the developer's command output", |s| {
+            s.lines().any(|l| l.trim_end() == "hello-from-dev")
+        })
+        .await;
+    roles
+        .wait("user", "the developer's command output", |s| {
+            s.lines().any(|l| l.trim_end() == "hello-from-dev")
+        })
+        .await;
+    // Chat from the user's control window is a signed control message, logged and relayed
+    // (a developer shows it in its own control window).
+    roles.keys("control", "hello from the user");
+    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user")) {
+        assert!(
+            Instant::now() < deadline,
+            "the chat never reached the server's log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    roles.keys("dev", "exit 7");
+    for role in ["user", "dev", "watch"] {
+        roles
+            .wait(role, "debug-me's exit", |s| s.contains("EXIT="))
+            .await;
+    }
+    assert!(
+        roles.screen("user").contains("EXIT=7"),
+        "{}",
+        roles.screen("user")
+    );
+
+    let gnupg = roles.gnupg("verify");
+    let logs = [
+        server.data.join(format!("debug-me/debug-me.{id}.log")),
+        roles.log("user", false, &id),
+        roles.log("dev", true, &id),
+        roles.log("watch", true, &id),
+    ];
+    for log in &logs {
+        let contents =
+            std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(
+            contents.contains("echo hello-from-dev"),
+            "{}",
+            log.display()
+        );
+        let reference = debug_me(&["--verify", log.to_str().unwrap()], scratch.path(), &gnupg);
+        let ours = Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .args(["verify", "--json"])
+            .arg(log)
+            .output()
+            .unwrap();
+        // The user's own log may end misordered (spec 3.2), and then debug-me rejects it: the
+        // verdicts must agree either way.
+        assert_eq!(
+            ours.status.success(),
+            text(&reference).contains("Log file verified."),
+            "{}: debug-me: {}; kanava: {}",
+            log.display(),
+            text(&reference),
+            text(&ours)
+        );
+        if log == &logs[0] {
+            assert!(ours.status.success(), "kanava's own log: {}", text(&ours));
+            let report: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+            assert_eq!(report["keys"][1]["gpg_signer"], "Dev <dev@example.org>");
+            assert!(
+                !report["keys"][1]["accepted_at"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
 }
