@@ -57,6 +57,10 @@ pub struct Settings {
     pub debug_me_listen: SocketAddr,
     /// How long a debug-me connection may stay silent.
     pub debug_me_idle: Duration,
+    /// How long finished debug-me sessions stay downloadable.
+    pub debug_me_retention: Duration,
+    /// Most debug-me connections from one IPv4 address or IPv6 /64.
+    pub debug_me_max_connections_per_source: usize,
 }
 
 impl Settings {
@@ -150,6 +154,9 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     let debug_me_config = kanava_debugme_server::DebugMeConfig {
         log_dir: settings.data_dir.join("debug-me"),
         idle_timeout: settings.debug_me_idle,
+        retention: settings.debug_me_retention,
+        max_connections: settings.mles.max_connections,
+        max_connections_per_source: settings.debug_me_max_connections_per_source,
     };
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await

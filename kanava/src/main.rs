@@ -396,6 +396,13 @@ struct ServeArgs {
     /// Time a debug-me connection may stay silent (clients ping every 30 s). [default: 120s]
     #[arg(long, env = "KANAVA_DEBUG_ME_IDLE", value_parser = parse_duration)]
     debug_me_idle: Option<Duration>,
+    /// How long a finished debug-me session stays downloadable before its log is deleted.
+    /// [default: 30d]
+    #[arg(long, env = "KANAVA_DEBUG_ME_RETENTION", value_parser = parse_duration)]
+    debug_me_retention: Option<Duration>,
+    /// Most debug-me connections from one IPv4 address or IPv6 /64. [default: 16]
+    #[arg(long, env = "KANAVA_DEBUG_ME_MAX_CONNECTIONS_PER_SOURCE")]
+    debug_me_max_connections_per_source: Option<usize>,
     /// Time an SSH client has to authenticate. [default: 20s]
     #[arg(long, env = "KANAVA_SSH_AUTH_TIMEOUT", value_parser = parse_duration)]
     ssh_auth_timeout: Option<Duration>,
@@ -464,6 +471,9 @@ struct FileConfig {
     debug_me_listen: Option<SocketAddr>,
     #[serde(default, deserialize_with = "duration_from_text")]
     debug_me_idle: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    debug_me_retention: Option<Duration>,
+    debug_me_max_connections_per_source: Option<usize>,
     #[serde(default, deserialize_with = "duration_from_text")]
     ssh_auth_timeout: Option<Duration>,
     ssh_max_connections_per_source: Option<usize>,
@@ -602,6 +612,14 @@ impl ServeArgs {
                 .debug_me_idle
                 .or(file.debug_me_idle)
                 .unwrap_or(Duration::from_secs(120)),
+            debug_me_retention: self
+                .debug_me_retention
+                .or(file.debug_me_retention)
+                .unwrap_or(Duration::from_secs(30 * 86_400)),
+            debug_me_max_connections_per_source: self
+                .debug_me_max_connections_per_source
+                .or(file.debug_me_max_connections_per_source)
+                .unwrap_or(16),
             ssh: kanava_ssh::SshConfig {
                 auth_timeout: self
                     .ssh_auth_timeout

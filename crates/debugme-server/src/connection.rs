@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use kanava_core::Sources;
 use kanava_debugme::frame::{
     Frame, FrameError, Mode, decode_frame, encode_frame, negotiate, session_id_of,
 };
@@ -27,9 +28,19 @@ const VERSIONS: [&str; 1] = ["1"];
 pub struct DebugMeConfig {
     /// Where session logs are written (`debug-me.<id>.log`).
     pub log_dir: PathBuf,
-    /// How long a connection may stay silent before it is closed (clients ping every 30 s).
+    /// How long a connection may stay silent before it is closed (clients ping every 30 s);
+    /// also the time it has to complete its request.
     pub idle_timeout: Duration,
+    /// Finished sessions' logs are deleted this long after their last write.
+    pub retention: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one IPv4 address or IPv6 /64.
+    pub max_connections_per_source: usize,
 }
+
+/// How often logs past their retention are looked for.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Serves debug-me on `listener` until `shutdown` is cancelled.
 pub async fn serve(
@@ -38,12 +49,27 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let registry = Registry::new(config.log_dir.clone())?;
+    let sources = Sources::new(config.max_connections, config.max_connections_per_source);
     let tracker = TaskTracker::new();
+    let purge_old = || {
+        let deleted = registry.purge(config.retention);
+        if deleted > 0 {
+            tracing::info!(deleted, "deleted debug-me logs past their retention");
+        }
+    };
+    // Before serving anyone, then hourly.
+    purge_old();
+    let mut purge =
+        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = purge.tick() => {
+                purge_old();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "debug-me accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -51,10 +77,16 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(slot) = sources.admit(peer.ip()) else {
+            tracing::debug!(%peer, "debug-me connection refused at a connection cap");
+            continue;
+        };
         let (registry, config, shutdown) =
             (Arc::clone(&registry), config.clone(), shutdown.clone());
         tracker.spawn(async move {
-            let Some(mut ws) = handshake::accept(tcp).await else {
+            let _slot = slot;
+            let accepted = tokio::time::timeout(config.idle_timeout, handshake::accept(tcp));
+            let Ok(Some(mut ws)) = accepted.await else {
                 return;
             };
             tokio::select! {

@@ -223,6 +223,40 @@ impl Registry {
         frames.map_or(Lookup::Unknown, Lookup::Finished)
     }
 
+    /// Deletes the logs of finished sessions last written more than `retention` ago; returns
+    /// how many.
+    pub(crate) fn purge(&self, retention: std::time::Duration) -> usize {
+        let Some(cutoff) = SystemTime::now().checked_sub(retention) else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_prefix("debug-me.")
+                .and_then(|n| n.strip_suffix(".log"))
+            else {
+                continue;
+            };
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(id);
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff);
+            if !live && old && std::fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
     fn finished(&self, id: &str) {
         self.live
             .lock()

@@ -453,3 +453,146 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
         }
     }
 }
+
+/// A raw debug-me client: a WebSocket over plain TCP.
+type RawWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn raw_client(server: &Kanava) -> RawWs {
+    let tcp = tokio::net::TcpStream::connect(server.debug_me)
+        .await
+        .unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", server.debug_me), tcp)
+        .await
+        .unwrap();
+    ws
+}
+
+/// The next binary message, or `None` once the server closed.
+async fn raw_recv(ws: &mut RawWs) -> Option<Vec<u8>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("an answer")
+        {
+            Some(Ok(Message::Binary(bytes))) => return Some(bytes.to_vec()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn raw_send(ws: &mut RawWs, bytes: &[u8]) -> bool {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::binary(
+        bytes.to_vec(),
+    ))
+    .await
+    .is_ok()
+}
+
+/// Connects and exchanges versions.
+async fn versioned(server: &Kanava) -> RawWs {
+    let mut ws = raw_client(server).await;
+    assert_eq!(raw_recv(&mut ws).await.unwrap(), b"V[\"1\"]");
+    assert!(raw_send(&mut ws, b"V[\"1\"]").await);
+    ws
+}
+
+/// Asserts that the server answers with an `E` frame containing `text`, then closes.
+async fn refused(ws: &mut RawWs, text: &str) {
+    let answer = raw_recv(ws).await.expect("an E frame");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with('E') && answer.contains(text), "{answer}");
+    assert_eq!(raw_recv(ws).await, None, "the connection stays open");
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_frame_and_the_server_carries_on() {
+    let server = Kanava::start();
+    // No common version.
+    let mut ws = raw_client(&server).await;
+    raw_recv(&mut ws).await.unwrap();
+    raw_send(&mut ws, b"V[\"2\"]").await;
+    refused(&mut ws, "version").await;
+    // Invalid UTF-8 JSON, an unknown tag, an empty frame, a JSON mode that is not one.
+    for bad in [
+        &b"V\xff\xfe"[..],
+        b"Zhello",
+        b"",
+        b"M{\"tag\":\"Nonsense\"}",
+    ] {
+        let mut ws = raw_client(&server).await;
+        raw_recv(&mut ws).await.unwrap();
+        raw_send(&mut ws, bad).await;
+        let answer = raw_recv(&mut ws).await.expect("an E frame");
+        assert_eq!(
+            answer[0],
+            b'E',
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // A session whose user sends protobuf garbage, then a truncated message.
+    for garbage in [
+        &[b'L', 0xff, 0xff, 0xff][..],
+        &[b'L', 0xea, 0x01, 0x05, 0x22][..],
+    ] {
+        let mut ws = versioned(&server).await;
+        raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
+        let id = raw_recv(&mut ws).await.unwrap();
+        assert_eq!(id[0], b'R');
+        raw_send(&mut ws, garbage).await;
+        refused(&mut ws, "Protocol buffers decode error").await;
+    }
+    // Unknown session.
+    let mut ws = versioned(&server).await;
+    raw_send(
+        &mut ws,
+        b"M{\"tag\":\"ConnectMode\",\"contents\":\"http://x/00000000-0000-4000-8000-000000000000\"}",
+    )
+    .await;
+    refused(&mut ws, "Unknown session ID").await;
+    // A 100 MB frame is cut off at the frame limit.
+    let mut ws = versioned(&server).await;
+    let huge = vec![b'L'; 100 * 1024 * 1024];
+    let _ = raw_send(&mut ws, &huge).await;
+    assert_eq!(raw_recv(&mut ws).await, None);
+    // And the server still works.
+    let mut ws = versioned(&server).await;
+    raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
+    assert_eq!(raw_recv(&mut ws).await.unwrap()[0], b'R');
+}
+
+#[tokio::test]
+async fn finished_sessions_are_kept_for_the_retention_period_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Start::new().data(&data).start();
+    let mut ws = versioned(&server).await;
+    raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
+    let id = raw_recv(&mut ws).await.unwrap();
+    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    drop(ws);
+    let log = data.join(format!("debug-me/debug-me.{id}.log"));
+    assert!(log.exists());
+    // Kept across a restart with the default retention, and still downloadable.
+    assert!(server.terminate());
+    let server = Start::new().data(&data).start();
+    let mut ws = versioned(&server).await;
+    let connect = format!("M{{\"tag\":\"ConnectMode\",\"contents\":\"http://x/{id}\"}}");
+    raw_send(&mut ws, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut ws).await.unwrap()[0], b'R');
+    assert_eq!(raw_recv(&mut ws).await.unwrap(), b"D");
+    // Deleted once past a (short) retention.
+    assert!(server.terminate());
+    let server = Start::new()
+        .data(&data)
+        .args(&["--debug-me-retention", "1ms"])
+        .start();
+    let mut ws = versioned(&server).await;
+    raw_send(&mut ws, connect.as_bytes()).await;
+    refused(&mut ws, "Unknown session ID").await;
+    assert!(!log.exists());
+}
