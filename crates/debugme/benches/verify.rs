@@ -129,7 +129,10 @@ fn bench(c: &mut Criterion) {
         for (flavour, server) in [("user-log", false), ("server-log", true)] {
             let log = session(lines, server);
             let _ = std::fs::write(out.join(format!("{flavour}-{lines}.log")), &log);
-            assert!(verify(&log, &mut NoGpg).is_ok(), "the synthetic log verifies");
+            assert!(
+                verify(&log, &mut NoGpg).is_ok(),
+                "the synthetic log verifies"
+            );
             group.throughput(Throughput::Elements(lines as u64));
             group.bench_with_input(BenchmarkId::new(flavour, lines), &log, |b, log| {
                 b.iter(|| verify(log, &mut NoGpg).expect("verifies"));
