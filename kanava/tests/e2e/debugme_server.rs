@@ -596,3 +596,99 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
     refused(&mut ws, "Unknown session ID").await;
     assert!(!log.exists());
 }
+
+/// A user's signed messages, as the real client would send them: its session key, then Seen
+/// output chained one after the other.
+fn user_messages(count: usize) -> Vec<Vec<u8>> {
+    use kanava_debugme::frame::{Frame, encode_frame};
+    use kanava_debugme::model::{
+        Activity, AnyMessage, Control, ControlAction, Message, PerhapsSigned, Seen, Signature,
+    };
+    use kanava_debugme::sign::SessionKey;
+    let key = SessionKey::from_secret([9; 32]);
+    let mut session_key = Control {
+        control: ControlAction::SessionKey(PerhapsSigned::UnSigned(key.public()), b"1".to_vec()),
+        signature: Signature::Other(Vec::new()),
+    };
+    key.sign_control(&mut session_key);
+    let mut frames = vec![encode_frame(&Frame::Message(AnyMessage::User(
+        Message::Control(session_key),
+    )))];
+    let mut previous = None;
+    for i in 0..count {
+        let mut seen = Activity {
+            activity: Seen {
+                seen_data: format!("line {i}\r\n").into_bytes(),
+            },
+            prev_activity: previous.clone(),
+            prev_entered: None,
+            elapsed_time: 0.01,
+            signature: Signature::Other(Vec::new()),
+        };
+        key.sign_activity(&mut seen);
+        previous = Some(kanava_debugme::hash::activity(&seen));
+        frames.push(encode_frame(&Frame::Message(AnyMessage::User(
+            Message::Activity(seen),
+        ))));
+    }
+    frames
+}
+
+#[tokio::test]
+async fn everything_a_developer_received_survives_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Start::new().data(&data).start();
+    let mut user = versioned(&server).await;
+    raw_send(
+        &mut user,
+        b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}",
+    )
+    .await;
+    let id = raw_recv(&mut user).await.unwrap();
+    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let messages = user_messages(200);
+    // The developer joins after the first half and gets it as backlog, then the rest live.
+    for frame in &messages[..100] {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    let mut developer = versioned(&server).await;
+    let connect = format!("M{{\"tag\":\"ConnectMode\",\"contents\":\"http://x/{id}\"}}");
+    raw_send(&mut developer, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut developer).await.unwrap()[0], b'R');
+    for frame in &messages[100..] {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    let mut received = Vec::new();
+    while received.len() < messages.len() {
+        received.push(raw_recv(&mut developer).await.expect("every message"));
+    }
+    assert_eq!(received, messages, "in order, each once");
+    server.kill9();
+
+    let server = Start::new().data(&data).start();
+    let mut download = versioned(&server).await;
+    raw_send(&mut download, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut download).await.unwrap()[0], b'R');
+    let mut replayed = Vec::new();
+    loop {
+        let frame = raw_recv(&mut download)
+            .await
+            .expect("the replay ends with D");
+        if frame == b"D" {
+            break;
+        }
+        replayed.push(frame);
+    }
+    assert_eq!(
+        replayed, received,
+        "what was relayed before the kill is all there"
+    );
+    let log = data.join(format!("debug-me/debug-me.{id}.log"));
+    let verified = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .arg("verify")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", text(&verified));
+}
