@@ -39,6 +39,9 @@ pub struct DebugMeConfig {
     pub max_connections_per_source: usize,
 }
 
+/// How often a client in a session is pinged (at most; more often for short idle timeouts).
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How often logs past their retention are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -114,18 +117,35 @@ async fn refuse(ws: &mut Ws, error: impl Into<String>) {
     let _ = send(ws, &Frame::Error(error)).await;
 }
 
-/// The next frame, or why there is none: `Ok(None)` when the peer is gone or silent too long.
+/// What the client sent.
+enum Incoming {
+    /// A frame of the protocol.
+    Frame(Frame),
+    /// Something that only shows the client is there (a ping, a pong).
+    Alive,
+    /// The client closed or went away.
+    Gone,
+}
+
+/// The next message from the client; cancel-safe.
+async fn incoming(ws: &mut Ws) -> Result<Incoming, FrameError> {
+    match ws.next().await {
+        None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => Ok(Incoming::Gone),
+        Some(Ok(WsMessage::Binary(bytes))) => decode_frame(&bytes).map(Incoming::Frame),
+        // Pings are answered by the library; text frames are not part of the protocol.
+        Some(Ok(_)) => Ok(Incoming::Alive),
+    }
+}
+
+/// The next frame, or `Ok(None)` when the peer is gone or sends none within `idle`.
 async fn next_frame(ws: &mut Ws, idle: Duration) -> Result<Option<Frame>, FrameError> {
+    let deadline = tokio::time::Instant::now() + idle;
     loop {
-        let message = match tokio::time::timeout(idle, ws.next()).await {
-            Err(_) | Ok(None) | Ok(Some(Err(_))) => return Ok(None),
-            Ok(Some(Ok(message))) => message,
-        };
-        match message {
-            WsMessage::Binary(bytes) => return decode_frame(&bytes).map(Some),
-            WsMessage::Close(_) => return Ok(None),
-            // Pings are answered by the library; text frames are not part of the protocol.
-            _ => continue,
+        match tokio::time::timeout_at(deadline, incoming(ws)).await {
+            Err(_) | Ok(Ok(Incoming::Gone)) => return Ok(None),
+            Ok(Ok(Incoming::Frame(frame))) => return Ok(Some(frame)),
+            Ok(Ok(Incoming::Alive)) => continue,
+            Ok(Err(error)) => return Err(error),
         }
     }
 }
@@ -223,8 +243,22 @@ async fn relay(
     outbox: &mut mpsc::Receiver<Out>,
     config: &DebugMeConfig,
 ) {
+    // A quiet session is not an idle client: the server pings, and anything the client sends
+    // (a pong included) shows it is there.
+    let period = (config.idle_timeout / 2).min(PING_INTERVAL);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() > config.idle_timeout {
+                    tracing::debug!("debug-me client silent too long");
+                    return;
+                }
+                if ws.send(WsMessage::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
             out = outbox.recv() => match out {
                 Some(Out::Frame(frame)) => {
                     if ws.send(WsMessage::binary(Bytes::clone(&frame))).await.is_err() {
@@ -238,17 +272,21 @@ async fn relay(
                 // Dropped by the session: too slow.
                 None => return refuse(ws, "Too slow: the session went on without you").await,
             },
-            frame = next_frame(ws, config.idle_timeout) => match frame {
-                Ok(Some(Frame::Message(message))) => {
-                    if let Err(error) = session.append(message, origin).await {
-                        tracing::error!(%error, "cannot write the debug-me log");
-                        return refuse(ws, "The server cannot store the session").await;
+            got = incoming(ws) => {
+                heard = tokio::time::Instant::now();
+                match got {
+                    Ok(Incoming::Frame(Frame::Message(message))) => {
+                        if let Err(error) = session.append(message, origin).await {
+                            tracing::error!(%error, "cannot write the debug-me log");
+                            return refuse(ws, "The server cannot store the session").await;
+                        }
                     }
+                    Ok(Incoming::Alive) => {}
+                    Ok(Incoming::Frame(Frame::Done) | Incoming::Gone) => return,
+                    Ok(Incoming::Frame(_)) => return refuse(ws, "Unexpected frame").await,
+                    Err(error) => return refuse(ws, decode_error(&error)).await,
                 }
-                Ok(Some(Frame::Done)) | Ok(None) => return,
-                Ok(Some(_)) => return refuse(ws, "Unexpected frame").await,
-                Err(error) => return refuse(ws, decode_error(&error)).await,
-            },
+            }
         }
     }
 }

@@ -692,3 +692,36 @@ async fn everything_a_developer_received_survives_a_kill_9() {
         .unwrap();
     assert!(verified.status.success(), "{}", text(&verified));
 }
+
+#[tokio::test]
+async fn a_quiet_session_keeps_a_responsive_client_and_drops_a_dead_one() {
+    use futures_util::StreamExt;
+    let server = Start::new().args(&["--debug-me-idle", "1s"]).start();
+    let open = b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}";
+    let mut alive = versioned(&server).await;
+    raw_send(&mut alive, open).await;
+    assert_eq!(raw_recv(&mut alive).await.unwrap()[0], b'R');
+    let mut dead = versioned(&server).await;
+    raw_send(&mut dead, open).await;
+    assert_eq!(raw_recv(&mut dead).await.unwrap()[0], b'R');
+    // For three idle timeouts nothing is said in either session. The live client keeps
+    // reading, so its WebSocket answers the server's pings; the other reads nothing.
+    let quiet = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match alive.next().await {
+                Some(Ok(message)) if message.is_ping() => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "the responsive client was dropped: {quiet:?}"
+    );
+    assert_eq!(
+        raw_recv(&mut dead).await,
+        None,
+        "the silent client is still connected"
+    );
+}
