@@ -1,16 +1,13 @@
 //! The hash chain of a log, for drawing it: each activity's pointers and chain hash.
 //!
-//! Server logs carry no pointers (the wire drops them), so they are recovered the way a
-//! verifier does, from the signatures: the pair of earlier activities (or none) under which
-//! some session key of the log signed the activity. The likely pairs come first (the
-//! pointers written in the file, the newest activity with the previous line's prevEntered), so
-//! an honest log costs about one signature check per line. This is not verification: an
-//! activity no pair explains keeps the pointers written in the file and is marked unverified,
-//! and keys are taken from anywhere in the log.
+//! Server logs carry no pointers (the wire drops them), so they are recovered from the
+//! signatures, as the verifier does ([`Recovery`]). This is not verification: an activity no
+//! pair explains keeps the pointers written in the file and is marked unverified, and keys are
+//! taken from anywhere in the log.
 
-use kanava_debugme::hash::{self, ActivityKind};
+use kanava_debugme::hash::ActivityKind;
 use kanava_debugme::model::{Activity, AnyMessage, ControlAction, Hash, Message, PublicKey};
-use kanava_debugme::sign;
+use kanava_debugme::recover::Recovery;
 
 use crate::log::Line;
 
@@ -45,103 +42,38 @@ pub fn links(lines: &[Line]) -> Vec<Option<Link>> {
             _ => None,
         })
         .collect();
-    let mut recovery = Recovery {
-        keys,
-        chain: Vec::new(),
-        last: (None, None),
-    };
+    let mut recovery = Recovery::default();
     lines
         .iter()
         .map(|line| match &line.line.message {
-            AnyMessage::User(Message::Activity(a)) => Some(recovery.link(a)),
-            AnyMessage::Developer(Message::Activity(a)) => Some(recovery.link(a)),
+            AnyMessage::User(Message::Activity(a)) => Some(link(&mut recovery, &keys, a)),
+            AnyMessage::Developer(Message::Activity(a)) => Some(link(&mut recovery, &keys, a)),
             _ => None,
         })
         .collect()
 }
 
-type Pointers = (Option<Hash>, Option<Hash>);
-
-struct Recovery {
-    keys: Vec<PublicKey>,
-    /// Chain hashes so far, oldest first.
-    chain: Vec<Hash>,
-    /// The previous activity's pointers.
-    last: Pointers,
-}
-
-impl Recovery {
-    fn signed_with<A: ActivityKind + Clone>(
-        &self,
-        activity: &Activity<A>,
-        pointers: &Pointers,
-    ) -> bool {
-        let candidate = Activity {
-            prev_activity: pointers.0.clone(),
-            prev_entered: pointers.1.clone(),
-            ..activity.clone()
-        };
-        let signed = hash::activity_signed(&candidate);
-        self.keys
-            .iter()
-            .any(|key| sign::verifies(key, &signed, &candidate.signature))
-    }
-
-    fn find<A: ActivityKind + Clone>(&self, activity: &Activity<A>) -> Option<Pointers> {
-        if self.keys.is_empty() {
-            return None;
-        }
-        let newest = self.chain.last().cloned();
-        let written = (
-            activity.prev_activity.clone(),
-            activity.prev_entered.clone(),
-        );
-        let likely = [
-            written,
-            (newest.clone(), self.last.1.clone()),
-            (newest.clone(), newest.clone()),
-            (newest.clone(), None),
-            self.last.clone(),
-            (None, None),
-        ];
-        if let Some(found) = likely.into_iter().find(|p| self.signed_with(activity, p)) {
-            return Some(found);
-        }
-        let all: Vec<Option<Hash>> = std::iter::once(None)
-            .chain(self.chain.iter().rev().cloned().map(Some))
-            .collect();
-        let recent = &all[..all.len().min(SEARCH_WINDOW + 1)];
-        recent.iter().find_map(|pa| {
-            all.iter()
-                .map(|pe| (pa.clone(), pe.clone()))
-                .find(|p| self.signed_with(activity, p))
-        })
-    }
-
-    fn link<A: ActivityKind + Clone>(&mut self, activity: &Activity<A>) -> Link {
-        let (pointers, verified) = match self.find(activity) {
-            Some(found) => (found, true),
-            None => (
-                (
-                    activity.prev_activity.clone(),
-                    activity.prev_entered.clone(),
-                ),
-                false,
+fn link<A: ActivityKind + Clone>(
+    recovery: &mut Recovery,
+    keys: &[PublicKey],
+    activity: &Activity<A>,
+) -> Link {
+    let (pointers, verified) = match recovery.find(activity, keys, SEARCH_WINDOW) {
+        Some(found) => (found, true),
+        None => (
+            (
+                activity.prev_activity.clone(),
+                activity.prev_entered.clone(),
             ),
-        };
-        let hash = hash::activity(&Activity {
-            prev_activity: pointers.0.clone(),
-            prev_entered: pointers.1.clone(),
-            ..activity.clone()
-        });
-        self.chain.push(hash.clone());
-        self.last = pointers.clone();
-        Link {
-            prev_activity: pointers.0,
-            prev_entered: pointers.1,
-            hash,
-            verified,
-        }
+            false,
+        ),
+    };
+    let hash = recovery.push(activity, pointers.clone());
+    Link {
+        prev_activity: pointers.0,
+        prev_entered: pointers.1,
+        hash,
+        verified,
     }
 }
 

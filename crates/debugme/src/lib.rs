@@ -8,6 +8,7 @@ pub mod frame;
 pub mod hash;
 pub mod json;
 pub mod model;
+pub mod recover;
 pub mod sign;
 pub mod verify;
 pub mod wire;

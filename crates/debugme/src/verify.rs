@@ -3,16 +3,16 @@
 //! activity. Pointers written in the file are ignored and re-derived, as the reference does, so
 //! the server's log (which has none) verifies as well as the user's.
 //!
-//! The reference tries every pair of earlier hashes for every line. Here the likely pairs come
-//! first (the newest activity with the pointers of the previous line), so an honest log costs
-//! about one signature check per line; a line that verifies under no pair still gets the full
-//! search, so the verdict is the reference's.
+//! The reference tries every pair of earlier hashes for every line. Here [`Recovery`] tries
+//! the likely pairs first, so an honest log costs about one signature check per line; a line
+//! that verifies under no pair still gets the full search, so the verdict is the reference's.
 
 use crate::hash::{self, ActivityKind};
 use crate::json::{JsonError, decode_line};
 use crate::model::{
     Activity, AnyMessage, Control, ControlAction, Hash, LogLine, Message, PerhapsSigned, PublicKey,
 };
+use crate::recover::{Pointers, Recovery};
 use crate::sign;
 
 /// Checks a GnuPG-signed session key: that the clearsigned statement is a valid signature by
@@ -100,10 +100,9 @@ pub struct Report {
 struct Verifier<'g> {
     gpg: &'g mut dyn GpgCheck,
     report: Report,
-    /// Chain hashes of the activities so far, with their line numbers, oldest first.
-    chain: Vec<(Hash, usize)>,
-    /// The pointers the previous activity was found to have, tried first for the next one.
-    last_pointers: (Option<Hash>, Option<Hash>),
+    /// The session keys introduced so far.
+    keys: Vec<PublicKey>,
+    recovery: Recovery,
 }
 
 /// Verifies the log `text`.
@@ -111,8 +110,8 @@ pub fn verify(text: &str, gpg: &mut dyn GpgCheck) -> Result<Report, VerifyError>
     let mut verifier = Verifier {
         gpg,
         report: Report::default(),
-        chain: Vec::new(),
-        last_pointers: (None, None),
+        keys: Vec::new(),
+        recovery: Recovery::default(),
     };
     let lines: Vec<(usize, LogLine)> = text
         .lines()
@@ -141,14 +140,11 @@ pub fn verify(text: &str, gpg: &mut dyn GpgCheck) -> Result<Report, VerifyError>
             }
         }
     }
+    verifier.report.signature_checks += verifier.recovery.checks();
     Ok(verifier.report)
 }
 
 impl Verifier<'_> {
-    fn known_keys(&self) -> impl Iterator<Item = &PublicKey> {
-        self.report.keys.iter().map(|k| &k.key)
-    }
-
     fn control(
         &mut self,
         line: usize,
@@ -170,6 +166,7 @@ impl Verifier<'_> {
                         .map_err(|reason| VerifyError::Gpg { line, reason })?,
                 ),
             };
+            self.keys.push(key.key().clone());
             self.report.keys.push(SessionKeyInfo {
                 line,
                 from_user,
@@ -181,9 +178,10 @@ impl Verifier<'_> {
             return Ok(());
         }
         let verified = self
-            .known_keys()
+            .keys
+            .iter()
             .any(|key| sign::control_verifies(key, control));
-        self.report.signature_checks += self.report.keys.len() as u64;
+        self.report.signature_checks += self.keys.len() as u64;
         if !verified {
             return Err(VerifyError::Signature { line });
         }
@@ -203,31 +201,6 @@ impl Verifier<'_> {
         Ok(())
     }
 
-    /// Candidate pointers, likely first: absent, the newest activities, then the rest.
-    fn candidates(&self) -> Vec<Option<Hash>> {
-        let mut candidates: Vec<Option<Hash>> = Vec::with_capacity(self.chain.len() + 1);
-        candidates.push(None);
-        candidates.extend(self.chain.iter().rev().map(|(h, _)| Some(h.clone())));
-        candidates
-    }
-
-    /// Whether some known key signed `activity` with these pointers.
-    fn signed_with<A: ActivityKind + Clone>(
-        &mut self,
-        activity: &Activity<A>,
-        pointers: (&Option<Hash>, &Option<Hash>),
-    ) -> bool {
-        let candidate = Activity {
-            prev_activity: pointers.0.clone(),
-            prev_entered: pointers.1.clone(),
-            ..activity.clone()
-        };
-        let signed = hash::activity_signed(&candidate);
-        self.report.signature_checks += self.report.keys.len() as u64;
-        self.known_keys()
-            .any(|key| sign::verifies(key, &signed, &candidate.signature))
-    }
-
     fn activity<A: ActivityKind + Clone>(
         &mut self,
         line: usize,
@@ -235,42 +208,10 @@ impl Verifier<'_> {
         later: &[(usize, LogLine)],
     ) -> Result<(), VerifyError> {
         self.report.activities += 1;
-        let newest = self.chain.last().map(|(h, _)| h.clone());
-        let (last_pa, last_pe) = self.last_pointers.clone();
-        // Likely pairs: after the newest activity, keeping or clearing the previous prevEntered,
-        // or pointing prevEntered at the newest (an accepted Entered); then everything.
-        let likely = [
-            (newest.clone(), last_pe.clone()),
-            (newest.clone(), newest.clone()),
-            (newest.clone(), None),
-            (last_pa.clone(), last_pe.clone()),
-            (None, None),
-        ];
-        let mut found = likely
-            .iter()
-            .find(|(pa, pe)| self.signed_with(activity, (pa, pe)))
-            .cloned();
-        if found.is_none() {
-            let candidates = self.candidates();
-            'search: for pa in &candidates {
-                for pe in &candidates {
-                    if self.signed_with(activity, (pa, pe)) {
-                        found = Some((pa.clone(), pe.clone()));
-                        break 'search;
-                    }
-                }
-            }
-        }
-        let Some((pa, pe)) = found else {
+        let Some(pointers) = self.recovery.find(activity, &self.keys, usize::MAX) else {
             return Err(self.diagnose(line, activity, later));
         };
-        let recovered = Activity {
-            prev_activity: pa.clone(),
-            prev_entered: pe.clone(),
-            ..activity.clone()
-        };
-        self.chain.push((hash::activity(&recovered), line));
-        self.last_pointers = (pa, pe);
+        self.recovery.push(activity, pointers);
         Ok(())
     }
 
@@ -286,27 +227,31 @@ impl Verifier<'_> {
             .iter()
             .filter_map(|(target, l)| Some((later_chain_hash(l)?, *target)))
             .collect();
-        let target_of = |pointers: (&Option<Hash>, &Option<Hash>)| {
+        let target_of = |pointers: &Pointers| {
             later_hashes
                 .iter()
                 .find(|(h, _)| Some(h) == pointers.0.as_ref() || Some(h) == pointers.1.as_ref())
                 .map(|(_, t)| *t)
         };
-        let written = (&activity.prev_activity, &activity.prev_entered);
-        if written.0.is_some() && self.signed_with(activity, written) {
+        let written = (
+            activity.prev_activity.clone(),
+            activity.prev_entered.clone(),
+        );
+        if written.0.is_some() && self.recovery.signed_with(activity, &written, &self.keys) {
             return VerifyError::Chain {
                 line,
-                target: target_of(written),
+                target: target_of(&written),
             };
         }
-        let mut candidates = self.candidates();
+        let mut candidates = self.recovery.candidates();
         candidates.extend(later_hashes.iter().map(|(h, _)| Some(h.clone())));
         for pa in &candidates {
             for pe in &candidates {
-                if self.signed_with(activity, (pa, pe)) {
+                let pointers = (pa.clone(), pe.clone());
+                if self.recovery.signed_with(activity, &pointers, &self.keys) {
                     return VerifyError::Chain {
                         line,
-                        target: target_of((pa, pe)),
+                        target: target_of(&pointers),
                     };
                 }
             }

@@ -1,0 +1,127 @@
+//! Recovering the pointers the wire drops (`prevActivity`, `prevEntered`) from the signatures:
+//! the pair of earlier activities, or none, under which a session key signed an activity.
+//! The verifier and the chain drawing both walk a log this way.
+//!
+//! Likely pairs come first (the pointers written in the file when they name earlier
+//! activities, the newest activity with the previous line's `prevEntered`), so an honest log
+//! costs about one signature check per line; only an activity none of them explains gets the
+//! search over every pair.
+
+use std::collections::HashSet;
+
+use crate::hash::{self, ActivityKind};
+use crate::model::{Activity, Hash, PublicKey};
+use crate::sign;
+
+/// An activity's `(prevActivity, prevEntered)`.
+pub type Pointers = (Option<Hash>, Option<Hash>);
+
+/// `activity` with these pointers instead of its own.
+pub fn with_pointers<A: Clone>(activity: &Activity<A>, pointers: &Pointers) -> Activity<A> {
+    Activity {
+        prev_activity: pointers.0.clone(),
+        prev_entered: pointers.1.clone(),
+        ..activity.clone()
+    }
+}
+
+/// The chain so far, oldest first, and the search for the next activity's pointers.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    chain: Vec<Hash>,
+    known: HashSet<Hash>,
+    last: Pointers,
+    checks: u64,
+}
+
+impl Recovery {
+    /// Signature checks made so far (one per key tried), a measure of the work.
+    pub fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    /// Whether one of `keys` signed `activity` with `pointers`.
+    pub fn signed_with<A: ActivityKind + Clone>(
+        &mut self,
+        activity: &Activity<A>,
+        pointers: &Pointers,
+        keys: &[PublicKey],
+    ) -> bool {
+        let candidate = with_pointers(activity, pointers);
+        let signed = hash::activity_signed(&candidate);
+        self.checks += keys.len() as u64;
+        keys.iter()
+            .any(|key| sign::verifies(key, &signed, &candidate.signature))
+    }
+
+    /// Absent, then every activity so far, newest first: what a pointer may name.
+    pub fn candidates(&self) -> Vec<Option<Hash>> {
+        std::iter::once(None)
+            .chain(self.chain.iter().rev().cloned().map(Some))
+            .collect()
+    }
+
+    fn is_earlier(&self, pointer: &Option<Hash>) -> bool {
+        pointer.as_ref().is_none_or(|h| self.known.contains(h))
+    }
+
+    /// Pointers naming earlier activities (or none) under which one of `keys` signed
+    /// `activity`. The full search looks for `prevActivity` among the `window` newest
+    /// activities only (`usize::MAX` for all), and for `prevEntered` among all.
+    pub fn find<A: ActivityKind + Clone>(
+        &mut self,
+        activity: &Activity<A>,
+        keys: &[PublicKey],
+        window: usize,
+    ) -> Option<Pointers> {
+        if keys.is_empty() {
+            return None;
+        }
+        let newest = self.chain.last().cloned();
+        let written = (
+            activity.prev_activity.clone(),
+            activity.prev_entered.clone(),
+        );
+        let mut likely = Vec::with_capacity(6);
+        if self.is_earlier(&written.0) && self.is_earlier(&written.1) {
+            likely.push(written);
+        }
+        likely.extend([
+            (newest.clone(), self.last.1.clone()),
+            (newest.clone(), newest.clone()),
+            (newest, None),
+            self.last.clone(),
+            (None, None),
+        ]);
+        if let Some(found) = likely
+            .into_iter()
+            .find(|pointers| self.signed_with(activity, pointers, keys))
+        {
+            return Some(found);
+        }
+        let all = self.candidates();
+        let recent = &all[..all.len().min(window.saturating_add(1))];
+        for pa in recent {
+            for pe in &all {
+                let pointers = (pa.clone(), pe.clone());
+                if self.signed_with(activity, &pointers, keys) {
+                    return Some(pointers);
+                }
+            }
+        }
+        None
+    }
+
+    /// Adds `activity`, with `pointers`, to the chain; returns its chain hash.
+    pub fn push<A: ActivityKind + Clone>(
+        &mut self,
+        activity: &Activity<A>,
+        pointers: Pointers,
+    ) -> Hash {
+        let chain_hash = hash::activity(&with_pointers(activity, &pointers));
+        self.chain.push(chain_hash.clone());
+        self.known.insert(chain_hash.clone());
+        self.last = pointers;
+        chain_hash
+    }
+}
