@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use kanava_debugme::frame::MAX_FRAME_BYTES;
 
 /// Largest request head read.
-const MAX_HEAD: usize = 8192;
+pub const MAX_HEAD: usize = 8192;
 
 /// The body debug-me sends to a plain HTTP request.
 pub(crate) const NOT_A_WEB_SERVER: &str =
@@ -22,7 +22,7 @@ pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// What a request head is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Head {
+pub enum Head {
     /// A WebSocket upgrade with this `Sec-WebSocket-Key`, and the head's length.
     Upgrade(String, usize),
     /// Any other HTTP request: answered with 400.
@@ -31,8 +31,8 @@ pub(crate) enum Head {
     Invalid,
 }
 
-/// Classifies a request head; `None` while it is incomplete.
-pub(crate) fn classify(bytes: &[u8]) -> Option<Head> {
+/// Classifies a request head; `None` while it is incomplete (and under [`MAX_HEAD`]).
+pub fn classify(bytes: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(bytes) {

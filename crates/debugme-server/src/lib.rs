@@ -9,7 +9,7 @@
 //! far and then the live messages, atomically, without pausing anyone.
 
 mod connection;
-mod handshake;
+pub mod handshake;
 mod session;
 
 pub use connection::{DebugMeConfig, serve};
