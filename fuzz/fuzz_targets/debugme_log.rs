@@ -4,13 +4,27 @@
 //! Beyond "no panic", a line that decodes must re-encode with `encode_line` to a line that
 //! decodes to the same value, and that second encoding must be identical to the first (the
 //! writer's output is a fixed point).
+//!
+//! The same bytes, as a log's terminal output split anywhere into two chunks, go through the
+//! replay's `StringSequenceFilter`: what it lets through holds no string-sequence introducer
+//! (ESC `]`, `P`, `X`, `^`, `_`, or their C1 code points).
 
 #![no_main]
 
 use kanava_debugme::json::{decode_line, encode_line};
+use kanava_debugme_tools::terminal::StringSequenceFilter;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
+    let mut filter = StringSequenceFilter::default();
+    let mut shown = filter.filter(&data[..split]);
+    shown.extend(filter.filter(&data[split..]));
+    for pair in shown.windows(2) {
+        let introducer = matches!(pair, [0x1b, b']' | b'P' | b'X' | b'^' | b'_'])
+            || matches!(pair, [0xc2, 0x90 | 0x98 | 0x9d | 0x9e | 0x9f]);
+        assert!(!introducer, "a string sequence got through: {shown:02x?}");
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -6,13 +6,15 @@
 //! an output event at the session's cumulative `elapsedTime`. asciicast text is UTF-8 while
 //! Seen data is raw PTY output, which may split a character across chunks: the incomplete tail
 //! of a chunk is carried over to the next event, and only bytes that can never be valid UTF-8
-//! become U+FFFD.
+//! become U+FFFD. String sequences that could change or query the viewer's terminal are
+//! dropped, as in a replay ([`StringSequenceFilter`]).
 
 use std::io::Write;
 
 use serde_json::{Value, json};
 
 use crate::log::{Line, seconds, user_seen};
+use crate::terminal::StringSequenceFilter;
 
 /// The terminal width written when none is given.
 pub const DEFAULT_WIDTH: u16 = 80;
@@ -101,9 +103,10 @@ pub fn events(lines: &[Line], size: Size) -> Vec<Value> {
     let mut out = vec![header];
     let mut time = 0.0;
     let mut stream = Utf8Stream::default();
+    let mut filter = StringSequenceFilter::default();
     for (elapsed, data) in user_seen(lines) {
         time += seconds(elapsed);
-        let text = stream.push(data);
+        let text = stream.push(&filter.filter(data));
         if !text.is_empty() {
             out.push(json!([microseconds(time), "o", text]));
         }

@@ -12,6 +12,7 @@ pub mod graphviz;
 pub mod log;
 pub mod replay;
 pub mod report;
+pub mod terminal;
 
 #[cfg(test)]
 mod testlog;

@@ -7,8 +7,9 @@
 //! output arriving in chunks, and replaying them would only slow things down. The kept pauses
 //! are divided by the speed, so a faster replay shows the same pauses, shorter.
 //!
-//! The bytes are written unchanged: they are what the user's terminal received, and replaying
-//! them to a terminal is the point. When stdin is a terminal it is put in raw mode (restored
+//! The bytes are what the user's terminal received, and replaying them to a terminal is the
+//! point, so escape sequences stay; only the string sequences that could change or query the
+//! viewer's own terminal are dropped ([`StringSequenceFilter`]). When stdin is a terminal it is put in raw mode (restored
 //! on every way out) so that Space skips the current pause and Ctrl-C stops.
 
 use std::io::{IsTerminal, Write};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
 use crate::log::{Line, seconds, user_seen};
+use crate::terminal::StringSequenceFilter;
 
 /// Pauses shorter than this, in seconds of the recording, are not waited for.
 pub const MIN_PAUSE: f64 = 1.0;
@@ -58,12 +60,13 @@ pub trait Pauser {
     fn pause(&mut self, delay: Duration) -> std::io::Result<Pause>;
 }
 
-/// The replay schedule of a log: each piece of the user's output with the pause before it
-/// ([`Duration::ZERO`] for none), at `speed` times the original pace.
-pub fn schedule(lines: &[Line], speed: f64) -> Result<Vec<(Duration, &[u8])>, ReplayError> {
+/// The replay schedule of a log: each piece of the user's output (string sequences dropped)
+/// with the pause before it ([`Duration::ZERO`] for none), at `speed` times the original pace.
+pub fn schedule(lines: &[Line], speed: f64) -> Result<Vec<(Duration, Vec<u8>)>, ReplayError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(ReplayError::Speed(speed));
     }
+    let mut filter = StringSequenceFilter::default();
     Ok(user_seen(lines)
         .map(|(elapsed, data)| {
             let elapsed = seconds(elapsed);
@@ -72,14 +75,14 @@ pub fn schedule(lines: &[Line], speed: f64) -> Result<Vec<(Duration, &[u8])>, Re
             } else {
                 Duration::ZERO
             };
-            (delay, data)
+            (delay, filter.filter(data))
         })
         .collect())
 }
 
 /// Plays `schedule` to `out`, flushing before each pause.
 pub fn play(
-    schedule: &[(Duration, &[u8])],
+    schedule: &[(Duration, Vec<u8>)],
     out: &mut dyn Write,
     pauser: &mut dyn Pauser,
 ) -> Result<Outcome, ReplayError> {
@@ -97,7 +100,7 @@ pub fn play(
 }
 
 /// Plays `schedule` to stdout; with the keyboard when stdin is a terminal, else just sleeping.
-pub fn play_to_stdout(schedule: &[(Duration, &[u8])]) -> Result<Outcome, ReplayError> {
+pub fn play_to_stdout(schedule: &[(Duration, Vec<u8>)]) -> Result<Outcome, ReplayError> {
     let mut out = std::io::stdout().lock();
     if std::io::stdin().is_terminal() {
         let mut keyboard = Keyboard::new()?;
