@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::private_dir;
+
 /// Real logs written by debug-me 1.20220324 (from the protocol specification).
 const REAL_LOGS: [(&str, &str); 3] = [
     (
@@ -27,12 +29,7 @@ struct Scratch(tempfile::TempDir);
 impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("gnupg")).unwrap();
-        let mut permissions = std::fs::metadata(dir.path().join("gnupg"))
-            .unwrap()
-            .permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
-        std::fs::set_permissions(dir.path().join("gnupg"), permissions).unwrap();
+        private_dir(&dir.path().join("gnupg"));
         Scratch(dir)
     }
 

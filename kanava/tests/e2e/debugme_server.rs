@@ -78,12 +78,39 @@ impl Roles {
 
     /// The GnuPG home of `role` (created, private).
     fn gnupg(&self, role: &str) -> PathBuf {
-        let gnupg = self.dir.path().join(format!("gnupg-{role}"));
-        std::fs::create_dir_all(&gnupg).unwrap();
-        let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
-        std::fs::set_permissions(&gnupg, permissions).unwrap();
-        gnupg
+        private_dir(&self.dir.path().join(format!("gnupg-{role}")))
+    }
+
+    /// Starts a real debug-me user session on the server at `url` (an `http://` URL ending in
+    /// `/`), running /bin/sh; returns the session's URL and id once it has started.
+    async fn start_user(&self, cwd: &Path, url: &str) -> (String, String) {
+        self.run(
+            "user",
+            cwd,
+            &format!("debug-me --use-server {url} --run /bin/sh"),
+        );
+        self.wait("user", "the email prompt", |s| {
+            s.contains("Enter your email address")
+        })
+        .await;
+        // Without an @, the server mails nothing.
+        self.keys("user", "nobody");
+        let screen = self
+            .wait("user", "the session URL", |s| {
+                s.contains(&format!("debug-me {url}"))
+            })
+            .await;
+        let session_url = screen
+            .split_whitespace()
+            .find(|w| w.starts_with(url) && w.len() == url.len() + 36)
+            .unwrap_or_else(|| panic!("no session URL in:\n{screen}"))
+            .to_owned();
+        self.wait("user", "the session start", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+        let id = session_url[url.len()..].to_owned();
+        (session_url, id)
     }
 
     /// A role's log of session `id`, as debug-me names it in its ~/.debug-me.
@@ -164,11 +191,7 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
     let url = format!("http://{}/", server.debug_me);
     let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
-    let gnupg = scratch.path().join("gnupg");
-    std::fs::create_dir(&gnupg).unwrap();
-    let mut permissions = std::fs::metadata(&gnupg).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
-    std::fs::set_permissions(&gnupg, permissions).unwrap();
+    let gnupg = roles.gnupg("verify");
 
     // A plain HTTP request gets debug-me's answer.
     let page = tokio::task::spawn_blocking({
@@ -187,33 +210,7 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
     assert!(page.starts_with("HTTP/1.1 400"), "{page}");
     assert!(page.ends_with("This is a debug-me server, it does not serve any html pages."));
 
-    roles.run(
-        "user",
-        scratch.path(),
-        &format!("debug-me --use-server {url} --run /bin/sh"),
-    );
-    roles
-        .wait("user", "the email prompt", |s| {
-            s.contains("Enter your email address")
-        })
-        .await;
-    roles.keys("user", "nobody");
-    let screen = roles
-        .wait("user", "the session URL", |s| {
-            s.contains(&format!("debug-me {url}"))
-        })
-        .await;
-    let session_url = screen
-        .split_whitespace()
-        .find(|w| w.starts_with(&url) && w.len() == url.len() + 36)
-        .unwrap_or_else(|| panic!("no session URL in:\n{screen}"))
-        .to_owned();
-    let id = session_url[url.len()..].to_owned();
-    roles
-        .wait("user", "the session start", |s| {
-            s.contains("debug-me session started")
-        })
-        .await;
+    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
 
     // A live download follows the session until it ends.
     let live_dir = scratch.path().join("live");
@@ -306,10 +303,6 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
         "{}",
         text(&unknown)
     );
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", &gnupg)
-        .args(["--kill", "gpg-agent"])
-        .output();
 }
 
 #[tokio::test]
@@ -328,28 +321,7 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
         .expect("gpg is installed");
     assert!(made.status.success(), "{}", text(&made));
 
-    roles.run(
-        "user",
-        scratch.path(),
-        &format!("debug-me --use-server {url} --run /bin/sh"),
-    );
-    roles
-        .wait("user", "the email prompt", |s| {
-            s.contains("Enter your email address")
-        })
-        .await;
-    roles.keys("user", "nobody");
-    let screen = roles
-        .wait("user", "the session URL", |s| {
-            s.contains(&format!("debug-me {url}"))
-        })
-        .await;
-    let session_url = screen
-        .split_whitespace()
-        .find(|w| w.starts_with(&url) && w.len() == url.len() + 36)
-        .unwrap_or_else(|| panic!("no session URL in:\n{screen}"))
-        .to_owned();
-    let id = session_url[url.len()..].to_owned();
+    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
     roles.run_in("control", "user", scratch.path(), "debug-me --control");
     roles.run("dev", scratch.path(), &format!("debug-me {session_url}"));
     roles

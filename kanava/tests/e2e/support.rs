@@ -523,3 +523,12 @@ pub fn channel(tag: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Creates `path` (and its parents) as a directory only its owner may use, as GnuPG homes must
+/// be; returns it.
+pub fn private_dir(path: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path.to_owned()
+}
