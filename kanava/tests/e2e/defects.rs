@@ -112,7 +112,11 @@ async fn d2_connections_closing_before_their_header_leak_nothing() {
         close_wait(server.mles.port()) == 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server has let go of them too before the baseline is taken.
+    wait_until_async("the server's warm-up connections ended", || async {
+        server.metric("kanava_connections").await == 0.0
+    })
+    .await;
     let baseline = server.open_fds();
 
     let mut tasks = tokio::task::JoinSet::new();
