@@ -66,7 +66,7 @@ pub(crate) async fn run(
     out: &Output,
     cancel: &CancellationToken,
 ) -> u32 {
-    let (hub, max_message_bytes) = (&ctx.hub, ctx.max_message_bytes);
+    let hub = &ctx.hub;
     let command = match crate::command::parse(line) {
         Ok(command) => command,
         Err(error) => {
@@ -86,14 +86,8 @@ pub(crate) async fn run(
     };
     match command {
         Command::Say { room, text } => {
-            if text.len() > max_message_bytes {
-                out.err(format!("message longer than {max_message_bytes} bytes"))
-                    .await;
-                return FAILED;
-            }
-            if !ctx.limits.allow(nick) {
-                out.err("rate limit: message not sent; slow down".to_owned())
-                    .await;
+            if let Err(refusal) = ctx.admit(nick, &text) {
+                out.err(refusal).await;
                 return FAILED;
             }
             if ctx.directory.muted(nick) {

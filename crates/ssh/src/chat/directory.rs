@@ -225,12 +225,22 @@ impl Directory {
     /// Makes `nick` ignore (or stop ignoring) `other`; says whether anything changed.
     pub(crate) fn set_ignore(&self, nick: &Nick, other: &Nick, ignore: bool) -> bool {
         let mut state = self.lock();
-        let list = state.ignores.entry(nick.key()).or_default();
         if ignore {
-            list.insert(other.key())
-        } else {
-            list.remove(&other.key())
+            return state
+                .ignores
+                .entry(nick.key())
+                .or_default()
+                .insert(other.key());
         }
+        let Some(list) = state.ignores.get_mut(&nick.key()) else {
+            return false;
+        };
+        let removed = list.remove(&other.key());
+        if list.is_empty() {
+            // No empty lists: `ignores` answers at once while nobody ignores anyone.
+            state.ignores.remove(&nick.key());
+        }
+        removed
     }
 
     /// Whom `nick` ignores (name keys, sorted).
@@ -242,12 +252,15 @@ impl Directory {
             .unwrap_or_default()
     }
 
-    /// Whether `nick` ignores the sender `uid` (compared case-insensitively).
+    /// Whether `nick` ignores the sender `uid` (compared case-insensitively). Asked for every
+    /// message each session shows, so it allocates nothing while nobody ignores anyone.
     pub(crate) fn ignores(&self, nick: &Nick, uid: &str) -> bool {
-        self.lock()
-            .ignores
-            .get(&nick.key())
-            .is_some_and(|l| l.contains(&uid.to_ascii_lowercase()))
+        let state = self.lock();
+        !state.ignores.is_empty()
+            && state
+                .ignores
+                .get(&nick.key())
+                .is_some_and(|l| l.iter().any(|k| k.eq_ignore_ascii_case(uid)))
     }
 
     /// Toggles the mute of `nick`; returns whether it is now muted.
@@ -317,6 +330,8 @@ mod tests {
         assert_eq!(directory.ignored(&n("a")), ["eve"]);
         assert!(directory.set_ignore(&n("a"), &n("eve"), false));
         assert!(!directory.ignores(&n("a"), "eve"));
+        assert!(directory.lock().ignores.is_empty(), "no empty list is kept");
+        assert!(!directory.set_ignore(&n("a"), &n("eve"), false));
         assert!(directory.toggle_mute(&n("m")));
         assert!(directory.muted(&n("M")));
         assert!(!directory.toggle_mute(&n("m")));

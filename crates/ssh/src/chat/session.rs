@@ -45,6 +45,23 @@ pub(crate) struct ChatContext {
     pub(crate) key_sharing: KeySharing,
 }
 
+impl ChatContext {
+    /// Whether `nick` may send `text` now: within the size limit, and the rate limit (taking
+    /// a token). The refusal says why, for the sender only.
+    pub(crate) fn admit(&self, nick: &Nick, text: &str) -> Result<(), String> {
+        if text.len() > self.max_message_bytes {
+            return Err(format!(
+                "message longer than {} bytes not sent",
+                self.max_message_bytes
+            ));
+        }
+        if !self.limits.allow(nick) {
+            return Err("rate limit: message not sent; slow down".to_owned());
+        }
+        Ok(())
+    }
+}
+
 /// What kind of line the user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -360,16 +377,9 @@ impl ChatSession {
 
     /// Checks a message against the size and rate limits.
     fn admit(&self, text: &str) -> Result<(), Shown> {
-        if text.len() > self.ctx.max_message_bytes {
-            return Err(Shown::reply(format!(
-                "* message longer than {} bytes not sent",
-                self.ctx.max_message_bytes
-            )));
-        }
-        if !self.ctx.limits.allow(&self.nick) {
-            return Err(Shown::reply("* rate limit: message not sent; slow down"));
-        }
-        Ok(())
+        self.ctx
+            .admit(&self.nick, text)
+            .map_err(|refusal| Shown::reply(format!("* {refusal}")))
     }
 
     /// Posts `text` to the current room; returns the user's own copy to show, or an error.
