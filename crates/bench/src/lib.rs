@@ -4,4 +4,5 @@
 #![warn(missing_docs)]
 
 pub mod mles;
+mod progress;
 pub mod ssh;

@@ -8,7 +8,6 @@
 mod args;
 mod client;
 mod connect;
-mod progress;
 mod report;
 mod stamp;
 mod tally;
@@ -27,9 +26,9 @@ use tokio::task::JoinSet;
 pub use args::MlesArgs;
 pub use report::{Disconnects, Latency, Report};
 
+use crate::progress::Progress;
 use client::{Clock, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
 use connect::{ConnectError, Target};
-use progress::Progress;
 use stamp::RunId;
 
 /// How long deliveries may take to arrive after publishing stopped.
@@ -176,11 +175,11 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
     phase_tx.send_replace(Phase::Publishing(window));
     let mut published = Vec::new();
     join_all(&mut publishers, &mut published, || {
-        progress.publishing(
+        let (sent, delivered) = (counter(&shared.sent), counter(&shared.delivered));
+        progress.timed(
             start.elapsed(),
             args.duration,
-            counter(&shared.sent),
-            counter(&shared.delivered),
+            &format!("sent {sent}  delivered {delivered}"),
         );
     })
     .await?;
@@ -195,7 +194,10 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
         sent: sent.clone(),
     });
     let mut received = Vec::new();
-    let refresh = || progress.settling(counter(&shared.sent), counter(&shared.delivered));
+    let refresh = || {
+        let (sent, delivered) = (counter(&shared.sent), counter(&shared.delivered));
+        progress.say(format!("settling: sent {sent}  delivered {delivered}"));
+    };
     let settling = join_all(&mut subscribers, &mut received, refresh);
     if let Ok(result) = tokio::time::timeout(SETTLE_GRACE, settling).await {
         result?;
@@ -229,14 +231,21 @@ async fn await_connections(
     errors: &mut BTreeMap<String, u64>,
 ) {
     let (mut done, mut failed) = (0, 0);
-    progress.connecting(what, done, failed, total);
+    let show = |done, failed| {
+        progress.steps(
+            done,
+            total,
+            format!("connecting {what}: {done}/{total} ({failed} failed)"),
+        );
+    };
+    show(done, failed);
     while let Some(result) = ready.recv().await {
         done += 1;
         if let Err(e) = result {
             failed += 1;
             *errors.entry(e.to_string()).or_default() += 1;
         }
-        progress.connecting(what, done, failed, total);
+        show(done, failed);
     }
 }
 

@@ -11,7 +11,6 @@
 mod args;
 mod connect;
 mod ledger;
-mod progress;
 mod report;
 mod rss;
 mod screen;
@@ -29,9 +28,9 @@ use tokio::task::JoinSet;
 pub use args::SshArgs;
 pub use report::{Report, ServerRss};
 
+use crate::progress::Progress;
 use connect::{ConnectError, Target};
 use ledger::Ledger;
-use progress::Progress;
 use session::{Keyboard, Phase, SessionOutcome, Shared};
 use tag::RunTag;
 
@@ -173,7 +172,14 @@ async fn await_sessions(
 ) -> (Vec<Keyboard>, BTreeMap<String, u64>) {
     let (mut keyboards, mut errors) = (Vec::with_capacity(total), BTreeMap::new());
     let (mut done, mut failed) = (0, 0);
-    progress.connecting(done, failed, total);
+    let show = |done: usize, failed: usize| {
+        let message = format!(
+            "sessions in the chat: {}/{total} ({failed} failed)",
+            done - failed
+        );
+        progress.steps(done, total, message);
+    };
+    show(done, failed);
     while let Some(result) = ready.recv().await {
         done += 1;
         match result {
@@ -183,7 +189,7 @@ async fn await_sessions(
                 *errors.entry(e.to_string()).or_default() += 1;
             }
         }
-        progress.connecting(done, failed, total);
+        show(done, failed);
     }
     (keyboards, errors)
 }
@@ -204,11 +210,10 @@ async fn send_all(
             tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(due.into()) => break,
-                _ = ticker.tick() => progress.sending(
+                _ = ticker.tick() => progress.timed(
                     Duration::from_nanos(ledger.now_ns()),
                     args.duration,
-                    ledger.sent(),
-                    ledger.seen(),
+                    &format!("sent {}  screen updates {}", ledger.sent(), ledger.seen()),
                 ),
             }
         }
@@ -226,7 +231,11 @@ async fn settle(ledger: &Ledger, progress: &Progress) {
     let deadline = tokio::time::Instant::now() + SETTLE_GRACE;
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     while ledger.complete() < ledger.sent() {
-        progress.settling(ledger.sent(), ledger.complete());
+        progress.say(format!(
+            "settling: {}/{} messages on every screen",
+            ledger.complete(),
+            ledger.sent()
+        ));
         if tokio::time::timeout_at(deadline, ticker.tick())
             .await
             .is_err()
