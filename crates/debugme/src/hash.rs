@@ -158,31 +158,27 @@ pub fn elapsed_time(seconds: f64) -> Hex {
     t("ElapsedTime", &h(show(seconds).as_bytes()))
 }
 
+/// The hashes of an activity's fields but its signature: the chain hash's list, less its last.
+fn activity_parts<A: ActivityKind>(activity: &Activity<A>) -> [Hex; 4] {
+    [
+        activity.activity.hash(),
+        u(activity.prev_activity.as_ref()),
+        u(activity.prev_entered.as_ref()),
+        elapsed_time(activity.elapsed_time),
+    ]
+}
+
 /// What an activity's signature covers: the chain hash's list without the signature.
 pub fn activity_signed<A: ActivityKind>(activity: &Activity<A>) -> Hex {
-    t(
-        "Activity",
-        &l(&[
-            &activity.activity.hash(),
-            &u(activity.prev_activity.as_ref()),
-            &u(activity.prev_entered.as_ref()),
-            &elapsed_time(activity.elapsed_time),
-        ]),
-    )
+    let [a, pa, pe, time] = activity_parts(activity);
+    t("Activity", &l(&[&a, &pa, &pe, &time]))
 }
 
 /// The chain hash of an activity (`loggedHash` in user and developer logs).
 pub fn activity<A: ActivityKind>(activity: &Activity<A>) -> Hash {
-    sha512(t(
-        "Activity",
-        &l(&[
-            &activity.activity.hash(),
-            &u(activity.prev_activity.as_ref()),
-            &u(activity.prev_entered.as_ref()),
-            &elapsed_time(activity.elapsed_time),
-            &signature(&activity.signature),
-        ]),
-    ))
+    let [a, pa, pe, time] = activity_parts(activity);
+    let signature = signature(&activity.signature);
+    sha512(t("Activity", &l(&[&a, &pa, &pe, &time, &signature])))
 }
 
 #[cfg(test)]
