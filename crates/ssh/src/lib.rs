@@ -35,10 +35,15 @@ pub fn identity_key_of(key: &PublicKey) -> Result<IdentityKey, SshError> {
     Ok(IdentityKey {
         fingerprint: fingerprint(key),
         public_key: key.to_openssh()?,
-        added_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        added_ms: now_ms(),
     })
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A public key in OpenSSH format (`ssh-ed25519 AAAA… comment`) as a key of an identity.

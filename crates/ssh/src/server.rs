@@ -256,14 +256,7 @@ struct Connection {
     inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,
 }
 
-use crate::fingerprint;
-
-/// Unix time in milliseconds.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::{fingerprint, now_ms};
 
 impl Connection {
     /// Whether the key is banned now.

@@ -8,7 +8,7 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kanava_core::{
@@ -23,6 +23,7 @@ use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
 use crate::exec::{header, uid};
 use crate::line::event_text;
+use crate::now_ms;
 use crate::ops::Ops;
 use crate::sanitize::sanitize;
 
@@ -161,12 +162,6 @@ pub(crate) struct ChatSession {
     notices: mpsc::Receiver<Notice>,
     /// The number of people in the current room.
     presence: watch::Receiver<usize>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn lobby() -> ChannelName {
