@@ -7,11 +7,13 @@
 //!
 //! The same bytes, as a log's terminal output split anywhere into two chunks, go through the
 //! replay's `StringSequenceFilter`: what it lets through holds no string-sequence introducer
-//! (ESC `]`, `P`, `X`, `^`, `_`, or their C1 code points).
+//! (ESC `]`, `P`, `X`, `^`, `_`, or their C1 code points). The asciicast export's
+//! `Utf8Stream` decodes the two chunks to exactly what a lossy decoding of the whole gives.
 
 #![no_main]
 
 use kanava_debugme::json::{decode_line, encode_line};
+use kanava_debugme_tools::asciicast::Utf8Stream;
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
             || matches!(pair, [0xc2, 0x90 | 0x98 | 0x9d | 0x9e | 0x9f]);
         assert!(!introducer, "a string sequence got through: {shown:02x?}");
     }
+    let mut stream = Utf8Stream::default();
+    let mut text = stream.push(&data[..split]);
+    text.push_str(&stream.push(&data[split..]));
+    text.push_str(&stream.finish());
+    assert_eq!(text, String::from_utf8_lossy(data), "split at {split}");
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
