@@ -37,6 +37,11 @@ mod tests {
             "^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G^M"
         );
         assert_eq!(sanitize("a\u{202e}b\u{2066}c".as_bytes()), "abc");
+        assert_eq!(
+            sanitize(safe.as_bytes()),
+            safe,
+            "sanitising twice changes nothing"
+        );
         assert_eq!(sanitize(b"tab\there\nnext"), "tab here^Jnext");
         assert_eq!(sanitize(b"\xff\xfebad"), "\u{fffd}\u{fffd}bad");
         assert_eq!(sanitize("日本 ✓".as_bytes()), "日本 ✓");

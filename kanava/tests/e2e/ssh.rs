@@ -467,12 +467,18 @@ async fn line_mode_posts_lines_answers_commands_and_never_echoes() {
         &keys.path("ed25519"),
         "alice",
         &[],
-        format!("/join #{room}\nin the room\n/bogus\n").into_bytes(),
+        format!("/join #{room}\nin the room\n/bogus\x1b[2J\n").into_bytes(),
     )
     .await;
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("<bob> earlier\n"), "{}", stdout(&out));
     assert!(stderr(&out).contains("unknown command"), "{}", stderr(&out));
+    // The answer quotes the command as typed, escape sequence neutralised.
+    assert!(stderr(&out).contains("/bogus^[[2J"), "{}", stderr(&out));
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "an escape sequence was sent back"
+    );
     let tail = ssh(&server, &[&keys.path("rsa")], "bob", &["tail", &room]).await;
     assert!(
         stdout(&tail).contains("<alice> in the room\n"),

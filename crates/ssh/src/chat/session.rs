@@ -89,11 +89,13 @@ pub(crate) struct Shown {
 }
 
 impl Shown {
+    /// An answer to the user. It may quote what they typed (an unknown command, a pasted
+    /// argument), so it is sanitised whole; sanitising twice changes nothing.
     fn reply(text: impl Into<String>) -> Self {
         Self {
             kind: Kind::Reply,
             time_ms: now_ms(),
-            text: text.into(),
+            text: sanitize(text.into().as_bytes()),
             nick: None,
         }
     }

@@ -229,7 +229,12 @@ impl Screen {
             let prompt = "> ";
             let chars: Vec<char> = text
                 .chars()
-                .map(|c| if c == '\n' { '↵' } else { c })
+                // A paste may hold control characters; they are shown, never sent raw.
+                .map(|c| match c {
+                    '\n' => '↵',
+                    c if c.is_control() => char::REPLACEMENT_CHARACTER,
+                    c => c,
+                })
                 .collect();
             let room = usize::from(input.width)
                 .saturating_sub(prompt.len() + 1)
