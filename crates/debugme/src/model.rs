@@ -143,3 +143,24 @@ pub struct LogLine {
     /// When it was logged, in POSIX seconds (not hashed).
     pub timestamp: f64,
 }
+
+/// A message a session role appends to its log, with the chain hash it computed (none for a
+/// control); the writer adds the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// The message, with its pointers.
+    pub message: AnyMessage,
+    /// The activity's chain hash (`loggedHash`), none for a control.
+    pub hash: Option<Hash>,
+}
+
+impl LogEntry {
+    /// The log line, logged at `timestamp` (POSIX seconds).
+    pub fn at(self, timestamp: f64) -> LogLine {
+        LogLine {
+            message: self.message,
+            hash: self.hash,
+            timestamp,
+        }
+    }
+}

@@ -6,6 +6,9 @@
 //! activities, the newest activity with the previous line's `prevEntered`), so an honest log
 //! costs about one signature check per line; only an activity none of them explains gets the
 //! search over every pair.
+//!
+//! The session roles (user, developer) search their own candidates instead of a whole log,
+//! with [`pairs`] and [`first_signed`].
 
 use std::collections::HashSet;
 
@@ -23,6 +26,38 @@ pub fn with_pointers<A: Clone>(activity: &Activity<A>, pointers: &Pointers) -> A
         prev_entered: pointers.1.clone(),
         ..activity.clone()
     }
+}
+
+/// Every pair `(pa, pe)` with `pa` from `activities` and `pe` from `entered`, in that order
+/// (`pa` varies slowest).
+pub fn pairs<'a>(
+    activities: &'a [Option<Hash>],
+    entered: &'a [Option<Hash>],
+) -> impl Iterator<Item = Pointers> + 'a {
+    activities
+        .iter()
+        .flat_map(move |pa| entered.iter().map(move |pe| (pa.clone(), pe.clone())))
+}
+
+/// The first of `pairs` under which one of `keys` signed `activity`; a pair repeated in
+/// `pairs` is checked once.
+pub fn first_signed<A: ActivityKind + Clone>(
+    activity: &Activity<A>,
+    pairs: impl IntoIterator<Item = Pointers>,
+    keys: &[PublicKey],
+) -> Option<Pointers> {
+    if keys.is_empty() {
+        return None;
+    }
+    let mut tried = HashSet::new();
+    pairs.into_iter().find(|pointers| {
+        tried.insert(pointers.clone()) && {
+            let candidate = with_pointers(activity, pointers);
+            let signed = hash::activity_signed(&candidate);
+            keys.iter()
+                .any(|key| sign::verifies(key, &signed, &candidate.signature))
+        }
+    })
 }
 
 /// The chain so far, oldest first, and the search for the next activity's pointers.
