@@ -11,7 +11,7 @@
 
 #![no_main]
 
-use kanava_mles::upgrade::{MAX_REQUEST_HEAD, Parsed, accept_response, parse_request};
+use kanava_mles::upgrade::{MAX_REQUEST_HEAD, Parsed, SUBPROTOCOL, accept_response, parse_request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 }),
                 "the bytes after the head changed the result"
             );
-            let response = accept_response(&request);
+            let response = accept_response(&request, Some(SUBPROTOCOL));
             assert!(
                 response.starts_with(b"HTTP/1.1 101 "),
                 "{:?}",

@@ -7,15 +7,18 @@
 pub mod admin;
 pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kanava_core::HistoryLimits;
+use kanava_debugme_server::DebugMeServer;
 use kanava_hub::{Hub, HubConfig, QueueLimits};
-use kanava_mles::MlesConfig;
+use kanava_mles::{Endpoint, MlesConfig, Routes, TlsWebSocket, WebSocketConfig};
 use kanava_store::{SqliteStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -23,6 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use tls::{AcmeSettings, TlsSource};
+
+/// Where the debug-me sessions are served on the Mles TLS listener.
+pub const DEBUG_ME_PATH: &str = "/debug-me";
 
 /// How often idle channels are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -61,6 +67,9 @@ pub struct Settings {
     pub debug_me_retention: Duration,
     /// Most debug-me connections from one IPv4 address or IPv6 /64.
     pub debug_me_max_connections_per_source: usize,
+    /// Mail finished debug-me sessions' logs to their users, from this address through this
+    /// `sendmail`.
+    pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
 }
 
 impl Settings {
@@ -151,13 +160,17 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
                 settings.debug_me_listen
             )
         })?;
-    let debug_me_config = kanava_debugme_server::DebugMeConfig {
-        log_dir: settings.data_dir.join("debug-me"),
+    let log_dir = settings.data_dir.join("debug-me");
+    let debug_me = DebugMeServer::open(kanava_debugme_server::DebugMeConfig {
+        log_dir: log_dir.clone(),
         idle_timeout: settings.debug_me_idle,
         retention: settings.debug_me_retention,
         max_connections: settings.mles.max_connections,
         max_connections_per_source: settings.debug_me_max_connections_per_source,
-    };
+        mail: settings.debug_me_mail.clone(),
+    })
+    .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
+    let routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
@@ -177,6 +190,7 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             tls.server,
             hub.clone(),
             settings.mles.clone(),
+            routes,
             shutdown.clone(),
         )),
         ssh: tokio::spawn(kanava_ssh::serve(
@@ -186,11 +200,10 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             host_key.key,
             shutdown.clone(),
         )),
-        debug_me: tokio::spawn(serve_debug_me(
-            debug_me_listener,
-            debug_me_config,
-            shutdown.clone(),
-        )),
+        debug_me: tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { debug_me.serve(debug_me_listener, shutdown).await }
+        }),
         background: vec![
             tokio::spawn(admin::serve(
                 admin_listener,
@@ -205,14 +218,22 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     Ok(server)
 }
 
-async fn serve_debug_me(
-    listener: TcpListener,
-    config: kanava_debugme_server::DebugMeConfig,
-    shutdown: CancellationToken,
-) {
-    let dir = config.log_dir.clone();
-    if let Err(error) = kanava_debugme_server::serve(listener, config, shutdown).await {
-        tracing::error!(%error, dir = %dir.display(), "the debug-me listener stopped");
+/// The debug-me sessions on the Mles TLS listener, for kanava's own clients.
+struct DebugMeRoute(DebugMeServer);
+
+impl Endpoint for DebugMeRoute {
+    fn websocket_config(&self) -> WebSocketConfig {
+        DebugMeServer::websocket_config()
+    }
+
+    fn serve(
+        &self,
+        ws: TlsWebSocket,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let server = self.0.clone();
+        Box::pin(async move { server.serve_websocket(ws, peer, shutdown).await })
     }
 }
 

@@ -403,6 +403,13 @@ struct ServeArgs {
     /// Most debug-me connections from one IPv4 address or IPv6 /64. [default: 16]
     #[arg(long, env = "KANAVA_DEBUG_ME_MAX_CONNECTIONS_PER_SOURCE")]
     debug_me_max_connections_per_source: Option<usize>,
+    /// Mail each finished debug-me session's log to its user (when they gave an address), from
+    /// this address. Unset: no mail.
+    #[arg(long, visible_alias = "from-email", env = "KANAVA_DEBUG_ME_FROM_EMAIL", value_parser = parse_mail_address)]
+    debug_me_from_email: Option<String>,
+    /// The sendmail program that mails debug-me logs. [default: /usr/sbin/sendmail]
+    #[arg(long, env = "KANAVA_SENDMAIL")]
+    sendmail: Option<PathBuf>,
     /// Time an SSH client has to authenticate. [default: 20s]
     #[arg(long, env = "KANAVA_SSH_AUTH_TIMEOUT", value_parser = parse_duration)]
     ssh_auth_timeout: Option<Duration>,
@@ -474,6 +481,8 @@ struct FileConfig {
     #[serde(default, deserialize_with = "duration_from_text")]
     debug_me_retention: Option<Duration>,
     debug_me_max_connections_per_source: Option<usize>,
+    debug_me_from_email: Option<String>,
+    sendmail: Option<PathBuf>,
     #[serde(default, deserialize_with = "duration_from_text")]
     ssh_auth_timeout: Option<Duration>,
     ssh_max_connections_per_source: Option<usize>,
@@ -483,6 +492,17 @@ struct FileConfig {
     ssh_shared_keys: Option<bool>,
     ssh_input_rate: Option<u64>,
     log_format: Option<LogFormat>,
+}
+
+/// A `From:` address for mailed logs: a plain `local@domain`.
+fn parse_mail_address(text: &str) -> Result<String, String> {
+    if kanava_debugme_server::mail::valid_address(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a plain mail address (local@domain)"
+        ))
+    }
 }
 
 fn duration_from_text<'de, D: serde::Deserializer<'de>>(
@@ -620,6 +640,17 @@ impl ServeArgs {
                 .debug_me_max_connections_per_source
                 .or(file.debug_me_max_connections_per_source)
                 .unwrap_or(16),
+            debug_me_mail: match self.debug_me_from_email.or(file.debug_me_from_email) {
+                Some(from) => Some(kanava_debugme_server::MailSettings {
+                    from: parse_mail_address(&from)
+                        .map_err(|error| anyhow::anyhow!("debug-me-from-email: {error}"))?,
+                    sendmail: self
+                        .sendmail
+                        .or(file.sendmail)
+                        .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
+                }),
+                None => None,
+            },
             ssh: kanava_ssh::SshConfig {
                 auth_timeout: self
                     .ssh_auth_timeout
@@ -697,8 +728,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if *generated { ", generated now" } else { "" }
     );
     println!(
-        "  debug-me  debug-me --use-server http://{}/  (plain ws://, logs in {})",
+        "  debug-me  debug-me --use-server http://{}/  (plain ws://; also wss://{}{}; logs in {})",
         server.debug_me_addr,
+        server.mles_addr,
+        kanava::DEBUG_ME_PATH,
         data_dir.join("debug-me").display()
     );
     println!(

@@ -1,6 +1,7 @@
 //! The listener and one task per connection: the version exchange, the mode, then a user's
 //! session or a developer's view of one.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,21 +10,27 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use kanava_core::Sources;
 use kanava_debugme::frame::{
-    Frame, FrameError, Mode, decode_frame, encode_frame, negotiate, session_id_of,
+    Frame, FrameError, MAX_FRAME_BYTES, Mode, decode_frame, encode_frame, negotiate, session_id_of,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handshake::{self, Ws};
-use crate::session::{CLIENT_QUEUE, Lookup, Origin, Out, Registry, SessionHandle};
+use crate::handshake;
+use crate::mail::{MailSettings, Mailer};
+use crate::session::{
+    CLIENT_QUEUE, Lookup, Origin, Out, Registry, SessionHandle, session_log_path,
+};
 
 /// The protocol versions this server speaks.
 const VERSIONS: [&str; 1] = ["1"];
 
-/// Settings of the debug-me listener.
+/// Settings of the debug-me server.
 #[derive(Debug, Clone)]
 pub struct DebugMeConfig {
     /// Where session logs are written (`debug-me.<id>.log`).
@@ -37,6 +44,8 @@ pub struct DebugMeConfig {
     pub max_connections: usize,
     /// Most connections open at once from one IPv4 address or IPv6 /64.
     pub max_connections_per_source: usize,
+    /// Mail each finished session's log to its user (when they gave an address).
+    pub mail: Option<MailSettings>,
 }
 
 /// How often a client in a session is pinged (at most; more often for short idle timeouts).
@@ -45,73 +54,245 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// How often logs past their retention are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Serves debug-me on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
+/// A user's session that has ended, with the address they gave.
+struct Finished {
+    id: String,
+    email: String,
+}
+
+/// A debug-me server: the sessions, their logs and the limits. It serves its own plain `ws://`
+/// listener ([`serve`](Self::serve)) and WebSockets upgraded elsewhere, such as on the TLS
+/// listener ([`serve_websocket`](Self::serve_websocket)); both reach the same sessions.
+#[derive(Clone)]
+pub struct DebugMeServer(Arc<Inner>);
+
+struct Inner {
+    registry: Arc<Registry>,
+    sources: Arc<Sources>,
+    mailer: Option<Mailer>,
     config: DebugMeConfig,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let registry = Registry::new(config.log_dir.clone())?;
-    let sources = Sources::new(config.max_connections, config.max_connections_per_source);
-    let tracker = TaskTracker::new();
-    let purge_old = || {
-        let deleted = registry.purge(config.retention);
+}
+
+impl DebugMeServer {
+    /// Opens the log directory (created if missing) and deletes the logs past their retention.
+    pub fn open(config: DebugMeConfig) -> std::io::Result<Self> {
+        let server = Self(Arc::new(Inner {
+            registry: Registry::new(config.log_dir.clone())?,
+            sources: Sources::new(config.max_connections, config.max_connections_per_source),
+            mailer: config.mail.clone().map(Mailer::new),
+            config,
+        }));
+        server.purge_old();
+        Ok(server)
+    }
+
+    /// The WebSocket limits of a debug-me connection.
+    pub fn websocket_config() -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_frame_size(Some(MAX_FRAME_BYTES))
+            .max_message_size(Some(MAX_FRAME_BYTES))
+    }
+
+    fn purge_old(&self) {
+        let deleted = self.0.registry.purge(self.0.config.retention);
         if deleted > 0 {
             tracing::info!(deleted, "deleted debug-me logs past their retention");
         }
-    };
-    // Before serving anyone, then hourly.
-    purge_old();
-    let mut purge =
-        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = purge.tick() => {
-                purge_old();
-                continue;
-            }
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "debug-me accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Serves debug-me on `listener` until `shutdown` is cancelled, deleting logs past their
+    /// retention hourly.
+    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let mut purge =
+            tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = purge.tick() => {
+                    self.purge_old();
                     continue;
                 }
-            },
-        };
-        let Ok(slot) = sources.admit(peer.ip()) else {
-            tracing::debug!(%peer, "debug-me connection refused at a connection cap");
-            continue;
-        };
-        let (registry, config, shutdown) =
-            (Arc::clone(&registry), config.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            let _slot = slot;
-            let accepted = tokio::time::timeout(config.idle_timeout, handshake::accept(tcp));
-            let Ok(Some(mut ws)) = accepted.await else {
-                return;
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "debug-me accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
             };
-            tokio::select! {
-                () = connection(&mut ws, &registry, &config) => {}
-                () = shutdown.cancelled() => {}
-            }
-            let _ = ws.close(None).await;
-        });
+            let (server, shutdown) = (self.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                let accepted = tokio::time::timeout(
+                    server.0.config.idle_timeout,
+                    handshake::accept(tcp, Self::websocket_config()),
+                );
+                if let Ok(Some(ws)) = accepted.await {
+                    server.serve_websocket(ws, peer, shutdown).await;
+                }
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
     }
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
+
+    /// Serves one upgraded debug-me connection from `peer` until it ends or `shutdown` is
+    /// cancelled; refused at once when a connection cap is reached.
+    pub async fn serve_websocket<S>(
+        &self,
+        mut ws: WebSocketStream<S>,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(_slot) = self.admit(peer.ip()) else {
+            refuse(&mut ws, "Too many connections").await;
+            let _ = ws.close(None).await;
+            return;
+        };
+        let finished = tokio::select! {
+            finished = self.connection(&mut ws) => finished,
+            () = shutdown.cancelled() => None,
+        };
+        let _ = ws.close(None).await;
+        if let (Some(mailer), Some(finished)) = (&self.0.mailer, finished) {
+            let log = session_log_path(&self.0.config.log_dir, &finished.id);
+            mailer.mail(&finished.email, &finished.id, &log).await;
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Option<kanava_core::Slot> {
+        match self.0.sources.admit(ip) {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                tracing::debug!(%ip, cap = full.label(), "debug-me connection refused at a connection cap");
+                None
+            }
+        }
+    }
+
+    async fn connection<S>(&self, ws: &mut WebSocketStream<S>) -> Option<Finished>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.0.config.idle_timeout;
+        let versions: Vec<String> = VERSIONS.iter().map(|v| (*v).to_owned()).collect();
+        if !send(ws, &Frame::Version(versions)).await {
+            return None;
+        }
+        match next_frame(ws, idle).await {
+            Ok(Some(Frame::Version(theirs))) if negotiate(&VERSIONS, &theirs).is_some() => {}
+            Ok(Some(Frame::Version(_))) => {
+                refuse(ws, "No common protocol version").await;
+                return None;
+            }
+            Ok(None) => return None,
+            Ok(Some(_)) => {
+                refuse(ws, "Expected protocol version").await;
+                return None;
+            }
+            Err(error) => {
+                refuse(ws, decode_error(&error)).await;
+                return None;
+            }
+        }
+        match next_frame(ws, idle).await {
+            Ok(Some(Frame::Mode(Mode::Init(email)))) => {
+                let id = self.user(ws).await?;
+                return Some(Finished { id, email });
+            }
+            Ok(Some(Frame::Mode(Mode::Connect(target)))) => match session_id_of(&target) {
+                Some(id) => self.developer(ws, &id).await,
+                None => refuse(ws, "Invalid session id!").await,
+            },
+            Ok(None) => {}
+            Ok(Some(_)) => refuse(ws, "Expected SelectMode").await,
+            Err(error) => refuse(ws, decode_error(&error)).await,
+        }
+        None
+    }
+
+    /// A user's session: it lasts as long as their connection. Returns the session's id once
+    /// it has ended.
+    async fn user<S>(&self, ws: &mut WebSocketStream<S>) -> Option<String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (queue, mut outbox) = mpsc::channel(CLIENT_QUEUE);
+        let (id, session) = match self.0.registry.create(queue) {
+            Ok(created) => created,
+            Err(error) => {
+                tracing::error!(%error, "cannot create a debug-me session log");
+                refuse(ws, "The server cannot store the session").await;
+                return None;
+            }
+        };
+        if send(ws, &Frame::SessionId(id.clone())).await {
+            relay(ws, &session, Origin::User, &mut outbox, &self.0.config).await;
+        }
+        session.end().await;
+        Some(id)
+    }
+
+    /// A developer, watcher or downloader joining session `id`.
+    async fn developer<S>(&self, ws: &mut WebSocketStream<S>, id: &str)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let registry = &self.0.registry;
+        match registry.find(id) {
+            Lookup::Unknown => refuse(ws, "Unknown session ID").await,
+            Lookup::Finished(frames) => {
+                if !send(ws, &Frame::SessionId(id.to_owned())).await {
+                    return;
+                }
+                for frame in frames {
+                    if ws.send(WsMessage::binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = send(ws, &Frame::Done).await;
+            }
+            Lookup::Live(session) => {
+                let client = registry.client_id();
+                let (queue, mut outbox) = mpsc::channel(CLIENT_QUEUE);
+                if !send(ws, &Frame::SessionId(id.to_owned())).await {
+                    return;
+                }
+                let Some(backlog) = session.join(client, queue).await else {
+                    // It ended meanwhile: what it wrote is a finished session now.
+                    return Box::pin(self.developer(ws, id)).await;
+                };
+                for frame in backlog {
+                    if ws.send(WsMessage::binary(frame)).await.is_err() {
+                        session.leave(client).await;
+                        return;
+                    }
+                }
+                let origin = Origin::Developer(client);
+                relay(ws, &session, origin, &mut outbox, &self.0.config).await;
+                session.leave(client).await;
+            }
+        }
+    }
 }
 
-async fn send(ws: &mut Ws, frame: &Frame) -> bool {
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    frame: &Frame,
+) -> bool {
     ws.send(WsMessage::binary(encode_frame(frame)))
         .await
         .is_ok()
 }
 
 /// Sends an `E` frame.
-async fn refuse(ws: &mut Ws, error: impl Into<String>) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    error: impl Into<String>,
+) {
     let error = error.into();
     tracing::debug!(%error, "debug-me client refused");
     let _ = send(ws, &Frame::Error(error)).await;
@@ -128,7 +309,9 @@ enum Incoming {
 }
 
 /// The next message from the client; cancel-safe.
-async fn incoming(ws: &mut Ws) -> Result<Incoming, FrameError> {
+async fn incoming<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Result<Incoming, FrameError> {
     match ws.next().await {
         None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => Ok(Incoming::Gone),
         Some(Ok(WsMessage::Binary(bytes))) => decode_frame(&bytes).map(Incoming::Frame),
@@ -138,7 +321,10 @@ async fn incoming(ws: &mut Ws) -> Result<Incoming, FrameError> {
 }
 
 /// The next frame, or `Ok(None)` when the peer is gone or sends none within `idle`.
-async fn next_frame(ws: &mut Ws, idle: Duration) -> Result<Option<Frame>, FrameError> {
+async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    idle: Duration,
+) -> Result<Option<Frame>, FrameError> {
     let deadline = tokio::time::Instant::now() + idle;
     loop {
         match tokio::time::timeout_at(deadline, incoming(ws)).await {
@@ -158,86 +344,9 @@ fn decode_error(error: &FrameError) -> String {
     }
 }
 
-async fn connection(ws: &mut Ws, registry: &Arc<Registry>, config: &DebugMeConfig) {
-    let versions: Vec<String> = VERSIONS.iter().map(|v| (*v).to_owned()).collect();
-    if !send(ws, &Frame::Version(versions)).await {
-        return;
-    }
-    match next_frame(ws, config.idle_timeout).await {
-        Ok(Some(Frame::Version(theirs))) if negotiate(&VERSIONS, &theirs).is_some() => {}
-        Ok(Some(Frame::Version(_))) => return refuse(ws, "No common protocol version").await,
-        Ok(None) => return,
-        Ok(Some(_)) => return refuse(ws, "Expected protocol version").await,
-        Err(error) => return refuse(ws, decode_error(&error)).await,
-    }
-    match next_frame(ws, config.idle_timeout).await {
-        Ok(Some(Frame::Mode(Mode::Init(_email)))) => user(ws, registry, config).await,
-        Ok(Some(Frame::Mode(Mode::Connect(target)))) => match session_id_of(&target) {
-            Some(id) => developer(ws, registry, config, &id).await,
-            None => refuse(ws, "Invalid session id!").await,
-        },
-        Ok(None) => {}
-        Ok(Some(_)) => refuse(ws, "Expected SelectMode").await,
-        Err(error) => refuse(ws, decode_error(&error)).await,
-    }
-}
-
-/// A user's session: it lasts as long as their connection.
-async fn user(ws: &mut Ws, registry: &Arc<Registry>, config: &DebugMeConfig) {
-    let (queue, mut outbox) = mpsc::channel(CLIENT_QUEUE);
-    let (id, session) = match registry.create(queue) {
-        Ok(created) => created,
-        Err(error) => {
-            tracing::error!(%error, "cannot create a debug-me session log");
-            return refuse(ws, "The server cannot store the session").await;
-        }
-    };
-    if send(ws, &Frame::SessionId(id.clone())).await {
-        relay(ws, &session, Origin::User, &mut outbox, config).await;
-    }
-    session.end().await;
-}
-
-/// A developer, watcher or downloader joining session `id`.
-async fn developer(ws: &mut Ws, registry: &Arc<Registry>, config: &DebugMeConfig, id: &str) {
-    match registry.find(id) {
-        Lookup::Unknown => refuse(ws, "Unknown session ID").await,
-        Lookup::Finished(frames) => {
-            if !send(ws, &Frame::SessionId(id.to_owned())).await {
-                return;
-            }
-            for frame in frames {
-                if ws.send(WsMessage::binary(frame)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = send(ws, &Frame::Done).await;
-        }
-        Lookup::Live(session) => {
-            let client = registry.client_id();
-            let (queue, mut outbox) = mpsc::channel(CLIENT_QUEUE);
-            if !send(ws, &Frame::SessionId(id.to_owned())).await {
-                return;
-            }
-            let Some(backlog) = session.join(client, queue).await else {
-                // It ended meanwhile: what it wrote is a finished session now.
-                return Box::pin(developer(ws, registry, config, id)).await;
-            };
-            for frame in backlog {
-                if ws.send(WsMessage::binary(frame)).await.is_err() {
-                    session.leave(client).await;
-                    return;
-                }
-            }
-            relay(ws, &session, Origin::Developer(client), &mut outbox, config).await;
-            session.leave(client).await;
-        }
-    }
-}
-
 /// Messages from the client go into the session; what the session sends goes to the client.
-async fn relay(
-    ws: &mut Ws,
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
     session: &SessionHandle,
     origin: Origin,
     outbox: &mut mpsc::Receiver<Out>,

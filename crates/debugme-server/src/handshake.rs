@@ -8,8 +8,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use kanava_debugme::frame::MAX_FRAME_BYTES;
-
 /// Largest request head read.
 pub const MAX_HEAD: usize = 8192;
 
@@ -55,8 +53,9 @@ pub fn classify(bytes: &[u8]) -> Option<Head> {
     }
 }
 
-/// Reads the request head and completes the upgrade; answers anything else and returns `None`.
-pub(crate) async fn accept(mut stream: TcpStream) -> Option<Ws> {
+/// Reads the request head and completes the upgrade with `config`; answers anything else and
+/// returns `None`.
+pub(crate) async fn accept(mut stream: TcpStream, config: WebSocketConfig) -> Option<Ws> {
     let mut buf = Vec::with_capacity(1024);
     let head = loop {
         let mut chunk = [0u8; 1024];
@@ -76,9 +75,6 @@ pub(crate) async fn accept(mut stream: TcpStream) -> Option<Ws> {
                 derive_accept_key(key.as_bytes())
             );
             stream.write_all(response.as_bytes()).await.ok()?;
-            let config = WebSocketConfig::default()
-                .max_frame_size(Some(MAX_FRAME_BYTES))
-                .max_message_size(Some(MAX_FRAME_BYTES));
             let rest = buf.split_off(len);
             Some(
                 WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))

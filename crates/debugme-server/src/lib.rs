@@ -1,8 +1,9 @@
 //! A debug-me protocol 1 server, so that the real `debug-me` program works against kanava: a
 //! user opens a session, developers, watchers and downloaders join it by URL, everything is
 //! relayed as the protocol says and written, before it is relayed, to a log in debug-me's own
-//! format (one file per session, the server flavour). Plain `ws://`, because real clients
-//! cannot use TLS.
+//! format (one file per session, the server flavour), and mailed to the user at the end when
+//! the operator wants it. Plain `ws://` on a listener of its own, because real clients cannot use
+//! TLS; kanava's own clients reach the same sessions over TLS through another listener.
 //!
 //! Each session is one task that owns its log: messages from the user and developers reach it
 //! through a queue, so the log order is the relay order; a developer joining gets the log so
@@ -10,7 +11,9 @@
 
 mod connection;
 pub mod handshake;
+pub mod mail;
 mod session;
 
-pub use connection::{DebugMeConfig, serve};
+pub use connection::{DebugMeConfig, DebugMeServer};
+pub use mail::MailSettings;
 pub use session::session_log_path;

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::header::Header;
 use crate::upgrade::{self, Parsed, Refusal};
-use crate::{MlesConfig, ServerTls, auth};
+use crate::{Endpoint, MlesConfig, Routes, ServerTls, auth};
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -53,22 +53,37 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
+/// What the upgrade led to.
+enum Upgraded {
+    /// A Mles connection.
+    Mles(Ws),
+    /// A connection for an endpoint routed by path.
+    Routed(Arc<dyn Endpoint>, Ws),
+}
+
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: ServerTls,
     hub: Hub,
     config: &MlesConfig,
+    routes: &Routes,
     shutdown: CancellationToken,
 ) {
     let span = tracing::debug_span!("mles", %peer);
     async move {
-        let ws = tokio::select! {
+        let upgraded = tokio::select! {
             () = shutdown.cancelled() => return,
-            ws = tokio::time::timeout(config.handshake_timeout, handshake(tcp, &tls, config)) => ws,
+            upgraded = tokio::time::timeout(
+                config.handshake_timeout,
+                handshake(tcp, &tls, config, routes),
+            ) => upgraded,
         };
-        let mut ws = match ws {
-            Ok(Ok(ws)) => ws,
+        let mut ws = match upgraded {
+            Ok(Ok(Upgraded::Mles(ws))) => ws,
+            Ok(Ok(Upgraded::Routed(endpoint, ws))) => {
+                return endpoint.serve(ws, peer, shutdown).await;
+            }
             Ok(Err(reason)) => {
                 metrics::counter!("kanava_handshake_failures_total").increment(1);
                 tracing::debug!(reason, "handshake failed");
@@ -90,12 +105,14 @@ pub(crate) async fn run(
     .await
 }
 
-/// TLS, then the HTTP upgrade. A refused upgrade gets its HTTP error here.
+/// TLS, then the HTTP upgrade, to Mles or to the endpoint routed at the request's path. A
+/// refused upgrade gets its HTTP error here.
 async fn handshake(
     tcp: TcpStream,
     tls: &ServerTls,
     config: &MlesConfig,
-) -> Result<Ws, &'static str> {
+    routes: &Routes,
+) -> Result<Upgraded, &'static str> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
         .await
         .map_err(|_| "TLS hello")?;
@@ -122,8 +139,31 @@ async fn handshake(
             }
         }
     };
+    let rest = buf.split_off(head_len);
+    if let Some(endpoint) = routes.find(&request.path) {
+        stream
+            .write_all(&upgrade::accept_response(&request, None))
+            .await
+            .map_err(|_| "write 101")?;
+        tracing::debug!(path = %request.path.escape_debug(), "upgraded to a routed endpoint");
+        let ws = WebSocketStream::from_partially_read(
+            stream,
+            rest,
+            Role::Server,
+            Some(endpoint.websocket_config()),
+        )
+        .await;
+        return Ok(Upgraded::Routed(Arc::clone(endpoint), ws));
+    }
+    if let Err(refusal) = request.require_mles() {
+        refuse(&mut stream, refusal).await;
+        return Err("upgrade refused");
+    }
     stream
-        .write_all(&upgrade::accept_response(&request))
+        .write_all(&upgrade::accept_response(
+            &request,
+            Some(upgrade::SUBPROTOCOL),
+        ))
         .await
         .map_err(|_| "write 101")?;
     tracing::debug!(path = %request.path.escape_debug(), "upgraded");
@@ -134,8 +174,9 @@ async fn handshake(
         .read_buffer_size(2048)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(config.max_frame.saturating_mul(2).max(1 << 20));
-    let rest = buf.split_off(head_len);
-    Ok(WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await)
+    Ok(Upgraded::Mles(
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await,
+    ))
 }
 
 async fn refuse(stream: &mut TlsStream<TcpStream>, refusal: Refusal) {

@@ -4,18 +4,23 @@
 //! and channel, and from then on every frame it sends goes to the other members of the channel,
 //! byte for byte, with history replayed at join. The pure rules (header, auth token, upgrade
 //! request) are separate from the connection tasks so that they can be tested and fuzzed alone.
-//! Membership, durability and fan-out belong to the [`kanava_hub::Hub`].
+//! Membership, durability and fan-out belong to the [`kanava_hub::Hub`]. Other WebSocket services
+//! can share the listener under paths of their own ([`Routes`]).
 
 pub mod auth;
 mod connection;
 pub mod header;
+mod route;
 mod server;
 mod tls;
 pub mod upgrade;
 
 pub use header::{Header, HeaderError};
+pub use route::{Endpoint, Routes, TlsWebSocket};
 pub use server::{MlesConfig, serve};
 pub use tls::ServerTls;
+/// The WebSocket limits an [`Endpoint`] asks for.
+pub use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Describes the Mles listener's metrics and registers them at zero, so that `/metrics` lists
 /// every series from the start.

@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ServerTls;
 use crate::connection;
+use crate::{Routes, ServerTls};
 
 /// Settings of the Mles listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,17 +46,20 @@ impl Default for MlesConfig {
     }
 }
 
-/// Serves Mles on `listener` until `shutdown` is cancelled, then stops accepting and returns once
-/// every connection has ended. Members are closed by [`Hub::shutdown`]; connections that have not
-/// joined yet close on `shutdown` themselves.
+/// Serves Mles, and the endpoints of `routes` at their paths, on `listener` until `shutdown` is
+/// cancelled, then stops accepting and returns once every connection has ended. Members are
+/// closed by [`Hub::shutdown`]; connections that have not joined yet close on `shutdown`
+/// themselves.
 pub async fn serve(
     listener: TcpListener,
     tls: ServerTls,
     hub: Hub,
     config: MlesConfig,
+    routes: Routes,
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    let routes = Arc::new(routes);
     let sources = Sources::new(config.max_connections, config.max_connections_per_source);
     let tracker = TaskTracker::new();
     loop {
@@ -83,15 +86,16 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, hub, config, shutdown) = (
+        let (tls, hub, config, routes, shutdown) = (
             tls.clone(),
             hub.clone(),
             Arc::clone(&config),
+            Arc::clone(&routes),
             shutdown.clone(),
         );
         tracker.spawn(async move {
             metrics::gauge!("kanava_connections").increment(1.0);
-            connection::run(tcp, peer, tls, hub, &config, shutdown).await;
+            connection::run(tcp, peer, tls, hub, &config, &routes, shutdown).await;
             metrics::gauge!("kanava_connections").decrement(1.0);
             drop(slot);
         });

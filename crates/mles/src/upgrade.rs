@@ -17,8 +17,22 @@ const MAX_HEADERS: usize = 64;
 pub struct UpgradeRequest {
     /// `Sec-WebSocket-Key`, for the accept hash.
     pub key: String,
-    /// The request target (any path is accepted; kept for logs).
+    /// The request target: it picks a [`Routes`](crate::Routes) endpoint, else Mles (which
+    /// accepts any path).
     pub path: String,
+    /// Whether `Sec-WebSocket-Protocol` lists `mles-websocket`.
+    pub offers_mles: bool,
+}
+
+impl UpgradeRequest {
+    /// Refuses the request as a Mles connection unless it offers the Mles subprotocol.
+    pub fn require_mles(&self) -> Result<(), Refusal> {
+        if self.offers_mles {
+            Ok(())
+        } else {
+            Err(Refusal::NoSubprotocol)
+        }
+    }
 }
 
 /// The parse state of a request head.
@@ -150,23 +164,26 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
         .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
         .find(|k| !k.is_empty())
         .ok_or(Refusal::MissingKey)?;
-    if !all("sec-websocket-protocol").any(|v| lists(v, SUBPROTOCOL, false)) {
-        return Err(Refusal::NoSubprotocol);
-    }
+    let offers_mles = all("sec-websocket-protocol").any(|v| lists(v, SUBPROTOCOL, false));
     Ok(Parsed::Complete {
         request: UpgradeRequest {
             key,
             path: request.path.unwrap_or("/").to_owned(),
+            offers_mles,
         },
         head_len,
     })
 }
 
-/// The 101 response accepting `request`, echoing exactly `mles-websocket` and no extension.
-pub fn accept_response(request: &UpgradeRequest) -> Vec<u8> {
+/// The 101 response accepting `request`, with no extension, echoing `subprotocol` if any
+/// (exactly `mles-websocket` for a Mles connection).
+pub fn accept_response(request: &UpgradeRequest, subprotocol: Option<&str>) -> Vec<u8> {
+    let protocol = subprotocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         derive_accept_key(request.key.as_bytes())
     )
     .into_bytes()
@@ -188,7 +205,8 @@ mod tests {
         };
         assert_eq!(head_len, GOOD.len());
         assert_eq!(request.path, "/any/path?x=1");
-        let response = String::from_utf8(accept_response(&request)).unwrap();
+        assert_eq!(request.require_mles(), Ok(()));
+        let response = String::from_utf8(accept_response(&request, Some(SUBPROTOCOL))).unwrap();
         // RFC 6455's example key and accept value.
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(response.contains("Sec-WebSocket-Protocol: mles-websocket\r\n"));
@@ -202,13 +220,14 @@ mod tests {
 
     #[test]
     fn refusals_have_clear_statuses() {
+        let mles = |head: &str| match parse_request(head.as_bytes()) {
+            Ok(Parsed::Complete { request, .. }) => request.require_mles(),
+            other => panic!("{other:?}"),
+        };
         let without = GOOD.replace("Sec-WebSocket-Protocol: chat, mles-websocket\r\n", "");
-        assert_eq!(
-            parse_request(without.as_bytes()),
-            Err(Refusal::NoSubprotocol)
-        );
+        assert_eq!(mles(&without), Err(Refusal::NoSubprotocol));
         let wrong = GOOD.replace("chat, mles-websocket", "mles-websocket-v3");
-        assert_eq!(parse_request(wrong.as_bytes()), Err(Refusal::NoSubprotocol));
+        assert_eq!(mles(&wrong), Err(Refusal::NoSubprotocol));
         let plain = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
         assert_eq!(parse_request(plain.as_bytes()), Err(Refusal::NotWebSocket));
         let post = GOOD.replace("GET", "POST");

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+
 use crate::support::*;
 
 /// A private tmux server running each role with its own `~/.debug-me` (debug-me takes it from
@@ -427,7 +430,7 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
 }
 
 /// A raw debug-me client: a WebSocket over plain TCP.
-type RawWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+type RawWs = WebSocketStream<tokio::net::TcpStream>;
 
 async fn raw_client(server: &Kanava) -> RawWs {
     let tcp = tokio::net::TcpStream::connect(server.debug_me)
@@ -440,7 +443,9 @@ async fn raw_client(server: &Kanava) -> RawWs {
 }
 
 /// The next binary message, or `None` once the server closed.
-async fn raw_recv(ws: &mut RawWs) -> Option<Vec<u8>> {
+async fn raw_recv<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Option<Vec<u8>> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -455,7 +460,10 @@ async fn raw_recv(ws: &mut RawWs) -> Option<Vec<u8>> {
     }
 }
 
-async fn raw_send(ws: &mut RawWs, bytes: &[u8]) -> bool {
+async fn raw_send<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    bytes: &[u8],
+) -> bool {
     use futures_util::SinkExt;
     ws.send(tokio_tungstenite::tungstenite::Message::binary(
         bytes.to_vec(),
@@ -473,7 +481,7 @@ async fn versioned(server: &Kanava) -> RawWs {
 }
 
 /// Asserts that the server answers with an `E` frame containing `text`, then closes.
-async fn refused(ws: &mut RawWs, text: &str) {
+async fn refused<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, text: &str) {
     let answer = raw_recv(ws).await.expect("an E frame");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with('E') && answer.contains(text), "{answer}");
@@ -696,4 +704,168 @@ async fn a_quiet_session_keeps_a_responsive_client_and_drops_a_dead_one() {
         None,
         "the silent client is still connected"
     );
+}
+
+/// A debug-me client on the Mles listener's TLS, upgraded at `path`.
+async fn tls_client(
+    server: &Kanava,
+    path: &str,
+) -> WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let url = format!("wss://localhost:{}{path}", server.mles.port());
+    let (ws, _) = tokio_tungstenite::client_async(url, server.client().tls().await)
+        .await
+        .expect("the TLS listener upgrades debug-me at its path");
+    ws
+}
+
+#[tokio::test]
+async fn the_same_sessions_are_served_over_tls_at_debug_me() {
+    let server = Kanava::start();
+    // A user over TLS.
+    let mut user = tls_client(&server, "/debug-me").await;
+    assert_eq!(raw_recv(&mut user).await.unwrap(), b"V[\"1\"]");
+    assert!(raw_send(&mut user, b"V[\"1\"]").await);
+    raw_send(
+        &mut user,
+        b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}",
+    )
+    .await;
+    let id = raw_recv(&mut user).await.unwrap();
+    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let messages = user_messages(20);
+    for frame in &messages[..10] {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    // A developer on the plain listener and a watcher over TLS (at a path naming the session)
+    // join the same session and get the backlog, then the live messages.
+    let connect =
+        format!("M{{\"tag\":\"ConnectMode\",\"contents\":\"https://localhost/debug-me/{id}\"}}");
+    let mut developer = versioned(&server).await;
+    raw_send(&mut developer, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut developer).await.unwrap()[0], b'R');
+    let mut watcher = tls_client(&server, &format!("/debug-me/{id}")).await;
+    raw_recv(&mut watcher).await.unwrap();
+    raw_send(&mut watcher, b"V[\"1\"]").await;
+    raw_send(&mut watcher, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut watcher).await.unwrap()[0], b'R');
+    for frame in &messages[10..] {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    for (i, expected) in messages.iter().enumerate() {
+        let got = raw_recv(&mut developer).await.expect("every message");
+        assert_eq!(&got, expected, "developer: message {i}");
+        let got = raw_recv(&mut watcher).await.expect("every message");
+        assert_eq!(&got, expected, "watcher over TLS: message {i}");
+    }
+    // A developer's chat over the plain listener reaches the user over TLS.
+    let chat = developer_chat();
+    assert!(raw_send(&mut developer, &chat).await);
+    assert_eq!(raw_recv(&mut user).await.unwrap(), chat);
+    // The user leaves: both get D, and the finished session downloads over TLS.
+    futures_util::SinkExt::close(&mut user).await.unwrap();
+    assert_eq!(raw_recv(&mut developer).await.unwrap(), b"D");
+    assert_eq!(raw_recv(&mut watcher).await.unwrap(), chat);
+    assert_eq!(raw_recv(&mut watcher).await.unwrap(), b"D");
+    let mut download = tls_client(&server, "/debug-me").await;
+    raw_recv(&mut download).await.unwrap();
+    raw_send(&mut download, b"V[\"1\"]").await;
+    raw_send(&mut download, connect.as_bytes()).await;
+    assert_eq!(raw_recv(&mut download).await.unwrap()[0], b'R');
+    let mut replayed = Vec::new();
+    while let Some(frame) = raw_recv(&mut download).await {
+        if frame == b"D" {
+            break;
+        }
+        replayed.push(frame);
+    }
+    let mut expected = messages.clone();
+    expected.push(chat);
+    assert_eq!(replayed, expected);
+    // Every other path is still Mles, which wants its subprotocol.
+    let refused = server.client().upgrade_with(None).await;
+    assert!(refused.is_err(), "Mles upgraded without its subprotocol");
+}
+
+/// An `L` frame holding a developer's chat message, signed by a key the user never accepted
+/// (the server verifies nothing and relays it).
+fn developer_chat() -> Vec<u8> {
+    use kanava_debugme::frame::{Frame, encode_frame};
+    use kanava_debugme::model::{AnyMessage, Control, ControlAction, Message, Signature};
+    use kanava_debugme::sign::SessionKey;
+    let key = SessionKey::from_secret([7; 32]);
+    let mut chat = Control {
+        control: ControlAction::ChatMessage(b"dev".to_vec(), b"hello over TLS".to_vec()),
+        signature: Signature::Other(Vec::new()),
+    };
+    key.sign_control(&mut chat);
+    encode_frame(&Frame::Message(AnyMessage::Developer(Message::Control(
+        chat,
+    ))))
+}
+
+/// The mailbox under /var/mail holding a mail that mentions `text`.
+fn mailbox_with(text: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/var/mail")
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| std::fs::read_to_string(path).is_ok_and(|mail| mail.contains(text)))
+}
+
+#[tokio::test]
+async fn a_finished_session_is_mailed_to_its_user_through_the_real_sendmail() {
+    assert!(
+        Path::new("/usr/sbin/sendmail").exists(),
+        "no /usr/sbin/sendmail: the test command installs exim4-daemon-light"
+    );
+    let server = Start::new()
+        .args(&["--debug-me-from-email", "kanava-test@localhost"])
+        .start();
+    let mut user = versioned(&server).await;
+    raw_send(
+        &mut user,
+        b"M{\"tag\":\"InitMode\",\"contents\":\"root@localhost\"}",
+    )
+    .await;
+    let id = raw_recv(&mut user).await.unwrap();
+    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    for frame in user_messages(5) {
+        assert!(raw_send(&mut user, &frame).await);
+    }
+    futures_util::SinkExt::close(&mut user).await.unwrap();
+    let name = format!("debug-me.{id}.log");
+    wait_until("the mail is delivered to a mailbox", || {
+        mailbox_with(&name).is_some()
+    })
+    .await;
+    // Python's email package reads the mailbox and takes the attachment out.
+    let dir = tempfile::tempdir().unwrap();
+    let attachment = dir.path().join("attachment");
+    let script = r#"
+import json, mailbox, sys
+box, name, out = sys.argv[1:]
+for mail in mailbox.mbox(box):
+    for part in mail.walk():
+        if part.get_filename() == name:
+            open(out, "wb").write(part.get_payload(decode=True))
+            print(json.dumps({"subject": mail["Subject"], "from": mail["From"], "to": mail["To"],
+                              "type": part.get_content_type()}))
+"#;
+    let parsed = Command::new("python3")
+        .args(["-c", script])
+        .arg(mailbox_with(&name).unwrap())
+        .arg(&name)
+        .arg(&attachment)
+        .output()
+        .expect("python3 runs");
+    assert!(parsed.status.success(), "{}", text(&parsed));
+    let headers: serde_json::Value = serde_json::from_slice(&parsed.stdout)
+        .unwrap_or_else(|_| panic!("one mail with the log attached: {}", text(&parsed)));
+    assert_eq!(headers["subject"], "Your recent debug-me session");
+    assert_eq!(headers["from"], "kanava-test@localhost");
+    assert_eq!(headers["to"], "root@localhost");
+    assert_eq!(headers["type"], "text/plain");
+    let log = std::fs::read(server.data.join("debug-me").join(&name)).unwrap();
+    assert_eq!(std::fs::read(&attachment).unwrap(), log);
+    assert_eq!(log.iter().filter(|b| **b == b'\n').count(), 6);
 }

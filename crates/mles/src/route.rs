@@ -1,0 +1,92 @@
+//! Other WebSocket services on the Mles TLS listener, each under a path of its own, so that one
+//! TLS port serves them all (kanava serves its debug-me sessions at `/debug-me`). A request for
+//! any other path is a Mles connection, as the reference server accepts any path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+/// An upgraded WebSocket over the listener's TLS.
+pub type TlsWebSocket = WebSocketStream<TlsStream<TcpStream>>;
+
+/// A WebSocket service reached under a path of the Mles listener.
+pub trait Endpoint: Send + Sync + 'static {
+    /// The WebSocket limits (frame and message sizes) of this service.
+    fn websocket_config(&self) -> WebSocketConfig;
+
+    /// Serves one upgraded connection until it ends or `shutdown` is cancelled.
+    fn serve(
+        &self,
+        ws: TlsWebSocket,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// The endpoints of the listener, by path.
+#[derive(Clone, Default)]
+pub struct Routes {
+    routes: Vec<(String, Arc<dyn Endpoint>)>,
+}
+
+impl Routes {
+    /// No endpoint besides Mles.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `endpoint` at `path` (e.g. `/debug-me`) and every path under it.
+    pub fn route(mut self, path: &str, endpoint: Arc<dyn Endpoint>) -> Self {
+        self.routes
+            .push((path.trim_end_matches('/').to_owned(), endpoint));
+        self
+    }
+
+    /// The endpoint for a request target, if one is routed there.
+    pub fn find(&self, target: &str) -> Option<&Arc<dyn Endpoint>> {
+        self.routes
+            .iter()
+            .find(|(path, _)| under(path, target))
+            .map(|(_, endpoint)| endpoint)
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.routes.iter().map(|(path, _)| path))
+            .finish()
+    }
+}
+
+/// Whether request target `target` (path and query) is `path` or under it.
+fn under(path: &str, target: &str) -> bool {
+    let target = target.split(['?', '#']).next().unwrap_or_default();
+    target
+        .strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_covers_its_path_and_below_only() {
+        assert!(under("/debug-me", "/debug-me"));
+        assert!(under("/debug-me", "/debug-me/"));
+        assert!(under("/debug-me", "/debug-me/1b3c?x=1"));
+        assert!(under("/debug-me", "/debug-me?x=1"));
+        assert!(!under("/debug-me", "/debug-mex"));
+        assert!(!under("/debug-me", "/"));
+        assert!(!under("/debug-me", "/other/debug-me"));
+        assert!(!under("/debug-me", ""));
+    }
+}
