@@ -58,6 +58,10 @@ fn bad_settings_fail_with_a_clear_message() {
         ),
         (vec!["--ping-interval", "ten"], "not a duration"),
         (
+            vec!["--debug-me-from-email", "root@x\nBcc: y@z"],
+            "not a plain mail address",
+        ),
+        (
             vec![
                 "--tls-cert",
                 "/nonexistent.pem",
