@@ -75,7 +75,8 @@ fn reference_line(out: &Output) -> Option<usize> {
 }
 
 /// Tampered copies of a log: a changed byte in some data, a flipped signature byte, a deleted
-/// middle line, two lines swapped, a line that is not JSON, and one with invalid UTF-8.
+/// middle line, two lines swapped, a hash of the wrong length, a line that is not JSON, and
+/// one with invalid UTF-8.
 fn tampered(log: &str) -> Vec<(String, Vec<u8>)> {
     let lines: Vec<&str> = log.lines().collect();
     let joined = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -116,6 +117,26 @@ fn tampered(log: &str) -> Vec<(String, Vec<u8>)> {
         swapped.swap(1, 2);
         copies.push(("swapped".to_owned(), joined(&swapped).into_bytes()));
     }
+    // The pointer to the previous activity, cut short or doubled in length.
+    let pointer = lines[last].find("\"prevActivity\":{").and_then(|at| {
+        let key = "\"hashValue\":{\"v\":\"";
+        let start = at + lines[last][at..].find(key)? + key.len();
+        let end = start + lines[last][start..].find('"')?;
+        Some((start, end))
+    });
+    if let Some((start, end)) = pointer {
+        let hex = &lines[last][start..end];
+        for (how, value) in [
+            ("short-hash", hex[..10].to_owned()),
+            ("long-hash", hex.repeat(2)),
+        ] {
+            let mut bytes = joined(&lines[..last]).into_bytes();
+            bytes.extend(
+                format!("{}{value}{}\n", &lines[last][..start], &lines[last][end..]).into_bytes(),
+            );
+            copies.push((how.to_owned(), bytes));
+        }
+    }
     copies.push((
         "not-json".to_owned(),
         format!("{}not json\n", joined(&lines[..1])).into_bytes(),
@@ -137,8 +158,11 @@ fn kanava_verify_reaches_debug_mes_verdict_on_real_and_tampered_logs() {
             cases.extend(tampered(log).into_iter().map(|(how, bytes)| {
                 // Control messages are not chained: removing or reordering them goes unnoticed
                 // by protocol 1 (kanava verify says so in its warnings).
-                let undetectable =
-                    name == "gpg-controls" && (how == "deleted-middle" || how == "swapped");
+                // And the pointers written in a log are not trusted but re-derived from the
+                // signatures, so a pointer of the wrong length changes nothing.
+                let undetectable = (name == "gpg-controls"
+                    && (how == "deleted-middle" || how == "swapped"))
+                    || how.ends_with("-hash");
                 (format!("{name}-{how}.log"), bytes, !undetectable)
             }));
         }
@@ -168,7 +192,7 @@ fn kanava_verify_reaches_debug_mes_verdict_on_real_and_tampered_logs() {
             compared += 1;
         }
     }
-    assert!(compared >= 15, "{compared} logs compared");
+    assert!(compared >= 17, "{compared} logs compared");
     // The complete logs verify, several at once. (The lone developer line cannot: the key that
     // signed it is in another log, and both verifiers reject it, as checked above.)
     let originals: Vec<PathBuf> = REAL_LOGS[..2]
