@@ -320,11 +320,11 @@ impl User {
         &since == echo
     }
 
-    /// Pushes the newest entry and keeps at most [`BACKLOG_ENTRIES`] older ones, within
-    /// [`BACKLOG_BYTES`].
+    /// Pushes the newest entry and keeps at most [`BACKLOG_ENTRIES`] older ones, as long as
+    /// all the data kept stays within [`BACKLOG_BYTES`].
     fn push(&mut self, entry: Entry) {
+        let mut bytes = entry.data.len();
         self.backlog.push_front(entry);
-        let mut bytes = 0;
         let keep = self
             .backlog
             .iter()
@@ -372,4 +372,305 @@ fn developer_log(message: Message<Entered>, hash: Option<Hash>) -> UserAction {
         message: AnyMessage::Developer(message),
         hash,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{decode_line, encode_line};
+    use crate::recover::Pointers;
+    use crate::verify::{GpgCheck, verify};
+
+    const T0: Duration = Duration::from_secs(100);
+
+    /// Takes any GnuPG statement: the user machine leaves that check to its caller.
+    struct AnyGpg;
+
+    impl GpgCheck for AnyGpg {
+        fn check(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<String, String> {
+            Ok("Dev <dev@example.org>".into())
+        }
+    }
+
+    /// The log the actions ask for, checked by this crate's verifier.
+    fn logged(actions: &[UserAction]) -> Vec<LogEntry> {
+        actions
+            .iter()
+            .filter_map(|action| match action {
+                UserAction::Log(entry) => Some(entry.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn assert_verifies(log: &[LogEntry]) {
+        let text: String = log
+            .iter()
+            .map(|entry| encode_line(&entry.clone().at(1.8e9)) + "\n")
+            .collect();
+        verify(&text, &mut AnyGpg).unwrap();
+    }
+
+    fn sent(actions: &[UserAction]) -> Vec<AnyMessage> {
+        actions
+            .iter()
+            .filter_map(|action| match action {
+                UserAction::Send(message) => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn key_control(key: &SessionKey, signed: bool) -> AnyMessage {
+        let perhaps = if signed {
+            PerhapsSigned::GpgSigned(key.public(), b"statement".to_vec(), b"export".to_vec())
+        } else {
+            PerhapsSigned::UnSigned(key.public())
+        };
+        let mut control = Control {
+            control: ControlAction::SessionKey(perhaps, b"1".to_vec()),
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        key.sign_control(&mut control);
+        AnyMessage::Developer(Message::Control(control))
+    }
+
+    /// An Entered signed by `key` with these pointers, as the wire carries it (no pointers).
+    fn entered(key: &SessionKey, keys: &[u8], echo: &[u8], pointers: Pointers) -> AnyMessage {
+        let mut entered = Activity {
+            activity: Entered {
+                entered_data: keys.to_vec(),
+                echo_data: echo.to_vec(),
+            },
+            prev_activity: pointers.0,
+            prev_entered: pointers.1,
+            elapsed_time: 0.25,
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        key.sign_activity(&mut entered);
+        AnyMessage::Developer(Message::Activity(with_pointers(&entered, &(None, None))))
+    }
+
+    /// A user with an accepted developer key, and the log so far.
+    fn with_developer() -> (User, SessionKey, Vec<LogEntry>) {
+        let (mut user, actions) = User::start([1; 32], T0);
+        let mut log = logged(&actions);
+        let developer = SessionKey::from_secret([2; 32]);
+        let actions = user.receive(key_control(&developer, true));
+        log.extend(logged(&actions));
+        let actions = user.consent(&developer.public(), true).unwrap();
+        log.extend(logged(&actions));
+        (user, developer, log)
+    }
+
+    fn newest(user: &User) -> Option<Hash> {
+        user.backlog.front().map(|entry| entry.hash.clone())
+    }
+
+    fn rejection(actions: &[UserAction]) -> Option<ControlAction> {
+        sent(actions).into_iter().find_map(|message| match message {
+            AnyMessage::User(Message::Control(control)) => Some(control.control),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_session_starts_with_the_key_and_the_start_seen_and_ends_with_the_status() {
+        let (mut user, actions) = User::start([1; 32], T0);
+        let messages = sent(&actions);
+        assert_eq!(messages.len(), 2);
+        let AnyMessage::User(Message::Control(key)) = &messages[0] else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(
+            key.control,
+            ControlAction::SessionKey(PerhapsSigned::UnSigned(user.public_key()), b"1".to_vec())
+        );
+        let AnyMessage::User(Message::Activity(start)) = &messages[1] else {
+            panic!("{messages:?}")
+        };
+        assert_eq!(start.activity.seen_data, SESSION_STARTED);
+        assert_eq!((&start.prev_activity, &start.prev_entered), (&None, &None));
+        assert_eq!(start.elapsed_time, 0.0);
+        assert!(sign::activity_verifies(&user.public_key(), start));
+        let mut log = logged(&actions);
+        let output = user.seen(b"$ ", T0 + Duration::from_millis(1500));
+        let AnyMessage::User(Message::Activity(prompt)) = &sent(&output)[0] else {
+            panic!()
+        };
+        assert_eq!(prompt.prev_activity, Some(hash::activity(start)));
+        assert_eq!(prompt.elapsed_time, 1.5);
+        log.extend(logged(&output));
+        let end = user.end(-9, T0 + Duration::from_secs(2));
+        let AnyMessage::User(Message::Activity(end_seen)) = &sent(&end)[0] else {
+            panic!()
+        };
+        assert_eq!(
+            end_seen.activity.seen_data,
+            b"\r\n** debug-me session ended (-9)\r\n"
+        );
+        assert_eq!(end_seen.elapsed_time, 0.5);
+        log.extend(logged(&end));
+        assert_eq!(log.len(), 4);
+        assert_verifies(&log);
+    }
+
+    #[test]
+    fn an_unsigned_developer_key_is_rejected_at_once() {
+        let (mut user, _) = User::start([1; 32], T0);
+        let developer = SessionKey::from_secret([2; 32]);
+        let actions = user.receive(key_control(&developer, false));
+        assert!(matches!(actions[0], UserAction::Log(_)));
+        assert_eq!(
+            rejection(&actions),
+            Some(ControlAction::SessionKeyRejected(developer.public()))
+        );
+        assert_eq!(actions.len(), 3);
+        assert_eq!(
+            user.consent(&developer.public(), true),
+            Err(UserError::NotPending)
+        );
+        // Its keys are dropped without a trace.
+        let start = newest(&user);
+        assert_eq!(
+            user.receive(entered(&developer, b"x", b"", (start, None))),
+            []
+        );
+    }
+
+    #[test]
+    fn a_real_gpg_signed_key_asks_for_consent_once() {
+        let text = include_str!("../testdata/appendix-b-controls.log");
+        let line = decode_line(text.lines().nth(1).unwrap()).unwrap();
+        let (mut user, _) = User::start([1; 32], T0);
+        let actions = user.receive(line.message.clone());
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        let UserAction::AskConsent(request) = &actions[1] else {
+            panic!("{actions:?}")
+        };
+        assert!(request.statement.starts_with(b"859ad190"));
+        let statement = String::from_utf8_lossy(&request.gpg_signature);
+        assert!(statement.contains(std::str::from_utf8(&request.statement).unwrap()));
+        assert!(
+            String::from_utf8_lossy(&request.gpg_key_export)
+                .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        );
+        let answer = user.consent(&request.key, true).unwrap();
+        assert_eq!(
+            rejection(&answer),
+            Some(ControlAction::SessionKeyAccepted(request.key.clone()))
+        );
+        assert_eq!(user.accepted, [request.key.clone()]);
+        assert_eq!(user.consent(&request.key, true), Err(UserError::NotPending));
+        // Sent again once accepted, it is only logged.
+        assert_eq!(user.receive(line.message).len(), 1);
+    }
+
+    #[test]
+    fn messages_no_accepted_key_signed_are_dropped_without_a_trace() {
+        let (mut user, developer, _) = with_developer();
+        let stranger = SessionKey::from_secret([3; 32]);
+        let start = newest(&user);
+        assert_eq!(
+            user.receive(entered(
+                &stranger,
+                b"rm -rf /\r",
+                b"",
+                (start.clone(), None)
+            )),
+            []
+        );
+        let mut chat = Control {
+            control: ControlAction::ChatMessage(b"eve".to_vec(), b"hi".to_vec()),
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        stranger.sign_control(&mut chat);
+        assert_eq!(
+            user.receive(AnyMessage::Developer(Message::Control(chat.clone()))),
+            []
+        );
+        // A real Entered of another session, whose key this session never saw.
+        let line = include_str!("../testdata/developer-entered.log");
+        assert_eq!(user.receive(decode_line(line).unwrap().message), []);
+        // Signed by the accepted developer, the same chat is shown.
+        developer.sign_control(&mut chat);
+        let shown = user.receive(AnyMessage::Developer(Message::Control(chat)));
+        assert_eq!(
+            shown[1],
+            UserAction::Chat {
+                sender: b"eve".to_vec(),
+                text: b"hi".to_vec()
+            }
+        );
+        assert_eq!(user.backlog.len(), 1);
+        assert_eq!(user.last_entered, None);
+    }
+
+    #[test]
+    fn entered_legality_follows_the_chain_and_the_echo() {
+        let (mut user, developer, mut log) = with_developer();
+        let start = newest(&user);
+        // Chained after the newest entry and E: written to the PTY.
+        let actions = user.receive(entered(&developer, b"l", b"", (start.clone(), None)));
+        assert_eq!(actions[1], UserAction::WritePty(b"l".to_vec()));
+        log.extend(logged(&actions));
+        let e1 = newest(&user);
+        assert_eq!(user.last_entered, e1);
+        log.extend(logged(&user.seen(b"l", T0)));
+        log.extend(logged(&user.seen(b"s", T0)));
+        // Typeahead: after E1, expecting the echo "ls" that came since.
+        let actions = user.receive(entered(&developer, b"\r", b"ls", (e1.clone(), e1.clone())));
+        assert_eq!(actions[1], UserAction::WritePty(b"\r".to_vec()));
+        log.extend(logged(&actions));
+        let e2 = newest(&user);
+        log.extend(logged(&user.seen(b"\r\n", T0)));
+        // A wrong echo, an empty echo, a stale prevEntered, no prevActivity: rejected, signed
+        // with the hash of the Entered and E.
+        for (echo, pointers) in [
+            (&b"l"[..], (e1.clone(), e2.clone())),
+            (b"", (e1.clone(), e2.clone())),
+            (b"", (newest(&user), e1.clone())),
+            (b"", (None, e2.clone())),
+        ] {
+            let actions = user.receive(entered(&developer, b"x", echo, pointers));
+            let Some(ControlAction::EnteredRejected {
+                entered_rejected,
+                entered_last_accepted,
+            }) = rejection(&actions)
+            else {
+                panic!("{actions:?}")
+            };
+            assert_eq!(entered_last_accepted, e2);
+            assert!(
+                matches!(&actions[..], [UserAction::Send(_), UserAction::Log(l), UserAction::Log(_)] if l.hash == Some(entered_rejected.clone()))
+            );
+            log.extend(logged(&actions));
+        }
+        assert_eq!(user.last_entered, e2);
+        assert_verifies(&log);
+    }
+
+    #[test]
+    fn the_backlog_drops_what_an_entered_has_seen_past_and_stays_bounded() {
+        let (mut user, developer, _) = with_developer();
+        for i in 0..5 {
+            user.seen(format!("{i}").as_bytes(), T0);
+        }
+        let seen_2 = user.backlog[2].hash.clone();
+        user.receive(entered(&developer, b"x", b"34", (Some(seen_2), None)));
+        // The start Seen and outputs 0 to 2 are gone but the one named.
+        assert_eq!(user.backlog.len(), 4);
+        assert!(!user.backlog[0].seen);
+        for i in 0..1100 {
+            user.seen(format!("{i}").as_bytes(), T0);
+        }
+        assert_eq!(user.backlog.len(), BACKLOG_ENTRIES + 1);
+        let big = vec![b'x'; BACKLOG_BYTES / 2];
+        for _ in 0..3 {
+            user.seen(&big, T0);
+        }
+        assert_eq!(user.backlog.len(), 2);
+        user.seen(&vec![b'y'; BACKLOG_BYTES + 1], T0);
+        assert_eq!(user.backlog.len(), 1);
+    }
 }
