@@ -118,6 +118,13 @@ pub enum SendError {
     KeyAlreadySent,
 }
 
+/// One of our Entered that no Seen has named yet.
+struct InFlight {
+    keys: Val,
+    hash: Hash,
+    prev_entered: Option<Hash>,
+}
+
 /// A developer's, watcher's or downloader's view of a session.
 pub struct Developer {
     /// Our session key: none for a watcher, and discarded once rejected.
@@ -138,9 +145,8 @@ pub struct Developer {
     /// rejection's `enteredLastAccepted`).
     last_accepted: Option<Hash>,
     last_chunk: Val,
-    /// Own chunks and their hashes since the last Seen.
-    sent_since: Vec<Val>,
-    entered_since: Vec<Hash>,
+    /// Own Entered since the last Seen that named them (sentSince and enteredSince).
+    in_flight: Vec<InFlight>,
     /// Other developers' Entered since the last Seen.
     from_others: Vec<Hash>,
     own_sent: VecDeque<Hash>,
@@ -179,8 +185,7 @@ impl Developer {
             last_entered: None,
             last_accepted: None,
             last_chunk: Vec::new(),
-            sent_since: Vec::new(),
-            entered_since: Vec::new(),
+            in_flight: Vec::new(),
             from_others: Vec::new(),
             own_sent: VecDeque::new(),
             recent: VecDeque::new(),
@@ -236,7 +241,10 @@ impl Developer {
         let mut actions = Vec::new();
         for chunk in keys.chunks(MAX_CHUNK) {
             let echo_data = if self.last_activity == self.last_seen {
-                self.sent_since.concat()
+                self.in_flight
+                    .iter()
+                    .flat_map(|sent| sent.keys.iter().copied())
+                    .collect()
             } else {
                 self.last_chunk.clone()
             };
@@ -252,12 +260,15 @@ impl Developer {
             };
             self.writer()?.sign_activity(&mut entered);
             let chain = hash::activity(&entered);
+            self.in_flight.push(InFlight {
+                keys: chunk.to_vec(),
+                hash: chain.clone(),
+                prev_entered: entered.prev_entered.clone(),
+            });
             self.last_activity = Some(chain.clone());
             self.last_activity_at = now;
             self.last_entered = Some(chain.clone());
             self.last_chunk = chunk.to_vec();
-            self.sent_since.push(chunk.to_vec());
-            self.entered_since.push(chain.clone());
             remember(&mut self.own_sent, &chain, OWN_SENT);
             self.remember_entered(&chain);
             actions.extend(sent(
@@ -349,8 +360,11 @@ impl Developer {
         Ok(vec![log(message, Some(chain)), DeveloperAction::Show(data)])
     }
 
-    /// A user Seen after the start (spec 6.2 "A Seen is legal"); an illegal one is taken as
-    /// the user's view, with a warning.
+    /// A user Seen after the start (spec 6.2 "A Seen is legal"). Chained after one of our
+    /// keys, it acknowledges that key and those before it. Chained after the last Seen or
+    /// another developer's Entered, it leaves our keys in flight, unless its `prevEntered`
+    /// shows the user accepted someone else's key since ours were sent, so that ours will be
+    /// rejected. Anything else is illegal: a warning, and the Seen is taken as the user's view.
     fn seen(
         &mut self,
         seen: &Activity<Seen>,
@@ -363,33 +377,33 @@ impl Developer {
         let seen = with_pointers(seen, &pointers);
         let chain = hash::activity(&seen);
         let (pa, pe) = pointers;
-        let pe_in_flight = pe
-            .as_ref()
-            .is_some_and(|pe| self.entered_since.contains(pe));
         let mut actions = Vec::new();
-        if pa.is_some()
-            && (pa == self.last_seen || self.from_others.iter().any(|h| Some(h) == pa.as_ref()))
-        {
-            if self
-                .sent_since
-                .concat()
-                .starts_with(&seen.activity.seen_data)
-            {
-                // Upstream drops as many list elements as the Seen has bytes.
-                self.drop_sent(seen.activity.seen_data.len());
-            } else {
-                self.drop_sent(self.sent_since.len());
-            }
-        } else if let Some(at) = pa
+        let ours = pa
             .as_ref()
-            .and_then(|pa| self.entered_since.iter().position(|h| h == pa))
+            .and_then(|pa| self.in_flight.iter().position(|sent| &sent.hash == pa));
+        if let Some(at) = ours {
+            self.in_flight.drain(..=at);
+        } else if pa.is_some()
+            && (pa == self.last_seen
+                || pa.as_ref().is_some_and(|pa| {
+                    self.from_others.contains(pa) || self.recent_entered.contains(pa)
+                }))
         {
-            self.drop_sent(at + 1);
+            let doomed = self.in_flight.first().is_some_and(|first| {
+                first.prev_entered != pe
+                    && !self
+                        .in_flight
+                        .iter()
+                        .any(|sent| Some(&sent.hash) == pe.as_ref())
+            });
+            if doomed {
+                self.in_flight.clear();
+            }
         } else {
             actions.push(DeveloperAction::Warn(Warning::IllegalSeen));
-            self.drop_sent(self.sent_since.len());
+            self.in_flight.clear();
         }
-        if !pe_in_flight {
+        if self.in_flight.is_empty() {
             self.last_entered = pe.clone();
         }
         self.last_accepted = pe;
@@ -423,12 +437,12 @@ impl Developer {
                 if self.own_sent.contains(&entered_rejected) {
                     // Resynchronise on the last Seen: the rejected key and all typed after it
                     // are lost, and the next key follows what the user has.
-                    self.drop_sent(self.sent_since.len());
+                    self.in_flight.clear();
                     self.last_entered = entered_last_accepted.clone();
                     self.last_activity = self.last_seen.clone();
                     self.last_activity_at = self.last_seen_at;
                     actions.push(DeveloperAction::Bell);
-                } else if self.entered_since.is_empty() {
+                } else if self.in_flight.is_empty() {
                     self.last_entered = entered_last_accepted.clone();
                 }
                 self.last_accepted = entered_last_accepted;
@@ -444,7 +458,7 @@ impl Developer {
             {
                 self.access = Access::ReadOnly;
                 self.key = None;
-                self.drop_sent(self.sent_since.len());
+                self.in_flight.clear();
                 actions.push(DeveloperAction::Access(Access::ReadOnly));
             }
             ControlAction::ChatMessage(sender, text) => {
@@ -516,7 +530,12 @@ impl Developer {
             self.last_entered.clone().or_else(|| self.last_seen.clone()),
             self.last_accepted.clone(),
         ];
-        candidates.extend(self.entered_since.iter().rev().cloned().map(Some));
+        candidates.extend(
+            self.in_flight
+                .iter()
+                .rev()
+                .map(|sent| Some(sent.hash.clone())),
+        );
         candidates.extend(self.from_others.iter().rev().cloned().map(Some));
         let known_entered = [self.last_accepted.clone(), self.last_entered.clone(), None];
         let likely = candidates.iter().flat_map(|pa| {
@@ -536,13 +555,6 @@ impl Developer {
                 .chain(recover::pairs(&recent, &recent_entered)),
             keys,
         )
-    }
-
-    /// Drops the `n` oldest own chunks since the last Seen (all of them when `n` is larger).
-    fn drop_sent(&mut self, n: usize) {
-        let n = n.min(self.sent_since.len());
-        self.sent_since.drain(..n);
-        self.entered_since.drain(..n);
     }
 
     fn remember_entered(&mut self, chain: &Hash) {
@@ -566,4 +578,654 @@ fn log(message: AnyMessage, hash: Option<Hash>) -> DeveloperAction {
 /// A message of ours: send it, then log it.
 fn sent(message: AnyMessage, hash: Option<Hash>) -> Vec<DeveloperAction> {
     vec![DeveloperAction::Send(message.clone()), log(message, hash)]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::json::{decode_line, encode_line};
+    use crate::user::{ConsentRequest, User, UserAction};
+    use crate::verify::{GpgCheck, verify};
+    use crate::wire::{decode_message, encode_message};
+
+    /// Takes any GnuPG statement (the real one is checked in `real_debug_me_verifies_the_logs`).
+    struct AnyGpg;
+
+    impl GpgCheck for AnyGpg {
+        fn check(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<String, String> {
+            Ok("Dev <dev@example.org>".into())
+        }
+    }
+
+    /// A stand-in GnuPG binding: the statement is the key's hash itself.
+    fn fake_gpg(key_hash: &[u8]) -> (Val, Val) {
+        (key_hash.to_vec(), b"export".to_vec())
+    }
+
+    fn log_text(log: &[LogEntry]) -> String {
+        log.iter()
+            .enumerate()
+            .map(|(i, entry)| encode_line(&entry.clone().at(1.8e9 + i as f64)) + "\n")
+            .collect()
+    }
+
+    fn chain_hashes(log: &[LogEntry]) -> HashSet<Hash> {
+        log.iter().filter_map(|entry| entry.hash.clone()).collect()
+    }
+
+    /// A developer, watcher or downloader on the session, and what it was asked to do.
+    struct Peer {
+        machine: Developer,
+        inbox: VecDeque<Vec<u8>>,
+        log: Vec<LogEntry>,
+        shown: Vec<u8>,
+        chat: Vec<(Val, Val)>,
+        bells: usize,
+        warnings: Vec<Warning>,
+        access: Vec<Access>,
+    }
+
+    /// A user with a toy shell, and a relay that keeps wire order and strips pointers, all in
+    /// memory. A peer joining is replayed everything relayed so far, as the server does.
+    struct Session {
+        now: Duration,
+        user: User,
+        user_log: Vec<LogEntry>,
+        user_inbox: VecDeque<Vec<u8>>,
+        user_chat: Vec<(Val, Val)>,
+        relayed: Vec<Vec<u8>>,
+        pty: Vec<u8>,
+        shell_line: Vec<u8>,
+        shell_output: Vec<u8>,
+        /// Whether [`Session::settle`] lets the shell answer.
+        echo: bool,
+        consent: Vec<ConsentRequest>,
+        peers: Vec<Peer>,
+    }
+
+    impl Session {
+        fn new() -> Self {
+            let now = Duration::from_secs(1000);
+            let (user, actions) = User::start([1; 32], now);
+            let mut session = Self {
+                now,
+                user,
+                user_log: Vec::new(),
+                user_inbox: VecDeque::new(),
+                user_chat: Vec::new(),
+                relayed: Vec::new(),
+                pty: Vec::new(),
+                shell_line: Vec::new(),
+                shell_output: b"$ ".to_vec(),
+                echo: true,
+                consent: Vec::new(),
+                peers: Vec::new(),
+            };
+            session.user_actions(actions);
+            session.output(usize::MAX);
+            session
+        }
+
+        fn tick(&mut self) -> Duration {
+            self.now += Duration::from_millis(10);
+            self.now
+        }
+
+        fn relay(&mut self, message: &AnyMessage, from: Option<usize>) {
+            let bytes = encode_message(message);
+            self.relayed.push(bytes.clone());
+            if from.is_some() {
+                self.user_inbox.push_back(bytes.clone());
+            }
+            for (i, peer) in self.peers.iter_mut().enumerate() {
+                if from != Some(i) {
+                    peer.inbox.push_back(bytes.clone());
+                }
+            }
+        }
+
+        fn user_actions(&mut self, actions: Vec<UserAction>) {
+            for action in actions {
+                match action {
+                    UserAction::Send(message) => self.relay(&message, None),
+                    UserAction::Log(entry) => self.user_log.push(entry),
+                    UserAction::WritePty(keys) => {
+                        self.pty.extend_from_slice(&keys);
+                        self.shell(&keys);
+                    }
+                    UserAction::AskConsent(request) => self.consent.push(request),
+                    UserAction::Chat { sender, text } => self.user_chat.push((sender, text)),
+                }
+            }
+        }
+
+        /// Echoes keys; a line `echo X` prints X.
+        fn shell(&mut self, keys: &[u8]) {
+            for &key in keys {
+                if key == b'\r' {
+                    self.shell_output.extend_from_slice(b"\r\n");
+                    if let Some(arg) = self.shell_line.strip_prefix(b"echo ") {
+                        self.shell_output.extend_from_slice(arg);
+                        self.shell_output.extend_from_slice(b"\r\n");
+                    }
+                    self.shell_output.extend_from_slice(b"$ ");
+                    self.shell_line.clear();
+                } else {
+                    self.shell_line.push(key);
+                    self.shell_output.push(key);
+                }
+            }
+        }
+
+        /// One PTY read of at most `n` bytes of the shell's output, if there is any.
+        fn output(&mut self, n: usize) -> bool {
+            if self.shell_output.is_empty() {
+                return false;
+            }
+            let rest = self.shell_output.split_off(n.min(self.shell_output.len()));
+            let data = std::mem::replace(&mut self.shell_output, rest);
+            let now = self.tick();
+            let actions = self.user.seen(&data, now);
+            self.user_actions(actions);
+            true
+        }
+
+        /// Output of a program that is not the shell's echo.
+        fn print(&mut self, data: &[u8]) {
+            let now = self.tick();
+            let actions = self.user.seen(data, now);
+            self.user_actions(actions);
+        }
+
+        fn peer_actions(&mut self, i: usize, actions: Vec<DeveloperAction>) {
+            for action in actions {
+                let peer = &mut self.peers[i];
+                match action {
+                    DeveloperAction::Send(message) => self.relay(&message, Some(i)),
+                    DeveloperAction::Log(entry) => peer.log.push(entry),
+                    DeveloperAction::Show(data) => peer.shown.extend_from_slice(&data),
+                    DeveloperAction::Chat { sender, text } => peer.chat.push((sender, text)),
+                    DeveloperAction::Bell => peer.bells += 1,
+                    DeveloperAction::Access(access) => peer.access.push(access),
+                    DeveloperAction::Warn(warning) => peer.warnings.push(warning),
+                }
+            }
+        }
+
+        fn join(&mut self, machine: Developer) -> usize {
+            self.peers.push(Peer {
+                machine,
+                inbox: self.relayed.iter().cloned().collect(),
+                log: Vec::new(),
+                shown: Vec::new(),
+                chat: Vec::new(),
+                bells: 0,
+                warnings: Vec::new(),
+                access: Vec::new(),
+            });
+            self.peers.len() - 1
+        }
+
+        /// A developer that sends its key, bound to an identity by `gpg`.
+        fn join_developer(&mut self, secret: [u8; 32], gpg: &dyn Fn(&[u8]) -> (Val, Val)) -> usize {
+            let i = self.join(Developer::new(secret));
+            let machine = &mut self.peers[i].machine;
+            let (statement, export) = gpg(&machine.session_key_hash().unwrap());
+            let actions = machine.send_session_key(statement, export).unwrap();
+            self.peer_actions(i, actions);
+            i
+        }
+
+        fn deliver_to_user(&mut self) -> bool {
+            let Some(bytes) = self.user_inbox.pop_front() else {
+                return false;
+            };
+            self.tick();
+            let actions = self.user.receive(decode_message(&bytes).unwrap());
+            self.user_actions(actions);
+            true
+        }
+
+        fn deliver_to(&mut self, i: usize) -> bool {
+            let Some(bytes) = self.peers[i].inbox.pop_front() else {
+                return false;
+            };
+            let now = self.tick();
+            let message = decode_message(&bytes).unwrap();
+            let actions = self.peers[i].machine.receive(message, now).unwrap();
+            self.peer_actions(i, actions);
+            true
+        }
+
+        /// Delivers everything, the shell answering when `echo` is on.
+        fn settle(&mut self) {
+            loop {
+                let mut progress = false;
+                while self.deliver_to_user() {
+                    progress = true;
+                }
+                if self.echo {
+                    progress |= self.output(usize::MAX);
+                }
+                for i in 0..self.peers.len() {
+                    while self.deliver_to(i) {
+                        progress = true;
+                    }
+                }
+                if !progress {
+                    return;
+                }
+            }
+        }
+
+        fn answer(&mut self, yes: bool) {
+            for request in std::mem::take(&mut self.consent) {
+                let actions = self.user.consent(&request.key, yes).unwrap();
+                self.user_actions(actions);
+            }
+        }
+
+        fn type_keys(&mut self, i: usize, keys: &[u8]) {
+            let now = self.tick();
+            let actions = self.peers[i].machine.type_keys(keys, now).unwrap();
+            self.peer_actions(i, actions);
+        }
+
+        fn rejections(&self) -> usize {
+            self.user_log
+                .iter()
+                .filter(|entry| {
+                    matches!(
+                        &entry.message,
+                        AnyMessage::User(Message::Control(Control {
+                            control: ControlAction::EnteredRejected { .. },
+                            ..
+                        }))
+                    )
+                })
+                .count()
+        }
+
+        /// Every log, the user's and each peer's, passes this crate's verifier.
+        fn check_logs(&self) {
+            verify(&log_text(&self.user_log), &mut AnyGpg).expect("the user's log");
+            for (i, peer) in self.peers.iter().enumerate() {
+                verify(&log_text(&peer.log), &mut AnyGpg)
+                    .unwrap_or_else(|e| panic!("peer {i}'s log: {e}"));
+            }
+        }
+
+        fn no_warnings(&self) {
+            for peer in &self.peers {
+                assert_eq!(peer.warnings, []);
+            }
+        }
+    }
+
+    /// A session with a prompt and one accepted developer.
+    fn with_developer() -> Session {
+        let mut session = Session::new();
+        let developer = session.join_developer([2; 32], &fake_gpg);
+        session.settle();
+        assert_eq!(session.peers[developer].machine.access(), Access::Waiting);
+        session.answer(true);
+        session.settle();
+        assert_eq!(session.peers[developer].access, [Access::ReadWrite]);
+        session
+    }
+
+    #[test]
+    fn a_developer_types_one_key_at_a_time_and_a_late_watcher_sees_it_all() {
+        let mut session = with_developer();
+        for key in b"echo hi\r" {
+            session.type_keys(0, &[*key]);
+            session.settle();
+        }
+        assert_eq!(session.pty, b"echo hi\r");
+        assert!(session.peers[0].shown.ends_with(b"$ echo hi\r\nhi\r\n$ "));
+        let actions = session.peers[0].machine.chat(b"dev", b"hello").unwrap();
+        session.peer_actions(0, actions);
+        let actions = session.user.chat(b"user", b"hi there");
+        session.user_actions(actions);
+        let watcher = session.join(Developer::watcher());
+        session.settle();
+        assert_eq!(session.user_chat, [(b"dev".to_vec(), b"hello".to_vec())]);
+        assert_eq!(
+            session.peers[0].chat,
+            [(b"user".to_vec(), b"hi there".to_vec())]
+        );
+        assert_eq!(session.peers[watcher].chat.len(), 2);
+        assert_eq!(session.peers[watcher].shown, session.peers[0].shown);
+        assert_eq!(
+            session.peers[watcher].machine.type_keys(b"x", session.now),
+            Err(SendError::Watching)
+        );
+        assert_eq!(
+            session.peers[watcher]
+                .machine
+                .send_session_key(Vec::new(), Vec::new()),
+            Err(SendError::Watching)
+        );
+        assert_eq!(session.rejections(), 0);
+        assert_eq!(session.peers[0].bells, 0);
+        session.no_warnings();
+        let chain = chain_hashes(&session.user_log);
+        assert_eq!(chain.len(), 1 + 1 + 8 + 8);
+        assert_eq!(chain_hashes(&session.peers[0].log), chain);
+        assert_eq!(chain_hashes(&session.peers[watcher].log), chain);
+        session.check_logs();
+    }
+
+    #[test]
+    fn typeahead_is_accepted_while_the_echo_lags() {
+        let mut session = with_developer();
+        session.echo = false;
+        // A burst in one chunk, echoed in two reads the developer has not seen yet.
+        session.type_keys(0, b"a long command");
+        session.deliver_to_user();
+        assert_eq!(session.pty, b"a long command");
+        session.output(6);
+        session.output(usize::MAX);
+        session.type_keys(0, b"\r");
+        session.deliver_to_user();
+        assert_eq!(session.pty, b"a long command\r");
+        session.echo = true;
+        session.settle();
+        // One key at a time, each echoed before the developer sees the echo of the last. (The
+        // echo heuristic takes a key's echo to be the key, so this works for printable keys.)
+        session.echo = false;
+        for key in b"ls -l" {
+            session.type_keys(0, &[*key]);
+            session.deliver_to_user();
+            session.output(usize::MAX);
+        }
+        session.echo = true;
+        session.settle();
+        session.type_keys(0, b"\r");
+        session.settle();
+        assert_eq!(session.pty, b"a long command\rls -l\r");
+        assert_eq!(session.rejections(), 0);
+        assert_eq!(session.peers[0].bells, 0);
+        session.no_warnings();
+        assert!(
+            session.peers[0]
+                .shown
+                .ends_with(b"$ a long command\r\n$ ls -l\r\n$ ")
+        );
+        session.check_logs();
+    }
+
+    #[test]
+    fn racing_developers_are_serialised_and_the_loser_hears_a_bell() {
+        let mut session = Session::new();
+        let a = session.join_developer([2; 32], &fake_gpg);
+        let b = session.join_developer([3; 32], &fake_gpg);
+        let watcher = session.join(Developer::watcher());
+        session.settle();
+        assert_eq!(session.consent.len(), 2);
+        session.answer(true);
+        session.settle();
+        session.type_keys(a, b"a");
+        session.type_keys(b, b"b");
+        session.settle();
+        assert_eq!(session.pty, b"a");
+        assert_eq!(session.rejections(), 1);
+        assert_eq!((session.peers[a].bells, session.peers[b].bells), (0, 1));
+        // The loser resynchronised: its next key goes through, and so do the winner's.
+        session.type_keys(b, b"c");
+        session.settle();
+        session.type_keys(a, b"d");
+        session.settle();
+        assert_eq!(session.pty, b"acd");
+        assert_eq!(session.rejections(), 1);
+        session.no_warnings();
+        // Everyone saw every activity, the rejected one included.
+        let chain = chain_hashes(&session.user_log);
+        for peer in [a, b, watcher] {
+            assert_eq!(chain_hashes(&session.peers[peer].log), chain, "peer {peer}");
+        }
+        session.check_logs();
+    }
+
+    #[test]
+    fn output_streaming_while_a_key_is_in_flight_costs_the_key_not_the_session() {
+        let mut session = with_developer();
+        session.type_keys(0, b"a");
+        session.settle();
+        session.print(b"x\r\n");
+        session.settle();
+        // The user prints again before the next key arrives, naming the last accepted key as
+        // prevEntered while ours is in flight: the real client exits here.
+        session.type_keys(0, b"b");
+        session.print(b"y\r\n");
+        while session.deliver_to(0) {}
+        session.no_warnings();
+        session.settle();
+        assert_eq!(session.rejections(), 1);
+        assert_eq!(session.peers[0].bells, 1);
+        session.type_keys(0, b"c");
+        session.settle();
+        assert_eq!(session.pty, b"ac");
+        assert_eq!(session.rejections(), 1);
+        session.no_warnings();
+        session.check_logs();
+    }
+
+    #[test]
+    fn a_rejected_developer_watches_read_only() {
+        let mut session = Session::new();
+        session.join_developer([2; 32], &fake_gpg);
+        session.settle();
+        session.answer(false);
+        session.settle();
+        let peer = &mut session.peers[0];
+        assert_eq!(peer.access, [Access::ReadOnly]);
+        assert_eq!(peer.machine.access(), Access::ReadOnly);
+        assert_eq!(
+            peer.machine.type_keys(b"x", Duration::ZERO),
+            Err(SendError::ReadOnly)
+        );
+        assert_eq!(peer.machine.chat(b"d", b"x"), Err(SendError::ReadOnly));
+        assert_eq!(
+            peer.machine.send_session_key(Vec::new(), Vec::new()),
+            Err(SendError::ReadOnly)
+        );
+        session.print(b"still here");
+        session.settle();
+        assert!(session.peers[0].shown.ends_with(b"still here"));
+        assert!(session.user_log.iter().any(|entry| matches!(
+            &entry.message,
+            AnyMessage::User(Message::Control(Control {
+                control: ControlAction::SessionKeyRejected(_),
+                ..
+            }))
+        )));
+        session.no_warnings();
+        session.check_logs();
+    }
+
+    #[test]
+    fn keys_before_consent_and_a_second_key_are_refused() {
+        let mut session = Session::new();
+        let i = session.join_developer([2; 32], &fake_gpg);
+        let machine = &mut session.peers[i].machine;
+        assert_eq!(
+            machine.type_keys(b"x", Duration::ZERO),
+            Err(SendError::NotGranted)
+        );
+        assert_eq!(
+            machine.send_session_key(Vec::new(), Vec::new()),
+            Err(SendError::KeyAlreadySent)
+        );
+    }
+
+    /// An Entered of a key nobody accepted, chained after the user's newest output.
+    fn stranger_entered(session: &Session) -> AnyMessage {
+        let stranger = SessionKey::from_secret([9; 32]);
+        let mut entered = Activity {
+            activity: Entered {
+                entered_data: b"rm -rf ~\r".to_vec(),
+                echo_data: Vec::new(),
+            },
+            prev_activity: session.user_log.iter().rev().find_map(|e| e.hash.clone()),
+            prev_entered: None,
+            elapsed_time: 0.0,
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        stranger.sign_activity(&mut entered);
+        AnyMessage::Developer(Message::Activity(entered))
+    }
+
+    #[test]
+    fn a_message_signed_by_an_unknown_key_is_dropped() {
+        let mut session = with_developer();
+        let watcher = session.join(Developer::watcher());
+        session.settle();
+        let user_log = session.user_log.len();
+        let entered = stranger_entered(&session);
+        session.relay(&entered, Some(usize::MAX));
+        session.settle();
+        assert_eq!(session.pty, b"");
+        assert_eq!(session.user_log.len(), user_log);
+        for peer in [0, watcher] {
+            assert_eq!(session.peers[peer].warnings, [Warning::UnverifiedDeveloper]);
+        }
+        session.type_keys(0, b"x");
+        session.settle();
+        assert_eq!(session.pty, b"x");
+        session.check_logs();
+    }
+
+    /// A Seen signed by `key` with these pointers.
+    fn seen_signed(key: &SessionKey, data: &[u8], pointers: Pointers) -> AnyMessage {
+        let mut seen = Activity {
+            activity: Seen {
+                seen_data: data.to_vec(),
+            },
+            prev_activity: pointers.0,
+            prev_entered: pointers.1,
+            elapsed_time: 0.5,
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        key.sign_activity(&mut seen);
+        AnyMessage::User(Message::Activity(seen))
+    }
+
+    #[test]
+    fn an_illegal_seen_is_a_warning_and_the_next_seen_resynchronises() {
+        let mut session = with_developer();
+        let start = session.user_log[1].hash.clone();
+        assert!(start.is_some());
+        // Signed by the user but chained after the start, skipping the prompt.
+        let forged = seen_signed(&SessionKey::from_secret([1; 32]), b"forged", (start, None));
+        let bytes = encode_message(&forged);
+        session.peers[0].inbox.push_back(bytes);
+        session.deliver_to(0);
+        assert_eq!(session.peers[0].warnings, [Warning::IllegalSeen]);
+        assert!(session.peers[0].shown.ends_with(b"forged"));
+        // Not signed by the user at all: dropped.
+        let logged = session.peers[0].log.len();
+        let stranger = seen_signed(&SessionKey::from_secret([9; 32]), b"evil", (None, None));
+        session.peers[0].inbox.push_back(encode_message(&stranger));
+        session.deliver_to(0);
+        assert_eq!(session.peers[0].log.len(), logged);
+        // The user's real output follows its own chain: taken, with a warning, as the new view.
+        session.print(b"real");
+        session.settle();
+        assert_eq!(
+            session.peers[0].warnings,
+            [
+                Warning::IllegalSeen,
+                Warning::UnverifiedUser,
+                Warning::IllegalSeen
+            ]
+        );
+        session.type_keys(0, b"x");
+        session.settle();
+        assert_eq!(session.pty, b"x");
+        assert_eq!(session.rejections(), 0);
+        session.check_logs();
+    }
+
+    fn wire(line: &str) -> AnyMessage {
+        decode_message(&encode_message(&decode_line(line).unwrap().message)).unwrap()
+    }
+
+    #[test]
+    fn the_start_must_be_the_users_key_and_first_output() {
+        let appendix_a: Vec<&str> = include_str!("../testdata/appendix-a.log").lines().collect();
+        let controls: Vec<&str> = include_str!("../testdata/appendix-b-controls.log")
+            .lines()
+            .collect();
+        let mut watcher = Developer::watcher();
+        assert_eq!(
+            watcher.receive(wire(appendix_a[1]), Duration::ZERO),
+            Err(StartError::NoUserKey)
+        );
+        assert_eq!(
+            watcher.receive(wire(controls[1]), Duration::ZERO),
+            Err(StartError::NoUserKey)
+        );
+        let AnyMessage::User(Message::Control(mut key)) = wire(appendix_a[0]) else {
+            panic!()
+        };
+        key.signature = Signature::Ed25519(vec![0; 64]);
+        assert_eq!(
+            watcher.receive(AnyMessage::User(Message::Control(key)), Duration::ZERO),
+            Err(StartError::BadUserKey)
+        );
+        watcher.receive(wire(controls[0]), Duration::ZERO).unwrap();
+        assert_eq!(
+            watcher.receive(wire(controls[2]), Duration::ZERO),
+            Err(StartError::NoStartSeen)
+        );
+        // Appendix A's first output, under appendix B's user key.
+        assert_eq!(
+            watcher.receive(wire(appendix_a[1]), Duration::ZERO),
+            Err(StartError::BadStartSeen)
+        );
+        let mut watcher = Developer::watcher();
+        watcher
+            .receive(wire(appendix_a[0]), Duration::ZERO)
+            .unwrap();
+        let with_pointers = decode_line(appendix_a[2]).unwrap().message;
+        assert_eq!(
+            watcher.receive(with_pointers, Duration::ZERO),
+            Err(StartError::NoStartSeen)
+        );
+    }
+
+    #[test]
+    fn a_real_user_log_is_followed_step_by_step() {
+        let text = include_str!("../testdata/appendix-a.log");
+        let mut watcher = Developer::watcher();
+        let mut log = Vec::new();
+        for line in text.lines() {
+            for action in watcher.receive(wire(line), Duration::ZERO).unwrap() {
+                if let DeveloperAction::Log(entry) = action {
+                    log.push(entry);
+                }
+            }
+        }
+        // The restored log is the user's, pointers and hashes included.
+        let original: Vec<LogEntry> = text
+            .lines()
+            .map(|line| {
+                let line = decode_line(line).unwrap();
+                LogEntry {
+                    message: line.message,
+                    hash: line.hash,
+                }
+            })
+            .collect();
+        assert_eq!(log, original);
+        // An Entered of another session: no key here signed it.
+        let entered = include_str!("../testdata/developer-entered.log");
+        assert_eq!(
+            watcher.receive(wire(entered), Duration::ZERO).unwrap(),
+            [DeveloperAction::Warn(Warning::UnverifiedDeveloper)]
+        );
+    }
 }
