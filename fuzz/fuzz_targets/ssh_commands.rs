@@ -10,7 +10,7 @@
 
 use kanava_ssh::command::{Command, parse};
 use kanava_ssh::ops::parse_authorized_keys;
-use kanava_ssh::sanitize::sanitize;
+use kanava_core::sanitize;
 use kanava_ssh::slash::{self, Slash};
 use libfuzzer_sys::fuzz_target;
 

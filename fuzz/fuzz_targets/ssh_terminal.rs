@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             }
             if let Action::Submit(line) = action {
                 // As the session shows a sent message: sanitised, line breaks as ^J.
-                let text = kanava_ssh::sanitize::sanitize(line.as_bytes());
+                let text = kanava_core::sanitize(line.as_bytes());
                 view.push(PaneLine::with_nick(text, "me", LineKind::Own));
             }
             let (input, cursor) = view.input();

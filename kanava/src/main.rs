@@ -1,6 +1,8 @@
 //! The `kanava` command line: parses flags, environment and config file into settings, sets up
 //! logging and metrics, and runs the chosen subcommand.
 
+mod client;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +43,11 @@ enum Command {
     Graphviz(GraphvizArgs),
     /// Convert a debug-me log to another format.
     Export(ExportArgs),
+    /// Watch a debug-me session, read-only: the user's terminal as it goes (and a log of it).
+    Watch(client::WatchArgs),
+    /// Save a debug-me session's log, checking it as it comes. A live session is followed
+    /// until it ends; a finished one is saved whole.
+    Download(client::DownloadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -780,6 +787,8 @@ fn main() -> ExitCode {
             Command::Users(args) => users(args).await,
             Command::Verify(args) => Ok(tokio::task::block_in_place(|| verify(args))),
             Command::Replay(args) => tokio::task::block_in_place(|| replay(args)),
+            Command::Watch(args) => client::watch(args).await,
+            Command::Download(args) => client::download(args).await,
             Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),
             Command::Export(args) => tokio::task::block_in_place(|| export(args)),
         }

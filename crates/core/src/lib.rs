@@ -11,6 +11,7 @@ mod entry;
 mod history;
 mod identity;
 mod name;
+mod sanitize;
 
 pub use account::{Ban, PrivateMessage, Topic};
 pub use caps::{Full, Slot, Sources};
@@ -19,3 +20,4 @@ pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
 pub use identity::{Claim, Identity, IdentityKey, KeySharing, MAX_NICK_LEN, Nick, NickError};
 pub use name::{ChannelName, NameError, Uid};
+pub use sanitize::sanitize;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::session::ChatContext;
 use crate::command::{Command, USAGE, UsageError};
 use crate::line::event_line;
-use crate::sanitize::sanitize;
+use kanava_core::sanitize;
 
 /// Exit statuses.
 const OK: u32 = 0;

@@ -15,7 +15,6 @@ pub mod host_key;
 pub mod line;
 mod line_mode;
 pub mod ops;
-pub mod sanitize;
 mod server;
 pub mod tui;
 

@@ -7,7 +7,7 @@
 
 use kanava_core::{Entry, FrameKind};
 
-use crate::sanitize::sanitize;
+use kanava_core::sanitize;
 
 /// The line for `entry`, or `None` for frames with nothing to show (client pings).
 pub fn event_line(entry: &Entry) -> Option<String> {

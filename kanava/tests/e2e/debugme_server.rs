@@ -430,9 +430,9 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
 }
 
 /// A raw debug-me client: a WebSocket over plain TCP.
-type RawWs = WebSocketStream<tokio::net::TcpStream>;
+pub(crate) type RawWs = WebSocketStream<tokio::net::TcpStream>;
 
-async fn raw_client(server: &Kanava) -> RawWs {
+pub(crate) async fn raw_client(server: &Kanava) -> RawWs {
     let tcp = tokio::net::TcpStream::connect(server.debug_me)
         .await
         .unwrap();
@@ -443,7 +443,7 @@ async fn raw_client(server: &Kanava) -> RawWs {
 }
 
 /// The next binary message, or `None` once the server closed.
-async fn raw_recv<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn raw_recv<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
 ) -> Option<Vec<u8>> {
     use futures_util::StreamExt;
@@ -460,7 +460,7 @@ async fn raw_recv<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn raw_send<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn raw_send<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     bytes: &[u8],
 ) -> bool {
@@ -473,7 +473,7 @@ async fn raw_send<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Connects and exchanges versions.
-async fn versioned(server: &Kanava) -> RawWs {
+pub(crate) async fn versioned(server: &Kanava) -> RawWs {
     let mut ws = raw_client(server).await;
     assert_eq!(raw_recv(&mut ws).await.unwrap(), b"V[\"1\"]");
     assert!(raw_send(&mut ws, b"V[\"1\"]").await);
@@ -579,7 +579,7 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
 
 /// A user's signed messages, as the real client would send them: its session key, then Seen
 /// output chained one after the other.
-fn user_messages(count: usize) -> Vec<Vec<u8>> {
+pub(crate) fn user_messages(count: usize) -> Vec<Vec<u8>> {
     use kanava_debugme::frame::{Frame, encode_frame};
     use kanava_debugme::model::{
         Activity, AnyMessage, Control, ControlAction, Message, PerhapsSigned, Seen, Signature,

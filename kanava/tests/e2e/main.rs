@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod cli;
 mod debugme;
+mod debugme_client;
 mod debugme_server;
 mod debugme_tools;
 mod defects;

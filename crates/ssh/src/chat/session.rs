@@ -25,7 +25,7 @@ use crate::exec::{header, uid};
 use crate::line::event_text;
 use crate::now_ms;
 use crate::ops::Ops;
-use crate::sanitize::sanitize;
+use kanava_core::sanitize;
 
 /// The room every session starts in, and `/part` returns to.
 pub const DEFAULT_ROOM: &str = "lobby";

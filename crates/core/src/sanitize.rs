@@ -1,4 +1,4 @@
-//! Text from other users (and from other transports, where frames are arbitrary bytes) made safe
+//! Text from other users (other transports, other debug-me developers: arbitrary bytes) made safe
 //! for a terminal: it can never clear the screen, move the cursor, set the title, write the
 //! clipboard or reorder text.
 
