@@ -1,15 +1,17 @@
 //! The debug-me client commands: parse their arguments and run them with
 //! [`kanava_debugme_client`], printing what a person at a terminal needs.
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use kanava_debugme_client::follow::{Event, LogTarget, follow};
 use kanava_debugme_client::session_log::default_log_dir;
-use kanava_debugme_client::{SessionUrl, Trust};
+use kanava_debugme_client::share::{DEBUG_ME_KEYRINGS, ShareConfig, share};
+use kanava_debugme_client::{ServerUrl, SessionUrl, Trust};
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 
 /// How to reach a session.
@@ -129,4 +131,119 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("kanava: saved {saved}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kanava share`.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The debug-me server: `http://HOST:8081/` (any debug-me server), or
+    /// `wss://HOST:8443/debug-me` (a kanava server's TLS listener).
+    #[arg(
+        long,
+        env = "KANAVA_DEBUG_ME_SERVER",
+        default_value = "http://localhost:8081/"
+    )]
+    server: ServerUrl,
+    /// Also trust the certificates in this PEM file for wss:// (a kanava server's self-signed
+    /// certificate, `DATA/tls/self-signed.crt`).
+    #[arg(long, env = "KANAVA_CA")]
+    ca: Option<PathBuf>,
+    /// Where the log goes. [default: ~/.local/share/kanava/debug-me]
+    #[arg(long, env = "KANAVA_DEBUG_ME_LOG_DIR")]
+    log_dir: Option<PathBuf>,
+    /// Ask the server to mail you the log when the session ends (if it mails logs).
+    #[arg(long, default_value = "")]
+    email: String,
+    /// The name your chat lines carry. [default: $USER]
+    #[arg(long)]
+    name: Option<String>,
+    /// Fingerprints of developers' GnuPG keys you trust, one per line.
+    /// [default: ~/.config/kanava/debug-me-trusted-keys]
+    #[arg(long, env = "KANAVA_DEBUG_ME_TRUSTED_KEYS")]
+    trusted_keys: Option<PathBuf>,
+    /// The program to share, with its arguments (the rest of the command line).
+    /// [default: $SHELL, else /bin/sh]
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
+    run: Vec<OsString>,
+}
+
+/// The fingerprints in a trust file: one per line, `#` starts a comment, spaces ignored.
+fn trusted_fingerprints(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .map(|line| line.split_whitespace().collect::<String>())
+        .filter(|fingerprint| !fingerprint.is_empty())
+        .collect())
+}
+
+fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+}
+
+/// Shares a program (the login shell by default) until it exits; exits with its status.
+pub async fn share_terminal(args: ShareArgs) -> anyhow::Result<ExitCode> {
+    let trust = Trust::new(args.ca.as_deref())?;
+    let mut run = args.run.into_iter();
+    let program = run
+        .next()
+        .or_else(|| std::env::var_os("SHELL").filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "/bin/sh".into());
+    let trusted = match args
+        .trusted_keys
+        .or_else(|| config_dir().map(|d| d.join("kanava/debug-me-trusted-keys")))
+    {
+        Some(path) => trusted_fingerprints(&path)?,
+        None => Vec::new(),
+    };
+    let config = ShareConfig {
+        server: args.server,
+        trust,
+        program,
+        args: run.collect(),
+        log_dir: log_dir(args.log_dir)?,
+        email: args.email,
+        name: args
+            .name
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "user".into()),
+        keyring_dir: PathBuf::from(DEBUG_ME_KEYRINGS),
+        trusted,
+    };
+    let plain = !config.server.tls;
+    let shared = share(config, |url| {
+        println!(
+            "kanava share: this terminal is shared in debug-me session {}",
+            url.id
+        );
+        println!("Give the developer this command:");
+        println!();
+        println!("    kanava connect {url}");
+        if plain {
+            println!("    (or, with debug-me:  debug-me {url})");
+        }
+        println!();
+        println!("Chat: Ctrl-] then a line and Enter. /quit there ends the session.");
+    })
+    .await?;
+    println!(
+        "kanava share: the session has ended ({}); your log: {}",
+        shared.status,
+        shared.log.display()
+    );
+    // A shell's convention: 128 + N for a program killed by signal N.
+    let code = if shared.status < 0 {
+        128 - shared.status
+    } else {
+        shared.status
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

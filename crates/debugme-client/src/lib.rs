@@ -5,7 +5,11 @@
 
 pub mod address;
 pub mod follow;
+pub mod keys;
+pub mod pty;
 pub mod session_log;
+pub mod share;
+pub mod terminal;
 pub mod transport;
 
 pub use address::{AddressError, ServerUrl, SessionUrl};

@@ -56,6 +56,158 @@ fn nonempty_lines(text: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Who signed a developer's session key, as the user sees it before deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpgIdentity {
+    /// The primary key's fingerprint (VALIDSIG's tenth field, as debug-me takes it).
+    pub fingerprint: String,
+    /// The key's user ids (names and addresses, as the key states them: unverified).
+    pub user_ids: Vec<String>,
+}
+
+/// Imports `export` into the temporary `home`, verifies the clearsigned `statement` with it,
+/// and checks that its text is `key_hash`.
+fn check_in(
+    home: &Path,
+    key_hash: &[u8],
+    statement: &[u8],
+    export: &[u8],
+) -> Result<GpgIdentity, String> {
+    let (imported, _, stderr) = gpg(home, &["--import"], export)?;
+    if !imported {
+        return Err(format!("the key export does not import: {}", stderr.trim()));
+    }
+    // The signed text goes to stdout, the status lines to stderr.
+    let (_, text, status) = gpg(
+        home,
+        &["--status-fd", "2", "--output", "-", "--verify"],
+        statement,
+    )?;
+    if !status.lines().any(|l| l.starts_with("[GNUPG:] GOODSIG ")) {
+        return Err("no good signature".to_owned());
+    }
+    let fingerprint = status
+        .lines()
+        .find_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+        .and_then(|fields| fields.split(' ').nth(9))
+        .ok_or_else(|| "the signature is not valid".to_owned())?
+        .to_owned();
+    if nonempty_lines(&text) != nonempty_lines(key_hash) {
+        return Err("the signed statement is not this session key's hash".to_owned());
+    }
+    let (_, listing, _) = gpg(
+        home,
+        &[
+            "--with-colons",
+            "--fixed-list-mode",
+            "--list-keys",
+            &fingerprint,
+        ],
+        b"",
+    )?;
+    let user_ids = String::from_utf8_lossy(&listing)
+        .lines()
+        .filter(|l| l.starts_with("uid:"))
+        .filter_map(|l| l.split(':').nth(9))
+        .map(unescape_colons)
+        .collect();
+    Ok(GpgIdentity {
+        fingerprint,
+        user_ids,
+    })
+}
+
+/// Undoes gpg's `\xNN` escapes in a `--with-colons` field.
+fn unescape_colons(field: &str) -> String {
+    let mut bytes = Vec::with_capacity(field.len());
+    let raw = field.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            raw[i],
+            raw.get(i + 1),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'\\', Some(b'x'), Some(byte)) => {
+                bytes.push(byte);
+                i += 4;
+            }
+            (byte, _, _) => {
+                bytes.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl SystemGpg {
+    /// Checks a developer's GnuPG-signed session key (the clearsigned `statement` of `key_hash`
+    /// by the key in `export`) and says who signed it.
+    pub fn identify(
+        &self,
+        key_hash: &[u8],
+        statement: &[u8],
+        export: &[u8],
+    ) -> Result<GpgIdentity, String> {
+        let home = tempfile::Builder::new()
+            .prefix("kanava-gpg-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a temporary keyring: {e}"))?;
+        let outcome = check_in(home.path(), key_hash, statement, export);
+        stop_agent(home.path());
+        outcome
+    }
+
+    /// The keyrings among `*.gpg` in `dir` (debug-me's `/usr/share/debug-me/keyring`) that
+    /// hold `fingerprint`, named as debug-me names them: the file name with `_` as spaces and
+    /// without `.gpg` ("a Debian Developer").
+    pub fn keyrings_holding(&self, dir: &Path, fingerprint: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "gpg"))
+            .collect();
+        files.sort();
+        // gpg wants a home even with --no-default-keyring: a throwaway one, not the user's.
+        let Ok(home) = tempfile::Builder::new().prefix("kanava-gpg-").tempdir() else {
+            return Vec::new();
+        };
+        let found = files
+            .into_iter()
+            .filter(|keyring| {
+                Command::new("gpg")
+                    .env("GNUPGHOME", home.path())
+                    .args([
+                        "--batch",
+                        "--no-options",
+                        "--no-default-keyring",
+                        "--no-auto-check-trustdb",
+                        "--keyring",
+                    ])
+                    .arg(keyring)
+                    .args(["--list-keys", fingerprint])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .filter_map(|keyring| {
+                let name = keyring.file_stem()?.to_string_lossy().replace('_', " ");
+                Some(name)
+            })
+            .collect();
+        stop_agent(home.path());
+        found
+    }
+}
+
 impl GpgCheck for SystemGpg {
     fn check(
         &mut self,
@@ -63,35 +215,11 @@ impl GpgCheck for SystemGpg {
         statement: &[u8],
         export: &[u8],
     ) -> Result<String, String> {
-        let home = tempfile::Builder::new()
-            .prefix("kanava-gpg-")
-            .tempdir()
-            .map_err(|e| format!("cannot make a temporary keyring: {e}"))?;
-        let outcome = (|| {
-            let (imported, _, stderr) = gpg(home.path(), &["--import"], export)?;
-            if !imported {
-                return Err(format!("the key export does not import: {}", stderr.trim()));
-            }
-            // The signed text goes to stdout, the status lines to stderr.
-            let (_, text, status) = gpg(
-                home.path(),
-                &["--status-fd", "2", "--output", "-", "--verify"],
-                statement,
-            )?;
-            let good = status
-                .lines()
-                .find_map(|l| l.strip_prefix("[GNUPG:] GOODSIG "))
-                .ok_or_else(|| "no good signature".to_owned())?;
-            if !status.lines().any(|l| l.starts_with("[GNUPG:] VALIDSIG ")) {
-                return Err("the signature is not valid".to_owned());
-            }
-            if nonempty_lines(&text) != nonempty_lines(key_hash) {
-                return Err("the signed statement is not this session key's hash".to_owned());
-            }
-            // GOODSIG <long key id> <user id>
-            Ok(good.split_once(' ').map_or(good, |(_, uid)| uid).to_owned())
-        })();
-        stop_agent(home.path());
-        outcome
+        let identity = self.identify(key_hash, statement, export)?;
+        Ok(identity
+            .user_ids
+            .first()
+            .cloned()
+            .unwrap_or(identity.fingerprint))
     }
 }
