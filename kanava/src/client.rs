@@ -8,10 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use kanava_debugme_client::connect::{ConnectConfig, connect, fresh_developer, statement};
 use kanava_debugme_client::follow::{Event, LogTarget, follow};
 use kanava_debugme_client::session_log::default_log_dir;
 use kanava_debugme_client::share::{DEBUG_ME_KEYRINGS, ShareConfig, share};
 use kanava_debugme_client::{ServerUrl, SessionUrl, Trust};
+use kanava_debugme_tools::gpg::SystemGpg;
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 
 /// How to reach a session.
@@ -246,4 +248,57 @@ pub async fn share_terminal(args: ShareArgs) -> anyhow::Result<ExitCode> {
         shared.status
     };
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `kanava connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The GnuPG key to sign your session key with. [default: gpg's default key]
+    #[arg(long, env = "KANAVA_GPG_KEY")]
+    gpg_key: Option<String>,
+    /// Where your log goes. [default: ~/.local/share/kanava/debug-me]
+    #[arg(long, env = "KANAVA_DEBUG_ME_LOG_DIR")]
+    log_dir: Option<PathBuf>,
+    /// The name your chat lines carry. [default: $USER]
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// Connects to a session as a developer: watch, and type once the user lets you.
+pub async fn connect_developer(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let trust = args.session.trust()?;
+    let developer = fresh_developer();
+    let statement = statement(&developer);
+    let gpg_key = args.gpg_key;
+    let signed = tokio::task::spawn_blocking(move || {
+        SystemGpg.sign_session_key(&statement, gpg_key.as_deref())
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    let config = ConnectConfig {
+        url: args.session.url,
+        trust,
+        log_dir: log_dir(args.log_dir)?,
+        name: args
+            .name
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "developer".into()),
+    };
+    let connected = connect(config, developer, signed).await?;
+    println!(
+        "kanava connect: {}; your log: {}",
+        if connected.ended {
+            "the session has ended"
+        } else {
+            "disconnected"
+        },
+        connected.log.display()
+    );
+    Ok(if connected.ended {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

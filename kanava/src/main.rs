@@ -46,6 +46,9 @@ enum Command {
     /// Share this terminal in a debug-me session: your shell (or --run CMD) runs as usual, and
     /// a developer you let in can type into it. Both sides keep a signed log.
     Share(client::ShareArgs),
+    /// Connect to a debug-me session as a developer: see the user's terminal, and type into it
+    /// once they accept your GnuPG-signed session key. Ctrl-] then a line chats.
+    Connect(client::ConnectArgs),
     /// Watch a debug-me session, read-only: the user's terminal as it goes (and a log of it).
     Watch(client::WatchArgs),
     /// Save a debug-me session's log, checking it as it comes. A live session is followed
@@ -791,6 +794,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => Ok(tokio::task::block_in_place(|| verify(args))),
             Command::Replay(args) => tokio::task::block_in_place(|| replay(args)),
             Command::Share(args) => client::share_terminal(args).await,
+            Command::Connect(args) => client::connect_developer(args).await,
             Command::Watch(args) => client::watch(args).await,
             Command::Download(args) => client::download(args).await,
             Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),

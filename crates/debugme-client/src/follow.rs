@@ -64,6 +64,9 @@ pub enum FollowError {
     /// The session's first messages are not a user's session start.
     #[error("this is not a debug-me session that can be checked: {0}")]
     Start(#[from] StartError),
+    /// The local terminal failed.
+    #[error("the terminal: {0}")]
+    Terminal(std::io::Error),
     /// The log cannot be written.
     #[error("cannot write the log {path}: {source}")]
     Log {

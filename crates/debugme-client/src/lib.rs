@@ -4,6 +4,7 @@
 //! kanava's, over plain `ws://` or over TLS.
 
 pub mod address;
+pub mod connect;
 pub mod follow;
 pub mod keys;
 pub mod pty;

@@ -208,6 +208,86 @@ impl SystemGpg {
     }
 }
 
+/// A developer's session key bound to their GnuPG identity, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedSessionKey {
+    /// The clearsigned statement (the session key's hash).
+    pub statement: Vec<u8>,
+    /// The armoured, minimal export of the signing key.
+    pub export: Vec<u8>,
+    /// The signing key's primary fingerprint.
+    pub fingerprint: String,
+}
+
+/// Runs the user's own `gpg` (their GNUPGHOME, their agent and pinentry) with `args`, feeding
+/// `input`; returns stdout, or stderr as the error.
+fn own_gpg(args: &[&str], input: &[u8]) -> Result<(Vec<u8>, String), String> {
+    let mut child = Command::new("gpg")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run gpg: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("gpg has no stdin")?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("gpg failed: {e}"))?;
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok((out.stdout, stderr))
+    } else {
+        Err(stderr.trim().to_owned())
+    }
+}
+
+impl SystemGpg {
+    /// Clearsigns `key_hash` (a session key's 128 hex characters) with the developer's own
+    /// GnuPG key (`key`, else gpg's default) and exports that key, as debug-me does (spec 9).
+    pub fn sign_session_key(
+        &self,
+        key_hash: &[u8],
+        key: Option<&str>,
+    ) -> Result<SignedSessionKey, String> {
+        let mut args = vec!["--armor", "--output", "-", "--clearsign"];
+        if let Some(key) = key {
+            args.extend(["--local-user", key]);
+        }
+        let (statement, _) =
+            own_gpg(&args, key_hash).map_err(|e| format!("gpg sign failed: {e}"))?;
+        let (_, status) = own_gpg(
+            &["--status-fd", "2", "--output", "/dev/null", "--verify"],
+            &statement,
+        )
+        .map_err(|e| format!("gpg cannot verify its own signature: {e}"))?;
+        let fingerprint = status
+            .lines()
+            .find_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+            .and_then(|fields| fields.split(' ').nth(9))
+            .ok_or("gpg gave no fingerprint for the signature")?
+            .to_owned();
+        let (export, _) = own_gpg(
+            &[
+                "--armor",
+                "--export-options",
+                "no-export-attributes,export-minimal",
+                "--export",
+                &fingerprint,
+            ],
+            b"",
+        )
+        .map_err(|e| format!("gpg cannot export the key: {e}"))?;
+        Ok(SignedSessionKey {
+            statement,
+            export,
+            fingerprint,
+        })
+    }
+}
+
 impl GpgCheck for SystemGpg {
     fn check(
         &mut self,

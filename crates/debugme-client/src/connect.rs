@@ -1,0 +1,243 @@
+//! `kanava connect`: the developer's side of a session. It shows the user's terminal, sends its
+//! session key bound to the developer's GnuPG key, and once the user says yes sends every key
+//! typed as a signed Entered (the protocol crate's [`Developer`] keeps the pointers and the
+//! echo right, so that fast typing is accepted). A rejected key rings the bell and resyncs;
+//! a refused developer goes on watching. The developer's log is written as the session goes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kanava_debugme::developer::{Access, Developer, DeveloperAction};
+use kanava_debugme::frame::Mode;
+use kanava_debugme_tools::gpg::SignedSessionKey;
+use kanava_debugme_tools::terminal::StringSequenceFilter;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::SessionUrl;
+use crate::follow::{FollowError, PING_INTERVAL};
+use crate::keys::{KeyRouter, Submitted};
+use crate::session_log::SessionLog;
+use crate::terminal::{self, RawTerminal};
+use crate::transport::{self, Connection, Incoming, Trust};
+
+/// What to connect to, as whom.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// The session.
+    pub url: SessionUrl,
+    /// Certificates trusted for `wss://`.
+    pub trust: Trust,
+    /// Where the developer's log goes.
+    pub log_dir: PathBuf,
+    /// The name chat lines are sent under.
+    pub name: String,
+}
+
+/// How a developer's session ended.
+#[derive(Debug)]
+pub struct Connected {
+    /// The developer's log.
+    pub log: PathBuf,
+    /// Whether the session ended (rather than the connection being lost).
+    pub ended: bool,
+    /// Whether the user let us type.
+    pub access: Access,
+}
+
+/// Shows text on the local terminal (raw mode: lines end in CR LF).
+fn show(bytes: &[u8]) {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(bytes);
+    let _ = stdout.flush();
+}
+
+fn note(text: &str) {
+    show(format!("\r\n** kanava: {text}\r\n").as_bytes());
+}
+
+/// Connects to the session as a developer with a fresh session key bound by `signed_key`
+/// (the clearsigned [`statement`] of this `developer`), until the session ends or the developer quits.
+pub async fn connect(
+    config: ConnectConfig,
+    developer: Developer,
+    signed_key: SignedSessionKey,
+) -> Result<Connected, FollowError> {
+    let url = &config.url;
+    let mut connection = transport::open(
+        &url.server,
+        &url.websocket(),
+        Mode::Connect(url.connect_mode()),
+        &config.trust,
+    )
+    .await?;
+    let log_error = |path: PathBuf| move |source| FollowError::Log { path, source };
+    let log = SessionLog::create_in(&config.log_dir, &url.id)
+        .map_err(log_error(config.log_dir.clone()))?;
+    let raw = RawTerminal::enter().map_err(FollowError::Terminal)?;
+    let mut session = Session {
+        developer,
+        log,
+        filter: StringSequenceFilter::default(),
+        start: Instant::now(),
+        received: 0,
+        key: Some(signed_key),
+        name: config.name,
+    };
+    let outcome = session.run(&mut connection).await;
+    drop(raw);
+    connection.close().await;
+    let ended = outcome?;
+    let access = session.developer.access();
+    let path = session.log.path().to_owned();
+    let log = session.log.finish().map_err(log_error(path))?;
+    Ok(Connected { log, ended, access })
+}
+
+/// A developer with a fresh random session key.
+pub fn fresh_developer() -> Developer {
+    Developer::new(rand::random())
+}
+
+/// The developer's session key's statement to clearsign: the 128 hex characters of its hash.
+pub fn statement(developer: &Developer) -> Vec<u8> {
+    developer.session_key_hash().unwrap_or_default()
+}
+
+struct Session {
+    developer: Developer,
+    log: SessionLog,
+    filter: StringSequenceFilter,
+    start: Instant,
+    received: usize,
+    /// Our signed session key, until it is sent.
+    key: Option<SignedSessionKey>,
+    name: String,
+}
+
+impl Session {
+    /// Runs until the session ends (`Ok(true)`) or the connection is lost (`Ok(false)`).
+    async fn run(&mut self, connection: &mut Connection) -> Result<bool, FollowError> {
+        let mut keys = terminal::keys();
+        let mut router = KeyRouter::default();
+        let mut terminate = signal(SignalKind::terminate()).map_err(FollowError::Terminal)?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(FollowError::Terminal)?;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        loop {
+            tokio::select! {
+                incoming = connection.receive() => match incoming? {
+                    None => return Ok(false),
+                    Some(Incoming::Done) => {
+                        note("the session has ended");
+                        return Ok(true);
+                    }
+                    Some(Incoming::Message(message)) => {
+                        self.received += 1;
+                        let actions = self.developer.receive(message, self.start.elapsed())?;
+                        self.carry_out(actions, connection).await?;
+                        // The session has started (the user's key and first output checked):
+                        // ask for write access.
+                        if self.received == 2 {
+                            self.send_key(connection).await?;
+                        }
+                    }
+                },
+                typed = keys.recv() => {
+                    let Some(typed) = typed else { return Ok(false) };
+                    let routed = router.route(&typed);
+                    show(&routed.echo);
+                    if !routed.to_program.is_empty() {
+                        self.typed(&routed.to_program, connection).await?;
+                    }
+                    for submitted in routed.submitted {
+                        match submitted {
+                            Submitted::Chat(text) => match self.developer.chat(self.name.as_bytes(), &text) {
+                                Ok(actions) => self.carry_out(actions, connection).await?,
+                                Err(error) => note(&error.to_string()),
+                            },
+                            Submitted::Quit => return Ok(false),
+                            Submitted::Answer(_) => {}
+                        }
+                    }
+                }
+                _ = terminate.recv() => return Ok(false),
+                _ = hangup.recv() => return Ok(false),
+                _ = ping.tick() => connection.ping().await?,
+            }
+        }
+    }
+
+    async fn send_key(&mut self, connection: &mut Connection) -> Result<(), FollowError> {
+        let Some(key) = self.key.take() else {
+            return Ok(());
+        };
+        match self.developer.send_session_key(key.statement, key.export) {
+            Ok(actions) => {
+                note(&format!(
+                    "asked the user to let you type (GnuPG key {}); waiting for their answer",
+                    key.fingerprint
+                ));
+                self.carry_out(actions, connection).await
+            }
+            Err(error) => {
+                note(&error.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    async fn typed(&mut self, keys: &[u8], connection: &mut Connection) -> Result<(), FollowError> {
+        match self.developer.access() {
+            Access::ReadWrite => {
+                let actions = self
+                    .developer
+                    .type_keys(keys, self.start.elapsed())
+                    .unwrap_or_default();
+                self.carry_out(actions, connection).await
+            }
+            Access::Waiting => {
+                show(b"\x07");
+                Ok(())
+            }
+            Access::ReadOnly | Access::Watching => Ok(()),
+        }
+    }
+
+    async fn carry_out(
+        &mut self,
+        actions: Vec<DeveloperAction>,
+        connection: &mut Connection,
+    ) -> Result<(), FollowError> {
+        for action in actions {
+            match action {
+                DeveloperAction::Send(message) => connection.send(message).await?,
+                DeveloperAction::Log(entry) => {
+                    self.log.append(entry).map_err(|source| FollowError::Log {
+                        path: self.log.path().to_owned(),
+                        source,
+                    })?;
+                }
+                DeveloperAction::Show(output) => show(&self.filter.filter(&output)),
+                DeveloperAction::Chat { sender, text } => show(
+                    format!(
+                        "\r\n<{}> {}\r\n",
+                        kanava_core::sanitize(&sender),
+                        kanava_core::sanitize(&text)
+                    )
+                    .as_bytes(),
+                ),
+                DeveloperAction::Bell => show(b"\x07"),
+                DeveloperAction::Access(Access::ReadWrite) => {
+                    note("the user let you type into their terminal");
+                }
+                DeveloperAction::Access(Access::ReadOnly) => note(
+                    "User did not grant write access to their terminal. Watching session in read-only mode.",
+                ),
+                DeveloperAction::Access(_) => {}
+                DeveloperAction::Warn(warning) => note(&warning.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
