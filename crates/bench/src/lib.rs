@@ -3,6 +3,9 @@
 
 #![warn(missing_docs)]
 
+pub mod debugme;
 pub mod mles;
+mod process;
 mod progress;
+mod schedule;
 pub mod ssh;

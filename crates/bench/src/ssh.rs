@@ -12,7 +12,6 @@ mod args;
 mod connect;
 mod ledger;
 mod report;
-mod rss;
 mod screen;
 mod session;
 mod tag;
@@ -28,6 +27,7 @@ use tokio::task::JoinSet;
 pub use args::SshArgs;
 pub use report::{Report, ServerRss};
 
+use crate::process;
 use crate::progress::Progress;
 use connect::{ConnectError, Target};
 use ledger::Ledger;
@@ -88,7 +88,7 @@ pub async fn run(args: SshArgs) -> Result<Report, BenchError> {
     let target = Target::new(&args.addr).await?;
     let server_rss = || -> Result<Option<u64>, BenchError> {
         args.server_pid
-            .map(|pid| rss::rss_kib(pid).map_err(|source| BenchError::Rss { pid, source }))
+            .map(|pid| process::rss_kib(pid).map_err(|source| BenchError::Rss { pid, source }))
             .transpose()
     };
     let rss_before = server_rss()?;

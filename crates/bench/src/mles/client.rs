@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::connect::{ConnectError, Target, Ws};
 use super::stamp::{RunId, Stamp};
 use super::tally::SequenceTally;
+use crate::schedule::{due_at, due_by};
 
 /// How long closing one connection may take before it is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -326,20 +327,9 @@ async fn publish(
     None
 }
 
-/// Frames due `elapsed` into publishing at `rate` per second: one at the start and one each
-/// period after.
-fn due_by(elapsed: Duration, rate: f64) -> u64 {
-    (elapsed.as_secs_f64() * rate) as u64 + 1
-}
-
 /// Frames in a publishing period of `duration`: those due before its end.
 fn total_frames(duration: Duration, rate: f64) -> u64 {
     (duration.as_secs_f64() * rate).ceil() as u64
-}
-
-/// When frame `seq` is due, from the start of publishing.
-fn due_at(seq: u64, rate: f64) -> Duration {
-    Duration::from_secs_f64(seq as f64 / rate)
 }
 
 /// Opens a connection within the connection-setup limit and tells the coordinator how it went.
@@ -402,15 +392,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_keeps_the_average_rate() {
-        let rate = 100.0;
-        let duration = Duration::from_secs(10);
-        assert_eq!(total_frames(duration, rate), 1000);
-        assert_eq!(due_by(Duration::ZERO, rate), 1);
-        assert_eq!(due_by(Duration::from_millis(9), rate), 1);
-        assert_eq!(due_by(Duration::from_millis(10), rate), 2);
-        assert_eq!(due_by(Duration::from_secs(1), rate), 101);
-        assert_eq!(due_at(250, rate), Duration::from_millis(2500));
+    fn a_period_holds_the_frames_due_before_its_end() {
+        assert_eq!(total_frames(Duration::from_secs(10), 100.0), 1000);
         assert_eq!(total_frames(Duration::from_millis(2500), 0.5), 2);
     }
 }
