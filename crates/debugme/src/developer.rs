@@ -4,10 +4,22 @@
 //! sends.
 //!
 //! Messages arrive as the wire carries them, without pointers; the machine recovers them by
-//! trial before checking anything. Unlike the real client it never gives up after the start:
-//! an unverifiable or illegal message becomes a [`Warning`], and the next verifiable Seen
-//! resynchronises it. It also keeps the last Entered known to be accepted among its
-//! candidates, which the real client loses while keys are in flight (spec 6.2).
+//! trial before checking anything. Where the real client exits or loses keys, it does not
+//! (what it sends is still what a real user accepts):
+//! - After the start, an unverifiable or illegal message is a [`Warning`], never an error; an
+//!   illegal Seen is taken as the user's view, and recent activities are candidates too, so
+//!   the next verifiable Seen resynchronises.
+//! - The last Entered known to be accepted stays a candidate, which the real client loses
+//!   while a key is in flight (spec 6.2, "Real-client crash").
+//! - Keys stay in flight (in sentSince/enteredSince) until a Seen names them, or until a Seen's
+//!   `prevEntered` shows the user accepted someone else's key first, so they will be rejected.
+//!   The real client clears them on any Seen after the last Seen that is not a prefix of them
+//!   (and drops as many keys as that Seen has bytes when it is), so a burst echoed in two
+//!   reads followed by typeahead made it exit on the next Seen.
+//! - `lastEntered` follows a Seen's `prevEntered` only when none of our keys is in flight.
+//! - After the rejection of one of our keys, the next key chains after the last Seen; the
+//!   real client chains it after the rejected key, which the user cannot find, so it is lost
+//!   without a word. A rejection of another developer's key leaves our keys alone.
 //!
 //! Every call returns [`DeveloperAction`]s for the caller to carry out in order. Time comes from
 //! the caller, as a reading of any monotonic clock.
@@ -980,6 +992,14 @@ mod tests {
         session.settle();
         assert_eq!(session.pty, b"acd");
         assert_eq!(session.rejections(), 1);
+        // Again, both naming the last accepted key: the winner's key drops it from the
+        // backlog, and the loser still gets its rejection.
+        session.type_keys(b, b"e");
+        session.type_keys(a, b"f");
+        session.settle();
+        assert_eq!(session.pty, b"acde");
+        assert_eq!(session.rejections(), 2);
+        assert_eq!((session.peers[a].bells, session.peers[b].bells), (1, 1));
         session.no_warnings();
         // Everyone saw every activity, the rejected one included.
         let chain = chain_hashes(&session.user_log);
@@ -1227,5 +1247,178 @@ mod tests {
             watcher.receive(wire(entered), Duration::ZERO).unwrap(),
             [DeveloperAction::Warn(Warning::UnverifiedDeveloper)]
         );
+    }
+
+    /// The logs both machines write, checked by the real `debug-me --verify` (which must be
+    /// installed: the test fails without it), with developer keys bound by the real `gpg`.
+    mod real_debug_me {
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
+        use std::path::PathBuf;
+        use std::process::Command;
+
+        use super::*;
+
+        const DEBUG_ME: &str = "/usr/bin/debug-me";
+
+        /// A throwaway GnuPG home, removed (its agent stopped) when dropped.
+        struct GpgHome(PathBuf);
+
+        impl GpgHome {
+            fn new(name: &str) -> Self {
+                let path = std::env::temp_dir()
+                    .join(format!("kanava-debugme-{name}-{}", std::process::id()));
+                let _ = fs::remove_dir_all(&path);
+                fs::create_dir_all(&path).unwrap();
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+                Self(path)
+            }
+
+            fn command(&self, program: &str) -> Command {
+                let mut command = Command::new(program);
+                command.env("GNUPGHOME", &self.0);
+                command
+            }
+
+            fn gpg(&self, args: &[&str]) -> Vec<u8> {
+                let output = self
+                    .command("gpg")
+                    .args(["--batch", "--quiet"])
+                    .args(args)
+                    .output()
+                    .expect("gpg runs");
+                assert!(
+                    output.status.success(),
+                    "gpg {args:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                output.stdout
+            }
+
+            /// Binds a session key to this home's GnuPG key, as spec 9 says a developer does.
+            fn bind(&self, key_hash: &[u8]) -> (Val, Val) {
+                let file = self.0.join("statement");
+                fs::write(&file, key_hash).unwrap();
+                let statement =
+                    self.gpg(&["--output", "-", "--clearsign", "-a", file.to_str().unwrap()]);
+                let export = self.gpg(&[
+                    "-a",
+                    "--export-options",
+                    "no-export-attributes,export-minimal",
+                    "--export",
+                    "dev@example.org",
+                ]);
+                (statement, export)
+            }
+
+            fn debug_me_verify(&self, name: &str, log: &[LogEntry]) {
+                let path = self.0.join(format!("{name}.log"));
+                fs::write(&path, log_text(log)).unwrap();
+                let output = self
+                    .command(DEBUG_ME)
+                    .arg("--verify")
+                    .arg(&path)
+                    .output()
+                    .unwrap_or_else(|e| panic!("{DEBUG_ME} must be installed: {e}"));
+                let said = String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr);
+                assert!(
+                    output.status.success() && said.contains("Log file verified"),
+                    "debug-me --verify on the {name}'s log ({} lines): {said}",
+                    log.len()
+                );
+            }
+        }
+
+        impl Drop for GpgHome {
+            fn drop(&mut self) {
+                let _ = self
+                    .command("gpgconf")
+                    .args(["--kill", "gpg-agent"])
+                    .status();
+                let _ = fs::remove_dir_all(&self.0);
+            }
+        }
+
+        #[test]
+        fn real_debug_me_verifies_the_logs() {
+            let developer_home = GpgHome::new("developer");
+            developer_home.gpg(&[
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "Dev <dev@example.org>",
+                "ed25519",
+                "sign",
+                "never",
+            ]);
+            let bind = |key_hash: &[u8]| developer_home.bind(key_hash);
+            let mut session = Session::new();
+            let a = session.join_developer([2; 32], &bind);
+            let b = session.join_developer([3; 32], &bind);
+            let watcher = session.join(Developer::watcher());
+            session.settle();
+            session.answer(true);
+            session.settle();
+            for key in b"echo hi\r" {
+                session.type_keys(a, &[*key]);
+                session.settle();
+            }
+            session.echo = false;
+            session.type_keys(a, b"echo a long command");
+            session.deliver_to_user();
+            session.output(6);
+            session.output(usize::MAX);
+            session.type_keys(a, b"\r");
+            session.deliver_to_user();
+            session.echo = true;
+            session.settle();
+            session.type_keys(a, b"x");
+            session.type_keys(b, b"y");
+            session.settle();
+            let actions = session.peers[b]
+                .machine
+                .chat(b"dev", b"lost the race")
+                .unwrap();
+            session.peer_actions(b, actions);
+            let actions = session.user.chat(b"user", b"bye");
+            session.user_actions(actions);
+            let now = session.tick();
+            let actions = session.user.end(0, now);
+            session.user_actions(actions);
+            session.settle();
+            assert_eq!(session.pty, b"echo hi\recho a long command\rx");
+            assert_eq!(session.rejections(), 1);
+            assert!(
+                session.peers[watcher]
+                    .shown
+                    .ends_with(b"\r\n** debug-me session ended (0)\r\n")
+            );
+            session.check_logs();
+            let verifier = GpgHome::new("verifier");
+            verifier.debug_me_verify("user", &session.user_log);
+            for (name, peer) in [
+                ("developer", a),
+                ("second developer", b),
+                ("watcher", watcher),
+            ] {
+                verifier.debug_me_verify(name, &session.peers[peer].log);
+            }
+            // A stand-in GnuPG statement is refused: the check is real.
+            let mut unbound = Session::new();
+            unbound.join_developer([2; 32], &fake_gpg);
+            unbound.settle();
+            verifier
+                .command(DEBUG_ME)
+                .arg("--verify")
+                .arg({
+                    let path = verifier.0.join("unbound.log");
+                    fs::write(&path, log_text(&unbound.user_log)).unwrap();
+                    path
+                })
+                .output()
+                .map(|output| assert!(!output.status.success()))
+                .unwrap();
+        }
     }
 }

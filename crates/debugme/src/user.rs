@@ -26,6 +26,9 @@ pub const BACKLOG_ENTRIES: usize = 1000;
 /// The data the backlog keeps at most (the newest entry is kept whatever its size).
 pub const BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
+/// Accepted Entered remembered beyond the backlog, as candidates for `prevEntered`.
+const RECENT_ENTERED: usize = 64;
+
 /// What the caller must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserAction {
@@ -88,6 +91,8 @@ pub struct User {
     pending: Vec<PublicKey>,
     /// The last accepted Entered (E).
     last_entered: Option<Hash>,
+    /// Recently accepted Entered, newest last, whether or not the backlog still has them.
+    recent_entered: VecDeque<Hash>,
     /// When the previous Seen was made.
     last_seen_at: Duration,
 }
@@ -102,6 +107,7 @@ impl User {
             accepted: Vec::new(),
             pending: Vec::new(),
             last_entered: None,
+            recent_entered: VecDeque::new(),
             last_seen_at: now,
             key,
         };
@@ -246,6 +252,10 @@ impl User {
                 seen: false,
             });
             self.last_entered = Some(chain.clone());
+            self.recent_entered.push_back(chain.clone());
+            if self.recent_entered.len() > RECENT_ENTERED {
+                self.recent_entered.pop_front();
+            }
             let keys = entered.activity.entered_data.clone();
             return vec![
                 developer_log(Message::Activity(entered), Some(chain)),
@@ -264,7 +274,10 @@ impl User {
 
     /// The pointers an accepted key signed the Entered with, tried among the last accepted
     /// Entered and the backlog: the newest entry with E first, then every pair. A `prevEntered`
-    /// is only ever absent or an Entered, so the other entries are not tried there.
+    /// is only ever absent or an Entered, so the backlog's Seen are not tried there; recently
+    /// accepted Entered the backlog dropped are. They go beyond spec 6.1's candidates, so that
+    /// a developer who lost a race gets its rejection: the winner's key drops the previous E
+    /// from the backlog, and the loser's key names it.
     fn recover(&self, entered: &Activity<Entered>) -> Option<recover::Pointers> {
         let mut activities: Vec<Option<Hash>> = self
             .backlog
@@ -280,6 +293,7 @@ impl User {
                 .filter(|entry| !entry.seen)
                 .map(|entry| Some(entry.hash.clone())),
         );
+        entered_candidates.extend(self.recent_entered.iter().rev().cloned().map(Some));
         recover::first_signed(
             entered,
             recover::pairs(&activities, &entered_candidates),
@@ -467,7 +481,7 @@ mod tests {
         user.backlog.front().map(|entry| entry.hash.clone())
     }
 
-    fn rejection(actions: &[UserAction]) -> Option<ControlAction> {
+    fn control_sent(actions: &[UserAction]) -> Option<ControlAction> {
         sent(actions).into_iter().find_map(|message| match message {
             AnyMessage::User(Message::Control(control)) => Some(control.control),
             _ => None,
@@ -522,7 +536,7 @@ mod tests {
         let actions = user.receive(key_control(&developer, false));
         assert!(matches!(actions[0], UserAction::Log(_)));
         assert_eq!(
-            rejection(&actions),
+            control_sent(&actions),
             Some(ControlAction::SessionKeyRejected(developer.public()))
         );
         assert_eq!(actions.len(), 3);
@@ -557,10 +571,10 @@ mod tests {
         );
         let answer = user.consent(&request.key, true).unwrap();
         assert_eq!(
-            rejection(&answer),
+            control_sent(&answer),
             Some(ControlAction::SessionKeyAccepted(request.key.clone()))
         );
-        assert_eq!(user.accepted, [request.key.clone()]);
+        assert_eq!(user.accepted, std::slice::from_ref(&request.key));
         assert_eq!(user.consent(&request.key, true), Err(UserError::NotPending));
         // Sent again once accepted, it is only logged.
         assert_eq!(user.receive(line.message).len(), 1);
@@ -636,7 +650,7 @@ mod tests {
             let Some(ControlAction::EnteredRejected {
                 entered_rejected,
                 entered_last_accepted,
-            }) = rejection(&actions)
+            }) = control_sent(&actions)
             else {
                 panic!("{actions:?}")
             };
