@@ -295,6 +295,9 @@ enum BenchCommand {
     /// SSH chat: sessions with a terminal in one room type messages in turn; prints the time
     /// to the last screen showing each, loss, and the server's memory per session.
     Ssh(Box<kanava_bench::ssh::SshArgs>),
+    /// debug-me: a user sends signed Seen messages into a session that watchers follow;
+    /// prints deliveries/s, latency percentiles from the user to each watcher, and loss.
+    DebugMe(Box<kanava_bench::debugme::DebugMeArgs>),
 }
 
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -314,6 +317,17 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::ssh::run(*args).await?;
+            if json {
+                println!("{}", report.to_json_line()?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        BenchCommand::DebugMe(args) => {
+            kanava::raise_fd_limit().context("raising the open-file limit")?;
+            let json = args.json;
+            let report = kanava_bench::debugme::run(*args).await?;
             if json {
                 println!("{}", report.to_json_line()?);
             } else {

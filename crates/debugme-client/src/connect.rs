@@ -6,13 +6,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kanava_debugme::developer::{Access, Developer, DeveloperAction};
 use kanava_debugme::frame::Mode;
 use kanava_debugme_tools::gpg::SignedSessionKey;
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::sleep_until;
 
 use crate::SessionUrl;
 use crate::follow::{FollowError, PING_INTERVAL};
@@ -77,6 +78,9 @@ pub async fn connect(
     let raw = RawTerminal::enter().map_err(FollowError::Terminal)?;
     let mut session = Session {
         developer,
+        held: Vec::new(),
+        held_since: None,
+        last_output: Instant::now(),
         log,
         filter: StringSequenceFilter::default(),
         start: Instant::now(),
@@ -104,8 +108,23 @@ pub fn statement(developer: &Developer) -> Vec<u8> {
     developer.session_key_hash().unwrap_or_default()
 }
 
+/// Output must have been quiet this long before held keys are sent.
+const QUIET: Duration = Duration::from_millis(40);
+
+/// Held keys are sent after this long whatever the output does (typed ahead, then).
+const MAX_HOLD: Duration = Duration::from_millis(300);
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
 struct Session {
     developer: Developer,
+    /// Keys typed while earlier ones wait for their echo, with when the first was held.
+    held: Vec<u8>,
+    held_since: Option<Instant>,
+    /// When the user's output last arrived.
+    last_output: Instant,
     log: SessionLog,
     filter: StringSequenceFilter,
     start: Instant,
@@ -125,7 +144,11 @@ impl Session {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
+            let release = self.release_at();
             tokio::select! {
+                () = sleep_until(release.unwrap_or_else(far_future)), if release.is_some() => {
+                    self.release(connection).await?;
+                }
                 incoming = connection.receive() => match incoming? {
                     None => return Ok(false),
                     Some(Incoming::Done) => {
@@ -187,14 +210,16 @@ impl Session {
         }
     }
 
+    /// Keys typed here. While earlier keys wait for their echo, or output is still arriving,
+    /// they are held (up to [`MAX_HOLD`]) and sent once the output is quiet: protocol 1 refuses
+    /// keys typed ahead of output the developer has not seen, unless that output is exactly
+    /// their echo and arrived whole, which a long echo read in pieces is not.
     async fn typed(&mut self, keys: &[u8], connection: &mut Connection) -> Result<(), FollowError> {
         match self.developer.access() {
             Access::ReadWrite => {
-                let actions = self
-                    .developer
-                    .type_keys(keys, self.start.elapsed())
-                    .unwrap_or_default();
-                self.carry_out(actions, connection).await
+                self.held.extend_from_slice(keys);
+                self.held_since.get_or_insert_with(Instant::now);
+                self.release(connection).await
             }
             Access::Waiting => {
                 show(b"\x07");
@@ -202,6 +227,36 @@ impl Session {
             }
             Access::ReadOnly | Access::Watching => Ok(()),
         }
+    }
+
+    /// When held keys may go: once nothing is in flight and output has been quiet for
+    /// [`QUIET`], or at the latest [`MAX_HOLD`] after the first was held.
+    fn release_at(&self) -> Option<tokio::time::Instant> {
+        let since = self.held_since?;
+        let latest = since + MAX_HOLD;
+        let at = if self.developer.keys_in_flight() {
+            latest
+        } else {
+            (self.last_output + QUIET).min(latest)
+        };
+        Some(tokio::time::Instant::from_std(at))
+    }
+
+    /// Sends the held keys if they may go now.
+    async fn release(&mut self, connection: &mut Connection) -> Result<(), FollowError> {
+        let due = self
+            .release_at()
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if self.held.is_empty() || !due {
+            return Ok(());
+        }
+        self.held_since = None;
+        let keys = std::mem::take(&mut self.held);
+        let actions = self
+            .developer
+            .type_keys(&keys, self.start.elapsed())
+            .unwrap_or_default();
+        self.carry_out(actions, connection).await
     }
 
     async fn carry_out(
@@ -218,7 +273,10 @@ impl Session {
                         source,
                     })?;
                 }
-                DeveloperAction::Show(output) => show(&self.filter.filter(&output)),
+                DeveloperAction::Show(output) => {
+                    self.last_output = Instant::now();
+                    show(&self.filter.filter(&output));
+                }
                 DeveloperAction::Chat { sender, text } => show(
                     format!(
                         "\r\n<{}> {}\r\n",

@@ -162,15 +162,11 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         let mut server_gone = false;
         loop {
+            // Developers' messages first: keys that arrive together are judged against the
+            // same output, so a burst typed ahead of its echo is not refused for an echo read
+            // in between.
             tokio::select! {
-                output = self.pty.read() => match output.map_err(ShareError::Program)? {
-                    Some(output) => {
-                        show(&output);
-                        let actions = self.user.seen(&output, self.start.elapsed());
-                        self.carry_out(actions).await?;
-                    }
-                    None => break,
-                },
+                biased;
                 incoming = self.connection.receive(), if !server_gone => match incoming {
                     Ok(Some(Incoming::Message(message))) => {
                         let actions = self.user.receive(message);
@@ -181,6 +177,14 @@ impl Session {
                         show(b"\r\n** kanava: the server connection ended; the session is no longer shared\r\n");
                         server_gone = true;
                     }
+                },
+                output = self.pty.read() => match output.map_err(ShareError::Program)? {
+                    Some(output) => {
+                        show(&output);
+                        let actions = self.user.seen(&output, self.start.elapsed());
+                        self.carry_out(actions).await?;
+                    }
+                    None => break,
                 },
                 typed = keys.recv() => match typed {
                     Some(typed) => self.typed(&typed).await?,

@@ -210,6 +210,13 @@ impl Developer {
         self.access
     }
 
+    /// Whether keys we sent are still waiting for the user's output to name them. Keys sent
+    /// now would be typed ahead of that output, which the user accepts only when its echo
+    /// arrives whole.
+    pub fn keys_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
     /// What the GnuPG statement must say for our session key (the 128 hex characters of its
     /// hash, to clearsign); none for a watcher.
     pub fn session_key_hash(&self) -> Option<Hex> {

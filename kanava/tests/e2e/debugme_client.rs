@@ -3,10 +3,10 @@
 //! its output as a real user's does; every log they write must pass both `debug-me --verify`
 //! and `kanava verify`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::debugme_server::{raw_recv, raw_send, user_messages, versioned};
+use crate::debugme_server::{Roles, raw_recv, raw_send, user_messages, versioned};
 use crate::support::*;
 
 fn kanava(args: &[&str]) -> Command {
@@ -24,8 +24,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Asserts that both `debug-me --verify` and `kanava verify` accept `log`.
-fn both_verify(log: &Path) {
+/// `debug-me --verify` and `kanava verify` on `log`.
+fn verdicts(log: &Path) -> (Output, Output) {
     let scratch = tempfile::tempdir().unwrap();
     let reference = Command::new("debug-me")
         .arg("--verify")
@@ -34,17 +34,41 @@ fn both_verify(log: &Path) {
         .current_dir(scratch.path())
         .output()
         .expect("debug-me is installed (apt-get install debug-me)");
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", scratch.path().join("gnupg"))
+        .args(["--kill", "gpg-agent"])
+        .output();
+    let ours = kanava(&["verify"]).arg(log).output().unwrap();
+    (reference, ours)
+}
+
+/// Asserts that both `debug-me --verify` and `kanava verify` accept `log`.
+fn both_verify(log: &Path) {
+    let (reference, ours) = verdicts(log);
     assert!(
         reference.status.success(),
         "debug-me --verify {}: {}",
         log.display(),
         text(&reference)
     );
-    let ours = kanava(&["verify"]).arg(log).output().unwrap();
     assert!(
         ours.status.success(),
         "kanava verify {}: {}",
         log.display(),
+        text(&ours)
+    );
+}
+
+/// Asserts that both verifiers reach the same verdict on `log`, a log the real debug-me wrote:
+/// the real user's own log sometimes ends misordered, and then debug-me rejects it (spec 3.2).
+fn verifiers_agree(log: &Path) {
+    let (reference, ours) = verdicts(log);
+    assert_eq!(
+        ours.status.success(),
+        reference.status.success(),
+        "{}: debug-me: {}\nkanava: {}",
+        log.display(),
+        text(&reference),
         text(&ours)
     );
 }
@@ -153,4 +177,330 @@ async fn a_bad_session_or_server_gets_a_clear_message() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// Who plays a role: kanava's client or the real debug-me.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    Kanava,
+    DebugMe,
+}
+
+/// The real `debug-me --server`, on a free port, with its logs in a scratch directory.
+struct Reference {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Reference {
+    async fn start() -> Reference {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("debug-me")
+            .arg("--server")
+            .arg(dir.path().join("logs"))
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("debug-me is installed (apt-get install debug-me)");
+        let reference = Reference { child, dir, port };
+        wait_until_async("debug-me --server listens", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        reference
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server of a pairing: kanava's or the reference.
+enum Server {
+    Kanava(Kanava),
+    Reference(Reference),
+}
+
+impl Server {
+    async fn start(program: Program) -> Server {
+        match program {
+            Program::Kanava => Server::Kanava(Kanava::start()),
+            Program::DebugMe => Server::Reference(Reference::start().await),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Server::Kanava(kanava) => format!("http://{}/", kanava.debug_me),
+            Server::Reference(reference) => format!("http://127.0.0.1:{}/", reference.port),
+        }
+    }
+
+    fn log(&self, id: &str) -> PathBuf {
+        match self {
+            Server::Kanava(kanava) => kanava.data.join(format!("debug-me/debug-me.{id}.log")),
+            Server::Reference(reference) => {
+                reference.dir.path().join(format!("logs/debug-me.{id}.log"))
+            }
+        }
+    }
+}
+
+/// One pairing, run as real processes in terminals: a user (sharing /bin/sh), a developer who
+/// is let in and types (a typeahead burst included), a second developer who is refused and
+/// cannot type, and kanava watch and kanava download following along. At the end every log
+/// written by anyone must pass both verifiers.
+async fn pairing(server: Program, user: Program, developer: Program) {
+    let _heavy = heavy().await;
+    let server = Server::start(server).await;
+    let url = server.url();
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let logs = scratch.path().join("logs");
+    let kanava_bin = env!("CARGO_BIN_EXE_kanava");
+    for dev in ["dev", "dev2"] {
+        let made = Command::new("gpg")
+            .env("GNUPGHOME", roles.gnupg(dev))
+            .args(["--batch", "-q", "--passphrase", "", "--quick-gen-key"])
+            .arg(format!("{dev} <{dev}@example.org>"))
+            .args(["ed25519", "sign", "never"])
+            .output()
+            .expect("gpg is installed");
+        assert!(made.status.success(), "{}", text(&made));
+    }
+
+    // The user starts sharing.
+    let (session_url, id) = match user {
+        Program::DebugMe => roles.start_user(scratch.path(), &url).await,
+        Program::Kanava => {
+            roles.run(
+                "user",
+                scratch.path(),
+                &format!(
+                    "{kanava_bin} share --server {url} --log-dir {} --run /bin/sh",
+                    logs.join("user").display()
+                ),
+            );
+            let screen = roles
+                .wait("user", "the session URL", |s| s.contains("kanava connect "))
+                .await;
+            let session_url = screen
+                .split_whitespace()
+                .skip_while(|w| *w != "connect")
+                .nth(1)
+                .unwrap()
+                .to_owned();
+            let id = session_url.rsplit('/').next().unwrap().to_owned();
+            (session_url, id)
+        }
+    };
+    // The control side for consent: the real user's control window, or kanava share itself.
+    let consent = match user {
+        Program::DebugMe => {
+            roles.run_in("control", "user", scratch.path(), "debug-me --control");
+            "control"
+        }
+        Program::Kanava => "user",
+    };
+    let developer_command = |role: &str| match developer {
+        Program::DebugMe => format!("debug-me {session_url}"),
+        Program::Kanava => format!(
+            "{kanava_bin} connect {session_url} --log-dir {}",
+            logs.join(role).display()
+        ),
+    };
+    let questions = |s: &str| s.matches("run commands? [y/n]").count();
+
+    // The first developer is let in.
+    roles.run("dev", scratch.path(), &developer_command("dev"));
+    roles
+        .wait(consent, "the consent question", |s| questions(s) == 1)
+        .await;
+    roles.keys(consent, "y");
+    let granted = match developer {
+        Program::Kanava => "the user let you type",
+        Program::DebugMe => "debug-me session started",
+    };
+    roles
+        .wait("dev", "write access", |s| s.contains(granted))
+        .await;
+    // The second is refused.
+    roles.run("dev2", scratch.path(), &developer_command("dev2"));
+    roles
+        .wait(consent, "the second consent question", |s| {
+            questions(s) == 2
+        })
+        .await;
+    roles.keys(consent, "n");
+    // The real developer tells it in its control window.
+    let refused_at = match developer {
+        Program::Kanava => "dev2",
+        Program::DebugMe => {
+            roles.run_in("dev2-control", "dev2", scratch.path(), "debug-me --control");
+            "dev2-control"
+        }
+    };
+    roles
+        .wait(refused_at, "the refusal", |s| {
+            s.contains("did not grant write access")
+        })
+        .await;
+    // kanava watch and kanava download follow along.
+    roles.run(
+        "watch",
+        scratch.path(),
+        &format!(
+            "{kanava_bin} watch {session_url} --log-dir {}",
+            logs.join("watch").display()
+        ),
+    );
+    roles
+        .wait("watch", "the session", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+    let download = logs.join("download.log");
+    let downloading = Command::new(kanava_bin)
+        .args(["download", &session_url, "-o"])
+        .arg(&download)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The developer's command runs in the user's shell, and everyone sees its output.
+    roles.keys("dev", "echo from-the-$((6*7))-developer");
+    let output = |s: &str| s.lines().any(|l| l.trim_end() == "from-the-42-developer");
+    for role in ["user", "dev", "dev2", "watch"] {
+        roles
+            .wait(role, "the developer's command output", output)
+            .await;
+    }
+    // The refused developer cannot type: its command never runs, though a later one of the
+    // accepted developer does.
+    roles.keys("dev2", "echo refused-$((1+1))");
+    roles.keys("dev", "echo marker-$((2+3))");
+    roles
+        .wait("user", "the marker", |s| {
+            s.lines().any(|l| l.trim_end() == "marker-5")
+        })
+        .await;
+    assert!(
+        !roles.screen("user").contains("refused-2"),
+        "the refused developer typed:\n{}",
+        roles.screen("user")
+    );
+    // Typeahead: a command longer than one read (1024 bytes) typed in one burst, so that the
+    // second part is sent before the echo of the first returns. The real debug-me on both
+    // sides cannot do that (its developer guesses the echo of the first part, and the user
+    // refuses the second part whenever it reads that echo in pieces); there the burst is one
+    // read long.
+    let long = if user == Program::DebugMe && developer == Program::DebugMe {
+        "t".repeat(300)
+    } else {
+        "t".repeat(1500)
+    };
+    roles.keys("dev", &format!("echo {long}_end"));
+    roles
+        .wait("user", "the typeahead command's output", |s| {
+            s.lines().any(|l| l.trim_end() == format!("{long}_end"))
+        })
+        .await;
+
+    // The developer ends the shell; everyone sees the end.
+    roles.keys("dev", "exit 7");
+    for role in ["dev", "user", "dev2", "watch"] {
+        roles
+            .wait(role, "the end of the session", |s| s.contains("EXIT="))
+            .await;
+    }
+    assert!(
+        roles.screen("user").contains("EXIT=7"),
+        "{}",
+        roles.screen("user")
+    );
+    let downloaded = downloading.wait_with_output().unwrap();
+    assert!(
+        downloaded.status.success(),
+        "kanava download: {}",
+        text(&downloaded)
+    );
+
+    // Every log kanava wrote passes both verifiers; on those the real debug-me wrote, the two
+    // verifiers agree.
+    let kanava_log = |role: &str| logs.join(role).join(format!("debug-me.{id}.log"));
+    let mut ours = vec![download, kanava_log("watch")];
+    let mut theirs = Vec::new();
+    match &server {
+        Server::Kanava(_) => ours.push(server.log(&id)),
+        Server::Reference(_) => theirs.push(server.log(&id)),
+    }
+    match user {
+        Program::DebugMe => theirs.push(roles.log("user", false, &id)),
+        Program::Kanava => ours.push(kanava_log("user")),
+    }
+    for dev in ["dev", "dev2"] {
+        match developer {
+            Program::DebugMe => theirs.push(roles.log(dev, true, &id)),
+            Program::Kanava => ours.push(kanava_log(dev)),
+        }
+    }
+    for log in &ours {
+        both_verify(log);
+    }
+    for log in &theirs {
+        verifiers_agree(log);
+    }
+}
+
+#[tokio::test]
+async fn a_kanava_user_with_a_real_developer_through_kanava() {
+    pairing(Program::Kanava, Program::Kanava, Program::DebugMe).await;
+}
+
+#[tokio::test]
+async fn a_kanava_user_with_a_real_developer_through_debug_me() {
+    pairing(Program::DebugMe, Program::Kanava, Program::DebugMe).await;
+}
+
+#[tokio::test]
+async fn a_real_user_with_a_kanava_developer_through_kanava() {
+    pairing(Program::Kanava, Program::DebugMe, Program::Kanava).await;
+}
+
+#[tokio::test]
+async fn a_real_user_with_a_kanava_developer_through_debug_me() {
+    pairing(Program::DebugMe, Program::DebugMe, Program::Kanava).await;
+}
+
+#[tokio::test]
+async fn kanava_on_every_side_through_kanava() {
+    pairing(Program::Kanava, Program::Kanava, Program::Kanava).await;
+}
+
+#[tokio::test]
+async fn kanava_on_every_side_through_debug_me() {
+    pairing(Program::DebugMe, Program::Kanava, Program::Kanava).await;
+}
+
+#[tokio::test]
+async fn real_user_and_developer_with_kanava_watching_through_kanava() {
+    pairing(Program::Kanava, Program::DebugMe, Program::DebugMe).await;
+}
+
+#[tokio::test]
+async fn real_user_and_developer_with_kanava_watching_through_debug_me() {
+    pairing(Program::DebugMe, Program::DebugMe, Program::DebugMe).await;
 }

@@ -14,13 +14,13 @@ use crate::support::*;
 /// A private tmux server running each role with its own `~/.debug-me` (debug-me takes it from
 /// the passwd entry, so a scratch directory is bind-mounted over it in a private mount
 /// namespace), and its own GnuPG home. Killed on drop.
-struct Roles {
+pub(crate) struct Roles {
     socket: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl Roles {
-    fn new() -> Roles {
+    pub(crate) fn new() -> Roles {
         let dir = tempfile::tempdir().unwrap();
         let inhome = dir.path().join("inhome");
         std::fs::write(
@@ -37,7 +37,7 @@ impl Roles {
         }
     }
 
-    fn tmux(&self, args: &[&str]) -> String {
+    pub(crate) fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
@@ -49,13 +49,13 @@ impl Roles {
 
     /// Runs `command` for `role` in a terminal, in `cwd`, with its own ~/.debug-me and GnuPG
     /// home; the pane shows `EXIT=N` when it ends.
-    fn run(&self, role: &str, cwd: &Path, command: &str) {
+    pub(crate) fn run(&self, role: &str, cwd: &Path, command: &str) {
         self.run_in(role, role, cwd, command);
     }
 
     /// Runs `command` as `role` in the ~/.debug-me and GnuPG home of `home` (the control
     /// window shares the user's).
-    fn run_in(&self, role: &str, home: &str, cwd: &Path, command: &str) {
+    pub(crate) fn run_in(&self, role: &str, home: &str, cwd: &Path, command: &str) {
         let gnupg = self.gnupg(home);
         let home = self.dir.path().join(format!("dot-{home}"));
         let line = format!(
@@ -80,13 +80,13 @@ impl Roles {
     }
 
     /// The GnuPG home of `role` (created, private).
-    fn gnupg(&self, role: &str) -> PathBuf {
+    pub(crate) fn gnupg(&self, role: &str) -> PathBuf {
         private_dir(&self.dir.path().join(format!("gnupg-{role}")))
     }
 
     /// Starts a real debug-me user session on the server at `url` (an `http://` URL ending in
     /// `/`), running /bin/sh; returns the session's URL and id once it has started.
-    async fn start_user(&self, cwd: &Path, url: &str) -> (String, String) {
+    pub(crate) async fn start_user(&self, cwd: &Path, url: &str) -> (String, String) {
         self.run(
             "user",
             cwd,
@@ -117,25 +117,30 @@ impl Roles {
     }
 
     /// A role's log of session `id`, as debug-me names it in its ~/.debug-me.
-    fn log(&self, home: &str, remote: bool, id: &str) -> PathBuf {
+    pub(crate) fn log(&self, home: &str, remote: bool, id: &str) -> PathBuf {
         let dir = self.dir.path().join(format!("dot-{home}/log"));
         let dir = if remote { dir.join("remote") } else { dir };
         dir.join(format!("debug-me.{id}.log"))
     }
 
-    fn screen(&self, role: &str) -> String {
+    pub(crate) fn screen(&self, role: &str) -> String {
         self.tmux(&["capture-pane", "-p", "-J", "-t", role])
     }
 
     /// Types `text` and Enter in one write, so that debug-me reads them as one chunk: a real
     /// watcher can crash when a developer's keys arrive as several quick Entered messages
     /// (spec 6.2; it happens against the reference server too).
-    fn keys(&self, role: &str, text: &str) {
+    pub(crate) fn keys(&self, role: &str, text: &str) {
         self.tmux(&["send-keys", "-t", role, text, "Enter"]);
     }
 
     /// Waits until `role`'s screen satisfies `check`.
-    async fn wait(&self, role: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait(
+        &self,
+        role: &str,
+        what: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let screen = self.screen(role);
@@ -169,7 +174,7 @@ impl Drop for Roles {
     }
 }
 
-fn debug_me(args: &[&str], cwd: &Path, gnupg: &Path) -> Output {
+pub(crate) fn debug_me(args: &[&str], cwd: &Path, gnupg: &Path) -> Output {
     Command::new("debug-me")
         .args(args)
         .current_dir(cwd)
