@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use kanava_debugme_client::connect::{ConnectConfig, connect, fresh_developer, statement};
+use kanava_debugme_client::control::{Notice, Request, Window, developer_socket_path, socket_path};
 use kanava_debugme_client::follow::{Event, LogTarget, follow};
 use kanava_debugme_client::session_log::default_log_dir;
 use kanava_debugme_client::share::{DEBUG_ME_KEYRINGS, ShareConfig, share};
@@ -301,4 +302,83 @@ pub async fn connect_developer(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `kanava control`.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The log directory the session was started with. [default: ~/.local/share/kanava/debug-me]
+    #[arg(long, env = "KANAVA_DEBUG_ME_LOG_DIR")]
+    log_dir: Option<PathBuf>,
+    /// The window of `kanava connect` (the developer's), not of `kanava share`.
+    #[arg(long)]
+    developer: bool,
+}
+
+/// Lines typed on stdin, read on their own thread (so that a blocked read never keeps the
+/// process from exiting).
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if sender.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The control window of a running session: its chat and questions; typed lines are chat,
+/// answers (y/n) while a question waits, and `/quit` ends the session.
+pub async fn control_window(args: ControlArgs) -> anyhow::Result<ExitCode> {
+    let dir = log_dir(args.log_dir)?;
+    let path = if args.developer {
+        developer_socket_path(&dir)
+    } else {
+        socket_path(&dir)
+    };
+    let mut window = Window::connect(&path).await.with_context(|| {
+        format!(
+            "no debug-me session to control at {} (start it with kanava {})",
+            path.display(),
+            if args.developer { "connect" } else { "share" }
+        )
+    })?;
+    println!("** kanava session control and chat window");
+    println!("(Enter /quit here at any time to end the session.)");
+    let mut lines = stdin_lines();
+    let mut asking = None;
+    loop {
+        tokio::select! {
+            notice = window.next() => match notice {
+                Some(Notice::Line(line)) => println!("{line}"),
+                Some(Notice::Ask(question)) => {
+                    println!("{question}");
+                    asking = Some(question);
+                }
+                Some(Notice::Answered) => asking = None,
+                Some(Notice::End) | None => break,
+            },
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let line = line.trim();
+                let request = match (line, &asking) {
+                    ("/quit", _) => Request::Quit,
+                    ("y" | "yes", Some(_)) => Request::Answer(true),
+                    ("n" | "no", Some(_)) => Request::Answer(false),
+                    ("", _) => continue,
+                    (_, Some(question)) => {
+                        println!("{question}");
+                        continue;
+                    }
+                    (text, None) => Request::Say(text.to_owned()),
+                };
+                window.send(&request).await.context("the session is gone")?;
+            }
+        }
+    }
+    println!("** kanava session control and chat window closing; the session is done");
+    Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,9 @@ enum Command {
     /// Connect to a debug-me session as a developer: see the user's terminal, and type into it
     /// once they accept your GnuPG-signed session key. Ctrl-] then a line chats.
     Connect(client::ConnectArgs),
+    /// The control and chat window of a session started here with `kanava share` (or, with
+    /// --developer, `kanava connect`): chat, answer who may type, /quit.
+    Control(client::ControlArgs),
     /// Watch a debug-me session, read-only: the user's terminal as it goes (and a log of it).
     Watch(client::WatchArgs),
     /// Save a debug-me session's log, checking it as it comes. A live session is followed
@@ -809,6 +812,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => tokio::task::block_in_place(|| replay(args)),
             Command::Share(args) => client::share_terminal(args).await,
             Command::Connect(args) => client::connect_developer(args).await,
+            Command::Control(args) => client::control_window(args).await,
             Command::Watch(args) => client::watch(args).await,
             Command::Download(args) => client::download(args).await,
             Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),

@@ -13,9 +13,11 @@ use kanava_debugme::frame::Mode;
 use kanava_debugme_tools::gpg::SignedSessionKey;
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::SessionUrl;
+use crate::control::{Control, Notice, Request, developer_socket_path, next_request};
 use crate::follow::{FollowError, PING_INTERVAL};
 use crate::keys::{KeyRouter, Submitted};
 use crate::session_log::SessionLog;
@@ -53,10 +55,6 @@ fn show(bytes: &[u8]) {
     let _ = stdout.flush();
 }
 
-fn note(text: &str) {
-    show(format!("\r\n** kanava: {text}\r\n").as_bytes());
-}
-
 /// Connects to the session as a developer with a fresh session key bound by `signed_key`
 /// (the clearsigned [`statement`] of this `developer`), until the session ends or the developer quits.
 pub async fn connect(
@@ -75,9 +73,17 @@ pub async fn connect(
     let log_error = |path: PathBuf| move |source| FollowError::Log { path, source };
     let log = SessionLog::create_in(&config.log_dir, &url.id)
         .map_err(log_error(config.log_dir.clone()))?;
+    let (control, requests) = match Control::bind(&developer_socket_path(&config.log_dir)) {
+        Ok((control, requests)) => (Some(control), Some(requests)),
+        Err(error) => {
+            tracing::warn!(%error, "no control window for this session");
+            (None, None)
+        }
+    };
     let raw = RawTerminal::enter().map_err(FollowError::Terminal)?;
     let mut session = Session {
         developer,
+        control,
         held: Vec::new(),
         held_since: None,
         last_output: Instant::now(),
@@ -88,7 +94,10 @@ pub async fn connect(
         key: Some(signed_key),
         name: config.name,
     };
-    let outcome = session.run(&mut connection).await;
+    let outcome = session.run(&mut connection, requests).await;
+    if let Some(control) = &session.control {
+        control.notify(Notice::End);
+    }
     drop(raw);
     connection.close().await;
     let ended = outcome?;
@@ -111,8 +120,12 @@ pub fn statement(developer: &Developer) -> Vec<u8> {
 /// Output must have been quiet this long before held keys are sent.
 const QUIET: Duration = Duration::from_millis(40);
 
+/// While keys are in flight, held keys wait for output (their echo) this long after the last
+/// output or send; a program that echoes nothing (a password prompt) costs this much per burst.
+const NO_ECHO: Duration = Duration::from_millis(300);
+
 /// Held keys are sent after this long whatever the output does (typed ahead, then).
-const MAX_HOLD: Duration = Duration::from_millis(300);
+const MAX_HOLD: Duration = Duration::from_secs(2);
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400)
@@ -120,10 +133,12 @@ fn far_future() -> tokio::time::Instant {
 
 struct Session {
     developer: Developer,
+    /// The control windows' socket, when it could be made.
+    control: Option<Control>,
     /// Keys typed while earlier ones wait for their echo, with when the first was held.
     held: Vec<u8>,
     held_since: Option<Instant>,
-    /// When the user's output last arrived.
+    /// When the user's output last arrived, or (if later) when we last sent keys.
     last_output: Instant,
     log: SessionLog,
     filter: StringSequenceFilter,
@@ -136,7 +151,11 @@ struct Session {
 
 impl Session {
     /// Runs until the session ends (`Ok(true)`) or the connection is lost (`Ok(false)`).
-    async fn run(&mut self, connection: &mut Connection) -> Result<bool, FollowError> {
+    async fn run(
+        &mut self,
+        connection: &mut Connection,
+        mut requests: Option<mpsc::Receiver<Request>>,
+    ) -> Result<bool, FollowError> {
         let mut keys = terminal::keys();
         let mut router = KeyRouter::default();
         let mut terminate = signal(SignalKind::terminate()).map_err(FollowError::Terminal)?;
@@ -152,7 +171,7 @@ impl Session {
                 incoming = connection.receive() => match incoming? {
                     None => return Ok(false),
                     Some(Incoming::Done) => {
-                        note("the session has ended");
+                        self.note("the session has ended");
                         return Ok(true);
                     }
                     Some(Incoming::Message(message)) => {
@@ -177,17 +196,42 @@ impl Session {
                         match submitted {
                             Submitted::Chat(text) => match self.developer.chat(self.name.as_bytes(), &text) {
                                 Ok(actions) => self.carry_out(actions, connection).await?,
-                                Err(error) => note(&error.to_string()),
+                                Err(error) => self.note(&error.to_string()),
                             },
                             Submitted::Quit => return Ok(false),
                             Submitted::Answer(_) => {}
                         }
                     }
                 }
+                request = next_request(&mut requests) => match request {
+                    Some(Request::Say(text)) => {
+                        show(format!("\r\n[chat] {}\r\n", kanava_core::sanitize(text.as_bytes())).as_bytes());
+                        match self.developer.chat(self.name.as_bytes(), text.as_bytes()) {
+                            Ok(actions) => self.carry_out(actions, connection).await?,
+                            Err(error) => self.note(&error.to_string()),
+                        }
+                    }
+                    Some(Request::Quit) => return Ok(false),
+                    Some(Request::Answer(_)) => {}
+                    None => requests = None,
+                },
                 _ = terminate.recv() => return Ok(false),
                 _ = hangup.recv() => return Ok(false),
                 _ = ping.tick() => connection.ping().await?,
             }
+        }
+    }
+
+    /// A note of kanava's for the developer.
+    fn note(&self, text: &str) {
+        self.say(&format!("** kanava: {text}"));
+    }
+
+    /// A printable line for the developer, here and in the control windows.
+    fn say(&self, line: &str) {
+        show(format!("\r\n{line}\r\n").as_bytes());
+        if let Some(control) = &self.control {
+            control.notify(Notice::Line(line.to_owned()));
         }
     }
 
@@ -197,21 +241,21 @@ impl Session {
         };
         match self.developer.send_session_key(key.statement, key.export) {
             Ok(actions) => {
-                note(&format!(
+                self.note(&format!(
                     "asked the user to let you type (GnuPG key {}); waiting for their answer",
                     key.fingerprint
                 ));
                 self.carry_out(actions, connection).await
             }
             Err(error) => {
-                note(&error.to_string());
+                self.note(&error.to_string());
                 Ok(())
             }
         }
     }
 
     /// Keys typed here. While earlier keys wait for their echo, or output is still arriving,
-    /// they are held (up to [`MAX_HOLD`]) and sent once the output is quiet: protocol 1 refuses
+    /// they are held and sent once the output is quiet: protocol 1 refuses
     /// keys typed ahead of output the developer has not seen, unless that output is exactly
     /// their echo and arrived whole, which a long echo read in pieces is not.
     async fn typed(&mut self, keys: &[u8], connection: &mut Connection) -> Result<(), FollowError> {
@@ -230,15 +274,16 @@ impl Session {
     }
 
     /// When held keys may go: once nothing is in flight and output has been quiet for
-    /// [`QUIET`], or at the latest [`MAX_HOLD`] after the first was held.
+    /// [`QUIET`]; with keys in flight, once neither output nor a send happened for [`NO_ECHO`];
+    /// at the latest [`MAX_HOLD`] after the first was held.
     fn release_at(&self) -> Option<tokio::time::Instant> {
         let since = self.held_since?;
-        let latest = since + MAX_HOLD;
-        let at = if self.developer.keys_in_flight() {
-            latest
+        let quiet = if self.developer.keys_in_flight() {
+            NO_ECHO
         } else {
-            (self.last_output + QUIET).min(latest)
+            QUIET
         };
+        let at = (self.last_output + quiet).min(since + MAX_HOLD);
         Some(tokio::time::Instant::from_std(at))
     }
 
@@ -251,6 +296,7 @@ impl Session {
             return Ok(());
         }
         self.held_since = None;
+        self.last_output = Instant::now();
         let keys = std::mem::take(&mut self.held);
         let actions = self
             .developer
@@ -277,23 +323,20 @@ impl Session {
                     self.last_output = Instant::now();
                     show(&self.filter.filter(&output));
                 }
-                DeveloperAction::Chat { sender, text } => show(
-                    format!(
-                        "\r\n<{}> {}\r\n",
-                        kanava_core::sanitize(&sender),
-                        kanava_core::sanitize(&text)
-                    )
-                    .as_bytes(),
-                ),
+                DeveloperAction::Chat { sender, text } => self.say(&format!(
+                    "<{}> {}",
+                    kanava_core::sanitize(&sender),
+                    kanava_core::sanitize(&text)
+                )),
                 DeveloperAction::Bell => show(b"\x07"),
                 DeveloperAction::Access(Access::ReadWrite) => {
-                    note("the user let you type into their terminal");
+                    self.note("the user let you type into their terminal");
                 }
-                DeveloperAction::Access(Access::ReadOnly) => note(
+                DeveloperAction::Access(Access::ReadOnly) => self.note(
                     "User did not grant write access to their terminal. Watching session in read-only mode.",
                 ),
                 DeveloperAction::Access(_) => {}
-                DeveloperAction::Warn(warning) => note(&warning.to_string()),
+                DeveloperAction::Warn(warning) => self.note(&warning.to_string()),
             }
         }
         Ok(())

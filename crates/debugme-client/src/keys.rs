@@ -66,6 +66,15 @@ impl KeyRouter {
         format!("\r\n{QUESTION}").into_bytes()
     }
 
+    /// The question was answered elsewhere (in the control window): keys go to the program
+    /// again, unless a chat line is being typed.
+    pub fn answered(&mut self) {
+        self.asking = false;
+        if matches!(self.mode, Mode::Answer(_)) {
+            self.mode = Mode::Program;
+        }
+    }
+
     /// Whether a question is waiting for its answer.
     pub fn asking(&self) -> bool {
         self.asking

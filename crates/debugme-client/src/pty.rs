@@ -7,12 +7,21 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-/// Most bytes read from the PTY at once (one Seen message).
+/// Bytes read from the PTY per read call.
 pub const READ_CHUNK: usize = 4096;
+
+/// Most bytes gathered into one piece of output (one Seen message).
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How long output is gathered after its first byte. The terminal echoes a long burst of keys
+/// in pieces; gathered, the echo is one Seen, which is what a developer who typed ahead of it
+/// is judged against (protocol 1 refuses typeahead whose echo arrived in pieces).
+pub const SETTLE: Duration = Duration::from_millis(5);
 
 /// A terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +35,8 @@ pub struct Size {
 /// A program running in a PTY.
 pub struct Pty {
     master: AsyncFd<std::fs::File>,
+    /// Output read but not returned yet.
+    output: std::sync::Mutex<Vec<u8>>,
     child: Child,
 }
 
@@ -85,26 +96,58 @@ impl Pty {
         // AsyncFd is dropped.
         let master = unsafe { AsyncFd::register(std::fs::File::from(master)) }
             .map_err(std::io::Error::from)?;
-        Ok(Self { master, child })
+        Ok(Self {
+            master,
+            output: std::sync::Mutex::new(Vec::new()),
+            child,
+        })
     }
 
-    /// The program's next output; `Ok(None)` once the PTY is closed (the program and
-    /// everything it started have exited). Cancel-safe.
+    /// The program's next output, gathered for [`SETTLE`] after it starts; `Ok(None)` once
+    /// the PTY is closed (the program and everything it started have exited). Cancel-safe:
+    /// output read before a cancellation is kept for the next call.
     pub async fn read(&self) -> std::io::Result<Option<Vec<u8>>> {
-        loop {
-            let mut guard = self.master.readable().await?;
-            let mut buf = vec![0; READ_CHUNK];
-            match guard.try_io(|fd| fd.get_ref().read(&mut buf)) {
-                Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(n)) => {
-                    buf.truncate(n);
-                    return Ok(Some(buf));
+        if self.gathered().is_empty() {
+            loop {
+                let mut guard = self.master.readable().await?;
+                match guard.try_io(|fd| self.read_some(fd.get_ref())) {
+                    Ok(Ok(true)) => break,
+                    Ok(Ok(false)) => return Ok(None),
+                    Ok(Err(error)) => return Err(error),
+                    Err(_would_block) => continue,
                 }
-                // The slave side is closed for good.
-                Ok(Err(error)) if error.raw_os_error() == Some(libc::EIO) => return Ok(None),
-                Ok(Err(error)) => return Err(error),
-                Err(_would_block) => continue,
             }
+        }
+        tokio::time::sleep(SETTLE).await;
+        while self.gathered().len() < MAX_OUTPUT {
+            let Some(guard) = futures_util::FutureExt::now_or_never(self.master.readable()) else {
+                break;
+            };
+            match guard?.try_io(|fd| self.read_some(fd.get_ref())) {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) | Err(_) => break,
+                Ok(Err(error)) => return Err(error),
+            }
+        }
+        Ok(Some(std::mem::take(&mut *self.gathered())))
+    }
+
+    fn gathered(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.output.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One read into the gathered output: `Ok(true)` when bytes came, `Ok(false)` at the end.
+    fn read_some(&self, mut master: &std::fs::File) -> std::io::Result<bool> {
+        let mut buf = [0u8; READ_CHUNK];
+        match master.read(&mut buf) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.gathered().extend_from_slice(&buf[..n]);
+                Ok(true)
+            }
+            // The slave side is closed for good.
+            Err(error) if error.raw_os_error() == Some(libc::EIO) => Ok(false),
+            Err(error) => Err(error),
         }
     }
 

@@ -14,10 +14,12 @@ use kanava_debugme::model::PublicKey;
 use kanava_debugme::user::{ConsentRequest, User, UserAction};
 use kanava_debugme_tools::gpg::SystemGpg;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::address::{ServerUrl, SessionUrl};
+use crate::control::{Control, Notice, Request, next_request, socket_path};
 use crate::follow::PING_INTERVAL;
-use crate::keys::{KeyRouter, Submitted};
+use crate::keys::{KeyRouter, QUESTION, Submitted};
 use crate::pty::{Pty, exit_number};
 use crate::session_log::SessionLog;
 use crate::terminal::{self, RawTerminal};
@@ -96,6 +98,8 @@ struct Session {
     router: KeyRouter,
     /// Developers waiting for an answer, the one being asked first.
     waiting: Vec<PublicKey>,
+    /// The control windows' socket, when it could be made.
+    control: Option<Control>,
     config: ShareConfig,
     start: Instant,
 }
@@ -121,6 +125,13 @@ pub async fn share(
             path: config.log_dir.clone(),
             source,
         })?;
+    let (control, requests) = match Control::bind(&socket_path(&config.log_dir)) {
+        Ok((control, requests)) => (Some(control), Some(requests)),
+        Err(error) => {
+            tracing::warn!(%error, "no control window for this session");
+            (None, None)
+        }
+    };
     announce(&url);
     let pty =
         Pty::spawn(&config.program, &config.args, terminal::size()).map_err(ShareError::Program)?;
@@ -132,10 +143,14 @@ pub async fn share(
         pty,
         router: KeyRouter::default(),
         waiting: Vec::new(),
+        control,
         config,
         start,
     };
-    let outcome = session.run(actions).await;
+    let outcome = session.run(actions, requests).await;
+    if let Some(control) = &session.control {
+        control.notify(Notice::End);
+    }
     drop(raw);
     let status = outcome?;
     let log = session.log.path().to_owned();
@@ -152,7 +167,11 @@ fn rand_secret() -> [u8; 32] {
 }
 
 impl Session {
-    async fn run(&mut self, first: Vec<UserAction>) -> Result<i32, ShareError> {
+    async fn run(
+        &mut self,
+        first: Vec<UserAction>,
+        mut requests: Option<mpsc::Receiver<Request>>,
+    ) -> Result<i32, ShareError> {
         self.carry_out(first).await?;
         let mut keys = terminal::keys();
         let mut resized = signal(SignalKind::window_change()).map_err(ShareError::Program)?;
@@ -174,7 +193,7 @@ impl Session {
                     }
                     Ok(Some(Incoming::Done) | None) | Err(_) => {
                         // Keep the program and the log going: the session is still the user's.
-                        show(b"\r\n** kanava: the server connection ended; the session is no longer shared\r\n");
+                        self.note("the server connection ended; the session is no longer shared");
                         server_gone = true;
                     }
                 },
@@ -189,6 +208,16 @@ impl Session {
                 typed = keys.recv() => match typed {
                     Some(typed) => self.typed(&typed).await?,
                     None => self.pty.hang_up(),
+                },
+                request = next_request(&mut requests) => match request {
+                    Some(Request::Say(text)) => {
+                        show(format!("\r\n[chat] {}\r\n", kanava_core::sanitize(text.as_bytes())).as_bytes());
+                        let actions = self.user.chat(self.config.name.as_bytes(), text.as_bytes());
+                        self.carry_out(actions).await?;
+                    }
+                    Some(Request::Answer(yes)) => self.answer(yes).await?,
+                    Some(Request::Quit) => self.pty.hang_up(),
+                    None => requests = None,
                 },
                 _ = resized.recv() => {
                     let _ = self.pty.resize(terminal::size());
@@ -221,17 +250,7 @@ impl Session {
         }
         for submitted in routed.submitted {
             match submitted {
-                Submitted::Answer(yes) => {
-                    let key = self.waiting.remove(0);
-                    let actions = self.user.consent(&key, yes).unwrap_or_default();
-                    show(if yes {
-                        b"** kanava: they may type now\r\n"
-                    } else {
-                        b"** kanava: refused; they can only watch\r\n"
-                    });
-                    self.carry_out(actions).await?;
-                    self.ask_next();
-                }
+                Submitted::Answer(yes) => self.answer(yes).await?,
                 Submitted::Chat(text) => {
                     let actions = self.user.chat(self.config.name.as_bytes(), &text);
                     self.carry_out(actions).await?;
@@ -240,6 +259,50 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The answer to the developer being asked (typed here or in the control window).
+    async fn answer(&mut self, yes: bool) -> Result<(), ShareError> {
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        let key = self.waiting.remove(0);
+        self.router.answered();
+        if let Some(control) = &self.control {
+            control.notify(Notice::Answered);
+        }
+        let actions = self.user.consent(&key, yes).unwrap_or_default();
+        self.note(if yes {
+            "they may type now"
+        } else {
+            "refused; they can only watch"
+        });
+        self.carry_out(actions).await?;
+        self.ask_next();
+        Ok(())
+    }
+
+    /// A note of kanava's for the user.
+    fn note(&self, text: &str) {
+        self.say(&format!("** kanava: {text}"));
+    }
+
+    /// Printable lines for the user, here and in the control windows.
+    fn say(&self, lines: &str) {
+        show(format!("\r\n{}\r\n", lines.replace('\n', "\r\n")).as_bytes());
+        if let Some(control) = &self.control {
+            for line in lines.lines() {
+                control.notify(Notice::Line(line.to_owned()));
+            }
+        }
+    }
+
+    /// Puts the question about the first waiting developer, here and in the control windows.
+    fn ask(&mut self) {
+        show(&self.router.ask());
+        if let Some(control) = &self.control {
+            control.notify(Notice::Ask(QUESTION.trim_end().to_owned()));
+        }
     }
 
     async fn carry_out(&mut self, actions: Vec<UserAction>) -> Result<(), ShareError> {
@@ -262,14 +325,11 @@ impl Session {
                     let more = self.consider(request).await?;
                     self.carry_out_boxed(more).await?;
                 }
-                UserAction::Chat { sender, text } => show(
-                    format!(
-                        "\r\n<{}> {}\r\n",
-                        kanava_core::sanitize(&sender),
-                        kanava_core::sanitize(&text)
-                    )
-                    .as_bytes(),
-                ),
+                UserAction::Chat { sender, text } => self.say(&format!(
+                    "<{}> {}",
+                    kanava_core::sanitize(&sender),
+                    kanava_core::sanitize(&text)
+                )),
             }
         }
         Ok(())
@@ -303,52 +363,48 @@ impl Session {
         let (identity, keyrings) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
-                show(
-                    format!(
-                        "\r\n** kanava: a developer's GnuPG signature does not check out ({}); refused\r\n",
-                        kanava_core::sanitize(reason.as_bytes())
-                    )
-                    .as_bytes(),
-                );
+                self.note(&format!(
+                    "a developer's GnuPG signature does not check out ({}); refused",
+                    kanava_core::sanitize(reason.as_bytes())
+                ));
                 return Ok(self.user.consent(&key, false).unwrap_or_default());
             }
         };
-        let mut text =
-            String::from("\r\n** kanava: a developer asks to type into this terminal:\r\n");
+        let mut text = String::from("** kanava: a developer asks to type into this terminal:\n");
         for user_id in &identity.user_ids {
             text.push_str(&format!(
-                "   {}\r\n",
+                "   {}\n",
                 kanava_core::sanitize(user_id.as_bytes())
             ));
         }
-        text.push_str(&format!("   key {}\r\n", identity.fingerprint));
+        text.push_str(&format!("   key {}\n", identity.fingerprint));
         let trusted = self
             .config
             .trusted
             .iter()
             .any(|f| f.eq_ignore_ascii_case(&identity.fingerprint));
         if trusted {
-            text.push_str("   in your trusted keys\r\n");
+            text.push_str("   in your trusted keys\n");
         }
         for keyring in &keyrings {
-            text.push_str(&format!("   is {keyring} (in {DEBUG_ME_KEYRINGS})\r\n"));
+            text.push_str(&format!("   is {keyring} (in {DEBUG_ME_KEYRINGS})\n"));
         }
         if !trusted && keyrings.is_empty() {
             text.push_str(
-                "   their identity cannot be verified: the key is in no keyring you trust\r\n",
+                "   their identity cannot be verified: the key is in no keyring you trust\n",
             );
         }
-        show(text.as_bytes());
+        self.say(text.trim_end());
         self.waiting.push(key);
         if self.waiting.len() == 1 {
-            show(&self.router.ask());
+            self.ask();
         }
         Ok(Vec::new())
     }
 
     fn ask_next(&mut self) {
         if !self.waiting.is_empty() {
-            show(&self.router.ask());
+            self.ask();
         }
     }
 }

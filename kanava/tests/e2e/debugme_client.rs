@@ -262,9 +262,9 @@ impl Server {
 /// is let in and types (a typeahead burst included), a second developer who is refused and
 /// cannot type, and kanava watch and kanava download following along. At the end every log
 /// written by anyone must pass both verifiers.
-async fn pairing(server: Program, user: Program, developer: Program) {
+async fn pairing(server_program: Program, user: Program, developer: Program) {
     let _heavy = heavy().await;
-    let server = Server::start(server).await;
+    let server = Server::start(server_program).await;
     let url = server.url();
     let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
@@ -306,13 +306,26 @@ async fn pairing(server: Program, user: Program, developer: Program) {
             (session_url, id)
         }
     };
-    // The control side for consent: the real user's control window, or kanava share itself.
-    let consent = match user {
-        Program::DebugMe => {
+    // The control side for consent and chat: the real user's control window; for kanava,
+    // `kanava control` through kanava's server, and kanava share's own terminal through the
+    // reference server.
+    let consent = match (user, server_program) {
+        (Program::DebugMe, _) => {
             roles.run_in("control", "user", scratch.path(), "debug-me --control");
             "control"
         }
-        Program::Kanava => "user",
+        (Program::Kanava, Program::Kanava) => {
+            roles.run(
+                "control",
+                scratch.path(),
+                &format!(
+                    "{kanava_bin} control --log-dir {}",
+                    logs.join("user").display()
+                ),
+            );
+            "control"
+        }
+        (Program::Kanava, Program::DebugMe) => "user",
     };
     let developer_command = |role: &str| match developer {
         Program::DebugMe => format!("debug-me {session_url}"),
@@ -388,15 +401,45 @@ async fn pairing(server: Program, user: Program, developer: Program) {
             .wait(role, "the developer's command output", output)
             .await;
     }
+    // Chat from the user's side is signed, logged and relayed; a kanava developer shows it,
+    // and its own chat reaches the user's side.
+    if consent == "user" {
+        roles.tmux(&["send-keys", "-t", "user", "C-]"]);
+    }
+    roles.keys(consent, "hello from the user");
+    let server_log = server.log(&id);
+    wait_until("the user's chat is in the server's log", || {
+        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
+    })
+    .await;
+    if developer == Program::Kanava {
+        roles
+            .wait("dev", "the user's chat", |s| {
+                s.contains("hello from the user")
+            })
+            .await;
+        roles.tmux(&["send-keys", "-t", "dev", "C-]"]);
+        roles.keys("dev", "hello from the developer");
+        roles
+            .wait(consent, "the developer's chat", |s| {
+                s.contains("> hello from the developer")
+            })
+            .await;
+    }
     // The refused developer cannot type: its command never runs, though a later one of the
     // accepted developer does.
     roles.keys("dev2", "echo refused-$((1+1))");
     roles.keys("dev", "echo marker-$((2+3))");
-    roles
-        .wait("user", "the marker", |s| {
-            s.lines().any(|l| l.trim_end() == "marker-5")
-        })
-        .await;
+    // (Each command is typed once the developer has seen the output of the one before, as a
+    // person would: a real debug-me developer that types while output it has not seen is on
+    // its way exits with "Bad signature on message from user", spec 6.2.)
+    for role in ["user", "dev"] {
+        roles
+            .wait(role, "the marker", |s| {
+                s.lines().any(|l| l.trim_end() == "marker-5")
+            })
+            .await;
+    }
     assert!(
         !roles.screen("user").contains("refused-2"),
         "the refused developer typed:\n{}",
@@ -413,11 +456,13 @@ async fn pairing(server: Program, user: Program, developer: Program) {
         "t".repeat(1500)
     };
     roles.keys("dev", &format!("echo {long}_end"));
-    roles
-        .wait("user", "the typeahead command's output", |s| {
-            s.lines().any(|l| l.trim_end() == format!("{long}_end"))
-        })
-        .await;
+    for role in ["user", "dev"] {
+        roles
+            .wait(role, "the typeahead command's output", |s| {
+                s.lines().any(|l| l.trim_end() == format!("{long}_end"))
+            })
+            .await;
+    }
 
     // The developer ends the shell; everyone sees the end.
     roles.keys("dev", "exit 7");

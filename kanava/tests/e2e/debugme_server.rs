@@ -147,10 +147,15 @@ impl Roles {
             if check(&screen) {
                 return screen;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{role}'s terminal never showed {what}:\n{screen}"
-            );
+            if Instant::now() >= deadline {
+                let others: String = self
+                    .tmux(&["list-sessions", "-F", "#S"])
+                    .lines()
+                    .filter(|other| *other != role)
+                    .map(|other| format!("\n--- {other}:\n{}", self.screen(other).trim_end()))
+                    .collect();
+                panic!("{role}'s terminal never showed {what}:\n{screen}\nthe others:{others}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
