@@ -549,3 +549,129 @@ async fn real_user_and_developer_with_kanava_watching_through_kanava() {
 async fn real_user_and_developer_with_kanava_watching_through_debug_me() {
     pairing(Program::DebugMe, Program::DebugMe, Program::DebugMe).await;
 }
+
+#[tokio::test]
+async fn the_shared_terminal_follows_resizes_and_is_restored_on_sigterm() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let logs = scratch.path().join("user-logs");
+    // The shared program hides the cursor, as full-screen programs do; after kanava share, the
+    // pane shows the terminal modes it was left in.
+    roles.run(
+        "user",
+        scratch.path(),
+        &format!(
+            "{} share --server http://{}/ --log-dir {} --run /bin/sh -c 'printf \"\\033[?25l\"; exec /bin/sh'; echo SHARE=$?; stty -a",
+            env!("CARGO_BIN_EXE_kanava"),
+            server.debug_me,
+            logs.display()
+        ),
+    );
+    roles
+        .wait("user", "the session", |s| s.contains("kanava connect "))
+        .await;
+    roles.tmux(&["resize-window", "-t", "user", "-x", "101", "-y", "31"]);
+    roles.keys("user", "stty size");
+    roles
+        .wait("user", "the new size inside the shared shell", |s| {
+            s.lines().any(|l| l.trim_end() == "31 101")
+        })
+        .await;
+    let cursor = || roles.tmux(&["display", "-p", "-t", "user", "#{cursor_flag}"]);
+    assert_eq!(cursor().trim(), "0", "the shared program hid the cursor");
+
+    let pids = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("^{} share ", env!("CARGO_BIN_EXE_kanava")))
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .next()
+        .expect("kanava share runs")
+        .to_owned();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let screen = roles
+        .wait("user", "kanava share's exit", |s| {
+            s.contains("SHARE=") && s.contains("speed")
+        })
+        .await;
+    let modes: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        modes.contains(&"icanon") && modes.contains(&"echo"),
+        "{screen}"
+    );
+    assert_eq!(cursor().trim(), "1", "the cursor is visible again");
+    // The session ended with the shell hung up, and the log says so and verifies.
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("the user's log");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("debug-me session ended (-1)")
+    );
+    both_verify(&log);
+}
+
+#[tokio::test]
+async fn a_session_shared_over_tls_is_the_same_on_the_plain_listener() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = Kanava::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut share = kanava(&["share", "--server"])
+        .arg(format!("wss://localhost:{}/debug-me", server.mles.port()))
+        .arg("--ca")
+        .arg(server.cert_path())
+        .arg("--log-dir")
+        .arg(dir.path().join("user"))
+        .args(["--run", "/bin/sh"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(share.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no session URL");
+        if let Some(url) = line.trim().strip_prefix("kanava connect ") {
+            break url.to_owned();
+        }
+    };
+    assert!(url.starts_with("wss://"), "{url}");
+    std::thread::spawn(move || for _ in stdout.lines() {});
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    // Followed from the plain listener.
+    let plain = format!("http://{}/{id}", server.debug_me);
+    let download = dir.path().join("download.log");
+    let downloading = kanava(&["download", &plain, "-o"])
+        .arg(&download)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = share.stdin.take().unwrap();
+    stdin.write_all(b"echo over-$((40+2))-tls\n").unwrap();
+    wait_until("the command ran in the shared shell", || {
+        std::fs::read_to_string(&download).is_ok_and(|l| l.contains("over-42-tls"))
+    })
+    .await;
+    stdin.write_all(b"exit\n").unwrap();
+    let shared = share.wait_with_output().unwrap();
+    assert!(shared.status.success(), "{}", text(&shared));
+    let downloaded = downloading.wait_with_output().unwrap();
+    assert!(downloaded.status.success(), "{}", text(&downloaded));
+    both_verify(&download);
+    both_verify(&dir.path().join(format!("user/debug-me.{id}.log")));
+}
