@@ -325,13 +325,14 @@ async fn d6_a_saturated_channel_does_not_delay_another_and_several_cores_work() 
 
 /// Asserts that a channel kept moving while another was loaded: the typical round trip stays
 /// interactive and none waits on the load. The reference server fails both ways, by seconds
-/// (one thread) or for good (a blocked writer); the bounds leave room for a shared 2-core CI box.
+/// (one thread) or for good (a blocked writer); the bounds leave room for a shared 2-core CI box
+/// running other tests at the same time (a median of 50 ms was seen there).
 fn assert_not_stalled(what: &str, mut latencies: Vec<Duration>) {
     latencies.sort();
     let median = latencies[latencies.len() / 2];
     let worst = latencies[latencies.len() - 1];
     assert!(
-        median < Duration::from_millis(50) && worst < Duration::from_secs(1),
+        median < Duration::from_millis(200) && worst < Duration::from_secs(1),
         "{what}: median {median:?}, worst {worst:?}, all {latencies:?}"
     );
 }
