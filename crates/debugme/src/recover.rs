@@ -118,7 +118,10 @@ impl Recovery {
             activity.prev_entered.clone(),
         );
         let mut likely = Vec::with_capacity(6);
-        if self.is_earlier(&written.0) && self.is_earlier(&written.1) {
+        // Pointers written in the line come first, when there are any: a server's log and the
+        // wire have none, and (None, None) is tried last below.
+        let any_written = written.0.is_some() || written.1.is_some();
+        if any_written && self.is_earlier(&written.0) && self.is_earlier(&written.1) {
             likely.push(written);
         }
         likely.extend([
