@@ -61,20 +61,27 @@ pub enum FollowError {
     /// The connection failed.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The session's first messages are not a user's session start.
+    /// The session's first messages are not a user's session start (the reason in the message
+    /// only, not also as a source, which error chains would print twice).
     #[error("this is not a debug-me session that can be checked: {0}")]
-    Start(#[from] StartError),
+    Start(StartError),
     /// The local terminal failed.
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     /// The log cannot be written.
-    #[error("cannot write the log {path}: {source}")]
+    #[error("cannot write the log {path}")]
     Log {
         /// The log.
         path: PathBuf,
-        /// Why.
+        /// Why (the error's source, shown after the message in a chain).
         source: std::io::Error,
     },
+}
+
+impl From<StartError> for FollowError {
+    fn from(error: StartError) -> Self {
+        Self::Start(error)
+    }
 }
 
 /// Follows session `url` until it ends, logging to `target` and passing what happens to `on`.

@@ -32,12 +32,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// TCP or TLS could not connect.
-    #[error("cannot connect to {server}: {source}")]
+    #[error("cannot connect to {server}: {error}")]
     Connect {
         /// The server.
         server: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a source: a chain of sources would say it twice).
+        error: std::io::Error,
+    },
+    /// The server did not open a WebSocket: it is no WebSocket server, or refused.
+    #[error("cannot open a WebSocket to {server}: {error}")]
+    Handshake {
+        /// The server.
+        server: String,
+        /// Why (in the message only, as for `Connect`).
+        error: tokio_tungstenite::tungstenite::Error,
     },
     /// The extra certificate file could not be read.
     #[error("cannot read the CA certificates in {path}: {reason}")]
@@ -47,9 +55,10 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// The WebSocket failed.
+    /// The WebSocket failed (the error in the message only: tungstenite's errors repeat their
+    /// sources in their own messages).
     #[error("WebSocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(tokio_tungstenite::tungstenite::Error),
     /// The server sent something that is not protocol 1.
     #[error("the server sent something that is not debug-me protocol 1: {0}")]
     Garbage(String),
@@ -62,6 +71,12 @@ pub enum ClientError {
     /// The server took too long.
     #[error("the server did not answer within {CONNECT_TIMEOUT:?}")]
     Timeout,
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
+    fn from(error: tokio_tungstenite::tungstenite::Error) -> Self {
+        Self::WebSocket(error)
+    }
 }
 
 /// Which certificates a TLS server may present.
@@ -140,9 +155,9 @@ async fn open_now(
     mode: Mode,
     trust: &Trust,
 ) -> Result<Connection, ClientError> {
-    let connect_error = |source| ClientError::Connect {
+    let connect_error = |error| ClientError::Connect {
         server: server.to_string(),
-        source,
+        error,
     };
     let tcp = TcpStream::connect((server.host.as_str(), server.port))
         .await
@@ -162,8 +177,12 @@ async fn open_now(
     let config = WebSocketConfig::default()
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .max_message_size(Some(MAX_FRAME_BYTES));
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(websocket, stream, Some(config)).await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(websocket, stream, Some(config))
+        .await
+        .map_err(|error| ClientError::Handshake {
+            server: server.to_string(),
+            error,
+        })?;
     let mut connection = Connection {
         ws,
         session_id: String::new(),
