@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod debugme;
 mod debugme_client;
+mod debugme_client_bad;
 mod debugme_server;
 mod debugme_tools;
 mod defects;
