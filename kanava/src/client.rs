@@ -288,15 +288,17 @@ pub async fn connect_developer(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "developer".into()),
     };
     let connected = connect(config, developer, signed).await?;
-    println!(
-        "kanava connect: {}; your log: {}",
-        if connected.ended {
-            "the session has ended"
-        } else {
-            "disconnected"
-        },
-        connected.log.display()
-    );
+    if connected.ended {
+        println!(
+            "kanava connect: the session has ended; your log: {}",
+            connected.log.display()
+        );
+    } else {
+        eprintln!(
+            "kanava connect: left before the session ended; your log: {}",
+            connected.log.display()
+        );
+    }
     Ok(if connected.ended {
         ExitCode::SUCCESS
     } else {

@@ -157,6 +157,7 @@ impl Session {
         mut requests: Option<mpsc::Receiver<Request>>,
     ) -> Result<bool, FollowError> {
         let mut keys = terminal::keys();
+        let mut keys_open = true;
         let mut router = KeyRouter::default();
         let mut terminate = signal(SignalKind::terminate()).map_err(FollowError::Terminal)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(FollowError::Terminal)?;
@@ -169,7 +170,10 @@ impl Session {
                     self.release(connection).await?;
                 }
                 incoming = connection.receive() => match incoming? {
-                    None => return Ok(false),
+                    None => {
+                        self.note("the connection to the server was lost");
+                        return Ok(false);
+                    }
                     Some(Incoming::Done) => {
                         self.note("the session has ended");
                         return Ok(true);
@@ -185,8 +189,12 @@ impl Session {
                         }
                     }
                 },
-                typed = keys.recv() => {
-                    let Some(typed) = typed else { return Ok(false) };
+                typed = keys.recv(), if keys_open => {
+                    // Without input (stdin at its end) the session is still watched.
+                    let Some(typed) = typed else {
+                        keys_open = false;
+                        continue;
+                    };
                     let routed = router.route(&typed);
                     show(&routed.echo);
                     if !routed.to_program.is_empty() {

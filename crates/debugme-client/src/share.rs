@@ -73,11 +73,11 @@ pub enum ShareError {
     #[error("the shared program: {0}")]
     Program(std::io::Error),
     /// The log cannot be written.
-    #[error("cannot write the log {path}: {source}")]
+    #[error("cannot write the log {path}")]
     Log {
         /// The log.
         path: PathBuf,
-        /// Why.
+        /// Why (the error's source, shown after the message in a chain).
         source: std::io::Error,
     },
 }

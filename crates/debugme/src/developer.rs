@@ -41,6 +41,9 @@ pub const MAX_CHUNK: usize = 1024;
 /// Recent activities kept for resynchronising after a message the usual candidates miss.
 const HISTORY: usize = 64;
 
+/// Other developers' session keys kept; later ones are ignored.
+const MAX_OTHER_DEVELOPERS: usize = 16;
+
 /// Own Entered remembered, to recognise a rejection of one of them.
 const OWN_SENT: usize = 1024;
 
@@ -495,7 +498,9 @@ impl Developer {
             ControlAction::SessionKey(key, _) => {
                 let verified = sign::control_verifies(key.key(), &control);
                 let new = self.own.as_ref() != Some(key.key()) && !self.others.contains(key.key());
-                if verified && new {
+                // Anyone with the session's URL can add keys; their messages are each tried
+                // under every key, so only the first few count.
+                if verified && new && self.others.len() < MAX_OTHER_DEVELOPERS {
                     self.others.push(key.key().clone());
                 }
                 verified

@@ -39,7 +39,13 @@ pub fn pairs<'a>(
         .flat_map(move |pa| entered.iter().map(move |pe| (pa.clone(), pe.clone())))
 }
 
-/// The first of `pairs` under which one of `keys` signed `activity`; a pair repeated in
+/// Most signature checks a session role spends on one message from the network (about 50 ms):
+/// a message nobody it knows signed would otherwise cost every pair of pointers it could have,
+/// seconds of CPU per forged message.
+pub const MAX_CHECKS: usize = 1024;
+
+/// The first of `pairs` under which one of `keys` signed `activity`, trying at most
+/// [`MAX_CHECKS`] signature checks, so `pairs` should come likely first; a pair repeated in
 /// `pairs` is checked once.
 pub fn first_signed<A: ActivityKind + Clone>(
     activity: &Activity<A>,
@@ -50,14 +56,24 @@ pub fn first_signed<A: ActivityKind + Clone>(
         return None;
     }
     let mut tried = HashSet::new();
-    pairs.into_iter().find(|pointers| {
-        tried.insert(pointers.clone()) && {
-            let candidate = with_pointers(activity, pointers);
-            let signed = hash::activity_signed(&candidate);
-            keys.iter()
-                .any(|key| sign::verifies(key, &signed, &candidate.signature))
+    let budget = (MAX_CHECKS / keys.len()).max(1);
+    for pointers in pairs {
+        if tried.len() >= budget {
+            return None;
         }
-    })
+        if !tried.insert(pointers.clone()) {
+            continue;
+        }
+        let candidate = with_pointers(activity, &pointers);
+        let signed = hash::activity_signed(&candidate);
+        if keys
+            .iter()
+            .any(|key| sign::verifies(key, &signed, &candidate.signature))
+        {
+            return Some(pointers);
+        }
+    }
+    None
 }
 
 /// The chain so far, oldest first, and the search for the next activity's pointers.
@@ -161,5 +177,51 @@ impl Recovery {
         self.known.insert(chain_hash.clone());
         self.last = pointers;
         chain_hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Seen, Signature};
+    use crate::sign::SessionKey;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_message_nobody_signed_costs_at_most_the_budget() {
+        let signer = SessionKey::from_secret([1; 32]);
+        let other = SessionKey::from_secret([2; 32]);
+        let mut forged = Activity {
+            activity: Seen {
+                seen_data: b"x".to_vec(),
+            },
+            prev_activity: None,
+            prev_entered: None,
+            elapsed_time: 0.0,
+            signature: Signature::Ed25519(Vec::new()),
+        };
+        other.sign_activity(&mut forged);
+        let hashes: Vec<Option<Hash>> = (0..100u8)
+            .map(|i| {
+                Some(Hash {
+                    method: crate::model::HashMethod::Sha512,
+                    value: format!("{i:0128x}").into_bytes(),
+                })
+            })
+            .collect();
+        let pulled = Cell::new(0);
+        let candidates = pairs(&hashes, &hashes).inspect(|_| pulled.set(pulled.get() + 1));
+        let keys = [signer.public(), signer.public()];
+        assert_eq!(first_signed(&forged, candidates, &keys), None);
+        assert!(
+            pulled.get() <= MAX_CHECKS / keys.len() + 1,
+            "{}",
+            pulled.get()
+        );
+        // Under the key that signed it, it is found.
+        assert_eq!(
+            first_signed(&forged, [(None, None)], &[other.public()]),
+            Some((None, None))
+        );
     }
 }

@@ -29,6 +29,13 @@ pub const BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 /// Accepted Entered remembered beyond the backlog, as candidates for `prevEntered`.
 const RECENT_ENTERED: usize = 64;
 
+/// Backlog entries an Entered may name as its `prevActivity` and be recognised: typeahead
+/// names the entry before the output it expects as its echo.
+const TYPEAHEAD_REACH: usize = 256;
+
+/// Backlog entries tried after recently accepted Entered, to find a race's loser.
+const RACE_REACH: usize = 8;
+
 /// What the caller must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserAction {
@@ -279,24 +286,24 @@ impl User {
     /// a developer who lost a race gets its rejection: the winner's key drops the previous E
     /// from the backlog, and the loser's key names it.
     fn recover(&self, entered: &Activity<Entered>) -> Option<recover::Pointers> {
+        // A legal Entered names E, after one of the newest entries (typeahead reaches back as
+        // far as its echo, a few outputs); those pairs come first. Then, so that the loser of a
+        // race gets its rejection, the newest entries after recently accepted Entered.
         let mut activities: Vec<Option<Hash>> = self
             .backlog
             .iter()
+            .take(TYPEAHEAD_REACH)
             .map(|entry| Some(entry.hash.clone()))
             .collect();
         activities.push(self.last_entered.clone());
         activities.push(None);
-        let mut entered_candidates = vec![self.last_entered.clone(), None];
-        entered_candidates.extend(
-            self.backlog
-                .iter()
-                .filter(|entry| !entry.seen)
-                .map(|entry| Some(entry.hash.clone())),
-        );
+        let legal = [self.last_entered.clone(), None];
+        let mut entered_candidates = legal.to_vec();
         entered_candidates.extend(self.recent_entered.iter().rev().cloned().map(Some));
+        let newest = &activities[..activities.len().min(RACE_REACH)];
         recover::first_signed(
             entered,
-            recover::pairs(&activities, &entered_candidates),
+            recover::pairs(&activities, &legal).chain(recover::pairs(newest, &entered_candidates)),
             &self.accepted,
         )
     }

@@ -15,7 +15,7 @@ fn kanava(args: &[&str]) -> Command {
     command
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
         out.status,
