@@ -281,6 +281,25 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
         assert!(made.status.success(), "{}", text(&made));
     }
 
+    // The user of kanava share trusts the first developer's key (not the second's).
+    let listing = Command::new("gpg")
+        .env("GNUPGHOME", roles.gnupg("dev"))
+        .args(["--with-colons", "--list-keys"])
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').nth(8))
+        .expect("the developer's fingerprint")
+        .to_owned();
+    let trust_file = scratch.path().join("trusted-keys");
+    std::fs::write(
+        &trust_file,
+        format!("# the first developer\n{fingerprint}\n"),
+    )
+    .unwrap();
+
     // The user starts sharing.
     let (session_url, id) = match user {
         Program::DebugMe => roles.start_user(scratch.path(), &url).await,
@@ -289,8 +308,9 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
                 "user",
                 scratch.path(),
                 &format!(
-                    "{kanava_bin} share --server {url} --log-dir {} --run /bin/sh",
-                    logs.join("user").display()
+                    "{kanava_bin} share --server {url} --log-dir {} --trusted-keys {} --run /bin/sh",
+                    logs.join("user").display(),
+                    trust_file.display()
                 ),
             );
             let screen = roles
@@ -341,6 +361,10 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
     roles
         .wait(consent, "the consent question", |s| questions(s) == 1)
         .await;
+    if user == Program::Kanava {
+        let screen = roles.screen(consent);
+        assert!(screen.contains("in your trusted keys"), "{screen}");
+    }
     roles.keys(consent, "y");
     let granted = match developer {
         Program::Kanava => "the user let you type",
@@ -356,6 +380,13 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
             questions(s) == 2
         })
         .await;
+    if user == Program::Kanava {
+        let screen = roles.screen(consent);
+        assert!(
+            screen.contains("their identity cannot be verified"),
+            "{screen}"
+        );
+    }
     roles.keys(consent, "n");
     // The real developer tells it in its control window.
     let refused_at = match developer {
