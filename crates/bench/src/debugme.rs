@@ -30,17 +30,14 @@ pub use report::{Report, ServerUsage};
 
 use crate::mles::Latency;
 use crate::process;
-use crate::progress::Progress;
-use connect::{ConnectError, Target};
+use crate::progress::{PROGRESS_INTERVAL, Progress, await_connections, join_all};
+use connect::Target;
 use ledger::Ledger;
 use user::{User, UserOutcome};
 use watcher::WatcherOutcome;
 
 /// How long messages may take to reach every watcher after sending stopped.
 const SETTLE_GRACE: Duration = Duration::from_secs(10);
-
-/// How often the progress bar is updated.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Highest latency the histogram tells apart (an hour); higher ones are counted as this.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -117,7 +114,15 @@ pub async fn run(args: DebugMeArgs) -> Result<Report, BenchError> {
         ));
     }
     drop(ready);
-    let connect_errors = await_watchers(ready_rx, args.watchers, &progress).await;
+    let mut connect_errors = BTreeMap::new();
+    await_connections(
+        ready_rx,
+        "watchers",
+        args.watchers,
+        &progress,
+        &mut connect_errors,
+    )
+    .await;
     let connected = args.watchers - connect_errors.values().sum::<u64>() as usize;
     if connected == 0 {
         progress.finish();
@@ -187,52 +192,6 @@ pub async fn run(args: DebugMeArgs) -> Result<Report, BenchError> {
         server,
     };
     summarize(&args, &ledger, run)
-}
-
-/// Waits until each of `total` watchers has joined or failed; returns why failures failed.
-async fn await_watchers(
-    mut ready: mpsc::UnboundedReceiver<Result<(), ConnectError>>,
-    total: usize,
-    progress: &Progress,
-) -> BTreeMap<String, u64> {
-    let mut errors = BTreeMap::new();
-    let (mut done, mut failed) = (0, 0);
-    let show = |done, failed| {
-        progress.steps(
-            done,
-            total,
-            format!("watchers joining: {done}/{total} ({failed} failed)"),
-        );
-    };
-    show(done, failed);
-    while let Some(result) = ready.recv().await {
-        done += 1;
-        if let Err(e) = result {
-            failed += 1;
-            *errors.entry(e.to_string()).or_default() += 1;
-        }
-        show(done, failed);
-    }
-    errors
-}
-
-/// Collects the outcomes of the watchers into `out`, refreshing the progress bar meanwhile.
-/// Cancel safe: outcomes collected before a cancellation stay in `out`.
-async fn join_all(
-    set: &mut JoinSet<Option<WatcherOutcome>>,
-    out: &mut Vec<WatcherOutcome>,
-    refresh: impl Fn(),
-) -> Result<(), BenchError> {
-    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(outcome) => out.extend(outcome?),
-                None => return Ok(()),
-            },
-            _ = ticker.tick() => refresh(),
-        }
-    }
 }
 
 /// What the run gathered besides the ledger.

@@ -26,9 +26,9 @@ use tokio::task::JoinSet;
 pub use args::MlesArgs;
 pub use report::{Disconnects, Latency, Report};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, await_connections, join_all};
 use client::{Clock, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
-use connect::{ConnectError, Target};
+use connect::Target;
 use stamp::RunId;
 
 /// How long deliveries may take to arrive after publishing stopped.
@@ -36,9 +36,6 @@ const SETTLE_GRACE: Duration = Duration::from_secs(5);
 
 /// Highest latency the histogram tells apart (an hour); higher ones are counted as this.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
-
-/// How often the progress bar is updated.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why a run could not be made; failures of single connections are counted in the report
 /// instead.
@@ -220,52 +217,6 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
         connect_errors,
         &latency,
     ))
-}
-
-/// Waits until each of `total` connections has opened or failed, recording why failures failed.
-async fn await_connections(
-    mut ready: mpsc::UnboundedReceiver<Result<(), ConnectError>>,
-    what: &str,
-    total: usize,
-    progress: &Progress,
-    errors: &mut BTreeMap<String, u64>,
-) {
-    let (mut done, mut failed) = (0, 0);
-    let show = |done, failed| {
-        progress.steps(
-            done,
-            total,
-            format!("connecting {what}: {done}/{total} ({failed} failed)"),
-        );
-    };
-    show(done, failed);
-    while let Some(result) = ready.recv().await {
-        done += 1;
-        if let Err(e) = result {
-            failed += 1;
-            *errors.entry(e.to_string()).or_default() += 1;
-        }
-        show(done, failed);
-    }
-}
-
-/// Collects the outcomes of the tasks of `set` into `out`, refreshing the progress bar
-/// meanwhile. Cancel safe: outcomes collected before a cancellation stay in `out`.
-async fn join_all<T: 'static>(
-    set: &mut JoinSet<Option<T>>,
-    out: &mut Vec<T>,
-    refresh: impl Fn(),
-) -> Result<(), BenchError> {
-    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(outcome) => out.extend(outcome?),
-                None => return Ok(()),
-            },
-            _ = ticker.tick() => refresh(),
-        }
-    }
 }
 
 /// Adds up what the publishers sent and the subscribers saw.
