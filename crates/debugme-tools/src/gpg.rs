@@ -14,11 +14,21 @@ use kanava_debugme::verify::GpgCheck;
 #[derive(Debug, Default)]
 pub struct SystemGpg;
 
-/// Runs gpg with `args` in `home`, feeding `input`; returns (success, stdout, stderr).
-fn gpg(home: &Path, args: &[&str], input: &[u8]) -> Result<(bool, Vec<u8>, String), String> {
-    let mut child = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--no-tty", "--no-auto-key-retrieve"])
+/// Runs `gpg` with `args`, feeding `input`: in the throwaway `home` (batch mode, no key
+/// retrieval), or, without one, as the user's own gpg (their GNUPGHOME, agent and pinentry).
+/// Returns (success, stdout, stderr).
+fn gpg(
+    home: Option<&Path>,
+    args: &[&str],
+    input: &[u8],
+) -> Result<(bool, Vec<u8>, String), String> {
+    let mut command = Command::new("gpg");
+    if let Some(home) = home {
+        command
+            .env("GNUPGHOME", home)
+            .args(["--batch", "--no-tty", "--no-auto-key-retrieve"]);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -37,6 +47,24 @@ fn gpg(home: &Path, args: &[&str], input: &[u8]) -> Result<(bool, Vec<u8>, Strin
         out.stdout,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// The user's own gpg (see [`gpg`]): stdout and stderr, or stderr as the error.
+fn own_gpg(args: &[&str], input: &[u8]) -> Result<(Vec<u8>, String), String> {
+    match gpg(None, args, input)? {
+        (true, stdout, stderr) => Ok((stdout, stderr)),
+        (false, _, stderr) => Err(stderr.trim().to_owned()),
+    }
+}
+
+/// The primary key's fingerprint in gpg's status lines: VALIDSIG's tenth field, as debug-me
+/// takes it.
+fn validsig_fingerprint(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
+        .and_then(|fields| fields.split(' ').nth(9))
+        .map(str::to_owned)
 }
 
 /// Stops the agent gpg may have started for `home`.
@@ -73,30 +101,26 @@ fn check_in(
     statement: &[u8],
     export: &[u8],
 ) -> Result<GpgIdentity, String> {
-    let (imported, _, stderr) = gpg(home, &["--import"], export)?;
+    let (imported, _, stderr) = gpg(Some(home), &["--import"], export)?;
     if !imported {
         return Err(format!("the key export does not import: {}", stderr.trim()));
     }
     // The signed text goes to stdout, the status lines to stderr.
     let (_, text, status) = gpg(
-        home,
+        Some(home),
         &["--status-fd", "2", "--output", "-", "--verify"],
         statement,
     )?;
     if !status.lines().any(|l| l.starts_with("[GNUPG:] GOODSIG ")) {
         return Err("no good signature".to_owned());
     }
-    let fingerprint = status
-        .lines()
-        .find_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
-        .and_then(|fields| fields.split(' ').nth(9))
-        .ok_or_else(|| "the signature is not valid".to_owned())?
-        .to_owned();
+    let fingerprint =
+        validsig_fingerprint(&status).ok_or_else(|| "the signature is not valid".to_owned())?;
     if nonempty_lines(&text) != nonempty_lines(key_hash) {
         return Err("the signed statement is not this session key's hash".to_owned());
     }
     let (_, listing, _) = gpg(
-        home,
+        Some(home),
         &[
             "--with-colons",
             "--fixed-list-mode",
@@ -182,21 +206,19 @@ impl SystemGpg {
         let found = files
             .into_iter()
             .filter(|keyring| {
-                Command::new("gpg")
-                    .env("GNUPGHOME", home.path())
-                    .args([
-                        "--batch",
-                        "--no-options",
-                        "--no-default-keyring",
-                        "--no-auto-check-trustdb",
-                        "--keyring",
-                    ])
-                    .arg(keyring)
-                    .args(["--list-keys", fingerprint])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
+                let Some(keyring) = keyring.to_str() else {
+                    return false;
+                };
+                let args = [
+                    "--no-options",
+                    "--no-default-keyring",
+                    "--no-auto-check-trustdb",
+                    "--keyring",
+                    keyring,
+                    "--list-keys",
+                    fingerprint,
+                ];
+                gpg(Some(home.path()), &args, b"").is_ok_and(|(listed, _, _)| listed)
             })
             .filter_map(|keyring| {
                 let name = keyring.file_stem()?.to_string_lossy().replace('_', " ");
@@ -219,31 +241,6 @@ pub struct SignedSessionKey {
     pub fingerprint: String,
 }
 
-/// Runs the user's own `gpg` (their GNUPGHOME, their agent and pinentry) with `args`, feeding
-/// `input`; returns stdout, or stderr as the error.
-fn own_gpg(args: &[&str], input: &[u8]) -> Result<(Vec<u8>, String), String> {
-    let mut child = Command::new("gpg")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run gpg: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("gpg has no stdin")?;
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("gpg failed: {e}"))?;
-    let _ = writer.join();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() {
-        Ok((out.stdout, stderr))
-    } else {
-        Err(stderr.trim().to_owned())
-    }
-}
-
 impl SystemGpg {
     /// Clearsigns `key_hash` (a session key's 128 hex characters) with the developer's own
     /// GnuPG key (`key`, else gpg's default) and exports that key, as debug-me does (spec 9).
@@ -263,12 +260,8 @@ impl SystemGpg {
             &statement,
         )
         .map_err(|e| format!("gpg cannot verify its own signature: {e}"))?;
-        let fingerprint = status
-            .lines()
-            .find_map(|l| l.strip_prefix("[GNUPG:] VALIDSIG "))
-            .and_then(|fields| fields.split(' ').nth(9))
-            .ok_or("gpg gave no fingerprint for the signature")?
-            .to_owned();
+        let fingerprint =
+            validsig_fingerprint(&status).ok_or("gpg gave no fingerprint for the signature")?;
         let (export, _) = own_gpg(
             &[
                 "--armor",
@@ -301,5 +294,66 @@ impl GpgCheck for SystemGpg {
             .first()
             .cloned()
             .unwrap_or(identity.fingerprint))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway home with a new key; its fingerprint.
+    fn home_with_key(name: &str) -> (tempfile::TempDir, String) {
+        let home = tempfile::tempdir().unwrap();
+        let uid = format!("{name} <{name}@example.org>");
+        let args = [
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &uid,
+            "ed25519",
+            "sign",
+            "never",
+        ];
+        let (made, _, stderr) = gpg(Some(home.path()), &args, b"").expect("gpg is installed");
+        assert!(made, "{stderr}");
+        let (_, status, _) =
+            gpg(Some(home.path()), &["--with-colons", "--list-keys"], b"").unwrap();
+        let fingerprint = String::from_utf8_lossy(&status)
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').nth(8))
+            .unwrap()
+            .to_owned();
+        (home, fingerprint)
+    }
+
+    #[test]
+    fn a_key_is_vouched_for_by_the_keyrings_that_hold_it_named_as_debug_me_names_them() {
+        let (home, fingerprint) = home_with_key("dev");
+        let (other_home, other) = home_with_key("other");
+        let keyrings = tempfile::tempdir().unwrap();
+        for (home, file) in [
+            (&home, "a_debug-me_developer.gpg"),
+            (&other_home, "a_Debian_Developer.gpg"),
+        ] {
+            let (exported, export, _) = gpg(Some(home.path()), &["--export"], b"").unwrap();
+            assert!(exported);
+            std::fs::write(keyrings.path().join(file), export).unwrap();
+        }
+        let gpg = SystemGpg;
+        assert_eq!(
+            gpg.keyrings_holding(keyrings.path(), &fingerprint),
+            ["a debug-me developer"]
+        );
+        assert_eq!(
+            gpg.keyrings_holding(keyrings.path(), &other),
+            ["a Debian Developer"]
+        );
+        assert!(
+            gpg.keyrings_holding(Path::new("/nonexistent"), &other)
+                .is_empty()
+        );
+        stop_agent(home.path());
+        stop_agent(other_home.path());
     }
 }
