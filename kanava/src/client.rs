@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use kanava_debugme_client::connect::{ConnectConfig, connect, fresh_developer, statement};
+use kanava_debugme_client::console::chat_line;
 use kanava_debugme_client::control::{Notice, Request, Window, developer_socket_path, socket_path};
 use kanava_debugme_client::follow::{Event, LogTarget, follow};
 use kanava_debugme_client::session_log::default_log_dir;
@@ -71,12 +72,9 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut on = |event: Event| {
         let shown = match event {
             Event::Output(bytes) => filter.filter(&bytes),
-            Event::Chat { sender, text } => format!(
-                "\r\n<{}> {}\r\n",
-                kanava_core::sanitize(&sender),
-                kanava_core::sanitize(&text)
-            )
-            .into_bytes(),
+            Event::Chat { sender, text } => {
+                format!("\r\n{}\r\n", chat_line(&sender, &text)).into_bytes()
+            }
             Event::Warning(warning) => {
                 eprint!("\r\nkanava: {warning}\r\n");
                 return;

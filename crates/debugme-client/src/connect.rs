@@ -4,7 +4,6 @@
 //! echo right, so that fast typing is accepted). A rejected key rings the bell and resyncs;
 //! a refused developer goes on watching. The developer's log is written as the session goes.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::SessionUrl;
-use crate::control::{Control, Notice, Request, developer_socket_path, next_request};
+use crate::console::{Console, chat_line, show};
+use crate::control::{Notice, Request, developer_socket_path, next_request};
 use crate::follow::{FollowError, PING_INTERVAL};
 use crate::keys::{KeyRouter, Submitted};
 use crate::session_log::SessionLog;
@@ -48,13 +48,6 @@ pub struct Connected {
     pub access: Access,
 }
 
-/// Shows text on the local terminal (raw mode: lines end in CR LF).
-fn show(bytes: &[u8]) {
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(bytes);
-    let _ = stdout.flush();
-}
-
 /// Connects to the session as a developer with a fresh session key bound by `signed_key`
 /// (the clearsigned [`statement`] of this `developer`), until the session ends or the developer quits.
 pub async fn connect(
@@ -73,17 +66,11 @@ pub async fn connect(
     let log_error = |path: PathBuf| move |source| FollowError::Log { path, source };
     let log = SessionLog::create_in(&config.log_dir, &url.id)
         .map_err(log_error(config.log_dir.clone()))?;
-    let (control, requests) = match Control::bind(&developer_socket_path(&config.log_dir)) {
-        Ok((control, requests)) => (Some(control), Some(requests)),
-        Err(error) => {
-            tracing::warn!(%error, "no control window for this session");
-            (None, None)
-        }
-    };
+    let (console, requests) = Console::open(&developer_socket_path(&config.log_dir));
     let raw = RawTerminal::enter().map_err(FollowError::Terminal)?;
     let mut session = Session {
         developer,
-        control,
+        console,
         held: Vec::new(),
         held_since: None,
         last_output: Instant::now(),
@@ -95,9 +82,7 @@ pub async fn connect(
         name: config.name,
     };
     let outcome = session.run(&mut connection, requests).await;
-    if let Some(control) = &session.control {
-        control.notify(Notice::End);
-    }
+    session.console.notify(Notice::End);
     drop(raw);
     connection.close().await;
     let ended = outcome?;
@@ -133,8 +118,7 @@ fn far_future() -> tokio::time::Instant {
 
 struct Session {
     developer: Developer,
-    /// The control windows' socket, when it could be made.
-    control: Option<Control>,
+    console: Console,
     /// Keys typed while earlier ones wait for their echo, with when the first was held.
     held: Vec<u8>,
     held_since: Option<Instant>,
@@ -171,11 +155,11 @@ impl Session {
                 }
                 incoming = connection.receive() => match incoming? {
                     None => {
-                        self.note("the connection to the server was lost");
+                        self.console.note("the connection to the server was lost");
                         return Ok(false);
                     }
                     Some(Incoming::Done) => {
-                        self.note("the session has ended");
+                        self.console.note("the session has ended");
                         return Ok(true);
                     }
                     Some(Incoming::Message(message)) => {
@@ -204,7 +188,7 @@ impl Session {
                         match submitted {
                             Submitted::Chat(text) => match self.developer.chat(self.name.as_bytes(), &text) {
                                 Ok(actions) => self.carry_out(actions, connection).await?,
-                                Err(error) => self.note(&error.to_string()),
+                                Err(error) => self.console.note(&error.to_string()),
                             },
                             Submitted::Quit => return Ok(false),
                             Submitted::Answer(_) => {}
@@ -213,10 +197,10 @@ impl Session {
                 }
                 request = next_request(&mut requests) => match request {
                     Some(Request::Say(text)) => {
-                        show(format!("\r\n[chat] {}\r\n", kanava_core::sanitize(text.as_bytes())).as_bytes());
+                        self.console.said(&text);
                         match self.developer.chat(self.name.as_bytes(), text.as_bytes()) {
                             Ok(actions) => self.carry_out(actions, connection).await?,
-                            Err(error) => self.note(&error.to_string()),
+                            Err(error) => self.console.note(&error.to_string()),
                         }
                     }
                     Some(Request::Quit) => return Ok(false),
@@ -230,33 +214,20 @@ impl Session {
         }
     }
 
-    /// A note of kanava's for the developer.
-    fn note(&self, text: &str) {
-        self.say(&format!("** kanava: {text}"));
-    }
-
-    /// A printable line for the developer, here and in the control windows.
-    fn say(&self, line: &str) {
-        show(format!("\r\n{line}\r\n").as_bytes());
-        if let Some(control) = &self.control {
-            control.notify(Notice::Line(line.to_owned()));
-        }
-    }
-
     async fn send_key(&mut self, connection: &mut Connection) -> Result<(), FollowError> {
         let Some(key) = self.key.take() else {
             return Ok(());
         };
         match self.developer.send_session_key(key.statement, key.export) {
             Ok(actions) => {
-                self.note(&format!(
+                self.console.note(&format!(
                     "asked the user to let you type (GnuPG key {}); waiting for their answer",
                     key.fingerprint
                 ));
                 self.carry_out(actions, connection).await
             }
             Err(error) => {
-                self.note(&error.to_string());
+                self.console.note(&error.to_string());
                 Ok(())
             }
         }
@@ -331,20 +302,16 @@ impl Session {
                     self.last_output = Instant::now();
                     show(&self.filter.filter(&output));
                 }
-                DeveloperAction::Chat { sender, text } => self.say(&format!(
-                    "<{}> {}",
-                    kanava_core::sanitize(&sender),
-                    kanava_core::sanitize(&text)
-                )),
+                DeveloperAction::Chat { sender, text } => self.console.say(&chat_line(&sender, &text)),
                 DeveloperAction::Bell => show(b"\x07"),
                 DeveloperAction::Access(Access::ReadWrite) => {
-                    self.note("the user let you type into their terminal");
+                    self.console.note("the user let you type into their terminal");
                 }
-                DeveloperAction::Access(Access::ReadOnly) => self.note(
+                DeveloperAction::Access(Access::ReadOnly) => self.console.note(
                     "User did not grant write access to their terminal. Watching session in read-only mode.",
                 ),
                 DeveloperAction::Access(_) => {}
-                DeveloperAction::Warn(warning) => self.note(&warning.to_string()),
+                DeveloperAction::Warn(warning) => self.console.note(&warning.to_string()),
             }
         }
         Ok(())

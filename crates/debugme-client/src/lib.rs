@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod connect;
+pub mod console;
 pub mod control;
 pub mod follow;
 pub mod keys;

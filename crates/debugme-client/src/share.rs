@@ -5,7 +5,6 @@
 //! goes, and the terminal is restored however the session ends.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,7 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::address::{ServerUrl, SessionUrl};
-use crate::control::{Control, Notice, Request, next_request, socket_path};
+use crate::console::{Console, chat_line, show};
+use crate::control::{Notice, Request, next_request, socket_path};
 use crate::follow::PING_INTERVAL;
 use crate::keys::{KeyRouter, QUESTION, Submitted};
 use crate::pty::{Pty, exit_number};
@@ -82,13 +82,6 @@ pub enum ShareError {
     },
 }
 
-/// Prints text on the local terminal (raw mode: lines end in CR LF).
-fn show(bytes: &[u8]) {
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(bytes);
-    let _ = stdout.flush();
-}
-
 /// The session in progress.
 struct Session {
     user: User,
@@ -98,8 +91,7 @@ struct Session {
     router: KeyRouter,
     /// Developers waiting for an answer, the one being asked first.
     waiting: Vec<PublicKey>,
-    /// The control windows' socket, when it could be made.
-    control: Option<Control>,
+    console: Console,
     config: ShareConfig,
     start: Instant,
 }
@@ -125,13 +117,7 @@ pub async fn share(
             path: config.log_dir.clone(),
             source,
         })?;
-    let (control, requests) = match Control::bind(&socket_path(&config.log_dir)) {
-        Ok((control, requests)) => (Some(control), Some(requests)),
-        Err(error) => {
-            tracing::warn!(%error, "no control window for this session");
-            (None, None)
-        }
-    };
+    let (console, requests) = Console::open(&socket_path(&config.log_dir));
     announce(&url);
     let pty =
         Pty::spawn(&config.program, &config.args, terminal::size()).map_err(ShareError::Program)?;
@@ -143,14 +129,12 @@ pub async fn share(
         pty,
         router: KeyRouter::default(),
         waiting: Vec::new(),
-        control,
+        console,
         config,
         start,
     };
     let outcome = session.run(actions, requests).await;
-    if let Some(control) = &session.control {
-        control.notify(Notice::End);
-    }
+    session.console.notify(Notice::End);
     drop(raw);
     let status = outcome?;
     let log = session.log.path().to_owned();
@@ -193,7 +177,7 @@ impl Session {
                     }
                     Ok(Some(Incoming::Done) | None) | Err(_) => {
                         // Keep the program and the log going: the session is still the user's.
-                        self.note("the server connection ended; the session is no longer shared");
+                        self.console.note("the server connection ended; the session is no longer shared");
                         server_gone = true;
                     }
                 },
@@ -211,7 +195,7 @@ impl Session {
                 },
                 request = next_request(&mut requests) => match request {
                     Some(Request::Say(text)) => {
-                        show(format!("\r\n[chat] {}\r\n", kanava_core::sanitize(text.as_bytes())).as_bytes());
+                        self.console.said(&text);
                         let actions = self.user.chat(self.config.name.as_bytes(), text.as_bytes());
                         self.carry_out(actions).await?;
                     }
@@ -268,11 +252,9 @@ impl Session {
         }
         let key = self.waiting.remove(0);
         self.router.answered();
-        if let Some(control) = &self.control {
-            control.notify(Notice::Answered);
-        }
+        self.console.notify(Notice::Answered);
         let actions = self.user.consent(&key, yes).unwrap_or_default();
-        self.note(if yes {
+        self.console.note(if yes {
             "they may type now"
         } else {
             "refused; they can only watch"
@@ -282,27 +264,11 @@ impl Session {
         Ok(())
     }
 
-    /// A note of kanava's for the user.
-    fn note(&self, text: &str) {
-        self.say(&format!("** kanava: {text}"));
-    }
-
-    /// Printable lines for the user, here and in the control windows.
-    fn say(&self, lines: &str) {
-        show(format!("\r\n{}\r\n", lines.replace('\n', "\r\n")).as_bytes());
-        if let Some(control) = &self.control {
-            for line in lines.lines() {
-                control.notify(Notice::Line(line.to_owned()));
-            }
-        }
-    }
-
     /// Puts the question about the first waiting developer, here and in the control windows.
     fn ask(&mut self) {
         show(&self.router.ask());
-        if let Some(control) = &self.control {
-            control.notify(Notice::Ask(QUESTION.trim_end().to_owned()));
-        }
+        self.console
+            .notify(Notice::Ask(QUESTION.trim_end().to_owned()));
     }
 
     async fn carry_out(&mut self, actions: Vec<UserAction>) -> Result<(), ShareError> {
@@ -325,11 +291,7 @@ impl Session {
                     let more = self.consider(request).await?;
                     self.carry_out_boxed(more).await?;
                 }
-                UserAction::Chat { sender, text } => self.say(&format!(
-                    "<{}> {}",
-                    kanava_core::sanitize(&sender),
-                    kanava_core::sanitize(&text)
-                )),
+                UserAction::Chat { sender, text } => self.console.say(&chat_line(&sender, &text)),
             }
         }
         Ok(())
@@ -363,7 +325,7 @@ impl Session {
         let (identity, keyrings) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
-                self.note(&format!(
+                self.console.note(&format!(
                     "a developer's GnuPG signature does not check out ({}); refused",
                     kanava_core::sanitize(reason.as_bytes())
                 ));
@@ -394,7 +356,7 @@ impl Session {
                 "   their identity cannot be verified: the key is in no keyring you trust\n",
             );
         }
-        self.say(text.trim_end());
+        self.console.say(text.trim_end());
         self.waiting.push(key);
         if self.waiting.len() == 1 {
             self.ask();
