@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::debugme_server::{Roles, raw_recv, raw_send, user_messages, versioned};
+use crate::debugme_server::{Roles, open_session, raw_send, user_messages, versioned};
 use crate::support::*;
 
 fn kanava(args: &[&str]) -> Command {
@@ -84,13 +84,7 @@ async fn download_follows_a_live_session_then_saves_the_finished_one() {
     let server = Kanava::start();
     let dir = tempfile::tempdir().unwrap();
     let mut user = versioned(&server).await;
-    raw_send(
-        &mut user,
-        b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}",
-    )
-    .await;
-    let id = raw_recv(&mut user).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut user, "nobody").await;
     let messages = user_messages(40);
     for frame in &messages[..20] {
         assert!(raw_send(&mut user, frame).await);
@@ -270,29 +264,10 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
     let scratch = tempfile::tempdir().unwrap();
     let logs = scratch.path().join("logs");
     let kanava_bin = env!("CARGO_BIN_EXE_kanava");
-    for dev in ["dev", "dev2"] {
-        let made = Command::new("gpg")
-            .env("GNUPGHOME", roles.gnupg(dev))
-            .args(["--batch", "-q", "--passphrase", "", "--quick-gen-key"])
-            .arg(format!("{dev} <{dev}@example.org>"))
-            .args(["ed25519", "sign", "never"])
-            .output()
-            .expect("gpg is installed");
-        assert!(made.status.success(), "{}", text(&made));
-    }
+    let fingerprint = new_gpg_key(&roles.gnupg("dev"), "dev");
+    new_gpg_key(&roles.gnupg("dev2"), "dev2");
 
     // The user of kanava share trusts the first developer's key (not the second's).
-    let listing = Command::new("gpg")
-        .env("GNUPGHOME", roles.gnupg("dev"))
-        .args(["--with-colons", "--list-keys"])
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8_lossy(&listing.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("fpr:"))
-        .and_then(|l| l.split(':').nth(8))
-        .expect("the developer's fingerprint")
-        .to_owned();
     let trust_file = scratch.path().join("trusted-keys");
     std::fs::write(
         &trust_file,

@@ -21,7 +21,7 @@ use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::debugme_client::text;
-use crate::debugme_server::{raw_recv, raw_send, user_messages, versioned};
+use crate::debugme_server::{open_session, raw_recv, raw_send, user_messages, versioned};
 use crate::support::*;
 
 /// How long a client may take to give up on bad input.
@@ -76,13 +76,7 @@ impl Gnupg {
     fn new() -> Gnupg {
         let dir = tempfile::tempdir().unwrap();
         private_dir(dir.path());
-        let made = std::process::Command::new("gpg")
-            .env("GNUPGHOME", dir.path())
-            .args(["--batch", "-q", "--passphrase", "", "--quick-gen-key"])
-            .args(["Dev <dev@example.org>", "ed25519", "sign", "never"])
-            .output()
-            .expect("gpg is installed");
-        assert!(made.status.success(), "gpg: {}", text(&made));
+        new_gpg_key(dir.path(), "Dev");
         Gnupg(dir)
     }
 
@@ -327,15 +321,7 @@ async fn user_session(
     frames: &[Vec<u8>],
 ) -> (crate::debugme_server::RawWs, String) {
     let mut user = versioned(server).await;
-    assert!(
-        raw_send(
-            &mut user,
-            b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}"
-        )
-        .await
-    );
-    let id = raw_recv(&mut user).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut user, "nobody").await;
     for frame in frames {
         assert!(raw_send(&mut user, frame).await);
     }

@@ -239,14 +239,10 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
         .spawn()
         .unwrap();
     let live_log = live_dir.join(format!("debug-me.{id}.log"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&live_log).is_ok_and(|l| l.lines().count() >= 2) {
-        assert!(
-            Instant::now() < deadline,
-            "the live download got no backlog"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the live download gets the backlog", || {
+        std::fs::read_to_string(&live_log).is_ok_and(|l| l.lines().count() >= 2)
+    })
+    .await;
     roles.keys("user", "echo hello-from-the-user");
     roles
         .wait("user", "the echo", |s| s.contains("\nhello-from-the-user"))
@@ -326,13 +322,7 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
     let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
     // A throwaway developer key.
-    let made = Command::new("gpg")
-        .env("GNUPGHOME", roles.gnupg("dev"))
-        .args(["--batch", "-q", "--passphrase", "", "--quick-gen-key"])
-        .args(["Dev <dev@example.org>", "ed25519", "sign", "never"])
-        .output()
-        .expect("gpg is installed");
-    assert!(made.status.success(), "{}", text(&made));
+    new_gpg_key(&roles.gnupg("dev"), "Dev");
 
     let (session_url, id) = roles.start_user(scratch.path(), &url).await;
     roles.run_in("control", "user", scratch.path(), "debug-me --control");
@@ -374,14 +364,10 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
     // (a developer shows it in its own control window).
     roles.keys("control", "hello from the user");
     let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user")) {
-        assert!(
-            Instant::now() < deadline,
-            "the chat never reached the server's log"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the chat reaches the server's log", || {
+        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
+    })
+    .await;
     roles.keys("dev", "exit 7");
     for role in ["user", "dev", "watch"] {
         roles
@@ -485,9 +471,26 @@ pub(crate) async fn raw_send<S: AsyncRead + AsyncWrite + Unpin>(
 /// Connects and exchanges versions.
 pub(crate) async fn versioned(server: &Kanava) -> RawWs {
     let mut ws = raw_client(server).await;
-    assert_eq!(raw_recv(&mut ws).await.unwrap(), b"V[\"1\"]");
-    assert!(raw_send(&mut ws, b"V[\"1\"]").await);
+    exchange_versions(&mut ws).await;
     ws
+}
+
+/// The version exchange a client makes first, on any stream.
+async fn exchange_versions<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    assert_eq!(raw_recv(ws).await.unwrap(), b"V[\"1\"]");
+    assert!(raw_send(ws, b"V[\"1\"]").await);
+}
+
+/// Opens a session as a user who gave `email`; returns the session id.
+pub(crate) async fn open_session<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    email: &str,
+) -> String {
+    let mode = format!("M{{\"tag\":\"InitMode\",\"contents\":\"{email}\"}}");
+    assert!(raw_send(ws, mode.as_bytes()).await);
+    let id = raw_recv(ws).await.expect("the session id");
+    assert_eq!(id[0], b'R', "{}", String::from_utf8_lossy(&id));
+    serde_json::from_slice(&id[1..]).unwrap()
 }
 
 /// Asserts that the server answers with an `E` frame containing `text`, then closes.
@@ -530,9 +533,7 @@ async fn bad_frames_get_an_error_frame_and_the_server_carries_on() {
         &[b'L', 0xea, 0x01, 0x05, 0x22][..],
     ] {
         let mut ws = versioned(&server).await;
-        raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
-        let id = raw_recv(&mut ws).await.unwrap();
-        assert_eq!(id[0], b'R');
+        open_session(&mut ws, "nobody").await;
         raw_send(&mut ws, garbage).await;
         refused(&mut ws, "Protocol buffers decode error").await;
     }
@@ -551,8 +552,7 @@ async fn bad_frames_get_an_error_frame_and_the_server_carries_on() {
     assert_eq!(raw_recv(&mut ws).await, None);
     // And the server still works.
     let mut ws = versioned(&server).await;
-    raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
-    assert_eq!(raw_recv(&mut ws).await.unwrap()[0], b'R');
+    open_session(&mut ws, "nobody").await;
 }
 
 #[tokio::test]
@@ -561,9 +561,7 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
     let data = dir.path().join("data");
     let server = Start::new().data(&data).start();
     let mut ws = versioned(&server).await;
-    raw_send(&mut ws, b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}").await;
-    let id = raw_recv(&mut ws).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut ws, "nobody").await;
     drop(ws);
     let log = data.join(format!("debug-me/debug-me.{id}.log"));
     assert!(log.exists());
@@ -630,13 +628,7 @@ async fn everything_a_developer_received_survives_a_kill_9() {
     let data = dir.path().join("data");
     let server = Start::new().data(&data).start();
     let mut user = versioned(&server).await;
-    raw_send(
-        &mut user,
-        b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}",
-    )
-    .await;
-    let id = raw_recv(&mut user).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut user, "nobody").await;
     let messages = user_messages(200);
     // The developer joins after the first half and gets it as backlog, then the rest live.
     for frame in &messages[..100] {
@@ -687,13 +679,10 @@ async fn everything_a_developer_received_survives_a_kill_9() {
 async fn a_quiet_session_keeps_a_responsive_client_and_drops_a_dead_one() {
     use futures_util::StreamExt;
     let server = Start::new().args(&["--debug-me-idle", "1s"]).start();
-    let open = b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}";
     let mut alive = versioned(&server).await;
-    raw_send(&mut alive, open).await;
-    assert_eq!(raw_recv(&mut alive).await.unwrap()[0], b'R');
+    open_session(&mut alive, "nobody").await;
     let mut dead = versioned(&server).await;
-    raw_send(&mut dead, open).await;
-    assert_eq!(raw_recv(&mut dead).await.unwrap()[0], b'R');
+    open_session(&mut dead, "nobody").await;
     // For three idle timeouts nothing is said in either session. The live client keeps
     // reading, so its WebSocket answers the server's pings; the other reads nothing.
     let quiet = tokio::time::timeout(Duration::from_secs(3), async {
@@ -716,7 +705,7 @@ async fn a_quiet_session_keeps_a_responsive_client_and_drops_a_dead_one() {
     );
 }
 
-/// A debug-me client on the Mles listener's TLS, upgraded at `path`.
+/// A debug-me client on the Mles listener's TLS, upgraded at `path`, versions exchanged.
 async fn tls_client(
     server: &Kanava,
     path: &str,
@@ -725,6 +714,8 @@ async fn tls_client(
     let (ws, _) = tokio_tungstenite::client_async(url, server.client().tls().await)
         .await
         .expect("the TLS listener upgrades debug-me at its path");
+    let mut ws = ws;
+    exchange_versions(&mut ws).await;
     ws
 }
 
@@ -733,15 +724,7 @@ async fn the_same_sessions_are_served_over_tls_at_debug_me() {
     let server = Kanava::start();
     // A user over TLS.
     let mut user = tls_client(&server, "/debug-me").await;
-    assert_eq!(raw_recv(&mut user).await.unwrap(), b"V[\"1\"]");
-    assert!(raw_send(&mut user, b"V[\"1\"]").await);
-    raw_send(
-        &mut user,
-        b"M{\"tag\":\"InitMode\",\"contents\":\"nobody\"}",
-    )
-    .await;
-    let id = raw_recv(&mut user).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut user, "nobody").await;
     let messages = user_messages(20);
     for frame in &messages[..10] {
         assert!(raw_send(&mut user, frame).await);
@@ -754,8 +737,6 @@ async fn the_same_sessions_are_served_over_tls_at_debug_me() {
     raw_send(&mut developer, connect.as_bytes()).await;
     assert_eq!(raw_recv(&mut developer).await.unwrap()[0], b'R');
     let mut watcher = tls_client(&server, &format!("/debug-me/{id}")).await;
-    raw_recv(&mut watcher).await.unwrap();
-    raw_send(&mut watcher, b"V[\"1\"]").await;
     raw_send(&mut watcher, connect.as_bytes()).await;
     assert_eq!(raw_recv(&mut watcher).await.unwrap()[0], b'R');
     for frame in &messages[10..] {
@@ -777,8 +758,6 @@ async fn the_same_sessions_are_served_over_tls_at_debug_me() {
     assert_eq!(raw_recv(&mut watcher).await.unwrap(), chat);
     assert_eq!(raw_recv(&mut watcher).await.unwrap(), b"D");
     let mut download = tls_client(&server, "/debug-me").await;
-    raw_recv(&mut download).await.unwrap();
-    raw_send(&mut download, b"V[\"1\"]").await;
     raw_send(&mut download, connect.as_bytes()).await;
     assert_eq!(raw_recv(&mut download).await.unwrap()[0], b'R');
     let mut replayed = Vec::new();
@@ -832,13 +811,7 @@ async fn a_finished_session_is_mailed_to_its_user_through_the_real_sendmail() {
         .args(&["--debug-me-from-email", "kanava-test@localhost"])
         .start();
     let mut user = versioned(&server).await;
-    raw_send(
-        &mut user,
-        b"M{\"tag\":\"InitMode\",\"contents\":\"root@localhost\"}",
-    )
-    .await;
-    let id = raw_recv(&mut user).await.unwrap();
-    let id: String = serde_json::from_slice(&id[1..]).unwrap();
+    let id = open_session(&mut user, "root@localhost").await;
     for frame in user_messages(5) {
         assert!(raw_send(&mut user, &frame).await);
     }

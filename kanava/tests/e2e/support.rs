@@ -532,3 +532,38 @@ pub fn private_dir(path: &Path) -> PathBuf {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
     path.to_owned()
 }
+
+/// Makes a GnuPG key without a passphrase for `Name <name@example.org>` in the GnuPG home
+/// `home` (which must exist, private); returns its fingerprint.
+pub fn new_gpg_key(home: &Path, name: &str) -> String {
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", home)
+            .args(["--batch", "-q"])
+            .args(args)
+            .output()
+            .expect("gpg is installed");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let uid = format!("{name} <{}@example.org>", name.to_lowercase());
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        &uid,
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    gpg(&["--with-colons", "--list-keys", &uid])
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').nth(8))
+        .expect("the new key's fingerprint")
+        .to_owned()
+}
