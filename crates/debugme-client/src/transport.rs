@@ -62,7 +62,7 @@ pub enum ClientError {
     /// The server sent something that is not protocol 1.
     #[error("the server sent something that is not debug-me protocol 1: {0}")]
     Garbage(String),
-    /// The server refused with an `E` frame.
+    /// The server refused with an `E` frame (its text, made printable).
     #[error("the server said: {0}")]
     Refused(String),
     /// The server speaks no version we do.
@@ -204,7 +204,8 @@ async fn open_now(
 
 fn unexpected(wanted: &str, got: Option<Frame>) -> ClientError {
     match got {
-        Some(Frame::Error(text)) => ClientError::Refused(text),
+        // The server's words reach a terminal: made printable.
+        Some(Frame::Error(text)) => ClientError::Refused(kanava_core::sanitize(text.as_bytes())),
         None => ClientError::Garbage(format!("the connection closed before {wanted}")),
         Some(other) => ClientError::Garbage(format!("wanted {wanted}, got {}", describe(&other))),
     }

@@ -67,6 +67,11 @@ fn failed_with(what: &str, out: &Output, expected: &str) {
         text(out)
     );
     assert!(!stderr.contains("panicked"), "{what}: {}", text(out));
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "{what}: an escape reached the terminal: {}",
+        text(out)
+    );
 }
 
 /// A throwaway GnuPG home with a signing key, for `kanava connect`; its agent is stopped on drop.
@@ -195,7 +200,7 @@ async fn serve_badly(mut tcp: tokio::net::TcpStream, bad: Bad) {
 async fn a_server_sending_garbage_gets_a_clear_error_and_no_panic() {
     let gnupg = Gnupg::new();
     let garbage = "the server sent something that is not debug-me protocol 1";
-    let cases: [(Bad, &str); 12] = [
+    let cases: [(Bad, &str); 13] = [
         (Bad::NotHttp, "cannot open a WebSocket to http://127.0.0.1:"),
         (
             Bad::FirstFrame(b"\x00\x01\x02garbage"),
@@ -211,6 +216,11 @@ async fn a_server_sending_garbage_gets_a_clear_error_and_no_panic() {
             "the server speaks protocol versions [\"2\", \"0\"]",
         ),
         (Bad::FirstFrame(b"E\"go away\""), "the server said: go away"),
+        // An error text that would clear the terminal reaches it made printable.
+        (
+            Bad::FirstFrame(b"E\"\\u001b[2Jgone\""),
+            "the server said: ^[[2Jgone",
+        ),
         (Bad::TextFrame, "a text frame"),
         (Bad::Answer(b"L\xff\xff\xff"), garbage),
         (Bad::Answer(b"D"), "wanted a session id, got done"),
