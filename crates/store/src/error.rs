@@ -26,6 +26,9 @@ pub enum StoreError {
     /// The transaction this operation was part of failed and was rolled back.
     #[error("store transaction failed: {0}")]
     BatchFailed(std::sync::Arc<StoreError>),
+    /// The cluster store failed (the NATS link, JetStream, or a record it holds).
+    #[error("cluster: {0}")]
+    Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The store's writer has stopped (the server is shutting down or the writer failed).
     #[error("the store is closed")]
     Closed,

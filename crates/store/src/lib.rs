@@ -5,15 +5,19 @@
 //! [`SqliteStore`] is the default, and a clustered backend can replace it without the hub or any
 //! transport changing.
 
+mod bus;
 mod error;
 mod pending;
 mod sqlite;
+
+use std::sync::Arc;
 
 use kanava_core::{
     Ban, ChannelName, Claim, Entry, Identity, IdentityKey, KeySharing, NewEntry, Nick,
     PrivateMessage, Topic,
 };
 
+pub use bus::{Bus, BusHealth, Delivered, Origin, Outgoing, Present, RemotePresence};
 pub use error::StoreError;
 pub use pending::Pending;
 pub use sqlite::SqliteStore;
@@ -35,8 +39,15 @@ pub struct StoredChannel {
 /// sees every append submitted before it. The hub relays an entry only after its own append
 /// resolved, and releases entries in sequence order whatever order the appends resolve in.
 pub trait Store: Send + Sync + 'static {
-    /// Appends entries; each must carry the next sequence number of its channel.
+    /// Appends entries; each must carry the next sequence number of its channel. A store with a
+    /// [`bus`](Self::bus) numbers frames itself and ignores the given sequence numbers.
     fn append(&self, entries: Vec<NewEntry>) -> Pending<()>;
+
+    /// The bus, when this store is shared between nodes: the hub then publishes channel frames
+    /// through it and relays what it delivers, instead of numbering and appending them itself.
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
+        None
+    }
 
     /// Reads a channel's retained history and its next sequence number (an unknown channel is
     /// empty, with `next_seq` 1).
