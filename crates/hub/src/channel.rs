@@ -4,11 +4,16 @@
 //! store confirms them. Confirmations may arrive in any order; only the committed prefix is
 //! released, so every member and the history see one order, and nothing is relayed before it is
 //! durable.
+//!
+//! In a cluster the bus numbers frames instead: a channel's frames arrive already stored and in
+//! order through [`ChannelState::deliver`], and the uids present on other nodes are merged into
+//! what the channel reports and refuses.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, HistoryWindow, Uid};
+use kanava_store::Present;
 use tokio::sync::{OnceCell, watch};
 
 use crate::outbox::{KickReason, OutboxSender, QueueFull};
@@ -61,6 +66,12 @@ pub(crate) struct ChannelState {
     /// How each present uid is held: by one exclusive member, or by shared members.
     uids: HashMap<Uid, UidHolders>,
     in_flight: VecDeque<InFlight>,
+    /// In a cluster: the sequence of the last delivered frame applied (`None` until the history
+    /// is loaded), and the frames delivered while it loaded.
+    applied: Option<u64>,
+    early: Vec<(Arc<Entry>, Option<MemberId>)>,
+    /// The uids present on other nodes, and whether each holds its uid exclusively.
+    remote: HashMap<Uid, bool>,
     /// The number of distinct uids present, for members that show it.
     pub(crate) presence: watch::Sender<usize>,
 }
@@ -93,6 +104,9 @@ impl Channel {
                 members: HashMap::new(),
                 uids: HashMap::new(),
                 in_flight: VecDeque::new(),
+                applied: None,
+                early: Vec::new(),
+                remote: HashMap::new(),
             }),
         }
     }
@@ -200,10 +214,38 @@ impl ChannelState {
     /// Whether `uid` may join: an exclusive member needs the uid free; a shared one needs it free
     /// or held by other shared members only.
     pub(crate) fn admits(&self, uid: &Uid, exclusive: bool) -> bool {
-        match self.uids.get(uid) {
+        let here = match self.uids.get(uid) {
             None => true,
             Some(holders) => !exclusive && !holders.exclusive,
-        }
+        };
+        let elsewhere = match self.remote.get(uid) {
+            None => true,
+            Some(remote_exclusive) => !exclusive && !remote_exclusive,
+        };
+        here && elsewhere
+    }
+
+    /// The uids present on this node, as the bus announces them.
+    pub(crate) fn local_presence(&self) -> Vec<Present> {
+        let mut present: Vec<Present> = self
+            .uids
+            .iter()
+            .map(|(uid, holders)| Present {
+                uid: uid.clone(),
+                exclusive: holders.exclusive,
+            })
+            .collect();
+        present.sort();
+        present
+    }
+
+    /// Replaces the uids present on other nodes.
+    pub(crate) fn set_remote(&mut self, remote: &[Present]) {
+        self.remote = remote
+            .iter()
+            .map(|p| (p.uid.clone(), p.exclusive))
+            .collect();
+        self.publish_presence();
     }
 
     /// Adds a member that [`admits`](Self::admits) allowed.
@@ -219,7 +261,7 @@ impl ChannelState {
 
     /// Tells watchers the number of uids present, if it changed.
     fn publish_presence(&mut self) {
-        let count = self.uids.len();
+        let count = self.uid_count();
         self.presence.send_if_modified(|shown| {
             let changed = *shown != count;
             *shown = count;
@@ -244,7 +286,16 @@ impl ChannelState {
 
     /// The uids present, sorted, each once.
     pub(crate) fn uids(&self) -> Vec<Uid> {
-        let mut uids: Vec<Uid> = self.uids.keys().cloned().collect();
+        let mut uids: Vec<Uid> = self
+            .uids
+            .keys()
+            .chain(
+                self.remote
+                    .keys()
+                    .filter(|uid| !self.uids.contains_key(*uid)),
+            )
+            .cloned()
+            .collect();
         uids.sort();
         uids
     }
@@ -252,6 +303,11 @@ impl ChannelState {
     /// How many distinct uids are present.
     pub(crate) fn uid_count(&self) -> usize {
         self.uids.len()
+            + self
+                .remote
+                .keys()
+                .filter(|uid| !self.uids.contains_key(*uid))
+                .count()
     }
 
     /// What a member joining now must be replayed: the history window as it will be once every
@@ -268,6 +324,56 @@ impl ChannelState {
             .cloned()
             .collect();
         (replay, live_from)
+    }
+
+    /// In a cluster: takes the history loaded from the store, then applies the frames delivered
+    /// while it loaded that it does not already hold.
+    pub(crate) fn loaded_from_bus(&mut self, entries: Vec<Entry>, released: &mut Released) {
+        let mut applied = 0;
+        for entry in entries {
+            applied = entry.seq;
+            self.history.push(Arc::new(entry));
+        }
+        self.applied = Some(applied);
+        self.next_seq = applied + 1;
+        for (entry, origin) in std::mem::take(&mut self.early) {
+            self.deliver(entry, origin, released);
+        }
+    }
+
+    /// In a cluster: a stored frame from the bus, in the cluster's order. Before the history is
+    /// loaded it waits; one the loaded history already holds is skipped; any other goes into
+    /// history and to the members (but not back to `origin`, its sender on this node).
+    pub(crate) fn deliver(
+        &mut self,
+        entry: Arc<Entry>,
+        origin: Option<MemberId>,
+        released: &mut Released,
+    ) {
+        let Some(applied) = self.applied else {
+            self.early.push((entry, origin));
+            return;
+        };
+        if entry.seq <= applied {
+            return;
+        }
+        self.applied = Some(entry.seq);
+        self.next_seq = entry.seq + 1;
+        self.release(
+            InFlight {
+                entry,
+                origin: origin.unwrap_or(MemberId::MAX),
+                commit: Commit::Done,
+            },
+            released,
+        );
+    }
+
+    /// Closes a member whose frame could not be stored.
+    pub(crate) fn kick_member(&self, id: MemberId, reason: KickReason) {
+        if let Some(member) = self.members.get(&id) {
+            member.outbox.kick(reason);
+        }
     }
 
     /// Whether nothing holds this channel in memory any more.

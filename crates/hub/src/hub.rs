@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
-use kanava_store::{Pending, Store, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use kanava_store::{Bus, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::channel::{Channel, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
@@ -53,6 +53,8 @@ impl std::fmt::Debug for Hub {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// In a cluster, the bus that numbers and relays frames, and the uids on other nodes.
+    cluster: Option<Cluster>,
     config: HubConfig,
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     /// Kick handles of every member, for shutdown.
@@ -101,18 +103,53 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The hub's side of a cluster link.
+struct Cluster {
+    bus: Arc<dyn Bus>,
+    remote: watch::Receiver<Arc<RemotePresence>>,
+}
+
 impl Hub {
-    /// A hub over `store`.
+    /// A hub over `store`. When the store has a [`Bus`] (a cluster), the hub relays what the bus
+    /// delivers and follows the other nodes' presence, in tasks on the current Tokio runtime.
     pub fn new(store: Arc<dyn Store>, config: HubConfig) -> Self {
-        Self {
+        let bus = store.bus();
+        let cluster = bus.as_ref().map(|bus| Cluster {
+            bus: Arc::clone(bus),
+            remote: bus.remote_presence(),
+        });
+        let hub = Self {
             inner: Arc::new(Inner {
                 store,
                 config,
+                cluster,
                 channels: Mutex::new(HashMap::new()),
                 members: Mutex::new(HashMap::new()),
                 next_member: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
             }),
+        };
+        if let Some(cluster) = &hub.inner.cluster {
+            let weak = Arc::downgrade(&hub.inner);
+            tokio::spawn(relay_deliveries(weak.clone(), cluster.bus.deliveries()));
+            tokio::spawn(follow_presence(weak, cluster.remote.clone()));
+        }
+        hub
+    }
+
+    /// The uids present in `channel` on other nodes (none without a cluster).
+    fn remote_members(&self, channel: &ChannelName) -> Vec<Present> {
+        self.inner
+            .cluster
+            .as_ref()
+            .and_then(|c| c.remote.borrow().get(channel).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Tells the other nodes who is in `channel` here now.
+    fn announce(&self, channel: &ChannelName, present: Vec<Present>) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.bus.set_presence(channel.clone(), present);
         }
     }
 
@@ -164,7 +201,11 @@ impl Hub {
                 });
                 Arc::clone(entry)
             };
-            self.load(&entry).await?;
+            if let Err(error) = self.load(&entry).await {
+                self.retire_if_idle(&entry);
+                return Err(error);
+            }
+            let remote = self.remote_members(&channel);
             let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
             let (sender, outbox) = Outbox::new(self.inner.config.queue);
             let (history, submitted) = {
@@ -172,6 +213,7 @@ impl Hub {
                 if state.retired {
                     continue;
                 }
+                state.set_remote(&remote);
                 if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
@@ -187,17 +229,34 @@ impl Hub {
                     },
                     exclusive,
                 );
-                let header_entry =
-                    state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
-                let pending = self.submit(&entry, &header_entry);
-                (history, (header_entry, pending))
+                self.announce(&channel, state.local_presence());
+                let submitted = match &self.inner.cluster {
+                    Some(cluster) => {
+                        let pending = cluster.bus.publish(Outgoing {
+                            channel: channel.clone(),
+                            kind: FrameKind::Header,
+                            sender: uid.clone(),
+                            payload: header,
+                            time_ms: now_ms(),
+                            member: id,
+                        });
+                        Submitted::Bus(pending)
+                    }
+                    None => {
+                        let header_entry =
+                            state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
+                        let pending = self.submit(&entry, &header_entry);
+                        Submitted::Local(header_entry, pending)
+                    }
+                };
+                (history, submitted)
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
             // A shutdown that began while we joined must still reach this member.
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 outbox::kick(outbox.shared(), KickReason::Shutdown);
             }
-            self.complete(&entry, submitted, None);
+            self.complete(&entry, submitted, id, None);
             metrics::gauge!("kanava_members").increment(1.0);
             metrics::counter!("kanava_joins_total").increment(1);
             let member = Member {
@@ -221,11 +280,19 @@ impl Hub {
             .loaded
             .get_or_try_init(|| async {
                 let stored = self.inner.store.load(channel.name.clone()).await?;
-                let mut state = channel.lock();
-                state.next_seq = stored.next_seq;
-                for entry in stored.entries {
-                    state.history.push(Arc::new(entry));
+                let mut released = Released::default();
+                {
+                    let mut state = channel.lock();
+                    if self.inner.cluster.is_some() {
+                        state.loaded_from_bus(stored.entries, &mut released);
+                    } else {
+                        state.next_seq = stored.next_seq;
+                        for entry in stored.entries {
+                            state.history.push(Arc::new(entry));
+                        }
+                    }
                 }
+                self.count_released(channel, &released);
                 metrics::gauge!("kanava_channels").increment(1.0);
                 Ok::<(), StoreError>(())
             })
@@ -242,15 +309,31 @@ impl Hub {
         }])
     }
 
-    /// Waits for the store's verdict on `entry`, then releases the channel's confirmed prefix.
+    /// Waits for the store's verdict on a frame. On a single node this releases the channel's
+    /// confirmed prefix; in a cluster the bus delivers the frame, and only a failure is acted on
+    /// here: its sender is closed.
     fn complete(
         &self,
         channel: &Arc<Channel>,
-        (entry, pending): (Arc<Entry>, Pending<()>),
+        submitted: Submitted,
+        origin: MemberId,
         permit: Option<OwnedSemaphorePermit>,
     ) {
         let hub = self.clone();
         let channel = Arc::clone(channel);
+        let (entry, pending) = match submitted {
+            Submitted::Local(entry, pending) => (entry, pending),
+            Submitted::Bus(pending) => {
+                tokio::spawn(async move {
+                    if let Err(error) = pending.await {
+                        tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
+                        channel.lock().kick_member(origin, KickReason::StoreFailed);
+                    }
+                    drop(permit);
+                });
+                return;
+            }
+        };
         tokio::spawn(async move {
             let committed = match pending.await {
                 Ok(()) => true,
@@ -266,18 +349,25 @@ impl Hub {
                 state.is_idle()
             };
             drop(permit);
-            if released.deliveries > 0 {
-                metrics::counter!("kanava_frames_out_total").increment(released.deliveries);
-                metrics::counter!("kanava_bytes_out_total").increment(released.delivered_bytes);
-            }
-            if released.overflows > 0 {
-                metrics::counter!("kanava_queue_overflows_total").increment(released.overflows);
-                metrics::gauge!("kanava_members").decrement(released.overflows as f64);
-            }
+            hub.count_released(&channel, &released);
             if idle {
                 hub.retire_if_idle(&channel);
             }
         });
+    }
+
+    /// Counts what releasing frames did; members closed for overflow leave the presence.
+    fn count_released(&self, channel: &Channel, released: &Released) {
+        if released.deliveries > 0 {
+            metrics::counter!("kanava_frames_out_total").increment(released.deliveries);
+            metrics::counter!("kanava_bytes_out_total").increment(released.delivered_bytes);
+        }
+        if released.overflows > 0 {
+            metrics::counter!("kanava_queue_overflows_total").increment(released.overflows);
+            metrics::gauge!("kanava_members").decrement(released.overflows as f64);
+            let present = channel.lock().local_presence();
+            self.announce(&channel.name, present);
+        }
     }
 
     /// Drops a channel from memory once nobody is in it and nothing awaits commit; its history
@@ -308,7 +398,10 @@ impl Hub {
             // Holding the registry lock while submitting orders the purge before any load of a
             // channel created after this point.
             let channels = lock(&self.inner.channels);
-            let keep = channels.keys().cloned().collect();
+            let mut keep: Vec<ChannelName> = channels.keys().cloned().collect();
+            if let Some(cluster) = &self.inner.cluster {
+                keep.extend(cluster.remote.borrow().keys().cloned());
+            }
             self.inner.store.purge_idle(cutoff, keep)
         };
         Ok(pending.await?)
@@ -326,28 +419,59 @@ impl Hub {
         Ok(())
     }
 
-    /// The uids present in `channel`, sorted.
+    /// The uids present in `channel`, on this node or (in a cluster) another, sorted.
     pub fn members(&self, channel: &ChannelName) -> Vec<Uid> {
-        let channel = lock(&self.inner.channels).get(channel).cloned();
-        channel.map_or_else(Vec::new, |c| c.lock().uids())
+        let loaded = lock(&self.inner.channels).get(channel).cloned();
+        match loaded {
+            Some(c) => c.lock().uids(),
+            None => {
+                let mut uids: Vec<Uid> = self
+                    .remote_members(channel)
+                    .into_iter()
+                    .map(|p| p.uid)
+                    .collect();
+                uids.sort();
+                uids.dedup();
+                uids
+            }
+        }
     }
 
     /// How many distinct uids are in `channel`, without listing them.
     pub fn member_count(&self, channel: &ChannelName) -> usize {
-        let channel = lock(&self.inner.channels).get(channel).cloned();
-        channel.map_or(0, |c| c.lock().uid_count())
+        let loaded = lock(&self.inner.channels).get(channel).cloned();
+        match loaded {
+            Some(c) => c.lock().uid_count(),
+            None => self.members(channel).len(),
+        }
     }
 
-    /// The channels that have members, sorted, with how many distinct uids each has.
+    /// The channels that have members, on this node or (in a cluster) another, sorted, with how
+    /// many distinct uids each has.
     pub fn rooms(&self) -> Vec<(ChannelName, usize)> {
         let channels: Vec<Arc<Channel>> = lock(&self.inner.channels).values().cloned().collect();
-        let mut rooms: Vec<(ChannelName, usize)> = channels
+        let mut rooms: HashMap<ChannelName, usize> = channels
             .iter()
             .map(|c| (c.name.clone(), c.lock().uid_count()))
-            .filter(|(_, n)| *n > 0)
             .collect();
+        if let Some(cluster) = &self.inner.cluster {
+            let remote: Vec<ChannelName> = cluster.remote.borrow().keys().cloned().collect();
+            for name in remote {
+                if !rooms.contains_key(&name) {
+                    let count = self.members(&name).len();
+                    rooms.insert(name, count);
+                }
+            }
+        }
+        let mut rooms: Vec<(ChannelName, usize)> =
+            rooms.into_iter().filter(|(_, n)| *n > 0).collect();
         rooms.sort();
         rooms
+    }
+
+    /// The cluster link's state, when the hub is one node of a cluster.
+    pub fn cluster_health(&self) -> Option<kanava_store::BusHealth> {
+        self.inner.cluster.as_ref().map(|c| c.bus.health())
     }
 
     /// A channel's history as a joiner would be replayed it now, without joining.
@@ -414,15 +538,26 @@ impl Member {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| HubError::ShuttingDown)?;
-        let submitted = {
-            let mut state = self.channel.lock();
-            let entry = state.sequence(kind, self.uid.clone(), payload, now_ms(), self.id);
-            let pending = self.hub.submit(&self.channel, &entry);
-            (entry, pending)
+        let submitted = match &self.hub.inner.cluster {
+            Some(cluster) => Submitted::Bus(cluster.bus.publish(Outgoing {
+                channel: self.channel.name.clone(),
+                kind,
+                sender: self.uid.clone(),
+                payload,
+                time_ms: now_ms(),
+                member: self.id,
+            })),
+            None => {
+                let mut state = self.channel.lock();
+                let entry = state.sequence(kind, self.uid.clone(), payload, now_ms(), self.id);
+                let pending = self.hub.submit(&self.channel, &entry);
+                Submitted::Local(entry, pending)
+            }
         };
         metrics::counter!("kanava_frames_in_total").increment(1);
         metrics::counter!("kanava_bytes_in_total").increment(size as u64);
-        self.hub.complete(&self.channel, submitted, Some(permit));
+        self.hub
+            .complete(&self.channel, submitted, self.id, Some(permit));
         Ok(())
     }
 }
@@ -450,10 +585,54 @@ impl Drop for Member {
             if state.remove_member(self.id) {
                 metrics::gauge!("kanava_members").decrement(1.0);
             }
+            self.hub
+                .announce(&self.channel.name, state.local_presence());
             state.is_idle()
         };
         if idle {
             self.hub.retire_if_idle(&self.channel);
+        }
+    }
+}
+
+/// A frame handed to the store: numbered here and awaiting its append (one node), or published
+/// to the bus, which numbers and delivers it (a cluster).
+enum Submitted {
+    Local(Arc<Entry>, Pending<()>),
+    Bus(Pending<u64>),
+}
+
+/// Hands each frame the bus delivers to its channel on this node, if the channel is held here.
+async fn relay_deliveries(hub: Weak<Inner>, mut deliveries: mpsc::Receiver<Delivered>) {
+    while let Some(delivered) = deliveries.recv().await {
+        let Some(inner) = hub.upgrade() else { return };
+        let hub = Hub { inner };
+        let Some(channel) = lock(&hub.inner.channels).get(&delivered.channel).cloned() else {
+            continue;
+        };
+        let local = hub
+            .inner
+            .cluster
+            .as_ref()
+            .is_some_and(|c| *delivered.origin.node == *c.bus.node());
+        let origin = local.then_some(delivered.origin.member);
+        let mut released = Released::default();
+        channel
+            .lock()
+            .deliver(Arc::new(delivered.entry), origin, &mut released);
+        hub.count_released(&channel, &released);
+    }
+}
+
+/// Merges the other nodes' presence into the channels held here whenever it changes.
+async fn follow_presence(hub: Weak<Inner>, mut remote: watch::Receiver<Arc<RemotePresence>>) {
+    while remote.changed().await.is_ok() {
+        let Some(inner) = hub.upgrade() else { return };
+        let presence = Arc::clone(&remote.borrow_and_update());
+        let channels: Vec<Arc<Channel>> = lock(&inner.channels).values().cloned().collect();
+        for channel in channels {
+            let members = presence.get(&channel.name).map_or(&[][..], Vec::as_slice);
+            channel.lock().set_remote(members);
         }
     }
 }
