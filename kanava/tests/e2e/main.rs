@@ -16,6 +16,7 @@ mod debugme_server;
 mod debugme_tools;
 mod defects;
 mod durability;
+mod nats;
 mod protocol;
 mod python;
 mod ssh;
