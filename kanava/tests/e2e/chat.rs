@@ -13,7 +13,7 @@ use crate::ssh::{Keys, spawn_lines, ssh, stderr};
 use crate::support::*;
 
 /// A running `ssh -T` line session: lines in, stdout and stderr lines out.
-struct LineSession {
+pub struct LineSession {
     child: tokio::process::Child,
     stdin: Option<tokio::process::ChildStdin>,
     out: mpsc::UnboundedReceiver<String>,
@@ -40,7 +40,7 @@ fn lines_of(
 
 impl LineSession {
     /// Logs `user` in with `key` and waits until the session answers.
-    async fn open(server: &Kanava, key: &Path, user: &str) -> LineSession {
+    pub async fn open(server: &Kanava, key: &Path, user: &str) -> LineSession {
         let mut child = spawn_lines(server, key, user, &[]);
         let mut session = LineSession {
             stdin: child.stdin.take(),
@@ -56,7 +56,7 @@ impl LineSession {
         session
     }
 
-    async fn send(&mut self, line: &str) {
+    pub async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin
             .write_all(format!("{line}\n").as_bytes())
@@ -66,7 +66,7 @@ impl LineSession {
     }
 
     /// Reads stdout until a line satisfies `check`; returns it.
-    async fn out_line(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
+    pub async fn out_line(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
         loop {
             let line = tokio::time::timeout(WAIT, self.out.recv())
                 .await
@@ -80,7 +80,7 @@ impl LineSession {
     }
 
     /// Reads stderr until a line satisfies `check`; returns it.
-    async fn err_line(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
+    pub async fn err_line(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let mut read = Vec::new();
         loop {
             let line = tokio::time::timeout(WAIT, self.err.recv())
@@ -95,7 +95,7 @@ impl LineSession {
     }
 
     /// Runs a command and returns its answer, the first stderr line it causes.
-    async fn ask(&mut self, command: &str) -> String {
+    pub async fn ask(&mut self, command: &str) -> String {
         self.send(command).await;
         tokio::time::timeout(WAIT, self.err.recv())
             .await

@@ -9,6 +9,7 @@ mod bench_ssh;
 mod browser;
 mod chat;
 mod cli;
+mod cluster;
 mod debugme;
 mod debugme_client;
 mod debugme_client_bad;

@@ -43,11 +43,24 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// Like [`wait_until`], for a condition that must be checked asynchronously.
 pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
     what: &str,
+    condition: impl FnMut() -> F,
+) {
+    wait_until_async_within(what, WAIT, condition).await;
+}
+
+/// Like [`wait_until_async`], allowing `limit` instead of `WAIT` (for what takes a known long
+/// time, such as a leader election or an expiry).
+pub async fn wait_until_async_within<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
     mut condition: impl FnMut() -> F,
 ) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + limit;
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -116,7 +129,7 @@ impl Start {
                 data
             }
         };
-        let stderr_path = data.with_extension(format!("stderr-{}", std::process::id()));
+        let stderr_path = stderr_path(&data);
         let stderr = std::fs::File::options()
             .create(true)
             .append(true)
@@ -196,9 +209,19 @@ impl Start {
     }
 }
 
+/// Where a server with data directory `data` writes its stderr (its log).
+fn stderr_path(data: &Path) -> PathBuf {
+    data.with_extension(format!("stderr-{}", std::process::id()))
+}
+
 impl Kanava {
     pub fn start() -> Kanava {
         Start::new().start()
+    }
+
+    /// What the server has written to stderr (its log) so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(stderr_path(&self.data)).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
@@ -428,8 +451,13 @@ impl Client {
 /// The next data frame (text, binary or ping), skipping pongs and server pings with an empty
 /// payload; panics after `WAIT`.
 pub async fn recv(ws: &mut Ws) -> Message {
+    recv_within(ws, WAIT).await
+}
+
+/// Like [`recv`], allowing `limit` instead of `WAIT`.
+pub async fn recv_within(ws: &mut Ws, limit: Duration) -> Message {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
+        let msg = tokio::time::timeout(limit, ws.next())
             .await
             .expect("a frame in time")
             .expect("connection open")
