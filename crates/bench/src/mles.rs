@@ -4,6 +4,8 @@
 //! while; every subscriber counts what arrives from the publishers of its channel, so that the
 //! run reports delivery latency, throughput, loss, duplication and reordering as seen by real
 //! WebSocket/TLS clients. All clients live in this process and share one monotonic clock.
+//! Subscribers may be spread over several URLs (the nodes of a cluster) while the publishers
+//! stay on one, and the report then gives what the subscribers of each URL saw as well.
 
 mod args;
 mod client;
@@ -24,10 +26,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use args::MlesArgs;
-pub use report::{Disconnects, Latency, Report};
+pub use report::{Disconnects, Latency, Report, UrlReport};
 
 use crate::progress::{Progress, await_connections, join_all};
-use client::{Clock, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
+use client::{Clock, Latencies, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
 use connect::Target;
 use stamp::RunId;
 
@@ -89,7 +91,20 @@ pub enum BenchError {
 /// subscribers saw. The caller prints the report (or [`Report::to_json_line`] with `--json`).
 pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
     args.validate()?;
-    let target = Target::new(&args).await?;
+    let connector = connect::connector(&args)?;
+    let publishers_to = Target::new(&args.url, connector.clone()).await?;
+    let mut subscribers_to = Vec::new();
+    for url in args.subscriber_urls() {
+        subscribers_to.push(Target::new(url, connector.clone()).await?);
+    }
+    let histogram = || Histogram::new_with_bounds(1, MAX_LATENCY_US, 3);
+    let latency = Latencies {
+        total: histogram()?,
+        by_url: subscribers_to
+            .iter()
+            .map(|_| histogram())
+            .collect::<Result<_, _>>()?,
+    };
     let run = RunId::random();
     let prefix = args
         .uid_prefix
@@ -97,7 +112,8 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
         .unwrap_or_else(|| format!("bench-{}", run.short_hex()));
     let progress = Progress::new(!args.json);
     let shared = Arc::new(Shared {
-        target,
+        publishers_to,
+        subscribers_to,
         run,
         clock: Clock::start(),
         size: args.size,
@@ -106,7 +122,7 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
         connect_permits: Semaphore::new(args.connect_concurrency),
         sent: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
-        latency: Mutex::new(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?),
+        latency: Mutex::new(latency),
     });
     let counter = |n: &AtomicU64| n.load(Ordering::Relaxed);
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
@@ -118,6 +134,7 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
         for i in 0..args.subscribers {
             subscribers.spawn(client::subscriber(
                 shared.clone(),
+                args.subscriber_url_of(c, i),
                 c * args.publishers,
                 format!("{prefix}-s{c}-{i}"),
                 format!("{prefix}-ch{c}"),
@@ -219,6 +236,31 @@ pub async fn run(args: MlesArgs) -> Result<Report, BenchError> {
     ))
 }
 
+/// Deliveries owed to and seen by a set of subscribers.
+#[derive(Debug, Default)]
+struct Deliveries {
+    connected: usize,
+    expected: u64,
+    delivered: u64,
+    duplicated: u64,
+    reordered: u64,
+    in_window: u64,
+}
+
+impl Deliveries {
+    /// Counts what one subscriber saw, given how many frames each publisher sent.
+    fn add(&mut self, outcome: &SubscriberOutcome, sent: &[u64]) {
+        self.connected += 1;
+        self.in_window += outcome.in_window;
+        for (i, tally) in outcome.tallies.iter().enumerate() {
+            self.expected += sent[outcome.first_publisher + i];
+            self.delivered += tally.unique();
+            self.duplicated += tally.duplicated();
+            self.reordered += tally.reordered();
+        }
+    }
+}
+
 /// Adds up what the publishers sent and the subscribers saw.
 fn summarize(
     args: &MlesArgs,
@@ -227,7 +269,7 @@ fn summarize(
     published: &[PublisherOutcome],
     received: &[SubscriberOutcome],
     connect_errors: BTreeMap<String, u64>,
-    latency: &Histogram<u64>,
+    latency: &Latencies,
 ) -> Report {
     let mut disconnects = Disconnects::default();
     let mut count_ending = |ended: &Option<String>, of_subscriber: bool| {
@@ -243,22 +285,44 @@ fn summarize(
     for outcome in published {
         count_ending(&outcome.ended, false);
     }
-    let (mut expected, mut delivered, mut duplicated, mut reordered) = (0, 0, 0, 0);
-    let (mut in_window, mut settled) = (0, true);
+    let urls = args.subscriber_urls();
+    let mut total = Deliveries::default();
+    let mut by_url: Vec<Deliveries> = urls.iter().map(|_| Deliveries::default()).collect();
+    let mut settled = true;
     for outcome in received {
         count_ending(&outcome.ended, true);
         settled &= outcome.ended.is_some() || outcome.has_seen_all(sent);
-        in_window += outcome.in_window;
-        for (i, tally) in outcome.tallies.iter().enumerate() {
-            expected += sent[outcome.first_publisher + i];
-            delivered += tally.unique();
-            duplicated += tally.duplicated();
-            reordered += tally.reordered();
+        total.add(outcome, sent);
+        by_url[outcome.url].add(outcome, sent);
+    }
+    let mut assigned = vec![0; urls.len()];
+    for c in 0..args.channels {
+        for i in 0..args.subscribers {
+            assigned[args.subscriber_url_of(c, i)] += 1;
         }
     }
     let window_secs = (args.duration - args.warmup).as_secs_f64();
+    let by_subscriber_url = urls
+        .iter()
+        .zip(by_url)
+        .zip(assigned)
+        .zip(&latency.by_url)
+        .map(|(((url, d), subscribers), histogram)| UrlReport {
+            url: url.clone(),
+            subscribers,
+            connected: d.connected,
+            expected_deliveries: d.expected,
+            delivered: d.delivered,
+            deliveries_per_sec: d.in_window as f64 / window_secs,
+            lost: d.expected.saturating_sub(d.delivered),
+            duplicated: d.duplicated,
+            reordered: d.reordered,
+            latency_us: Latency::of(histogram),
+        })
+        .collect();
     Report {
         uid_prefix,
+        url: args.url.clone(),
         channels: args.channels,
         subscribers: args.subscribers,
         publishers: args.publishers,
@@ -267,16 +331,17 @@ fn summarize(
         duration_secs: args.duration.as_secs_f64(),
         warmup_secs: args.warmup.as_secs_f64(),
         sent: sent.iter().sum(),
-        expected_deliveries: expected,
-        delivered,
-        deliveries_per_sec: in_window as f64 / window_secs,
-        lost: expected.saturating_sub(delivered),
-        duplicated,
-        reordered,
+        expected_deliveries: total.expected,
+        delivered: total.delivered,
+        deliveries_per_sec: total.in_window as f64 / window_secs,
+        lost: total.expected.saturating_sub(total.delivered),
+        duplicated: total.duplicated,
+        reordered: total.reordered,
         settled,
         connect_failures: connect_errors.values().sum(),
         connect_errors,
         disconnects,
-        latency_us: Latency::of(latency),
+        latency_us: Latency::of(&latency.total),
+        by_subscriber_url,
     }
 }

@@ -204,24 +204,36 @@ async fn bench_mles_reports_every_delivery_against_a_real_server() {
     let server = Start::new()
         .args(&["--max-connections-per-source", "1000"])
         .start();
+    // Started only for its certificate: trusting it as well as the server's, and before it,
+    // shows that every --ca file is trusted, not just the first.
+    let other = Start::new().start();
     let url = format!("wss://127.0.0.1:{}/", server.mles.port());
-    let cert = server.cert_path();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kanava"))
-            .args(["bench", "mles", "--url", &url, "--ca"])
-            .arg(cert)
-            .args(["--channels", "2", "--subscribers", "5", "--publishers", "2"])
-            .args([
-                "--rate",
-                "50",
-                "--duration",
-                "2s",
-                "--warmup",
-                "500ms",
-                "--json",
-            ])
-            .output()
-            .unwrap()
+    // The server twice, under two spellings, as if it were two nodes.
+    let also = format!("wss://localhost:{}/", server.mles.port());
+    let (cert, other_cert) = (server.cert_path(), other.cert_path());
+    let out = tokio::task::spawn_blocking({
+        let (url, also) = (url.clone(), also.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_kanava"))
+                .args(["bench", "mles", "--url", &url])
+                .args(["--subscriber-url", &url, "--subscriber-url", &also])
+                .arg("--ca")
+                .arg(other_cert)
+                .arg("--ca")
+                .arg(cert)
+                .args(["--channels", "2", "--subscribers", "5", "--publishers", "2"])
+                .args([
+                    "--rate",
+                    "50",
+                    "--duration",
+                    "2s",
+                    "--warmup",
+                    "500ms",
+                    "--json",
+                ])
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
@@ -244,6 +256,29 @@ async fn bench_mles_reports_every_delivery_against_a_real_server() {
     assert_eq!(report["reordered"], 0, "{report}");
     assert!(
         report["latency_us"]["p99"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["url"], url, "{report}");
+    // 2 channels of 5 subscribers, taken in turn by the two URLs: 5 on each, each owed half.
+    let by_url = report["by_subscriber_url"].as_array().unwrap();
+    assert_eq!(by_url.len(), 2, "{report}");
+    for (entry, expected_url) in by_url.iter().zip([&url, &also]) {
+        assert_eq!(entry["url"], *expected_url, "{report}");
+        assert_eq!(entry["subscribers"], 5, "{report}");
+        assert_eq!(entry["connected"], 5, "{report}");
+        assert_eq!(entry["expected_deliveries"], sent * 5 / 2, "{report}");
+        assert_eq!(entry["delivered"], entry["expected_deliveries"], "{report}");
+        assert_eq!(entry["lost"], 0, "{report}");
+        assert!(entry["latency_us"]["p99"].as_u64().unwrap() > 0, "{report}");
+        assert!(
+            entry["deliveries_per_sec"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+    }
+    let samples = |v: &serde_json::Value| v["latency_us"]["samples"].as_u64().unwrap();
+    assert_eq!(
+        samples(&by_url[0]) + samples(&by_url[1]),
+        samples(&report),
         "{report}"
     );
 }

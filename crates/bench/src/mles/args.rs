@@ -10,15 +10,23 @@ use super::stamp::STAMP_LEN;
 /// What load to put on a Mles v2 server, and for how long.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MlesArgs {
-    /// Server URL, e.g. wss://127.0.0.1:8443/
+    /// Server URL, e.g. wss://127.0.0.1:8443/; the publishers connect here, and so do the
+    /// subscribers unless --subscriber-url is given.
     #[arg(long)]
     pub url: String,
+    /// URL the subscribers connect to instead of --url (repeatable, or comma-separated): the
+    /// subscribers, channel by channel, take these URLs in turn, so that with as many
+    /// subscribers per channel as URLs every channel has subscribers on every URL; e.g. the
+    /// nodes of a cluster, while the publishers stay on --url.
+    #[arg(long = "subscriber-url", value_name = "URL", value_delimiter = ',')]
+    pub subscriber_urls: Vec<String>,
     /// Accept any server certificate (for test servers with self-signed certificates).
     #[arg(long, conflicts_with = "ca")]
     pub insecure: bool,
-    /// PEM file of the CA certificates that the server certificate must chain to.
+    /// PEM file of CA certificates that the server certificates must chain to (repeatable:
+    /// all of them are trusted, e.g. the self-signed certificate of each node of a cluster).
     #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    pub ca: Vec<PathBuf>,
     /// Number of channels, each with its own subscribers and publishers.
     #[arg(long, value_name = "C", default_value_t = 1)]
     pub channels: usize,
@@ -52,6 +60,22 @@ pub struct MlesArgs {
 }
 
 impl MlesArgs {
+    /// The URLs the subscribers connect to: those of `--subscriber-url`, or else `--url`.
+    pub(crate) fn subscriber_urls(&self) -> &[String] {
+        if self.subscriber_urls.is_empty() {
+            std::slice::from_ref(&self.url)
+        } else {
+            &self.subscriber_urls
+        }
+    }
+
+    /// Index in [`Self::subscriber_urls`] of the URL that subscriber `i` of channel `channel`
+    /// connects to: the subscribers of all channels, channel by channel, take the URLs in
+    /// turn.
+    pub(crate) fn subscriber_url_of(&self, channel: usize, i: usize) -> usize {
+        (channel * self.subscribers + i) % self.subscriber_urls().len()
+    }
+
     /// Refuses combinations that cannot make a meaningful run.
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
         let invalid = |why: String| Err(BenchError::InvalidArgs(why));
@@ -60,6 +84,9 @@ impl MlesArgs {
         }
         if u32::try_from(self.channels.saturating_mul(self.publishers)).is_err() {
             return invalid("too many publishers in total".into());
+        }
+        if u32::try_from(self.channels.saturating_mul(self.subscribers)).is_err() {
+            return invalid("too many subscribers in total".into());
         }
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return invalid(format!("--rate must be positive, not {}", self.rate));
@@ -80,7 +107,10 @@ impl MlesArgs {
         {
             return invalid("--uid-prefix must be non-empty ASCII".into());
         }
-        if !self.insecure && self.ca.is_none() {
+        if self.subscriber_urls.iter().any(String::is_empty) {
+            return invalid("--subscriber-url must not be empty".into());
+        }
+        if !self.insecure && self.ca.is_empty() {
             return Err(BenchError::NoTrust);
         }
         Ok(())
@@ -123,5 +153,80 @@ mod tests {
         };
         assert!(matches!(untrusted.validate(), Err(BenchError::NoTrust)));
         assert!(Cli::try_parse_from(["bench", "--url", "u", "--insecure", "--ca", "f"]).is_err());
+    }
+
+    #[test]
+    fn subscribers_go_to_url_unless_subscriber_urls_are_given() {
+        let args = Cli::try_parse_from(["bench", "--url", "wss://a/", "--ca", "a.pem"])
+            .unwrap()
+            .args;
+        assert!(args.subscriber_urls.is_empty());
+        assert_eq!(args.subscriber_urls(), ["wss://a/"]);
+        assert_eq!(args.ca, [PathBuf::from("a.pem")]);
+        assert!(args.validate().is_ok());
+        assert!((0..3).all(|c| (0..10).all(|i| args.subscriber_url_of(c, i) == 0)));
+    }
+
+    #[test]
+    fn subscriber_urls_and_cas_repeat_or_are_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "--url",
+            "wss://a/",
+            "--subscriber-url",
+            "wss://a/,wss://b/",
+            "--subscriber-url",
+            "wss://c/",
+            "--ca",
+            "a.pem",
+            "--ca",
+            "b.pem",
+        ])
+        .unwrap();
+        let args = cli.args;
+        assert_eq!(args.url, "wss://a/");
+        assert_eq!(args.subscriber_urls(), ["wss://a/", "wss://b/", "wss://c/"]);
+        assert_eq!(args.ca, [PathBuf::from("a.pem"), PathBuf::from("b.pem")]);
+        assert!(args.validate().is_ok());
+        assert!(Cli::try_parse_from(["bench", "--url", "u", "--subscriber-url"]).is_err());
+        let empty = MlesArgs {
+            subscriber_urls: vec!["wss://a/".into(), String::new()],
+            ..args
+        };
+        assert!(matches!(empty.validate(), Err(BenchError::InvalidArgs(_))));
+    }
+
+    fn spread(urls: usize, channels: usize, subscribers: usize) -> Vec<Vec<usize>> {
+        let args = MlesArgs {
+            subscriber_urls: (0..urls).map(|u| format!("wss://n{u}/")).collect(),
+            channels,
+            subscribers,
+            ..Cli::try_parse_from(["bench", "--url", "wss://a/", "--insecure"])
+                .unwrap()
+                .args
+        };
+        (0..channels)
+            .map(|c| {
+                (0..subscribers)
+                    .map(|i| args.subscriber_url_of(c, i))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscribers_are_spread_channel_by_channel() {
+        // Every channel has subscribers on both URLs, half each.
+        assert_eq!(spread(2, 2, 4), [vec![0, 1, 0, 1], vec![0, 1, 0, 1]],);
+        // An odd count carries over to the next channel, which keeps the totals even.
+        assert_eq!(spread(2, 2, 3), [vec![0, 1, 0], vec![1, 0, 1]]);
+        // Fewer subscribers than URLs: the channels take turns.
+        assert_eq!(spread(3, 3, 1), [vec![0], vec![1], vec![2]]);
+        let many = spread(3, 10, 10);
+        for channel in &many {
+            assert!((0..3).all(|u| channel.contains(&u)), "{channel:?}");
+        }
+        let on = |u| many.iter().flatten().filter(|&&v| v == u).count();
+        assert_eq!([on(0), on(1), on(2)], [34, 33, 33]);
     }
 }

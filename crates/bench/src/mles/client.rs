@@ -53,7 +53,10 @@ impl Clock {
 
 /// What every connection task of a run shares.
 pub(crate) struct Shared {
-    pub(crate) target: Target,
+    /// Where the publishers connect.
+    pub(crate) publishers_to: Target,
+    /// Where the subscribers connect, each to one of these.
+    pub(crate) subscribers_to: Vec<Target>,
     pub(crate) run: RunId,
     pub(crate) clock: Clock,
     pub(crate) size: usize,
@@ -65,8 +68,17 @@ pub(crate) struct Shared {
     pub(crate) sent: AtomicU64,
     /// Distinct frames delivered so far, for the progress bar.
     pub(crate) delivered: AtomicU64,
-    /// Latency in microseconds of the distinct deliveries after the warmup, of all subscribers.
-    pub(crate) latency: Mutex<Histogram<u64>>,
+    /// Latency of the distinct deliveries after the warmup.
+    pub(crate) latency: Mutex<Latencies>,
+}
+
+/// Latency in microseconds of the distinct deliveries after the warmup, of all subscribers
+/// and of those of each subscriber URL.
+pub(crate) struct Latencies {
+    /// Of all subscribers.
+    pub(crate) total: Histogram<u64>,
+    /// Of the subscribers of each URL of [`Shared::subscribers_to`], in that order.
+    pub(crate) by_url: Vec<Histogram<u64>>,
 }
 
 /// The publishing period, as the publishers and subscribers see it.
@@ -99,6 +111,8 @@ pub(crate) type Ready = mpsc::UnboundedSender<Result<(), ConnectError>>;
 
 /// What one subscriber saw.
 pub(crate) struct SubscriberOutcome {
+    /// Index in [`Shared::subscribers_to`] of the URL it connected to.
+    pub(crate) url: usize,
     /// Index of the first publisher of the subscriber's channel.
     pub(crate) first_publisher: usize,
     /// One tally per publisher of the channel.
@@ -144,12 +158,15 @@ impl SubscriberOutcome {
 
     /// Adds the gathered latency samples to the shared histogram.
     fn flush_latency(&mut self, shared: &Shared) {
-        let mut histogram = shared
+        let mut latencies = shared
             .latency
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let Latencies { total, by_url } = &mut *latencies;
+        let of_url = &mut by_url[self.url];
         for us in self.latency.drain(..) {
-            histogram.saturating_record(us);
+            total.saturating_record(us);
+            of_url.saturating_record(us);
         }
     }
 
@@ -171,18 +188,21 @@ pub(crate) struct PublisherOutcome {
     pub(crate) ended: Option<String>,
 }
 
-/// Joins `channel` as `uid` and counts what arrives, until the last frame of every publisher
-/// has arrived or the coordinator says to stop; `None` if the connection could not be opened.
+/// Joins `channel` as `uid` at subscriber URL number `url`, and counts what arrives, until the
+/// last frame of every publisher has arrived or the coordinator says to stop; `None` if the
+/// connection could not be opened.
 pub(crate) async fn subscriber(
     shared: Arc<Shared>,
+    url: usize,
     first_publisher: usize,
     uid: String,
     channel: String,
     ready: Ready,
     mut phase: watch::Receiver<Phase>,
 ) -> Option<SubscriberOutcome> {
-    let mut ws = open(&shared, &uid, &channel, ready).await?;
+    let mut ws = open(&shared, &shared.subscribers_to[url], &uid, &channel, ready).await?;
     let mut out = SubscriberOutcome {
+        url,
         first_publisher,
         tallies: (0..shared.publishers_per_channel)
             .map(|_| SequenceTally::default())
@@ -242,7 +262,7 @@ pub(crate) async fn publisher(
     ready: Ready,
     mut phase: watch::Receiver<Phase>,
 ) -> Option<PublisherOutcome> {
-    let mut ws = open(&shared, &uid, &channel, ready).await?;
+    let mut ws = open(&shared, &shared.publishers_to, &uid, &channel, ready).await?;
     let mut out = PublisherOutcome {
         index,
         sent: 0,
@@ -332,12 +352,19 @@ fn total_frames(duration: Duration, rate: f64) -> u64 {
     (duration.as_secs_f64() * rate).ceil() as u64
 }
 
-/// Opens a connection within the connection-setup limit and tells the coordinator how it went.
-async fn open(shared: &Shared, uid: &str, channel: &str, ready: Ready) -> Option<Ws> {
+/// Opens a connection to `target` within the connection-setup limit and tells the coordinator
+/// how it went.
+async fn open(
+    shared: &Shared,
+    target: &Target,
+    uid: &str,
+    channel: &str,
+    ready: Ready,
+) -> Option<Ws> {
     // Holding the permit (or the error of a closed semaphore, which never happens) for the
     // duration of the connect is what limits concurrent setups.
     let permit = shared.connect_permits.acquire().await;
-    let result = shared.target.connect(uid, channel).await;
+    let result = target.connect(uid, channel).await;
     drop(permit);
     match result {
         Ok(ws) => {

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub(crate) enum ConnectError {
     Timeout,
 }
 
-/// The server to connect to, resolved and with its TLS settings, shared by every connection.
+/// One server URL to connect to, resolved, with the TLS settings shared by every connection.
 pub(crate) struct Target {
     url: String,
     addr: SocketAddr,
@@ -56,16 +56,23 @@ pub(crate) struct Target {
     connector: TlsConnector,
 }
 
+/// The TLS settings of every connection of a run: trust the `--ca` files, or anything with
+/// `--insecure`.
+pub(crate) fn connector(args: &MlesArgs) -> Result<TlsConnector, BenchError> {
+    Ok(TlsConnector::from(Arc::new(client_config(
+        args.insecure,
+        &args.ca,
+    )?)))
+}
+
 impl Target {
-    /// Checks the URL, resolves its host once and builds the TLS client configuration.
-    pub(crate) async fn new(args: &MlesArgs) -> Result<Self, BenchError> {
+    /// Checks `url` and resolves its host once.
+    pub(crate) async fn new(url: &str, connector: TlsConnector) -> Result<Self, BenchError> {
         let bad_url = |reason: &str| BenchError::Url {
-            url: args.url.clone(),
+            url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let request = args
-            .url
-            .as_str()
+        let request = url
             .into_client_request()
             .map_err(|e| bad_url(&e.to_string()))?;
         let uri = request.uri();
@@ -86,12 +93,11 @@ impl Target {
         let server_name = ServerName::try_from(bare_host)
             .map_err(|_| bad_url("the host is not a valid server name"))?
             .to_owned();
-        let config = client_config(args.insecure, args.ca.as_deref())?;
         Ok(Self {
-            url: args.url.clone(),
+            url: url.to_owned(),
             addr,
             server_name,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector,
         })
     }
 
@@ -128,8 +134,9 @@ impl Target {
     }
 }
 
-/// The TLS client configuration: trust `ca`, or anything if `insecure`.
-fn client_config(insecure: bool, ca: Option<&Path>) -> Result<ClientConfig, BenchError> {
+/// The TLS client configuration: trust the certificates of the `ca` files, or anything if
+/// `insecure`.
+fn client_config(insecure: bool, ca: &[PathBuf]) -> Result<ClientConfig, BenchError> {
     let _ = aws_lc_rs::default_provider().install_default();
     let builder = ClientConfig::builder();
     let mut config = match (insecure, ca) {
@@ -139,27 +146,30 @@ fn client_config(insecure: bool, ca: Option<&Path>) -> Result<ClientConfig, Benc
                 aws_lc_rs::default_provider().signature_verification_algorithms,
             )))
             .with_no_client_auth(),
-        (false, Some(path)) => builder
-            .with_root_certificates(read_roots(path)?)
+        (false, []) => return Err(BenchError::NoTrust),
+        (false, files) => builder
+            .with_root_certificates(read_roots(files)?)
             .with_no_client_auth(),
-        (false, None) => return Err(BenchError::NoTrust),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// The certificates of a PEM file, as trust anchors.
-fn read_roots(path: &Path) -> Result<RootCertStore, BenchError> {
-    let ca_error = |source| BenchError::Ca {
-        path: path.to_owned(),
-        source,
-    };
+/// The certificates of PEM files, all as trust anchors; each file must hold at least one.
+fn read_roots(files: &[PathBuf]) -> Result<RootCertStore, BenchError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(ca_error)? {
-        roots.add(cert.map_err(ca_error)?)?;
-    }
-    if roots.is_empty() {
-        return Err(BenchError::NoCertificates(path.to_owned()));
+    for path in files {
+        let ca_error = |source| BenchError::Ca {
+            path: path.clone(),
+            source,
+        };
+        let before = roots.len();
+        for cert in CertificateDer::pem_file_iter(path).map_err(ca_error)? {
+            roots.add(cert.map_err(ca_error)?)?;
+        }
+        if roots.len() == before {
+            return Err(BenchError::NoCertificates(path.clone()));
+        }
     }
     Ok(roots)
 }

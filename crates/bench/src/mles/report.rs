@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct Report {
     /// Prefix of the uids and channel names the run used.
     pub uid_prefix: String,
+    /// URL the publishers connected to.
+    pub url: String,
     /// Channels.
     pub channels: usize,
     /// Subscribers per channel.
@@ -49,6 +51,35 @@ pub struct Report {
     /// Connections the server ended during the run.
     pub disconnects: Disconnects,
     /// Latency from send to delivery, in microseconds, after the warmup.
+    pub latency_us: Latency,
+    /// What the subscribers of each subscriber URL saw, in the order of `--subscriber-url`
+    /// (one entry, `url`, without it); the totals above add these up.
+    pub by_subscriber_url: Vec<UrlReport>,
+}
+
+/// What the subscribers connected to one URL saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct UrlReport {
+    /// The subscriber URL.
+    pub url: String,
+    /// Subscribers meant to connect to it.
+    pub subscribers: usize,
+    /// Those that connected.
+    pub connected: usize,
+    /// Deliveries owed to the connected ones.
+    pub expected_deliveries: u64,
+    /// Distinct frames that arrived at them.
+    pub delivered: u64,
+    /// Their deliveries between the end of the warmup and the end of publishing, per second.
+    pub deliveries_per_sec: f64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Frames that arrived more than once (extra arrivals).
+    pub duplicated: u64,
+    /// Frames that arrived after a later frame of the same publisher.
+    pub reordered: u64,
+    /// Latency from send to delivery at these subscribers, in microseconds, after the
+    /// warmup.
     pub latency_us: Latency,
 }
 
@@ -158,6 +189,41 @@ impl fmt::Display for Report {
             f,
             "  latency µs ({} samples): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}",
             l.samples, l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        )
+        )?;
+        if let [only] = self.by_subscriber_url.as_slice()
+            && only.url == self.url
+        {
+            return Ok(());
+        }
+        writeln!(f, "  publishers on {}; subscribers by URL:", self.url)?;
+        writeln!(
+            f,
+            "    {:<28}{:>11}{:>12}{:>13}{:>8}{:>6}{:>6}{:>10}{:>10}",
+            "URL",
+            "subscribers",
+            "delivered",
+            "deliveries/s",
+            "lost",
+            "dup",
+            "reord",
+            "p50 µs",
+            "p99 µs"
+        )?;
+        for u in &self.by_subscriber_url {
+            writeln!(
+                f,
+                "    {:<28}{:>11}{:>12}{:>13.1}{:>8}{:>6}{:>6}{:>10}{:>10}",
+                u.url,
+                format!("{}/{}", u.connected, u.subscribers),
+                u.delivered,
+                u.deliveries_per_sec,
+                u.lost,
+                u.duplicated,
+                u.reordered,
+                u.latency_us.p50,
+                u.latency_us.p99,
+            )?;
+        }
+        Ok(())
     }
 }
