@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use kanava_hub::SessionBus;
+
 use crate::handshake;
 use crate::mail::{MailSettings, Mailer};
 use crate::session::{
@@ -75,9 +77,13 @@ struct Inner {
 
 impl DebugMeServer {
     /// Opens the log directory (created if missing) and deletes the logs past their retention.
-    pub fn open(config: DebugMeConfig) -> std::io::Result<Self> {
+    /// In a cluster, `cluster` carries sessions to and from the other nodes.
+    pub fn open(
+        config: DebugMeConfig,
+        cluster: Option<Arc<dyn SessionBus>>,
+    ) -> std::io::Result<Self> {
         let server = Self(Arc::new(Inner {
-            registry: Registry::new(config.log_dir.clone())?,
+            registry: Registry::new(config.log_dir.clone(), cluster)?,
             sources: Sources::new(config.max_connections, config.max_connections_per_source),
             mailer: config.mail.clone().map(Mailer::new),
             config,
@@ -225,7 +231,7 @@ impl DebugMeServer {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (queue, mut outbox) = mpsc::channel(CLIENT_QUEUE);
-        let (id, session) = match self.0.registry.create(queue) {
+        let (id, session) = match self.0.registry.create(queue).await {
             Ok(created) => created,
             Err(error) => {
                 tracing::error!(%error, "cannot create a debug-me session log");
@@ -246,7 +252,7 @@ impl DebugMeServer {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let registry = &self.0.registry;
-        match registry.find(id) {
+        match registry.find(id).await {
             Lookup::Unknown => refuse(ws, "Unknown session ID").await,
             Lookup::Finished(frames) => {
                 if !send(ws, &Frame::SessionId(id.to_owned())).await {
@@ -389,7 +395,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                 heard = tokio::time::Instant::now();
                 match got {
                     Ok(Incoming::Frame(Frame::Message(message))) => {
-                        if let Err(error) = session.append(message, origin).await {
+                        if let Err(error) = session.append(message, origin.clone()).await {
                             tracing::error!(%error, "cannot write the debug-me log");
                             return refuse(ws, "The server cannot store the session").await;
                         }

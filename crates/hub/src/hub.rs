@@ -469,6 +469,11 @@ impl Hub {
         rooms
     }
 
+    /// How debug-me sessions reach the other nodes, when the hub is one node of a cluster.
+    pub fn sessions(&self) -> Option<Arc<dyn kanava_store::SessionBus>> {
+        self.inner.store.sessions()
+    }
+
     /// The cluster link's state, when the hub is one node of a cluster.
     pub fn cluster_health(&self) -> Option<kanava_store::BusHealth> {
         self.inner.cluster.as_ref().map(|c| c.bus.health())

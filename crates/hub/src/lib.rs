@@ -18,6 +18,9 @@ mod outbox;
 pub use accounts::Accounts;
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
+pub use kanava_store::{
+    InboundMessage, Origin, Pending, SessionBus, SessionEvent, SessionMessage, StoreError,
+};
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
 
 /// Describes the hub's metrics and registers them at zero, so that `/metrics` lists every series

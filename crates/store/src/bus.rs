@@ -102,3 +102,59 @@ pub trait Bus: Send + Sync + 'static {
     /// The link's state now.
     fn health(&self) -> BusHealth;
 }
+
+/// One message of a debug-me session as it travels between nodes: the encoded protocol frame,
+/// and who sent it (member 0 is the session's user; any other is a developer's connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMessage {
+    /// The `L` frame, encoded as on the wire.
+    pub frame: Bytes,
+    /// The sender's node and connection.
+    pub origin: Origin,
+}
+
+/// What a node following a debug-me session of another node receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A message, in the order of the session's log.
+    Message(SessionMessage),
+    /// The session ended; nothing follows.
+    Ended,
+}
+
+/// A developer's message sent from another node into a session held here, with the means to
+/// tell that node whether the session logged it.
+#[derive(Debug)]
+pub struct InboundMessage {
+    /// The message.
+    pub message: SessionMessage,
+    /// Answered `Ok` once the message is in the log, `Err` with the reason otherwise.
+    pub logged: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// debug-me sessions across nodes. A session lives on the node its user connected to, which
+/// writes its log; that node records each logged message here, so that developers, watchers and
+/// downloads on any other node follow the same log, and it takes their messages in through
+/// [`open`](Self::open)'s inbox.
+pub trait SessionBus: Send + Sync + 'static {
+    /// This node's name, unique in the cluster (as in [`Origin::node`]).
+    fn node(&self) -> &str;
+
+    /// The user's node: announces session `id` and returns the inbox of messages sent into it
+    /// from other nodes.
+    fn open(&self, id: &str) -> Pending<mpsc::Receiver<InboundMessage>>;
+
+    /// The user's node: records a logged message of session `id`, in call order.
+    fn record(&self, id: &str, message: SessionMessage) -> Pending<u64>;
+
+    /// The user's node: records that session `id` ended.
+    fn end(&self, id: &str) -> Pending<u64>;
+
+    /// Any other node: session `id` from its first message, then live, until
+    /// [`SessionEvent::Ended`]; `None` when no node has announced it (or it is past retention).
+    fn follow(&self, id: &str) -> Pending<Option<mpsc::Receiver<SessionEvent>>>;
+
+    /// Any other node: sends a developer's message to the session's node; resolves once it is
+    /// in the session's log.
+    fn send(&self, id: &str, message: SessionMessage) -> Pending<()>;
+}

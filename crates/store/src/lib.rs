@@ -17,7 +17,10 @@ use kanava_core::{
     PrivateMessage, Topic,
 };
 
-pub use bus::{Bus, BusHealth, Delivered, Origin, Outgoing, Present, RemotePresence};
+pub use bus::{
+    Bus, BusHealth, Delivered, InboundMessage, Origin, Outgoing, Present, RemotePresence,
+    SessionBus, SessionEvent, SessionMessage,
+};
 pub use error::StoreError;
 pub use pending::Pending;
 pub use sqlite::SqliteStore;
@@ -46,6 +49,11 @@ pub trait Store: Send + Sync + 'static {
     /// The bus, when this store is shared between nodes: the hub then publishes channel frames
     /// through it and relays what it delivers, instead of numbering and appending them itself.
     fn bus(&self) -> Option<Arc<dyn Bus>> {
+        None
+    }
+
+    /// How debug-me sessions reach the other nodes, when this store is shared between nodes.
+    fn sessions(&self) -> Option<Arc<dyn SessionBus>> {
         None
     }
 
