@@ -1,0 +1,443 @@
+//! Start-up: connecting to NATS, checking what the server offers, and creating (or bringing up
+//! to date) the streams and buckets of the layout in the crate docs. Every way this commonly
+//! fails on a fresh deployment ends in a [`ClusterError`] that says what to change.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+
+use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX};
+use crate::{ClusterConfig, ClusterError, HEADER_ROOM};
+
+/// The channel stream.
+pub(crate) const CHANNEL_STREAM: &str = "KANAVA_CH";
+/// The private-message stream.
+pub(crate) const PRIVATE_STREAM: &str = "KANAVA_PM";
+/// How long private messages are kept: the SSH chat's retention for idle data.
+pub(crate) const PRIVATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The window in which JetStream drops a publish whose `Nats-Msg-Id` it has already stored.
+pub(crate) const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The wait for a JetStream API reply or a publish acknowledgement.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// The longest pause between two reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(3);
+
+/// The buckets, opened.
+#[derive(Clone)]
+pub(crate) struct Buckets {
+    /// `kanava_ident`: `nick.<hex name>` → identity, `fp.<hex fingerprint>` → names.
+    pub(crate) ident: kv::Store,
+    /// `kanava_bans`: `<hex fingerprint>` → ban.
+    pub(crate) bans: kv::Store,
+    /// `kanava_topics`: `<channel token>` → topic.
+    pub(crate) topics: kv::Store,
+    /// `kanava_pm_seen`: `<hex name>` → the last private message seen.
+    pub(crate) pm_seen: kv::Store,
+    /// `kanava_presence`: `p.<channel token>.<hex node>` → members.
+    pub(crate) presence: kv::Store,
+}
+
+/// What the link's event callback learnt, for [`kanava_store::Bus::health`].
+#[derive(Default)]
+pub(crate) struct Link {
+    last_error: Mutex<Option<String>>,
+}
+
+impl Link {
+    /// The link's state now: connected (to which server) or why not.
+    pub(crate) fn health(&self, client: &async_nats::Client) -> kanava_store::BusHealth {
+        if client.connection_state() == State::Connected {
+            let info = client.server_info();
+            kanava_store::BusHealth {
+                connected: true,
+                detail: format!(
+                    "connected to NATS server {} at {}:{}",
+                    info.server_name, info.host, info.port
+                ),
+            }
+        } else {
+            let last = self
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            kanava_store::BusHealth {
+                connected: false,
+                detail: match last {
+                    Some(error) => format!("disconnected from NATS, reconnecting: {error}"),
+                    None => "disconnected from NATS, reconnecting".into(),
+                },
+            }
+        }
+    }
+
+    fn record(&self, event: Event) {
+        match event {
+            Event::Connected => {
+                metrics::gauge!("kanava_cluster_connected").set(1.0);
+                tracing::info!("connected to NATS");
+            }
+            Event::Disconnected => {
+                metrics::gauge!("kanava_cluster_connected").set(0.0);
+                tracing::warn!("disconnected from NATS; reconnecting");
+            }
+            Event::ClientError(error) => self.error(error.to_string()),
+            Event::ServerError(error) => self.error(error.to_string()),
+            Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS slow consumer"),
+            Event::LameDuckMode => tracing::info!("NATS server entered lame duck mode"),
+            Event::Draining | Event::Closed => tracing::info!(%event, "NATS connection"),
+        }
+    }
+
+    fn error(&self, error: String) {
+        tracing::warn!(%error, "NATS link error");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error);
+        }
+    }
+}
+
+/// A connected, set-up cluster.
+pub(crate) struct Connected {
+    /// The largest frame payload this node publishes.
+    pub(crate) max_frame: usize,
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) channels: stream::Stream,
+    pub(crate) private: stream::Stream,
+    pub(crate) buckets: Buckets,
+    pub(crate) link: Arc<Link>,
+}
+
+/// Checks `config` before anything touches the network.
+fn check(config: &ClusterConfig) -> Result<(), ClusterError> {
+    let node_ok = (1..=64).contains(&config.node.len())
+        && config
+            .node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !node_ok {
+        return Err(ClusterError::Config(format!(
+            "node name {:?} must be 1 to 64 of A-Z, a-z, 0-9, '_', '.' and '-'",
+            config.node
+        )));
+    }
+    if config.servers.is_empty() {
+        return Err(ClusterError::Config("no NATS server given".into()));
+    }
+    if config.replicas == 0 || config.replicas > 5 {
+        return Err(ClusterError::Config(format!(
+            "replicas must be 1 to 5, not {}",
+            config.replicas
+        )));
+    }
+    if config.history.max_entries == 0 {
+        return Err(ClusterError::Config(
+            "the history must keep at least one entry".into(),
+        ));
+    }
+    if config.presence_heartbeat < Duration::from_millis(100) {
+        return Err(ClusterError::Config(
+            "the presence heartbeat must be at least 100 ms".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Exponential back-off between reconnection attempts: at once after the first failure, then
+/// 50 ms doubling up to [`MAX_RECONNECT_DELAY`].
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(16);
+    (Duration::from_millis(50) * 2u32.pow(exponent)).min(MAX_RECONNECT_DELAY)
+}
+
+/// Connects, checks the server, and sets up every stream and bucket.
+pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, ClusterError> {
+    check(config)?;
+    let link = Arc::new(Link::default());
+    let events = Arc::clone(&link);
+    let mut options = ConnectOptions::new()
+        .name(format!("kanava {}", config.node))
+        .connection_timeout(config.connect_timeout)
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(move |event| {
+            events.record(event);
+            async {}
+        });
+    if let Some(path) = &config.credentials {
+        options = crate::auth::apply(options, path).await?;
+    }
+    let servers = config.servers.join(",");
+    let client = options
+        .connect(config.servers.as_slice())
+        .await
+        .map_err(|source| match source.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                ClusterError::Auth {
+                    servers: servers.clone(),
+                    source,
+                }
+            }
+            ConnectErrorKind::ServerParse => {
+                ClusterError::Config(format!("bad NATS server URL in {servers}: {source}"))
+            }
+            _ => ClusterError::Unreachable {
+                servers: servers.clone(),
+                source,
+            },
+        })?;
+    metrics::gauge!("kanava_cluster_connected").set(1.0);
+    let max_payload = client.server_info().max_payload;
+    let max_frame = config
+        .max_frame
+        .unwrap_or(max_payload.saturating_sub(HEADER_ROOM));
+    if max_frame == 0 || max_frame.saturating_add(HEADER_ROOM) > max_payload {
+        return Err(ClusterError::PayloadTooSmall {
+            max_payload,
+            max_frame,
+            header_room: HEADER_ROOM,
+        });
+    }
+    let js = jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(client.clone());
+    // The server's limit rather than this node's `max_frame`: every node sets the same, so nodes
+    // with different `--max-frame` do not take turns shrinking the stream under each other.
+    let max_msg_size = i32::try_from(max_payload).unwrap_or(i32::MAX);
+    let per_channel = i64::try_from(config.history.max_entries).unwrap_or(i64::MAX);
+    let channels = ensure_stream(
+        &js,
+        stream::Config {
+            name: CHANNEL_STREAM.into(),
+            subjects: vec![format!("{CHANNEL_PREFIX}>")],
+            max_messages_per_subject: per_channel,
+            discard: DiscardPolicy::Old,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            allow_direct: true,
+            max_message_size: max_msg_size,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let private = ensure_stream(
+        &js,
+        stream::Config {
+            name: PRIVATE_STREAM.into(),
+            subjects: vec![format!("{PRIVATE_PREFIX}>")],
+            discard: DiscardPolicy::Old,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            allow_direct: true,
+            max_age: PRIVATE_MAX_AGE,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let file = |bucket| (bucket, StorageType::File, Duration::ZERO);
+    let presence_age = config.presence_heartbeat * 3;
+    let mut opened = Vec::new();
+    for (bucket, storage, max_age) in [
+        file("kanava_ident"),
+        file("kanava_bans"),
+        file("kanava_topics"),
+        file("kanava_pm_seen"),
+        ("kanava_presence", StorageType::Memory, presence_age),
+    ] {
+        opened.push(ensure_bucket(&js, bucket, storage, max_age, config.replicas).await?);
+    }
+    let [ident, bans, topics, pm_seen, presence]: [kv::Store; 5] = opened
+        .try_into()
+        .map_err(|_| ClusterError::Config("bucket list".into()))?;
+    tracing::info!(
+        servers = %servers,
+        node = %config.node,
+        replicas = config.replicas,
+        max_payload,
+        "cluster store ready"
+    );
+    Ok(Connected {
+        max_frame,
+        client,
+        js,
+        channels,
+        private,
+        buckets: Buckets {
+            ident,
+            bans,
+            topics,
+            pm_seen,
+            presence,
+        },
+        link,
+    })
+}
+
+/// Creates a bucket's stream as async-nats would (which it cannot do against 2.9.10), then
+/// opens it as a bucket.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    storage: StorageType,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, ClusterError> {
+    let duplicate_window = if max_age.is_zero() {
+        DUPLICATE_WINDOW
+    } else {
+        DUPLICATE_WINDOW.min(max_age)
+    };
+    ensure_stream(
+        js,
+        stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            discard: DiscardPolicy::New,
+            storage,
+            num_replicas: replicas,
+            max_age,
+            duplicate_window,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|source| ClusterError::Setup {
+            what: format!("bucket {bucket}"),
+            source: source.into(),
+        })
+}
+
+/// Brings stream `config.name` to `config`, creating it if needed. A server whose JetStream
+/// meta leader is still being elected is asked again for a few seconds.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, ClusterError> {
+    let name = config.name.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = match js.update_stream(&config).await {
+            Err(error) if error.kind() == CreateStreamErrorKind::NotFound => js
+                .create_stream(config.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| (e, false)),
+            other => other.map(|_| ()).map_err(|e| (e, true)),
+        };
+        match attempt {
+            Ok(()) => break,
+            Err((error, _)) if unavailable(&error) && Instant::now() < deadline => {
+                tracing::debug!(stream = %name, %error, "JetStream not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err((error, existing)) => {
+                return Err(stream_error(&name, config.num_replicas, error, existing));
+            }
+        }
+    }
+    js.get_stream(&name)
+        .await
+        .map_err(|source| ClusterError::Setup {
+            what: format!("stream {name}"),
+            source: source.into(),
+        })
+}
+
+/// Whether the server said JetStream is there but not ready yet (no meta leader yet).
+fn unavailable(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(e)
+        if e.error_code() == ErrorCode::CLUSTER_NOT_AVAILABLE)
+}
+
+/// Turns a failed stream creation or update into the error an operator can act on.
+fn stream_error(
+    stream: &str,
+    replicas: usize,
+    error: async_nats::jetstream::context::CreateStreamError,
+    existing: bool,
+) -> ClusterError {
+    match error.kind() {
+        CreateStreamErrorKind::JetStreamUnavailable => ClusterError::NoJetStream,
+        CreateStreamErrorKind::JetStream(e) => {
+            let reason = e.to_string();
+            match e.error_code() {
+                ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
+                    ClusterError::NoJetStream
+                }
+                ErrorCode::CLUSTER_NO_PEERS
+                | ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+                | ErrorCode::INSUFFICIENT_RESOURCES => ClusterError::NotEnoughPeers {
+                    stream: stream.into(),
+                    replicas,
+                    reason,
+                },
+                _ if existing => ClusterError::IncompatibleStream {
+                    stream: stream.into(),
+                    reason,
+                },
+                _ => ClusterError::Setup {
+                    what: format!("stream {stream}"),
+                    source: reason.into(),
+                },
+            }
+        }
+        _ => ClusterError::Setup {
+            what: format!("stream {stream}"),
+            source: error.into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnecting_backs_off_exponentially_up_to_a_cap() {
+        let delays: Vec<u128> = (1..=9).map(|a| reconnect_delay(a).as_millis()).collect();
+        assert_eq!(delays, [0, 50, 100, 200, 400, 800, 1600, 3000, 3000]);
+        assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
+    }
+
+    fn config(node: &str) -> ClusterConfig {
+        ClusterConfig {
+            servers: vec!["nats://127.0.0.1:1".into()],
+            credentials: None,
+            node: node.into(),
+            replicas: 1,
+            history: Default::default(),
+            max_frame: Some(1024),
+            presence_heartbeat: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn node_names_are_checked() {
+        assert!(check(&config("node-1.eu")).is_ok());
+        for bad in ["", "a b", "a/b", "ä", &"x".repeat(65)] {
+            assert!(check(&config(bad)).is_err(), "{bad:?}");
+        }
+        let mut none = config("n");
+        none.servers.clear();
+        assert!(check(&none).is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! [`ClusterStore`]: the [`Store`] and [`Bus`] of a node in a cluster, and the lifetime of its
+//! background tasks.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::Stream;
+use kanava_core::{
+    Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeySharing, NewEntry,
+    Nick, PrivateMessage, Topic,
+};
+use kanava_store::{
+    Bus, BusHealth, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError,
+    StoredChannel,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::publish::{Job, Message, MessageIds};
+use crate::setup::{Buckets, Link};
+use crate::{ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, wire};
+
+/// A node's handle on the cluster: the shared [`Store`] and its [`Bus`]. Cheap to clone; the
+/// background tasks (publishing, presence, deliveries) and the NATS connection end when the
+/// last clone, and the last [`Bus`] it handed out, is dropped.
+#[derive(Clone)]
+pub struct ClusterStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Arc<str>,
+    max_frame: usize,
+    limits: HistoryLimits,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    channels: Stream,
+    private: Stream,
+    buckets: Buckets,
+    link: Arc<Link>,
+    ids: Arc<MessageIds>,
+    publisher: mpsc::UnboundedSender<Job>,
+    /// The first stream sequence [`Bus::deliveries`] delivers: the one after the last stored
+    /// when this node connected.
+    deliver_from: u64,
+    deliveries_taken: AtomicBool,
+    local_presence: presence::Local,
+    presence_changes: mpsc::UnboundedSender<ChannelName>,
+    remote_presence: watch::Receiver<Arc<RemotePresence>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+        tracing::debug!(node = %self.node, "cluster store closed");
+    }
+}
+
+impl ClusterStore {
+    /// Connects to the cluster, checks that JetStream is there and that the server's
+    /// `max_payload` holds `max_frame` with its headers, creates or updates the streams and
+    /// buckets, and starts the background tasks. Every common misconfiguration ends in a
+    /// [`ClusterError`] saying what to change.
+    pub async fn connect(config: ClusterConfig) -> Result<ClusterStore, ClusterError> {
+        let connected = crate::setup::connect(&config).await?;
+        let deliver_from = connected
+            .channels
+            .get_info()
+            .await
+            .map_err(|e| ClusterError::nats("read the channel stream's state", e))?
+            .state
+            .last_sequence
+            + 1;
+        let node: Arc<str> = Arc::from(config.node.as_str());
+        let (publisher, publish_tasks) = publish::spawn(connected.js.clone());
+        let local_presence = presence::Local::default();
+        let (presence_changes, changes) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(presence::write(
+            connected.buckets.presence.clone(),
+            Arc::clone(&node),
+            Arc::clone(&local_presence),
+            changes,
+            config.presence_heartbeat,
+        ));
+        let (view, remote_presence) = watch::channel(Arc::new(RemotePresence::new()));
+        let watcher = tokio::spawn(presence::watch(
+            connected.buckets.presence.clone(),
+            Arc::clone(&node),
+            config.presence_heartbeat,
+            view,
+        ));
+        let mut tasks = Vec::from(publish_tasks);
+        tasks.extend([writer, watcher]);
+        Ok(ClusterStore {
+            inner: Arc::new(Inner {
+                max_frame: connected.max_frame,
+                ids: Arc::new(MessageIds::new(&node)),
+                node,
+                limits: config.history,
+                client: connected.client,
+                js: connected.js,
+                channels: connected.channels,
+                private: connected.private,
+                buckets: connected.buckets,
+                link: connected.link,
+                publisher,
+                deliver_from,
+                deliveries_taken: AtomicBool::new(false),
+                local_presence,
+                presence_changes,
+                remote_presence,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    /// The largest message (payload and headers) the connected server accepts: its
+    /// `max_payload`.
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.server_info().max_payload
+    }
+
+    /// The largest frame payload this node publishes: the configured `max_frame` (which
+    /// [`connect`](Self::connect) checked against the server), or else the server's
+    /// `max_payload` less [`HEADER_ROOM`](crate::HEADER_ROOM).
+    pub fn max_frame(&self) -> usize {
+        self.inner.max_frame
+    }
+
+    /// Runs `work` on the runtime and completes the returned [`Pending`] with its outcome.
+    fn run<T, F>(&self, work: impl FnOnce(Arc<Inner>) -> F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ClusterError>> + Send + 'static,
+    {
+        let (reply, pending) = Pending::channel();
+        let work = work(Arc::clone(&self.inner));
+        tokio::spawn(async move {
+            let _ = reply.send(work.await.map_err(StoreError::from));
+        });
+        pending
+    }
+
+    /// Queues a frame on the publisher; the receiver gets its sequence once it is stored.
+    fn enqueue(&self, frame: Outgoing) -> oneshot::Receiver<Result<u64, ClusterError>> {
+        let origin = kanava_store::Origin {
+            node: Arc::clone(&self.inner.node),
+            member: frame.member,
+        };
+        let headers = wire::frame_headers(
+            &frame.channel,
+            frame.kind,
+            &frame.sender,
+            frame.time_ms,
+            &origin,
+        );
+        let message = Message::new(
+            wire::channel_subject(&frame.channel),
+            headers,
+            frame.payload,
+            &self.inner.ids,
+        );
+        let (reply, outcome) = oneshot::channel();
+        // If the publisher is gone the reply sender is dropped and the outcome says so.
+        let _ = self.inner.publisher.send(Job { message, reply });
+        outcome
+    }
+}
+
+/// The outcome of a queued publish, as a store result.
+async fn published(
+    outcome: oneshot::Receiver<Result<u64, ClusterError>>,
+) -> Result<u64, StoreError> {
+    match outcome.await {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(_) => Err(StoreError::Closed),
+    }
+}
+
+impl Store for ClusterStore {
+    /// Publishes the entries through the bus, in order; the stream numbers them (their given
+    /// sequence numbers are ignored). Resolves once all are stored.
+    fn append(&self, entries: Vec<NewEntry>) -> Pending<()> {
+        let outcomes: Vec<_> = entries
+            .into_iter()
+            .map(|new| {
+                self.enqueue(Outgoing {
+                    channel: new.channel,
+                    kind: new.entry.kind,
+                    sender: new.entry.sender,
+                    payload: new.entry.payload,
+                    time_ms: new.entry.time_ms,
+                    member: 0,
+                })
+            })
+            .collect();
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let mut result = Ok(());
+            for outcome in outcomes {
+                if let Err(error) = published(outcome).await {
+                    result = Err(error);
+                }
+            }
+            let _ = reply.send(result);
+        });
+        pending
+    }
+
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
+        Some(Arc::new(self.clone()))
+    }
+
+    fn load(&self, channel: ChannelName) -> Pending<StoredChannel> {
+        self.run(
+            |inner| async move { history::load(&inner.channels, &channel, inner.limits).await },
+        )
+    }
+
+    fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>> {
+        self.run(|inner| async move {
+            let purged =
+                history::purge_idle(&inner.channels, &inner.buckets, idle_before_ms, &keep).await?;
+            accounts::purge_private(&inner.private, idle_before_ms).await?;
+            accounts::purge_bans(&inner.buckets, idle_before_ms).await?;
+            Ok(purged)
+        })
+    }
+
+    /// Resolves at once: whatever JetStream acknowledged is already stored (on a majority of
+    /// the replicas), and nothing is acknowledged before.
+    fn sync(&self) -> Pending<()> {
+        self.run(|_| async { Ok(()) })
+    }
+
+    fn history_before(
+        &self,
+        channel: ChannelName,
+        before_seq: u64,
+        limit: usize,
+    ) -> Pending<Vec<Entry>> {
+        self.run(|inner| async move {
+            history::before(&inner.channels, &channel, inner.limits, before_seq, limit).await
+        })
+    }
+
+    fn identity(&self, nick: Nick) -> Pending<Option<Identity>> {
+        self.run(|inner| async move { accounts::identity(&inner.buckets, &nick).await })
+    }
+
+    fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
+        self.run(|inner| async move {
+            accounts::bind_key(&inner.buckets, &nick, &key, sharing, true).await
+        })
+    }
+
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
+        self.run(|inner| async move {
+            accounts::bind_key(&inner.buckets, &nick, &key, sharing, false).await
+        })
+    }
+
+    fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool> {
+        self.run(
+            |inner| async move { accounts::remove_key(&inner.buckets, &nick, &fingerprint).await },
+        )
+    }
+
+    fn identities(&self) -> Pending<Vec<Identity>> {
+        self.run(|inner| async move { accounts::identities(&inner.buckets).await })
+    }
+
+    fn release_identity(&self, nick: Nick) -> Pending<bool> {
+        self.run(|inner| async move { accounts::release(&inner.buckets, &nick).await })
+    }
+
+    fn send_private(&self, message: PrivateMessage, unread: bool) -> Pending<PrivateMessage> {
+        self.run(|inner| async move {
+            accounts::send_private(&inner.js, &inner.ids, message, unread).await
+        })
+    }
+
+    fn take_unread_private(&self, nick: Nick) -> Pending<Vec<PrivateMessage>> {
+        self.run(|inner| async move {
+            accounts::take_unread(&inner.private, &inner.buckets, &nick).await
+        })
+    }
+
+    fn ban(&self, bans: Vec<Ban>) -> Pending<()> {
+        self.run(|inner| async move { accounts::ban(&inner.buckets, &bans).await })
+    }
+
+    fn unban(&self, fingerprint_or_nick: String) -> Pending<Vec<Ban>> {
+        self.run(|inner| async move { accounts::unban(&inner.buckets, &fingerprint_or_nick).await })
+    }
+
+    fn bans(&self, now_ms: u64) -> Pending<Vec<Ban>> {
+        self.run(|inner| async move { accounts::bans(&inner.buckets, now_ms).await })
+    }
+
+    fn ban_of(&self, fingerprint: String, now_ms: u64) -> Pending<Option<Ban>> {
+        self.run(
+            |inner| async move { accounts::ban_of(&inner.buckets, &fingerprint, now_ms).await },
+        )
+    }
+
+    fn set_topic(&self, topic: Topic) -> Pending<()> {
+        self.run(|inner| async move { accounts::set_topic(&inner.buckets, &topic).await })
+    }
+
+    fn topic(&self, room: ChannelName) -> Pending<Option<Topic>> {
+        self.run(|inner| async move { accounts::topic(&inner.buckets, &room).await })
+    }
+}
+
+impl Bus for ClusterStore {
+    fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    fn publish(&self, frame: Outgoing) -> Pending<u64> {
+        let outcome = self.enqueue(frame);
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let _ = reply.send(published(outcome).await);
+        });
+        pending
+    }
+
+    /// Every frame stored since this store connected, in stream order. The first call starts
+    /// the node's consumer; later calls get a receiver that yields nothing.
+    fn deliveries(&self) -> mpsc::Receiver<Delivered> {
+        let (sender, receiver) = mpsc::channel(deliveries::BUFFER);
+        if !self.inner.deliveries_taken.swap(true, Ordering::SeqCst) {
+            let task = tokio::spawn(deliveries::run(
+                self.inner.channels.clone(),
+                self.inner.deliver_from,
+                sender,
+            ));
+            if let Ok(mut tasks) = self.inner.tasks.lock() {
+                tasks.push(task);
+            }
+        }
+        receiver
+    }
+
+    fn set_presence(&self, channel: ChannelName, members: Vec<Present>) {
+        if let Ok(mut local) = self.inner.local_presence.lock() {
+            if members.is_empty() {
+                local.remove(&channel);
+            } else {
+                local.insert(channel.clone(), members);
+            }
+        }
+        let _ = self.inner.presence_changes.send(channel);
+    }
+
+    fn remote_presence(&self) -> watch::Receiver<Arc<RemotePresence>> {
+        self.inner.remote_presence.clone()
+    }
+
+    fn health(&self) -> BusHealth {
+        self.inner.link.health(&self.inner.client)
+    }
+}

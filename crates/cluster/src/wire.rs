@@ -1,0 +1,566 @@
+//! What kanava writes into JetStream, and the pure decoders of what it reads back.
+//!
+//! Everything read from NATS may have been written by another version of kanava, by a broken
+//! node, or by anyone with publish rights, so every decoder here refuses what it cannot trust
+//! instead of panicking, and is fuzzed (`fuzz/fuzz_targets/cluster_frame.rs`). Nothing in this
+//! module does I/O.
+//!
+//! Channel names may hold any ASCII, including `.`, `*`, `>`, spaces and control characters,
+//! none of which a NATS subject or KV key may carry. A channel's subject therefore holds a
+//! token, the first 16 bytes of SHA-256 of the name in hex, and the name itself travels in a
+//! header; a frame whose name does not hash to its subject's token is refused, so that two
+//! names can never share a history unless SHA-256 collides.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kanava_core::{
+    Ban, ChannelName, Entry, FrameKind, Identity, IdentityKey, Nick, PrivateMessage, Topic, Uid,
+};
+use kanava_store::{Delivered, Origin, Present};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The prefix of every channel subject: `kanava.ch.<token>`.
+pub const CHANNEL_PREFIX: &str = "kanava.ch.";
+/// The prefix of every private-message subject: `kanava.pm.<hex of the recipient's name key>`.
+pub const PRIVATE_PREFIX: &str = "kanava.pm.";
+
+/// Header carrying the channel name, in hex.
+pub const CHANNEL_HEADER: &str = "Kanava-Channel";
+/// Header carrying the frame kind's code ([`FrameKind::code`]).
+pub const KIND_HEADER: &str = "Kanava-Kind";
+/// Header carrying the sender's uid, in hex.
+pub const UID_HEADER: &str = "Kanava-Uid";
+/// Header carrying the time the hub accepted the frame, in Unix milliseconds.
+pub const TIME_HEADER: &str = "Kanava-Time";
+/// Header carrying `<node>/<member>`, the publishing node and member.
+pub const ORIGIN_HEADER: &str = "Kanava-Origin";
+/// Header of a private message: `1` while its recipient has yet to see it, else `0`.
+pub const UNREAD_HEADER: &str = "Kanava-Unread";
+
+/// Why a stored channel frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The subject is not `kanava.ch.` and 32 lowercase hex digits.
+    #[error("subject is not a channel subject")]
+    Subject,
+    /// A header kanava always writes is absent.
+    #[error("header {0} is missing")]
+    Missing(&'static str),
+    /// A header holds something kanava never writes.
+    #[error("header {0} is malformed")]
+    Malformed(&'static str),
+    /// The channel name in the header does not hash to the subject's token.
+    #[error("the channel name does not match the subject's token")]
+    TokenMismatch,
+}
+
+/// Why a stored record (an identity, ban, topic, presence announcement, private message) was
+/// refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The value is not the JSON kanava writes.
+    #[error("not a valid record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The JSON is well formed but a field holds something kanava never writes.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// The lowercase hex of `bytes`: how names that NATS subjects and keys cannot carry are
+/// written.
+pub fn hex(bytes: &[u8]) -> String {
+    base16ct::lower::encode_string(bytes)
+}
+
+/// A channel's subject token: the first 16 bytes of SHA-256 of its name, in lowercase hex.
+pub fn channel_token(channel: &ChannelName) -> String {
+    let digest = Sha256::digest(channel.as_str().as_bytes());
+    hex(&digest[..16])
+}
+
+/// The subject a channel's frames are stored under.
+pub fn channel_subject(channel: &ChannelName) -> String {
+    format!("{CHANNEL_PREFIX}{}", channel_token(channel))
+}
+
+/// The subject the private messages to `nick` are stored under.
+pub fn private_subject(nick: &Nick) -> String {
+    format!("{PRIVATE_PREFIX}{}", hex(nick.key().as_bytes()))
+}
+
+/// The headers of a channel frame, as [`decode_frame`] reads them back.
+pub fn frame_headers(
+    channel: &ChannelName,
+    kind: FrameKind,
+    sender: &Uid,
+    time_ms: u64,
+    origin: &Origin,
+) -> [(&'static str, String); 5] {
+    [
+        (CHANNEL_HEADER, hex(channel.as_str().as_bytes())),
+        (KIND_HEADER, kind.code().to_string()),
+        (UID_HEADER, hex(sender.as_str().as_bytes())),
+        (TIME_HEADER, time_ms.to_string()),
+        (ORIGIN_HEADER, format!("{}/{}", origin.node, origin.member)),
+    ]
+}
+
+/// The first value of header `name` among `headers`.
+fn header<'a>(headers: &[(&str, &'a str)], name: &'static str) -> Result<&'a str, FrameError> {
+    headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or(FrameError::Missing(name))
+}
+
+/// Decodes a hex header into ASCII text.
+fn hex_text(value: &str, name: &'static str) -> Result<String, FrameError> {
+    base16ct::lower::decode_vec(value)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(FrameError::Malformed(name))
+}
+
+/// Decodes a stored channel frame: its subject, headers (name, value pairs; the first of a
+/// repeated name counts), payload and stream sequence, which becomes the entry's `seq`.
+pub fn decode_frame(
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: Bytes,
+    seq: u64,
+) -> Result<Delivered, FrameError> {
+    let token = subject
+        .strip_prefix(CHANNEL_PREFIX)
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .ok_or(FrameError::Subject)?;
+    let name = hex_text(header(headers, CHANNEL_HEADER)?, CHANNEL_HEADER)?;
+    let channel = ChannelName::new(&name).map_err(|_| FrameError::Malformed(CHANNEL_HEADER))?;
+    if channel_token(&channel) != token {
+        return Err(FrameError::TokenMismatch);
+    }
+    let kind = header(headers, KIND_HEADER)?
+        .parse::<u8>()
+        .ok()
+        .and_then(FrameKind::from_code)
+        .ok_or(FrameError::Malformed(KIND_HEADER))?;
+    let uid = hex_text(header(headers, UID_HEADER)?, UID_HEADER)?;
+    let sender = Uid::new(&uid).map_err(|_| FrameError::Malformed(UID_HEADER))?;
+    let time_ms = header(headers, TIME_HEADER)?
+        .parse::<u64>()
+        .map_err(|_| FrameError::Malformed(TIME_HEADER))?;
+    let (node, member) = header(headers, ORIGIN_HEADER)?
+        .rsplit_once('/')
+        .filter(|(node, _)| !node.is_empty())
+        .ok_or(FrameError::Malformed(ORIGIN_HEADER))?;
+    let member = member
+        .parse::<u64>()
+        .map_err(|_| FrameError::Malformed(ORIGIN_HEADER))?;
+    Ok(Delivered {
+        channel,
+        entry: Entry {
+            seq,
+            kind,
+            sender,
+            payload,
+            time_ms,
+        },
+        origin: Origin {
+            node: Arc::from(node),
+            member,
+        },
+    })
+}
+
+fn nick(name: &str) -> Result<Nick, RecordError> {
+    Nick::new(name).map_err(|_| RecordError::Invalid("name"))
+}
+
+fn channel(name: &str) -> Result<ChannelName, RecordError> {
+    ChannelName::new(name).map_err(|_| RecordError::Invalid("channel name"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyRecord {
+    fingerprint: String,
+    public_key: String,
+    added_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdentityRecord {
+    nick: String,
+    keys: Vec<KeyRecord>,
+}
+
+/// The value of an identity's key: the name as first bound and its keys, oldest first.
+pub fn encode_identity(identity: &Identity) -> Vec<u8> {
+    let record = IdentityRecord {
+        nick: identity.nick.as_str().to_owned(),
+        keys: identity
+            .keys
+            .iter()
+            .map(|k| KeyRecord {
+                fingerprint: k.fingerprint.clone(),
+                public_key: k.public_key.clone(),
+                added_ms: k.added_ms,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Reads an identity written by [`encode_identity`]; a bound name has at least one key.
+pub fn decode_identity(bytes: &[u8]) -> Result<Identity, RecordError> {
+    let record: IdentityRecord = serde_json::from_slice(bytes)?;
+    if record.keys.is_empty() {
+        return Err(RecordError::Invalid("identity without keys"));
+    }
+    Ok(Identity {
+        nick: nick(&record.nick)?,
+        keys: record
+            .keys
+            .into_iter()
+            .map(|k| IdentityKey {
+                fingerprint: k.fingerprint,
+                public_key: k.public_key,
+                added_ms: k.added_ms,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyNamesRecord {
+    nicks: Vec<String>,
+}
+
+/// The value of a key's index entry: the names the key was bound to.
+pub fn encode_key_names(nicks: &[Nick]) -> Vec<u8> {
+    let record = KeyNamesRecord {
+        nicks: nicks.iter().map(|n| n.as_str().to_owned()).collect(),
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Reads a key's index entry written by [`encode_key_names`].
+pub fn decode_key_names(bytes: &[u8]) -> Result<Vec<Nick>, RecordError> {
+    let record: KeyNamesRecord = serde_json::from_slice(bytes)?;
+    record.nicks.iter().map(|n| nick(n)).collect()
+}
+
+#[derive(Serialize, Deserialize)]
+struct BanRecord {
+    fingerprint: String,
+    nick: String,
+    by: String,
+    since_ms: u64,
+    until_ms: Option<u64>,
+}
+
+/// The value of a ban's key.
+pub fn encode_ban(ban: &Ban) -> Vec<u8> {
+    let record = BanRecord {
+        fingerprint: ban.fingerprint.clone(),
+        nick: ban.nick.as_str().to_owned(),
+        by: ban.by.as_str().to_owned(),
+        since_ms: ban.since_ms,
+        until_ms: ban.until_ms,
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Reads a ban written by [`encode_ban`].
+pub fn decode_ban(bytes: &[u8]) -> Result<Ban, RecordError> {
+    let record: BanRecord = serde_json::from_slice(bytes)?;
+    Ok(Ban {
+        fingerprint: record.fingerprint,
+        nick: nick(&record.nick)?,
+        by: nick(&record.by)?,
+        since_ms: record.since_ms,
+        until_ms: record.until_ms,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicRecord {
+    room: String,
+    text: String,
+    set_by: String,
+    set_ms: u64,
+}
+
+/// The value of a room's topic key.
+pub fn encode_topic(topic: &Topic) -> Vec<u8> {
+    let record = TopicRecord {
+        room: topic.room.as_str().to_owned(),
+        text: topic.text.clone(),
+        set_by: topic.set_by.as_str().to_owned(),
+        set_ms: topic.set_ms,
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Reads a topic written by [`encode_topic`].
+pub fn decode_topic(bytes: &[u8]) -> Result<Topic, RecordError> {
+    let record: TopicRecord = serde_json::from_slice(bytes)?;
+    Ok(Topic {
+        room: channel(&record.room)?,
+        text: record.text,
+        set_by: nick(&record.set_by)?,
+        set_ms: record.set_ms,
+    })
+}
+
+/// One node's announcement of its members of one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceRecord {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The announcing node.
+    pub node: String,
+    /// Its members there.
+    pub members: Vec<Present>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberRecord {
+    uid: String,
+    exclusive: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PresenceJson {
+    channel: String,
+    node: String,
+    members: Vec<MemberRecord>,
+}
+
+/// The value of a presence key.
+pub fn encode_presence(record: &PresenceRecord) -> Vec<u8> {
+    let json = PresenceJson {
+        channel: record.channel.as_str().to_owned(),
+        node: record.node.clone(),
+        members: record
+            .members
+            .iter()
+            .map(|m| MemberRecord {
+                uid: m.uid.as_str().to_owned(),
+                exclusive: m.exclusive,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&json).unwrap_or_default()
+}
+
+/// Reads a presence announcement written by [`encode_presence`].
+pub fn decode_presence(bytes: &[u8]) -> Result<PresenceRecord, RecordError> {
+    let json: PresenceJson = serde_json::from_slice(bytes)?;
+    if json.node.is_empty() {
+        return Err(RecordError::Invalid("node name"));
+    }
+    let members = json
+        .members
+        .into_iter()
+        .map(|m| {
+            Ok(Present {
+                uid: Uid::new(&m.uid).map_err(|_| RecordError::Invalid("uid"))?,
+                exclusive: m.exclusive,
+            })
+        })
+        .collect::<Result<_, RecordError>>()?;
+    Ok(PresenceRecord {
+        channel: channel(&json.channel)?,
+        node: json.node,
+        members,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct PrivateRecord {
+    from: String,
+    to: String,
+    text: String,
+    time_ms: u64,
+}
+
+/// The payload of a private message (its id is its stream sequence, not stored).
+pub fn encode_private(message: &PrivateMessage) -> Vec<u8> {
+    let record = PrivateRecord {
+        from: message.from.as_str().to_owned(),
+        to: message.to.as_str().to_owned(),
+        text: message.text.clone(),
+        time_ms: message.time_ms,
+    };
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Reads a private message written by [`encode_private`], stored at stream sequence `id`.
+pub fn decode_private(bytes: &[u8], id: u64) -> Result<PrivateMessage, RecordError> {
+    let record: PrivateRecord = serde_json::from_slice(bytes)?;
+    Ok(PrivateMessage {
+        id,
+        from: nick(&record.from)?,
+        to: nick(&record.to)?,
+        text: record.text,
+        time_ms: record.time_ms,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeenRecord {
+    last: u64,
+}
+
+/// The value of a name's private-message pointer: the last stream sequence it has seen.
+pub fn encode_seen(last: u64) -> Vec<u8> {
+    serde_json::to_vec(&SeenRecord { last }).unwrap_or_default()
+}
+
+/// Reads a pointer written by [`encode_seen`].
+pub fn decode_seen(bytes: &[u8]) -> Result<u64, RecordError> {
+    Ok(serde_json::from_slice::<SeenRecord>(bytes)?.last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            node: Arc::from("node-a/x"),
+            member: 7,
+        }
+    }
+
+    fn encoded(channel: &ChannelName) -> (String, Vec<(&'static str, String)>) {
+        let uid = Uid::new("ali\x01ce").unwrap();
+        let headers = frame_headers(channel, FrameKind::Text, &uid, 42, &origin());
+        (channel_subject(channel), headers.to_vec())
+    }
+
+    fn pairs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
+    }
+
+    #[test]
+    fn a_frame_round_trips_through_its_headers() {
+        let channel = ChannelName::new("a.b *>\x1b").unwrap();
+        let (subject, headers) = encoded(&channel);
+        assert_eq!(subject.len(), CHANNEL_PREFIX.len() + 32);
+        let got = decode_frame(&subject, &pairs(&headers), Bytes::from_static(b"hi"), 9).unwrap();
+        assert_eq!(got.channel, channel);
+        assert_eq!(got.entry.seq, 9);
+        assert_eq!(got.entry.kind, FrameKind::Text);
+        assert_eq!(got.entry.sender.as_str(), "ali\x01ce");
+        assert_eq!(got.entry.time_ms, 42);
+        assert_eq!(&got.entry.payload[..], b"hi");
+        assert_eq!(got.origin, origin(), "a node name may hold '/'");
+    }
+
+    #[test]
+    fn a_name_that_does_not_hash_to_the_subject_is_refused() {
+        let channel = ChannelName::new("one").unwrap();
+        let (_, headers) = encoded(&channel);
+        let other = channel_subject(&ChannelName::new("two").unwrap());
+        let got = decode_frame(&other, &pairs(&headers), Bytes::new(), 1);
+        assert_eq!(got, Err(FrameError::TokenMismatch));
+    }
+
+    #[test]
+    fn broken_frames_are_refused() {
+        let channel = ChannelName::new("c").unwrap();
+        let (subject, headers) = encoded(&channel);
+        let decode = |subject: &str, headers: &[(&'static str, String)]| {
+            decode_frame(subject, &pairs(headers), Bytes::new(), 1).map(|_| ())
+        };
+        assert_eq!(decode("kanava.ch.xyz", &headers), Err(FrameError::Subject));
+        let upper = subject.to_uppercase().replace("KANAVA.CH.", CHANNEL_PREFIX);
+        assert_eq!(decode(&upper, &headers), Err(FrameError::Subject));
+        for (i, name) in [
+            CHANNEL_HEADER,
+            KIND_HEADER,
+            UID_HEADER,
+            TIME_HEADER,
+            ORIGIN_HEADER,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut missing = headers.clone();
+            missing.remove(i);
+            assert_eq!(decode(&subject, &missing), Err(FrameError::Missing(name)));
+            let mut bad = headers.clone();
+            bad[i].1 = "/zz".into();
+            assert_eq!(decode(&subject, &bad), Err(FrameError::Malformed(name)));
+        }
+        let mut kind = headers.clone();
+        kind[1].1 = "9".into();
+        assert_eq!(
+            decode(&subject, &kind),
+            Err(FrameError::Malformed(KIND_HEADER))
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_invalid_names() {
+        let alice = Nick::new("Alice").unwrap();
+        let identity = Identity {
+            nick: alice.clone(),
+            keys: vec![IdentityKey {
+                fingerprint: "SHA256:a".into(),
+                public_key: "ssh-ed25519 AAAA".into(),
+                added_ms: 5,
+            }],
+        };
+        assert_eq!(
+            decode_identity(&encode_identity(&identity)).unwrap(),
+            identity
+        );
+        assert!(decode_identity(br#"{"nick":"a b","keys":[]}"#).is_err());
+        assert!(decode_identity(br#"{"nick":"ab","keys":[]}"#).is_err());
+        let ban = Ban {
+            fingerprint: "SHA256:m".into(),
+            nick: alice.clone(),
+            by: alice.clone(),
+            since_ms: 1,
+            until_ms: Some(2),
+        };
+        assert_eq!(decode_ban(&encode_ban(&ban)).unwrap(), ban);
+        let topic = Topic {
+            room: ChannelName::new("r\x00oom").unwrap(),
+            text: "t".into(),
+            set_by: alice.clone(),
+            set_ms: 3,
+        };
+        assert_eq!(decode_topic(&encode_topic(&topic)).unwrap(), topic);
+        let presence = PresenceRecord {
+            channel: ChannelName::new("c").unwrap(),
+            node: "n".into(),
+            members: vec![Present {
+                uid: Uid::new("u").unwrap(),
+                exclusive: true,
+            }],
+        };
+        assert_eq!(
+            decode_presence(&encode_presence(&presence)).unwrap(),
+            presence
+        );
+        assert!(decode_presence(br#"{"channel":"","node":"n","members":[]}"#).is_err());
+        let pm = PrivateMessage {
+            id: 4,
+            from: alice.clone(),
+            to: Nick::new("bob").unwrap(),
+            text: "hi".into(),
+            time_ms: 9,
+        };
+        assert_eq!(decode_private(&encode_private(&pm), 4).unwrap(), pm);
+        assert_eq!(
+            decode_key_names(&encode_key_names(std::slice::from_ref(&alice))).unwrap(),
+            [alice]
+        );
+        assert_eq!(decode_seen(&encode_seen(12)).unwrap(), 12);
+    }
+}

@@ -1,0 +1,69 @@
+//! Presence: announced on one node, seen on the others, gone when the node is.
+
+use std::time::{Duration, Instant};
+
+use kanava_core::{ChannelName, Uid};
+use kanava_store::{Present, Store};
+
+use crate::harness::{Options, Server, config, store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_seen_on_other_nodes_refreshed_and_dropped_with_its_node() {
+    crate::logs();
+    let server = Server::start(Options {
+        jetstream: true,
+        ..Default::default()
+    })
+    .await;
+    let heartbeat = config(vec![], "x").presence_heartbeat;
+    let a = store(&server, "node-a").await;
+    let b = store(&server, "node-b").await;
+    let (bus_a, bus_b) = (a.bus().unwrap(), b.bus().unwrap());
+    let mut on_b = bus_b.remote_presence();
+    let mut on_a = bus_a.remote_presence();
+    let room = ChannelName::new("room\x01.*").unwrap();
+    let present = |uid: &str, exclusive| Present {
+        uid: Uid::new(uid).unwrap(),
+        exclusive,
+    };
+    let members = vec![present("zed", true), present("amy", false)];
+    let sorted = vec![present("amy", false), present("zed", true)];
+    let within = Duration::from_secs(5);
+
+    bus_a.set_presence(room.clone(), members.clone());
+    let seen = tokio::time::timeout(within, on_b.wait_for(|v| v.get(&room) == Some(&sorted)));
+    seen.await.expect("b sees a's members").unwrap();
+    assert!(on_a.borrow().is_empty(), "a node does not see itself");
+
+    bus_b.set_presence(room.clone(), vec![present("bo", true)]);
+    let both = tokio::time::timeout(within, on_a.wait_for(|v| v.get(&room).is_some()));
+    both.await.expect("a sees b").unwrap();
+    assert_eq!(
+        on_b.borrow().get(&room),
+        Some(&sorted),
+        "b still sees only a"
+    );
+
+    let kept = tokio::time::timeout(heartbeat * 6, on_b.wait_for(|v| v.get(&room).is_none()));
+    assert!(kept.await.is_err(), "heartbeats keep the announcement");
+
+    bus_a.set_presence(room.clone(), Vec::new());
+    let left = tokio::time::timeout(within, on_b.wait_for(|v| v.get(&room).is_none()));
+    left.await
+        .expect("an empty announcement removes the channel")
+        .unwrap();
+
+    bus_a.set_presence(room.clone(), members);
+    let back = tokio::time::timeout(within, on_b.wait_for(|v| v.get(&room) == Some(&sorted)));
+    back.await.expect("announced again").unwrap();
+    drop(bus_a);
+    drop(a);
+    let dropped_at = Instant::now();
+    let gone = tokio::time::timeout(within, on_b.wait_for(|v| v.get(&room).is_none()));
+    gone.await.expect("a's members go with it").unwrap();
+    let after = dropped_at.elapsed();
+    assert!(
+        after <= heartbeat * 3 + heartbeat / 2 + Duration::from_millis(300),
+        "dropped {after:?} after the node, heartbeat {heartbeat:?}"
+    );
+}
