@@ -118,4 +118,15 @@ async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
     let extra = tokio::time::timeout(Duration::from_millis(500), on_b.recv()).await;
     assert!(extra.is_err(), "nothing delivered twice: {extra:?}");
     assert!(bus_a.health().connected, "{}", bus_a.health().detail);
+
+    for name in ["n1", "n2", "n3"] {
+        cluster.kill(name);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while bus_a.health().connected {
+        assert!(tokio::time::Instant::now() < deadline, "still connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let detail = bus_a.health().detail;
+    assert!(detail.contains("disconnected"), "{detail}");
 }
