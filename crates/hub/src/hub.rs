@@ -457,9 +457,9 @@ impl Hub {
         if let Some(cluster) = &self.inner.cluster {
             let remote: Vec<ChannelName> = cluster.remote.borrow().keys().cloned().collect();
             for name in remote {
-                if !rooms.contains_key(&name) {
-                    let count = self.members(&name).len();
-                    rooms.insert(name, count);
+                if let std::collections::hash_map::Entry::Vacant(slot) = rooms.entry(name) {
+                    let count = self.members(slot.key()).len();
+                    slot.insert(count);
                 }
             }
         }
