@@ -23,8 +23,13 @@ use crate::support::*;
 /// stream leader when the lost node led).
 const RECOVERY: Duration = Duration::from_secs(30);
 
-/// How long a crashed node's presence may outlive it (3 heartbeats in the design, about 30 s).
-const PRESENCE_EXPIRY: Duration = Duration::from_secs(40);
+/// The presence refresh interval where a test waits for a crashed node's presence to expire
+/// (3 intervals), short to keep the test short, not so short that a loaded machine misses one.
+const PRESENCE_INTERVAL: &str = "2s";
+
+/// How long a crashed node's presence may outlive it: 3 intervals of [`PRESENCE_INTERVAL`],
+/// with room for a loaded machine.
+const PRESENCE_EXPIRY: Duration = Duration::from_secs(20);
 
 /// A fresh NATS cluster and kanava nodes connected to all of its servers. On a failing test,
 /// prints the end of every node's log.
@@ -39,10 +44,18 @@ impl Cluster {
     /// Starts a NATS cluster and one kanava node per name, one after the other
     /// ([`nodes_started_together_all_join`] starts them at once).
     async fn start(names: &[&str]) -> Cluster {
+        Self::start_with(names, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more `kanava serve` arguments for every node.
+    async fn start_with(names: &[&str], args: &[&str]) -> Cluster {
         let nats = NatsCluster::start().await;
         let urls = nats.urls();
         Cluster {
-            nodes: names.iter().map(|name| Some(node(&urls, name))).collect(),
+            nodes: names
+                .iter()
+                .map(|name| Some(node(&urls, name, args)))
+                .collect(),
             names: names.iter().map(|n| n.to_string()).collect(),
             nats,
         }
@@ -82,10 +95,11 @@ impl Drop for Cluster {
     }
 }
 
-/// `kanava serve` as cluster node `name` on the NATS servers `urls`.
-fn node(urls: &str, name: &str) -> Kanava {
+/// `kanava serve ARGS` as cluster node `name` on the NATS servers `urls`.
+fn node(urls: &str, name: &str, args: &[&str]) -> Kanava {
     Start::new()
         .args(&["--cluster", urls, "--node-name", name])
+        .args(args)
         .start()
 }
 
@@ -250,7 +264,7 @@ async fn nodes_started_together_all_join() {
     let nodes: Vec<Kanava> = std::thread::scope(|scope| {
         let starting: Vec<_> = ["a", "b", "c"]
             .iter()
-            .map(|name| scope.spawn(|| node(&urls, name)))
+            .map(|name| scope.spawn(|| node(&urls, name, &[])))
             .collect();
         starting
             .into_iter()
@@ -514,7 +528,8 @@ async fn racing_first_logins_exactly_one_wins() {
 #[tokio::test]
 async fn mles_duplicate_uid_refused_across_nodes() {
     let _heavy = heavy().await;
-    let mut cluster = Cluster::start(&["a", "b"]).await;
+    let mut cluster =
+        Cluster::start_with(&["a", "b"], &["--presence-interval", PRESENCE_INTERVAL]).await;
     let keys = Keys::new();
     let watcher_key = keys.path("ed25519");
     let ch = channel("dup");
