@@ -1,6 +1,7 @@
 //! Fuzzes what kanava reads back from NATS JetStream in a cluster (`kanava_cluster::wire`): a
-//! stored channel frame (`decode_frame`, from a subject, headers and payload) and the JSON
-//! records of the key-value buckets and the private-message stream (identities, key indexes,
+//! stored channel frame (`decode_frame`, from a subject, headers and payload), a stored debug-me
+//! record or a message sent into a session (`decode_session_message`, from the same headers and
+//! payload), a session node's reply (`decode_session_reply`) and the JSON records of the key-value buckets and the private-message stream (identities, key indexes,
 //! bans, topics, presence announcements, private messages, read pointers).
 //!
 //! The input is a frame written as text: the subject on the first line, then `Name: value`
@@ -8,6 +9,8 @@
 //! record decoder. Beyond "no panic":
 //! - an accepted frame's subject is the hash of the channel it carries, and re-encoding the
 //!   frame (`frame_headers`, `channel_subject`) gives a frame that decodes to the same;
+//! - an accepted session record re-encodes (`session_headers`) to one that decodes to the same;
+//! - a refused reply's reason fits a header (no control characters, at most `MAX_REASON` bytes);
 //! - an accepted record re-encodes to one that decodes to the same record.
 
 #![no_main]
@@ -40,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let seq = data.len() as u64;
-    if let Ok(delivered) = wire::decode_frame(&subject, &pairs, payload, seq) {
+    if let Ok(delivered) = wire::decode_frame(&subject, &pairs, payload.clone(), seq) {
         assert_eq!(subject, wire::channel_subject(&delivered.channel));
         let again = wire::frame_headers(
             &delivered.channel,
@@ -53,6 +56,21 @@ fuzz_target!(|data: &[u8]| {
         let payload = delivered.entry.payload.clone();
         let decoded = wire::decode_frame(&subject, &pairs, payload, seq).expect("re-encoded");
         assert_eq!(decoded, delivered);
+    }
+
+    if let Ok(record) = wire::decode_session_message(&pairs, payload.clone()) {
+        let again = wire::session_headers(&record);
+        let again: Vec<(&str, &str)> = again.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let payload = match &record {
+            wire::SessionRecord::Message(message) => message.frame.clone(),
+            wire::SessionRecord::Start | wire::SessionRecord::End => Bytes::new(),
+        };
+        let decoded = wire::decode_session_message(&again, payload).expect("re-encoded");
+        assert_eq!(decoded, record);
+    }
+    if let Err(reason) = wire::decode_session_reply(&pairs, &payload) {
+        assert!(!reason.is_empty() && reason.len() <= wire::MAX_REASON);
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
     }
 
     if let Ok(identity) = wire::decode_identity(data) {

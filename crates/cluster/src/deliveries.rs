@@ -29,7 +29,7 @@ pub(crate) const MAX_PULL: Duration = Duration::from_secs(4);
 /// Silence after which the stream is asked whether frames are waiting: an ordered consumer whose
 /// server died can stay silent for a long time before async-nats notices (observed: over 30 s
 /// after a node of three was killed).
-const STALL: Duration = Duration::from_secs(2);
+pub(crate) const STALL: Duration = Duration::from_secs(2);
 
 /// Why following the stream stopped.
 enum Stop {

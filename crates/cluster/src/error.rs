@@ -103,6 +103,14 @@ pub enum ClusterError {
         /// Why.
         source: RecordError,
     },
+    /// A debug-me session could not be reached, or did not log a message sent into it.
+    #[error("debug-me session {id:?}: {reason}")]
+    Session {
+        /// The session id, as given.
+        id: String,
+        /// What happened.
+        reason: String,
+    },
     /// A compare-and-set kept losing to concurrent writers.
     #[error("{0} kept changing under concurrent updates; gave up")]
     Contention(&'static str),
@@ -114,6 +122,16 @@ impl ClusterError {
         Self::Nats {
             op,
             source: source.into(),
+        }
+    }
+}
+
+impl ClusterError {
+    /// A debug-me session error.
+    pub(crate) fn session(id: &str, reason: impl Into<String>) -> Self {
+        Self::Session {
+            id: id.to_owned(),
+            reason: reason.into(),
         }
     }
 }

@@ -2,12 +2,17 @@
 //! order of channel frames through NATS JetStream.
 //!
 //! [`ClusterStore`] implements [`kanava_store::Store`] and, through [`Store::bus`], the
-//! [`kanava_store::Bus`] that orders and relays frames between nodes. The layout on the server:
+//! [`kanava_store::Bus`] that orders and relays frames between nodes, and through
+//! [`Store::sessions`] the [`kanava_store::SessionBus`] that carries debug-me sessions across
+//! nodes. The layout on the server:
 //!
 //! - stream `KANAVA_CH` (`kanava.ch.<token>` per channel, see [`wire`]): every channel's frames,
 //!   each channel capped at the history's `max_entries`; the stream sequence is the frame's
 //!   place in the cluster's order;
 //! - stream `KANAVA_PM` (`kanava.pm.<hex of the name>`): private messages, kept 30 days;
+//! - stream `KANAVA_DM` (`kanava.dm.<session id>`): the logs of debug-me sessions, each
+//!   complete (no cap per session), kept for the debug-me retention; the session's node takes
+//!   messages from other nodes in on `kanava.dm-in.<session id>` (core NATS requests);
 //! - key-value buckets `kanava_ident` (names and their keys), `kanava_bans`, `kanava_topics`,
 //!   `kanava_pm_seen` (what each name has read) and `kanava_presence` (who is where, in memory,
 //!   expiring after three heartbeats).
@@ -16,6 +21,7 @@
 //! their streams are created here as plain streams and then opened as buckets.
 //!
 //! [`Store::bus`]: kanava_store::Store::bus
+//! [`Store::sessions`]: kanava_store::Store::sessions
 
 mod accounts;
 mod auth;
@@ -24,6 +30,7 @@ mod error;
 mod history;
 mod presence;
 mod publish;
+mod sessions;
 mod setup;
 mod store;
 pub mod wire;
@@ -61,6 +68,8 @@ pub struct ClusterConfig {
     /// How often this node refreshes its presence announcements; announcements not refreshed
     /// for three heartbeats are dropped.
     pub presence_heartbeat: Duration,
+    /// How long the logs of debug-me sessions are kept (`--debug-me-retention`); not zero.
+    pub debug_me_retention: Duration,
     /// How long connecting to a server may take.
     pub connect_timeout: Duration,
 }

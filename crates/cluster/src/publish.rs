@@ -79,10 +79,20 @@ impl Message {
         for (name, value) in headers {
             map.insert(name, value);
         }
-        map.insert(async_nats::header::NATS_MESSAGE_ID, ids.next());
+        Self::with_headers(subject, map, payload, ids)
+    }
+
+    /// A message to `subject` with the headers of `headers` and the next id of `ids`.
+    pub(crate) fn with_headers(
+        subject: String,
+        mut headers: HeaderMap,
+        payload: Bytes,
+        ids: &MessageIds,
+    ) -> Self {
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, ids.next());
         Self {
             subject,
-            headers: map,
+            headers,
             payload,
         }
     }

@@ -12,13 +12,15 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
-use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX};
+use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX, SESSION_PREFIX};
 use crate::{ClusterConfig, ClusterError, HEADER_ROOM};
 
 /// The channel stream.
 pub(crate) const CHANNEL_STREAM: &str = "KANAVA_CH";
 /// The private-message stream.
 pub(crate) const PRIVATE_STREAM: &str = "KANAVA_PM";
+/// The debug-me session stream.
+pub(crate) const SESSION_STREAM: &str = "KANAVA_DM";
 /// How long private messages are kept: the SSH chat's retention for idle data.
 pub(crate) const PRIVATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The window in which JetStream drops a publish whose `Nats-Msg-Id` it has already stored.
@@ -111,6 +113,7 @@ pub(crate) struct Connected {
     pub(crate) js: jetstream::Context,
     pub(crate) channels: stream::Stream,
     pub(crate) private: stream::Stream,
+    pub(crate) sessions: stream::Stream,
     pub(crate) buckets: Buckets,
     pub(crate) link: Arc<Link>,
 }
@@ -140,6 +143,11 @@ fn check(config: &ClusterConfig) -> Result<(), ClusterError> {
     if config.history.max_entries == 0 {
         return Err(ClusterError::Config(
             "the history must keep at least one entry".into(),
+        ));
+    }
+    if config.debug_me_retention.is_zero() {
+        return Err(ClusterError::Config(
+            "the debug-me retention must not be zero".into(),
         ));
     }
     if config.presence_heartbeat < Duration::from_millis(100) {
@@ -246,6 +254,23 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         },
     )
     .await?;
+    // Each session's subject is its complete log: no cap per subject, only the retention.
+    let sessions = ensure_stream(
+        &js,
+        stream::Config {
+            name: SESSION_STREAM.into(),
+            subjects: vec![format!("{SESSION_PREFIX}>")],
+            discard: DiscardPolicy::Old,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: DUPLICATE_WINDOW.min(config.debug_me_retention),
+            allow_direct: true,
+            max_age: config.debug_me_retention,
+            max_message_size: max_msg_size,
+            ..Default::default()
+        },
+    )
+    .await?;
     let file = |bucket| (bucket, StorageType::File, Duration::ZERO);
     let presence_age = config.presence_heartbeat * 3;
     let mut opened = Vec::new();
@@ -274,6 +299,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         js,
         channels,
         private,
+        sessions,
         buckets: Buckets {
             ident,
             bans,
@@ -326,13 +352,14 @@ async fn ensure_bucket(
 }
 
 /// Brings stream `config.name` to `config`, creating it if needed. A server whose JetStream
-/// meta leader is still being elected is asked again for a few seconds.
+/// meta leader is still being elected, or that is busy creating the same stream for another node
+/// starting at the same time, is asked again for up to half a minute.
 async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, ClusterError> {
     let name = config.name.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = match js.update_stream(&config).await {
             Err(error) if error.kind() == CreateStreamErrorKind::NotFound => js
@@ -344,7 +371,7 @@ async fn ensure_stream(
         };
         match attempt {
             Ok(()) => break,
-            Err((error, _)) if unavailable(&error) && Instant::now() < deadline => {
+            Err((error, _)) if retryable(&error) && Instant::now() < deadline => {
                 tracing::debug!(stream = %name, %error, "JetStream not ready; asking again");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -361,10 +388,18 @@ async fn ensure_stream(
         })
 }
 
-/// Whether the server said JetStream is there but not ready yet (no meta leader yet).
-fn unavailable(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
-    matches!(error.kind(), CreateStreamErrorKind::JetStream(e)
-        if e.error_code() == ErrorCode::CLUSTER_NOT_AVAILABLE)
+/// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out
+/// (the meta leader is busy, as when several nodes start at once), or another node created the
+/// stream between our update and create.
+fn retryable(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    match error.kind() {
+        CreateStreamErrorKind::TimedOut => true,
+        CreateStreamErrorKind::JetStream(e) => {
+            e.error_code() == ErrorCode::CLUSTER_NOT_AVAILABLE
+                || e.error_code() == ErrorCode::STREAM_NAME_EXIST
+        }
+        _ => false,
+    }
 }
 
 /// Turns a failed stream creation or update into the error an operator can act on.
@@ -426,6 +461,7 @@ mod tests {
             history: Default::default(),
             max_frame: Some(1024),
             presence_heartbeat: Duration::from_secs(5),
+            debug_me_retention: Duration::from_secs(3600),
             connect_timeout: Duration::from_secs(1),
         }
     }
@@ -439,5 +475,8 @@ mod tests {
         let mut none = config("n");
         none.servers.clear();
         assert!(check(&none).is_err());
+        let mut forever = config("n");
+        forever.debug_me_retention = Duration::ZERO;
+        assert!(check(&forever).is_err(), "zero would keep logs forever");
     }
 }

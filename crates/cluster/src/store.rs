@@ -1,5 +1,5 @@
-//! [`ClusterStore`]: the [`Store`] and [`Bus`] of a node in a cluster, and the lifetime of its
-//! background tasks.
+//! [`ClusterStore`]: the [`Store`], [`Bus`] and [`SessionBus`] of a node in a cluster, and the
+//! lifetime of its background tasks.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,24 +7,30 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream;
 use async_nats::jetstream::stream::Stream;
+use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeySharing, NewEntry,
     Nick, PrivateMessage, Topic,
 };
 use kanava_store::{
-    Bus, BusHealth, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError,
-    StoredChannel,
+    Bus, BusHealth, Delivered, InboundMessage, Outgoing, Pending, Present, RemotePresence,
+    SessionBus, SessionEvent, SessionMessage, Store, StoreError, StoredChannel,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::publish::{Job, Message, MessageIds};
 use crate::setup::{Buckets, Link};
-use crate::{ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, wire};
+use crate::wire::SessionRecord;
+use crate::{
+    ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
+};
 
-/// A node's handle on the cluster: the shared [`Store`] and its [`Bus`]. Cheap to clone; the
-/// background tasks (publishing, presence, deliveries) and the NATS connection end when the
-/// last clone, and the last [`Bus`] it handed out, is dropped.
+/// A node's handle on the cluster: the shared [`Store`], its [`Bus`] and its [`SessionBus`].
+/// Cheap to clone; the background tasks (publishing, presence, deliveries, the inboxes of open
+/// debug-me sessions) and the NATS connection end when the last clone, and the last [`Bus`] or
+/// [`SessionBus`] it handed out, is dropped. (A session follower ends when its receiver is
+/// dropped.)
 #[derive(Clone)]
 pub struct ClusterStore {
     inner: Arc<Inner>,
@@ -38,6 +44,10 @@ struct Inner {
     js: jetstream::Context,
     channels: Stream,
     private: Stream,
+    /// `KANAVA_DM`: the debug-me sessions.
+    sessions: Stream,
+    /// The debug-me sessions open on this node.
+    inboxes: sessions::Inboxes,
     buckets: Buckets,
     link: Arc<Link>,
     ids: Arc<MessageIds>,
@@ -108,6 +118,8 @@ impl ClusterStore {
                 js: connected.js,
                 channels: connected.channels,
                 private: connected.private,
+                sessions: connected.sessions,
+                inboxes: sessions::Inboxes::default(),
                 buckets: connected.buckets,
                 link: connected.link,
                 publisher,
@@ -167,11 +179,54 @@ impl ClusterStore {
             frame.payload,
             &self.inner.ids,
         );
+        self.inner.queue(message)
+    }
+}
+
+impl Inner {
+    /// Queues a message on the publisher, after everything queued before; the receiver gets its
+    /// sequence once it is stored.
+    fn queue(&self, message: Message) -> oneshot::Receiver<Result<u64, ClusterError>> {
         let (reply, outcome) = oneshot::channel();
         // If the publisher is gone the reply sender is dropped and the outcome says so.
-        let _ = self.inner.publisher.send(Job { message, reply });
+        let _ = self.publisher.send(Job { message, reply });
         outcome
     }
+
+    /// Queues a record of debug-me session `id` on the publisher.
+    fn queue_session(
+        &self,
+        id: &str,
+        record: SessionRecord,
+    ) -> Result<oneshot::Receiver<Result<u64, ClusterError>>, ClusterError> {
+        let subject = wire::session_subject(id)
+            .ok_or_else(|| ClusterError::session(id, "not a session id"))?;
+        let headers = sessions::headers(id, &record)?;
+        let payload = match record {
+            SessionRecord::Message(message) => message.frame,
+            SessionRecord::Start | SessionRecord::End => Bytes::new(),
+        };
+        let message = Message::with_headers(subject, headers, payload, &self.ids);
+        Ok(self.queue(message))
+    }
+}
+
+/// Completes a [`Pending`] with the sequence of a queued publish.
+fn stored(
+    queued: Result<oneshot::Receiver<Result<u64, ClusterError>>, ClusterError>,
+) -> Pending<u64> {
+    let (reply, pending) = Pending::channel();
+    match queued {
+        Ok(outcome) => {
+            tokio::spawn(async move {
+                let _ = reply.send(published(outcome).await);
+            });
+        }
+        Err(error) => {
+            let _ = reply.send(Err(error.into()));
+        }
+    }
+    pending
 }
 
 /// The outcome of a queued publish, as a store result.
@@ -215,6 +270,10 @@ impl Store for ClusterStore {
     }
 
     fn bus(&self) -> Option<Arc<dyn Bus>> {
+        Some(Arc::new(self.clone()))
+    }
+
+    fn sessions(&self) -> Option<Arc<dyn SessionBus>> {
         Some(Arc::new(self.clone()))
     }
 
@@ -326,12 +385,7 @@ impl Bus for ClusterStore {
     }
 
     fn publish(&self, frame: Outgoing) -> Pending<u64> {
-        let outcome = self.enqueue(frame);
-        let (reply, pending) = Pending::channel();
-        tokio::spawn(async move {
-            let _ = reply.send(published(outcome).await);
-        });
-        pending
+        stored(Ok(self.enqueue(frame)))
     }
 
     /// Every frame stored since this store connected, in stream order. The first call starts
@@ -368,5 +422,64 @@ impl Bus for ClusterStore {
 
     fn health(&self) -> BusHealth {
         self.inner.link.health(&self.inner.client)
+    }
+}
+
+/// Sessions live on their user's node, in stream `KANAVA_DM`; see the `sessions` module.
+impl SessionBus for ClusterStore {
+    fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Subscribes to the session's inbox subject, then stores the start marker: once another
+    /// node can see the session, it can send messages into it.
+    fn open(&self, id: &str) -> Pending<mpsc::Receiver<InboundMessage>> {
+        let id = id.to_owned();
+        let inner = Arc::clone(&self.inner);
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let opened = async {
+                let requests = sessions::subscribe(&inner.client, &id).await?;
+                published(inner.queue_session(&id, SessionRecord::Start)?).await?;
+                tracing::debug!(session = %id, "debug-me session announced to the cluster");
+                Ok(sessions::serve(
+                    inner.client.clone(),
+                    &inner.inboxes,
+                    id,
+                    requests,
+                ))
+            };
+            let _ = reply.send(opened.await);
+        });
+        pending
+    }
+
+    fn record(&self, id: &str, message: SessionMessage) -> Pending<u64> {
+        stored(
+            self.inner
+                .queue_session(id, SessionRecord::Message(message)),
+        )
+    }
+
+    /// Stops taking messages in for the session, then stores the end marker after every
+    /// message recorded before.
+    fn end(&self, id: &str) -> Pending<u64> {
+        sessions::close(&self.inner.inboxes, id);
+        stored(self.inner.queue_session(id, SessionRecord::End))
+    }
+
+    fn follow(&self, id: &str) -> Pending<Option<mpsc::Receiver<SessionEvent>>> {
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(sessions::follow(
+            self.inner.sessions.clone(),
+            id.to_owned(),
+            reply,
+        ));
+        pending
+    }
+
+    fn send(&self, id: &str, message: SessionMessage) -> Pending<()> {
+        let id = id.to_owned();
+        self.run(|inner| async move { sessions::send(&inner.client, &id, message).await })
     }
 }

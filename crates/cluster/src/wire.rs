@@ -5,6 +5,11 @@
 //! instead of panicking, and is fuzzed (`fuzz/fuzz_targets/cluster_frame.rs`). Nothing in this
 //! module does I/O.
 //!
+//! debug-me sessions are stored under `kanava.dm.<session id>` (see [`session_subject`]), each
+//! message marked by a [`SESSION_HEADER`] as the session's start, one of its messages or its end;
+//! messages sent into a session from another node travel as requests to
+//! `kanava.dm-in.<session id>`, outside the stream.
+//!
 //! Channel names may hold any ASCII, including `.`, `*`, `>`, spaces and control characters,
 //! none of which a NATS subject or KV key may carry. A channel's subject therefore holds a
 //! token, the first 16 bytes of SHA-256 of the name in hex, and the name itself travels in a
@@ -17,7 +22,7 @@ use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Entry, FrameKind, Identity, IdentityKey, Nick, PrivateMessage, Topic, Uid,
 };
-use kanava_store::{Delivered, Origin, Present};
+use kanava_store::{Delivered, Origin, Present, SessionMessage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +30,12 @@ use sha2::{Digest, Sha256};
 pub const CHANNEL_PREFIX: &str = "kanava.ch.";
 /// The prefix of every private-message subject: `kanava.pm.<hex of the recipient's name key>`.
 pub const PRIVATE_PREFIX: &str = "kanava.pm.";
+
+/// The prefix of every debug-me session subject: `kanava.dm.<session id>`.
+pub const SESSION_PREFIX: &str = "kanava.dm.";
+/// The prefix of the subject a session's node takes messages in on: `kanava.dm-in.<session id>`
+/// (not stored: it is outside the session stream's subjects).
+pub const SESSION_INBOX_PREFIX: &str = "kanava.dm-in.";
 
 /// Header carrying the channel name, in hex.
 pub const CHANNEL_HEADER: &str = "Kanava-Channel";
@@ -38,8 +49,14 @@ pub const TIME_HEADER: &str = "Kanava-Time";
 pub const ORIGIN_HEADER: &str = "Kanava-Origin";
 /// Header of a private message: `1` while its recipient has yet to see it, else `0`.
 pub const UNREAD_HEADER: &str = "Kanava-Unread";
+/// Header of a stored debug-me record: `start`, `message` or `end`.
+pub const SESSION_HEADER: &str = "Kanava-Dm";
+/// Header of a reply from a session's node: why the session did not log the message.
+pub const ERROR_HEADER: &str = "Kanava-Error";
+/// The longest reason [`error_reason`] keeps, in bytes.
+pub const MAX_REASON: usize = 512;
 
-/// Why a stored channel frame was refused.
+/// Why a stored channel frame or debug-me record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The subject is not `kanava.ch.` and 32 lowercase hex digits.
@@ -54,6 +71,17 @@ pub enum FrameError {
     /// The channel name in the header does not hash to the subject's token.
     #[error("the channel name does not match the subject's token")]
     TokenMismatch,
+}
+
+/// One stored record of a debug-me session: its start, a logged message, or its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRecord {
+    /// The session's node announced the session; carries nothing.
+    Start,
+    /// A logged message.
+    Message(SessionMessage),
+    /// The session ended; nothing follows.
+    End,
 }
 
 /// Why a stored record (an identity, ban, topic, presence announcement, private message) was
@@ -103,7 +131,7 @@ pub fn frame_headers(
         (KIND_HEADER, kind.code().to_string()),
         (UID_HEADER, hex(sender.as_str().as_bytes())),
         (TIME_HEADER, time_ms.to_string()),
-        (ORIGIN_HEADER, format!("{}/{}", origin.node, origin.member)),
+        (ORIGIN_HEADER, origin_value(origin)),
     ]
 }
 
@@ -151,13 +179,7 @@ pub fn decode_frame(
     let time_ms = header(headers, TIME_HEADER)?
         .parse::<u64>()
         .map_err(|_| FrameError::Malformed(TIME_HEADER))?;
-    let (node, member) = header(headers, ORIGIN_HEADER)?
-        .rsplit_once('/')
-        .filter(|(node, _)| !node.is_empty())
-        .ok_or(FrameError::Malformed(ORIGIN_HEADER))?;
-    let member = member
-        .parse::<u64>()
-        .map_err(|_| FrameError::Malformed(ORIGIN_HEADER))?;
+    let origin = origin(header(headers, ORIGIN_HEADER)?)?;
     Ok(Delivered {
         channel,
         entry: Entry {
@@ -167,11 +189,113 @@ pub fn decode_frame(
             payload,
             time_ms,
         },
-        origin: Origin {
-            node: Arc::from(node),
-            member,
-        },
+        origin,
     })
+}
+
+/// The value of an origin header.
+fn origin_value(origin: &Origin) -> String {
+    format!("{}/{}", origin.node, origin.member)
+}
+
+/// Reads an origin header: `<node>/<member>`, where the node is not empty (and may hold `/`).
+fn origin(value: &str) -> Result<Origin, FrameError> {
+    let (node, member) = value
+        .rsplit_once('/')
+        .filter(|(node, _)| !node.is_empty())
+        .ok_or(FrameError::Malformed(ORIGIN_HEADER))?;
+    let member = member
+        .parse::<u64>()
+        .map_err(|_| FrameError::Malformed(ORIGIN_HEADER))?;
+    Ok(Origin {
+        node: Arc::from(node),
+        member,
+    })
+}
+
+/// Whether `id` can be a debug-me session id, as the session's node makes them (a lowercase
+/// UUID): 36 of `0-9 a-f -`. Nothing else may go into a subject.
+pub fn valid_session_id(id: &str) -> bool {
+    id.len() == 36
+        && id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'))
+}
+
+/// The subject session `id` is stored under; `None` if `id` is not a session id.
+pub fn session_subject(id: &str) -> Option<String> {
+    valid_session_id(id).then(|| format!("{SESSION_PREFIX}{id}"))
+}
+
+/// The subject session `id`'s node takes messages in on; `None` if `id` is not a session id.
+pub fn session_inbox(id: &str) -> Option<String> {
+    valid_session_id(id).then(|| format!("{SESSION_INBOX_PREFIX}{id}"))
+}
+
+/// The headers of a session record, as [`decode_session_message`] reads them back; a
+/// message's payload is its frame, a marker's is empty.
+pub fn session_headers(record: &SessionRecord) -> Vec<(&'static str, String)> {
+    match record {
+        SessionRecord::Start => vec![(SESSION_HEADER, "start".into())],
+        SessionRecord::Message(message) => vec![
+            (SESSION_HEADER, "message".into()),
+            (ORIGIN_HEADER, origin_value(&message.origin)),
+        ],
+        SessionRecord::End => vec![(SESSION_HEADER, "end".into())],
+    }
+}
+
+/// Decodes a stored debug-me record (or a message sent into a session) from its headers (name,
+/// value pairs; the first of a repeated name counts) and payload. A marker carries no payload.
+pub fn decode_session_message(
+    headers: &[(&str, &str)],
+    payload: Bytes,
+) -> Result<SessionRecord, FrameError> {
+    let marker = |record| {
+        if payload.is_empty() {
+            Ok(record)
+        } else {
+            Err(FrameError::Malformed(SESSION_HEADER))
+        }
+    };
+    match header(headers, SESSION_HEADER)? {
+        "start" => marker(SessionRecord::Start),
+        "end" => marker(SessionRecord::End),
+        "message" => Ok(SessionRecord::Message(SessionMessage {
+            frame: payload,
+            origin: origin(header(headers, ORIGIN_HEADER)?)?,
+        })),
+        _ => Err(FrameError::Malformed(SESSION_HEADER)),
+    }
+}
+
+/// A reason a session gives for not logging a message, fit for [`ERROR_HEADER`]: control
+/// characters (which a header cannot carry) become spaces, and it is cut to [`MAX_REASON`]
+/// bytes; never empty.
+pub fn error_reason(reason: &str) -> String {
+    let mut value = String::new();
+    for c in reason.trim().chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if value.len() + c.len_utf8() > MAX_REASON {
+            break;
+        }
+        value.push(c);
+    }
+    if value.trim().is_empty() {
+        "refused".into()
+    } else {
+        value
+    }
+}
+
+/// Reads a session node's reply to a message sent in: `Ok` when it logged the message (an empty
+/// reply), else its reason.
+pub fn decode_session_reply(headers: &[(&str, &str)], payload: &[u8]) -> Result<(), String> {
+    match header(headers, ERROR_HEADER) {
+        Ok(reason) => Err(error_reason(reason)),
+        Err(_) if payload.is_empty() => Ok(()),
+        Err(_) => Err("an unexpected reply".into()),
+    }
 }
 
 fn nick(name: &str) -> Result<Nick, RecordError> {
@@ -502,6 +626,90 @@ mod tests {
             decode(&subject, &kind),
             Err(FrameError::Malformed(KIND_HEADER))
         );
+    }
+
+    #[test]
+    fn session_ids_are_checked_before_they_make_subjects() {
+        let id = "0f1e2d3c-4b5a-4697-8877-66554433aabb";
+        assert_eq!(
+            session_subject(id).unwrap(),
+            format!("kanava.dm.{id}"),
+            "a session id"
+        );
+        assert_eq!(session_inbox(id).unwrap(), format!("kanava.dm-in.{id}"));
+        for bad in [
+            "",
+            "0F1E2D3C-4B5A-4697-8877-66554433AABB",
+            "0f1e2d3c-4b5a-4697-8877-66554433aab",
+            "0f1e2d3c-4b5a-4697-8877-66554433aabb0",
+            "0f1e2d3c-4b5a-4697-8877-66554433aa.>",
+            "0f1e2d3c-4b5a-4697-8877-66554433aa b",
+        ] {
+            assert!(session_subject(bad).is_none(), "{bad:?}");
+            assert!(session_inbox(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn session_records_round_trip_through_their_headers() {
+        let message = SessionMessage {
+            frame: Bytes::from_static(b"L\x00frame"),
+            origin: origin(),
+        };
+        for (record, payload) in [
+            (SessionRecord::Start, Bytes::new()),
+            (
+                SessionRecord::Message(message.clone()),
+                message.frame.clone(),
+            ),
+            (SessionRecord::End, Bytes::new()),
+        ] {
+            let headers = session_headers(&record);
+            let got = decode_session_message(&pairs(&headers), payload).unwrap();
+            assert_eq!(got, record);
+        }
+    }
+
+    #[test]
+    fn broken_session_records_are_refused() {
+        let decode = |headers: &[(&str, &str)], payload: &'static [u8]| {
+            decode_session_message(headers, Bytes::from_static(payload))
+        };
+        assert_eq!(decode(&[], b""), Err(FrameError::Missing(SESSION_HEADER)));
+        assert_eq!(
+            decode(&[(SESSION_HEADER, "pause")], b""),
+            Err(FrameError::Malformed(SESSION_HEADER))
+        );
+        assert_eq!(
+            decode(&[(SESSION_HEADER, "start")], b"x"),
+            Err(FrameError::Malformed(SESSION_HEADER)),
+            "a marker carries nothing"
+        );
+        assert_eq!(
+            decode(&[(SESSION_HEADER, "message")], b"x"),
+            Err(FrameError::Missing(ORIGIN_HEADER))
+        );
+        for bad in ["node", "/1", "node/x", "node/-1"] {
+            assert_eq!(
+                decode(&[(SESSION_HEADER, "message"), (ORIGIN_HEADER, bad)], b"x"),
+                Err(FrameError::Malformed(ORIGIN_HEADER)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_say_whether_the_session_logged_the_message() {
+        assert_eq!(decode_session_reply(&[], b""), Ok(()));
+        assert_eq!(
+            decode_session_reply(&[(ERROR_HEADER, "closed")], b""),
+            Err("closed".into())
+        );
+        assert!(decode_session_reply(&[], b"?").is_err());
+        assert_eq!(error_reason("bad\r\nframe"), "bad  frame");
+        assert_eq!(error_reason(" \n"), "refused");
+        let long = error_reason(&"é".repeat(MAX_REASON));
+        assert!(long.len() <= MAX_REASON && long.chars().all(|c| c == 'é'));
     }
 
     #[test]

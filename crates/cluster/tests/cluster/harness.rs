@@ -39,6 +39,8 @@ pub struct Server {
     pub url: String,
     /// The server's name (`-n`).
     pub name: String,
+    /// The monitoring port (`-m`).
+    monitor: u16,
     log: PathBuf,
     _dir: Arc<tempfile::TempDir>,
 }
@@ -75,6 +77,15 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// The body of `GET <path>` on the monitoring port (empty if it does not answer).
+    pub async fn monitoring(&self, path: &str) -> String {
+        let response = get(self.monitor, path).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&response);
+        text.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
     }
 
     /// The last lines of the server's log.
@@ -130,6 +141,7 @@ fn spawn(
         child,
         url: format!("nats://127.0.0.1:{port}"),
         name: name.to_owned(),
+        monitor,
         log,
         _dir: Arc::clone(dir),
     }
@@ -137,16 +149,21 @@ fn spawn(
 
 /// Whether `GET /healthz` on the monitor port answers 200.
 async fn healthz(monitor: u16) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", monitor)).await else {
-        return false;
-    };
-    let request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request).await.is_err() {
-        return false;
-    }
+    get(monitor, "/healthz").await.is_some_and(|response| {
+        response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200")
+    })
+}
+
+/// The response to a plain `GET <path>` on the monitor port; `None` if it cannot be sent.
+async fn get(monitor: u16, path: &str) -> Option<Vec<u8>> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", monitor))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
-    response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200")
+    Some(response)
 }
 
 /// A three-node JetStream cluster on loopback.
@@ -232,6 +249,7 @@ pub fn config(servers: Vec<String>, node: &str) -> ClusterConfig {
         },
         max_frame: Some(64 * 1024),
         presence_heartbeat: Duration::from_millis(300),
+        debug_me_retention: Duration::from_secs(3600),
         connect_timeout: Duration::from_secs(2),
     }
 }

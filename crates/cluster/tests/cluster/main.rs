@@ -9,6 +9,7 @@ mod errors;
 mod failover;
 mod harness;
 mod presence;
+mod sessions;
 
 /// Logs from the store while a test runs, when `RUST_LOG` asks for them.
 pub fn logs() {
