@@ -85,14 +85,7 @@ async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> st
         }
     };
     let (status, content_type, body) = match route {
-        Route::Health => (
-            "200 OK",
-            "application/json",
-            format!(
-                "{{\"status\":\"ok\",\"channels\":{}}}\n",
-                hub.active_channels()
-            ),
-        ),
+        Route::Health => health(hub),
         Route::Metrics => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         Route::NotFound => (
             "404 Not Found",
@@ -113,6 +106,31 @@ async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> st
     tcp.write_all(head.as_bytes()).await?;
     tcp.write_all(body.as_bytes()).await?;
     tcp.shutdown().await
+}
+
+/// `/healthz`: 200 and `"status":"ok"` while the node can serve; in a cluster, 503 and
+/// `"status":"degraded"` while its link to NATS is down, with the link's state either way.
+fn health(hub: &Hub) -> (&'static str, &'static str, String) {
+    let channels = hub.active_channels();
+    let (status, body) = match hub.cluster_health() {
+        None => (
+            "200 OK",
+            serde_json::json!({"status": "ok", "channels": channels}),
+        ),
+        Some(link) => (
+            if link.connected {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            },
+            serde_json::json!({
+                "status": if link.connected { "ok" } else { "degraded" },
+                "channels": channels,
+                "cluster": {"connected": link.connected, "detail": link.detail},
+            }),
+        ),
+    };
+    (status, "application/json", format!("{body}\n"))
 }
 
 #[cfg(test)]

@@ -70,6 +70,26 @@ pub struct Settings {
     /// Mail finished debug-me sessions' logs to their users, from this address through this
     /// `sendmail`.
     pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
+    /// Run as a node of a cluster instead of on the embedded store.
+    pub cluster: Option<ClusterSettings>,
+    /// Whether `mles.max_frame` was set by the operator (rather than defaulted): in a cluster a
+    /// defaulted limit shrinks to what the NATS servers carry, a set one must fit.
+    pub max_frame_given: bool,
+}
+
+/// How a node joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// NATS server URLs.
+    pub servers: Vec<String>,
+    /// NATS credentials file.
+    pub credentials: Option<PathBuf>,
+    /// Replicas of the cluster's streams and buckets.
+    pub replicas: usize,
+    /// This node's unique name.
+    pub node: String,
+    /// How often the node refreshes its presence.
+    pub presence_interval: Duration,
 }
 
 impl Settings {
@@ -120,7 +140,7 @@ pub struct Server {
 }
 
 /// Opens the store, binds the listeners and starts serving.
-pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Result<Server> {
+pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow::Result<Server> {
     settings.validate()?;
     kanava_store::describe_metrics();
     kanava_hub::describe_metrics();
@@ -128,10 +148,7 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
     kanava_ssh::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&settings.data_dir.join("kanava.db"), settings.history)
-            .context("opening the store")?,
-    );
+    let store = open_store(&mut settings).await?;
     let hub = Hub::new(
         Arc::clone(&store),
         HubConfig {
@@ -161,14 +178,17 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
             )
         })?;
     let log_dir = settings.data_dir.join("debug-me");
-    let debug_me = DebugMeServer::open(kanava_debugme_server::DebugMeConfig {
-        log_dir: log_dir.clone(),
-        idle_timeout: settings.debug_me_idle,
-        retention: settings.debug_me_retention,
-        max_connections: settings.mles.max_connections,
-        max_connections_per_source: settings.debug_me_max_connections_per_source,
-        mail: settings.debug_me_mail.clone(),
-    })
+    let debug_me = DebugMeServer::open(
+        kanava_debugme_server::DebugMeConfig {
+            log_dir: log_dir.clone(),
+            idle_timeout: settings.debug_me_idle,
+            retention: settings.debug_me_retention,
+            max_connections: settings.mles.max_connections,
+            max_connections_per_source: settings.debug_me_max_connections_per_source,
+            mail: settings.debug_me_mail.clone(),
+        },
+        hub.sessions(),
+    )
     .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
     let routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
     let admin_listener = TcpListener::bind(settings.admin_listen)
@@ -216,6 +236,39 @@ pub async fn start(settings: Settings, metrics: PrometheusHandle) -> anyhow::Res
         ],
     };
     Ok(server)
+}
+
+/// Opens the embedded store, or joins the cluster when one is configured. In a cluster a
+/// defaulted frame limit shrinks to what the NATS servers carry.
+async fn open_store(settings: &mut Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(cluster) = &settings.cluster else {
+        let path = settings.data_dir.join("kanava.db");
+        let store = SqliteStore::open(&path, settings.history).context("opening the store")?;
+        return Ok(Arc::new(store));
+    };
+    kanava_cluster::describe_metrics();
+    let store = kanava_cluster::ClusterStore::connect(kanava_cluster::ClusterConfig {
+        servers: cluster.servers.clone(),
+        credentials: cluster.credentials.clone(),
+        node: cluster.node.clone(),
+        replicas: cluster.replicas,
+        history: settings.history,
+        max_frame: settings.max_frame_given.then_some(settings.mles.max_frame),
+        presence_heartbeat: cluster.presence_interval,
+        debug_me_retention: settings.debug_me_retention,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .with_context(|| format!("joining the cluster at {}", cluster.servers.join(",")))?;
+    if settings.mles.max_frame > store.max_frame() {
+        tracing::info!(
+            max_frame = store.max_frame(),
+            "frames limited to what the NATS servers carry (their max_payload)"
+        );
+        settings.mles.max_frame = store.max_frame();
+    }
+    tracing::info!(node = %cluster.node, servers = %cluster.servers.join(","), "joined the cluster");
+    Ok(Arc::new(store))
 }
 
 /// The debug-me sessions on the Mles TLS listener, for kanava's own clients.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kanava::{AcmeSettings, Settings, TlsSource};
+use kanava::{AcmeSettings, ClusterSettings, Settings, TlsSource};
 use kanava_core::{HistoryLimits, parse_duration};
 use kanava_hub::QueueLimits;
 use kanava_mles::MlesConfig;
@@ -465,6 +465,24 @@ struct ServeArgs {
     /// Log format: text or json. [default: text]
     #[arg(long, env = "KANAVA_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Run as one node of a cluster sharing history, names and presence through these NATS
+    /// JetStream servers (nats://host:port, comma-separated). Unset: the embedded SQLite store.
+    #[arg(long, env = "KANAVA_CLUSTER", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// NATS credentials: a .creds file, an nkey seed, `user:password`, or a token.
+    #[arg(long, env = "KANAVA_CLUSTER_CREDENTIALS")]
+    cluster_credentials: Option<PathBuf>,
+    /// Replicas of the cluster's streams and buckets (at most the number of JetStream
+    /// servers). [default: 3]
+    #[arg(long, env = "KANAVA_CLUSTER_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    cluster_replicas: Option<u8>,
+    /// This node's name, unique in the cluster. [default: the host name and a random suffix]
+    #[arg(long, env = "KANAVA_NODE_NAME", value_parser = parse_node_name)]
+    node_name: Option<String>,
+    /// How often a node refreshes its presence; a node silent for three intervals stops
+    /// counting its members. [default: 5s]
+    #[arg(long, env = "KANAVA_PRESENCE_INTERVAL", value_parser = parse_duration)]
+    presence_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -522,6 +540,55 @@ struct FileConfig {
     ssh_shared_keys: Option<bool>,
     ssh_input_rate: Option<u64>,
     log_format: Option<LogFormat>,
+    #[serde(default)]
+    cluster: Vec<String>,
+    cluster_credentials: Option<PathBuf>,
+    cluster_replicas: Option<u8>,
+    node_name: Option<String>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    presence_interval: Option<Duration>,
+}
+
+/// A node name: 1 to 64 letters, digits, `-` or `_`, so that it fits in NATS keys and headers.
+fn parse_node_name(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?}: a node name is 1 to 64 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
+/// The default node name: the host name (cut to what a node name allows) and a random suffix,
+/// so that two nodes on one host, or a node restarted within the presence expiry, never
+/// share a name.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(48)
+        .collect();
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix).unwrap_or_default();
+    let suffix = base16ct::lower::encode_string(&suffix);
+    if host.is_empty() {
+        format!("kanava-{suffix}")
+    } else {
+        format!("{host}-{suffix}")
+    }
 }
 
 /// A `From:` address for mailed logs: a plain `local@domain`.
@@ -547,11 +614,13 @@ const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 impl ServeArgs {
     /// Merges flags and environment over the config file over the defaults.
-    fn settings(self) -> anyhow::Result<(Settings, LogFormat)> {
-        let file = match &self.config {
+    fn settings(mut self) -> anyhow::Result<(Settings, LogFormat)> {
+        let mut file = match &self.config {
             Some(path) => read_config(path)?,
             None => FileConfig::default(),
         };
+        let cluster = self.cluster(&mut file)?;
+        let max_frame_given = self.max_frame.is_some() || file.max_frame.is_some();
         let mles_key = self
             .mles_key
             .or(file.mles_key)
@@ -710,12 +779,59 @@ impl ServeArgs {
                 },
                 ..ssh_defaults
             },
+            cluster,
+            max_frame_given,
         };
         let log_format = self
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Text);
         Ok((settings, log_format))
+    }
+}
+
+/// The cluster settings, when `--cluster` names servers.
+fn cluster_settings(
+    servers: Vec<String>,
+    credentials: Option<PathBuf>,
+    replicas: Option<u8>,
+    node: Option<String>,
+    presence_interval: Option<Duration>,
+) -> anyhow::Result<Option<ClusterSettings>> {
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    let node = match node {
+        Some(name) => {
+            parse_node_name(&name).map_err(|error| anyhow::anyhow!("node-name: {error}"))?
+        }
+        None => default_node_name(),
+    };
+    Ok(Some(ClusterSettings {
+        servers,
+        credentials,
+        replicas: replicas.map_or(3, usize::from),
+        node,
+        presence_interval: presence_interval.unwrap_or(Duration::from_secs(5)),
+    }))
+}
+
+impl ServeArgs {
+    fn cluster(&mut self, file: &mut FileConfig) -> anyhow::Result<Option<ClusterSettings>> {
+        let servers = if self.cluster.is_empty() {
+            std::mem::take(&mut file.cluster)
+        } else {
+            std::mem::take(&mut self.cluster)
+        };
+        cluster_settings(
+            servers,
+            self.cluster_credentials
+                .take()
+                .or(file.cluster_credentials.take()),
+            self.cluster_replicas.or(file.cluster_replicas),
+            self.node_name.take().or(file.node_name.take()),
+            self.presence_interval.or(file.presence_interval),
+        )
     }
 }
 
@@ -745,6 +861,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     let data_dir = settings.data_dir.clone();
+    let cluster = settings.cluster.clone();
     let server = kanava::start(settings, metrics).await?;
     println!("kanava {} serving", env!("CARGO_PKG_VERSION"));
     println!(
@@ -772,6 +889,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  data   {}  (open-file limit {fd_limit})",
         data_dir.display()
     );
+    if let Some(cluster) = cluster {
+        println!(
+            "  cluster  node {} on {}",
+            cluster.node,
+            cluster.servers.join(",")
+        );
+    }
     println!("ready");
     shutdown_signal().await?;
     tracing::info!("shutting down");

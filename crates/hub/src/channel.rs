@@ -54,6 +54,19 @@ struct InFlight {
     entry: Arc<Entry>,
     origin: MemberId,
     commit: Commit,
+    numbered: Numbered,
+}
+
+/// Who numbered a frame, which decides who missed a join header in their snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbered {
+    /// This node, when the frame was sent: members that joined while it awaited commit missed
+    /// it.
+    Here,
+    /// The cluster, when the frame was stored. Members that joined this node after the frame's
+    /// sender here, but before the frame came back, missed it; members on other nodes are
+    /// concurrent with a remote sender and are not owed its header.
+    Cluster,
 }
 
 #[derive(Debug)]
@@ -140,6 +153,7 @@ impl ChannelState {
             entry: Arc::clone(&entry),
             origin,
             commit: Commit::Waiting,
+            numbered: Numbered::Here,
         });
         entry
     }
@@ -181,13 +195,19 @@ impl ChannelState {
 
     /// Puts a committed frame into history and sends it to the members that must get it live:
     /// everyone but its sender, except that a join header (which the reference only replays) goes
-    /// only to members that joined while it awaited commit, so that it missed their snapshot.
+    /// only to members whose snapshot missed it (see [`Numbered`]).
     fn release(&mut self, frame: InFlight, released: &mut Released) {
         let header = frame.entry.kind == FrameKind::Header;
+        let seq = frame.entry.seq;
+        let missed_header = |id: MemberId, member: &MemberSlot| match frame.numbered {
+            Numbered::Here => seq < member.joined_at,
+            Numbered::Cluster => id > frame.origin && seq >= member.joined_at,
+        };
         let mut overflowed = Vec::new();
         for (id, member) in &self.members {
-            let seq = frame.entry.seq;
-            if *id == frame.origin || seq < member.live_from || (header && seq >= member.joined_at)
+            if *id == frame.origin
+                || seq < member.live_from
+                || (header && !missed_header(*id, member))
             {
                 continue;
             }
@@ -364,6 +384,7 @@ impl ChannelState {
                 entry,
                 origin: origin.unwrap_or(MemberId::MAX),
                 commit: Commit::Done,
+                numbered: Numbered::Cluster,
             },
             released,
         );

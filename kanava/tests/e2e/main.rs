@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod cli;
 mod cluster;
+mod cluster_debugme;
 mod debugme;
 mod debugme_client;
 mod debugme_client_bad;
