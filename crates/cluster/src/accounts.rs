@@ -408,17 +408,21 @@ pub(crate) async fn delete_topic(
     Ok(())
 }
 
-/// Stores a private message; its id is its stream sequence.
+/// Stores a private message from a session on node `node`; its id is its stream sequence.
 pub(crate) async fn send_private(
     js: &jetstream::Context,
     ids: &MessageIds,
+    node: &str,
     message: PrivateMessage,
     unread: bool,
 ) -> Result<PrivateMessage, ClusterError> {
     let flag = if unread { "1" } else { "0" };
     let stored = Message::new(
         wire::private_subject(&message.to),
-        [(UNREAD_HEADER, flag.to_owned())],
+        [
+            (UNREAD_HEADER, flag.to_owned()),
+            (wire::ORIGIN_HEADER, node.to_owned()),
+        ],
         wire::encode_private(&message).into(),
         ids,
     );

@@ -380,25 +380,38 @@ async fn ensure_stream(
             }
         }
     }
-    js.get_stream(&name)
-        .await
-        .map_err(|source| ClusterError::Setup {
-            what: format!("stream {name}"),
-            source: source.into(),
-        })
+    loop {
+        match js.get_stream(&name).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(stream = %name, %error, "stream not readable yet; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(source) => {
+                return Err(ClusterError::Setup {
+                    what: format!("stream {name}"),
+                    source: source.into(),
+                });
+            }
+        }
+    }
 }
 
-/// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out
-/// (the meta leader is busy, as when several nodes start at once), or another node created the
-/// stream between our update and create.
+/// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out or
+/// got no usable answer (the meta leader is busy, as when several nodes start at once), or
+/// another node created the stream between our update and create. Only JetStream's own refusals
+/// and its absence are final.
 fn retryable(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
     match error.kind() {
-        CreateStreamErrorKind::TimedOut => true,
         CreateStreamErrorKind::JetStream(e) => {
             e.error_code() == ErrorCode::CLUSTER_NOT_AVAILABLE
                 || e.error_code() == ErrorCode::STREAM_NAME_EXIST
         }
-        _ => false,
+        CreateStreamErrorKind::JetStreamUnavailable
+        | CreateStreamErrorKind::EmptyStreamName
+        | CreateStreamErrorKind::InvalidStreamName
+        | CreateStreamErrorKind::DomainAndExternalSet => false,
+        _ => true,
     }
 }
 

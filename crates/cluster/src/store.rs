@@ -56,6 +56,9 @@ struct Inner {
     /// when this node connected.
     deliver_from: u64,
     deliveries_taken: AtomicBool,
+    /// Where the feed of other nodes' private messages starts, and whether it was taken.
+    private_from: u64,
+    private_feed_taken: AtomicBool,
     local_presence: presence::Local,
     presence_changes: mpsc::UnboundedSender<ChannelName>,
     remote_presence: watch::Receiver<Arc<RemotePresence>>,
@@ -85,6 +88,14 @@ impl ClusterStore {
             .get_info()
             .await
             .map_err(|e| ClusterError::nats("read the channel stream's state", e))?
+            .state
+            .last_sequence
+            + 1;
+        let private_from = connected
+            .private
+            .get_info()
+            .await
+            .map_err(|e| ClusterError::nats("read the private-message stream's state", e))?
             .state
             .last_sequence
             + 1;
@@ -125,6 +136,8 @@ impl ClusterStore {
                 publisher,
                 deliver_from,
                 deliveries_taken: AtomicBool::new(false),
+                private_from,
+                private_feed_taken: AtomicBool::new(false),
                 local_presence,
                 presence_changes,
                 remote_presence,
@@ -342,8 +355,24 @@ impl Store for ClusterStore {
 
     fn send_private(&self, message: PrivateMessage, unread: bool) -> Pending<PrivateMessage> {
         self.run(|inner| async move {
-            accounts::send_private(&inner.js, &inner.ids, message, unread).await
+            accounts::send_private(&inner.js, &inner.ids, &inner.node, message, unread).await
         })
+    }
+
+    fn private_feed(&self) -> Option<mpsc::Receiver<PrivateMessage>> {
+        let (sender, receiver) = mpsc::channel(deliveries::BUFFER);
+        if !self.inner.private_feed_taken.swap(true, Ordering::SeqCst) {
+            let task = tokio::spawn(deliveries::run_private(
+                self.inner.private.clone(),
+                self.inner.private_from,
+                Arc::clone(&self.inner.node),
+                sender,
+            ));
+            if let Ok(mut tasks) = self.inner.tasks.lock() {
+                tasks.push(task);
+            }
+        }
+        Some(receiver)
     }
 
     fn take_unread_private(&self, nick: Nick) -> Pending<Vec<PrivateMessage>> {

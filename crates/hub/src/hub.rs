@@ -469,6 +469,22 @@ impl Hub {
         rooms
     }
 
+    /// Whether `uid` is in some channel on another node of the cluster.
+    pub fn present_elsewhere(&self, uid: &Uid) -> bool {
+        self.inner.cluster.as_ref().is_some_and(|c| {
+            c.remote
+                .borrow()
+                .values()
+                .any(|members| members.iter().any(|p| p.uid == *uid))
+        })
+    }
+
+    /// In a cluster: the private messages that sessions on other nodes store from now on, for
+    /// the recipients' sessions here. Taken once.
+    pub fn private_feed(&self) -> Option<mpsc::Receiver<kanava_core::PrivateMessage>> {
+        self.inner.store.private_feed()
+    }
+
     /// How debug-me sessions reach the other nodes, when the hub is one node of a cluster.
     pub fn sessions(&self) -> Option<Arc<dyn kanava_store::SessionBus>> {
         self.inner.store.sessions()

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::SshError;
 use crate::chat::Input;
-use crate::chat::directory::{Directory, Mode};
+use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::exec::{self, Output};
@@ -97,6 +97,13 @@ pub async fn serve(
     };
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
+    if let Some(feed) = chat.hub.private_feed() {
+        tracker.spawn(show_private_from_other_nodes(
+            feed,
+            chat.directory.clone(),
+            shutdown.clone(),
+        ));
+    }
     loop {
         let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -498,5 +505,30 @@ impl russh::server::Handler for Connection {
         self.terminals.remove(&channel);
         self.no_backlog.remove(&channel);
         Ok(())
+    }
+}
+
+/// In a cluster: shows the private messages sent from other nodes to the sessions here of their
+/// recipient (unless it ignores the sender) and of their sender, as a message sent here is shown.
+async fn show_private_from_other_nodes(
+    mut feed: tokio::sync::mpsc::Receiver<kanava_core::PrivateMessage>,
+    directory: Directory,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return,
+            message = feed.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let notice = Notice::Private(message.clone());
+        if !directory.ignores(&message.to, message.from.as_str()) {
+            directory.notify(&message.to, &notice);
+        }
+        if message.from != message.to {
+            directory.notify(&message.from, &notice);
+        }
     }
 }

@@ -57,6 +57,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// When this store is shared between nodes: the private messages that sessions on other
+    /// nodes store from now on, so that the chat sessions here can show them at once. Taken
+    /// once; a second call gets a receiver that yields nothing.
+    fn private_feed(&self) -> Option<tokio::sync::mpsc::Receiver<PrivateMessage>> {
+        None
+    }
+
     /// Reads a channel's retained history and its next sequence number (an unknown channel is
     /// empty, with `next_seq` 1).
     fn load(&self, channel: ChannelName) -> Pending<StoredChannel>;

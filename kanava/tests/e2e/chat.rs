@@ -95,6 +95,11 @@ impl LineSession {
     }
 
     /// Runs a command and returns its answer, the first stderr line it causes.
+    /// The stderr lines (server notes) received so far and not yet read.
+    pub fn notes_so_far(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.err.try_recv().ok()).collect()
+    }
+
     pub async fn ask(&mut self, command: &str) -> String {
         self.send(command).await;
         tokio::time::timeout(WAIT, self.err.recv())

@@ -305,9 +305,14 @@ async fn a_three_node_cluster_starts_healthy_and_survives_a_stopped_node() {
             varz["jetstream"]["config"]["store_dir"].is_string(),
             "JetStream is off: {varz}"
         );
-        let (_, routez) = nats.get(i, "/routez").await.unwrap();
-        let routez: serde_json::Value = serde_json::from_str(&routez).unwrap();
-        assert_eq!(routez["num_routes"], 2, "{routez}");
+        // /healthz answers once JetStream has a leader, which one route is enough for; the
+        // third node's route may still be on its way.
+        crate::support::wait_until_async(&format!("node {i} routes to both others"), || async {
+            let (_, routez) = nats.get(i, "/routez").await.unwrap();
+            let routez: serde_json::Value = serde_json::from_str(&routez).unwrap();
+            routez["num_routes"] == 2
+        })
+        .await;
         for port in [
             nats.nodes[i].client,
             nats.nodes[i].route,

@@ -625,7 +625,8 @@ impl ChatSession {
                     time_ms: now_ms(),
                 };
                 let ignored = self.ctx.directory.ignores(&message.to, self.nick.as_str());
-                let online = self.ctx.directory.presence(&message.to).is_some();
+                let online = self.ctx.directory.presence(&message.to).is_some()
+                    || self.ctx.hub.present_elsewhere(&uid(&message.to));
                 let stored = match self
                     .ctx
                     .accounts
