@@ -34,32 +34,9 @@ async fn a_real_session_on_one_node_is_joined_watched_and_downloaded_through_oth
     let (_, id) = roles
         .start_user(scratch.path(), &format!("http://{}/", a.debug_me))
         .await;
-    roles.run_in("control", "user", scratch.path(), "debug-me --control");
-    roles.run(
-        "dev",
-        scratch.path(),
-        &format!("debug-me {}", on_node(&b, &id)),
-    );
+    let on_b = on_node(&b, &id);
     roles
-        .wait("control", "the consent prompt", |s| {
-            s.contains("run commands? [y/n]")
-        })
-        .await;
-    roles.keys("control", "y");
-    roles
-        .wait("control", "the acceptance", |s| {
-            s.contains("Connection accepted")
-        })
-        .await;
-    roles.run(
-        "watch",
-        scratch.path(),
-        &format!("debug-me --watch {}", on_node(&b, &id)),
-    );
-    roles
-        .wait("watch", "the session", |s| {
-            s.contains("debug-me session started")
-        })
+        .admit_developer_and_watcher(scratch.path(), &on_b, &on_b)
         .await;
 
     roles.keys("dev", "echo hello-across-nodes");

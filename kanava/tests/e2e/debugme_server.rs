@@ -116,6 +116,33 @@ impl Roles {
         (session_url, id)
     }
 
+    /// With a user session running: opens the user's real control window, starts a real
+    /// developer at `developer_url` (with the "dev" GnuPG home), gives consent in the control
+    /// window, then starts a real watcher at `watcher_url`; returns once it shows the session.
+    pub(crate) async fn admit_developer_and_watcher(
+        &self,
+        cwd: &Path,
+        developer_url: &str,
+        watcher_url: &str,
+    ) {
+        self.run_in("control", "user", cwd, "debug-me --control");
+        self.run("dev", cwd, &format!("debug-me {developer_url}"));
+        self.wait("control", "the consent prompt", |s| {
+            s.contains("run commands? [y/n]")
+        })
+        .await;
+        self.keys("control", "y");
+        self.wait("control", "the acceptance", |s| {
+            s.contains("Connection accepted")
+        })
+        .await;
+        self.run("watch", cwd, &format!("debug-me --watch {watcher_url}"));
+        self.wait("watch", "the session", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+    }
+
     /// A role's log of session `id`, as debug-me names it in its ~/.debug-me.
     pub(crate) fn log(&self, home: &str, remote: bool, id: &str) -> PathBuf {
         let dir = self.dir.path().join(format!("dot-{home}/log"));
@@ -325,28 +352,8 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
     new_gpg_key(&roles.gnupg("dev"), "Dev");
 
     let (session_url, id) = roles.start_user(scratch.path(), &url).await;
-    roles.run_in("control", "user", scratch.path(), "debug-me --control");
-    roles.run("dev", scratch.path(), &format!("debug-me {session_url}"));
     roles
-        .wait("control", "the consent prompt", |s| {
-            s.contains("run commands? [y/n]")
-        })
-        .await;
-    roles.keys("control", "y");
-    roles
-        .wait("control", "the acceptance", |s| {
-            s.contains("Connection accepted")
-        })
-        .await;
-    roles.run(
-        "watch",
-        scratch.path(),
-        &format!("debug-me --watch {session_url}"),
-    );
-    roles
-        .wait("watch", "the session", |s| {
-            s.contains("debug-me session started")
-        })
+        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
         .await;
 
     roles.keys("dev", "echo hello-from-dev");
