@@ -6,6 +6,8 @@
 //! transport changing.
 
 mod bus;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 mod error;
 mod pending;
 mod sqlite;

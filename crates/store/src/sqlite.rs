@@ -555,6 +555,7 @@ fn purge_idle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{self, claim, key, nick};
 
     fn new_entry(channel: &str, seq: u64, len: usize, time_ms: u64) -> NewEntry {
         NewEntry {
@@ -628,76 +629,43 @@ mod tests {
         );
     }
 
-    fn key(fingerprint: &str) -> IdentityKey {
-        IdentityKey {
-            fingerprint: fingerprint.into(),
-            public_key: format!("ssh-ed25519 AAAA{fingerprint}"),
-            added_ms: 7,
-        }
-    }
-
-    fn nick(name: &str) -> Nick {
-        Nick::new(name).unwrap()
-    }
-
-    /// Claims `name` for the key `fingerprint`, one name per key.
-    fn claim(store: &SqliteStore, name: &str, fingerprint: &str) -> Pending<Claim> {
-        store.claim_identity(nick(name), key(fingerprint), KeySharing::OneNamePerKey)
+    /// A fresh store in a temporary directory, which lives as long as the returned guard.
+    fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
+        (dir, store)
     }
 
     #[tokio::test]
-    async fn the_first_claim_binds_a_name_case_insensitively_and_survives_reopen() {
+    async fn names_bind_on_first_use_are_listed_and_released() {
+        let (_dir, store) = fresh();
+        contract::names_bind_on_first_use_are_listed_and_released(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn names_and_private_messages_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
             let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
-            let nick = Nick::new("alice").unwrap();
-            assert_eq!(store.identity(nick).await.unwrap(), None);
-            let first = claim(&store, "Alice", "SHA256:a").await.unwrap();
-            assert_eq!(first, Claim::Bound);
-            let again = claim(&store, "alice", "SHA256:a").await.unwrap();
-            assert_eq!(again, Claim::Yours);
+            claim(&store, "Alice", "SHA256:a").await.unwrap();
+            let message = PrivateMessage {
+                id: 0,
+                from: nick("a"),
+                to: nick("Bob"),
+                text: "one".into(),
+                time_ms: 1_000,
+            };
+            store.send_private(message, true).await.unwrap();
         }
         let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
         let other = claim(&store, "ALICE", "SHA256:b").await.unwrap();
         assert_eq!(other, Claim::Taken("SHA256:a".into()));
-        let bound = store
-            .identity(Nick::new("alice").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let bound = store.identity(nick("alice")).await.unwrap().unwrap();
         assert_eq!((bound.nick.as_str(), bound.bound_ms()), ("Alice", 7));
-    }
-
-    #[tokio::test]
-    async fn identities_are_listed_and_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
-        for (nick, fp) in [("carol", "SHA256:c"), ("Bob", "SHA256:b")] {
-            claim(&store, nick, fp).await.unwrap();
-        }
-        let names: Vec<String> = store
-            .identities()
-            .await
-            .unwrap()
-            .iter()
-            .map(|i| i.nick.to_string())
-            .collect();
-        assert_eq!(names, ["Bob", "carol"]);
-        assert!(
-            store
-                .release_identity(Nick::new("bob").unwrap())
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .release_identity(Nick::new("bob").unwrap())
-                .await
-                .unwrap()
-        );
-        let claim = claim(&store, "bob", "SHA256:new").await.unwrap();
-        assert_eq!(claim, Claim::Bound, "a released name is free again");
+        let unread = store.take_unread_private(nick("bob")).await.unwrap();
+        let texts: Vec<&str> = unread.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["one"]);
     }
 
     #[tokio::test]
@@ -718,43 +686,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_holds_one_name_unless_sharing_is_on_and_a_name_may_have_several_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
-        assert_eq!(
-            claim(&store, "alice", "SHA256:a").await.unwrap(),
-            Claim::Bound
-        );
-        assert_eq!(
-            claim(&store, "alias", "SHA256:a").await.unwrap(),
-            Claim::KeyHoldsName(nick("alice"))
-        );
-        let shared = store
-            .claim_identity(nick("alias"), key("SHA256:a"), KeySharing::ManyNamesPerKey)
-            .await
-            .unwrap();
-        assert_eq!(shared, Claim::Bound);
-        let add = |fp: &str| store.add_key(nick("ALICE"), key(fp), KeySharing::OneNamePerKey);
-        assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Bound);
-        assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Yours);
-        claim(&store, "bob", "SHA256:b").await.unwrap();
-        assert_eq!(
-            add("SHA256:b").await.unwrap(),
-            Claim::KeyHoldsName(nick("bob"))
-        );
-        let alice = store.identity(nick("alice")).await.unwrap().unwrap();
-        assert_eq!(alice.nick.as_str(), "alice", "the first spelling is kept");
-        assert!(alice.holds("SHA256:a") && alice.holds("SHA256:a2"));
-        assert_eq!(
-            claim(&store, "alice", "SHA256:a2").await.unwrap(),
-            Claim::Yours
-        );
-        let remove = |fp: &str| store.remove_key(nick("alice"), fp.to_owned());
-        assert!(remove("SHA256:a").await.unwrap());
-        assert!(!remove("SHA256:a2").await.unwrap(), "the last key stays");
-        assert_eq!(
-            claim(&store, "alice", "SHA256:a").await.unwrap(),
-            Claim::Taken("SHA256:a2".into())
-        );
+        let (_dir, store) = fresh();
+        contract::a_key_holds_one_name_unless_sharing_is_on_and_a_name_may_have_several_keys(
+            &store,
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -793,108 +729,20 @@ mod tests {
 
     #[tokio::test]
     async fn private_messages_are_unread_until_taken_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let pm = |from: &str, to: &str, text: &str| PrivateMessage {
-            id: 0,
-            from: nick(from),
-            to: nick(to),
-            text: text.into(),
-            time_ms: 1_000,
-        };
-        {
-            let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
-            let first = store
-                .send_private(pm("a", "Bob", "one"), true)
-                .await
-                .unwrap();
-            let seen = store
-                .send_private(pm("a", "bob", "seen"), false)
-                .await
-                .unwrap();
-            assert!(seen.id > first.id);
-            store
-                .send_private(pm("c", "BOB", "two"), true)
-                .await
-                .unwrap();
-        }
-        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
-        let unread = store.take_unread_private(nick("bob")).await.unwrap();
-        let texts: Vec<&str> = unread.iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(texts, ["one", "two"]);
-        assert_eq!(unread[0].from, nick("a"));
-        assert!(
-            store
-                .take_unread_private(nick("bob"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        store
-            .send_private(pm("a", "bob", "old"), true)
-            .await
-            .unwrap();
-        store.purge_idle(1_001, vec![]).await.unwrap();
-        assert!(
-            store
-                .take_unread_private(nick("bob"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let (_dir, store) = fresh();
+        contract::private_messages_are_unread_until_taken_once(&store, &store).await;
     }
 
     #[tokio::test]
     async fn bans_hold_until_they_end_or_are_lifted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
-        let ban = |fp: &str, name: &str, until_ms| Ban {
-            fingerprint: fp.into(),
-            nick: nick(name),
-            by: nick("op"),
-            since_ms: 10,
-            until_ms,
-        };
-        store
-            .ban(vec![
-                ban("SHA256:m1", "mallory", None),
-                ban("SHA256:m2", "mallory", None),
-                ban("SHA256:t", "trent", Some(100)),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(store.bans(50).await.unwrap().len(), 3);
-        assert_eq!(store.bans(100).await.unwrap().len(), 2, "trent's ban ended");
-        let of = |fp: &str, now| store.ban_of(fp.to_owned(), now);
-        assert_eq!(
-            of("SHA256:t", 99).await.unwrap(),
-            Some(ban("SHA256:t", "trent", Some(100)))
-        );
-        assert_eq!(of("SHA256:t", 100).await.unwrap(), None);
-        let lifted = store.unban("MALLORY".into()).await.unwrap();
-        assert_eq!(lifted.len(), 2);
-        assert_eq!(of("SHA256:m1", 50).await.unwrap(), None);
-        assert_eq!(store.unban("SHA256:t".into()).await.unwrap().len(), 1);
-        assert!(store.bans(0).await.unwrap().is_empty());
+        let (_dir, store) = fresh();
+        contract::bans_hold_until_they_end_or_are_lifted(&store).await;
     }
 
     #[tokio::test]
     async fn topics_are_kept_per_room_and_purged_with_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 10)).unwrap();
-        let room = ChannelName::new("dev").unwrap();
-        assert_eq!(store.topic(room.clone()).await.unwrap(), None);
-        store.append(vec![new_entry("dev", 1, 1, 5)]).await.unwrap();
-        let topic = Topic {
-            room: room.clone(),
-            text: "release on friday".into(),
-            set_by: nick("alice"),
-            set_ms: 5,
-        };
-        store.set_topic(topic.clone()).await.unwrap();
-        assert_eq!(store.topic(room.clone()).await.unwrap(), Some(topic));
-        store.purge_idle(6, vec![]).await.unwrap();
-        assert_eq!(store.topic(room).await.unwrap(), None);
+        let (_dir, store) = fresh();
+        contract::topics_are_kept_per_room_and_purged_with_it(&store).await;
     }
 
     #[tokio::test]
