@@ -10,7 +10,7 @@ use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
 use kanava_store::{Bus, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::channel::{Channel, MemberId, MemberSlot, Released};
+use crate::channel::{Channel, ChannelState, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
 use crate::{Accounts, HubError};
 
@@ -230,25 +230,14 @@ impl Hub {
                     exclusive,
                 );
                 self.announce(&channel, state.local_presence());
-                let submitted = match &self.inner.cluster {
-                    Some(cluster) => {
-                        let pending = cluster.bus.publish(Outgoing {
-                            channel: channel.clone(),
-                            kind: FrameKind::Header,
-                            sender: uid.clone(),
-                            payload: header,
-                            time_ms: now_ms(),
-                            member: id,
-                        });
-                        Submitted::Bus(pending)
-                    }
-                    None => {
-                        let header_entry =
-                            state.sequence(FrameKind::Header, uid.clone(), header, now_ms(), id);
-                        let pending = self.submit(&entry, &header_entry);
-                        Submitted::Local(header_entry, pending)
-                    }
-                };
+                let submitted = self.submit(
+                    &entry,
+                    &mut state,
+                    FrameKind::Header,
+                    uid.clone(),
+                    header,
+                    id,
+                );
                 (history, submitted)
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
@@ -300,13 +289,36 @@ impl Hub {
         Ok(())
     }
 
-    /// Hands a freshly sequenced entry to the store. Called under the channel lock, so the store
-    /// receives each channel's entries in sequence order.
-    fn submit(&self, channel: &Channel, entry: &Entry) -> Pending<()> {
-        self.inner.store.append(vec![NewEntry {
-            channel: channel.name.clone(),
-            entry: entry.clone(),
-        }])
+    /// Hands a frame of `member` to the store: on a single node it is numbered here and
+    /// appended; in a cluster it is published to the bus, which numbers it. Called under the
+    /// channel lock, so the store receives each channel's frames in order.
+    fn submit(
+        &self,
+        channel: &Channel,
+        state: &mut ChannelState,
+        kind: FrameKind,
+        sender: Uid,
+        payload: Bytes,
+        member: MemberId,
+    ) -> Submitted {
+        match &self.inner.cluster {
+            Some(cluster) => Submitted::Bus(cluster.bus.publish(Outgoing {
+                channel: channel.name.clone(),
+                kind,
+                sender,
+                payload,
+                time_ms: now_ms(),
+                member,
+            })),
+            None => {
+                let entry = state.sequence(kind, sender, payload, now_ms(), member);
+                let pending = self.inner.store.append(vec![NewEntry {
+                    channel: channel.name.clone(),
+                    entry: Entry::clone(&entry),
+                }]);
+                Submitted::Local(entry, pending)
+            }
+        }
     }
 
     /// Waits for the store's verdict on a frame. On a single node this releases the channel's
@@ -559,21 +571,16 @@ impl Member {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| HubError::ShuttingDown)?;
-        let submitted = match &self.hub.inner.cluster {
-            Some(cluster) => Submitted::Bus(cluster.bus.publish(Outgoing {
-                channel: self.channel.name.clone(),
+        let submitted = {
+            let mut state = self.channel.lock();
+            self.hub.submit(
+                &self.channel,
+                &mut state,
                 kind,
-                sender: self.uid.clone(),
+                self.uid.clone(),
                 payload,
-                time_ms: now_ms(),
-                member: self.id,
-            })),
-            None => {
-                let mut state = self.channel.lock();
-                let entry = state.sequence(kind, self.uid.clone(), payload, now_ms(), self.id);
-                let pending = self.hub.submit(&self.channel, &entry);
-                Submitted::Local(entry, pending)
-            }
+                self.id,
+            )
         };
         metrics::counter!("kanava_frames_in_total").increment(1);
         metrics::counter!("kanava_bytes_in_total").increment(size as u64);
