@@ -68,6 +68,9 @@ pub(crate) enum SessionHandle {
         id: String,
         /// The bus.
         bus: Arc<dyn SessionBus>,
+        /// The session's record from its start, opened when it was looked up; the join takes
+        /// it.
+        events: Arc<Mutex<Option<mpsc::Receiver<SessionEvent>>>>,
     },
 }
 
@@ -89,7 +92,7 @@ impl SessionHandle {
                     .await
                     .unwrap_or_else(|_| Err(std::io::Error::other("the session has ended")))
             }
-            Self::Remote { id, bus } => {
+            Self::Remote { id, bus, .. } => {
                 let Origin::Developer(client) = origin else {
                     return Err(std::io::Error::other(
                         "only developers join remote sessions",
@@ -118,8 +121,16 @@ impl SessionHandle {
                     .ok()?;
                 snapshot.await.ok()
             }
-            Self::Remote { id: session, bus } => {
-                let events = bus.follow(session).await.ok()??;
+            Self::Remote {
+                id: session,
+                bus,
+                events,
+            } => {
+                let taken = events.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let events = match taken {
+                    Some(events) => events,
+                    None => bus.follow(session).await.ok()??,
+                };
                 let me = kanava_hub::Origin {
                     node: bus.node().into(),
                     member: id,
@@ -179,6 +190,11 @@ pub(crate) enum Lookup {
 /// The log file of session `id` in `dir`, named as debug-me names it.
 pub fn session_log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("debug-me.{id}.log"))
+}
+
+/// Whether `id` has the shape of a session id (a UUID), before it names a file or a subject.
+fn valid_session_id(id: &str) -> bool {
+    id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
 /// The live sessions, and where logs go.
@@ -292,14 +308,14 @@ impl Registry {
             Lookup::Unknown => {}
             found => return found,
         }
-        let Some(bus) = &self.cluster else {
+        let Some(bus) = self.cluster.as_ref().filter(|_| valid_session_id(id)) else {
             return Lookup::Unknown;
         };
-        let valid = id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
         match bus.follow(id).await {
-            Ok(Some(_)) if valid => Lookup::Live(SessionHandle::Remote {
+            Ok(Some(events)) => Lookup::Live(SessionHandle::Remote {
                 id: id.to_owned(),
                 bus: Arc::clone(bus),
+                events: Arc::new(Mutex::new(Some(events))),
             }),
             Ok(_) => Lookup::Unknown,
             Err(error) => {
@@ -320,8 +336,7 @@ impl Registry {
         {
             return Lookup::Live(handle);
         }
-        let valid = id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-        if !valid {
+        if !valid_session_id(id) {
             return Lookup::Unknown;
         }
         let Ok(text) = std::fs::read_to_string(session_log_path(&self.dir, id)) else {
