@@ -1,20 +1,22 @@
 //! The node-wide consumers of a stream: every stored channel frame, of every channel and from
 //! every node, in stream order, for the hub to relay to its own members; and every private
-//! message other nodes store, for the chat sessions here.
+//! message other nodes store, for the chat sessions here. A debug-me session followed from
+//! another node uses the same [`Follower`] (see `sessions.rs`).
 //!
 //! An ordered consumer lives on one server and recreates itself when that server goes away, but
 //! async-nats gives up on some failures and, after one, restarts from the stream's first
-//! message when nothing had been delivered yet. So this task keeps its own position (the next
-//! sequence it owes) and, whenever the consumer fails, ends or hands back something older,
-//! creates a new one starting at that position: no sequence is delivered twice, and none is
-//! skipped. (A node whose consumer falls more than the history's `max_entries` frames behind in
+//! message when nothing had been delivered yet. So a [`Follower`] keeps its own position (the
+//! next sequence it owes) and, whenever the consumer fails, ends, hands back something older or
+//! goes silent while the stream holds messages it owes (an ordered consumer whose server died
+//! can stay silent for a long time), creates a new one starting at that position: no sequence
+//! is delivered twice, and none is skipped. (A node whose consumer falls more than the history's `max_entries` frames behind in
 //! one channel cannot get the ones the stream has evicted meanwhile: they are gone from the
 //! history too.)
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use futures_util::StreamExt;
 use kanava_core::PrivateMessage;
@@ -22,6 +24,7 @@ use kanava_store::Delivered;
 use tokio::sync::mpsc;
 
 use crate::ClusterError;
+use crate::history::last_sequence;
 use crate::wire::{self, CHANNEL_PREFIX, PRIVATE_PREFIX};
 
 /// Frames decoded ahead of the hub.
@@ -33,24 +36,45 @@ pub(crate) const MAX_PULL: Duration = Duration::from_secs(4);
 /// after a node of three was killed).
 pub(crate) const STALL: Duration = Duration::from_secs(2);
 
-/// Why following the stream stopped.
+/// Why one consumer stopped.
 enum Stop {
-    /// The hub dropped its receiver: stop for good.
-    Closed,
+    /// The receiver was dropped, or the last item was delivered: stop for good.
+    Done,
     /// The consumer failed; start a new one.
     Failed(ClusterError),
 }
 
+/// What a follower makes of one stored message.
+pub(crate) enum Decoded<T> {
+    /// Nothing to pass on.
+    Skip,
+    /// An item to pass on.
+    Item(T),
+    /// The last item: pass it on and stop following.
+    Last(T),
+}
+
+/// Where a follower learns the last sequence stored under its filter, to tell a consumer
+/// that is merely idle from one that went silent while it owes messages.
+pub(crate) enum Scope {
+    /// The filter covers the whole stream: the stream's state says (one cheap request).
+    Stream,
+    /// The filter is one subject of a shared stream: its last message says.
+    Subject,
+}
+
 /// What a follower reads and how it turns messages into items.
-struct Follower<T> {
-    /// What it follows, for logs and errors.
-    what: &'static str,
+pub(crate) struct Follower<T> {
+    /// What it follows, for logs.
+    pub(crate) what: &'static str,
     /// The subjects it reads.
-    filter: String,
-    /// Turns a stored message into an item: `Ok(None)` skips it, `Err` drops it with a warning.
-    decode: fn(&async_nats::jetstream::Message, u64) -> Result<Option<T>, String>,
+    pub(crate) filter: String,
+    /// How much of the stream `filter` covers.
+    pub(crate) scope: Scope,
+    /// Turns a stored message into an item: `Err` drops it with a warning.
+    pub(crate) decode: fn(&async_nats::jetstream::Message, u64) -> Result<Decoded<T>, String>,
     /// Whether it reports its backlog as `kanava_cluster_consumer_lag`.
-    reports_lag: bool,
+    pub(crate) reports_lag: bool,
 }
 
 /// Follows the channel stream from sequence `next` on, sending every frame to `deliveries`
@@ -59,6 +83,7 @@ pub(crate) async fn run(stream: Stream, next: u64, deliveries: mpsc::Sender<Deli
     let follower = Follower {
         what: "channel frames",
         filter: format!("{CHANNEL_PREFIX}>"),
+        scope: Scope::Stream,
         decode: |message, seq| {
             let pairs = header_pairs(message.headers.as_ref());
             wire::decode_frame(
@@ -67,7 +92,7 @@ pub(crate) async fn run(stream: Stream, next: u64, deliveries: mpsc::Sender<Deli
                 message.payload.clone(),
                 seq,
             )
-            .map(Some)
+            .map(Decoded::Item)
             .map_err(|error| error.to_string())
         },
         reports_lag: true,
@@ -87,17 +112,18 @@ pub(crate) async fn run_private(
     let follower = Follower {
         what: "private messages",
         filter: format!("{PRIVATE_PREFIX}>"),
+        scope: Scope::Stream,
         decode: |message, seq| {
             let pairs = header_pairs(message.headers.as_ref());
             if pairs.contains(&(wire::UNREAD_HEADER, "1")) {
-                return Ok(None);
+                return Ok(Decoded::Skip);
             }
             let origin = pairs
                 .iter()
                 .find(|(name, _)| *name == wire::ORIGIN_HEADER)
                 .map(|(_, value)| (*value).to_owned());
             wire::decode_private(&message.payload, seq)
-                .map(|pm| Some((origin, pm)))
+                .map(|pm| Decoded::Item((origin, pm)))
                 .map_err(|error| error.to_string())
         },
         reports_lag: false,
@@ -114,36 +140,53 @@ pub(crate) async fn run_private(
 }
 
 impl<T> Follower<T> {
-    async fn run(&self, stream: Stream, mut next: u64, items: mpsc::Sender<T>) {
+    /// Follows `stream` from sequence `next` on with one ordered consumer after another, each
+    /// starting where the last one stopped, sending every item to `items` until the receiver
+    /// is dropped or the last item is sent.
+    pub(crate) async fn run(&self, stream: Stream, mut next: u64, items: mpsc::Sender<T>) {
         let mut delay = Duration::from_millis(100);
         loop {
             let from = next;
             match self.follow(&stream, &mut next, &items).await {
-                Stop::Closed => break,
+                Stop::Done => break,
                 Stop::Failed(error) => {
                     if next > from {
                         delay = Duration::from_millis(100);
                     }
-                    tracing::warn!(what = self.what, %error, next, "cluster consumer failed; starting a new one");
-                    tokio::time::sleep(delay).await;
+                    tracing::warn!(what = self.what, filter = %self.filter, %error, next, "cluster consumer failed; starting a new one");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = items.closed() => break,
+                    }
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
         }
-        tracing::debug!(what = self.what, "cluster consumer stopped");
+        tracing::debug!(what = self.what, filter = %self.filter, "cluster consumer stopped");
     }
 
+    /// The last sequence stored under the filter; 0 if none.
+    async fn stored(&self, stream: &Stream) -> Result<u64, ClusterError> {
+        match self.scope {
+            Scope::Stream => last_stored(stream, "read the stream's state").await,
+            Scope::Subject => Ok(last_sequence(stream, &self.filter).await?.unwrap_or(0)),
+        }
+    }
+
+    /// Follows with one ordered consumer from `next` on, then deletes it.
     async fn follow(&self, stream: &Stream, next: &mut u64, items: &mpsc::Sender<T>) -> Stop {
-        let stored = match stream.get_info().await {
-            Ok(info) => info.state.last_sequence,
-            Err(e) => return Stop::Failed(ClusterError::nats("read the stream's state", e)),
+        // A receiver taken only to learn that there is something to follow may be gone already.
+        if items.is_closed() {
+            return Stop::Done;
+        }
+        let stored = match self.stored(stream).await {
+            Ok(stored) => stored,
+            Err(error) => return Stop::Failed(error),
         };
         let consumer = match stream
             .create_consumer(OrderedConfig {
                 filter_subject: self.filter.clone(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: *next,
-                },
+                deliver_policy: deliver_from(*next),
                 max_expires: MAX_PULL,
                 ..Default::default()
             })
@@ -152,19 +195,41 @@ impl<T> Follower<T> {
             Ok(consumer) => consumer,
             Err(e) => return Stop::Failed(ClusterError::nats("create the delivery consumer", e)),
         };
-        if consumer.cached_info().num_pending == 0 {
-            // Nothing from `next` to `stored` is left (purged or evicted): the stall check below
-            // must not wait for it.
+        let info = consumer.cached_info();
+        if info.num_pending == 0 {
+            // Nothing from `next` to `stored` is left (purged or evicted): the stall check must
+            // not wait for it.
             *next = (*next).max(stored + 1);
         }
-        let mut messages = match consumer.messages().await {
-            Ok(messages) => messages,
-            Err(e) => {
-                return Stop::Failed(ClusterError::nats("pull from the delivery consumer", e));
-            }
+        let name = info.name.clone();
+        let stop = match consumer.messages().await {
+            Ok(mut messages) => self.deliver(stream, &mut messages, next, items).await,
+            Err(e) => Stop::Failed(ClusterError::nats("pull from the delivery consumer", e)),
         };
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            if let Err(error) = stream.delete_consumer(&name).await {
+                tracing::debug!(%error, "could not delete a delivery consumer; it expires");
+            }
+        });
+        stop
+    }
+
+    /// Passes the consumer's messages on until the receiver is dropped, the last item is sent
+    /// or the consumer fails (or goes silent while messages it owes are stored).
+    async fn deliver(
+        &self,
+        stream: &Stream,
+        messages: &mut Ordered,
+        next: &mut u64,
+        items: &mpsc::Sender<T>,
+    ) -> Stop {
         loop {
-            let message = match tokio::time::timeout(STALL, messages.next()).await {
+            let message = tokio::select! {
+                _ = items.closed() => return Stop::Done,
+                message = tokio::time::timeout(STALL, messages.next()) => message,
+            };
+            let message = match message {
                 Ok(Some(Ok(message))) => message,
                 Ok(Some(Err(e))) => {
                     return Stop::Failed(ClusterError::nats("delivery consumer", e));
@@ -175,18 +240,15 @@ impl<T> Follower<T> {
                         "the message stream ended",
                     ));
                 }
-                Err(_) => match stream.get_info().await {
-                    Ok(info) if info.state.last_sequence < *next => continue,
-                    Ok(info) => {
+                Err(_) => match self.stored(stream).await {
+                    Ok(stored) if stored < *next => continue,
+                    Ok(stored) => {
                         return Stop::Failed(ClusterError::nats(
                             "delivery consumer",
-                            format!(
-                                "silent while frames up to {} are stored",
-                                info.state.last_sequence
-                            ),
+                            format!("silent while messages up to {stored} are stored"),
                         ));
                     }
-                    Err(e) => return Stop::Failed(ClusterError::nats("delivery consumer", e)),
+                    Err(error) => return Stop::Failed(error),
                 },
             };
             let (seq, pending) = match message.info() {
@@ -202,20 +264,42 @@ impl<T> Follower<T> {
             if self.reports_lag {
                 metrics::gauge!("kanava_cluster_consumer_lag").set(pending as f64);
             }
-            match (self.decode)(&message, seq) {
-                Ok(Some(item)) => {
-                    if items.send(item).await.is_err() {
-                        return Stop::Closed;
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(what = self.what, seq, subject = %message.subject, %error, "dropped a stored message")
-                }
-            }
             *next = seq + 1;
+            let (item, last) = match (self.decode)(&message, seq) {
+                Ok(Decoded::Skip) => continue,
+                Ok(Decoded::Item(item)) => (item, false),
+                Ok(Decoded::Last(item)) => (item, true),
+                Err(error) => {
+                    tracing::warn!(what = self.what, seq, subject = %message.subject, %error, "dropped a stored message");
+                    continue;
+                }
+            };
+            if items.send(item).await.is_err() || last {
+                return Stop::Done;
+            }
         }
     }
+}
+
+/// Where a consumer reading from sequence `next` on starts.
+pub(crate) fn deliver_from(next: u64) -> DeliverPolicy {
+    if next <= 1 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: next,
+        }
+    }
+}
+
+/// The sequence of the last message `stream` holds (0 when it never held any), from its state;
+/// `op` says what for, in an error.
+pub(crate) async fn last_stored(stream: &Stream, op: &'static str) -> Result<u64, ClusterError> {
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| ClusterError::nats(op, e))?;
+    Ok(info.state.last_sequence)
 }
 
 /// A message's headers as (name, value) pairs, for the pure decoders.

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
 use futures_util::StreamExt;
 use kanava_core::{ChannelName, Entry, HistoryLimits, HistoryWindow};
 use kanava_store::StoredChannel;
 
-use crate::deliveries::{MAX_PULL, header_pairs};
+use crate::deliveries::{MAX_PULL, deliver_from, header_pairs};
 use crate::wire::{self, CHANNEL_PREFIX};
 use crate::{ClusterError, setup::Buckets};
 
@@ -32,17 +31,10 @@ pub(crate) async fn scan(
     start: u64,
     mut visit: impl FnMut(&jetstream::Message, u64) -> ControlFlow<()>,
 ) -> Result<(), ClusterError> {
-    let deliver_policy = if start <= 1 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: start,
-        }
-    };
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: filter,
-            deliver_policy,
+            deliver_policy: deliver_from(start),
             max_expires: MAX_PULL,
             ..Default::default()
         })

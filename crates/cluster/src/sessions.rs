@@ -14,16 +14,14 @@
 //! ends, its node refuses requests for a moment before it unsubscribes, so that one sent just
 //! before is answered rather than lost with the subscription.
 //!
-//! A follower keeps its own position in the session, as the node's delivery consumer does, and
-//! starts a new consumer from there whenever one fails or goes silent while the stream holds
-//! messages it owes (an ordered consumer whose server died can stay silent for a long time).
+//! A follower is the node's delivery [`Follower`], filtered on the session's subject: it keeps
+//! its own position in the session and starts a new consumer from there whenever one fails or
+//! goes silent while the session holds messages it owes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::Stream;
 use async_nats::{Client, HeaderMap, HeaderValue, Request, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
@@ -31,7 +29,7 @@ use futures_util::StreamExt;
 use kanava_store::{InboundMessage, SessionEvent, SessionMessage, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::deliveries::{MAX_PULL, STALL, header_pairs};
+use crate::deliveries::{Decoded, Follower, Scope, header_pairs};
 use crate::history::last_sequence;
 use crate::wire::{self, ERROR_HEADER, SessionRecord};
 use crate::{BoxError, ClusterError};
@@ -309,152 +307,23 @@ pub(crate) async fn follow(
     if reply.send(Ok(Some(receiver))).is_err() {
         return;
     }
-    let mut follower = Follower {
-        stream,
-        subject,
-        events,
-        next: 1,
-    };
-    follower.run().await;
-    tracing::debug!(session = %id, "stopped following a session");
-}
-
-/// Why one consumer of a followed session stopped.
-enum Stop {
-    /// The session ended, or the receiver was dropped: stop for good.
-    Done,
-    /// The consumer failed; start a new one.
-    Failed(ClusterError),
-}
-
-/// A session followed from another node.
-struct Follower {
-    stream: Stream,
-    subject: String,
-    events: mpsc::Sender<SessionEvent>,
-    /// The next stream sequence owed.
-    next: u64,
-}
-
-impl Follower {
-    /// Follows the session with one consumer after another, each starting where the last one
-    /// stopped (none is delivered twice or skipped), as the node's delivery consumer does.
-    async fn run(&mut self) {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let from = self.next;
-            match self.consume().await {
-                Stop::Done => return,
-                Stop::Failed(error) => {
-                    if self.next > from {
-                        delay = Duration::from_millis(100);
-                    }
-                    tracing::warn!(subject = %self.subject, %error, next = self.next, "session follower failed; starting a new one");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.events.closed() => return,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
-
-    /// Follows the session with one ordered consumer from `next` on.
-    async fn consume(&mut self) -> Stop {
-        // A receiver taken only to learn that the session exists is often dropped at once.
-        if self.events.is_closed() {
-            return Stop::Done;
-        }
-        let deliver_policy = if self.next <= 1 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: self.next,
-            }
-        };
-        let consumer = match self
-            .stream
-            .create_consumer(OrderedConfig {
-                filter_subject: self.subject.clone(),
-                deliver_policy,
-                max_expires: MAX_PULL,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(consumer) => consumer,
-            Err(e) => return Stop::Failed(ClusterError::nats("create a session follower", e)),
-        };
-        let name = consumer.cached_info().name.clone();
-        let stop = match consumer.messages().await {
-            Ok(mut messages) => self.deliver(&mut messages).await,
-            Err(e) => Stop::Failed(ClusterError::nats("pull from a session follower", e)),
-        };
-        let stream = self.stream.clone();
-        tokio::spawn(async move {
-            if let Err(error) = stream.delete_consumer(&name).await {
-                tracing::debug!(%error, "could not delete a session follower; it expires");
-            }
-        });
-        stop
-    }
-
-    /// Passes the consumer's messages on until the session ends, the receiver is dropped or the
-    /// consumer fails (or goes silent while messages it owes are stored).
-    async fn deliver(
-        &mut self,
-        messages: &mut async_nats::jetstream::consumer::pull::Ordered,
-    ) -> Stop {
-        loop {
-            let message = tokio::select! {
-                _ = self.events.closed() => return Stop::Done,
-                next = tokio::time::timeout(STALL, messages.next()) => match next {
-                    Ok(Some(Ok(message))) => message,
-                    Ok(Some(Err(e))) => return Stop::Failed(ClusterError::nats("session follower", e)),
-                    Ok(None) => {
-                        return Stop::Failed(ClusterError::nats(
-                            "session follower",
-                            "the message stream ended",
-                        ));
-                    }
-                    Err(_) => match last_sequence(&self.stream, &self.subject).await {
-                        Ok(Some(last)) if last >= self.next => {
-                            return Stop::Failed(ClusterError::nats(
-                                "session follower",
-                                format!("silent while messages up to {last} are stored"),
-                            ));
-                        }
-                        Ok(_) => continue,
-                        Err(e) => return Stop::Failed(e),
-                    },
-                },
-            };
-            let seq = match message.info() {
-                Ok(info) => info.stream_sequence,
-                Err(e) => return Stop::Failed(ClusterError::nats("session follower metadata", e)),
-            };
-            if seq < self.next {
-                return Stop::Failed(ClusterError::nats(
-                    "session follower",
-                    format!("restarted at sequence {seq}, before {}", self.next),
-                ));
-            }
-            self.next = seq + 1;
+    let follower = Follower {
+        what: "debug-me session",
+        filter: subject,
+        scope: Scope::Subject,
+        decode: |message, _seq| {
             let pairs = header_pairs(message.headers.as_ref());
-            let event = match wire::decode_session_message(&pairs, message.payload.clone()) {
-                Ok(SessionRecord::Start) => continue,
-                Ok(SessionRecord::Message(message)) => SessionEvent::Message(message),
-                Ok(SessionRecord::End) => SessionEvent::Ended,
-                Err(error) => {
-                    tracing::warn!(seq, subject = %self.subject, %error, "dropped a stored session message");
-                    continue;
+            match wire::decode_session_message(&pairs, message.payload.clone()) {
+                Ok(SessionRecord::Start) => Ok(Decoded::Skip),
+                Ok(SessionRecord::Message(message)) => {
+                    Ok(Decoded::Item(SessionEvent::Message(message)))
                 }
-            };
-            let ended = matches!(event, SessionEvent::Ended);
-            if self.events.send(event).await.is_err() || ended {
-                return Stop::Done;
+                Ok(SessionRecord::End) => Ok(Decoded::Last(SessionEvent::Ended)),
+                Err(error) => Err(error.to_string()),
             }
-        }
-    }
+        },
+        reports_lag: false,
+    };
+    follower.run(stream, 1, events).await;
+    tracing::debug!(session = %id, "stopped following a session");
 }
