@@ -83,21 +83,14 @@ impl ClusterStore {
     /// [`ClusterError`] saying what to change.
     pub async fn connect(config: ClusterConfig) -> Result<ClusterStore, ClusterError> {
         let connected = crate::setup::connect(&config).await?;
-        let deliver_from = connected
-            .channels
-            .get_info()
-            .await
-            .map_err(|e| ClusterError::nats("read the channel stream's state", e))?
-            .state
-            .last_sequence
-            + 1;
-        let private_from = connected
-            .private
-            .get_info()
-            .await
-            .map_err(|e| ClusterError::nats("read the private-message stream's state", e))?
-            .state
-            .last_sequence
+        let deliver_from =
+            deliveries::last_stored(&connected.channels, "read the channel stream's state").await?
+                + 1;
+        let private_from = deliveries::last_stored(
+            &connected.private,
+            "read the private-message stream's state",
+        )
+        .await?
             + 1;
         let node: Arc<str> = Arc::from(config.node.as_str());
         let (publisher, publish_tasks) = publish::spawn(connected.js.clone());
