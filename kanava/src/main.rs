@@ -614,12 +614,22 @@ const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 impl ServeArgs {
     /// Merges flags and environment over the config file over the defaults.
-    fn settings(mut self) -> anyhow::Result<(Settings, LogFormat)> {
-        let mut file = match &self.config {
+    fn settings(self) -> anyhow::Result<(Settings, LogFormat)> {
+        let file = match &self.config {
             Some(path) => read_config(path)?,
             None => FileConfig::default(),
         };
-        let cluster = self.cluster(&mut file)?;
+        let cluster = cluster_settings(
+            if self.cluster.is_empty() {
+                file.cluster
+            } else {
+                self.cluster
+            },
+            self.cluster_credentials.or(file.cluster_credentials),
+            self.cluster_replicas.or(file.cluster_replicas),
+            self.node_name.or(file.node_name),
+            self.presence_interval.or(file.presence_interval),
+        )?;
         let max_frame_given = self.max_frame.is_some() || file.max_frame.is_some();
         let mles_key = self
             .mles_key
@@ -814,25 +824,6 @@ fn cluster_settings(
         node,
         presence_interval: presence_interval.unwrap_or(Duration::from_secs(5)),
     }))
-}
-
-impl ServeArgs {
-    fn cluster(&mut self, file: &mut FileConfig) -> anyhow::Result<Option<ClusterSettings>> {
-        let servers = if self.cluster.is_empty() {
-            std::mem::take(&mut file.cluster)
-        } else {
-            std::mem::take(&mut self.cluster)
-        };
-        cluster_settings(
-            servers,
-            self.cluster_credentials
-                .take()
-                .or(file.cluster_credentials.take()),
-            self.cluster_replicas.or(file.cluster_replicas),
-            self.node_name.take().or(file.node_name.take()),
-            self.presence_interval.or(file.presence_interval),
-        )
-    }
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
