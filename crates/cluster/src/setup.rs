@@ -223,34 +223,32 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
     // with different `--max-frame` do not take turns shrinking the stream under each other.
     let max_msg_size = i32::try_from(max_payload).unwrap_or(i32::MAX);
     let per_channel = i64::try_from(config.history.max_entries).unwrap_or(i64::MAX);
+    // What every stream shares: one prefix's subjects, on file, replicated, read directly from
+    // any replica, the oldest message discarded at a limit.
+    let stream_of = |name: &str, prefix: &str| stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{prefix}>")],
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        allow_direct: true,
+        ..Default::default()
+    };
     let channels = ensure_stream(
         &js,
         stream::Config {
-            name: CHANNEL_STREAM.into(),
-            subjects: vec![format!("{CHANNEL_PREFIX}>")],
             max_messages_per_subject: per_channel,
-            discard: DiscardPolicy::Old,
-            storage: StorageType::File,
-            num_replicas: config.replicas,
-            duplicate_window: DUPLICATE_WINDOW,
-            allow_direct: true,
             max_message_size: max_msg_size,
-            ..Default::default()
+            ..stream_of(CHANNEL_STREAM, CHANNEL_PREFIX)
         },
     )
     .await?;
     let private = ensure_stream(
         &js,
         stream::Config {
-            name: PRIVATE_STREAM.into(),
-            subjects: vec![format!("{PRIVATE_PREFIX}>")],
-            discard: DiscardPolicy::Old,
-            storage: StorageType::File,
-            num_replicas: config.replicas,
-            duplicate_window: DUPLICATE_WINDOW,
-            allow_direct: true,
             max_age: PRIVATE_MAX_AGE,
-            ..Default::default()
+            ..stream_of(PRIVATE_STREAM, PRIVATE_PREFIX)
         },
     )
     .await?;
@@ -258,16 +256,10 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
     let sessions = ensure_stream(
         &js,
         stream::Config {
-            name: SESSION_STREAM.into(),
-            subjects: vec![format!("{SESSION_PREFIX}>")],
-            discard: DiscardPolicy::Old,
-            storage: StorageType::File,
-            num_replicas: config.replicas,
             duplicate_window: DUPLICATE_WINDOW.min(config.debug_me_retention),
-            allow_direct: true,
             max_age: config.debug_me_retention,
             max_message_size: max_msg_size,
-            ..Default::default()
+            ..stream_of(SESSION_STREAM, SESSION_PREFIX)
         },
     )
     .await?;
