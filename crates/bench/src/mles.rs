@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use args::MlesArgs;
-pub use report::{Disconnects, Latency, Report, UrlReport};
+pub use report::{DeliveryStats, Disconnects, Latency, Report, UrlReport};
 
 use crate::progress::{Progress, await_connections, join_all};
 use client::{Clock, Latencies, Phase, PublisherOutcome, Shared, SubscriberOutcome, Window};
@@ -248,6 +248,20 @@ struct Deliveries {
 }
 
 impl Deliveries {
+    /// The statistics of these deliveries, over a measuring window of `window_secs`, with their
+    /// latencies.
+    fn stats(&self, window_secs: f64, latencies: &Histogram<u64>) -> DeliveryStats {
+        DeliveryStats {
+            expected_deliveries: self.expected,
+            delivered: self.delivered,
+            deliveries_per_sec: self.in_window as f64 / window_secs,
+            lost: self.expected.saturating_sub(self.delivered),
+            duplicated: self.duplicated,
+            reordered: self.reordered,
+            latency_us: Latency::of(latencies),
+        }
+    }
+
     /// Counts what one subscriber saw, given how many frames each publisher sent.
     fn add(&mut self, outcome: &SubscriberOutcome, sent: &[u64]) {
         self.connected += 1;
@@ -311,13 +325,7 @@ fn summarize(
             url: url.clone(),
             subscribers,
             connected: d.connected,
-            expected_deliveries: d.expected,
-            delivered: d.delivered,
-            deliveries_per_sec: d.in_window as f64 / window_secs,
-            lost: d.expected.saturating_sub(d.delivered),
-            duplicated: d.duplicated,
-            reordered: d.reordered,
-            latency_us: Latency::of(histogram),
+            deliveries: d.stats(window_secs, histogram),
         })
         .collect();
     Report {
@@ -331,17 +339,11 @@ fn summarize(
         duration_secs: args.duration.as_secs_f64(),
         warmup_secs: args.warmup.as_secs_f64(),
         sent: sent.iter().sum(),
-        expected_deliveries: total.expected,
-        delivered: total.delivered,
-        deliveries_per_sec: total.in_window as f64 / window_secs,
-        lost: total.expected.saturating_sub(total.delivered),
-        duplicated: total.duplicated,
-        reordered: total.reordered,
+        deliveries: total.stats(window_secs, &latency.total),
         settled,
         connect_failures: connect_errors.values().sum(),
         connect_errors,
         disconnects,
-        latency_us: Latency::of(&latency.total),
         by_subscriber_url,
     }
 }

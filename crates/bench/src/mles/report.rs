@@ -29,18 +29,9 @@ pub struct Report {
     pub warmup_secs: f64,
     /// Frames the publishers sent.
     pub sent: u64,
-    /// Deliveries owed: each sent frame times the subscribers of its channel that connected.
-    pub expected_deliveries: u64,
-    /// Distinct frames that arrived at subscribers.
-    pub delivered: u64,
-    /// Deliveries between the end of the warmup and the end of publishing, per second.
-    pub deliveries_per_sec: f64,
-    /// Expected deliveries that never arrived.
-    pub lost: u64,
-    /// Frames that arrived at a subscriber more than once (extra arrivals).
-    pub duplicated: u64,
-    /// Frames that arrived after a later frame of the same publisher.
-    pub reordered: u64,
+    /// What all the subscribers saw.
+    #[serde(flatten)]
+    pub deliveries: DeliveryStats,
     /// Whether every subscriber still connected saw the last frame of every publisher before
     /// the grace period after publishing ran out.
     pub settled: bool,
@@ -50,8 +41,6 @@ pub struct Report {
     pub connect_errors: BTreeMap<String, u64>,
     /// Connections the server ended during the run.
     pub disconnects: Disconnects,
-    /// Latency from send to delivery, in microseconds, after the warmup.
-    pub latency_us: Latency,
     /// What the subscribers of each subscriber URL saw, in the order of `--subscriber-url`
     /// (one entry, `url`, without it); the totals above add these up.
     pub by_subscriber_url: Vec<UrlReport>,
@@ -66,20 +55,27 @@ pub struct UrlReport {
     pub subscribers: usize,
     /// Those that connected.
     pub connected: usize,
-    /// Deliveries owed to the connected ones.
+    /// What they saw.
+    #[serde(flatten)]
+    pub deliveries: DeliveryStats,
+}
+
+/// What a set of subscribers (all of them, or those of one URL) saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryStats {
+    /// Deliveries owed: each sent frame times the subscribers of its channel that connected.
     pub expected_deliveries: u64,
-    /// Distinct frames that arrived at them.
+    /// Distinct frames that arrived.
     pub delivered: u64,
-    /// Their deliveries between the end of the warmup and the end of publishing, per second.
+    /// Deliveries between the end of the warmup and the end of publishing, per second.
     pub deliveries_per_sec: f64,
     /// Expected deliveries that never arrived.
     pub lost: u64,
-    /// Frames that arrived more than once (extra arrivals).
+    /// Frames that arrived at a subscriber more than once (extra arrivals).
     pub duplicated: u64,
     /// Frames that arrived after a later frame of the same publisher.
     pub reordered: u64,
-    /// Latency from send to delivery at these subscribers, in microseconds, after the
-    /// warmup.
+    /// Latency from send to delivery, in microseconds, after the warmup.
     pub latency_us: Latency,
 }
 
@@ -157,17 +153,14 @@ impl fmt::Display for Report {
         let row = |f: &mut fmt::Formatter<'_>, name: &str, value: &dyn fmt::Display| {
             writeln!(f, "  {name:<22}{value:>12}")
         };
+        let d = &self.deliveries;
         row(f, "sent", &self.sent)?;
-        row(f, "expected deliveries", &self.expected_deliveries)?;
-        row(f, "delivered", &self.delivered)?;
-        row(
-            f,
-            "deliveries/s",
-            &format!("{:.1}", self.deliveries_per_sec),
-        )?;
-        row(f, "lost", &self.lost)?;
-        row(f, "duplicated", &self.duplicated)?;
-        row(f, "reordered", &self.reordered)?;
+        row(f, "expected deliveries", &d.expected_deliveries)?;
+        row(f, "delivered", &d.delivered)?;
+        row(f, "deliveries/s", &format!("{:.1}", d.deliveries_per_sec))?;
+        row(f, "lost", &d.lost)?;
+        row(f, "duplicated", &d.duplicated)?;
+        row(f, "reordered", &d.reordered)?;
         row(f, "settled", &self.settled)?;
         row(f, "connect failures", &self.connect_failures)?;
         for (error, count) in &self.connect_errors {
@@ -184,7 +177,7 @@ impl fmt::Display for Report {
         for (code, count) in &self.disconnects.close_codes {
             writeln!(f, "    {count:>8} × {code}")?;
         }
-        let l = &self.latency_us;
+        let l = &d.latency_us;
         writeln!(
             f,
             "  latency µs ({} samples): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}",
@@ -210,18 +203,19 @@ impl fmt::Display for Report {
             "p99 µs"
         )?;
         for u in &self.by_subscriber_url {
+            let d = &u.deliveries;
             writeln!(
                 f,
                 "    {:<28}{:>11}{:>12}{:>13.1}{:>8}{:>6}{:>6}{:>10}{:>10}",
                 u.url,
                 format!("{}/{}", u.connected, u.subscribers),
-                u.delivered,
-                u.deliveries_per_sec,
-                u.lost,
-                u.duplicated,
-                u.reordered,
-                u.latency_us.p50,
-                u.latency_us.p99,
+                d.delivered,
+                d.deliveries_per_sec,
+                d.lost,
+                d.duplicated,
+                d.reordered,
+                d.latency_us.p50,
+                d.latency_us.p99,
             )?;
         }
         Ok(())
