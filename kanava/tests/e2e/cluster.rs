@@ -165,6 +165,47 @@ async fn meet(x: &mut Ws, x_uid: &str, y: &mut Ws, y_uid: &str) -> [Message; 2] 
     [x_marker, y_marker]
 }
 
+/// Joins `x_uid` to `ch` on node `x` and `y_uid` on node `y`, and lets them [`meet`]; returns
+/// both members and their markers.
+async fn join_and_meet(
+    x: &Kanava,
+    x_uid: &str,
+    y: &Kanava,
+    y_uid: &str,
+    ch: &str,
+) -> (Ws, Ws, [Message; 2]) {
+    let mut x_ws = x.client().join(x_uid, ch).await;
+    let mut y_ws = y.client().join(y_uid, ch).await;
+    let markers = meet(&mut x_ws, x_uid, &mut y_ws, y_uid).await;
+    (x_ws, y_ws, markers)
+}
+
+/// Fails if `ws` (member `who`) receives any data frame within `window`.
+async fn assert_no_more(who: &str, ws: &mut Ws, window: Duration) {
+    let extra = drain_for(ws, window).await;
+    assert!(
+        extra.is_empty(),
+        "{who} got more: {:?}",
+        extra.iter().map(describe).collect::<Vec<_>>()
+    );
+}
+
+/// What a joiner is replayed (and sent live): receives until it has `frames` frames besides
+/// join headers, then whatever else comes within 500 ms; returns them [`split`].
+async fn replayed(ws: &mut Ws, frames: usize) -> (Vec<String>, Vec<Message>) {
+    let mut got = Vec::new();
+    let mut data = 0;
+    while data < frames {
+        let msg = recv(ws).await;
+        if header_uid(&msg).is_none() {
+            data += 1;
+        }
+        got.push(msg);
+    }
+    got.extend(drain_for(ws, Duration::from_millis(500)).await);
+    split(&got)
+}
+
 /// Joins `uid` to `ch` until the node admits it (a refused join is closed before any frame),
 /// retrying for up to `limit`; returns the member and its first frame. The channel must have
 /// history, so that an admitted join is replayed at least one frame.
@@ -175,26 +216,25 @@ async fn join_when_admitted(
     limit: Duration,
 ) -> (Ws, Message) {
     let header = serde_json::json!({"uid": uid, "channel": ch}).to_string();
-    let started = Instant::now();
-    let mut refusals = 0;
-    loop {
+    let admitted = Mutex::new(None);
+    wait_until_async_within(&format!("{uid} is admitted"), limit, || async {
         let mut ws = client.send_header(&header).await;
         match tokio::time::timeout(WAIT, ws.next()).await {
             Ok(Some(Ok(Message::Close(frame)))) => {
                 let code = frame.map(|f| f.code);
                 assert_eq!(code, Some(CloseCode::Policy), "{uid}'s join closed so");
-                refusals += 1;
+                false
             }
-            Ok(Some(Ok(first))) => return (ws, first),
+            Ok(Some(Ok(first))) => {
+                *admitted.lock().unwrap() = Some((ws, first));
+                true
+            }
             Ok(other) => panic!("{uid}'s join ended with {other:?}"),
             Err(_) => panic!("{uid}'s join got neither its replay nor a close"),
         }
-        assert!(
-            started.elapsed() < limit,
-            "{uid} was still refused after {limit:?} ({refusals} tries)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    admitted.into_inner().unwrap().expect("admitted")
 }
 
 /// The names `who ROOM` lists on `server`, asked as SSH user `asker`.
@@ -275,10 +315,7 @@ async fn nodes_started_together_all_join() {
         assert_connected(node).await;
     }
     // And they form one cluster.
-    let ch = channel("together");
-    let mut first = nodes[0].client().join("first", &ch).await;
-    let mut third = nodes[2].client().join("third", &ch).await;
-    meet(&mut first, "first", &mut third, "third").await;
+    join_and_meet(&nodes[0], "first", &nodes[2], "third", &channel("together")).await;
 }
 
 #[tokio::test]
@@ -286,10 +323,7 @@ async fn mles_frames_cross_nodes() {
     let _heavy = heavy().await;
     let cluster = Cluster::start(&["a", "b"]).await;
     let (a, b) = (cluster.node(0), cluster.node(1));
-    let ch = channel("cross");
-    let mut alice = a.client().join("alice", &ch).await;
-    let mut bob = b.client().join("bob", &ch).await;
-    meet(&mut alice, "alice", &mut bob, "bob").await;
+    let (mut alice, mut bob, _) = join_and_meet(a, "alice", b, "bob", &channel("cross")).await;
 
     let from_alice = [
         text("hello from a"),
@@ -317,14 +351,8 @@ async fn mles_frames_cross_nodes() {
     let got_alice = recv_n(&mut alice, from_bob.len()).await;
     assert_eq!(got_alice, from_bob, "alice's frames from bob");
     // Nothing twice, and nobody gets their own.
-    let extra_bob = drain_for(&mut bob, Duration::from_millis(500)).await;
-    let extra_alice = drain_for(&mut alice, Duration::from_millis(100)).await;
-    assert!(
-        extra_bob.is_empty() && extra_alice.is_empty(),
-        "extra frames: bob {:?}, alice {:?}",
-        extra_bob.iter().map(describe).collect::<Vec<_>>(),
-        extra_alice.iter().map(describe).collect::<Vec<_>>()
-    );
+    assert_no_more("bob", &mut bob, Duration::from_millis(500)).await;
+    assert_no_more("alice", &mut alice, Duration::from_millis(100)).await;
 
     for node in [a, b] {
         assert_connected(node).await;
@@ -378,12 +406,7 @@ async fn late_joiner_gets_history_written_through_another_node() {
     bob.send(live[1].clone()).await.unwrap();
     assert_eq!(recv_n(&mut carol, 2).await, live);
     assert_eq!(recv(&mut bob).await, live[0]);
-    let extra = drain_for(&mut carol, Duration::from_millis(500)).await;
-    assert!(
-        extra.is_empty(),
-        "carol got more: {:?}",
-        extra.iter().map(describe).collect::<Vec<_>>()
-    );
+    assert_no_more("carol", &mut carol, Duration::from_millis(500)).await;
     // Once bob has carol's line, her header (published before it) is stored too.
     let carols = text("carol's line");
     carol.send(carols.clone()).await.unwrap();
@@ -406,13 +429,8 @@ async fn late_joiner_gets_history_written_through_another_node() {
     }
     let mut dave = b.client().join("dave", &ch).await;
     let _alice = streaming.await.unwrap();
-    let mut got = Vec::new();
-    let total = 3 + earlier.len() + live.len() + 1 + STREAMED as usize;
-    while got.len() < total {
-        got.push(recv(&mut dave).await);
-    }
-    got.extend(drain_for(&mut dave, Duration::from_millis(500)).await);
-    let (uids, frames) = split(&got);
+    let total = earlier.len() + live.len() + 1 + STREAMED as usize;
+    let (uids, frames) = replayed(&mut dave, total).await;
     assert_eq!(uids, sorted(&["alice", "bob", "carol"]), "headers dave got");
     let mut expected: Vec<Message> = earlier.iter().chain(&live).cloned().collect();
     expected.push(carols);
@@ -446,28 +464,27 @@ async fn ssh_chat_across_nodes() {
 
     // Each node lists the user connected to the other.
     for (session, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        // The session is used by one poll at a time; the lock only lends it to each.
+        let session = tokio::sync::Mutex::new(session);
+        let answer = Mutex::new(String::new());
+        wait_until_async(&format!("/who lists {other}"), || async {
+            let mut session = session.lock().await;
             session.send("/who").await;
-            let answer = session
+            let line = session
                 .err_line("the answer to /who", |l| l.contains(" here: "))
                 .await;
-            let names: Vec<&str> = answer
+            let listed = line
                 .split_once(" here: ")
                 .unwrap()
                 .1
                 .split(", ")
-                .collect();
-            if names.contains(&other) {
-                assert_eq!(answer.trim_start_matches("kanava: "), "2 here: alice, bob");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/who never listed {other}: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .any(|name| name == other);
+            *answer.lock().unwrap() = line;
+            listed
+        })
+        .await;
+        let answer = answer.into_inner().unwrap();
+        assert_eq!(answer.trim_start_matches("kanava: "), "2 here: alice, bob");
     }
 
     // A private message reaches its recipient on the other node at once, and the reply comes
@@ -566,9 +583,7 @@ async fn mles_duplicate_uid_refused_across_nodes() {
     let ch = channel("dup");
     let (a, b) = (cluster.node(0), cluster.node(1));
     let (client_a, client_b) = (a.client(), b.client());
-    let mut x = client_a.join("x", &ch).await;
-    let mut w = client_b.join("w", &ch).await;
-    let markers = meet(&mut x, "x", &mut w, "w").await;
+    let (mut x, mut w, markers) = join_and_meet(a, "x", b, "w", &ch).await;
     wait_listed(b, &watcher_key, &ch, "x").await;
 
     // B refuses x as a single node refuses a duplicate: closed at once with 1008.
@@ -581,9 +596,7 @@ async fn mles_duplicate_uid_refused_across_nodes() {
     x.send(text("still here")).await.unwrap();
     assert_eq!(recv(&mut w).await, text("still here"));
     let mut probe = client_b.join("probe", &ch).await;
-    let mut replay = recv_n(&mut probe, 5).await;
-    replay.extend(drain_for(&mut probe, Duration::from_millis(500)).await);
-    let (uids, frames) = split(&replay);
+    let (uids, frames) = replayed(&mut probe, 3).await;
     assert_eq!(uids, sorted(&["x", "w"]), "headers replayed");
     assert_eq!(
         frames,
@@ -739,12 +752,7 @@ async fn kill9_node_loses_and_duplicates_nothing() {
 
     // A fresh joiner on C is replayed exactly what the subscribers saw.
     let mut probe = client_c.join("probe", &ch).await;
-    let mut replay = Vec::new();
-    while split(&replay).1.len() < got.len() {
-        replay.push(recv(&mut probe).await);
-    }
-    replay.extend(drain_for(&mut probe, Duration::from_millis(500)).await);
-    let (uids, frames) = split(&replay);
+    let (uids, frames) = replayed(&mut probe, got.len()).await;
     assert_eq!(
         uids,
         sorted(&["pub", "sub-b", "sub-c", "pub-again"]),
@@ -778,10 +786,9 @@ async fn service_continues_when_one_nats_node_stops() {
     let _heavy = heavy().await;
     let mut cluster = Cluster::start(&["a", "b"]).await;
     let ch = channel("nats-stop");
-    let (client_a, client_b) = (cluster.node(0).client(), cluster.node(1).client());
-    let mut alice = client_a.join("alice", &ch).await;
-    let mut bob = client_b.join("bob", &ch).await;
-    let mut history: Vec<Message> = meet(&mut alice, "alice", &mut bob, "bob").await.into();
+    let (mut alice, mut bob, markers) =
+        join_and_meet(cluster.node(0), "alice", cluster.node(1), "bob", &ch).await;
+    let mut history: Vec<Message> = markers.into();
 
     let victim = busiest(&cluster.nats).await;
     cluster.nats.stop(victim);
@@ -805,19 +812,11 @@ async fn service_continues_when_one_nats_node_stops() {
         assert_connected(node).await;
     }
     // Nothing was delivered twice.
-    let extra_bob = drain_for(&mut bob, Duration::from_millis(300)).await;
-    let extra_alice = drain_for(&mut alice, Duration::from_millis(100)).await;
-    assert!(
-        extra_bob.is_empty() && extra_alice.is_empty(),
-        "extra frames: bob {:?}, alice {:?}",
-        extra_bob.iter().map(describe).collect::<Vec<_>>(),
-        extra_alice.iter().map(describe).collect::<Vec<_>>()
-    );
+    assert_no_more("bob", &mut bob, Duration::from_millis(300)).await;
+    assert_no_more("alice", &mut alice, Duration::from_millis(100)).await;
     // A late joiner gets the whole history.
-    let mut carol = client_a.join("carol", &ch).await;
-    let mut replay = recv_n(&mut carol, 2 + history.len()).await;
-    replay.extend(drain_for(&mut carol, Duration::from_millis(500)).await);
-    let (uids, frames) = split(&replay);
+    let mut carol = cluster.node(0).client().join("carol", &ch).await;
+    let (uids, frames) = replayed(&mut carol, history.len()).await;
     assert_eq!(uids, sorted(&["alice", "bob"]));
     assert_eq!(frames, history);
 
