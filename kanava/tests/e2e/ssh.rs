@@ -79,6 +79,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that the server refused `ssh`'s keys (`what` names the attempt): OpenSSH says
+/// `Permission denied (publickey)` and exits 255.
+pub fn assert_key_refused(out: &Output, what: &str) {
+    assert_eq!(out.status.code(), Some(255), "{what}: {}", stderr(out));
+    assert!(
+        stderr(out).contains("Permission denied (publickey)"),
+        "{what}: {}",
+        stderr(out)
+    );
+}
+
 #[tokio::test]
 async fn the_first_key_owns_a_name_across_restarts_for_every_key_type() {
     let keys = Keys::new();
@@ -97,12 +108,7 @@ async fn the_first_key_owns_a_name_across_restarts_for_every_key_type() {
     }
     // Another key for a bound name is refused; OpenSSH exits 255.
     let impostor = ssh(&server, &[&keys.path("rsa")], "ed", &["rooms"]).await;
-    assert_eq!(impostor.status.code(), Some(255));
-    assert!(
-        stderr(&impostor).contains("Permission denied (publickey)"),
-        "{}",
-        stderr(&impostor)
-    );
+    assert_key_refused(&impostor, "another key for ed");
     // Offered first, the wrong key is refused at the offer and the right one then logs in.
     let both = ssh(
         &server,
