@@ -14,6 +14,7 @@ use crate::support::*;
 
 /// A running `ssh -T` line session: lines in, stdout and stderr lines out.
 pub struct LineSession {
+    user: String,
     child: tokio::process::Child,
     stdin: Option<tokio::process::ChildStdin>,
     out: mpsc::UnboundedReceiver<String>,
@@ -43,6 +44,7 @@ impl LineSession {
     pub async fn open(server: &Kanava, key: &Path, user: &str) -> LineSession {
         let mut child = spawn_lines(server, key, user, &[]);
         let mut session = LineSession {
+            user: user.to_owned(),
             stdin: child.stdin.take(),
             out: lines_of(child.stdout.take().unwrap()),
             err: lines_of(child.stderr.take().unwrap()),
@@ -94,12 +96,32 @@ impl LineSession {
         }
     }
 
-    /// Runs a command and returns its answer, the first stderr line it causes.
     /// The stderr lines (server notes) received so far and not yet read.
     pub fn notes_so_far(&mut self) -> Vec<String> {
         std::iter::from_fn(|| self.err.try_recv().ok()).collect()
     }
 
+    /// Sends `to` the private message `message`, which `to` gets and this session gets its
+    /// copy of; `to` answers with `/reply REPLY`, which this session gets.
+    pub async fn pm_and_reply(&mut self, to: &mut LineSession, message: &str, reply: &str) {
+        let (from_name, to_name) = (self.user.clone(), to.user.clone());
+        self.send(&format!("/msg {to_name} {message}")).await;
+        to.out_line(&format!("{from_name}'s PM"), |l| {
+            l.ends_with(&format!(" [PM from {from_name}] {message}"))
+        })
+        .await;
+        self.out_line("the sender's copy", |l| {
+            l.ends_with(&format!(" [PM to {to_name}] {message}"))
+        })
+        .await;
+        to.send(&format!("/reply {reply}")).await;
+        self.out_line(&format!("{to_name}'s reply"), |l| {
+            l.ends_with(&format!(" [PM from {to_name}] {reply}"))
+        })
+        .await;
+    }
+
+    /// Runs a command and returns its answer, the first stderr line it causes.
     pub async fn ask(&mut self, command: &str) -> String {
         self.send(command).await;
         tokio::time::timeout(WAIT, self.err.recv())
@@ -148,20 +170,7 @@ async fn private_messages_reach_only_the_two_and_wait_durably_for_an_absent_reci
     let mut bob = LineSession::open(&server, &keys.path("rsa"), "bob").await;
     let mut carol = LineSession::open(&server, &keys.path("ecdsa256"), "carol").await;
 
-    alice.send("/msg bob meet at noon").await;
-    bob.out_line("alice's PM", |l| {
-        l.ends_with(" [PM from alice] meet at noon")
-    })
-    .await;
-    alice
-        .out_line("the sender's copy", |l| {
-            l.ends_with(" [PM to bob] meet at noon")
-        })
-        .await;
-    bob.send("/reply ok").await;
-    alice
-        .out_line("bob's reply", |l| l.ends_with(" [PM from bob] ok"))
-        .await;
+    alice.pm_and_reply(&mut bob, "meet at noon", "ok").await;
     // Carol, in the same room, sees public traffic sent after both PMs, and neither PM.
     alice.send("public after").await;
     carol

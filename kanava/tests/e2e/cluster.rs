@@ -490,19 +490,8 @@ async fn ssh_chat_across_nodes() {
     // A private message reaches its recipient on the other node at once, and the reply comes
     // back; the sender is not told the recipient is away.
     let _ = alice.notes_so_far();
-    alice.send("/msg bob meet across nodes").await;
-    bob.out_line("alice's PM", |l| {
-        l.ends_with(" [PM from alice] meet across nodes")
-    })
-    .await;
     alice
-        .out_line("the sender's copy", |l| {
-            l.ends_with(" [PM to bob] meet across nodes")
-        })
-        .await;
-    bob.send("/reply got it").await;
-    alice
-        .out_line("bob's reply", |l| l.ends_with(" [PM from bob] got it"))
+        .pm_and_reply(&mut bob, "meet across nodes", "got it")
         .await;
     let notes = alice.notes_so_far();
     assert!(
