@@ -99,21 +99,24 @@ impl Drop for Gnupg {
     }
 }
 
-/// The three followers of a session URL: download, watch and connect, each in `scratch`.
-fn followers(url: &str, scratch: &Path, gnupg: &Gnupg) -> [(&'static str, Command); 3] {
+/// The followers of a session URL that need no key: download (to `scratch`/download.log) and
+/// watch (logging in `scratch`/watch).
+fn download_and_watch(url: &str, scratch: &Path) -> [(&'static str, Command); 2] {
     let mut download = kanava(&["download", url, "-o"]);
     download.arg(scratch.join("download.log"));
     let mut watch = kanava(&["watch", url, "--log-dir"]);
     watch.arg(scratch.join("watch"));
+    [("download", download), ("watch", watch)]
+}
+
+/// The three followers of a session URL: download, watch and connect, each in `scratch`.
+fn followers(url: &str, scratch: &Path, gnupg: &Gnupg) -> [(&'static str, Command); 3] {
+    let [download, watch] = download_and_watch(url, scratch);
     let mut connect = kanava(&["connect", url, "--log-dir"]);
     connect
         .arg(scratch.join("connect"))
         .env("GNUPGHOME", gnupg.path());
-    [
-        ("download", download),
-        ("watch", watch),
-        ("connect", connect),
-    ]
+    [download, watch, ("connect", connect)]
 }
 
 /// What a fake server does with each connection.
@@ -360,11 +363,7 @@ async fn a_user_signature_that_does_not_verify_is_named() {
     for (frames, expected) in cases {
         let (_user, url) = user_session(&server, &frames).await;
         let scratch = tempfile::tempdir().unwrap();
-        let mut download = kanava(&["download", &url, "-o"]);
-        download.arg(scratch.path().join("download.log"));
-        let mut watch = kanava(&["watch", &url, "--log-dir"]);
-        watch.arg(scratch.path().join("watch"));
-        for (name, command) in [("download", download), ("watch", watch)] {
+        for (name, command) in download_and_watch(&url, scratch.path()) {
             let what = format!("kanava {name} ({expected})");
             let out = bounded(&what, command).await;
             failed_with(&what, &out, expected);
@@ -395,10 +394,7 @@ async fn a_user_signature_that_does_not_verify_is_named() {
     )
     .await;
     let scratch = tempfile::tempdir().unwrap();
-    let mut download = kanava(&["download", &url, "-o"]);
-    download.arg(scratch.path().join("download.log"));
-    let mut watch = kanava(&["watch", &url, "--log-dir"]);
-    watch.arg(scratch.path().join("watch"));
+    let [(_, download), (_, watch)] = download_and_watch(&url, scratch.path());
     let download = tokio::spawn(bounded("kanava download", download));
     let watch = tokio::spawn(bounded("kanava watch", watch));
     let logs = [
