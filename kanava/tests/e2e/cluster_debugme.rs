@@ -39,25 +39,10 @@ async fn a_real_session_on_one_node_is_joined_watched_and_downloaded_through_oth
         .admit_developer_and_watcher(scratch.path(), &on_b, &on_b)
         .await;
 
-    roles.keys("dev", "echo hello-across-nodes");
-    for role in ["user", "watch"] {
-        roles
-            .wait(role, "the developer's command output", |s| {
-                s.lines().any(|l| l.trim_end() == "hello-across-nodes")
-            })
-            .await;
-    }
-    roles.keys("dev", "exit 5");
-    for role in ["user", "dev", "watch"] {
-        roles
-            .wait(role, "debug-me's exit", |s| s.contains("EXIT="))
-            .await;
-    }
-    assert!(
-        roles.screen("user").contains("EXIT=5"),
-        "{}",
-        roles.screen("user")
-    );
+    roles
+        .developer_echoes("hello-across-nodes", &["user", "watch"])
+        .await;
+    roles.developer_exits(5, &["user", "dev", "watch"]).await;
 
     // One log, written by the user's node; the others hold none.
     let log_on = |node: &Kanava| node.data.join(format!("debug-me/debug-me.{id}.log"));

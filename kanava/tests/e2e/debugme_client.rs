@@ -471,17 +471,9 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
     }
 
     // The developer ends the shell; everyone sees the end.
-    roles.keys("dev", "exit 7");
-    for role in ["dev", "user", "dev2", "watch"] {
-        roles
-            .wait(role, "the end of the session", |s| s.contains("EXIT="))
-            .await;
-    }
-    assert!(
-        roles.screen("user").contains("EXIT=7"),
-        "{}",
-        roles.screen("user")
-    );
+    roles
+        .developer_exits(7, &["dev", "user", "dev2", "watch"])
+        .await;
     let downloaded = downloading.wait_with_output().unwrap();
     assert!(
         downloaded.status.success(),

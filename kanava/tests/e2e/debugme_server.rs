@@ -186,6 +186,30 @@ impl Roles {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// The developer runs `echo WORD` in the shared shell; waits until each of `roles` shows
+    /// `WORD` as a line of its own (the command's output).
+    pub(crate) async fn developer_echoes(&self, word: &str, roles: &[&str]) {
+        self.keys("dev", &format!("echo {word}"));
+        for role in roles {
+            self.wait(role, "the developer's command output", |s| {
+                s.lines().any(|l| l.trim_end() == word)
+            })
+            .await;
+        }
+    }
+
+    /// The developer ends the shared shell with `exit CODE`; waits until each of `roles` shows
+    /// debug-me's end, and asserts that the user's shell ended with `code`.
+    pub(crate) async fn developer_exits(&self, code: u8, roles: &[&str]) {
+        self.keys("dev", &format!("exit {code}"));
+        for role in roles {
+            self.wait(role, "debug-me's exit", |s| s.contains("EXIT="))
+                .await;
+        }
+        let user = self.screen("user");
+        assert!(user.contains(&format!("EXIT={code}")), "{user}");
+    }
 }
 
 impl Drop for Roles {
@@ -356,16 +380,8 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
         .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
         .await;
 
-    roles.keys("dev", "echo hello-from-dev");
     roles
-        .wait("watch", "the developer's command output", |s| {
-            s.lines().any(|l| l.trim_end() == "hello-from-dev")
-        })
-        .await;
-    roles
-        .wait("user", "the developer's command output", |s| {
-            s.lines().any(|l| l.trim_end() == "hello-from-dev")
-        })
+        .developer_echoes("hello-from-dev", &["watch", "user"])
         .await;
     // Chat from the user's control window is a signed control message, logged and relayed
     // (a developer shows it in its own control window).
@@ -375,17 +391,7 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
         std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
     })
     .await;
-    roles.keys("dev", "exit 7");
-    for role in ["user", "dev", "watch"] {
-        roles
-            .wait(role, "debug-me's exit", |s| s.contains("EXIT="))
-            .await;
-    }
-    assert!(
-        roles.screen("user").contains("EXIT=7"),
-        "{}",
-        roles.screen("user")
-    );
+    roles.developer_exits(7, &["user", "dev", "watch"]).await;
 
     let gnupg = roles.gnupg("verify");
     let logs = [
