@@ -96,7 +96,7 @@ impl Drop for Cluster {
 }
 
 /// `kanava serve ARGS` as cluster node `name` on the NATS servers `urls`.
-fn node(urls: &str, name: &str, args: &[&str]) -> Kanava {
+pub(crate) fn node(urls: &str, name: &str, args: &[&str]) -> Kanava {
     Start::new()
         .args(&["--cluster", urls, "--node-name", name])
         .args(args)

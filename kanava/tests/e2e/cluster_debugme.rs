@@ -4,16 +4,10 @@
 
 use std::process::Command;
 
+use crate::cluster::node;
 use crate::debugme_server::{Roles, debug_me};
 use crate::nats::NatsCluster;
 use crate::support::*;
-
-/// `kanava serve` as cluster node `name`.
-fn node(urls: &str, name: &str) -> Kanava {
-    Start::new()
-        .args(&["--cluster", urls, "--node-name", name])
-        .start()
-}
 
 /// The session's URL on another node: the same session id, that node's address.
 fn on_node(node: &Kanava, id: &str) -> String {
@@ -24,9 +18,9 @@ fn on_node(node: &Kanava, id: &str) -> String {
 async fn a_real_session_on_one_node_is_joined_watched_and_downloaded_through_others() {
     let _heavy = heavy().await;
     let nats = NatsCluster::start().await;
-    let a = node(&nats.urls(), "a");
-    let b = node(&nats.urls(), "b");
-    let c = node(&nats.urls(), "c");
+    let a = node(&nats.urls(), "a", &[]);
+    let b = node(&nats.urls(), "b", &[]);
+    let c = node(&nats.urls(), "c", &[]);
     let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
     new_gpg_key(&roles.gnupg("dev"), "Dev");
@@ -97,7 +91,7 @@ async fn a_real_session_on_one_node_is_joined_watched_and_downloaded_through_oth
 #[tokio::test]
 async fn an_unknown_session_is_refused_in_a_cluster() {
     let nats = NatsCluster::start().await;
-    let a = node(&nats.urls(), "a");
+    let a = node(&nats.urls(), "a", &[]);
     let scratch = tempfile::tempdir().unwrap();
     let gnupg = private_dir(&scratch.path().join("gnupg"));
     let out = debug_me(
