@@ -1,8 +1,10 @@
 //! The admin listener: `/healthz` for probes and `/metrics` for Prometheus, on a separate
 //! (by default loopback-only) address so that it is never exposed with the Mles port.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use kanava_core::{Budgets, Sources};
 use kanava_hub::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,6 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest request head read.
 const MAX_REQUEST: usize = 8192;
+
+/// Admin connections open at once: probes and scrapers need few.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Admin connections open at once from one source.
+const MAX_CONNECTIONS_PER_SOURCE: usize = 16;
+
+/// Time a request has to arrive and be answered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an admin request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +61,19 @@ pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     metrics: PrometheusHandle,
+    budgets: Budgets,
     shutdown: CancellationToken,
 ) {
+    let sources = Sources::new(
+        Arc::clone(&budgets.connections),
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_SOURCE,
+    );
     loop {
-        let tcp = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "admin accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -64,14 +81,42 @@ pub async fn serve(
                 }
             },
         };
-        let (hub, metrics) = (hub.clone(), metrics.clone());
+        let slot = match sources.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                metrics::counter!("kanava_connections_refused_total", "listener" => "admin", "reason" => full.label()).increment(1);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, refuse(&mut tcp, full.reason()))
+                        .await;
+                });
+                continue;
+            }
+        };
+        let (hub, metrics, budgets) = (hub.clone(), metrics.clone(), budgets.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(tcp, &hub, &metrics)).await;
+            let _ =
+                tokio::time::timeout(REQUEST_TIMEOUT, answer(tcp, &hub, &metrics, &budgets)).await;
+            drop(slot);
         });
     }
 }
 
-async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> std::io::Result<()> {
+/// Answers a connection refused at a cap with 503 and the reason, without reading it.
+async fn refuse(tcp: &mut TcpStream, reason: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    );
+    tcp.write_all(response.as_bytes()).await?;
+    tcp.shutdown().await
+}
+
+async fn answer(
+    mut tcp: TcpStream,
+    hub: &Hub,
+    metrics: &PrometheusHandle,
+    budgets: &Budgets,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let route = loop {
@@ -86,7 +131,10 @@ async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> st
     };
     let (status, content_type, body) = match route {
         Route::Health => health(hub),
-        Route::Metrics => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        Route::Metrics => {
+            record_budgets(budgets);
+            ("200 OK", "text/plain; version=0.0.4", metrics.render())
+        }
         Route::NotFound => (
             "404 Not Found",
             "text/plain",
@@ -106,6 +154,45 @@ async fn answer(mut tcp: TcpStream, hub: &Hub, metrics: &PrometheusHandle) -> st
     tcp.write_all(head.as_bytes()).await?;
     tcp.write_all(body.as_bytes()).await?;
     tcp.shutdown().await
+}
+
+/// Describes the connection and memory budget metrics and registers them at zero, so that
+/// `/metrics` lists every series from the start.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "kanava_connections_refused_total",
+        "Connections refused at accept time, by listener and by the cap that was full (budget, total, source)"
+    );
+    metrics::describe_gauge!(
+        "kanava_connections_open",
+        "Connections open over every listener"
+    );
+    metrics::describe_gauge!(
+        "kanava_connections_budget",
+        "Most connections open at once over every listener (from the open-file limit or --max-connections)"
+    );
+    metrics::describe_gauge!(
+        "kanava_memory_payload_bytes",
+        "Payload bytes buffered now (partial frames, queues, replays, debug-me sessions, downloads)"
+    );
+    metrics::describe_gauge!(
+        "kanava_memory_budget_bytes",
+        "Most payload bytes buffered at once (--max-memory)"
+    );
+    for listener in ["mles", "ssh", "debug-me", "admin"] {
+        for reason in ["budget", "total", "source"] {
+            metrics::counter!("kanava_connections_refused_total", "listener" => listener, "reason" => reason)
+                .increment(0);
+        }
+    }
+}
+
+/// Sets the budget gauges to what is in use now, just before a scrape reads them.
+fn record_budgets(budgets: &Budgets) {
+    metrics::gauge!("kanava_connections_open").set(budgets.connections.open() as f64);
+    metrics::gauge!("kanava_connections_budget").set(budgets.connections.max() as f64);
+    metrics::gauge!("kanava_memory_payload_bytes").set(budgets.memory.used() as f64);
+    metrics::gauge!("kanava_memory_budget_bytes").set(budgets.memory.max() as f64);
 }
 
 /// `/healthz`: 200 and `"status":"ok"` while the node can serve; in a cluster, 503 and

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kanava_core::HistoryLimits;
+use kanava_core::{Budgets, ConnectionBudget, DiskBudget, HistoryLimits, MemoryBudget};
 use kanava_debugme_server::DebugMeServer;
 use kanava_hub::{Hub, HubConfig, QueueLimits};
 use kanava_mles::{Endpoint, MlesConfig, Routes, TlsWebSocket, WebSocketConfig};
@@ -72,6 +72,17 @@ pub struct Settings {
     pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
     /// Run as a node of a cluster instead of on the embedded store.
     pub cluster: Option<ClusterSettings>,
+    /// Most connections open at once over every listener, if the operator set it; otherwise
+    /// [`connection_budget`] derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Most payload bytes buffered at once over every connection (partial frames, queues,
+    /// replays, debug-me sessions and downloads).
+    pub max_memory: usize,
+    /// Most bytes the data directory may hold (history and debug-me logs), if the operator set
+    /// it; otherwise what it holds at start-up plus half the filesystem's free space.
+    pub max_disk: Option<u64>,
+    /// Most of that one source may take, if set; otherwise an eighth.
+    pub max_disk_per_source: Option<u64>,
     /// Whether `mles.max_frame` was set by the operator (rather than defaulted): in a cluster a
     /// defaulted limit shrinks to what the NATS servers carry, a set one must fit.
     pub max_frame_given: bool,
@@ -130,6 +141,8 @@ pub struct Server {
     pub ssh_host_key: (String, bool),
     /// The bound debug-me address.
     pub debug_me_addr: SocketAddr,
+    /// The process-wide budgets the listeners draw from.
+    pub budgets: Budgets,
     hub: Hub,
     store: Arc<dyn Store>,
     shutdown: CancellationToken,
@@ -146,8 +159,17 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     kanava_hub::describe_metrics();
     kanava_mles::describe_metrics();
     kanava_ssh::describe_metrics();
+    admin::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let budgets = Budgets {
+        connections: ConnectionBudget::new(connection_budget(
+            open_file_limit()?,
+            settings.max_connections,
+        )?),
+        memory: MemoryBudget::new(settings.max_memory),
+        disk: Arc::new(disk_budget(&settings)?),
+    };
     let store = open_store(&mut settings).await?;
     let hub = Hub::new(
         Arc::clone(&store),
@@ -183,7 +205,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             log_dir: log_dir.clone(),
             idle_timeout: settings.debug_me_idle,
             retention: settings.debug_me_retention,
-            max_connections: settings.mles.max_connections,
+            budgets: budgets.clone(),
             max_connections_per_source: settings.debug_me_max_connections_per_source,
             mail: settings.debug_me_mail.clone(),
         },
@@ -202,6 +224,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         ssh_addr: ssh_listener.local_addr()?,
         ssh_host_key: (host_key.fingerprint, host_key.generated),
         debug_me_addr: debug_me_listener.local_addr()?,
+        budgets: budgets.clone(),
         hub: hub.clone(),
         store,
         shutdown: shutdown.clone(),
@@ -211,6 +234,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             hub.clone(),
             settings.mles.clone(),
             routes,
+            budgets.clone(),
             shutdown.clone(),
         )),
         ssh: tokio::spawn(kanava_ssh::serve(
@@ -218,6 +242,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             hub.clone(),
             settings.ssh.clone(),
             host_key.key,
+            budgets.clone(),
             shutdown.clone(),
         )),
         debug_me: tokio::spawn({
@@ -229,6 +254,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
                 admin_listener,
                 hub.clone(),
                 metrics.clone(),
+                budgets.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(purge_idle_channels(hub, settings.channel_max_idle)),
@@ -341,6 +367,92 @@ impl Server {
     }
 }
 
+/// File descriptors kept out of the connection budget: the store, its WAL, the listeners,
+/// logs, certificates, the mailer's pipes.
+const RESERVED_FDS: u64 = 256;
+
+/// The process-wide connection budget: what the open-file limit leaves after the reserved
+/// descriptors, halved: a connection may hold a second descriptor (a debug-me user's session
+/// log), and the budget holds even if every one does.
+/// An operator's `--max-connections` must fit in it.
+pub fn connection_budget(open_file_limit: u64, given: Option<usize>) -> anyhow::Result<usize> {
+    let fits =
+        usize::try_from(open_file_limit.saturating_sub(RESERVED_FDS) / 2).unwrap_or(usize::MAX);
+    match given {
+        Some(0) => bail!("--max-connections must be at least 1"),
+        Some(given) if given > fits => bail!(
+            "--max-connections {given} does not fit the open-file limit {open_file_limit}: at most {fits} connections fit (each may also hold a debug-me log file open, and {RESERVED_FDS} descriptors are kept for the store and logs); raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections"
+        ),
+        Some(given) => Ok(given),
+        None if fits == 0 => bail!(
+            "the open-file limit {open_file_limit} leaves no room for connections; raise it (ulimit -n, LimitNOFILE=)"
+        ),
+        None => Ok(fits),
+    }
+}
+
+/// The disk budget: `--max-disk` (default: what the data directory holds now plus half the
+/// filesystem's free space) and the share of one source (default: an eighth of it).
+fn disk_budget(settings: &Settings) -> anyhow::Result<DiskBudget> {
+    let held = directory_size(&settings.data_dir);
+    let max = match settings.max_disk {
+        Some(max) => max,
+        None => held + free_space(&settings.data_dir)? / 2,
+    };
+    if held > max {
+        tracing::warn!(
+            held,
+            max,
+            "the data directory already holds more than --max-disk: new history and debug-me logs are refused until space is freed"
+        );
+    }
+    let share = settings.max_disk_per_source.unwrap_or(max / 8);
+    Ok(DiskBudget::new(max, share, held))
+}
+
+/// Bytes in the files under `dir` (what is unreadable counts as nothing).
+fn directory_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => directory_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`.
+fn free_space(dir: &std::path::Path) -> anyhow::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{} has a NUL byte", dir.display()))?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is ours to write.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("reading the free space of {}", dir.display()));
+    }
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// The soft open-file limit now.
+pub fn open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Raises the soft open-file limit to the hard limit, so that many connections fit.
 pub fn raise_fd_limit() -> std::io::Result<u64> {
     let mut limit = libc::rlimit {
@@ -358,4 +470,24 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
         }
     }
     Ok(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_budget_fits_the_open_file_limit() {
+        assert_eq!(connection_budget(20_256, None).unwrap(), 10_000);
+        assert_eq!(connection_budget(20_256, Some(500)).unwrap(), 500);
+        let refused = connection_budget(20_256, Some(10_001)).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("at most 10000 connections fit"),
+            "{refused}"
+        );
+        assert!(connection_budget(100, None).is_err());
+        assert!(connection_budget(20_256, Some(0)).is_err());
+    }
 }

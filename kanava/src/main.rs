@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kanava::{AcmeSettings, ClusterSettings, Settings, TlsSource};
-use kanava_core::{HistoryLimits, parse_duration};
+use kanava_core::{HistoryLimits, parse_duration, parse_size};
 use kanava_hub::QueueLimits;
 use kanava_mles::MlesConfig;
 use serde::Deserialize;
@@ -381,9 +381,21 @@ struct ServeArgs {
     /// Interval of keepalive pings; silent peers are closed after four. [default: 24s]
     #[arg(long, env = "KANAVA_PING_INTERVAL", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
-    /// Most connections open at once. [default: 20000]
+    /// Most connections open at once over every listener; must fit the open-file limit.
+    /// [default: (open-file limit - 256) / 2]
     #[arg(long, env = "KANAVA_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Most payload bytes buffered at once over every connection: partial frames, queues,
+    /// replays, debug-me sessions and downloads (e.g. 256MiB). [default: 256MiB]
+    #[arg(long, env = "KANAVA_MAX_MEMORY", value_parser = parse_size_flag)]
+    max_memory: Option<u64>,
+    /// Most bytes the data directory may hold: channel history and debug-me logs (e.g. 20GiB).
+    /// [default: what it holds at start-up plus half the filesystem's free space]
+    #[arg(long, env = "KANAVA_MAX_DISK", value_parser = parse_size_flag)]
+    max_disk: Option<u64>,
+    /// Most of --max-disk that one IPv4 address or IPv6 /64 may take. [default: an eighth]
+    #[arg(long, env = "KANAVA_MAX_DISK_PER_SOURCE", value_parser = parse_size_flag)]
+    max_disk_per_source: Option<u64>,
     /// Most connections from one IPv4 address or IPv6 /64. [default: 32]
     #[arg(long, env = "KANAVA_MAX_CONNECTIONS_PER_SOURCE")]
     max_connections_per_source: Option<usize>,
@@ -512,6 +524,12 @@ struct FileConfig {
     #[serde(default, deserialize_with = "duration_from_text")]
     ping_interval: Option<Duration>,
     max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "size_from_text")]
+    max_memory: Option<u64>,
+    #[serde(default, deserialize_with = "size_from_text")]
+    max_disk: Option<u64>,
+    #[serde(default, deserialize_with = "size_from_text")]
+    max_disk_per_source: Option<u64>,
     max_connections_per_source: Option<usize>,
     queue_frames: Option<usize>,
     queue_bytes: Option<usize>,
@@ -609,6 +627,31 @@ fn duration_from_text<'de, D: serde::Deserializer<'de>>(
     text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
         .transpose()
 }
+
+/// A size in a config file: a number of bytes, or text with a unit such as `"64MiB"`.
+fn size_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Bytes(bytes)) => Ok(Some(bytes)),
+        Some(Size::Text(text)) => parse_size(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// A size on the command line (clap wants a `String` error).
+fn parse_size_flag(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|error| error.to_string())
+}
+
+/// The default of `--max-memory`.
+const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
 
 const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -719,10 +762,6 @@ impl ServeArgs {
                     .or(file.ping_interval)
                     .unwrap_or(defaults.ping_interval),
                 mles_key,
-                max_connections: self
-                    .max_connections
-                    .or(file.max_connections)
-                    .unwrap_or(defaults.max_connections),
                 max_connections_per_source: self
                     .max_connections_per_source
                     .or(file.max_connections_per_source)
@@ -790,6 +829,15 @@ impl ServeArgs {
                 ..ssh_defaults
             },
             cluster,
+            max_connections: self.max_connections.or(file.max_connections),
+            max_memory: usize::try_from(
+                self.max_memory
+                    .or(file.max_memory)
+                    .unwrap_or(DEFAULT_MAX_MEMORY),
+            )
+            .unwrap_or(usize::MAX),
+            max_disk: self.max_disk.or(file.max_disk),
+            max_disk_per_source: self.max_disk_per_source.or(file.max_disk_per_source),
             max_frame_given,
         };
         let log_format = self
@@ -879,6 +927,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!(
         "  data   {}  (open-file limit {fd_limit})",
         data_dir.display()
+    );
+    println!(
+        "  limits {} connections over all listeners, {} MiB of buffered payload, {} MiB of disk ({} MiB per source, {} MiB in use)",
+        server.budgets.connections.max(),
+        server.budgets.memory.max() >> 20,
+        server.budgets.disk.max() >> 20,
+        server.budgets.disk.share() >> 20,
+        server.budgets.disk.used() >> 20
     );
     if let Some(cluster) = cluster {
         println!(

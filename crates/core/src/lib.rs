@@ -6,18 +6,24 @@
 
 mod account;
 mod caps;
+mod disk;
 mod duration;
 mod entry;
 mod history;
 mod identity;
+mod memory;
 mod name;
 mod sanitize;
+mod size;
 
 pub use account::{Ban, PrivateMessage, Topic};
-pub use caps::{Full, Slot, Sources};
+pub use caps::{Budgets, ConnectionBudget, Full, Slot, Sources, source_of};
+pub use disk::{DiskBudget, DiskRefusal};
 pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
 pub use identity::{Claim, Identity, IdentityKey, KeySharing, MAX_NICK_LEN, Nick, NickError};
+pub use memory::{MemoryBudget, OverBudget, Reservation};
 pub use name::{ChannelName, NameError, Uid};
 pub use sanitize::sanitize;
+pub use size::{SizeError, parse_size};

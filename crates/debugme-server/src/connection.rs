@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use kanava_core::Sources;
+use kanava_core::{Budgets, Sources};
 use kanava_debugme::frame::{
     Frame, FrameError, MAX_FRAME_BYTES, Mode, decode_frame, encode_frame, negotiate, session_id_of,
 };
@@ -42,12 +42,12 @@ pub struct DebugMeConfig {
     pub idle_timeout: Duration,
     /// Finished sessions' logs are deleted this long after their last write.
     pub retention: Duration,
-    /// Most connections open at once.
-    pub max_connections: usize,
     /// Most connections open at once from one IPv4 address or IPv6 /64.
     pub max_connections_per_source: usize,
     /// Mail each finished session's log to its user (when they gave an address).
     pub mail: Option<MailSettings>,
+    /// The process-wide budgets the sessions and connections draw from.
+    pub budgets: Budgets,
 }
 
 /// How often a client in a session is pinged (at most; more often for short idle timeouts).
@@ -84,7 +84,11 @@ impl DebugMeServer {
     ) -> std::io::Result<Self> {
         let server = Self(Arc::new(Inner {
             registry: Registry::new(config.log_dir.clone(), cluster)?,
-            sources: Sources::new(config.max_connections, config.max_connections_per_source),
+            sources: Sources::new(
+                Arc::clone(&config.budgets.connections),
+                config.budgets.connections.max(),
+                config.max_connections_per_source,
+            ),
             mailer: config.mail.clone().map(Mailer::new),
             config,
         }));

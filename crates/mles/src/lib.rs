@@ -27,10 +27,6 @@ pub use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 pub fn describe_metrics() {
     metrics::describe_gauge!("kanava_connections", "Open Mles connections");
     metrics::describe_counter!(
-        "kanava_connections_refused_total",
-        "Connections refused at a connection cap"
-    );
-    metrics::describe_counter!(
         "kanava_handshake_failures_total",
         "Connections that failed or timed out in TLS or the upgrade"
     );
@@ -43,9 +39,6 @@ pub fn describe_metrics() {
         "Connections closed for a bad, duplicate or unauthorised header"
     );
     metrics::gauge!("kanava_connections").increment(0.0);
-    for cap in ["total", "source"] {
-        metrics::counter!("kanava_connections_refused_total", "cap" => cap).increment(0);
-    }
     metrics::counter!("kanava_handshake_failures_total").increment(0);
     metrics::counter!("kanava_header_refusals_total").increment(0);
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kanava_core::Sources;
+use kanava_core::{Budgets, Sources};
 use kanava_hub::Hub;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +26,6 @@ pub struct MlesConfig {
     pub ping_interval: Duration,
     /// The shared key of the auth token (`MLES_KEY`), if any.
     pub mles_key: Option<String>,
-    /// Most connections open at once.
-    pub max_connections: usize,
     /// Most connections open at once from one IPv4 address or IPv6 /64.
     pub max_connections_per_source: usize,
 }
@@ -40,7 +38,6 @@ impl Default for MlesConfig {
             header_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(24),
             mles_key: None,
-            max_connections: 20_000,
             max_connections_per_source: 32,
         }
     }
@@ -56,11 +53,16 @@ pub async fn serve(
     hub: Hub,
     config: MlesConfig,
     routes: Routes,
+    budgets: Budgets,
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
     let routes = Arc::new(routes);
-    let sources = Sources::new(config.max_connections, config.max_connections_per_source);
+    let sources = Sources::new(
+        Arc::clone(&budgets.connections),
+        budgets.connections.max(),
+        config.max_connections_per_source,
+    );
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -79,7 +81,7 @@ pub async fn serve(
         let slot = match sources.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                metrics::counter!("kanava_connections_refused_total", "cap" => full.label())
+                metrics::counter!("kanava_connections_refused_total", "listener" => "mles", "reason" => full.label())
                     .increment(1);
                 tracing::debug!(%peer, ?full, "connection refused: cap reached");
                 continue;

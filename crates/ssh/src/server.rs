@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kanava_core::{Claim, KeySharing, Nick, Sources};
+use kanava_core::{Budgets, Claim, KeySharing, Nick, Sources};
 use kanava_hub::Hub;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -71,6 +71,7 @@ pub async fn serve(
     hub: Hub,
     config: SshConfig,
     host_key: PrivateKey,
+    budgets: Budgets,
     shutdown: CancellationToken,
 ) {
     let russh_config = Arc::new(russh::server::Config {
@@ -84,7 +85,11 @@ pub async fn serve(
         nodelay: true,
         ..Default::default()
     });
-    let sources = Sources::new(config.max_connections, config.max_connections_per_source);
+    let sources = Sources::new(
+        budgets.connections,
+        config.max_connections,
+        config.max_connections_per_source,
+    );
     let chat = ChatContext {
         accounts: hub.accounts(),
         hub,

@@ -134,7 +134,10 @@ async fn connections_over_the_per_source_cap_are_refused_until_one_closes() {
         "a fourth connection was served"
     );
     server
-        .wait_metric("kanava_connections_refused_total{cap=\"source\"}", 1.0)
+        .wait_metric(
+            "kanava_connections_refused_total{listener=\"mles\",reason=\"source\"}",
+            1.0,
+        )
         .await;
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
