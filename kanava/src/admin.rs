@@ -1,10 +1,9 @@
 //! The admin listener: `/healthz` for probes and `/metrics` for Prometheus, on a separate
 //! (by default loopback-only) address so that it is never exposed with the Mles port.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kanava_core::{Budgets, Sources};
+use kanava_core::{Budgets, ConnectionBudget, Sources};
 use kanava_hub::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 /// Largest request head read.
 const MAX_REQUEST: usize = 8192;
 
-/// Admin connections open at once: probes and scrapers need few.
-const MAX_CONNECTIONS: usize = 64;
+/// Admin connections open at once: probes and scrapers need few. They have descriptors of their
+/// own, outside the listeners' shared budget, so that `/healthz` answers while an attack holds
+/// every other connection.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Admin connections open at once from one source.
 const MAX_CONNECTIONS_PER_SOURCE: usize = 16;
@@ -65,7 +66,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let sources = Sources::new(
-        Arc::clone(&budgets.connections),
+        ConnectionBudget::new(MAX_CONNECTIONS),
         MAX_CONNECTIONS,
         MAX_CONNECTIONS_PER_SOURCE,
     );

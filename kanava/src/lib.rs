@@ -372,16 +372,19 @@ impl Server {
 const RESERVED_FDS: u64 = 256;
 
 /// The process-wide connection budget: what the open-file limit leaves after the reserved
-/// descriptors, halved: a connection may hold a second descriptor (a debug-me user's session
-/// log), and the budget holds even if every one does.
+/// descriptors and the admin listener's own, halved: a connection may hold a second descriptor
+/// (a debug-me user's session log), and the budget holds even if every one does.
 /// An operator's `--max-connections` must fit in it.
 pub fn connection_budget(open_file_limit: u64, given: Option<usize>) -> anyhow::Result<usize> {
-    let fits =
-        usize::try_from(open_file_limit.saturating_sub(RESERVED_FDS) / 2).unwrap_or(usize::MAX);
+    let fits = usize::try_from(
+        open_file_limit.saturating_sub(RESERVED_FDS + admin::MAX_CONNECTIONS as u64) / 2,
+    )
+    .unwrap_or(usize::MAX);
     match given {
         Some(0) => bail!("--max-connections must be at least 1"),
         Some(given) if given > fits => bail!(
-            "--max-connections {given} does not fit the open-file limit {open_file_limit}: at most {fits} connections fit (each may also hold a debug-me log file open, and {RESERVED_FDS} descriptors are kept for the store and logs); raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections"
+            "--max-connections {given} does not fit the open-file limit {open_file_limit}: at most {fits} connections fit (each may also hold a debug-me log file open, and {} descriptors are kept for the store, logs and the admin listener); raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+            RESERVED_FDS + admin::MAX_CONNECTIONS as u64
         ),
         Some(given) => Ok(given),
         None if fits == 0 => bail!(
@@ -478,9 +481,9 @@ mod tests {
 
     #[test]
     fn the_connection_budget_fits_the_open_file_limit() {
-        assert_eq!(connection_budget(20_256, None).unwrap(), 10_000);
-        assert_eq!(connection_budget(20_256, Some(500)).unwrap(), 500);
-        let refused = connection_budget(20_256, Some(10_001)).unwrap_err();
+        assert_eq!(connection_budget(20_320, None).unwrap(), 10_000);
+        assert_eq!(connection_budget(20_320, Some(500)).unwrap(), 500);
+        let refused = connection_budget(20_320, Some(10_001)).unwrap_err();
         assert!(
             refused
                 .to_string()
@@ -488,6 +491,6 @@ mod tests {
             "{refused}"
         );
         assert!(connection_budget(100, None).is_err());
-        assert!(connection_budget(20_256, Some(0)).is_err());
+        assert!(connection_budget(20_320, Some(0)).is_err());
     }
 }

@@ -382,7 +382,7 @@ struct ServeArgs {
     #[arg(long, env = "KANAVA_PING_INTERVAL", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
     /// Most connections open at once over every listener; must fit the open-file limit.
-    /// [default: (open-file limit - 256) / 2]
+    /// [default: (open-file limit - 320) / 2]
     #[arg(long, env = "KANAVA_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Most payload bytes buffered at once over every connection: partial frames, queues,

@@ -85,6 +85,7 @@ pub struct Start {
     args: Vec<String>,
     env: Vec<(String, String)>,
     mles_listen: String,
+    open_file_limit: Option<u64>,
 }
 
 impl Start {
@@ -95,7 +96,14 @@ impl Start {
             args: Vec::new(),
             env: Vec::new(),
             mles_listen: "127.0.0.1:0".into(),
+            open_file_limit: None,
         }
+    }
+
+    /// Runs the server with this open-file limit (soft and hard), as a host's `ulimit -n`.
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        self.open_file_limit = Some(limit);
+        self
     }
 
     /// Uses `dir` as the data directory (to restart on the same data).
@@ -157,6 +165,9 @@ impl Start {
         for (k, v) in &self.env {
             command.env(k, v);
         }
+        if let Some(limit) = self.open_file_limit {
+            limit_open_files(&mut command, limit);
+        }
         let mut child = command.spawn().expect("spawn kanava");
         let stdout = child.stdout.take().unwrap();
         let mut lines = Vec::new();
@@ -207,6 +218,34 @@ impl Start {
             _tempdir: self.tempdir,
         }
     }
+}
+
+/// Sets `command`'s open-file limit (soft and hard) to `limit` in the child.
+pub fn limit_open_files(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
+    // is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (127.0.0.2, 127.0.0.3, …), so
+/// that a test can play several hosts: every listener counts its caps per source address.
+pub async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source.parse().expect("an IPv4 address"), 0))?;
+    socket.connect(addr).await
 }
 
 /// Where a server with data directory `data` writes its stderr (its log).
