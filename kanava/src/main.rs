@@ -301,6 +301,10 @@ enum BenchCommand {
     /// debug-me: a user sends signed Seen messages into a session that watchers follow;
     /// prints deliveries/s, latency percentiles from the user to each watcher, and loss.
     DebugMe(Box<kanava_bench::debugme::DebugMeArgs>),
+    /// Attack a running server from many loopback hosts (127.0.0.2 and up) while a legitimate
+    /// pair chats: prints the server's peak memory and open files, what the attackers were
+    /// told, and the pair's relay latency and loss.
+    Attack(Box<kanava_bench::attack::AttackArgs>),
 }
 
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -320,6 +324,17 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::ssh::run(*args).await?;
+            if json {
+                println!("{}", report.to_json_line()?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        BenchCommand::Attack(args) => {
+            kanava::raise_fd_limit().context("raising the open-file limit")?;
+            let json = args.json;
+            let report = kanava_bench::attack::run(*args).await?;
             if json {
                 println!("{}", report.to_json_line()?);
             } else {

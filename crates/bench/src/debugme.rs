@@ -10,7 +10,7 @@
 //! monotonic clock.
 
 mod args;
-mod connect;
+pub(crate) mod connect;
 mod ledger;
 mod report;
 mod user;

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod debugme;
 pub mod mles;
 mod process;

@@ -2,7 +2,7 @@
 //! `--insecure`), the WebSocket upgrade with the `mles-websocket` subprotocol, and the header.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,13 +103,29 @@ impl Target {
 
     /// Opens one connection and joins `channel` as `uid`.
     pub(crate) async fn connect(&self, uid: &str, channel: &str) -> Result<Ws, ConnectError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_now(uid, channel))
+        self.connect_from(None, uid, channel).await
+    }
+
+    /// Like [`connect`](Self::connect), from the local address `source` when given (one of
+    /// the loopback addresses, to play another host).
+    pub(crate) async fn connect_from(
+        &self,
+        source: Option<IpAddr>,
+        uid: &str,
+        channel: &str,
+    ) -> Result<Ws, ConnectError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_now(source, uid, channel))
             .await
             .unwrap_or(Err(ConnectError::Timeout))
     }
 
-    async fn connect_now(&self, uid: &str, channel: &str) -> Result<Ws, ConnectError> {
-        let tcp = TcpStream::connect(self.addr)
+    async fn connect_now(
+        &self,
+        source: Option<IpAddr>,
+        uid: &str,
+        channel: &str,
+    ) -> Result<Ws, ConnectError> {
+        let tcp = tcp_from(source, self.addr)
             .await
             .map_err(ConnectError::Tcp)?;
         tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
@@ -134,9 +150,22 @@ impl Target {
     }
 }
 
+/// A TCP connection to `addr`, from the local address `source` when given.
+pub(crate) async fn tcp_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match source {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 /// The TLS client configuration: trust the certificates of the `ca` files, or anything if
 /// `insecure`.
-fn client_config(insecure: bool, ca: &[PathBuf]) -> Result<ClientConfig, BenchError> {
+pub(crate) fn client_config(insecure: bool, ca: &[PathBuf]) -> Result<ClientConfig, BenchError> {
     let _ = aws_lc_rs::default_provider().install_default();
     let builder = ClientConfig::builder();
     let mut config = match (insecure, ca) {
