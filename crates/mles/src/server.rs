@@ -22,8 +22,11 @@ pub struct MlesConfig {
     pub handshake_timeout: Duration,
     /// How long an upgraded connection may take to send its header.
     pub header_timeout: Duration,
-    /// Interval of the server's keepalive pings; a peer silent for three intervals is closed.
+    /// Interval of the server's keepalive pings; a peer silent for three intervals is closed at
+    /// the fourth, and one write may take at most four intervals.
     pub ping_interval: Duration,
+    /// How long a message may take to arrive, from its first byte to its last fragment.
+    pub message_timeout: Duration,
     /// The shared key of the auth token (`MLES_KEY`), if any.
     pub mles_key: Option<String>,
     /// Most connections open at once from one IPv4 address or IPv6 /64.
@@ -37,6 +40,7 @@ impl Default for MlesConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(24),
+            message_timeout: Duration::from_secs(60),
             mles_key: None,
             max_connections_per_source: 32,
         }
@@ -88,16 +92,17 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, hub, config, routes, shutdown) = (
+        let (tls, hub, config, routes, memory, shutdown) = (
             tls.clone(),
             hub.clone(),
             Arc::clone(&config),
             Arc::clone(&routes),
+            Arc::clone(&budgets.memory),
             shutdown.clone(),
         );
         tracker.spawn(async move {
             metrics::gauge!("kanava_connections").increment(1.0);
-            connection::run(tcp, peer, tls, hub, &config, &routes, shutdown).await;
+            connection::run(tcp, peer, tls, hub, &config, &routes, &memory, shutdown).await;
             metrics::gauge!("kanava_connections").decrement(1.0);
             drop(slot);
         });
