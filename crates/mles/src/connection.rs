@@ -224,9 +224,9 @@ fn read_failed(error: &WsError) -> End {
             ProtocolError::UnmaskedFrameFromClient => "client frames must be masked",
             ProtocolError::FragmentedControlFrame => "fragmented control frame",
             ProtocolError::ControlFrameTooBig => "control frame longer than 125 bytes",
-            ProtocolError::UnknownControlFrameType(_) | ProtocolError::UnknownDataFrameType(_) => {
-                "reserved opcode"
-            }
+            ProtocolError::InvalidOpcode(_)
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_) => "reserved opcode",
             ProtocolError::UnexpectedContinueFrame | ProtocolError::ExpectedFragment(_) => {
                 "bad fragmentation"
             }

@@ -18,6 +18,7 @@ mod debugme_server;
 mod debugme_tools;
 mod defects;
 mod durability;
+mod mles_limits;
 mod nats;
 mod protocol;
 mod python;
