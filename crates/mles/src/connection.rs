@@ -72,23 +72,35 @@ enum Upgraded {
     Routed(Arc<dyn Endpoint>, crate::TlsWebSocket),
 }
 
+/// What every connection of the listener shares.
+pub(crate) struct Listener {
+    pub(crate) tls: ServerTls,
+    pub(crate) hub: Hub,
+    pub(crate) config: MlesConfig,
+    pub(crate) routes: Routes,
+    pub(crate) memory: Arc<MemoryBudget>,
+}
+
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: ServerTls,
-    hub: Hub,
-    config: &MlesConfig,
-    routes: &Routes,
-    memory: &Arc<MemoryBudget>,
+    listener: &Listener,
     shutdown: CancellationToken,
 ) {
     let span = tracing::debug_span!("mles", %peer);
+    let Listener {
+        tls,
+        hub,
+        config,
+        routes,
+        memory,
+    } = listener;
     async move {
         let upgraded = tokio::select! {
             () = shutdown.cancelled() => return,
             upgraded = tokio::time::timeout(
                 config.handshake_timeout,
-                handshake(tcp, &tls, config, routes, memory),
+                handshake(tcp, tls, config, routes, memory),
             ) => upgraded,
         };
         let (mut ws, meter) = match upgraded {
@@ -109,7 +121,7 @@ pub(crate) async fn run(
         };
         let end = tokio::select! {
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
-            end = session(&mut ws, &hub, config, &meter, memory) => end,
+            end = session(&mut ws, hub, config, &meter, memory) => end,
         };
         finish(ws, end).await;
     }
@@ -197,6 +209,39 @@ async fn handshake(
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await,
         meter,
     ))
+}
+
+/// Answers a connection refused at accept time (a connection cap is full): TLS, the request
+/// head (at most [`upgrade::MAX_REQUEST_HEAD`] bytes), then 503 with `reason`, all within
+/// `deadline`, so that the client learns why instead of seeing a dropped connection.
+pub(crate) async fn refuse_busy(tcp: TcpStream, tls: &ServerTls, reason: &str, deadline: Duration) {
+    let answered = tokio::time::timeout(deadline, async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+            .await
+            .ok()?;
+        let server_config = tls.choose(&start.client_hello());
+        let mut stream = start.into_stream(server_config).await.ok()?;
+        let mut head = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 2048];
+        while let Ok(Parsed::Partial) = upgrade::parse_request(&head) {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(&upgrade::busy_response(reason))
+            .await
+            .ok()?;
+        stream.shutdown().await.ok()
+    })
+    .await;
+    tracing::debug!(
+        reason,
+        answered = matches!(answered, Ok(Some(()))),
+        "refused connection"
+    );
 }
 
 async fn refuse(stream: &mut TlsStream<TcpStream>, refusal: Refusal) {

@@ -7,11 +7,19 @@ use std::time::Duration;
 use kanava_core::{Budgets, Sources};
 use kanava_hub::Hub;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection;
+use crate::connection::{self, Listener};
 use crate::{Routes, ServerTls};
+
+/// Refused connections answered at once (TLS, then 503 with the reason); past this many, a
+/// refused connection is closed without a word. Bounds what refusing costs beyond the caps.
+const MAX_REFUSALS_ANSWERING: usize = 64;
+
+/// How long answering a refused connection may take.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Settings of the Mles listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,13 +68,19 @@ pub async fn serve(
     budgets: Budgets,
     shutdown: CancellationToken,
 ) {
-    let config = Arc::new(config);
-    let routes = Arc::new(routes);
     let sources = Sources::new(
         Arc::clone(&budgets.connections),
         budgets.connections.max(),
         config.max_connections_per_source,
     );
+    let listener_state = Arc::new(Listener {
+        tls,
+        hub,
+        config,
+        routes,
+        memory: Arc::clone(&budgets.memory),
+    });
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_ANSWERING));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -88,21 +102,22 @@ pub async fn serve(
                 metrics::counter!("kanava_connections_refused_total", "listener" => "mles", "reason" => full.label())
                     .increment(1);
                 tracing::debug!(%peer, ?full, "connection refused: cap reached");
+                if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                    let state = Arc::clone(&listener_state);
+                    let deadline = REFUSAL_DEADLINE.min(state.config.handshake_timeout);
+                    tracker.spawn(async move {
+                        connection::refuse_busy(tcp, &state.tls, full.reason(), deadline).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, hub, config, routes, memory, shutdown) = (
-            tls.clone(),
-            hub.clone(),
-            Arc::clone(&config),
-            Arc::clone(&routes),
-            Arc::clone(&budgets.memory),
-            shutdown.clone(),
-        );
+        let (state, shutdown) = (Arc::clone(&listener_state), shutdown.clone());
         tracker.spawn(async move {
             metrics::gauge!("kanava_connections").increment(1.0);
-            connection::run(tcp, peer, tls, hub, &config, &routes, &memory, shutdown).await;
+            connection::run(tcp, peer, &state, shutdown).await;
             metrics::gauge!("kanava_connections").decrement(1.0);
             drop(slot);
         });

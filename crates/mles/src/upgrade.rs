@@ -124,6 +124,18 @@ impl Refusal {
     }
 }
 
+/// The response to a request on a connection refused because a connection cap is full: 503
+/// with `reason`, and when to try again.
+pub fn busy_response(reason: &str) -> Vec<u8> {
+    let body = format!("{reason}\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 10\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Whether a comma-separated header value lists `token` (compared ignoring ASCII case when
 /// `fold_case`).
 fn lists(value: &[u8], token: &str, fold_case: bool) -> bool {
