@@ -176,6 +176,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         HubConfig {
             history: settings.history,
             queue: settings.queue,
+            memory: Arc::clone(&budgets.memory),
             ..HubConfig::default()
         },
     );

@@ -396,6 +396,10 @@ struct ServeArgs {
     /// Interval of keepalive pings; silent peers are closed after four. [default: 24s]
     #[arg(long, env = "KANAVA_PING_INTERVAL", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
+    /// Time a Mles message may take from its first byte to its last fragment; a slower one
+    /// closes its sender with 1008. [default: 60s]
+    #[arg(long, env = "KANAVA_MESSAGE_TIMEOUT", value_parser = parse_duration)]
+    message_timeout: Option<Duration>,
     /// Most connections open at once over every listener; must fit the open-file limit.
     /// [default: (open-file limit - 320) / 2]
     #[arg(long, env = "KANAVA_MAX_CONNECTIONS")]
@@ -538,6 +542,8 @@ struct FileConfig {
     handshake_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_from_text")]
     ping_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    message_timeout: Option<Duration>,
     max_connections: Option<usize>,
     #[serde(default, deserialize_with = "size_from_text")]
     max_memory: Option<u64>,
@@ -776,6 +782,10 @@ impl ServeArgs {
                     .ping_interval
                     .or(file.ping_interval)
                     .unwrap_or(defaults.ping_interval),
+                message_timeout: self
+                    .message_timeout
+                    .or(file.message_timeout)
+                    .unwrap_or(defaults.message_timeout),
                 mles_key,
                 max_connections_per_source: self
                     .max_connections_per_source

@@ -220,6 +220,10 @@ impl ChannelState {
                     member.outbox.kick(KickReason::QueueOverflow);
                     overflowed.push(*id);
                 }
+                Err(QueueFull::OverBudget) => {
+                    member.outbox.kick(KickReason::MemoryBudget);
+                    overflowed.push(*id);
+                }
                 // Its connection is tearing down and will leave on its own.
                 Err(QueueFull::Gone) => {}
             }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, NewEntry, Uid};
+use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, MemoryBudget, NewEntry, Uid};
 use kanava_store::{Bus, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -15,7 +15,7 @@ use crate::outbox::{self, KickReason, Outbox, QueueLimits};
 use crate::{Accounts, HubError};
 
 /// How the hub retains history and bounds each member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Per-channel history caps.
     pub history: HistoryLimits,
@@ -25,14 +25,19 @@ pub struct HubConfig {
     /// member has nothing else in flight. Keeps the store's queue short, so that a busy sender
     /// cannot delay other channels' frames behind its backlog.
     pub max_in_flight_bytes: usize,
+    /// The server's budget of buffered payload: members' backlogs are charged to it, and a
+    /// member whose backlog does not fit is closed ([`KickReason::MemoryBudget`]).
+    pub memory: Arc<MemoryBudget>,
 }
 
 impl Default for HubConfig {
+    /// No memory budget beyond the queue limits.
     fn default() -> Self {
         Self {
             history: HistoryLimits::default(),
             queue: QueueLimits::default(),
             max_in_flight_bytes: 256 * 1024,
+            memory: MemoryBudget::new(usize::MAX),
         }
     }
 }
@@ -155,7 +160,7 @@ impl Hub {
 
     /// The hub's configuration.
     pub fn config(&self) -> HubConfig {
-        self.inner.config
+        self.inner.config.clone()
     }
 
     /// Joins `uid` to `channel`: registers it, snapshots the history, and appends `header` (a join
@@ -207,7 +212,7 @@ impl Hub {
             }
             let remote = self.remote_members(&channel);
             let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
-            let (sender, outbox) = Outbox::new(self.inner.config.queue);
+            let (sender, outbox) = Outbox::new(self.inner.config.queue, &self.inner.config.memory);
             let (history, submitted) = {
                 let mut state = entry.lock();
                 if state.retired {

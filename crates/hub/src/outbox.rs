@@ -1,11 +1,10 @@
-//! A member's outbound queue: bounded in frames and bytes, filled without waiting, and able to
-//! tell its connection that the member has been kicked.
+//! A member's outbound queue: bounded in frames and bytes, filled without waiting, charged to the
+//! server's memory budget, and able to tell its connection that the member has been kicked.
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kanava_core::Entry;
+use kanava_core::{Entry, MemoryBudget, Reservation};
 use tokio::sync::{Notify, mpsc};
 
 /// Bounds on what may wait in one member's outbound queue.
@@ -26,6 +25,11 @@ impl Default for QueueLimits {
     }
 }
 
+/// Bytes a member may have queued before its queue is charged to the memory budget: a member
+/// keeping up holds a frame or two, and is not closed because other connections hold the
+/// budget; only a backlog is charged.
+pub const UNCHARGED_QUEUE_BYTES: usize = 64 * 1024;
+
 /// Why the hub removed a member from its channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KickReason {
@@ -33,16 +37,45 @@ pub enum KickReason {
     QueueOverflow,
     /// The store failed to make one of the member's frames durable.
     StoreFailed,
+    /// The member's backlog did not fit in the server's memory budget.
+    MemoryBudget,
     /// The server is shutting down.
     Shutdown,
 }
 
 /// State shared by the hub's sending half and the connection's receiving half.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
-    queued_bytes: AtomicUsize,
+    queued: Mutex<Queued>,
     kicked: Mutex<Option<KickReason>>,
     kick: Notify,
+}
+
+/// The payload bytes queued, and what of them is charged to the memory budget.
+#[derive(Debug)]
+struct Queued {
+    bytes: usize,
+    charged: Reservation,
+}
+
+impl Queued {
+    /// Queues `bytes` more, holding their charge; refuses (changing nothing) past the budget.
+    fn add(&mut self, bytes: usize) -> Result<(), QueueFull> {
+        let total = self.bytes + bytes;
+        self.charged
+            .resize(total.saturating_sub(UNCHARGED_QUEUE_BYTES))
+            .map_err(|_| QueueFull::OverBudget)?;
+        self.bytes = total;
+        Ok(())
+    }
+
+    /// Dequeues `bytes`, giving back what no longer needs charging.
+    fn remove(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        let charge = self.bytes.saturating_sub(UNCHARGED_QUEUE_BYTES);
+        self.charged
+            .shrink(self.charged.bytes().saturating_sub(charge));
+    }
 }
 
 /// The hub's half of an outbox.
@@ -58,6 +91,8 @@ pub(crate) struct OutboxSender {
 pub(crate) enum QueueFull {
     /// The member is over its queue limits.
     Overflow,
+    /// The server's memory budget cannot hold the member's backlog.
+    OverBudget,
     /// The member's connection has gone.
     Gone,
 }
@@ -66,13 +101,13 @@ impl OutboxSender {
     /// Queues `entry` without waiting.
     pub(crate) fn try_push(&self, entry: &Arc<Entry>) -> Result<(), QueueFull> {
         let size = entry.payload.len();
-        let before = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        if before + size > self.max_bytes {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        let mut queued = lock(&self.shared.queued);
+        if queued.bytes + size > self.max_bytes {
             return Err(QueueFull::Overflow);
         }
+        queued.add(size)?;
         self.tx.try_send(Arc::clone(entry)).map_err(|e| {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            queued.remove(size);
             match e {
                 mpsc::error::TrySendError::Full(_) => QueueFull::Overflow,
                 mpsc::error::TrySendError::Closed(_) => QueueFull::Gone,
@@ -86,8 +121,12 @@ impl OutboxSender {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) fn kick(shared: &Shared, reason: KickReason) {
-    let mut kicked = shared.kicked.lock().unwrap_or_else(|p| p.into_inner());
+    let mut kicked = lock(&shared.kicked);
     if kicked.is_none() {
         *kicked = Some(reason);
         shared.kick.notify_one();
@@ -102,9 +141,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(limits: QueueLimits) -> (OutboxSender, Outbox) {
+    pub(crate) fn new(limits: QueueLimits, memory: &Arc<MemoryBudget>) -> (OutboxSender, Outbox) {
         let (tx, rx) = mpsc::channel(limits.max_frames.max(1));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            queued: Mutex::new(Queued {
+                bytes: 0,
+                charged: memory.empty(),
+            }),
+            kicked: Mutex::new(None),
+            kick: Notify::new(),
+        });
         let sender = OutboxSender {
             tx,
             shared: Arc::clone(&shared),
@@ -144,14 +190,19 @@ impl Outbox {
     }
 
     fn account(&self, entry: &Entry) {
-        self.shared
-            .queued_bytes
-            .fetch_sub(entry.payload.len(), Ordering::AcqRel);
+        lock(&self.shared.queued).remove(entry.payload.len());
     }
 
     /// A handle that waits for this member's kick while the outbox itself is being read.
     pub fn kick_signal(&self) -> KickSignal {
         KickSignal(Arc::clone(&self.shared))
+    }
+}
+
+impl Drop for Outbox {
+    /// The queued frames go with the receiver, and so does their charge.
+    fn drop(&mut self) {
+        lock(&self.shared.queued).remove(usize::MAX);
     }
 }
 
@@ -173,7 +224,7 @@ impl KickSignal {
 
     /// The reason this member was kicked, if it was.
     pub fn reason(&self) -> Option<KickReason> {
-        *self.0.kicked.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.0.kicked)
     }
 }
 
@@ -195,10 +246,13 @@ mod tests {
 
     #[tokio::test]
     async fn byte_and_frame_limits_overflow_and_recover_as_read() {
-        let (tx, mut outbox) = Outbox::new(QueueLimits {
-            max_frames: 3,
-            max_bytes: 100,
-        });
+        let (tx, mut outbox) = Outbox::new(
+            QueueLimits {
+                max_frames: 3,
+                max_bytes: 100,
+            },
+            &MemoryBudget::new(usize::MAX),
+        );
         tx.try_push(&entry(60)).unwrap();
         assert_eq!(tx.try_push(&entry(60)), Err(QueueFull::Overflow));
         tx.try_push(&entry(40)).unwrap();
@@ -207,14 +261,38 @@ mod tests {
         assert_eq!(outbox.recv().await.unwrap().payload.len(), 60);
         tx.try_push(&entry(60)).unwrap();
 
-        let (tx, outbox) = Outbox::new(QueueLimits::default());
+        let (tx, outbox) = Outbox::new(QueueLimits::default(), &MemoryBudget::new(usize::MAX));
         drop(outbox);
         assert_eq!(tx.try_push(&entry(1)), Err(QueueFull::Gone));
     }
 
     #[tokio::test]
+    async fn a_backlog_is_charged_to_the_memory_budget_and_given_back() {
+        let budget = MemoryBudget::new(100);
+        let (tx, mut outbox) = Outbox::new(
+            QueueLimits {
+                max_frames: 10,
+                max_bytes: usize::MAX,
+            },
+            &budget,
+        );
+        tx.try_push(&entry(UNCHARGED_QUEUE_BYTES)).unwrap();
+        assert_eq!(budget.used(), 0, "a member keeping up is not charged");
+        tx.try_push(&entry(60)).unwrap();
+        assert_eq!(budget.used(), 60);
+        assert_eq!(tx.try_push(&entry(41)), Err(QueueFull::OverBudget));
+        assert_eq!(budget.used(), 60, "a refused frame holds nothing");
+        outbox.recv().await.unwrap();
+        assert_eq!(budget.used(), 0);
+        tx.try_push(&entry(UNCHARGED_QUEUE_BYTES)).unwrap();
+        assert_eq!(budget.used(), 60);
+        drop(outbox);
+        assert_eq!(budget.used(), 0, "a dropped outbox gives its charge back");
+    }
+
+    #[tokio::test]
     async fn kick_wakes_and_the_first_reason_wins() {
-        let (tx, outbox) = Outbox::new(QueueLimits::default());
+        let (tx, outbox) = Outbox::new(QueueLimits::default(), &MemoryBudget::new(usize::MAX));
         let signal = outbox.kick_signal();
         let waiter = tokio::spawn(async move { signal.kicked().await });
         tx.kick(KickReason::QueueOverflow);

@@ -1,6 +1,8 @@
 //! One Mles connection from TCP accept to close: TLS, upgrade, header, join, then a reader that
-//! publishes the peer's frames and a writer that sends history, live frames and keepalive pings.
+//! publishes the peer's frames, a writer that sends history, live frames and keepalive pings,
+//! and a keepalive that closes a peer which stops answering, whatever the writer is doing.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -9,15 +11,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use kanava_core::{Entry, FrameKind};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use kanava_core::{Entry, FrameKind, MemoryBudget, Reservation};
 use kanava_hub::{Hub, HubError, KickReason, Member, Outbox};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -25,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::header::Header;
+use crate::meter::{self, Meter, Metered};
 use crate::upgrade::{self, Parsed, Refusal};
 use crate::{Endpoint, MlesConfig, Routes, ServerTls, auth};
 
-type Ws = WebSocketStream<TlsStream<TcpStream>>;
+type Ws = WebSocketStream<Metered<TlsStream<TcpStream>>>;
 
 /// Keepalive intervals a peer may stay silent before it is closed: pings go out at 1, 2 and 3
 /// intervals, and the close at 4 (96 s with the default 24 s).
@@ -44,6 +48,13 @@ const MAX_BATCH_BYTES: usize = 128 * 1024;
 /// How long a closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Replay bytes not charged to the memory budget, so that joining a quiet channel is never
+/// refused because other connections hold the budget.
+const UNCHARGED_REPLAY_BYTES: usize = 64 * 1024;
+
+/// What a peer whose buffered payload does not fit the memory budget is told.
+const OVER_BUDGET: End = End::Close(CloseCode::Again, "server memory budget exhausted");
+
 /// Why a connection ends, and what close frame (if any) the peer gets.
 #[derive(Debug)]
 enum End {
@@ -55,32 +66,45 @@ enum End {
 
 /// What the upgrade led to.
 enum Upgraded {
-    /// A Mles connection.
-    Mles(Ws),
+    /// A Mles connection, and what it is receiving.
+    Mles(Ws, Arc<Meter>),
     /// A connection for an endpoint routed by path.
-    Routed(Arc<dyn Endpoint>, Ws),
+    Routed(Arc<dyn Endpoint>, crate::TlsWebSocket),
+}
+
+/// What every connection of the listener shares.
+pub(crate) struct Listener {
+    pub(crate) tls: ServerTls,
+    pub(crate) hub: Hub,
+    pub(crate) config: MlesConfig,
+    pub(crate) routes: Routes,
+    pub(crate) memory: Arc<MemoryBudget>,
 }
 
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: ServerTls,
-    hub: Hub,
-    config: &MlesConfig,
-    routes: &Routes,
+    listener: &Listener,
     shutdown: CancellationToken,
 ) {
     let span = tracing::debug_span!("mles", %peer);
+    let Listener {
+        tls,
+        hub,
+        config,
+        routes,
+        memory,
+    } = listener;
     async move {
         let upgraded = tokio::select! {
             () = shutdown.cancelled() => return,
             upgraded = tokio::time::timeout(
                 config.handshake_timeout,
-                handshake(tcp, &tls, config, routes),
+                handshake(tcp, tls, config, routes, memory),
             ) => upgraded,
         };
-        let mut ws = match upgraded {
-            Ok(Ok(Upgraded::Mles(ws))) => ws,
+        let (mut ws, meter) = match upgraded {
+            Ok(Ok(Upgraded::Mles(ws, meter))) => (ws, meter),
             Ok(Ok(Upgraded::Routed(endpoint, ws))) => {
                 return endpoint.serve(ws, peer, shutdown).await;
             }
@@ -97,7 +121,7 @@ pub(crate) async fn run(
         };
         let end = tokio::select! {
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
-            end = session(&mut ws, &hub, config) => end,
+            end = session(&mut ws, hub, config, &meter, memory) => end,
         };
         finish(ws, end).await;
     }
@@ -112,6 +136,7 @@ async fn handshake(
     tls: &ServerTls,
     config: &MlesConfig,
     routes: &Routes,
+    memory: &Arc<MemoryBudget>,
 ) -> Result<Upgraded, &'static str> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
         .await
@@ -167,6 +192,8 @@ async fn handshake(
         .await
         .map_err(|_| "write 101")?;
     tracing::debug!(path = %request.path.escape_debug(), "upgraded");
+    let meter = Meter::new(memory);
+    let stream = Metered::new(stream, Arc::clone(&meter));
     let ws_config = WebSocketConfig::default()
         .max_frame_size(Some(config.max_frame))
         .max_message_size(Some(config.max_frame))
@@ -174,9 +201,47 @@ async fn handshake(
         .read_buffer_size(2048)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(config.max_frame.saturating_mul(2).max(1 << 20));
+    // What was read with the request head is the start of the first message.
+    if !rest.is_empty() {
+        meter.arrived(rest.len()).map_err(|_| "memory budget")?;
+    }
     Ok(Upgraded::Mles(
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await,
+        meter,
     ))
+}
+
+/// Answers a connection refused at accept time (a connection cap is full): TLS, the request
+/// head (at most [`upgrade::MAX_REQUEST_HEAD`] bytes), then 503 with `reason`, all within
+/// `deadline`, so that the client learns why instead of seeing a dropped connection.
+pub(crate) async fn refuse_busy(tcp: TcpStream, tls: &ServerTls, reason: &str, deadline: Duration) {
+    let answered = tokio::time::timeout(deadline, async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+            .await
+            .ok()?;
+        let server_config = tls.choose(&start.client_hello());
+        let mut stream = start.into_stream(server_config).await.ok()?;
+        let mut head = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 2048];
+        while let Ok(Parsed::Partial) = upgrade::parse_request(&head) {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(&upgrade::busy_response(reason))
+            .await
+            .ok()?;
+        stream.shutdown().await.ok()
+    })
+    .await;
+    tracing::debug!(
+        reason,
+        answered = matches!(answered, Ok(Some(()))),
+        "refused connection"
+    );
 }
 
 async fn refuse(stream: &mut TlsStream<TcpStream>, refusal: Refusal) {
@@ -187,17 +252,61 @@ async fn refuse(stream: &mut TlsStream<TcpStream>, refusal: Refusal) {
     let _ = stream.shutdown().await;
 }
 
+/// What ends a connection whose WebSocket reported `error` while reading: RFC 6455 wants
+/// protocol errors failed with a Close saying why (§7.1.7, §7.4.1).
+fn read_failed(error: &WsError) -> End {
+    let reason = match error {
+        WsError::Capacity(_) => return End::Close(CloseCode::Size, "frame too large"),
+        WsError::Utf8(_) => {
+            return End::Close(CloseCode::Invalid, "invalid UTF-8 in a text frame");
+        }
+        WsError::Io(io) if meter::is_over_budget(io) => return OVER_BUDGET,
+        WsError::Protocol(protocol) => match protocol {
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing => {
+                return End::PeerGone;
+            }
+            ProtocolError::NonZeroReservedBits => "reserved bits set without an extension",
+            ProtocolError::UnmaskedFrameFromClient => "client frames must be masked",
+            ProtocolError::FragmentedControlFrame => "fragmented control frame",
+            ProtocolError::ControlFrameTooBig => "control frame longer than 125 bytes",
+            ProtocolError::InvalidOpcode(_)
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_) => "reserved opcode",
+            ProtocolError::UnexpectedContinueFrame | ProtocolError::ExpectedFragment(_) => {
+                "bad fragmentation"
+            }
+            ProtocolError::InvalidCloseSequence => "invalid close frame",
+            _ => "protocol error",
+        },
+        _ => return End::PeerGone,
+    };
+    End::Close(CloseCode::Protocol, reason)
+}
+
+/// The meter's view of a frame the WebSocket has handed over.
+fn received(meter: &Meter, message: &Message) {
+    match message {
+        Message::Text(_) | Message::Binary(_) => meter.message_done(),
+        Message::Ping(payload) | Message::Pong(payload) => meter.control_done(payload.len()),
+        Message::Close(_) | Message::Frame(_) => {}
+    }
+}
+
 /// From the upgraded socket to the end of the membership.
-async fn session(ws: &mut Ws, hub: &Hub, config: &MlesConfig) -> End {
+async fn session(
+    ws: &mut Ws,
+    hub: &Hub,
+    config: &MlesConfig,
+    meter: &Meter,
+    memory: &Arc<MemoryBudget>,
+) -> End {
     let first = match tokio::time::timeout(config.header_timeout, ws.next()).await {
         Err(_) => return reject("header timeout"),
         Ok(None) => return End::PeerGone,
-        Ok(Some(Err(WsError::Capacity(_)))) => {
-            return End::Close(CloseCode::Size, "frame too large");
-        }
-        Ok(Some(Err(_))) => return End::PeerGone,
+        Ok(Some(Err(error))) => return read_failed(&error),
         Ok(Some(Ok(first))) => first,
     };
+    received(meter, &first);
     let text = match first {
         Message::Text(text) => text,
         Message::Close(_) => return End::PeerGone,
@@ -233,7 +342,23 @@ async fn session(ws: &mut Ws, hub: &Hub, config: &MlesConfig) -> End {
         }
     };
     tracing::debug!(uid = %header.uid, channel = %header.channel, "joined");
-    member(ws, joined.member, joined.history, joined.outbox, config).await
+    let replay_bytes: usize = joined.history.iter().map(|e| e.payload.len()).sum();
+    let Ok(replay) = memory.reserve(replay_bytes.saturating_sub(UNCHARGED_REPLAY_BYTES)) else {
+        tracing::debug!(replay_bytes, "replay refused: memory budget exhausted");
+        return OVER_BUDGET;
+    };
+    let replay = Replay {
+        entries: joined.history,
+        charged: replay,
+    };
+    member(ws, joined.member, replay, joined.outbox, config, meter).await
+}
+
+/// The history a joiner is sent before anything live, and its charge to the memory budget,
+/// given back as it is written.
+struct Replay {
+    entries: Vec<Arc<Entry>>,
+    charged: Reservation,
 }
 
 fn reject(reason: &'static str) -> End {
@@ -249,44 +374,42 @@ fn header_reason(error: &crate::HeaderError) -> &'static str {
         MissingField("uid") => "header uid missing or not a string",
         MissingField(_) => "header channel missing or not a string",
         BadAuthType => "header auth is not a string",
+        DuplicateKey(_) => "header names a key twice",
         Name(kanava_core::NameError::Empty { .. }) => "empty uid or channel",
         Name(kanava_core::NameError::NotAscii { .. }) => "uid or channel not ASCII",
     }
 }
 
 /// A joined member: read and publish until the peer leaves, while the writer sends history and
-/// live frames; a kick from the hub ends both at once.
+/// live frames and the keepalive watches for answers; a kick from the hub ends all at once.
 async fn member(
     ws: &mut Ws,
     member: Member,
-    history: Vec<Arc<Entry>>,
+    replay: Replay,
     mut outbox: Outbox,
     config: &MlesConfig,
+    meter: &Meter,
 ) -> End {
     let (mut sink, mut stream) = ws.split();
-    let missed = AtomicU32::new(0);
+    let alive = Keepalive::default();
     let kick = outbox.kick_signal();
     let end = {
-        let writer = pin!(write(
-            &mut sink,
-            &history,
-            &mut outbox,
-            &missed,
-            config.ping_interval
-        ));
-        let reader = pin!(read(&mut stream, &member, &missed));
+        let writer = pin!(write(&mut sink, replay, &mut outbox, &alive, config));
+        let reader = pin!(read(&mut stream, &member, &alive, meter, config));
         tokio::select! {
             biased;
             reason = kick.kicked() => match reason {
                 KickReason::QueueOverflow => End::Close(CloseCode::Again, "too slow: outbound queue overflow"),
+                KickReason::MemoryBudget => OVER_BUDGET,
                 KickReason::StoreFailed => End::Close(CloseCode::Error, "server error: frame not stored"),
                 KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
             },
+            end = alive.watch(config.ping_interval) => end,
             end = writer => end,
             end = reader => end,
         }
     };
-    // Leave the channel before the closing handshake.
+    // Leave the channel, and free the queue, before the closing handshake.
     drop(member);
     drop(outbox);
     match end {
@@ -295,6 +418,39 @@ async fn member(
             End::PeerGone
         }
         close => close,
+    }
+}
+
+/// Whether the peer still answers: the reader marks every frame it receives, and the keepalive
+/// closes a peer unheard for [`MAX_MISSED_PINGS`] intervals, even while the writer is stuck on
+/// a peer that reads nothing (its pings then never leave, and no answer comes).
+#[derive(Debug, Default)]
+struct Keepalive {
+    /// Intervals since the peer was last heard.
+    missed: AtomicU32,
+    /// A ping is due; the writer sends it when it can.
+    ping_due: Notify,
+}
+
+impl Keepalive {
+    fn heard(&self) {
+        self.missed.store(0, Ordering::Release);
+    }
+
+    async fn watch(&self, interval: Duration) -> End {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            ticker.tick().await;
+            if self.missed.fetch_add(1, Ordering::AcqRel) >= MAX_MISSED_PINGS {
+                return End::Close(CloseCode::Policy, "keepalive timeout");
+            }
+            self.ping_due.notify_one();
+        }
+    }
+
+    /// Whether a ping is due now (taking it).
+    fn ping_now(&self) -> bool {
+        self.ping_due.notified().now_or_never().is_some()
     }
 }
 
@@ -310,64 +466,99 @@ fn message(entry: &Entry) -> Message {
     }
 }
 
-async fn write(
-    sink: &mut SplitSink<&mut Ws, Message>,
-    history: &[Arc<Entry>],
-    outbox: &mut Outbox,
-    missed: &AtomicU32,
-    ping_interval: Duration,
-) -> End {
-    for entry in history {
-        if sink.feed(message(entry)).await.is_err() {
-            return End::PeerGone;
-        }
-    }
-    if sink.flush().await.is_err() {
-        return End::PeerGone;
-    }
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    loop {
-        tokio::select! {
-            biased;
-            _ = ticker.tick() => {
-                if missed.fetch_add(1, Ordering::AcqRel) >= MAX_MISSED_PINGS {
-                    return End::Close(CloseCode::Policy, "keepalive timeout");
-                }
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return End::PeerGone;
-                }
-            }
-            entry = outbox.recv() => {
-                let Some(entry) = entry else { return End::PeerGone };
-                let mut sent = 1;
-                let mut bytes = entry.payload.len();
-                let mut result = sink.feed(message(&entry)).await;
-                while result.is_ok() && sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
-                    let Some(entry) = outbox.try_recv() else { break };
-                    result = sink.feed(message(&entry)).await;
-                    sent += 1;
-                    bytes += entry.payload.len();
-                }
-                if result.is_err() || sink.flush().await.is_err() {
-                    return End::PeerGone;
-                }
-            }
-        }
+/// Runs one write to the peer under the write deadline: a peer that takes longer than the
+/// keepalive allows to take in one write is stuck, whatever else it sends.
+async fn within<F>(deadline: Duration, write: F) -> Result<(), End>
+where
+    F: Future<Output = Result<(), WsError>>,
+{
+    match tokio::time::timeout(deadline, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::PeerGone),
+        Err(_) => Err(End::Close(
+            CloseCode::Policy,
+            "write timeout: peer not reading",
+        )),
     }
 }
 
-async fn read(stream: &mut SplitStream<&mut Ws>, member: &Member, missed: &AtomicU32) -> End {
-    loop {
-        let frame = match stream.next().await {
-            None => return End::PeerGone,
-            Some(Err(WsError::Capacity(_))) => {
-                return End::Close(CloseCode::Size, "frame too large");
+async fn write(
+    sink: &mut SplitSink<&mut Ws, Message>,
+    mut replay: Replay,
+    outbox: &mut Outbox,
+    alive: &Keepalive,
+    config: &MlesConfig,
+) -> End {
+    let deadline = config.ping_interval.saturating_mul(MAX_MISSED_PINGS + 1);
+    let result: Result<(), End> = async {
+        for entry in std::mem::take(&mut replay.entries) {
+            if alive.ping_now() {
+                within(deadline, sink.feed(Message::Ping(Bytes::new()))).await?;
             }
-            Some(Err(_)) => return End::PeerGone,
+            within(deadline, sink.feed(message(&entry))).await?;
+            replay.charged.shrink(entry.payload.len());
+        }
+        within(deadline, sink.flush()).await?;
+        drop(replay);
+        loop {
+            tokio::select! {
+                biased;
+                () = alive.ping_due.notified() => {
+                    within(deadline, sink.send(Message::Ping(Bytes::new()))).await?;
+                }
+                entry = outbox.recv() => {
+                    let Some(entry) = entry else { return Err(End::PeerGone) };
+                    let mut sent = 1;
+                    let mut bytes = entry.payload.len();
+                    within(deadline, sink.feed(message(&entry))).await?;
+                    while sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                        let Some(entry) = outbox.try_recv() else { break };
+                        within(deadline, sink.feed(message(&entry))).await?;
+                        sent += 1;
+                        bytes += entry.payload.len();
+                    }
+                    within(deadline, sink.flush()).await?;
+                }
+            }
+        }
+    }
+    .await;
+    result.err().unwrap_or(End::PeerGone)
+}
+
+async fn read(
+    stream: &mut SplitStream<&mut Ws>,
+    member: &Member,
+    alive: &Keepalive,
+    meter: &Meter,
+    config: &MlesConfig,
+) -> End {
+    loop {
+        // A message must be complete within --message-timeout of its first byte; the meter
+        // knows when that was, even while this waits.
+        let check_at = meter
+            .receiving_since()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + config.message_timeout;
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = tokio::time::sleep_until(check_at) => {
+                if meter
+                    .receiving_since()
+                    .is_some_and(|since| since.elapsed() >= config.message_timeout)
+                {
+                    return End::Close(CloseCode::Policy, "message not completed in time");
+                }
+                continue;
+            }
+        };
+        let frame = match frame {
+            None => return End::PeerGone,
+            Some(Err(error)) => return read_failed(&error),
             Some(Ok(frame)) => frame,
         };
-        missed.store(0, Ordering::Release);
+        received(meter, &frame);
+        alive.heard();
         let (kind, payload) = match frame {
             Message::Text(text) => (FrameKind::Text, Bytes::from(text)),
             Message::Binary(bytes) => (FrameKind::Binary, bytes),

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use kanava_core::{ChannelName, NameError, Uid};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Largest header accepted; real headers are far below 1 KiB.
@@ -23,6 +24,10 @@ pub enum HeaderError {
     /// `uid` or `channel` is missing or not a string.
     #[error("header field {0} missing or not a string")]
     MissingField(&'static str),
+    /// The object names a key twice: clients disagree on which one counts (the reference keeps
+    /// the last, others the first), so the header is refused rather than replayed to them.
+    #[error("header names key {0:?} twice")]
+    DuplicateKey(String),
     /// `auth` is neither a string nor null.
     #[error("header field auth is not a string")]
     BadAuthType,
@@ -51,8 +56,9 @@ impl Header {
         if text.len() > MAX_HEADER_BYTES {
             return Err(HeaderError::TooLarge);
         }
-        let mut object: Map<String, Value> =
-            serde_json::from_slice(text).map_err(|_| HeaderError::NotJson)?;
+        let UniqueKeys(mut object) = serde_json::from_slice(text).map_err(|error| {
+            duplicate_key(&error).map_or(HeaderError::NotJson, HeaderError::DuplicateKey)
+        })?;
         let field = |name: &'static str| match object.get(name) {
             Some(Value::String(s)) => Ok(s.as_str()),
             _ => Err(HeaderError::MissingField(name)),
@@ -78,6 +84,49 @@ impl Header {
             stored,
         })
     }
+}
+
+/// Marks the error [`UniqueKeys`] raises, so that it can be told from malformed JSON.
+const DUPLICATE_KEY: &str = "duplicate key ";
+
+/// A JSON object whose top-level keys are all distinct.
+struct UniqueKeys(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueKeys, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format_args!("{DUPLICATE_KEY}{key}")));
+            }
+            let value: Value = access.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(UniqueKeys(object))
+    }
+}
+
+/// The key named twice, if `error` is [`UniqueKeys`]'s refusal.
+fn duplicate_key(error: &serde_json::Error) -> Option<String> {
+    let message = error.to_string();
+    let rest = message.strip_prefix(DUPLICATE_KEY)?;
+    // serde_json appends " at line L column C".
+    let end = rest.rfind(" at line ").unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 #[cfg(test)]
@@ -144,6 +193,35 @@ mod tests {
             "x".repeat(5000)
         );
         assert_eq!(Header::parse(huge.as_bytes()), Err(TooLarge));
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_whichever_it_is() {
+        for text in [
+            r#"{"uid":"alice","channel":"c","uid":"mallory"}"#,
+            r#"{"uid":"a","channel":"c","channel":"d"}"#,
+            r#"{"uid":"a","channel":"c","x":1,"x":1}"#,
+            r#"{"uid":"a","auth":null,"channel":"c","auth":"827d5db8dcd8bcef"}"#,
+        ] {
+            assert!(
+                matches!(
+                    Header::parse(text.as_bytes()),
+                    Err(HeaderError::DuplicateKey(_))
+                ),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Header::parse(br#"{"uid":"alice","channel":"c","uid":"mallory"}"#),
+            Err(HeaderError::DuplicateKey("uid".into()))
+        );
+        // Keys repeated inside nested values are the client's business.
+        assert!(Header::parse(br#"{"uid":"a","channel":"c","x":{"k":1,"k":2}}"#).is_ok());
+        // An escaped spelling of the same key is the same key.
+        assert!(matches!(
+            Header::parse(br#"{"uid":"a","channel":"c","\u0075id":"b"}"#),
+            Err(HeaderError::DuplicateKey(_))
+        ));
     }
 
     #[test]

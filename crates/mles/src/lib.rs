@@ -10,6 +10,7 @@
 pub mod auth;
 mod connection;
 pub mod header;
+mod meter;
 mod route;
 mod server;
 mod tls;

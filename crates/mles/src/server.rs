@@ -7,11 +7,19 @@ use std::time::Duration;
 use kanava_core::{Budgets, Sources};
 use kanava_hub::Hub;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection;
+use crate::connection::{self, Listener};
 use crate::{Routes, ServerTls};
+
+/// Refused connections answered at once (TLS, then 503 with the reason); past this many, a
+/// refused connection is closed without a word. Bounds what refusing costs beyond the caps.
+const MAX_REFUSALS_ANSWERING: usize = 64;
+
+/// How long answering a refused connection may take.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Settings of the Mles listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +30,11 @@ pub struct MlesConfig {
     pub handshake_timeout: Duration,
     /// How long an upgraded connection may take to send its header.
     pub header_timeout: Duration,
-    /// Interval of the server's keepalive pings; a peer silent for three intervals is closed.
+    /// Interval of the server's keepalive pings; a peer silent for three intervals is closed at
+    /// the fourth, and one write may take at most four intervals.
     pub ping_interval: Duration,
+    /// How long a message may take to arrive, from its first byte to its last fragment.
+    pub message_timeout: Duration,
     /// The shared key of the auth token (`MLES_KEY`), if any.
     pub mles_key: Option<String>,
     /// Most connections open at once from one IPv4 address or IPv6 /64.
@@ -37,6 +48,7 @@ impl Default for MlesConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(24),
+            message_timeout: Duration::from_secs(60),
             mles_key: None,
             max_connections_per_source: 32,
         }
@@ -56,13 +68,19 @@ pub async fn serve(
     budgets: Budgets,
     shutdown: CancellationToken,
 ) {
-    let config = Arc::new(config);
-    let routes = Arc::new(routes);
     let sources = Sources::new(
         Arc::clone(&budgets.connections),
         budgets.connections.max(),
         config.max_connections_per_source,
     );
+    let listener_state = Arc::new(Listener {
+        tls,
+        hub,
+        config,
+        routes,
+        memory: Arc::clone(&budgets.memory),
+    });
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_ANSWERING));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -84,20 +102,22 @@ pub async fn serve(
                 metrics::counter!("kanava_connections_refused_total", "listener" => "mles", "reason" => full.label())
                     .increment(1);
                 tracing::debug!(%peer, ?full, "connection refused: cap reached");
+                if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                    let state = Arc::clone(&listener_state);
+                    let deadline = REFUSAL_DEADLINE.min(state.config.handshake_timeout);
+                    tracker.spawn(async move {
+                        connection::refuse_busy(tcp, &state.tls, full.reason(), deadline).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, hub, config, routes, shutdown) = (
-            tls.clone(),
-            hub.clone(),
-            Arc::clone(&config),
-            Arc::clone(&routes),
-            shutdown.clone(),
-        );
+        let (state, shutdown) = (Arc::clone(&listener_state), shutdown.clone());
         tracker.spawn(async move {
             metrics::gauge!("kanava_connections").increment(1.0);
-            connection::run(tcp, peer, tls, hub, &config, &routes, shutdown).await;
+            connection::run(tcp, peer, &state, shutdown).await;
             metrics::gauge!("kanava_connections").decrement(1.0);
             drop(slot);
         });

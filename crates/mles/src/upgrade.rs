@@ -66,12 +66,21 @@ pub enum Refusal {
         "this is a Mles v2 WebSocket endpoint: upgrade to websocket with subprotocol mles-websocket"
     )]
     NotWebSocket,
-    /// `Sec-WebSocket-Version` other than 13.
-    #[error("unsupported WebSocket version: only 13 is supported")]
+    /// `Sec-WebSocket-Version` missing, repeated or other than 13.
+    #[error("unsupported WebSocket version: send exactly one Sec-WebSocket-Version: 13")]
     BadVersion,
     /// No `Sec-WebSocket-Key`.
     #[error("missing Sec-WebSocket-Key")]
     MissingKey,
+    /// More than one `Sec-WebSocket-Key`.
+    #[error("more than one Sec-WebSocket-Key")]
+    DuplicateKey,
+    /// A `Sec-WebSocket-Key` that is not the base64 of 16 bytes.
+    #[error("malformed Sec-WebSocket-Key: it must be the base64 of 16 bytes")]
+    BadKey,
+    /// No `Host`, or more than one (HTTP/1.1 requires exactly one).
+    #[error("missing or repeated Host header")]
+    BadHost,
     /// `Sec-WebSocket-Protocol` does not list `mles-websocket`.
     #[error("missing subprotocol: send Sec-WebSocket-Protocol: mles-websocket")]
     NoSubprotocol,
@@ -81,12 +90,16 @@ impl Refusal {
     /// The HTTP status code and reason phrase.
     pub fn status(self) -> (u16, &'static str) {
         match self {
-            Refusal::Malformed | Refusal::MissingKey | Refusal::NoSubprotocol => {
-                (400, "Bad Request")
-            }
+            Refusal::Malformed
+            | Refusal::MissingKey
+            | Refusal::DuplicateKey
+            | Refusal::BadKey
+            | Refusal::BadHost
+            | Refusal::BadVersion
+            | Refusal::NoSubprotocol => (400, "Bad Request"),
             Refusal::TooLarge => (431, "Request Header Fields Too Large"),
             Refusal::NotGet => (405, "Method Not Allowed"),
-            Refusal::NotWebSocket | Refusal::BadVersion => (426, "Upgrade Required"),
+            Refusal::NotWebSocket => (426, "Upgrade Required"),
         }
     }
 
@@ -96,6 +109,7 @@ impl Refusal {
         let body = format!("{self}\n");
         let mut extra = String::new();
         if matches!(self, Refusal::NotWebSocket | Refusal::BadVersion) {
+            // RFC 6455 §4.4: a version refusal names the version the server speaks.
             extra.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
         }
         if self == Refusal::NotGet {
@@ -110,6 +124,18 @@ impl Refusal {
     }
 }
 
+/// The response to a request on a connection refused because a connection cap is full: 503
+/// with `reason`, and when to try again.
+pub fn busy_response(reason: &str) -> Vec<u8> {
+    let body = format!("{reason}\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 10\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Whether a comma-separated header value lists `token` (compared ignoring ASCII case when
 /// `fold_case`).
 fn lists(value: &[u8], token: &str, fold_case: bool) -> bool {
@@ -121,6 +147,18 @@ fn lists(value: &[u8], token: &str, fold_case: bool) -> bool {
             item == token.as_bytes()
         }
     })
+}
+
+/// Whether `key` is the base64 of exactly 16 bytes (RFC 6455 §4.1): 22 characters of the
+/// base64 alphabet, the last of which carries no bits past the 16th byte, then `==`.
+fn is_valid_key(key: &[u8]) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let [digits @ .., b'=', b'='] = key else {
+        return false;
+    };
+    digits.len() == 22
+        && digits.iter().all(|b| ALPHABET.contains(b))
+        && b"AQgw".contains(&digits[21])
 }
 
 /// Parses a request head from the bytes read so far.
@@ -157,13 +195,24 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
     if !upgrade || !connection {
         return Err(Refusal::NotWebSocket);
     }
-    if !all("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
+    let mut hosts = all("host");
+    if hosts.next().is_none_or(|h| h.trim_ascii().is_empty()) || hosts.next().is_some() {
+        return Err(Refusal::BadHost);
+    }
+    let mut versions = all("sec-websocket-version");
+    if versions.next().map(<[u8]>::trim_ascii) != Some(b"13") || versions.next().is_some() {
         return Err(Refusal::BadVersion);
     }
-    let key = all("sec-websocket-key")
-        .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
-        .find(|k| !k.is_empty())
-        .ok_or(Refusal::MissingKey)?;
+    let mut keys = all("sec-websocket-key");
+    let key = keys.next().ok_or(Refusal::MissingKey)?.trim_ascii();
+    if keys.next().is_some() {
+        return Err(Refusal::DuplicateKey);
+    }
+    if !is_valid_key(key) {
+        return Err(Refusal::BadKey);
+    }
+    // The alphabet is ASCII, so this is the key as sent.
+    let key = String::from_utf8_lossy(key).into_owned();
     let offers_mles = all("sec-websocket-protocol").any(|v| lists(v, SUBPROTOCOL, false));
     Ok(Parsed::Complete {
         request: UpgradeRequest {
@@ -214,6 +263,45 @@ mod tests {
     }
 
     #[test]
+    fn host_key_and_version_must_each_be_there_once_and_valid() {
+        let refused = |head: String| parse_request(head.as_bytes()).unwrap_err();
+        assert_eq!(refused(GOOD.replace("Host: h\r\n", "")), Refusal::BadHost);
+        assert_eq!(
+            refused(GOOD.replace("Host: h\r\n", "Host: \r\n")),
+            Refusal::BadHost
+        );
+        assert_eq!(
+            refused(GOOD.replace("Host: h\r\n", "Host: h\r\nHost: i\r\n")),
+            Refusal::BadHost
+        );
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        assert_eq!(refused(GOOD.replace(key, "")), Refusal::MissingKey);
+        assert_eq!(
+            refused(GOOD.replace(key, &format!("{key}{key}"))),
+            Refusal::DuplicateKey
+        );
+        for bad in [
+            "",
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25j!Q==",
+            "dGhlIHNhbXBsZSBub25jZQdGhl==",
+            "dGhlIHNhbXBsZSBub25jZQ==dGhl",
+        ] {
+            let head = GOOD.replace(key, &format!("Sec-WebSocket-Key: {bad}\r\n"));
+            assert_eq!(refused(head), Refusal::BadKey, "{bad:?}");
+        }
+        let version = "Sec-WebSocket-Version: 13\r\n";
+        assert_eq!(refused(GOOD.replace(version, "")), Refusal::BadVersion);
+        assert_eq!(
+            refused(GOOD.replace(version, &format!("{version}{version}"))),
+            Refusal::BadVersion
+        );
+    }
+
+    #[test]
     fn partial_until_the_blank_line() {
         assert_eq!(parse_request(&GOOD.as_bytes()[..40]), Ok(Parsed::Partial));
     }
@@ -241,6 +329,12 @@ mod tests {
         let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_REQUEST_HEAD));
         assert_eq!(parse_request(huge.as_bytes()), Err(Refusal::TooLarge));
         assert_eq!(Refusal::NoSubprotocol.status().0, 400);
+        assert_eq!(Refusal::BadVersion.status().0, 400);
+        assert!(
+            String::from_utf8(Refusal::BadVersion.response())
+                .unwrap()
+                .contains("\r\nSec-WebSocket-Version: 13\r\n")
+        );
         let response = String::from_utf8(Refusal::NoSubprotocol.response()).unwrap();
         assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(response.ends_with("send Sec-WebSocket-Protocol: mles-websocket\n"));

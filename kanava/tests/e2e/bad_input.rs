@@ -128,10 +128,21 @@ async fn connections_over_the_per_source_cap_are_refused_until_one_closes() {
     for _ in 0..3 {
         open.push(client.upgrade().await.0);
     }
-    // The fourth is dropped before its TLS handshake completes.
+    // The fourth is told why, with 503, and not upgraded.
+    let mut fourth = client.tls().await;
+    fourth
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, fourth.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        client.try_tls().await.is_err(),
-        "a fourth connection was served"
+        response.starts_with("HTTP/1.1 503 ")
+            && response.ends_with("too many connections from your address\n"),
+        "{response:?}"
     );
     server
         .wait_metric(
@@ -143,7 +154,7 @@ async fn connections_over_the_per_source_cap_are_refused_until_one_closes() {
     first.close(None).await.unwrap();
     drop(first);
     wait_until_async("a slot is free again", || async {
-        client.try_tls().await.is_ok()
+        client.upgrade_with(Some("mles-websocket")).await.is_ok()
     })
     .await;
 }

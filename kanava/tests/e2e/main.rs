@@ -19,6 +19,7 @@ mod debugme_tools;
 mod defects;
 mod durability;
 mod limits;
+mod mles_limits;
 mod nats;
 mod protocol;
 mod python;
