@@ -1,6 +1,8 @@
-//! The SSH listener: accepts connections within the caps, authenticates by public key with trust
-//! on first use (refusing banned keys), and starts exec commands, line sessions and the
-//! full-screen chat on session channels.
+//! The SSH listener: accepts connections within the caps (answering a refused one with the
+//! reason), authenticates by public key with trust on first use (refusing banned keys), and
+//! starts exec commands, line sessions and the full-screen chat on a few session channels per
+//! connection. Everything else SSH offers (subsystems such as sftp, X11, agent and port
+//! forwarding) gets a prompt failure reply.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -12,10 +14,15 @@ use std::time::Duration;
 
 use kanava_core::{Budgets, Claim, KeySharing, Nick, Sources};
 use kanava_hub::Hub;
+use ratatui::layout::Rect;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use russh::{
+    Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Preferred, SshId,
+    compression,
+};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -24,9 +31,33 @@ use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
+use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
 use crate::line_mode;
 use crate::ops::Ops;
+use crate::refusal::{REFUSALS_AT_ONCE, refuse};
+use crate::sessions::{UserSession, UserSessions};
+
+/// The identification the server sends (RFC 4253 §4.2).
+const SERVER_ID: &str = "SSH-2.0-kanava";
+
+/// What a window-change costs from the input rate budget, in bytes: a resize by dragging (some
+/// tens a second for a few seconds) passes, a flood of them meets the limit.
+const WINDOW_CHANGE_COST: f64 = 4096.0;
+
+/// Keepalives sent without an answer before the connection is closed: the peer is closed after
+/// this many intervals and one more of silence.
+const KEEPALIVES_UNANSWERED: usize = 3;
+
+/// Silent keepalive intervals after which a connection is closed, and how long a write may
+/// stall.
+const SILENT_INTERVALS: u32 = KEEPALIVES_UNANSWERED as u32 + 1;
+
+/// Longest exec command line, beyond the longest message.
+const EXEC_OVERHEAD: usize = 1024;
+
+/// What a client asking for anything but a chat session is told.
+const NOT_OFFERED: &str = "kanava offers chat sessions only: no port forwarding, X11 or agent";
 
 /// Settings of the SSH listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +77,15 @@ pub struct SshConfig {
     /// Whether one key may hold several names.
     pub key_sharing: KeySharing,
     /// Bytes per second a connection may send, on average; it may send 64 seconds' worth at
-    /// once. Past that it is disconnected.
+    /// once. Past that it is disconnected. A window-change counts as 4 KiB.
     pub input_bytes_per_second: u64,
+    /// Interval of keepalives to a silent client; one silent for four intervals (or not reading
+    /// for as long) is closed.
+    pub keepalive_interval: Duration,
+    /// Most session channels open at once on one connection.
+    pub max_sessions_per_connection: usize,
+    /// Most session channels open at once for one user, over all their connections.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for SshConfig {
@@ -61,6 +99,9 @@ impl Default for SshConfig {
             ops_file: None,
             key_sharing: KeySharing::OneNamePerKey,
             input_bytes_per_second: 256 * 1024,
+            keepalive_interval: Duration::from_secs(24),
+            max_sessions_per_connection: 4,
+            max_sessions_per_user: 16,
         }
     }
 }
@@ -75,14 +116,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let russh_config = Arc::new(russh::server::Config {
+        server_id: SshId::Standard(SERVER_ID.into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(250),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
-        keepalive_interval: Some(Duration::from_secs(30)),
-        keepalive_max: 3,
+        keepalive_interval: Some(config.keepalive_interval),
+        keepalive_max: KEEPALIVES_UNANSWERED,
         inactivity_timeout: None,
         nodelay: true,
+        // No compression before authentication: only the delayed zlib@openssh.com, whose
+        // output russh bounds per packet.
+        preferred: Preferred {
+            compression: (&[compression::NONE, compression::ZLIB_LEGACY][..]).into(),
+            ..Preferred::default()
+        },
         ..Default::default()
     });
     let sources = Sources::new(
@@ -100,6 +148,8 @@ pub async fn serve(
         backlog: config.backlog,
         key_sharing: config.key_sharing,
     };
+    let user_sessions = UserSessions::default();
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     if let Some(feed) = chat.hub.private_feed() {
@@ -124,8 +174,16 @@ pub async fn serve(
         let slot = match sources.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                metrics::counter!("kanava_ssh_connections_refused_total", "cap" => full.label())
+                metrics::counter!("kanava_connections_refused_total", "listener" => "ssh", "reason" => full.label())
                     .increment(1);
+                tracing::debug!(%peer, cap = full.label(), "ssh connection refused");
+                // Tell the client why, unless many refusals are being answered already.
+                if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse(tcp, full.reason()).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             }
         };
@@ -138,7 +196,10 @@ pub async fn serve(
             user: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
+            sessions: HashMap::new(),
+            user_sessions: user_sessions.clone(),
             terminals: HashMap::new(),
+            sizes: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
         };
@@ -164,6 +225,10 @@ async fn run_connection(
     let authenticated = Arc::clone(&connection.authenticated);
     let auth_timeout = connection.config.auth_timeout;
     let deadline = tokio::time::Instant::now() + auth_timeout;
+    // A peer that stops reading stalls russh's writes, keepalives included: bound them.
+    let write_deadline = connection.config.keepalive_interval * SILENT_INTERVALS;
+    let tcp = WriteDeadline::new(tcp, write_deadline);
+    // The identification exchange and key exchange count against the authentication deadline.
     let started = tokio::time::timeout_at(
         deadline,
         russh::server::run_stream(russh_config, tcp, connection),
@@ -258,8 +323,15 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
-    /// Channels that asked for a terminal, with its size.
-    terminals: HashMap<ChannelId, (u32, u32)>,
+    /// Open session channels, each counted against the user's cap until it closes.
+    sessions: HashMap<ChannelId, UserSession>,
+    /// Session channels open per user, over every connection.
+    user_sessions: UserSessions,
+    /// Channels that asked for a terminal, with its size (clamped).
+    terminals: HashMap<ChannelId, Rect>,
+    /// The latest size of each full-screen chat's terminal, which the chat applies when it
+    /// next draws.
+    sizes: HashMap<ChannelId, watch::Sender<Rect>>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
     /// Bytes this connection may still send (session data, on any channel).
@@ -271,6 +343,32 @@ struct Connection {
 use crate::{fingerprint, now_ms};
 
 impl Connection {
+    /// Takes `cost` from the connection's input budget; past it, disconnects the client and
+    /// says so (returns false).
+    fn within_input_rate(&mut self, cost: f64, session: &mut Session) -> Result<bool, SshError> {
+        if self.input_budget.take(cost) {
+            return Ok(true);
+        }
+        tracing::info!(peer = %self.peer, "ssh input rate limit exceeded; disconnecting");
+        metrics::counter!("kanava_ssh_input_limited_total").increment(1);
+        self.inputs.clear();
+        self.sizes.clear();
+        session.disconnect(Disconnect::ByApplication, "input rate limit exceeded", "")?;
+        Ok(false)
+    }
+
+    /// Refuses a session channel with `reason` (shown by OpenSSH as `open failed`).
+    async fn refuse_session(&self, reply: ChannelOpenHandle, cap: &'static str, reason: String) {
+        tracing::info!(peer = %self.peer, cap, "ssh session refused");
+        metrics::counter!("kanava_ssh_sessions_refused_total", "cap" => cap).increment(1);
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: ChannelOpenFailure::ResourceShortage.code(),
+                reason,
+            })
+            .await;
+    }
+
     /// Whether the key is banned now.
     async fn banned(&self, key_fingerprint: &str) -> Result<bool, SshError> {
         let ban = self
@@ -346,9 +444,131 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), SshError> {
-        reply.accept().await;
+        let id = channel.id();
         // Everything arrives through the callbacks; an unread channel would wedge the session.
         drop(channel);
+        let Some((nick, _)) = &self.user else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let most = self.config.max_sessions_per_connection;
+        if self.sessions.len() >= most {
+            let reason = format!("too many sessions on this connection (at most {most})");
+            self.refuse_session(reply, "connection", reason).await;
+            return Ok(());
+        }
+        let most = self.config.max_sessions_per_user;
+        let Some(counted) = self.user_sessions.open(nick.key(), most) else {
+            let reason = format!("too many sessions for {nick} (at most {most} in all)");
+            self.refuse_session(reply, "user", reason).await;
+            return Ok(());
+        };
+        self.sessions.insert(id, counted);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        tracing::debug!(peer = %self.peer, "ssh port forwarding refused");
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), SshError> {
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, SshError> {
+        tracing::debug!(peer = %self.peer, "ssh remote port forwarding refused");
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, SshError> {
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, SshError> {
+        Ok(false)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        tracing::debug!(peer = %self.peer, subsystem = %name.escape_debug(), "ssh subsystem refused");
+        session.channel_failure(channel)?;
         Ok(())
     }
 
@@ -363,7 +583,13 @@ impl russh::server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        self.terminals.insert(channel, (cols, rows));
+        // A terminal belongs to a session channel that runs nothing yet.
+        if !self.sessions.contains_key(&channel) || self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        self.terminals
+            .insert(channel, crate::tui::clamp(cols, rows));
         session.channel_success(channel)?;
         Ok(())
     }
@@ -401,6 +627,15 @@ impl russh::server::Handler for Connection {
         else {
             return Ok(());
         };
+        let longest = self.config.max_message_bytes + EXEC_OVERHEAD;
+        if data.len() > longest {
+            tokio::spawn(async move {
+                out.err(format!("command longer than {longest} bytes"))
+                    .await;
+                out.finish(exec::USAGE_ERROR).await;
+            });
+            return Ok(());
+        }
         let line = String::from_utf8_lossy(data).into_owned();
         let chat = self.chat.clone();
         tokio::spawn(async move {
@@ -432,6 +667,8 @@ impl russh::server::Handler for Connection {
         self.inputs.insert(channel, input);
         let chat = self.chat.clone();
         if let Some(size) = self.terminals.get(&channel).copied() {
+            let (resizes, size) = watch::channel(size);
+            self.sizes.insert(channel, resizes);
             tokio::spawn(async move {
                 let options = crate::tui::Options { size };
                 let status =
@@ -455,11 +692,7 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.input_budget.take(data.len() as f64) {
-            tracing::info!(peer = %self.peer, "ssh input rate limit exceeded; disconnecting");
-            metrics::counter!("kanava_ssh_input_limited_total").increment(1);
-            self.inputs.clear();
-            session.disconnect(Disconnect::ByApplication, "input rate limit exceeded", "")?;
+        if !self.within_input_rate(data.len() as f64, session)? {
             return Ok(());
         }
         if let Some(input) = self.inputs.get(&channel) {
@@ -478,13 +711,18 @@ impl russh::server::Handler for Connection {
         rows: u32,
         _pix_width: u32,
         _pix_height: u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
-        if let Some(size) = self.terminals.get_mut(&channel) {
-            *size = (cols, rows);
+        if !self.within_input_rate(WINDOW_CHANGE_COST, session)? {
+            return Ok(());
         }
-        if let Some(input) = self.inputs.get(&channel) {
-            let _ = input.send(Input::Resize(cols, rows)).await;
+        let size = crate::tui::clamp(cols, rows);
+        if let Some(terminal) = self.terminals.get_mut(&channel) {
+            *terminal = size;
+        }
+        // Only the latest size is kept; the chat applies it when it next draws.
+        if let Some(resizes) = self.sizes.get(&channel) {
+            resizes.send_replace(size);
         }
         Ok(())
     }
@@ -506,10 +744,20 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), SshError> {
         self.channels.remove(&channel);
+        self.sessions.remove(&channel);
         self.inputs.remove(&channel);
         self.terminals.remove(&channel);
+        self.sizes.remove(&channel);
         self.no_backlog.remove(&channel);
         Ok(())
+    }
+}
+
+/// The refusal of a channel other than a session.
+fn not_offered() -> ChannelOpenFailure {
+    ChannelOpenFailure::Other {
+        code: ChannelOpenFailure::AdministrativelyProhibited.code(),
+        reason: NOT_OFFERED.to_owned(),
     }
 }
 

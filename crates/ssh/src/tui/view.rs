@@ -92,8 +92,11 @@ pub fn nick_colour(nick: &str) -> usize {
     (hash % 12) as usize
 }
 
+/// Characters the input line holds unless told otherwise (the default message size).
+pub const DEFAULT_MAX_INPUT: usize = 4096;
+
 /// The chat screen's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChatView {
     /// The room shown in the status line.
     pub room: String,
@@ -103,6 +106,9 @@ pub struct ChatView {
     pub others: Vec<(String, usize)>,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
+    /// Most characters the input line holds; typing and pasting past it are dropped, so that a
+    /// client cannot grow it without bound.
+    pub max_input: usize,
     lines: VecDeque<PaneLine>,
     input: Vec<char>,
     cursor: usize,
@@ -110,6 +116,24 @@ pub struct ChatView {
     scroll: usize,
     history: Vec<String>,
     history_pos: Option<usize>,
+}
+
+impl Default for ChatView {
+    fn default() -> Self {
+        Self {
+            room: String::new(),
+            members: 0,
+            others: Vec::new(),
+            pane_width: 0,
+            max_input: DEFAULT_MAX_INPUT,
+            lines: VecDeque::new(),
+            input: Vec::new(),
+            cursor: 0,
+            scroll: 0,
+            history: Vec::new(),
+            history_pos: None,
+        }
+    }
 }
 
 impl ChatView {
@@ -198,6 +222,9 @@ impl ChatView {
     }
 
     fn insert(&mut self, c: char) {
+        if self.input.len() >= self.max_input {
+            return;
+        }
         self.input.insert(self.cursor, c);
         self.cursor += 1;
     }
@@ -302,6 +329,9 @@ impl ChatView {
             return;
         }
         let chars: Vec<char> = completion.chars().collect();
+        if self.input.len() - (self.cursor - start) + chars.len() > self.max_input {
+            return;
+        }
         self.input.splice(start..self.cursor, chars.iter().copied());
         self.cursor = start + chars.len();
     }
@@ -519,6 +549,20 @@ mod tests {
             view.handle(&key(KeyCode::Enter), 10),
             Action::Submit("l1\n\nl2".into())
         );
+    }
+
+    #[test]
+    fn the_input_line_stops_growing_at_its_limit() {
+        let mut view = ChatView {
+            max_input: 8,
+            ..ChatView::default()
+        };
+        typed(&mut view, "0123456789");
+        view.handle(&Event::Paste("more".into()), 10);
+        assert_eq!(view.input(), ("01234567".into(), 8));
+        view.handle(&key(KeyCode::Backspace), 10);
+        typed(&mut view, "xy");
+        assert_eq!(view.input().0, "0123456x");
     }
 
     #[test]
