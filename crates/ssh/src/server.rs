@@ -22,7 +22,7 @@ use russh::{
     compression,
 };
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -197,6 +197,7 @@ pub async fn serve(
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
             sessions: HashMap::new(),
+            finished: mpsc::unbounded_channel(),
             user_sessions: user_sessions.clone(),
             terminals: HashMap::new(),
             sizes: HashMap::new(),
@@ -268,12 +269,29 @@ async fn run_connection(
     }
 }
 
-/// An admitted command or shell: who runs it, where its output goes, and its stop signal.
+/// An admitted command or shell: who runs it, where its output goes, its stop signal, and what
+/// it holds while it runs.
 struct Started {
     nick: Nick,
     fingerprint: String,
     out: Output,
     cancel: CancellationToken,
+    running: Running,
+}
+
+/// Held by a command's task while it runs: the user's session slot, freed when the command
+/// ends. The channel is then reported finished, so that the connection forgets it (russh says
+/// nothing of a channel the server closed first).
+struct Running {
+    _slot: Option<UserSession>,
+    channel: ChannelId,
+    finished: mpsc::UnboundedSender<ChannelId>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.finished.send(self.channel);
+    }
 }
 
 impl Connection {
@@ -298,12 +316,35 @@ impl Connection {
             handle: session.handle(),
             channel,
         };
+        let running = Running {
+            _slot: self.sessions.get_mut(&channel).and_then(Option::take),
+            channel,
+            finished: self.finished.0.clone(),
+        };
         Ok(Some(Started {
             nick,
             fingerprint,
             out,
             cancel,
+            running,
         }))
+    }
+
+    /// Forgets the channels whose commands have ended.
+    fn forget_finished(&mut self) {
+        while let Ok(channel) = self.finished.1.try_recv() {
+            self.forget(channel);
+        }
+    }
+
+    /// Forgets everything about `channel`.
+    fn forget(&mut self, channel: ChannelId) {
+        self.channels.remove(&channel);
+        self.sessions.remove(&channel);
+        self.inputs.remove(&channel);
+        self.terminals.remove(&channel);
+        self.sizes.remove(&channel);
+        self.no_backlog.remove(&channel);
     }
 }
 
@@ -323,8 +364,13 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
-    /// Open session channels, each counted against the user's cap until it closes.
-    sessions: HashMap<ChannelId, UserSession>,
+    /// Open session channels, with the user's slot for each until a command takes it over.
+    sessions: HashMap<ChannelId, Option<UserSession>>,
+    /// Channels whose commands have ended, reported by their tasks.
+    finished: (
+        mpsc::UnboundedSender<ChannelId>,
+        mpsc::UnboundedReceiver<ChannelId>,
+    ),
     /// Session channels open per user, over every connection.
     user_sessions: UserSessions,
     /// Channels that asked for a terminal, with its size (clamped).
@@ -447,6 +493,7 @@ impl russh::server::Handler for Connection {
         let id = channel.id();
         // Everything arrives through the callbacks; an unread channel would wedge the session.
         drop(channel);
+        self.forget_finished();
         let Some((nick, _)) = &self.user else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -465,7 +512,7 @@ impl russh::server::Handler for Connection {
             self.refuse_session(reply, "user", reason).await;
             return Ok(());
         };
-        self.sessions.insert(id, counted);
+        self.sessions.insert(id, Some(counted));
         reply.accept().await;
         Ok(())
     }
@@ -623,6 +670,7 @@ impl russh::server::Handler for Connection {
             fingerprint,
             out,
             cancel,
+            running,
         }) = self.start(channel, session)?
         else {
             return Ok(());
@@ -630,6 +678,7 @@ impl russh::server::Handler for Connection {
         let longest = self.config.max_message_bytes + EXEC_OVERHEAD;
         if data.len() > longest {
             tokio::spawn(async move {
+                let _running = running;
                 out.err(format!("command longer than {longest} bytes"))
                     .await;
                 out.finish(exec::USAGE_ERROR).await;
@@ -639,6 +688,7 @@ impl russh::server::Handler for Connection {
         let line = String::from_utf8_lossy(data).into_owned();
         let chat = self.chat.clone();
         tokio::spawn(async move {
+            let _running = running;
             let registered =
                 chat.directory
                     .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
@@ -659,6 +709,7 @@ impl russh::server::Handler for Connection {
             fingerprint,
             out,
             cancel,
+            running,
         }) = self.start(channel, session)?
         else {
             return Ok(());
@@ -670,6 +721,7 @@ impl russh::server::Handler for Connection {
             let (resizes, size) = watch::channel(size);
             self.sizes.insert(channel, resizes);
             tokio::spawn(async move {
+                let _running = running;
                 let options = crate::tui::Options { size };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
@@ -679,6 +731,7 @@ impl russh::server::Handler for Connection {
         }
         let backlog = !self.no_backlog.contains(&channel);
         tokio::spawn(async move {
+            let _running = running;
             let status =
                 line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
             out.finish(status).await;
@@ -743,12 +796,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), SshError> {
-        self.channels.remove(&channel);
-        self.sessions.remove(&channel);
-        self.inputs.remove(&channel);
-        self.terminals.remove(&channel);
-        self.sizes.remove(&channel);
-        self.no_backlog.remove(&channel);
+        self.forget(channel);
         Ok(())
     }
 }

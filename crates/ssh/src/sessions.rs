@@ -28,6 +28,7 @@ impl UserSessions {
             return None;
         }
         *count += 1;
+        metrics::gauge!("kanava_ssh_sessions").increment(1.0);
         Some(UserSession {
             sessions: self.clone(),
             user,
@@ -42,6 +43,7 @@ impl UserSessions {
 
 impl Drop for UserSession {
     fn drop(&mut self) {
+        metrics::gauge!("kanava_ssh_sessions").decrement(1.0);
         let mut open = self.sessions.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = open.get_mut(&self.user) {
             *count -= 1;
