@@ -41,9 +41,10 @@ use crate::sessions::{UserSession, UserSessions};
 /// The identification the server sends (RFC 4253 §4.2).
 const SERVER_ID: &str = "SSH-2.0-kanava";
 
-/// What a window-change costs from the input rate budget, in bytes: a resize by dragging (some
-/// tens a second for a few seconds) passes, a flood of them meets the limit.
-const WINDOW_CHANGE_COST: f64 = 4096.0;
+/// What a channel open or a channel or global request (a window-change among them) costs from
+/// the input rate budget, in bytes: a resize by dragging (some tens a second for a few seconds)
+/// passes, a flood of requests meets the limit.
+const REQUEST_COST: f64 = 4096.0;
 
 /// Keepalives sent without an answer before the connection is closed: the peer is closed after
 /// this many intervals and one more of silence.
@@ -488,8 +489,11 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         let id = channel.id();
         // Everything arrives through the callbacks; an unread channel would wedge the session.
         drop(channel);
@@ -523,8 +527,11 @@ impl russh::server::Handler for Connection {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         reply.reject(not_offered()).await;
         Ok(())
     }
@@ -537,8 +544,11 @@ impl russh::server::Handler for Connection {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         tracing::debug!(peer = %self.peer, "ssh port forwarding refused");
         reply.reject(not_offered()).await;
         Ok(())
@@ -552,8 +562,11 @@ impl russh::server::Handler for Connection {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         reply.reject(not_offered()).await;
         Ok(())
     }
@@ -563,8 +576,11 @@ impl russh::server::Handler for Connection {
         _channel: Channel<Msg>,
         _socket_path: &str,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         reply.reject(not_offered()).await;
         Ok(())
     }
@@ -573,8 +589,11 @@ impl russh::server::Handler for Connection {
         &mut self,
         _address: &str,
         _port: &mut u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
         tracing::debug!(peer = %self.peer, "ssh remote port forwarding refused");
         Ok(false)
     }
@@ -582,8 +601,11 @@ impl russh::server::Handler for Connection {
     async fn streamlocal_forward(
         &mut self,
         _socket_path: &str,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
         Ok(false)
     }
 
@@ -596,6 +618,9 @@ impl russh::server::Handler for Connection {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         session.channel_failure(channel)?;
         Ok(())
     }
@@ -603,8 +628,11 @@ impl russh::server::Handler for Connection {
     async fn agent_request(
         &mut self,
         _channel: ChannelId,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
         Ok(false)
     }
 
@@ -614,6 +642,9 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         tracing::debug!(peer = %self.peer, subsystem = %name.escape_debug(), "ssh subsystem refused");
         session.channel_failure(channel)?;
         Ok(())
@@ -630,6 +661,9 @@ impl russh::server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         // A terminal belongs to a session channel that runs nothing yet.
         if !self.sessions.contains_key(&channel) || self.channels.contains_key(&channel) {
             session.channel_failure(channel)?;
@@ -648,6 +682,9 @@ impl russh::server::Handler for Connection {
         value: &str,
         session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         if name == "KANAVA_BACKLOG" {
             if value == "0" {
                 self.no_backlog.insert(channel);
@@ -766,7 +803,7 @@ impl russh::server::Handler for Connection {
         _pix_height: u32,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.within_input_rate(WINDOW_CHANGE_COST, session)? {
+        if !self.within_input_rate(REQUEST_COST, session)? {
             return Ok(());
         }
         let size = crate::tui::clamp(cols, rows);

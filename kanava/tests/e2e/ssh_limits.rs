@@ -638,3 +638,62 @@ async fn a_connection_that_never_sends_its_identification_is_closed_at_the_deadl
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn sessions_over_the_per_user_cap_are_refused_with_the_reason() {
+    let keys = Keys::new();
+    let server = Start::new()
+        .args(&["--ssh-max-sessions-per-user", "2"])
+        .start();
+    let key = keys.path("ed25519");
+    // Two sessions that stay open, on two connections.
+    let mut tails = Vec::new();
+    for _ in 0..2 {
+        let mut tail = ssh_command(&server, &[&key], "alice");
+        tail.args(["tail", "lobby", "-f"]);
+        tails.push(
+            tokio::process::Command::from(tail)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    server.wait_metric("kanava_ssh_sessions", 2.0).await;
+    // OpenSSH shows why at its default log level.
+    let mut third = ssh_command_with(&server, &[&key], "alice", &["-o", "LogLevel=INFO"]);
+    third.arg("rooms");
+    let refused = run(third).await;
+    assert_eq!(refused.status.code(), Some(255));
+    assert!(
+        stderr(&refused).contains("too many sessions for alice (at most 2 in all)"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        server
+            .metric("kanava_ssh_sessions_refused_total{cap=\"user\"}")
+            .await,
+        1.0
+    );
+    // Another user is served meanwhile.
+    let bob = run(ssh_from(
+        &server,
+        &keys.path("rsa"),
+        "bob",
+        "127.0.0.2",
+        &["rooms"],
+    ))
+    .await;
+    assert!(bob.status.success(), "{}", stderr(&bob));
+    // Once one ends, alice has room again.
+    tails[0].kill().await.unwrap();
+    let _ = tails[0].wait().await;
+    wait_until_async("alice has room again", || async {
+        let mut rooms = ssh_command(&server, &[&key], "alice");
+        rooms.arg("rooms");
+        run(rooms).await.status.success()
+    })
+    .await;
+}

@@ -10,6 +10,9 @@ use unicode_width::UnicodeWidthChar;
 /// Lines kept for scrollback.
 const SCROLLBACK: usize = 5000;
 
+/// Bytes of text kept for scrollback: long lines from a busy room keep fewer of them.
+const SCROLLBACK_BYTES: usize = 2 * 1024 * 1024;
+
 /// Entries of input history.
 const HISTORY: usize = 100;
 
@@ -110,6 +113,8 @@ pub struct ChatView {
     /// client cannot grow it without bound.
     pub max_input: usize,
     lines: VecDeque<PaneLine>,
+    /// Bytes of text in `lines`.
+    line_bytes: usize,
     input: Vec<char>,
     cursor: usize,
     /// Rows scrolled up from the bottom of the message pane.
@@ -127,6 +132,7 @@ impl Default for ChatView {
             pane_width: 0,
             max_input: DEFAULT_MAX_INPUT,
             lines: VecDeque::new(),
+            line_bytes: 0,
             input: Vec::new(),
             cursor: 0,
             scroll: 0,
@@ -139,18 +145,25 @@ impl Default for ChatView {
 impl ChatView {
     /// Adds a line to the message pane. A user scrolled up keeps their view.
     pub fn push(&mut self, line: PaneLine) {
-        if self.lines.len() == SCROLLBACK {
-            self.lines.pop_front();
-        }
+        self.line_bytes += line.text.len();
         self.lines.push_back(line);
+        while self.lines.len() > SCROLLBACK || self.line_bytes > SCROLLBACK_BYTES {
+            let Some(oldest) = self.lines.pop_front() else {
+                break;
+            };
+            self.line_bytes -= oldest.text.len();
+        }
     }
 
     /// Adds older lines above the others (loaded on scrolling back); the view does not move.
     pub fn prepend(&mut self, older: Vec<PaneLine>) {
         for line in older.into_iter().rev() {
-            if self.lines.len() == SCROLLBACK {
+            if self.lines.len() >= SCROLLBACK
+                || self.line_bytes + line.text.len() > SCROLLBACK_BYTES
+            {
                 break;
             }
+            self.line_bytes += line.text.len();
             self.lines.push_front(line);
         }
     }
@@ -171,6 +184,7 @@ impl ChatView {
     /// Empties the message pane (on changing rooms).
     pub fn clear(&mut self) {
         self.lines.clear();
+        self.line_bytes = 0;
         self.scroll = 0;
     }
 
@@ -549,6 +563,22 @@ mod tests {
             view.handle(&key(KeyCode::Enter), 10),
             Action::Submit("l1\n\nl2".into())
         );
+    }
+
+    #[test]
+    fn scrollback_keeps_the_newest_lines_within_its_bytes() {
+        let mut view = ChatView::default();
+        let long = "x".repeat(8 * 1024);
+        for i in 0..1000 {
+            view.push(PaneLine::plain(format!("{i} {long}"), LineKind::Message));
+        }
+        assert_eq!(view.lines.len(), SCROLLBACK_BYTES / (long.len() + 4));
+        assert!(view.line_bytes <= SCROLLBACK_BYTES);
+        assert!(view.lines.back().unwrap().text.starts_with("999 "));
+        view.prepend(vec![PaneLine::plain(long.clone(), LineKind::Message)]);
+        assert!(view.line_bytes <= SCROLLBACK_BYTES, "nothing older fits");
+        view.clear();
+        assert_eq!(view.line_bytes, 0);
     }
 
     #[test]
