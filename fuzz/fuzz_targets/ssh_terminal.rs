@@ -1,12 +1,13 @@
 //! Fuzzes what a client's terminal sends in the full-screen chat: raw bytes, split into packets
 //! at arbitrary points, through `kanava_ssh::tui::InputParser` into the chat view. Checks that
-//! nothing panics, that the cursor stays within the input line, and that wrapped rows never
-//! exceed the pane's width (except a single character wider than the pane, with any
-//! zero-width marks around it).
+//! nothing panics, that the cursor stays within the input line, that the input line never grows
+//! past its limit, that wrapped rows never exceed the pane's width (except a single character
+//! wider than the pane, with any zero-width marks around it), and that any terminal size a
+//! client claims (`pty-req`, `window-change`) is clamped to a real terminal's.
 
 #![no_main]
 
-use kanava_ssh::tui::InputParser;
+use kanava_ssh::tui::{InputParser, MAX_COLS, MAX_ROWS, clamp};
 use kanava_ssh::tui::view::{Action, ChatView, LineKind, PaneLine};
 use libfuzzer_sys::fuzz_target;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -16,8 +17,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let width = usize::from(split % 40) + 1;
+    if let Some(size) = bytes.get(..8) {
+        let cols = u32::from_be_bytes(size[..4].try_into().unwrap());
+        let rows = u32::from_be_bytes(size[4..].try_into().unwrap());
+        let area = clamp(cols, rows);
+        assert!((1..=MAX_COLS).contains(&area.width), "{cols}x{rows}: {area:?}");
+        assert!((1..=MAX_ROWS).contains(&area.height), "{cols}x{rows}: {area:?}");
+    }
     let mut parser = InputParser::default();
     let mut view = ChatView::default();
+    view.max_input = usize::from(split % 64) + 1;
     for packet in bytes.chunks(usize::from(split % 16) + 1) {
         for event in parser.feed(packet, 4096) {
             let action = view.handle(&event, 10);
@@ -31,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let (input, cursor) = view.input();
             assert!(cursor <= input.chars().count());
+            assert!(input.chars().count() <= view.max_input);
         }
     }
     for row in view.last_rows(width, 50) {

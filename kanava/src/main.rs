@@ -393,7 +393,8 @@ struct ServeArgs {
     /// Time allowed for the TLS handshake and HTTP upgrade. [default: 10s]
     #[arg(long, env = "KANAVA_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     handshake_timeout: Option<Duration>,
-    /// Interval of keepalive pings; silent peers are closed after four. [default: 24s]
+    /// Interval of keepalive pings (Mles pings and SSH keepalives); silent peers are closed
+    /// after four. [default: 24s]
     #[arg(long, env = "KANAVA_PING_INTERVAL", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
     /// Time a Mles message may take from its first byte to its last fragment; a slower one
@@ -490,6 +491,13 @@ struct ServeArgs {
     /// beyond that it is disconnected. [default: 262144]
     #[arg(long, env = "KANAVA_SSH_INPUT_RATE")]
     ssh_input_rate: Option<u64>,
+    /// Most chat sessions (session channels) open at once on one SSH connection. [default: 4]
+    #[arg(long, env = "KANAVA_SSH_MAX_SESSIONS")]
+    ssh_max_sessions: Option<usize>,
+    /// Most chat sessions open at once for one SSH user over all their connections.
+    /// [default: 16]
+    #[arg(long, env = "KANAVA_SSH_MAX_SESSIONS_PER_USER")]
+    ssh_max_sessions_per_user: Option<usize>,
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
@@ -578,6 +586,8 @@ struct FileConfig {
     ssh_ops: Option<PathBuf>,
     ssh_shared_keys: Option<bool>,
     ssh_input_rate: Option<u64>,
+    ssh_max_sessions: Option<usize>,
+    ssh_max_sessions_per_user: Option<usize>,
     log_format: Option<LogFormat>,
     #[serde(default)]
     cluster: Vec<String>,
@@ -728,6 +738,10 @@ impl ServeArgs {
         let history = HistoryLimits::default();
         let queue = QueueLimits::default();
         let ssh_defaults = kanava_ssh::SshConfig::default();
+        let ping_interval = self
+            .ping_interval
+            .or(file.ping_interval)
+            .unwrap_or(defaults.ping_interval);
         let settings = Settings {
             data_dir: self
                 .data
@@ -778,10 +792,7 @@ impl ServeArgs {
                     .header_timeout
                     .or(file.header_timeout)
                     .unwrap_or(defaults.header_timeout),
-                ping_interval: self
-                    .ping_interval
-                    .or(file.ping_interval)
-                    .unwrap_or(defaults.ping_interval),
+                ping_interval,
                 message_timeout: self
                     .message_timeout
                     .or(file.message_timeout)
@@ -846,6 +857,15 @@ impl ServeArgs {
                     .ssh_input_rate
                     .or(file.ssh_input_rate)
                     .unwrap_or(ssh_defaults.input_bytes_per_second),
+                keepalive_interval: ping_interval,
+                max_sessions_per_connection: self
+                    .ssh_max_sessions
+                    .or(file.ssh_max_sessions)
+                    .unwrap_or(ssh_defaults.max_sessions_per_connection),
+                max_sessions_per_user: self
+                    .ssh_max_sessions_per_user
+                    .or(file.ssh_max_sessions_per_user)
+                    .unwrap_or(ssh_defaults.max_sessions_per_user),
                 key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
                     kanava_core::KeySharing::ManyNamesPerKey
                 } else {

@@ -17,7 +17,7 @@ use kanava_core::sanitize;
 /// Exit statuses.
 const OK: u32 = 0;
 const FAILED: u32 = 1;
-const USAGE_ERROR: u32 = 2;
+pub(crate) const USAGE_ERROR: u32 = 2;
 
 /// One session channel's output.
 pub(crate) struct Output {

@@ -9,13 +9,16 @@
 
 mod chat;
 pub mod command;
+mod deadline;
 mod error;
 mod exec;
 pub mod host_key;
 pub mod line;
 mod line_mode;
 pub mod ops;
+mod refusal;
 mod server;
+mod sessions;
 pub mod tui;
 
 pub use chat::slash;
@@ -54,17 +57,22 @@ pub use server::{SshConfig, serve};
 /// Describes the SSH listener's metrics and registers them at zero.
 pub fn describe_metrics() {
     metrics::describe_gauge!("kanava_ssh_connections", "Open SSH connections");
+    metrics::describe_gauge!(
+        "kanava_ssh_sessions",
+        "Open SSH session channels (exec commands, line sessions and full-screen chats)"
+    );
     metrics::describe_counter!(
-        "kanava_ssh_connections_refused_total",
-        "SSH connections refused at a connection cap"
+        "kanava_ssh_sessions_refused_total",
+        "SSH session channels refused at a cap (per connection, or per user over all connections)"
     );
     metrics::describe_counter!(
         "kanava_ssh_input_limited_total",
         "SSH connections disconnected for sending faster than the input rate limit"
     );
     metrics::gauge!("kanava_ssh_connections").increment(0.0);
+    metrics::gauge!("kanava_ssh_sessions").increment(0.0);
     metrics::counter!("kanava_ssh_input_limited_total").increment(0);
-    for cap in ["total", "source"] {
-        metrics::counter!("kanava_ssh_connections_refused_total", "cap" => cap).increment(0);
+    for cap in ["connection", "user"] {
+        metrics::counter!("kanava_ssh_sessions_refused_total", "cap" => cap).increment(0);
     }
 }

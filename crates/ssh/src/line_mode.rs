@@ -79,7 +79,6 @@ pub(crate) async fn run(
         };
         let data = match event {
             Some(Input::Data(data)) => data,
-            Some(Input::Resize(..)) => continue,
             Some(Input::Eof) | None => break 0,
         };
         pending.extend_from_slice(&data);

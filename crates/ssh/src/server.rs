@@ -1,6 +1,8 @@
-//! The SSH listener: accepts connections within the caps, authenticates by public key with trust
-//! on first use (refusing banned keys), and starts exec commands, line sessions and the
-//! full-screen chat on session channels.
+//! The SSH listener: accepts connections within the caps (answering a refused one with the
+//! reason), authenticates by public key with trust on first use (refusing banned keys), and
+//! starts exec commands, line sessions and the full-screen chat on a few session channels per
+//! connection. Everything else SSH offers (subsystems such as sftp, X11, agent and port
+//! forwarding) gets a prompt failure reply.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -12,10 +14,15 @@ use std::time::Duration;
 
 use kanava_core::{Budgets, Claim, KeySharing, Nick, Sources};
 use kanava_hub::Hub;
+use ratatui::layout::Rect;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
+use russh::{
+    Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Preferred, SshId,
+    compression,
+};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -24,9 +31,34 @@ use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
+use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
 use crate::line_mode;
 use crate::ops::Ops;
+use crate::refusal::{REFUSALS_AT_ONCE, refuse};
+use crate::sessions::{UserSession, UserSessions};
+
+/// The identification the server sends (RFC 4253 §4.2).
+const SERVER_ID: &str = "SSH-2.0-kanava";
+
+/// What a channel open or a channel or global request (a window-change among them) costs from
+/// the input rate budget, in bytes: a resize by dragging (some tens a second for a few seconds)
+/// passes, a flood of requests meets the limit.
+const REQUEST_COST: f64 = 4096.0;
+
+/// Keepalives sent without an answer before the connection is closed: the peer is closed after
+/// this many intervals and one more of silence.
+const KEEPALIVES_UNANSWERED: usize = 3;
+
+/// Silent keepalive intervals after which a connection is closed, and how long a write may
+/// stall.
+const SILENT_INTERVALS: u32 = KEEPALIVES_UNANSWERED as u32 + 1;
+
+/// Longest exec command line, beyond the longest message.
+const EXEC_OVERHEAD: usize = 1024;
+
+/// What a client asking for anything but a chat session is told.
+const NOT_OFFERED: &str = "kanava offers chat sessions only: no port forwarding, X11 or agent";
 
 /// Settings of the SSH listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +78,15 @@ pub struct SshConfig {
     /// Whether one key may hold several names.
     pub key_sharing: KeySharing,
     /// Bytes per second a connection may send, on average; it may send 64 seconds' worth at
-    /// once. Past that it is disconnected.
+    /// once. Past that it is disconnected. A window-change counts as 4 KiB.
     pub input_bytes_per_second: u64,
+    /// Interval of keepalives to a silent client; one silent for four intervals (or not reading
+    /// for as long) is closed.
+    pub keepalive_interval: Duration,
+    /// Most session channels open at once on one connection.
+    pub max_sessions_per_connection: usize,
+    /// Most session channels open at once for one user, over all their connections.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for SshConfig {
@@ -61,6 +100,9 @@ impl Default for SshConfig {
             ops_file: None,
             key_sharing: KeySharing::OneNamePerKey,
             input_bytes_per_second: 256 * 1024,
+            keepalive_interval: Duration::from_secs(24),
+            max_sessions_per_connection: 4,
+            max_sessions_per_user: 16,
         }
     }
 }
@@ -75,14 +117,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let russh_config = Arc::new(russh::server::Config {
+        server_id: SshId::Standard(SERVER_ID.into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(250),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
-        keepalive_interval: Some(Duration::from_secs(30)),
-        keepalive_max: 3,
+        keepalive_interval: Some(config.keepalive_interval),
+        keepalive_max: KEEPALIVES_UNANSWERED,
         inactivity_timeout: None,
         nodelay: true,
+        // No compression before authentication: only the delayed zlib@openssh.com, whose
+        // output russh bounds per packet.
+        preferred: Preferred {
+            compression: (&[compression::NONE, compression::ZLIB_LEGACY][..]).into(),
+            ..Preferred::default()
+        },
         ..Default::default()
     });
     let sources = Sources::new(
@@ -100,6 +149,8 @@ pub async fn serve(
         backlog: config.backlog,
         key_sharing: config.key_sharing,
     };
+    let user_sessions = UserSessions::default();
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     if let Some(feed) = chat.hub.private_feed() {
@@ -124,8 +175,16 @@ pub async fn serve(
         let slot = match sources.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                metrics::counter!("kanava_ssh_connections_refused_total", "cap" => full.label())
+                metrics::counter!("kanava_connections_refused_total", "listener" => "ssh", "reason" => full.label())
                     .increment(1);
+                tracing::debug!(%peer, cap = full.label(), "ssh connection refused");
+                // Tell the client why, unless many refusals are being answered already.
+                if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse(tcp, full.reason()).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             }
         };
@@ -138,7 +197,11 @@ pub async fn serve(
             user: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
+            sessions: HashMap::new(),
+            finished: mpsc::unbounded_channel(),
+            user_sessions: user_sessions.clone(),
             terminals: HashMap::new(),
+            sizes: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
         };
@@ -164,6 +227,10 @@ async fn run_connection(
     let authenticated = Arc::clone(&connection.authenticated);
     let auth_timeout = connection.config.auth_timeout;
     let deadline = tokio::time::Instant::now() + auth_timeout;
+    // A peer that stops reading stalls russh's writes, keepalives included: bound them.
+    let write_deadline = connection.config.keepalive_interval * SILENT_INTERVALS;
+    let tcp = WriteDeadline::new(tcp, write_deadline);
+    // The identification exchange and key exchange count against the authentication deadline.
     let started = tokio::time::timeout_at(
         deadline,
         russh::server::run_stream(russh_config, tcp, connection),
@@ -203,12 +270,29 @@ async fn run_connection(
     }
 }
 
-/// An admitted command or shell: who runs it, where its output goes, and its stop signal.
+/// An admitted command or shell: who runs it, where its output goes, its stop signal, and what
+/// it holds while it runs.
 struct Started {
     nick: Nick,
     fingerprint: String,
     out: Output,
     cancel: CancellationToken,
+    running: Running,
+}
+
+/// Held by a command's task while it runs: the user's session slot, freed when the command
+/// ends. The channel is then reported finished, so that the connection forgets it (russh says
+/// nothing of a channel the server closed first).
+struct Running {
+    _slot: Option<UserSession>,
+    channel: ChannelId,
+    finished: mpsc::UnboundedSender<ChannelId>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.finished.send(self.channel);
+    }
 }
 
 impl Connection {
@@ -233,12 +317,35 @@ impl Connection {
             handle: session.handle(),
             channel,
         };
+        let running = Running {
+            _slot: self.sessions.get_mut(&channel).and_then(Option::take),
+            channel,
+            finished: self.finished.0.clone(),
+        };
         Ok(Some(Started {
             nick,
             fingerprint,
             out,
             cancel,
+            running,
         }))
+    }
+
+    /// Forgets the channels whose commands have ended.
+    fn forget_finished(&mut self) {
+        while let Ok(channel) = self.finished.1.try_recv() {
+            self.forget(channel);
+        }
+    }
+
+    /// Forgets everything about `channel`.
+    fn forget(&mut self, channel: ChannelId) {
+        self.channels.remove(&channel);
+        self.sessions.remove(&channel);
+        self.inputs.remove(&channel);
+        self.terminals.remove(&channel);
+        self.sizes.remove(&channel);
+        self.no_backlog.remove(&channel);
     }
 }
 
@@ -258,8 +365,20 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
-    /// Channels that asked for a terminal, with its size.
-    terminals: HashMap<ChannelId, (u32, u32)>,
+    /// Open session channels, with the user's slot for each until a command takes it over.
+    sessions: HashMap<ChannelId, Option<UserSession>>,
+    /// Channels whose commands have ended, reported by their tasks.
+    finished: (
+        mpsc::UnboundedSender<ChannelId>,
+        mpsc::UnboundedReceiver<ChannelId>,
+    ),
+    /// Session channels open per user, over every connection.
+    user_sessions: UserSessions,
+    /// Channels that asked for a terminal, with its size (clamped).
+    terminals: HashMap<ChannelId, Rect>,
+    /// The latest size of each full-screen chat's terminal, which the chat applies when it
+    /// next draws.
+    sizes: HashMap<ChannelId, watch::Sender<Rect>>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
     /// Bytes this connection may still send (session data, on any channel).
@@ -271,6 +390,32 @@ struct Connection {
 use crate::{fingerprint, now_ms};
 
 impl Connection {
+    /// Takes `cost` from the connection's input budget; past it, disconnects the client and
+    /// says so (returns false).
+    fn within_input_rate(&mut self, cost: f64, session: &mut Session) -> Result<bool, SshError> {
+        if self.input_budget.take(cost) {
+            return Ok(true);
+        }
+        tracing::info!(peer = %self.peer, "ssh input rate limit exceeded; disconnecting");
+        metrics::counter!("kanava_ssh_input_limited_total").increment(1);
+        self.inputs.clear();
+        self.sizes.clear();
+        session.disconnect(Disconnect::ByApplication, "input rate limit exceeded", "")?;
+        Ok(false)
+    }
+
+    /// Refuses a session channel with `reason` (shown by OpenSSH as `open failed`).
+    async fn refuse_session(&self, reply: ChannelOpenHandle, cap: &'static str, reason: String) {
+        tracing::info!(peer = %self.peer, cap, "ssh session refused");
+        metrics::counter!("kanava_ssh_sessions_refused_total", "cap" => cap).increment(1);
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: ChannelOpenFailure::ResourceShortage.code(),
+                reason,
+            })
+            .await;
+    }
+
     /// Whether the key is banned now.
     async fn banned(&self, key_fingerprint: &str) -> Result<bool, SshError> {
         let ban = self
@@ -344,11 +489,164 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
-        reply.accept().await;
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        let id = channel.id();
         // Everything arrives through the callbacks; an unread channel would wedge the session.
         drop(channel);
+        self.forget_finished();
+        let Some((nick, _)) = &self.user else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let most = self.config.max_sessions_per_connection;
+        if self.sessions.len() >= most {
+            let reason = format!("too many sessions on this connection (at most {most})");
+            self.refuse_session(reply, "connection", reason).await;
+            return Ok(());
+        }
+        let most = self.config.max_sessions_per_user;
+        let Some(counted) = self.user_sessions.open(nick.key(), most) else {
+            let reason = format!("too many sessions for {nick} (at most {most} in all)");
+            self.refuse_session(reply, "user", reason).await;
+            return Ok(());
+        };
+        self.sessions.insert(id, Some(counted));
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        tracing::debug!(peer = %self.peer, "ssh port forwarding refused");
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        reply.reject(not_offered()).await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
+        tracing::debug!(peer = %self.peer, "ssh remote port forwarding refused");
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        session: &mut Session,
+    ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<bool, SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        tracing::debug!(peer = %self.peer, subsystem = %name.escape_debug(), "ssh subsystem refused");
+        session.channel_failure(channel)?;
         Ok(())
     }
 
@@ -363,7 +661,16 @@ impl russh::server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        self.terminals.insert(channel, (cols, rows));
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
+        // A terminal belongs to a session channel that runs nothing yet.
+        if !self.sessions.contains_key(&channel) || self.channels.contains_key(&channel) {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        self.terminals
+            .insert(channel, crate::tui::clamp(cols, rows));
         session.channel_success(channel)?;
         Ok(())
     }
@@ -375,6 +682,9 @@ impl russh::server::Handler for Connection {
         value: &str,
         session: &mut Session,
     ) -> Result<(), SshError> {
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
+        }
         if name == "KANAVA_BACKLOG" {
             if value == "0" {
                 self.no_backlog.insert(channel);
@@ -397,13 +707,25 @@ impl russh::server::Handler for Connection {
             fingerprint,
             out,
             cancel,
+            running,
         }) = self.start(channel, session)?
         else {
             return Ok(());
         };
+        let longest = self.config.max_message_bytes + EXEC_OVERHEAD;
+        if data.len() > longest {
+            tokio::spawn(async move {
+                let _running = running;
+                out.err(format!("command longer than {longest} bytes"))
+                    .await;
+                out.finish(exec::USAGE_ERROR).await;
+            });
+            return Ok(());
+        }
         let line = String::from_utf8_lossy(data).into_owned();
         let chat = self.chat.clone();
         tokio::spawn(async move {
+            let _running = running;
             let registered =
                 chat.directory
                     .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
@@ -424,6 +746,7 @@ impl russh::server::Handler for Connection {
             fingerprint,
             out,
             cancel,
+            running,
         }) = self.start(channel, session)?
         else {
             return Ok(());
@@ -432,7 +755,10 @@ impl russh::server::Handler for Connection {
         self.inputs.insert(channel, input);
         let chat = self.chat.clone();
         if let Some(size) = self.terminals.get(&channel).copied() {
+            let (resizes, size) = watch::channel(size);
+            self.sizes.insert(channel, resizes);
             tokio::spawn(async move {
+                let _running = running;
                 let options = crate::tui::Options { size };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
@@ -442,6 +768,7 @@ impl russh::server::Handler for Connection {
         }
         let backlog = !self.no_backlog.contains(&channel);
         tokio::spawn(async move {
+            let _running = running;
             let status =
                 line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
             out.finish(status).await;
@@ -455,11 +782,7 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.input_budget.take(data.len() as f64) {
-            tracing::info!(peer = %self.peer, "ssh input rate limit exceeded; disconnecting");
-            metrics::counter!("kanava_ssh_input_limited_total").increment(1);
-            self.inputs.clear();
-            session.disconnect(Disconnect::ByApplication, "input rate limit exceeded", "")?;
+        if !self.within_input_rate(data.len() as f64, session)? {
             return Ok(());
         }
         if let Some(input) = self.inputs.get(&channel) {
@@ -478,13 +801,18 @@ impl russh::server::Handler for Connection {
         rows: u32,
         _pix_width: u32,
         _pix_height: u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), SshError> {
-        if let Some(size) = self.terminals.get_mut(&channel) {
-            *size = (cols, rows);
+        if !self.within_input_rate(REQUEST_COST, session)? {
+            return Ok(());
         }
-        if let Some(input) = self.inputs.get(&channel) {
-            let _ = input.send(Input::Resize(cols, rows)).await;
+        let size = crate::tui::clamp(cols, rows);
+        if let Some(terminal) = self.terminals.get_mut(&channel) {
+            *terminal = size;
+        }
+        // Only the latest size is kept; the chat applies it when it next draws.
+        if let Some(resizes) = self.sizes.get(&channel) {
+            resizes.send_replace(size);
         }
         Ok(())
     }
@@ -505,11 +833,16 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), SshError> {
-        self.channels.remove(&channel);
-        self.inputs.remove(&channel);
-        self.terminals.remove(&channel);
-        self.no_backlog.remove(&channel);
+        self.forget(channel);
         Ok(())
+    }
+}
+
+/// The refusal of a channel other than a session.
+fn not_offered() -> ChannelOpenFailure {
+    ChannelOpenFailure::Other {
+        code: ChannelOpenFailure::AdministrativelyProhibited.code(),
+        reason: NOT_OFFERED.to_owned(),
     }
 }
 

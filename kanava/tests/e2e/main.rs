@@ -24,4 +24,5 @@ mod nats;
 mod protocol;
 mod python;
 mod ssh;
+mod ssh_limits;
 mod tui;

@@ -42,8 +42,15 @@ impl Keys {
 
 /// `ssh` with a deterministic configuration: no user config, no agent, only the given keys.
 pub fn ssh_command(server: &Kanava, keys: &[&Path], user: &str) -> Command {
+    ssh_command_with(server, keys, user, &[])
+}
+
+/// [`ssh_command`] with more options (`-b 127.0.0.2`, `-o ControlPath=…`), which must come
+/// before the destination.
+pub fn ssh_command_with(server: &Kanava, keys: &[&Path], user: &str, options: &[&str]) -> Command {
     let mut command = Command::new("ssh");
     command
+        .args(options)
         .args(["-F", "/dev/null", "-p", &server.ssh_port.to_string()])
         .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
         .args([
@@ -628,7 +635,15 @@ async fn a_connection_that_floods_past_the_input_rate_is_disconnected() {
 #[tokio::test]
 async fn one_connection_with_100_channels_is_served() {
     let keys = Keys::new();
-    let server = Kanava::start();
+    // The session caps (4 per connection, 16 per user by default) raised for the occasion.
+    let server = Start::new()
+        .args(&[
+            "--ssh-max-sessions",
+            "100",
+            "--ssh-max-sessions-per-user",
+            "100",
+        ])
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("control");
     let master_args = |command: &mut Command| {

@@ -11,10 +11,10 @@ use crate::support::*;
 
 /// A private tmux server, and a directory where each login records `ssh`'s exit status; the
 /// server is killed on drop.
-struct Tmux(String, tempfile::TempDir);
+pub(crate) struct Tmux(String, tempfile::TempDir);
 
 impl Tmux {
-    fn new() -> Tmux {
+    pub(crate) fn new() -> Tmux {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -25,7 +25,7 @@ impl Tmux {
         Tmux(name, tempfile::tempdir().unwrap())
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.0])
             .args(args)
@@ -37,14 +37,21 @@ impl Tmux {
     /// Opens a window running `ssh` (with a terminal) as `user`.
     fn login(&self, server: &Kanava, keys: &Keys, key: &str, user: &str) {
         let command = ssh_command(server, &[&keys.path(key)], user);
-        let line: Vec<String> = std::iter::once(command.get_program())
-            .chain(command.get_args())
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        // The pane's shell records ssh's exit status itself: tmux reports none for a process
-        // it did not see exit normally.
+        self.open(user, &command_line(&command));
+    }
+
+    /// A scratch directory that lives as long as the tmux server.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.1.path()
+    }
+
+    /// Opens a window named `user` running the shell command `line` (an `ssh` command line,
+    /// maybe wrapped).
+    pub(crate) fn open(&self, user: &str, line: &str) {
+        // The pane's shell records the command's exit status itself: tmux reports none for a
+        // process it did not see exit normally.
         let status = self.1.path().join(format!("{user}.status"));
-        let shell = format!("{}; echo $? > {}", line.join(" "), status.display());
+        let shell = format!("{line}; echo $? > {}", status.display());
         let size = ["-x", "80", "-y", "24"];
         self.run(
             &[
@@ -68,7 +75,7 @@ impl Tmux {
             .await;
     }
 
-    fn screen(&self, user: &str) -> String {
+    pub(crate) fn screen(&self, user: &str) -> String {
         self.run(&["capture-pane", "-p", "-t", user])
     }
 
@@ -87,13 +94,18 @@ impl Tmux {
         self.run(&["send-keys", "-t", user, "-l", text]);
     }
 
-    fn type_line(&self, user: &str, text: &str) {
+    pub(crate) fn type_line(&self, user: &str, text: &str) {
         self.run(&["send-keys", "-t", user, "-l", text]);
         self.run(&["send-keys", "-t", user, "Enter"]);
     }
 
     /// Waits until `user`'s screen satisfies `check`; returns the screen.
-    async fn wait(&self, user: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait(
+        &self,
+        user: &str,
+        what: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let screen = self.screen(user);
@@ -107,6 +119,15 @@ impl Tmux {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `command` as one shell line (its arguments hold no spaces).
+pub(crate) fn command_line(command: &Command) -> String {
+    let words: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    words.join(" ")
 }
 
 impl Drop for Tmux {

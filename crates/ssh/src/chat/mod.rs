@@ -12,8 +12,6 @@ use bytes::Bytes;
 pub(crate) enum Input {
     /// Bytes the client sent.
     Data(Bytes),
-    /// The client's window changed to (columns, rows).
-    Resize(u32, u32),
     /// The client sent EOF.
     Eof,
 }

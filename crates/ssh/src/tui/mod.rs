@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kanava_core::Nick;
+use ratatui::layout::Rect;
 use terminput::Event;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::Input;
@@ -18,7 +19,8 @@ use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
 use crate::exec::Output;
 use crate::line::utc_timestamp;
-use screen::{FRAME_QUEUE, Screen, clamp};
+use screen::{FRAME_QUEUE, Screen};
+pub use screen::{MAX_COLS, MAX_ROWS, clamp};
 use view::{Action, ChatView, LineKind, PaneLine};
 
 /// Turns the raw bytes of a client's terminal into events.
@@ -136,10 +138,27 @@ const COMMANDS: [&str; 22] = [
     "/whois",
 ];
 
+/// Longest text of one pane line, in bytes: a message from another transport may be far longer
+/// than a screen (a Mles frame of megabytes), and the pane keeps thousands of lines.
+pub const MAX_PANE_LINE: usize = 8 * 1024;
+
+/// `text` cut to at most [`MAX_PANE_LINE`] bytes (on a character boundary), saying how much was
+/// left out.
+fn shortened(text: &str) -> String {
+    if text.len() <= MAX_PANE_LINE {
+        return text.to_owned();
+    }
+    let mut end = MAX_PANE_LINE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes more]", &text[..end], text.len() - end)
+}
+
 /// A line for the message pane: `HH:MM text`, the sender's name coloured.
 fn pane_line(shown: &Shown) -> PaneLine {
     let time = utc_timestamp(shown.time_ms);
-    let text = format!("{} {}", &time[11..16], shown.text);
+    let text = format!("{} {}", &time[11..16], shortened(&shown.text));
     let kind = match shown.kind {
         Kind::Room => LineKind::Message,
         Kind::Own => LineKind::Own,
@@ -166,8 +185,9 @@ fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
 
 /// Settings of one chat session.
 pub(crate) struct Options {
-    /// The client's terminal size (columns, rows) from its pty-req.
-    pub(crate) size: (u32, u32),
+    /// The client's terminal size, clamped: from its pty-req, then the latest window-change.
+    /// Only the latest size is applied, at the next redraw, however many changes came.
+    pub(crate) size: watch::Receiver<Rect>,
 }
 
 /// Runs the chat for a terminal until `/quit`, Ctrl-D, EOF or the client going.
@@ -175,7 +195,7 @@ pub(crate) async fn run(
     ctx: ChatContext,
     nick: Nick,
     fingerprint: String,
-    Options { size }: Options,
+    Options { mut size }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
     cancel: &CancellationToken,
@@ -190,10 +210,11 @@ pub(crate) async fn run(
             }
         }
     });
-    let Ok(mut screen) = Screen::new(clamp(size.0, size.1), frames) else {
+    let Ok(mut screen) = Screen::new(*size.borrow_and_update(), frames) else {
         return 1;
     };
     let mut view = ChatView::default();
+    view.max_input = max_message_bytes;
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Terminal, cancel.clone(), true);
     let (mut session, shown) = match started.await {
         Ok(started) => started,
@@ -218,6 +239,10 @@ pub(crate) async fn run(
     let mut pacing = Pacing::default();
     let status = 'session: loop {
         if pacing.due(&screen) {
+            let wanted = *size.borrow_and_update();
+            if screen.area() != wanted && screen.resize(wanted).is_err() {
+                break 0;
+            }
             view.members = session.member_count();
             view.others = session.other_rooms();
             if screen.draw(&view).is_err() {
@@ -228,6 +253,12 @@ pub(crate) async fn run(
         let event = tokio::select! {
             () = cancel.cancelled() => break 0,
             () = pacing.wait(&screen) => continue,
+            // A window-change is drawn with the next paced frame: a flood of them costs one
+            // redraw per frame interval, not one each.
+            Ok(()) = size.changed() => {
+                pacing.changed();
+                continue;
+            }
             next = session.next() => match next {
                 Next::Show(shown) => {
                     show(&mut view, &session, shown);
@@ -248,13 +279,6 @@ pub(crate) async fn run(
         };
         let data = match event {
             Some(Input::Data(data)) => data,
-            Some(Input::Resize(cols, rows)) => {
-                if screen.resize(clamp(cols, rows)).is_err() {
-                    break 0;
-                }
-                pacing.urgent();
-                continue;
-            }
             Some(Input::Eof) | None => break 0,
         };
         pacing.urgent();

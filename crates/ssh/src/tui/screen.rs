@@ -52,6 +52,13 @@ pub const TEARDOWN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
 const MIN_COLS: u16 = 20;
 const MIN_ROWS: u16 = 5;
 
+/// Sizes above this are clamped down before anything is allocated from them: a screen buffer
+/// costs its area, and a peer may claim 65535x65535 (about 200 GB of cells). No real terminal
+/// is larger.
+pub const MAX_COLS: u16 = 500;
+/// See [`MAX_COLS`].
+pub const MAX_ROWS: u16 = 200;
+
 /// Frames waiting for the connection before further ones are dropped.
 pub const FRAME_QUEUE: usize = 8;
 
@@ -115,16 +122,24 @@ fn terminal(
     )
 }
 
-/// A usable size from what the client reported.
+/// A usable size from what the client reported (in `pty-req` or `window-change`): 0x0 becomes
+/// 80x24, and every size is brought within [`MIN_COLS`]x[`MIN_ROWS`] and
+/// [`MAX_COLS`]x[`MAX_ROWS`].
 pub fn clamp(cols: u32, rows: u32) -> Rect {
     let (cols, rows) = if cols == 0 || rows == 0 {
         (80, 24)
     } else {
         (cols, rows)
     };
-    let cols = u16::try_from(cols).unwrap_or(u16::MAX).max(MIN_COLS);
-    let rows = u16::try_from(rows).unwrap_or(u16::MAX).max(MIN_ROWS);
-    Rect::new(0, 0, cols, rows)
+    let within = |n: u32, min: u16, max: u16| {
+        u16::try_from(n.clamp(u32::from(min), u32::from(max))).unwrap_or(max)
+    };
+    Rect::new(
+        0,
+        0,
+        within(cols, MIN_COLS, MAX_COLS),
+        within(rows, MIN_ROWS, MAX_ROWS),
+    )
 }
 
 impl Screen {
@@ -151,6 +166,11 @@ impl Screen {
         )?;
         self.terminal = fresh;
         Ok(())
+    }
+
+    /// The screen's size now.
+    pub fn area(&self) -> Rect {
+        self.area
     }
 
     /// Whether the connection has room for another frame now.
@@ -267,6 +287,35 @@ impl Screen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_clamped_to_a_real_terminal() {
+        let size = |cols, rows| {
+            let area = clamp(cols, rows);
+            (area.width, area.height)
+        };
+        assert_eq!(size(65535, 65535), (MAX_COLS, MAX_ROWS));
+        assert_eq!(size(u32::MAX, 30), (MAX_COLS, 30));
+        assert_eq!(size(0, 0), (80, 24));
+        assert_eq!(size(1, 1), (MIN_COLS, MIN_ROWS));
+        assert_eq!(size(132, 43), (132, 43));
+    }
+
+    #[tokio::test]
+    async fn the_largest_screen_draws_in_bounded_memory() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(65535, 65535), frames).unwrap();
+        let mut view = ChatView::default();
+        view.push(super::super::view::PaneLine::plain(
+            "x".repeat(10_000),
+            LineKind::Message,
+        ));
+        screen.draw(&view).unwrap();
+        let frame = out.try_recv().unwrap();
+        // One full frame of 500x200 cells, with cursor moves: well under a few MB.
+        assert!(frame.len() < 4 * 1024 * 1024, "{}", frame.len());
+        assert_eq!(screen.pane(), (500, 198));
+    }
 
     #[tokio::test]
     async fn resizing_redraws_at_the_new_size() {

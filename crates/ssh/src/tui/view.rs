@@ -10,6 +10,9 @@ use unicode_width::UnicodeWidthChar;
 /// Lines kept for scrollback.
 const SCROLLBACK: usize = 5000;
 
+/// Bytes of text kept for scrollback: long lines from a busy room keep fewer of them.
+const SCROLLBACK_BYTES: usize = 2 * 1024 * 1024;
+
 /// Entries of input history.
 const HISTORY: usize = 100;
 
@@ -92,8 +95,11 @@ pub fn nick_colour(nick: &str) -> usize {
     (hash % 12) as usize
 }
 
+/// Characters the input line holds unless told otherwise (the default message size).
+pub const DEFAULT_MAX_INPUT: usize = 4096;
+
 /// The chat screen's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChatView {
     /// The room shown in the status line.
     pub room: String,
@@ -103,7 +109,12 @@ pub struct ChatView {
     pub others: Vec<(String, usize)>,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
+    /// Most characters the input line holds; typing and pasting past it are dropped, so that a
+    /// client cannot grow it without bound.
+    pub max_input: usize,
     lines: VecDeque<PaneLine>,
+    /// Bytes of text in `lines`.
+    line_bytes: usize,
     input: Vec<char>,
     cursor: usize,
     /// Rows scrolled up from the bottom of the message pane.
@@ -112,21 +123,47 @@ pub struct ChatView {
     history_pos: Option<usize>,
 }
 
+impl Default for ChatView {
+    fn default() -> Self {
+        Self {
+            room: String::new(),
+            members: 0,
+            others: Vec::new(),
+            pane_width: 0,
+            max_input: DEFAULT_MAX_INPUT,
+            lines: VecDeque::new(),
+            line_bytes: 0,
+            input: Vec::new(),
+            cursor: 0,
+            scroll: 0,
+            history: Vec::new(),
+            history_pos: None,
+        }
+    }
+}
+
 impl ChatView {
     /// Adds a line to the message pane. A user scrolled up keeps their view.
     pub fn push(&mut self, line: PaneLine) {
-        if self.lines.len() == SCROLLBACK {
-            self.lines.pop_front();
-        }
+        self.line_bytes += line.text.len();
         self.lines.push_back(line);
+        while self.lines.len() > SCROLLBACK || self.line_bytes > SCROLLBACK_BYTES {
+            let Some(oldest) = self.lines.pop_front() else {
+                break;
+            };
+            self.line_bytes -= oldest.text.len();
+        }
     }
 
     /// Adds older lines above the others (loaded on scrolling back); the view does not move.
     pub fn prepend(&mut self, older: Vec<PaneLine>) {
         for line in older.into_iter().rev() {
-            if self.lines.len() == SCROLLBACK {
+            if self.lines.len() >= SCROLLBACK
+                || self.line_bytes + line.text.len() > SCROLLBACK_BYTES
+            {
                 break;
             }
+            self.line_bytes += line.text.len();
             self.lines.push_front(line);
         }
     }
@@ -147,6 +184,7 @@ impl ChatView {
     /// Empties the message pane (on changing rooms).
     pub fn clear(&mut self) {
         self.lines.clear();
+        self.line_bytes = 0;
         self.scroll = 0;
     }
 
@@ -198,6 +236,9 @@ impl ChatView {
     }
 
     fn insert(&mut self, c: char) {
+        if self.input.len() >= self.max_input {
+            return;
+        }
         self.input.insert(self.cursor, c);
         self.cursor += 1;
     }
@@ -302,6 +343,9 @@ impl ChatView {
             return;
         }
         let chars: Vec<char> = completion.chars().collect();
+        if self.input.len() - (self.cursor - start) + chars.len() > self.max_input {
+            return;
+        }
         self.input.splice(start..self.cursor, chars.iter().copied());
         self.cursor = start + chars.len();
     }
@@ -519,6 +563,36 @@ mod tests {
             view.handle(&key(KeyCode::Enter), 10),
             Action::Submit("l1\n\nl2".into())
         );
+    }
+
+    #[test]
+    fn scrollback_keeps_the_newest_lines_within_its_bytes() {
+        let mut view = ChatView::default();
+        let long = "x".repeat(8 * 1024);
+        for i in 0..1000 {
+            view.push(PaneLine::plain(format!("{i} {long}"), LineKind::Message));
+        }
+        assert_eq!(view.lines.len(), SCROLLBACK_BYTES / (long.len() + 4));
+        assert!(view.line_bytes <= SCROLLBACK_BYTES);
+        assert!(view.lines.back().unwrap().text.starts_with("999 "));
+        view.prepend(vec![PaneLine::plain(long.clone(), LineKind::Message)]);
+        assert!(view.line_bytes <= SCROLLBACK_BYTES, "nothing older fits");
+        view.clear();
+        assert_eq!(view.line_bytes, 0);
+    }
+
+    #[test]
+    fn the_input_line_stops_growing_at_its_limit() {
+        let mut view = ChatView {
+            max_input: 8,
+            ..ChatView::default()
+        };
+        typed(&mut view, "0123456789");
+        view.handle(&Event::Paste("more".into()), 10);
+        assert_eq!(view.input(), ("01234567".into(), 8));
+        view.handle(&key(KeyCode::Backspace), 10);
+        typed(&mut view, "xy");
+        assert_eq!(view.input().0, "0123456x");
     }
 
     #[test]
