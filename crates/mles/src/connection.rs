@@ -71,6 +71,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let span = tracing::debug_span!("mles", %peer);
+    let hub = hub.for_source(peer.ip());
     async move {
         let upgraded = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -227,6 +228,7 @@ async fn session(ws: &mut Ws, hub: &Hub, config: &MlesConfig) -> End {
         Ok(joined) => joined,
         Err(HubError::Duplicate { .. }) => return reject("uid already in channel"),
         Err(HubError::ShuttingDown) => return End::Close(CloseCode::Away, "server shutting down"),
+        Err(HubError::Disk(refusal)) => return disk_refused(refusal),
         Err(error) => {
             tracing::error!(%error, "join failed");
             return End::Close(CloseCode::Error, "server error");
@@ -234,6 +236,19 @@ async fn session(ws: &mut Ws, hub: &Hub, config: &MlesConfig) -> End {
     };
     tracing::debug!(uid = %header.uid, channel = %header.channel, "joined");
     member(ws, joined.member, joined.history, joined.outbox, config).await
+}
+
+/// A frame the disk budget refused: 1013 (try again later) with which part of it is used up.
+fn disk_refused(refusal: kanava_core::DiskRefusal) -> End {
+    End::Close(
+        CloseCode::Again,
+        match refusal {
+            kanava_core::DiskRefusal::Source => {
+                "disk budget used up: your address has used its share"
+            }
+            kanava_core::DiskRefusal::Total => "disk budget used up: the server's total",
+        },
+    )
 }
 
 fn reject(reason: &'static str) -> End {
@@ -380,6 +395,7 @@ async fn read(stream: &mut SplitStream<&mut Ws>, member: &Member, missed: &Atomi
             Err(HubError::ShuttingDown) => {
                 return End::Close(CloseCode::Away, "server shutting down");
             }
+            Err(HubError::Disk(refusal)) => return disk_refused(refusal),
             Err(error) => {
                 tracing::error!(%error, "publish failed");
                 return End::Close(CloseCode::Error, "server error");
