@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kanava_core::{Budgets, ConnectionBudget, Sources};
-use kanava_hub::Hub;
+use kanava_hub::{Hub, StoreHealth};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -196,27 +196,29 @@ fn record_budgets(budgets: &Budgets) {
     metrics::gauge!("kanava_memory_budget_bytes").set(budgets.memory.max() as f64);
 }
 
-/// `/healthz`: 200 and `"status":"ok"` while the node can serve; in a cluster, 503 and
-/// `"status":"degraded"` while its link to NATS is down, with the link's state either way.
+/// `/healthz`: 200 and `"status":"ok"` while the node can serve; 503 and `"status":"degraded"`
+/// while store writes fail (disk full, I/O error: `"store"` says why, until a write succeeds
+/// again) or, in a cluster, while its link to NATS is down (`"cluster"` gives the link's state
+/// either way).
 fn health(hub: &Hub) -> (&'static str, &'static str, String) {
-    let channels = hub.active_channels();
-    let (status, body) = match hub.cluster_health() {
-        None => (
-            "200 OK",
-            serde_json::json!({"status": "ok", "channels": channels}),
-        ),
-        Some(link) => (
-            if link.connected {
-                "200 OK"
-            } else {
-                "503 Service Unavailable"
-            },
-            serde_json::json!({
-                "status": if link.connected { "ok" } else { "degraded" },
-                "channels": channels,
-                "cluster": {"connected": link.connected, "detail": link.detail},
-            }),
-        ),
+    let mut body = serde_json::json!({"status": "ok", "channels": hub.active_channels()});
+    let mut healthy = true;
+    match hub.store_health() {
+        StoreHealth::Writable => body["store"] = serde_json::json!({"writable": true}),
+        StoreHealth::Unwritable(error) => {
+            healthy = false;
+            body["store"] = serde_json::json!({"writable": false, "error": error});
+        }
+    }
+    if let Some(link) = hub.cluster_health() {
+        healthy &= link.connected;
+        body["cluster"] = serde_json::json!({"connected": link.connected, "detail": link.detail});
+    }
+    let status = if healthy {
+        "200 OK"
+    } else {
+        body["status"] = "degraded".into();
+        "503 Service Unavailable"
     };
     (status, "application/json", format!("{body}\n"))
 }

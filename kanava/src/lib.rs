@@ -170,7 +170,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         memory: MemoryBudget::new(settings.max_memory),
         disk: Arc::new(disk_budget(&settings)?),
     };
-    let store = open_store(&mut settings).await?;
+    let store = open_store(&mut settings, Arc::clone(&budgets.disk)).await?;
     let hub = Hub::new(
         Arc::clone(&store),
         HubConfig {
@@ -265,12 +265,17 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     Ok(server)
 }
 
-/// Opens the embedded store, or joins the cluster when one is configured. In a cluster a
-/// defaulted frame limit shrinks to what the NATS servers carry.
-async fn open_store(settings: &mut Settings) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the embedded store, which charges history to the disk budget, or joins the cluster
+/// when one is configured. In a cluster a defaulted frame limit shrinks to what the NATS
+/// servers carry.
+async fn open_store(
+    settings: &mut Settings,
+    disk: Arc<DiskBudget>,
+) -> anyhow::Result<Arc<dyn Store>> {
     let Some(cluster) = &settings.cluster else {
         let path = settings.data_dir.join("kanava.db");
-        let store = SqliteStore::open(&path, settings.history).context("opening the store")?;
+        let store = SqliteStore::open_with_budget(&path, settings.history, Some(disk))
+            .context("opening the store")?;
         return Ok(Arc::new(store));
     };
     kanava_cluster::describe_metrics();

@@ -16,6 +16,10 @@ pub enum HubError {
     /// The hub is shutting down and takes no new members or frames.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The disk budget refused the frame: the sender's address has used its share, or the
+    /// server's total is used up. Nothing was stored.
+    #[error("not stored: {0}")]
+    Disk(#[from] kanava_core::DiskRefusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] kanava_store::StoreError),

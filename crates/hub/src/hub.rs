@@ -1,12 +1,15 @@
 //! The channel registry and the operations transports call.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, MemoryBudget, NewEntry, Uid};
+use kanava_core::{
+    ChannelName, DiskRefusal, Entry, FrameKind, HistoryLimits, MemoryBudget, NewEntry, Uid,
+};
 use kanava_store::{Bus, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -46,6 +49,9 @@ impl Default for HubConfig {
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
+    /// The address of the connection this handle serves, if any: what its members store is
+    /// charged to it in the disk budget, and the store's writer shares its time by it.
+    source: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -124,6 +130,7 @@ impl Hub {
             remote: bus.remote_presence(),
         });
         let hub = Self {
+            source: None,
             inner: Arc::new(Inner {
                 store,
                 config,
@@ -140,6 +147,15 @@ impl Hub {
             tokio::spawn(follow_presence(weak, cluster.remote.clone()));
         }
         hub
+    }
+
+    /// A handle for one connection from `source`: what its members store is charged to that
+    /// address (an IPv4 address or IPv6 /64) in the disk budget, and refused past its share.
+    pub fn for_source(&self, source: IpAddr) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            source: Some(source),
+        }
     }
 
     /// The uids present in `channel` on other nodes (none without a cluster).
@@ -222,6 +238,7 @@ impl Hub {
                 if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
+                self.charge(&uid, header.len())?;
                 let joined_at = state.next_seq;
                 let (history, live_from) = state.replay_at_join();
                 state.insert_member(
@@ -294,9 +311,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Hands a frame of `member` to the store: on a single node it is numbered here and
-    /// appended; in a cluster it is published to the bus, which numbers it. Called under the
-    /// channel lock, so the store receives each channel's frames in order.
+    /// Hands a frame of `member`, already [charged](Self::charge), to the store: on a single
+    /// node it is numbered here and appended under this handle's source; in a cluster it is
+    /// published to the bus, which numbers it. Called under the channel lock, so the store
+    /// receives each channel's frames in order.
     fn submit(
         &self,
         channel: &Channel,
@@ -317,13 +335,36 @@ impl Hub {
             })),
             None => {
                 let entry = state.sequence(kind, sender, payload, now_ms(), member);
-                let pending = self.inner.store.append(vec![NewEntry {
-                    channel: channel.name.clone(),
-                    entry: Entry::clone(&entry),
-                }]);
+                let pending = self.inner.store.append_from(
+                    self.source,
+                    vec![NewEntry {
+                        channel: channel.name.clone(),
+                        entry: Entry::clone(&entry),
+                    }],
+                );
                 Submitted::Local(entry, pending)
             }
         }
+    }
+
+    /// Charges a frame about to be stored to this handle's source in the disk budget; refuses
+    /// it when the source's share or the total is used up. In a cluster, NATS keeps the
+    /// history and bounds it.
+    fn charge(&self, sender: &Uid, payload_len: usize) -> Result<(), HubError> {
+        if self.inner.cluster.is_some() {
+            return Ok(());
+        }
+        self.inner
+            .store
+            .charge_frame(self.source, sender, payload_len)
+            .map_err(|refusal| {
+                let reason = match refusal {
+                    DiskRefusal::Source => "source",
+                    DiskRefusal::Total => "total",
+                };
+                metrics::counter!("kanava_disk_refusals_total", "reason" => reason).increment(1);
+                HubError::Disk(refusal)
+            })
     }
 
     /// Waits for the store's verdict on a frame. On a single node this releases the channel's
@@ -507,6 +548,11 @@ impl Hub {
         self.inner.store.sessions()
     }
 
+    /// Whether the store takes writes now.
+    pub fn store_health(&self) -> kanava_store::StoreHealth {
+        self.inner.store.health()
+    }
+
     /// The cluster link's state, when the hub is one node of a cluster.
     pub fn cluster_health(&self) -> Option<kanava_store::BusHealth> {
         self.inner.cluster.as_ref().map(|c| c.bus.health())
@@ -576,6 +622,7 @@ impl Member {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| HubError::ShuttingDown)?;
+        self.hub.charge(&self.uid, size)?;
         let submitted = {
             let mut state = self.channel.lock();
             self.hub.submit(
@@ -639,7 +686,10 @@ enum Submitted {
 async fn relay_deliveries(hub: Weak<Inner>, mut deliveries: mpsc::Receiver<Delivered>) {
     while let Some(delivered) = deliveries.recv().await {
         let Some(inner) = hub.upgrade() else { return };
-        let hub = Hub { inner };
+        let hub = Hub {
+            inner,
+            source: None,
+        };
         let Some(channel) = lock(&hub.inner.channels).get(&delivered.channel).cloned() else {
             continue;
         };

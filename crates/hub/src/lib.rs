@@ -20,6 +20,7 @@ pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
 pub use kanava_store::{
     InboundMessage, Origin, Pending, SessionBus, SessionEvent, SessionMessage, StoreError,
+    StoreHealth,
 };
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
 
@@ -49,6 +50,13 @@ pub fn describe_metrics() {
         "kanava_queue_overflows_total",
         "Members closed because their outbound queue overflowed"
     );
+    metrics::describe_counter!(
+        "kanava_disk_refusals_total",
+        "Frames refused by the disk budget, by the part used up (source: the sender's share, total)"
+    );
+    for reason in ["source", "total"] {
+        metrics::counter!("kanava_disk_refusals_total", "reason" => reason).increment(0);
+    }
     metrics::gauge!("kanava_members").increment(0.0);
     metrics::gauge!("kanava_channels").increment(0.0);
     for name in [

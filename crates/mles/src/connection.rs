@@ -95,6 +95,7 @@ pub(crate) async fn run(
         routes,
         memory,
     } = listener;
+    let hub = hub.for_source(peer.ip());
     async move {
         let upgraded = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -121,7 +122,7 @@ pub(crate) async fn run(
         };
         let end = tokio::select! {
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
-            end = session(&mut ws, hub, config, &meter, memory) => end,
+            end = session(&mut ws, &hub, config, &meter, memory) => end,
         };
         finish(ws, end).await;
     }
@@ -336,6 +337,7 @@ async fn session(
         Ok(joined) => joined,
         Err(HubError::Duplicate { .. }) => return reject("uid already in channel"),
         Err(HubError::ShuttingDown) => return End::Close(CloseCode::Away, "server shutting down"),
+        Err(HubError::Disk(refusal)) => return disk_refused(refusal),
         Err(error) => {
             tracing::error!(%error, "join failed");
             return End::Close(CloseCode::Error, "server error");
@@ -359,6 +361,19 @@ async fn session(
 struct Replay {
     entries: Vec<Arc<Entry>>,
     charged: Reservation,
+}
+
+/// A frame the disk budget refused: 1013 (try again later) with which part of it is used up.
+fn disk_refused(refusal: kanava_core::DiskRefusal) -> End {
+    End::Close(
+        CloseCode::Again,
+        match refusal {
+            kanava_core::DiskRefusal::Source => {
+                "disk budget used up: your address has used its share"
+            }
+            kanava_core::DiskRefusal::Total => "disk budget used up: the server's total",
+        },
+    )
 }
 
 fn reject(reason: &'static str) -> End {
@@ -571,6 +586,7 @@ async fn read(
             Err(HubError::ShuttingDown) => {
                 return End::Close(CloseCode::Away, "server shutting down");
             }
+            Err(HubError::Disk(refusal)) => return disk_refused(refusal),
             Err(error) => {
                 tracing::error!(%error, "publish failed");
                 return End::Close(CloseCode::Error, "server error");

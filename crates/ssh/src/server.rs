@@ -191,7 +191,10 @@ pub async fn serve(
         let input_rate = config.input_bytes_per_second as f64;
         let connection = Connection {
             input_budget: TokenBucket::new(input_rate * 64.0, input_rate),
-            chat: chat.clone(),
+            chat: ChatContext {
+                hub: chat.hub.for_source(peer.ip()),
+                ..chat.clone()
+            },
             config: Arc::clone(&config),
             peer,
             user: None,

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// The cluster store failed (the NATS link, JetStream, or a record it holds).
     #[error("cluster: {0}")]
     Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The disk budget refused the write.
+    #[error("not stored: {0}")]
+    Disk(#[from] kanava_core::DiskRefusal),
     /// The store's writer has stopped (the server is shutting down or the writer failed).
     #[error("the store is closed")]
     Closed,

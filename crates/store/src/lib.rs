@@ -12,11 +12,12 @@ mod error;
 mod pending;
 mod sqlite;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kanava_core::{
-    Ban, ChannelName, Claim, Entry, Identity, IdentityKey, KeySharing, NewEntry, Nick,
-    PrivateMessage, Topic,
+    Ban, ChannelName, Claim, DiskRefusal, Entry, Identity, IdentityKey, KeySharing, NewEntry, Nick,
+    PrivateMessage, Topic, Uid,
 };
 
 pub use bus::{
@@ -36,6 +37,16 @@ pub struct StoredChannel {
     pub next_seq: u64,
 }
 
+/// Whether the store takes writes now, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The last write succeeded.
+    Writable,
+    /// Writes fail (disk full, I/O error), for this reason; the store probes by itself and
+    /// becomes writable again once a write succeeds.
+    Unwritable(String),
+}
+
 /// Durable channel history.
 ///
 /// Operations are submitted without blocking and complete through the returned [`Pending`].
@@ -47,6 +58,33 @@ pub trait Store: Send + Sync + 'static {
     /// Appends entries; each must carry the next sequence number of its channel. A store with a
     /// [`bus`](Self::bus) numbers frames itself and ignores the given sequence numbers.
     fn append(&self, entries: Vec<NewEntry>) -> Pending<()>;
+
+    /// Charges a frame of `payload_len` bytes from `sender`, about to be appended for `source`
+    /// with [`append_from`](Self::append_from), to the disk budget; refuses it when `source`'s
+    /// share or the total is used up. A store without a disk budget takes everything.
+    fn charge_frame(
+        &self,
+        source: Option<IpAddr>,
+        sender: &Uid,
+        payload_len: usize,
+    ) -> Result<(), DiskRefusal> {
+        let _ = (source, sender, payload_len);
+        Ok(())
+    }
+
+    /// Appends entries that `source` sent, each charged first with
+    /// [`charge_frame`](Self::charge_frame): the store gives the charge back when the append
+    /// fails or when retention or a purge deletes them, and shares its writer fairly between
+    /// sources. Otherwise as [`append`](Self::append).
+    fn append_from(&self, source: Option<IpAddr>, entries: Vec<NewEntry>) -> Pending<()> {
+        let _ = source;
+        self.append(entries)
+    }
+
+    /// Whether writes succeed now.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Writable
+    }
 
     /// The bus, when this store is shared between nodes: the hub then publishes channel frames
     /// through it and relays what it delivers, instead of numbering and appending them itself.
@@ -144,5 +182,10 @@ pub fn describe_metrics() {
         "Time of one store transaction (group commit), fsync included"
     );
     metrics::describe_counter!("kanava_store_commits_total", "Store transactions committed");
+    metrics::describe_counter!(
+        "kanava_store_failed_commits_total",
+        "Store transactions that failed and were rolled back (disk full, I/O error, bad request)"
+    );
     metrics::counter!("kanava_store_commits_total").increment(0);
+    metrics::counter!("kanava_store_failed_commits_total").increment(0);
 }

@@ -1,35 +1,68 @@
 //! The embedded store: one SQLite database in the data directory, written by one thread.
 //!
-//! Every operation goes to the writer thread, which drains whatever is queued and applies it in
-//! one transaction (group commit): with `synchronous=FULL` in WAL mode a commit is one fsync, so
-//! many frames arriving together cost one fsync, and replies go out only after it. Reads go
-//! through the same thread so that they are ordered with writes and purges.
+//! Every operation goes to the writer thread, which applies what is queued in transactions
+//! (group commit): with `synchronous=FULL` in WAL mode a commit is one fsync, so many frames
+//! arriving together cost one fsync, and replies go out only after it. Reads go through the same
+//! thread so that they are ordered with writes and purges. Which requests share a transaction is
+//! decided by the fair [`schedule`]: a batch is bounded in bytes and filled round-robin across
+//! sources, so one source's bulk writes cannot delay another's frames by more than one batch.
+//!
+//! Appended frames are charged to their sender's source in the [`DiskBudget`] before they are
+//! queued and given back when retention or a purge deletes them; purged space is returned to the
+//! filesystem (incremental vacuum) and the WAL is kept short. A write that fails for want of disk
+//! or an I/O error marks the store unwritable (see [`StoreHealth`]) until a probe write succeeds.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kanava_core::{
-    Ban, ChannelName, Claim, Entry, FrameKind, HistoryLimits, Identity, IdentityKey, KeySharing,
-    NewEntry, Nick, PrivateMessage, Topic, Uid,
+    Ban, ChannelName, Claim, DiskBudget, DiskRefusal, Entry, FrameKind, HistoryLimits, Identity,
+    IdentityKey, KeySharing, NewEntry, Nick, PrivateMessage, Topic, Uid,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use crate::{Pending, Store, StoreError, StoredChannel};
+use crate::{Pending, Store, StoreError, StoreHealth, StoredChannel};
 
 mod accounts;
+mod schedule;
 
 use accounts::Binding;
+use schedule::{BatchLimits, Class, Scheduler};
 
-/// Most requests applied in one transaction.
-const MAX_BATCH: usize = 4096;
+/// How much one transaction holds: few enough bytes that a commit (and so the wait of a frame
+/// queued behind it) stays short under bulk load.
+const BATCH_LIMITS: BatchLimits = BatchLimits {
+    requests: 4096,
+    bytes: 512 * 1024,
+};
+
+/// Disk charged for a stored frame beyond its payload and sender: the row, its index entry and
+/// page slack, so that the budget tracks the file rather than just the payload.
+const ROW_OVERHEAD: u64 = 96;
+
+/// How often an unwritable store tries a write again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Bytes a probe writes next to the database: a store is writable again once this much fits.
+const PROBE_BYTES: usize = 256 * 1024;
+
+/// Free pages that trigger an incremental vacuum after a commit (4 MiB of 4 KiB pages), and the
+/// most pages one such step gives back, so that no commit waits long behind it.
+const VACUUM_THRESHOLD_PAGES: i64 = 1024;
+const VACUUM_STEP_PAGES: i64 = 4096;
+
+/// Largest the WAL file is left after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
@@ -45,15 +78,22 @@ CREATE TABLE IF NOT EXISTS history (
     sender TEXT NOT NULL,
     time_ms INTEGER NOT NULL,
     payload BLOB NOT NULL,
+    source TEXT,
+    charged INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (channel_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS channel_by_activity ON channel (last_activity_ms);
+CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY,
+    written_ms INTEGER NOT NULL
+);
 ";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Request {
-    Append(Vec<NewEntry>, Reply<()>),
+    /// Entries from a source, with the bytes charged to it for them.
+    Append(Vec<NewEntry>, Option<IpAddr>, u64, Reply<()>),
     Load(ChannelName, Reply<StoredChannel>),
     PurgeIdle(u64, Vec<ChannelName>, Reply<Vec<ChannelName>>),
     Sync(Reply<()>),
@@ -113,7 +153,7 @@ impl Request {
     /// error.
     fn reply(self, outcome: Outcome) {
         match (self, outcome) {
-            (Request::Append(_, tx) | Request::Sync(tx), _) => drop(tx.send(Ok(()))),
+            (Request::Append(_, _, _, tx) | Request::Sync(tx), _) => drop(tx.send(Ok(()))),
             (Request::Load(_, tx), Outcome::Loaded(v)) => drop(tx.send(Ok(v))),
             (Request::PurgeIdle(_, _, tx), Outcome::Purged(v)) => drop(tx.send(Ok(v))),
             (Request::Job(job), _) => job.reply(),
@@ -125,47 +165,138 @@ impl Request {
     fn fail(self, cause: &Arc<StoreError>) {
         let error = || StoreError::BatchFailed(Arc::clone(cause));
         match self {
-            Request::Append(_, tx) | Request::Sync(tx) => drop(tx.send(Err(error()))),
+            Request::Append(_, _, _, tx) | Request::Sync(tx) => drop(tx.send(Err(error()))),
             Request::Load(_, tx) => drop(tx.send(Err(error()))),
             Request::PurgeIdle(_, _, tx) => drop(tx.send(Err(error()))),
             Request::Job(job) => job.fail(cause),
         }
     }
+
+    /// Where the scheduler places this request.
+    fn class(&self) -> Class {
+        match self {
+            Request::Append(entries, source, charged, _) => {
+                let mut channels: Vec<ChannelName> =
+                    entries.iter().map(|e| e.channel.clone()).collect();
+                channels.sort();
+                channels.dedup();
+                Class::Append {
+                    source: *source,
+                    bytes: *charged,
+                    channels,
+                }
+            }
+            Request::Load(channel, _) => Class::Read(channel.clone()),
+            Request::PurgeIdle(..) | Request::Sync(_) => Class::Barrier,
+            Request::Job(_) => Class::Job,
+        }
+    }
+}
+
+/// What the store's handles and its writer share.
+#[derive(Debug)]
+struct Shared {
+    /// The data directory's disk budget; `None` charges nothing.
+    disk: Option<Arc<DiskBudget>>,
+    /// Why writes fail, while they do.
+    unwritable: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn unwritable(&self) -> Option<String> {
+        self.unwritable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_unwritable(&self, reason: Option<String>) {
+        let mut unwritable = self.unwritable.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*unwritable, &reason) {
+            (None, Some(reason)) => tracing::error!(reason, "store writes fail; /healthz says so"),
+            (Some(_), None) => tracing::info!("store writes succeed again"),
+            _ => {}
+        }
+        *unwritable = reason;
+    }
+
+    fn release(&self, source: Option<IpAddr>, bytes: u64) {
+        if let Some(disk) = &self.disk
+            && bytes > 0
+        {
+            disk.release(source, bytes);
+        }
+    }
+}
+
+/// Bytes a frame costs on disk, as charged to its source.
+fn cost(sender: &Uid, payload_len: usize) -> u64 {
+    payload_len as u64 + sender.as_str().len() as u64 + ROW_OVERHEAD
+}
+
+fn charge_of(entry: &NewEntry) -> u64 {
+    cost(&entry.entry.sender, entry.entry.payload.len())
 }
 
 /// The SQLite store. Dropping every handle stops the writer after it has finished what was queued.
 #[derive(Debug)]
 pub struct SqliteStore {
     requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    /// Opens (creating if needed) the database at `path` and starts its writer thread; history
+    /// is charged to no disk budget.
     pub fn open(path: &Path, limits: HistoryLimits) -> Result<Self, StoreError> {
+        Self::open_with_budget(path, limits, None)
+    }
+
+    /// Opens the database at `path` like [`open`](Self::open), charging appended history to
+    /// `disk` under each frame's source and giving back what retention and purges delete.
+    pub fn open_with_budget(
+        path: &Path,
+        limits: HistoryLimits,
+        disk: Option<Arc<DiskBudget>>,
+    ) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
         let conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_error)?;
+        incremental_vacuum_mode(&conn).map_err(open_error)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
             .map_err(open_error)?;
         migrate(&conn).map_err(open_error)?;
+        // Whatever an earlier run left in the WAL goes into the database now, and the WAL
+        // starts short.
+        checkpoint(&conn);
 
+        let shared = Arc::new(Shared {
+            disk,
+            unwritable: Mutex::new(None),
+        });
         let (requests, queue) = mpsc::channel();
+        let mut probe = path.as_os_str().to_owned();
+        probe.push(".probe");
         let mut writer = Writer {
             conn,
             limits,
             channel_ids: HashMap::new(),
+            shared: Arc::clone(&shared),
+            probe_path: probe.into(),
         };
         thread::Builder::new()
             .name("kanava-store".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok(Self { requests })
+        Ok(Self { requests, shared })
     }
 
     /// Runs `run` in the writer's next transaction.
@@ -183,6 +314,14 @@ impl SqliteStore {
         })
     }
 
+    /// Charges `bytes` to `source` in the disk budget, if there is one.
+    fn charge_disk(&self, source: Option<IpAddr>, bytes: u64) -> Result<(), DiskRefusal> {
+        match &self.shared.disk {
+            Some(disk) => disk.charge(source, bytes),
+            None => Ok(()),
+        }
+    }
+
     fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Pending<T> {
         let (tx, pending) = Pending::channel();
         // If the writer is gone the request (and its reply sender) is dropped, which the
@@ -194,7 +333,34 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn append(&self, entries: Vec<NewEntry>) -> Pending<()> {
-        self.submit(|tx| Request::Append(entries, tx))
+        let bytes = entries.iter().map(charge_of).sum();
+        if let Err(refusal) = self.charge_disk(None, bytes) {
+            let (tx, pending) = Pending::channel();
+            let _ = tx.send(Err(StoreError::Disk(refusal)));
+            return pending;
+        }
+        self.append_from(None, entries)
+    }
+
+    fn charge_frame(
+        &self,
+        source: Option<IpAddr>,
+        sender: &Uid,
+        payload_len: usize,
+    ) -> Result<(), DiskRefusal> {
+        self.charge_disk(source, cost(sender, payload_len))
+    }
+
+    fn append_from(&self, source: Option<IpAddr>, entries: Vec<NewEntry>) -> Pending<()> {
+        let charged = entries.iter().map(charge_of).sum();
+        self.submit(|tx| Request::Append(entries, source, charged, tx))
+    }
+
+    fn health(&self) -> StoreHealth {
+        match self.shared.unwritable() {
+            None => StoreHealth::Writable,
+            Some(reason) => StoreHealth::Unwritable(reason),
+        }
     }
 
     fn load(&self, channel: ChannelName) -> Pending<StoredChannel> {
@@ -285,10 +451,78 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
+    // History stored before version 4 has no source and was charged nothing.
+    let has_source: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('history') WHERE name = 'source'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_source {
+        tx.execute_batch(
+            "ALTER TABLE history ADD COLUMN source TEXT;
+             ALTER TABLE history ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// Puts the database in `auto_vacuum=INCREMENTAL` mode, so that purged space can be given back
+/// to the filesystem: a new database just takes the setting; an existing one is rebuilt once
+/// (`VACUUM`), which needs free space about its size — without it the store still opens, and
+/// the rebuild is tried again at the next start.
+fn incremental_vacuum_mode(conn: &Connection) -> rusqlite::Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+    if tables > 0 {
+        tracing::info!("rebuilding the database once so that purged space is given back");
+        if let Err(error) = conn.execute_batch("VACUUM") {
+            tracing::warn!(%error, "rebuilding the database failed; purged space stays in the file");
+        }
+    }
+    Ok(())
+}
+
+/// Moves the WAL into the database and truncates it (to nothing when no reader holds it).
+fn checkpoint(conn: &Connection) {
+    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(%error, "WAL checkpoint failed");
+    }
+}
+
+/// Gives up to `pages` free pages back to the filesystem. The pragma yields a row per page freed
+/// and frees them only as it is stepped.
+fn incremental_vacuum(conn: &Connection, pages: i64) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+    let mut rows = statement.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+/// Why writes fail, when `error` says that the disk or the database file cannot take writes
+/// (as opposed to a request that is wrong in itself).
+fn write_failure(error: &StoreError) -> Option<String> {
+    let StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) = error else {
+        return None;
+    };
+    matches!(
+        code.code,
+        ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::NotADatabase
+            | ErrorCode::PermissionDenied
+    )
+    .then(|| message.clone().unwrap_or_else(|| code.to_string()))
 }
 
 struct Writer {
@@ -296,49 +530,156 @@ struct Writer {
     limits: HistoryLimits,
     /// Channel row ids by name; cleared when channels are purged.
     channel_ids: HashMap<ChannelName, i64>,
+    shared: Arc<Shared>,
+    /// A file next to the database that probes write to see whether the disk takes writes.
+    probe_path: PathBuf,
 }
+
+/// Bytes that deleting history gives back, by the source they were charged to.
+type Released = HashMap<Option<IpAddr>, u64>;
 
 impl Writer {
     fn run(&mut self, queue: mpsc::Receiver<Request>) {
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
+        let mut scheduler = Scheduler::default();
+        loop {
+            if scheduler.is_empty() {
+                let first = if self.shared.unwritable().is_some() {
+                    match queue.recv_timeout(PROBE_INTERVAL) {
+                        Ok(request) => request,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            self.probe();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                } else {
+                    match queue.recv() {
+                        Ok(request) => request,
+                        Err(_) => break,
+                    }
+                };
+                scheduler.push(first.class(), first);
             }
+            while let Ok(request) = queue.try_recv() {
+                scheduler.push(request.class(), request);
+            }
+            let mut batch = scheduler.next_batch(BATCH_LIMITS);
+            if batch.is_empty() {
+                continue;
+            }
+            let writes = batch
+                .iter()
+                .any(|r| !matches!(r, Request::Load(..) | Request::Sync(_)));
             let started = Instant::now();
-            match self.apply(&mut batch) {
-                Ok(outcomes) => {
+            let mut released = Released::new();
+            match self.apply(&mut batch, &mut released) {
+                Ok((outcomes, purged)) => {
                     metrics::histogram!("kanava_store_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!("kanava_store_commits_total").increment(1);
+                    for (source, bytes) in released {
+                        self.shared.release(source, bytes);
+                    }
+                    if writes {
+                        self.shared.set_unwritable(None);
+                    }
                     for (request, outcome) in batch.into_iter().zip(outcomes) {
                         request.reply(outcome);
                     }
+                    self.give_back_space(purged);
                 }
                 Err(error) => {
                     tracing::error!(%error, requests = batch.len(), "store transaction failed");
+                    metrics::counter!("kanava_store_failed_commits_total").increment(1);
+                    if let Some(reason) = write_failure(&error) {
+                        self.shared.set_unwritable(Some(reason));
+                    }
                     // The rollback undid the whole batch; forget cached ids it may have added.
                     self.channel_ids.clear();
                     let cause = Arc::new(error);
-                    batch.into_iter().for_each(|r| r.fail(&cause));
+                    for request in batch {
+                        if let Request::Append(_, source, charged, _) = &request {
+                            self.shared.release(*source, *charged);
+                        }
+                        request.fail(&cause);
+                    }
                 }
             }
         }
         tracing::debug!("store writer stopped");
     }
 
+    /// Tries a write: `PROBE_BYTES` into a file next to the database, then a row; marks the
+    /// store writable again when both succeed.
+    fn probe(&mut self) {
+        let file = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&self.probe_path)?;
+            let written = file
+                .write_all(&vec![0u8; PROBE_BYTES])
+                .and_then(|()| file.sync_all());
+            drop(file);
+            std::fs::remove_file(&self.probe_path)?;
+            written
+        };
+        if let Err(error) = file() {
+            self.shared
+                .set_unwritable(Some(format!("probe write failed: {error}")));
+            return;
+        }
+        let row = self.conn.execute(
+            "INSERT OR REPLACE INTO store_probe (id, written_ms) VALUES (1, ?1)",
+            [std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)],
+        );
+        match row {
+            Ok(_) => self.shared.set_unwritable(None),
+            Err(error) => {
+                let error = StoreError::from(error);
+                let reason = write_failure(&error).unwrap_or_else(|| error.to_string());
+                self.shared.set_unwritable(Some(reason));
+            }
+        }
+    }
+
+    /// Gives free pages back to the filesystem: all of them, and the WAL too, after a purge;
+    /// otherwise a bounded step whenever many pages are free (retention frees pages that new
+    /// frames mostly reuse, so this rarely runs under steady load).
+    fn give_back_space(&mut self, purged: bool) {
+        let free = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |row| row.get::<_, i64>(0))
+            .unwrap_or(0);
+        if free == 0 || (!purged && free < VACUUM_THRESHOLD_PAGES) {
+            return;
+        }
+        let pages = if purged { free } else { VACUUM_STEP_PAGES };
+        let started = Instant::now();
+        if let Err(error) = incremental_vacuum(&self.conn, pages) {
+            tracing::warn!(%error, "incremental vacuum failed");
+            return;
+        }
+        if purged {
+            checkpoint(&self.conn);
+        }
+        tracing::debug!(pages, elapsed = ?started.elapsed(), "gave free pages back");
+    }
+
     /// Applies the batch in one transaction; the outcomes are valid only once it has committed.
-    fn apply(&mut self, batch: &mut [Request]) -> Result<Vec<Outcome>, StoreError> {
+    /// Also says whether a purge deleted anything.
+    fn apply(
+        &mut self,
+        batch: &mut [Request],
+        released: &mut Released,
+    ) -> Result<(Vec<Outcome>, bool), StoreError> {
         let tx = self.conn.transaction()?;
         let mut touched: HashSet<i64> = HashSet::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut purged = false;
         for request in batch.iter_mut() {
             match request {
-                Request::Append(entries, _) => {
+                Request::Append(entries, source, _, _) => {
+                    let source = source.map(|ip| ip.to_string());
                     for new in entries {
                         let id = channel_id(
                             &tx,
@@ -346,7 +687,7 @@ impl Writer {
                             &new.channel,
                             new.entry.time_ms,
                         )?;
-                        insert(&tx, id, &new.entry)?;
+                        insert(&tx, id, &new.entry, source.as_deref(), charge_of(new))?;
                         touched.insert(id);
                     }
                     outcomes.push(Outcome::Done);
@@ -355,7 +696,7 @@ impl Writer {
                     let stored = match existing_channel_id(&tx, &mut self.channel_ids, channel)? {
                         Some(id) => {
                             if touched.remove(&id) {
-                                evict(&tx, id, self.limits)?;
+                                evict(&tx, id, self.limits, released)?;
                             }
                             load(&tx, id)?
                         }
@@ -367,7 +708,7 @@ impl Writer {
                     outcomes.push(Outcome::Loaded(stored));
                 }
                 Request::PurgeIdle(before, keep, _) => {
-                    let names = purge_idle(&tx, *before, keep)?;
+                    let names = purge_idle(&tx, *before, keep, released)?;
                     purged |= !names.is_empty();
                     outcomes.push(Outcome::Purged(names));
                 }
@@ -379,13 +720,13 @@ impl Writer {
             }
         }
         for id in touched {
-            evict(&tx, id, self.limits)?;
+            evict(&tx, id, self.limits, released)?;
         }
         tx.commit()?;
         if purged {
             self.channel_ids.clear();
         }
-        Ok(outcomes)
+        Ok((outcomes, purged))
     }
 }
 
@@ -423,10 +764,16 @@ fn channel_id(
     Ok(id)
 }
 
-fn insert(tx: &Transaction<'_>, channel_id: i64, entry: &Entry) -> Result<(), StoreError> {
+fn insert(
+    tx: &Transaction<'_>,
+    channel_id: i64,
+    entry: &Entry,
+    source: Option<&str>,
+    charged: u64,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO history (channel_id, seq, kind, sender, time_ms, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO history (channel_id, seq, kind, sender, time_ms, payload, source, charged)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         channel_id,
@@ -435,6 +782,8 @@ fn insert(tx: &Transaction<'_>, channel_id: i64, entry: &Entry) -> Result<(), St
         entry.sender.as_str(),
         entry.time_ms as i64,
         &entry.payload[..],
+        source,
+        charged as i64,
     ])?;
     tx.prepare_cached(
         "UPDATE channel SET last_seq = max(last_seq, ?2), last_activity_ms = max(last_activity_ms, ?3)
@@ -444,10 +793,26 @@ fn insert(tx: &Transaction<'_>, channel_id: i64, entry: &Entry) -> Result<(), St
     Ok(())
 }
 
+/// Adds what deleted rows of `source, charged` had been charged to `released`.
+fn add_released(rows: &mut rusqlite::Rows<'_>, released: &mut Released) -> Result<(), StoreError> {
+    while let Some(row) = rows.next()? {
+        let source: Option<String> = row.get(0)?;
+        let charged: i64 = row.get(1)?;
+        let source = source.and_then(|s| s.parse::<IpAddr>().ok());
+        *released.entry(source).or_default() += u64::try_from(charged).unwrap_or(0);
+    }
+    Ok(())
+}
+
 /// Deletes the oldest entries until the newest suffix fits both limits, the same rule as
-/// [`kanava_core::HistoryWindow`].
-fn evict(tx: &Transaction<'_>, channel_id: i64, limits: HistoryLimits) -> Result<(), StoreError> {
-    tx.prepare_cached(
+/// [`kanava_core::HistoryWindow`], and records what they had been charged.
+fn evict(
+    tx: &Transaction<'_>,
+    channel_id: i64,
+    limits: HistoryLimits,
+    released: &mut Released,
+) -> Result<(), StoreError> {
+    let mut statement = tx.prepare_cached(
         "DELETE FROM history WHERE channel_id = ?1 AND seq <= (
             SELECT max(seq) FROM (
                 SELECT seq,
@@ -456,14 +821,14 @@ fn evict(tx: &Transaction<'_>, channel_id: i64, limits: HistoryLimits) -> Result
                 FROM history WHERE channel_id = ?1
                 WINDOW newest AS (ORDER BY seq DESC)
             ) WHERE rank > ?2 OR bytes > ?3
-        )",
-    )?
-    .execute(params![
+        ) RETURNING source, charged",
+    )?;
+    let mut rows = statement.query(params![
         channel_id,
         i64::try_from(limits.max_entries).unwrap_or(i64::MAX),
         i64::try_from(limits.max_bytes).unwrap_or(i64::MAX),
     ])?;
-    Ok(())
+    add_released(&mut rows, released)
 }
 
 fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreError> {
@@ -527,6 +892,7 @@ fn purge_idle(
     tx: &Transaction<'_>,
     idle_before_ms: u64,
     keep: &[ChannelName],
+    released: &mut Released,
 ) -> Result<Vec<ChannelName>, StoreError> {
     let keep: HashSet<&str> = keep.iter().map(ChannelName::as_str).collect();
     let idle: Vec<(i64, String)> = tx
@@ -539,6 +905,12 @@ fn purge_idle(
     for (id, name) in idle {
         if keep.contains(name.as_str()) {
             continue;
+        }
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT source, sum(charged) FROM history WHERE channel_id = ?1 GROUP BY source",
+            )?;
+            add_released(&mut statement.query([id])?, released)?;
         }
         tx.prepare_cached("DELETE FROM history WHERE channel_id = ?1")?
             .execute([id])?;
@@ -798,6 +1170,117 @@ mod tests {
             .unwrap();
         let old = store.load(ChannelName::new("old").unwrap()).await.unwrap();
         assert_eq!(old.next_seq, 2);
+    }
+
+    #[tokio::test]
+    async fn history_is_charged_to_its_source_and_given_back_when_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(DiskBudget::new(100_000, 25_000, 0));
+        let store = SqliteStore::open_with_budget(
+            &dir.path().join("db"),
+            limits(3, 1 << 20),
+            Some(Arc::clone(&disk)),
+        )
+        .unwrap();
+        let a: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let b: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+        let alice = Uid::new("alice").unwrap();
+        let frame = |channel: &str, seq| new_entry(channel, seq, 10_000, 1);
+        for seq in 1..=2 {
+            store.charge_frame(a, &alice, 10_000).unwrap();
+            store.append_from(a, vec![frame("a", seq)]).await.unwrap();
+        }
+        assert_eq!(
+            store.charge_frame(a, &alice, 10_000),
+            Err(DiskRefusal::Source),
+            "a third frame is past the share"
+        );
+        store.charge_frame(b, &alice, 10_000).unwrap();
+        store.append_from(b, vec![frame("b", 1)]).await.unwrap();
+        let one = charge_of(&frame("a", 1));
+        assert_eq!(disk.used(), 3 * one);
+        store.charge_frame(b, &alice, 10_000).unwrap();
+        store.append_from(b, vec![frame("b", 2)]).await.unwrap();
+        // Retention keeps 3 entries: the fourth frame in "b" evicts b's first.
+        for seq in 3..=4 {
+            store.charge_frame(None, &alice, 10_000).unwrap();
+            store
+                .append_from(None, vec![frame("b", seq)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            disk.used(),
+            5 * one,
+            "b's first frame was evicted and given back"
+        );
+        store.charge_frame(b, &alice, 10_000).unwrap();
+        store.append_from(b, vec![frame("b", 5)]).await.unwrap();
+        let purged = store.purge_idle(2, vec![]).await.unwrap();
+        assert_eq!(purged.len(), 2);
+        assert_eq!(disk.used(), 0);
+        store.charge_frame(a, &alice, 10_000).unwrap();
+    }
+
+    #[tokio::test]
+    async fn purged_space_goes_back_to_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = SqliteStore::open(&path, limits(1000, 1 << 30)).unwrap();
+        for channel in 0..40 {
+            let entries = (1..=8)
+                .map(|seq| new_entry(&format!("c{channel}"), seq, 32 * 1024, 1))
+                .collect();
+            store.append(entries).await.unwrap();
+        }
+        store.sync().await.unwrap();
+        let size = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum::<u64>()
+        };
+        let full = size();
+        assert!(full > 10 << 20, "{full}");
+        let purged = store.purge_idle(2, vec![]).await.unwrap();
+        assert_eq!(purged.len(), 40);
+        store.sync().await.unwrap();
+        let after = size();
+        assert!(
+            after < 1 << 20,
+            "{full} bytes before the purge, {after} after"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schema_3_database_gets_sources_and_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE channel (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                     last_seq INTEGER NOT NULL, last_activity_ms INTEGER NOT NULL);
+                 CREATE TABLE history (channel_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                     kind INTEGER NOT NULL, sender TEXT NOT NULL, time_ms INTEGER NOT NULL,
+                     payload BLOB NOT NULL, PRIMARY KEY (channel_id, seq)) WITHOUT ROWID;
+                 INSERT INTO channel VALUES (1, 'c', 1, 5);
+                 INSERT INTO history VALUES (1, 1, 1, 'alice', 5, x'6869');
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(10, 1000)).unwrap();
+        store.append(vec![new_entry("c", 2, 1, 6)]).await.unwrap();
+        let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
+        assert_eq!(loaded.entries.len(), 2);
+        assert_eq!(&loaded.entries[0].payload[..], b"hi");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let mode: i64 = conn
+            .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
     }
 
     #[tokio::test]
