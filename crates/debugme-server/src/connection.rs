@@ -78,7 +78,10 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Refused connections being answered at once; past it, more are closed unanswered.
-const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+
+/// How long a closing connection has to take its Close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often a repeated warning (accept failures, refusals) is logged at most.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -200,18 +203,23 @@ impl DebugMeServer {
         tracker.wait().await;
     }
 
-    /// Answers a connection refused at a cap with `503` and the reason, unless too many are
-    /// being answered already.
+    /// Answers a connection refused at a cap with `503` and the reason. While few refusals are
+    /// being answered, each gets a moment to read its answer; past that, the answer is written
+    /// without waiting (what the client sent so far is read first, so that closing does not
+    /// reset the connection).
     fn refuse_http(&self, tracker: &TaskTracker, mut tcp: TcpStream, full: Full) {
+        let response = response_503(full.reason());
         let in_flight = &self.0.refusals_in_flight;
         if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSALS_IN_FLIGHT {
             in_flight.fetch_sub(1, Ordering::AcqRel);
+            let mut sink = [0u8; 1024];
+            while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
+            let _ = tcp.try_write(response.as_bytes());
             return;
         }
         let server = self.clone();
         tracker.spawn(async move {
-            let _ =
-                tokio::time::timeout(REFUSAL_TIMEOUT, answer_503(&mut tcp, full.reason())).await;
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, answer_503(&mut tcp, &response)).await;
             server.0.refusals_in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -229,9 +237,8 @@ impl DebugMeServer {
         match self.admit(peer.ip()) {
             Ok(slot) => self.serve_admitted(ws, peer, slot, shutdown).await,
             Err(full) => {
-                let idle = self.0.config.idle_timeout;
-                refuse(&mut ws, full.reason(), idle).await;
-                let _ = tokio::time::timeout(idle, ws.close(None)).await;
+                refuse(&mut ws, full.reason(), CLOSE_TIMEOUT).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
             }
         }
     }
@@ -250,7 +257,7 @@ impl DebugMeServer {
             finished = self.connection(&mut ws, peer.ip()) => finished,
             () = shutdown.cancelled() => None,
         };
-        let _ = tokio::time::timeout(self.0.config.handshake_timeout, ws.close(None)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
         drop(ws);
         drop(slot);
         if let (Some(mailer), Some(finished)) = (&self.0.mailer, finished) {
@@ -409,13 +416,17 @@ impl Throttle {
     }
 }
 
-/// Answers `503` with `reason`, then reads (and drops) what the client sent until it closes,
-/// so that closing does not reset the connection before the answer is read.
-async fn answer_503(tcp: &mut TcpStream, reason: &str) -> std::io::Result<()> {
-    let response = format!(
+/// The `503` answer to a refused connection, with the reason.
+fn response_503(reason: &str) -> String {
+    format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
         reason.len() + 1
-    );
+    )
+}
+
+/// Sends `response`, then reads (and drops) what the client sent until it closes, so that
+/// closing does not reset the connection before the answer is read.
+async fn answer_503(tcp: &mut TcpStream, response: &str) -> std::io::Result<()> {
     tcp.write_all(response.as_bytes()).await?;
     tcp.shutdown().await?;
     let mut sink = [0u8; 1024];

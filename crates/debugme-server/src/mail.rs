@@ -180,6 +180,10 @@ impl Mailer {
         };
         let (file, size) = match opened {
             Ok(opened) => opened,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(session = %id, "not mailing the log: nothing was said");
+                return;
+            }
             Err(error) => {
                 tracing::error!(session = %id, %error, "cannot read the log to mail it");
                 return;
