@@ -33,8 +33,8 @@ use crate::handshake;
 use crate::mail::{MailSettings, Mailer};
 use crate::rate::PerSourceRate;
 use crate::session::{
-    Backlog, Follower, LogLimits, Lookup, Origin, Out, Registry, SessionHandle, read_backlog,
-    session_log_path,
+    Backlog, Follower, KICKED, LogLimits, Lookup, Origin, Out, Outbox, Registry, SessionHandle,
+    read_backlog, session_log_path,
 };
 
 /// The protocol versions this server speaks.
@@ -541,7 +541,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     session: &SessionHandle,
     origin: Origin,
-    outbox: &mut mpsc::Receiver<Out>,
+    outbox: &mut Outbox,
     config: &DebugMeConfig,
 ) {
     // A quiet session is not an idle client: the server pings, and anything the client sends
@@ -561,7 +561,8 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             }
-            out = outbox.recv() => match out {
+            () = outbox.kicked.cancelled() => return refuse(ws, KICKED, CLOSE_TIMEOUT).await,
+            out = outbox.queue.recv() => match out {
                 Some(Out::Frame(relayed)) => {
                     if !send_within(ws, WsMessage::binary(relayed.frame()), idle).await {
                         tracing::debug!("debug-me client does not read what it is sent");

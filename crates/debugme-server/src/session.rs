@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{DiskBudget, MemoryBudget, Reservation};
+use kanava_core::{DiskBudget, MemoryBudget, OverBudget, Reservation};
 use kanava_debugme::frame::{Frame, decode_frame, encode_frame};
 use kanava_debugme::json::{decode_line, encode_line};
 use kanava_debugme::model::{AnyMessage, LogLine, Message};
 use kanava_hub::{InboundMessage, SessionBus, SessionEvent, SessionMessage};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Messages a client's queue holds before the client is dropped as too slow.
 pub(crate) const CLIENT_QUEUE: usize = 1024;
@@ -91,15 +92,35 @@ pub(crate) enum Out {
 pub(crate) struct Follower {
     queue: mpsc::Sender<Out>,
     queued: Arc<AtomicUsize>,
+    kicked: CancellationToken,
 }
+
+/// The receiving side of one client's queue, read by its connection.
+pub(crate) struct Outbox {
+    /// What to send.
+    pub(crate) queue: mpsc::Receiver<Out>,
+    /// Cancelled when the client is closed at once, because the server's memory budget is
+    /// exhausted and its queue is the longest.
+    pub(crate) kicked: CancellationToken,
+}
+
+/// What a client closed to free memory is told.
+pub(crate) const KICKED: &str =
+    "Server busy: its memory budget is exhausted and you were the furthest behind";
 
 impl Follower {
     /// A queue: its sending side, and what the client's connection reads.
-    pub(crate) fn new() -> (Self, mpsc::Receiver<Out>) {
+    pub(crate) fn new() -> (Self, Outbox) {
         let (queue, outbox) = mpsc::channel(CLIENT_QUEUE);
+        let kicked = CancellationToken::new();
         let follower = Self {
             queue,
             queued: Arc::new(AtomicUsize::new(0)),
+            kicked: kicked.clone(),
+        };
+        let outbox = Outbox {
+            queue: outbox,
+            kicked,
         };
         (follower, outbox)
     }
@@ -777,7 +798,10 @@ impl SessionTask {
         let frame = frame_of(message);
         let charge = match self.registry.limits.memory.reserve(frame.len()) {
             Ok(charge) => Some(Arc::new(charge)),
-            Err(error) => return Err(format!("Server busy: {error}")),
+            Err(error) => {
+                self.kick_furthest_behind(&error);
+                None
+            }
         };
         if let Err(refusal) = self.registry.limits.disk.charge(Some(self.source), len) {
             return Err(self.end_with(format!("{refusal}: the session has ended")));
@@ -802,6 +826,23 @@ impl SessionTask {
             self.record(bus, frame, origin);
         }
         Ok(())
+    }
+
+    /// With the memory budget exhausted: closes the developer whose queue holds the most, so
+    /// that its queue is freed, rather than refusing the session's messages.
+    fn kick_furthest_behind(&mut self, error: &OverBudget) {
+        let furthest = self
+            .developers
+            .iter()
+            .map(|(id, follower)| (follower.queued.load(Ordering::Acquire), *id))
+            .filter(|(queued, _)| *queued > 0)
+            .max();
+        if let Some((queued, id)) = furthest
+            && let Some(follower) = self.developers.remove(&id)
+        {
+            tracing::info!(session = %self.id, queued, %error, "closing the debug-me client furthest behind");
+            follower.kicked.cancel();
+        }
     }
 
     /// Appends `line` to the log (created with the first line) and syncs it; on failure, cuts
@@ -910,5 +951,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_purge_gives_the_logs_bytes_back_to_the_disk_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(DiskBudget::new(1000, 100, 0));
+        let limits = LogLimits {
+            max_log: 1000,
+            disk: Arc::clone(&disk),
+            memory: MemoryBudget::new(1000),
+        };
+        let registry = Registry::new(dir.path().to_owned(), None, limits).unwrap();
+        let source: IpAddr = "192.0.2.1".parse().unwrap();
+        let id = uuid_v4();
+        disk.charge(Some(source), 60).unwrap();
+        std::fs::write(session_log_path(dir.path(), &id), [b'x'; 60]).unwrap();
+        registry.charged(&id, source, 60);
+        // A log from before the start, counted under no source.
+        disk.charge(None, 7).unwrap();
+        std::fs::write(session_log_path(dir.path(), &uuid_v4()), [b'y'; 7]).unwrap();
+        assert!(disk.charge(Some(source), 41).is_err());
+        assert_eq!(registry.purge(std::time::Duration::ZERO), 2);
+        assert_eq!(disk.used(), 0);
+        disk.charge(Some(source), 100).unwrap();
     }
 }

@@ -422,3 +422,93 @@ async fn a_log_with_a_torn_last_line_is_cut_back_downloadable_and_verifiable() {
     );
     verifies(&log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_memory_budget_the_followers_furthest_behind_are_closed_and_the_session_goes_on() {
+    let _heavy = heavy().await;
+    let server = Start::new().args(&["--max-memory", "6MiB"]).start();
+    let mut user = versioned_from("127.0.0.2", &server).await;
+    let id = open_session(&mut user, "nobody").await;
+    // Three developers from 127.0.0.3 stop reading; another, from 127.0.0.4, reads everything.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut ws = versioned_from("127.0.0.3", &server).await;
+        assert_eq!(connect(&mut ws, &id).await[0], b'R');
+        stalled.push(ws);
+    }
+    let mut reader = versioned_from("127.0.0.4", &server).await;
+    assert_eq!(connect(&mut reader, &id).await[0], b'R');
+    let reading = tokio::spawn(async move { until_done(&mut reader).await });
+    let messages = user_messages_seeing(60, |i| screenful(i, 900 * 1024));
+    for frame in &messages {
+        assert!(
+            raw_send(&mut user, frame).await,
+            "the user is never refused"
+        );
+    }
+    futures_util::SinkExt::close(&mut user).await.unwrap();
+    assert_eq!(
+        reading.await.unwrap(),
+        messages,
+        "the reader got everything"
+    );
+    let mut reasons = Vec::new();
+    for mut ws in stalled {
+        let mut frames = 0;
+        let told = loop {
+            let frame = raw_recv(&mut ws)
+                .await
+                .expect("an E frame before the close");
+            if frame[0] == b'E' {
+                break String::from_utf8_lossy(&frame).into_owned();
+            }
+            assert_ne!(frame, b"D", "a stalled developer was not closed");
+            frames += 1;
+        };
+        assert!(frames < messages.len(), "{frames} frames");
+        reasons.push(told);
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("furthest behind")),
+        "{reasons:?}"
+    );
+    wait_until_async("the queues are given back", || async {
+        server.metric("kanava_memory_payload_bytes").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_past_its_disk_share_ends_with_the_reason_and_a_verifiable_log() {
+    let server = Start::new()
+        .args(&["--max-disk-per-source", "3MiB"])
+        .start();
+    let mut user = versioned_from("127.0.0.2", &server).await;
+    let id = open_session(&mut user, "nobody").await;
+    let messages = user_messages_seeing(10, |i| screenful(i, 900 * 1024));
+    let mut sent = 0;
+    for frame in &messages {
+        if !raw_send(&mut user, frame).await {
+            break;
+        }
+        sent += 1;
+    }
+    let ended = loop {
+        let frame = raw_recv(&mut user)
+            .await
+            .expect("an E frame before the close");
+        if frame[0] == b'E' {
+            break String::from_utf8_lossy(&frame).into_owned();
+        }
+    };
+    assert!(
+        ended.contains("your address has used its share of the server's disk"),
+        "{ended}"
+    );
+    assert!(sent < messages.len());
+    let log = server.data.join(format!("debug-me/debug-me.{id}.log"));
+    assert!(std::fs::metadata(&log).unwrap().len() <= 3 << 20);
+    verifies(&log);
+    // Another address has its own share.
+    a_real_download_works(&server).await;
+}
