@@ -19,4 +19,6 @@ mod session;
 
 pub use connection::{DebugMeConfig, DebugMeServer, SESSION_BURST};
 pub use mail::MailSettings;
-pub use session::{MAX_LOG_LINE, complete_length, session_log_path, truncate_torn_tail};
+pub use session::{
+    MAX_LOG_LINE, complete_length, read_log_frames, session_log_path, truncate_torn_tail,
+};

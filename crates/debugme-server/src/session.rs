@@ -366,8 +366,15 @@ pub(crate) fn read_backlog(
 ) -> mpsc::Receiver<Backlog> {
     let (frames, backlog) = mpsc::channel(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
-        let sent = |frame| frames.blocking_send(frame).is_ok();
-        if let Err(reason) = read_frames(&path, upto, &memory, sent) {
+        let read = std::fs::File::open(&path)
+            .map_err(|error| format!("Cannot read the log: {error}"))
+            .and_then(|file| {
+                let log = file.take(upto.unwrap_or(u64::MAX));
+                read_log_frames(log, &memory, |frame, charge| {
+                    frames.blocking_send(Ok((frame, charge))).is_ok()
+                })
+            });
+        if let Err(reason) = read {
             tracing::warn!(log = %path.display(), %reason, "cannot replay a debug-me log");
             let _ = frames.blocking_send(Err(reason));
         }
@@ -375,17 +382,16 @@ pub(crate) fn read_backlog(
     backlog
 }
 
-/// Reads the log's lines one by one (each at most [`MAX_LOG_LINE`]) and hands each frame to
-/// `sent`, until it says the receiver is gone.
-fn read_frames(
-    path: &Path,
-    upto: Option<u64>,
+/// Reads a log's lines one by one (each at most [`MAX_LOG_LINE`]) as frames, each charged to
+/// `memory`, and hands each to `sent` until it says the receiver is gone. A last line without
+/// its newline is one being written: the end of what there is. Says why when a line cannot be
+/// read.
+pub fn read_log_frames(
+    log: impl Read,
     memory: &Arc<MemoryBudget>,
-    mut sent: impl FnMut(Backlog) -> bool,
+    mut sent: impl FnMut(Bytes, Reservation) -> bool,
 ) -> Result<(), String> {
-    let file =
-        std::fs::File::open(path).map_err(|error| format!("Cannot read the log: {error}"))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file.take(upto.unwrap_or(u64::MAX)));
+    let mut reader = BufReader::with_capacity(64 * 1024, log);
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -411,7 +417,7 @@ fn read_frames(
         let charge = memory
             .reserve(frame.len())
             .map_err(|error| format!("Server busy: {error}"))?;
-        if !sent(Ok((frame, charge))) {
+        if !sent(frame, charge) {
             return Ok(());
         }
         if line.capacity() > 1 << 20 {
@@ -917,7 +923,7 @@ mod tests {
     }
 
     #[test]
-    fn read_frames_charges_each_frame_and_stops_at_a_damaged_line() {
+    fn log_frames_are_charged_and_reading_stops_at_a_damaged_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let message = AnyMessage::User(Message::Activity(kanava_debugme::model::Activity {
@@ -932,25 +938,30 @@ mod tests {
         let line = encode_line(&server_line(message.clone())) + "\n";
         std::fs::write(&path, format!("{line}{line}not json\n")).unwrap();
         let memory = MemoryBudget::new(1 << 20);
+        let log = std::fs::read(&path).unwrap();
         let mut frames = Vec::new();
-        let outcome = read_frames(&path, None, &memory, |frame| {
-            frames.push(frame);
+        let outcome = read_log_frames(&log[..], &memory, |frame, charge| {
+            frames.push((frame, charge));
             true
         });
         assert!(outcome.unwrap_err().contains("damaged"));
         assert_eq!(frames.len(), 2);
         assert!(memory.used() > 0);
-        assert_eq!(frames[0].as_ref().unwrap().0, frame_of(message));
+        assert_eq!(frames[0].0, frame_of(message));
         drop(frames);
         assert_eq!(memory.used(), 0);
-        // Only the first line, when told where to stop.
+        // A torn last line is the end of what there is.
         let mut count = 0;
-        read_frames(&path, Some(line.len() as u64), &memory, |_| {
+        read_log_frames(&log[..line.len() + 10], &memory, |_, _| {
             count += 1;
             true
         })
         .unwrap();
         assert_eq!(count, 1);
+        // Past the memory budget, the reader is told why.
+        let small = MemoryBudget::new(4);
+        let refused = read_log_frames(&log[..], &small, |_, _| true).unwrap_err();
+        assert!(refused.contains("Server busy"), "{refused}");
     }
 
     #[test]
