@@ -512,3 +512,69 @@ async fn a_user_past_its_disk_share_ends_with_the_reason_and_a_verifiable_log() 
     // Another address has its own share.
     a_real_download_works(&server).await;
 }
+
+/// A small tmpfs mounted over a directory (the test runs as root); unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        SmallDisk(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_fails_on_a_full_disk_is_cut_back_and_the_session_ends_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _disk = SmallDisk::mount(&data.join("debug-me"), "1500k");
+    let server = Start::new()
+        .data(&data)
+        .args(&["--max-disk", "1GiB"])
+        .start();
+    let mut user = versioned_from("127.0.0.2", &server).await;
+    let id = open_session(&mut user, "nobody").await;
+    let messages = user_messages_seeing(4, |i| screenful(i, 700 * 1024));
+    for frame in &messages {
+        if !raw_send(&mut user, frame).await {
+            break;
+        }
+    }
+    let ended = loop {
+        let frame = raw_recv(&mut user)
+            .await
+            .expect("an E frame before the close");
+        if frame[0] == b'E' {
+            break String::from_utf8_lossy(&frame).into_owned();
+        }
+    };
+    assert!(
+        ended.contains("The server cannot store the session"),
+        "{ended}"
+    );
+    let log = data.join(format!("debug-me/debug-me.{id}.log"));
+    let written = std::fs::read(&log).unwrap();
+    assert_eq!(
+        written.last(),
+        Some(&b'\n'),
+        "the log ends with a complete line"
+    );
+    let lines = written.iter().filter(|b| **b == b'\n').count();
+    assert!((2..messages.len()).contains(&lines), "{lines} lines");
+    verifies(&log);
+    let mut download = versioned_from("127.0.0.1", &server).await;
+    assert_eq!(connect(&mut download, &id).await[0], b'R');
+    assert_eq!(until_done(&mut download).await, messages[..lines]);
+}
