@@ -9,10 +9,21 @@
 //! replay's `StringSequenceFilter`: what it lets through holds no string-sequence introducer
 //! (ESC `]`, `P`, `X`, `^`, `_`, or their C1 code points). The asciicast export's
 //! `Utf8Stream` decodes the two chunks to exactly what a lossy decoding of the whole gives.
+//!
+//! The same bytes, as a whole log file, go through the debug-me server's reader
+//! (`kanava_debugme_server::read_log_frames`, which replays logs to joiners and downloaders)
+//! and its torn-tail rule (`complete_length`): every frame it yields decodes as an `L` frame
+//! and is charged to the memory budget until dropped, and the complete part of a log ends with
+//! its last newline.
 
 #![no_main]
 
+use std::sync::Arc;
+
+use kanava_core::MemoryBudget;
+use kanava_debugme::frame::{Frame, decode_frame};
 use kanava_debugme::json::{decode_line, encode_line};
+use kanava_debugme_server::{complete_length, read_log_frames};
 use kanava_debugme_tools::asciicast::Utf8Stream;
 use kanava_debugme_tools::terminal::StringSequenceFilter;
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +38,19 @@ fuzz_target!(|data: &[u8]| {
             || matches!(pair, [0xc2, 0x90 | 0x98 | 0x9d | 0x9e | 0x9f]);
         assert!(!introducer, "a string sequence got through: {shown:02x?}");
     }
+    let complete = complete_length(data);
+    assert!(complete == 0 || data[complete - 1] == b'\n');
+    assert!(!data[complete..].contains(&b'\n'));
+    let memory: Arc<MemoryBudget> = MemoryBudget::new(1 << 24);
+    let _ = read_log_frames(data, &memory, |frame, charge| {
+        assert_eq!(charge.bytes(), frame.len());
+        assert!(
+            matches!(decode_frame(&frame), Ok(Frame::Message(_))),
+            "a replayed frame does not decode"
+        );
+        true
+    });
+    assert_eq!(memory.used(), 0, "a frame's charge outlived it");
     let mut stream = Utf8Stream::default();
     let mut text = stream.push(&data[..split]);
     text.push_str(&stream.push(&data[split..]));

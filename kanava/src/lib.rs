@@ -67,6 +67,12 @@ pub struct Settings {
     pub debug_me_retention: Duration,
     /// Most debug-me connections from one IPv4 address or IPv6 /64.
     pub debug_me_max_connections_per_source: usize,
+    /// How long a new debug-me connection has to send its request head and protocol version.
+    pub debug_me_handshake_timeout: Duration,
+    /// The largest log of one debug-me session.
+    pub debug_me_max_log: u64,
+    /// New debug-me sessions one source may open a minute (after a burst).
+    pub debug_me_sessions_per_minute: u32,
     /// Mail finished debug-me sessions' logs to their users, from this address through this
     /// `sendmail`.
     pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
@@ -205,6 +211,9 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         kanava_debugme_server::DebugMeConfig {
             log_dir: log_dir.clone(),
             idle_timeout: settings.debug_me_idle,
+            handshake_timeout: settings.debug_me_handshake_timeout,
+            max_log: settings.debug_me_max_log,
+            sessions_per_minute: settings.debug_me_sessions_per_minute,
             retention: settings.debug_me_retention,
             budgets: budgets.clone(),
             max_connections_per_source: settings.debug_me_max_connections_per_source,

@@ -465,6 +465,18 @@ struct ServeArgs {
     /// Most debug-me connections from one IPv4 address or IPv6 /64. [default: 16]
     #[arg(long, env = "KANAVA_DEBUG_ME_MAX_CONNECTIONS_PER_SOURCE")]
     debug_me_max_connections_per_source: Option<usize>,
+    /// Time a new debug-me connection has to send its request head and protocol version.
+    /// [default: 10s]
+    #[arg(long, env = "KANAVA_DEBUG_ME_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    debug_me_handshake_timeout: Option<Duration>,
+    /// Largest log of one debug-me session; past it the session ends with an error saying why.
+    /// [default: 64MiB]
+    #[arg(long, env = "KANAVA_DEBUG_ME_MAX_LOG", value_parser = parse_size_flag)]
+    debug_me_max_log: Option<u64>,
+    /// New debug-me sessions one IPv4 address or IPv6 /64 may open a minute, after a burst of
+    /// 5. [default: 10]
+    #[arg(long, env = "KANAVA_DEBUG_ME_SESSIONS_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    debug_me_sessions_per_minute: Option<u32>,
     /// Mail each finished debug-me session's log to its user (when they gave an address), from
     /// this address. Unset: no mail.
     #[arg(long, visible_alias = "from-email", env = "KANAVA_DEBUG_ME_FROM_EMAIL", value_parser = parse_mail_address)]
@@ -576,6 +588,11 @@ struct FileConfig {
     #[serde(default, deserialize_with = "duration_from_text")]
     debug_me_retention: Option<Duration>,
     debug_me_max_connections_per_source: Option<usize>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    debug_me_handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "size_from_text")]
+    debug_me_max_log: Option<u64>,
+    debug_me_sessions_per_minute: Option<u32>,
     debug_me_from_email: Option<String>,
     sendmail: Option<PathBuf>,
     #[serde(default, deserialize_with = "duration_from_text")]
@@ -824,6 +841,19 @@ impl ServeArgs {
                 .debug_me_max_connections_per_source
                 .or(file.debug_me_max_connections_per_source)
                 .unwrap_or(16),
+            debug_me_handshake_timeout: self
+                .debug_me_handshake_timeout
+                .or(file.debug_me_handshake_timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            debug_me_max_log: self
+                .debug_me_max_log
+                .or(file.debug_me_max_log)
+                .unwrap_or(64 << 20),
+            debug_me_sessions_per_minute: self
+                .debug_me_sessions_per_minute
+                .or(file.debug_me_sessions_per_minute)
+                .unwrap_or(10)
+                .max(1),
             debug_me_mail: match self.debug_me_from_email.or(file.debug_me_from_email) {
                 Some(from) => Some(kanava_debugme_server::MailSettings {
                     from: parse_mail_address(&from)

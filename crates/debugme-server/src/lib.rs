@@ -7,13 +7,18 @@
 //!
 //! Each session is one task that owns its log: messages from the user and developers reach it
 //! through a queue, so the log order is the relay order; a developer joining gets the log so
-//! far and then the live messages, atomically, without pausing anyone.
+//! far (read back from the file) and then the live messages, atomically, without pausing
+//! anyone. Nothing a client sends is kept in memory beyond bounded queues; connections, memory,
+//! disk and new sessions are all bounded per source and in total.
 
 mod connection;
 pub mod handshake;
 pub mod mail;
+mod rate;
 mod session;
 
-pub use connection::{DebugMeConfig, DebugMeServer};
+pub use connection::{DebugMeConfig, DebugMeServer, SESSION_BURST};
 pub use mail::MailSettings;
-pub use session::session_log_path;
+pub use session::{
+    MAX_LOG_LINE, complete_length, read_log_frames, session_log_path, truncate_torn_tail,
+};

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The subject debug-me's server gives these mails.
 pub const SUBJECT: &str = "Your recent debug-me session";
@@ -51,38 +51,72 @@ pub fn valid_address(address: &str) -> bool {
         && address.chars().all(allowed)
 }
 
-/// The mail carrying the log of session `id` to `to`.
-pub fn compose(settings: &MailSettings, to: &str, id: &str, log: &[u8]) -> Vec<u8> {
+/// Bytes of the log base64-encoded at a time: whole 76-character lines.
+const ATTACHMENT_CHUNK: usize = 57 * 1024;
+
+/// Writes the mail carrying the log of session `id` (`size` bytes, read from `log` in bounded
+/// chunks) to `to` into `out`.
+pub async fn write_mail<R, W>(
+    settings: &MailSettings,
+    to: &str,
+    id: &str,
+    size: u64,
+    mut log: R,
+    out: &mut W,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let name = format!("debug-me.{id}.log");
-    let mut mail = format!(
+    let mut head = format!(
         "From: {from}\nTo: {to}\nSubject: {SUBJECT}\nMIME-Version: 1.0\n\
          Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\n\
          This is a MIME message.\n--{BOUNDARY}\nContent-Type: text/plain; charset=utf-8\n\n",
         from = settings.from,
     );
-    if log.len() > MAX_ATTACHMENT {
-        mail.push_str(&format!(
-            "The log of your debug-me session {id} is {} bytes, too large to attach.\n\
+    if size > MAX_ATTACHMENT as u64 {
+        head.push_str(&format!(
+            "The log of your debug-me session {id} is {size} bytes, too large to attach.\n\
              It stays on the server, where `debug-me --download` or `kanava download` can fetch it\n\
-             until the server's retention period ends.\n--{BOUNDARY}--\n",
-            log.len()
+             until the server's retention period ends.\n--{BOUNDARY}--\n"
         ));
-        return mail.into_bytes();
+        return out.write_all(head.as_bytes()).await;
     }
-    mail.push_str(&format!(
+    head.push_str(&format!(
         "Attached is the signed log of your debug-me session {id}.\n\
          Check it with `debug-me --verify {name}` or `kanava verify {name}`.\n\
          --{BOUNDARY}\nContent-Type: text/plain; charset=utf-8\n\
          Content-Disposition: attachment; filename=\"{name}\"\n\
          Content-Transfer-Encoding: base64\n\n"
     ));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(log);
-    for line in encoded.as_bytes().chunks(76) {
-        mail.push_str(std::str::from_utf8(line).unwrap_or_default());
-        mail.push('\n');
+    out.write_all(head.as_bytes()).await?;
+    let mut chunk = vec![0u8; ATTACHMENT_CHUNK];
+    let mut remaining = size;
+    while remaining > 0 {
+        let want = chunk
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let mut filled = 0;
+        while filled < want {
+            match log.read(&mut chunk[filled..want]).await? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        remaining -= filled as u64;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&chunk[..filled]);
+        let mut lines = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
+        for line in encoded.as_bytes().chunks(76) {
+            lines.push_str(std::str::from_utf8(line).unwrap_or_default());
+            lines.push('\n');
+        }
+        out.write_all(lines.as_bytes()).await?;
     }
-    mail.push_str(&format!("--{BOUNDARY}--\n"));
-    mail.into_bytes()
+    out.write_all(format!("--{BOUNDARY}--\n").as_bytes()).await
 }
 
 /// Sends logs by mail, at most [`MAILS_PER_HOUR`] an hour.
@@ -140,22 +174,38 @@ impl Mailer {
             tracing::warn!(session = %id, "not mailing the log: {MAILS_PER_HOUR} mails sent in the last hour");
             return;
         }
-        let log = match tokio::fs::read(log).await {
-            Ok(log) => log,
+        let opened = match tokio::fs::File::open(log).await {
+            Ok(file) => file.metadata().await.map(|m| (file, m.len())),
+            Err(error) => Err(error),
+        };
+        let (file, size) = match opened {
+            Ok(opened) => opened,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(session = %id, "not mailing the log: nothing was said");
+                return;
+            }
             Err(error) => {
                 tracing::error!(session = %id, %error, "cannot read the log to mail it");
                 return;
             }
         };
-        let mail = compose(&self.settings, to, id, &log);
-        match tokio::time::timeout(SENDMAIL_TIMEOUT, self.sendmail(to, &mail)).await {
+        let sent = self.sendmail(to, id, size, file);
+        match tokio::time::timeout(SENDMAIL_TIMEOUT, sent).await {
             Ok(Ok(())) => tracing::info!(session = %id, %to, "mailed the log"),
             Ok(Err(error)) => tracing::warn!(session = %id, %to, %error, "mailing the log failed"),
             Err(_) => tracing::warn!(session = %id, %to, "mailing the log timed out"),
         }
     }
 
-    async fn sendmail(&self, to: &str, mail: &[u8]) -> std::io::Result<()> {
+    /// Runs `sendmail` for `to` with the mail carrying `log` (of `size` bytes) on its standard
+    /// input.
+    async fn sendmail(
+        &self,
+        to: &str,
+        id: &str,
+        size: u64,
+        log: tokio::fs::File,
+    ) -> std::io::Result<()> {
         let mut child = tokio::process::Command::new(&self.settings.sendmail)
             .args(["-i", "--", to])
             .stdin(Stdio::piped())
@@ -164,7 +214,8 @@ impl Mailer {
             .kill_on_drop(true)
             .spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(mail).await?;
+            write_mail(&self.settings, to, id, size, log, &mut stdin).await?;
+            stdin.shutdown().await?;
         }
         let output = child.wait_with_output().await?;
         if output.status.success() {
@@ -212,10 +263,30 @@ mod tests {
         assert!(!valid_address(&format!("{}@x.org", "a".repeat(250))));
     }
 
+    /// The mail for `log`, written as the mailer writes it.
+    fn compose(log: &[u8]) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut mail = Vec::new();
+        runtime
+            .block_on(write_mail(
+                &settings(),
+                "u@x.org",
+                "abc",
+                log.len() as u64,
+                log,
+                &mut mail,
+            ))
+            .unwrap();
+        String::from_utf8(mail).unwrap()
+    }
+
     #[test]
     fn the_log_is_attached_in_base64_lines() {
-        let log = b"{\"loggedMessage\":1}\n".repeat(10);
-        let mail = String::from_utf8(compose(&settings(), "u@x.org", "abc", &log)).unwrap();
+        // Longer than one chunk, and not a whole number of them.
+        let log = b"{\"loggedMessage\":1}\n".repeat(6000);
+        let mail = compose(&log);
         assert!(mail.starts_with("From: debug-me@example.org\nTo: u@x.org\n"));
         assert!(mail.contains(&format!("Subject: {SUBJECT}\n")));
         assert!(mail.contains("filename=\"debug-me.abc.log\""));
@@ -238,7 +309,7 @@ mod tests {
     #[test]
     fn a_huge_log_is_described_not_attached() {
         let log = vec![b'x'; MAX_ATTACHMENT + 1];
-        let mail = String::from_utf8(compose(&settings(), "u@x.org", "abc", &log)).unwrap();
+        let mail = compose(&log);
         assert!(!mail.contains("Content-Disposition"));
         assert!(mail.contains("too large to attach"));
     }

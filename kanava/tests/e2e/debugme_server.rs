@@ -489,7 +489,9 @@ pub(crate) async fn versioned(server: &Kanava) -> RawWs {
 }
 
 /// The version exchange a client makes first, on any stream.
-async fn exchange_versions<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+pub(crate) async fn exchange_versions<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) {
     assert_eq!(raw_recv(ws).await.unwrap(), b"V[\"1\"]");
     assert!(raw_send(ws, b"V[\"1\"]").await);
 }
@@ -575,9 +577,11 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
     let server = Start::new().data(&data).start();
     let mut ws = versioned(&server).await;
     let id = open_session(&mut ws, "nobody").await;
-    drop(ws);
+    let said = user_messages(0);
+    assert!(raw_send(&mut ws, &said[0]).await);
     let log = data.join(format!("debug-me/debug-me.{id}.log"));
-    assert!(log.exists());
+    wait_until("the message is logged", || log.exists()).await;
+    drop(ws);
     // Kept across a restart with the default retention, and still downloadable.
     assert!(server.terminate());
     let server = Start::new().data(&data).start();
@@ -585,6 +589,7 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
     let connect = format!("M{{\"tag\":\"ConnectMode\",\"contents\":\"http://x/{id}\"}}");
     raw_send(&mut ws, connect.as_bytes()).await;
     assert_eq!(raw_recv(&mut ws).await.unwrap()[0], b'R');
+    assert_eq!(raw_recv(&mut ws).await.unwrap(), said[0]);
     assert_eq!(raw_recv(&mut ws).await.unwrap(), b"D");
     // Deleted once past a (short) retention.
     assert!(server.terminate());
@@ -601,6 +606,15 @@ async fn finished_sessions_are_kept_for_the_retention_period_only() {
 /// A user's signed messages, as the real client would send them: its session key, then Seen
 /// output chained one after the other.
 pub(crate) fn user_messages(count: usize) -> Vec<Vec<u8>> {
+    user_messages_seeing(count, |i| format!("line {i}\r\n").into_bytes())
+}
+
+/// A user's signed messages: its session key, then `count` Seen messages chained one after the
+/// other, the `i`th showing `output(i)`.
+pub(crate) fn user_messages_seeing(
+    count: usize,
+    output: impl Fn(usize) -> Vec<u8>,
+) -> Vec<Vec<u8>> {
     use kanava_debugme::frame::{Frame, encode_frame};
     use kanava_debugme::model::{
         Activity, AnyMessage, Control, ControlAction, Message, PerhapsSigned, Seen, Signature,
@@ -619,7 +633,7 @@ pub(crate) fn user_messages(count: usize) -> Vec<Vec<u8>> {
     for i in 0..count {
         let mut seen = Activity {
             activity: Seen {
-                seen_data: format!("line {i}\r\n").into_bytes(),
+                seen_data: output(i),
             },
             prev_activity: previous.clone(),
             prev_entered: None,

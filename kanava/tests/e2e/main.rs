@@ -14,6 +14,7 @@ mod cluster_debugme;
 mod debugme;
 mod debugme_client;
 mod debugme_client_bad;
+mod debugme_limits;
 mod debugme_server;
 mod debugme_tools;
 mod defects;
