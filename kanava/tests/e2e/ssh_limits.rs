@@ -568,7 +568,6 @@ async fn a_client_that_stops_answering_keepalives_is_closed_after_four_intervals
         .spawn()
         .unwrap();
     wait_until_async("both are in the lobby", || async {
-        run(ssh_command(&server, &[&keys.path("ecdsa256")], "carol")).await;
         let who = run({
             let mut c = ssh_command(&server, &[&keys.path("ecdsa256")], "carol");
             c.args(["who", "lobby"]);
