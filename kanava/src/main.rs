@@ -956,8 +956,10 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 fn init_logging(format: LogFormat) {
+    // russh logs a line (with peer-chosen text) for every unknown channel request or terminal
+    // mode a client sends, so that a client could fill the log: only its errors are shown.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -384,7 +384,8 @@ struct Connection {
     sizes: HashMap<ChannelId, watch::Sender<Rect>>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
-    /// Bytes this connection may still send (session data, on any channel).
+    /// Bytes this connection may still send: session data on any channel, and a fixed cost per
+    /// channel open and request.
     input_budget: TokenBucket,
     /// Where a line session's input goes.
     inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,

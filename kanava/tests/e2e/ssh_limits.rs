@@ -568,7 +568,6 @@ async fn a_client_that_stops_answering_keepalives_is_closed_after_four_intervals
         .spawn()
         .unwrap();
     wait_until_async("both are in the lobby", || async {
-        run(ssh_command(&server, &[&keys.path("ecdsa256")], "carol")).await;
         let who = run({
             let mut c = ssh_command(&server, &[&keys.path("ecdsa256")], "carol");
             c.args(["who", "lobby"]);
@@ -696,4 +695,54 @@ async fn sessions_over_the_per_user_cap_are_refused_with_the_reason() {
         run(rooms).await.status.success()
     })
     .await;
+}
+
+/// The name-lists of the server's `SSH_MSG_KEXINIT` (RFC 4253 §7.1), read after sending an
+/// identification over raw TCP.
+async fn server_kexinit(server: &Kanava) -> Vec<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tcp_from(server, "127.0.0.5").await;
+    tcp.write_all(b"SSH-2.0-probe\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let packet = loop {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(2).position(|w| w == b"\r\n") else {
+            continue;
+        };
+        let rest = &got[end + 2..];
+        if rest.len() >= 4 {
+            let length = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            if rest.len() >= 4 + length {
+                break rest[4..4 + length].to_vec();
+            }
+        }
+    };
+    let padding = usize::from(packet[0]);
+    let payload = &packet[1..packet.len() - padding];
+    assert_eq!(payload[0], 20, "SSH_MSG_KEXINIT");
+    let mut at = 1 + 16;
+    (0..10)
+        .map(|_| {
+            let len = u32::from_be_bytes(payload[at..at + 4].try_into().unwrap()) as usize;
+            let list = String::from_utf8(payload[at + 4..at + 4 + len].to_vec()).unwrap();
+            at += 4 + len;
+            list
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_compression_is_offered_before_authentication() {
+    let server = Kanava::start();
+    let lists = server_kexinit(&server).await;
+    // Compression client to server, then server to client: never plain `zlib`, which starts
+    // before authentication.
+    assert_eq!(lists[6], "none,zlib@openssh.com", "{lists:?}");
+    assert_eq!(lists[7], "none,zlib@openssh.com", "{lists:?}");
 }
