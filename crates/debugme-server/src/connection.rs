@@ -535,6 +535,17 @@ fn decode_error(error: &FrameError) -> String {
     }
 }
 
+/// Closes a client kicked to free memory: its queue is freed first, since it may not take the
+/// `E` frame saying why for a while.
+async fn kicked<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    outbox: &mut Outbox,
+) {
+    outbox.queue.close();
+    while outbox.queue.try_recv().is_ok() {}
+    refuse(ws, KICKED, CLOSE_TIMEOUT).await;
+}
+
 /// Messages from the client go into the session; what the session sends goes to the client.
 /// A client that takes nothing it is sent within the idle timeout is closed.
 async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
@@ -542,6 +553,23 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     session: &SessionHandle,
     origin: Origin,
     outbox: &mut Outbox,
+    config: &DebugMeConfig,
+) {
+    let kicked_now = tokio::select! {
+        () = relay_until_done(ws, session, origin, &mut outbox.queue, config) => false,
+        () = outbox.kicked.cancelled() => true,
+    };
+    if kicked_now {
+        kicked(ws, outbox).await;
+    }
+}
+
+/// [`relay`], until the client or the session is done.
+async fn relay_until_done<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    session: &SessionHandle,
+    origin: Origin,
+    outbox: &mut mpsc::Receiver<Out>,
     config: &DebugMeConfig,
 ) {
     // A quiet session is not an idle client: the server pings, and anything the client sends
@@ -561,8 +589,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             }
-            () = outbox.kicked.cancelled() => return refuse(ws, KICKED, CLOSE_TIMEOUT).await,
-            out = outbox.queue.recv() => match out {
+            out = outbox.recv() => match out {
                 Some(Out::Frame(relayed)) => {
                     if !send_within(ws, WsMessage::binary(relayed.frame()), idle).await {
                         tracing::debug!("debug-me client does not read what it is sent");

@@ -41,7 +41,7 @@ pub(crate) const CLIENT_QUEUE_BYTES: usize = 8 << 20;
 pub const MAX_LOG_LINE: usize = 8 << 20;
 
 /// Frames read ahead of a joiner or downloader who has not sent them yet.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 1;
 
 /// Who sent a message into a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
