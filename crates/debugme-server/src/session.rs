@@ -773,8 +773,10 @@ impl SessionTask {
         let _ = inbound.logged.send(outcome);
     }
 
-    /// Ends the session for `reason`: everyone in it is told why. Returns the reason.
-    fn end_with(&mut self, reason: String) -> String {
+    /// Ends the session for `reason` (counted under `label`): everyone in it is told why.
+    /// Returns the reason.
+    fn end_with(&mut self, label: &'static str, reason: String) -> String {
+        metrics::counter!("kanava_debugme_sessions_ended_total", "reason" => label).increment(1);
         tracing::info!(session = %self.id, %reason, "debug-me session ended by the server");
         self.user.tell(Out::Ended(reason.clone()));
         for developer in self.developers.values() {
@@ -797,7 +799,7 @@ impl SessionTask {
         let len = line.len() as u64;
         let max_log = self.registry.limits.max_log;
         if self.written + len > max_log {
-            return Err(self.end_with(format!(
+            return Err(self.end_with("max-log", format!(
                 "The session's log reached the server's limit of {max_log} bytes: the session has ended"
             )));
         }
@@ -810,14 +812,15 @@ impl SessionTask {
             }
         };
         if let Err(refusal) = self.registry.limits.disk.charge(Some(self.source), len) {
-            return Err(self.end_with(format!("{refusal}: the session has ended")));
+            return Err(self.end_with("disk", format!("{refusal}: the session has ended")));
         }
         if let Err(error) = tokio::task::block_in_place(|| self.write(line.as_bytes())) {
             self.registry.limits.disk.release(Some(self.source), len);
             tracing::error!(session = %self.id, %error, "cannot write the debug-me log");
-            return Err(self.end_with(format!(
-                "The server cannot store the session ({error}): the session has ended"
-            )));
+            return Err(self.end_with(
+                "write",
+                format!("The server cannot store the session ({error}): the session has ended"),
+            ));
         }
         self.written += len;
         self.messages += 1;
@@ -826,7 +829,12 @@ impl SessionTask {
             tracing::debug!(session = %self.id, "the user does not keep up");
         }
         self.developers.retain(|id, follower| {
-            Origin::Developer(*id) == origin || follower.offer(&frame, &charge)
+            let kept = Origin::Developer(*id) == origin || follower.offer(&frame, &charge);
+            if !kept {
+                metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "slow")
+                    .increment(1);
+            }
+            kept
         });
         if let Some(bus) = &self.cluster {
             self.record(bus, frame, origin);
@@ -847,6 +855,8 @@ impl SessionTask {
             && let Some(follower) = self.developers.remove(&id)
         {
             tracing::info!(session = %self.id, queued, %error, "closing the debug-me client furthest behind");
+            metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "memory")
+                .increment(1);
             follower.kicked.cancel();
         }
     }

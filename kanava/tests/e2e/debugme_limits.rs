@@ -253,6 +253,12 @@ async fn a_user_streaming_megabytes_ends_at_the_log_limit_with_a_verifiable_log(
     let logged = std::fs::read_to_string(&log).unwrap().lines().count();
     assert_eq!(followed, logged, "the developer got every logged message");
     verifies(&log);
+    assert_eq!(
+        server
+            .metric(r#"kanava_debugme_sessions_ended_total{reason="max-log"}"#)
+            .await,
+        1.0
+    );
     let grown = peak.saturating_sub(rss_before);
     assert!(
         grown < 32 * 1024,
@@ -451,6 +457,12 @@ async fn past_the_memory_budget_the_followers_furthest_behind_are_closed_and_the
             == 3
     })
     .await;
+    assert_eq!(
+        server
+            .metric(r#"kanava_debugme_clients_closed_total{reason="memory"}"#)
+            .await,
+        3.0
+    );
     // A developer from 127.0.0.4 joins, reads the backlog, then the rest live.
     let mut reader = versioned_from("127.0.0.4", &server).await;
     assert_eq!(connect(&mut reader, &id).await[0], b'R');
@@ -517,6 +529,12 @@ async fn a_user_past_its_disk_share_ends_with_the_reason_and_a_verifiable_log() 
     let log = server.data.join(format!("debug-me/debug-me.{id}.log"));
     assert!(std::fs::metadata(&log).unwrap().len() <= 3 << 20);
     verifies(&log);
+    assert_eq!(
+        server
+            .metric(r#"kanava_debugme_sessions_ended_total{reason="disk"}"#)
+            .await,
+        1.0
+    );
     // Another address has its own share.
     a_real_download_works(&server).await;
 }
@@ -582,6 +600,12 @@ async fn a_write_that_fails_on_a_full_disk_is_cut_back_and_the_session_ends_with
     let lines = written.iter().filter(|b| **b == b'\n').count();
     assert!((2..messages.len()).contains(&lines), "{lines} lines");
     verifies(&log);
+    assert_eq!(
+        server
+            .metric(r#"kanava_debugme_sessions_ended_total{reason="write"}"#)
+            .await,
+        1.0
+    );
     let mut download = versioned_from("127.0.0.1", &server).await;
     assert_eq!(connect(&mut download, &id).await[0], b'R');
     assert_eq!(until_done(&mut download).await, messages[..lines]);
