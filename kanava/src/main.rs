@@ -1062,6 +1062,40 @@ mod tests {
     }
 
     #[test]
+    fn debug_me_limits_come_from_flags_the_config_file_or_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kanava.toml");
+        std::fs::write(
+            &file,
+            "debug-me-max-log = \"8MiB\"\ndebug-me-handshake-timeout = \"3s\"\n",
+        )
+        .unwrap();
+        let settings = |args: &[&str]| {
+            let cli = Cli::parse_from(["kanava", "serve"].iter().chain(args));
+            let Command::Serve(args) = cli.command else {
+                panic!("parsed as serve")
+            };
+            args.settings().unwrap().0
+        };
+        let defaults = settings(&[]);
+        assert_eq!(defaults.debug_me_max_log, 64 << 20);
+        assert_eq!(defaults.debug_me_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.debug_me_sessions_per_minute, 10);
+        let configured = settings(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--debug-me-sessions-per-minute",
+            "3",
+        ]);
+        assert_eq!(configured.debug_me_max_log, 8 << 20);
+        assert_eq!(
+            configured.debug_me_handshake_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(configured.debug_me_sessions_per_minute, 3);
+    }
+
+    #[test]
     fn unknown_config_keys_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kanava.toml");
