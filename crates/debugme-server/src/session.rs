@@ -322,13 +322,11 @@ pub fn complete_length(log: &[u8]) -> usize {
 }
 
 /// Cuts a torn last line off the log at `path`, so that it ends with its last complete line;
-/// returns how many bytes were cut. Reads only the log's tail.
+/// returns how many bytes were cut. Reads only the log's tail, and opens it for writing only
+/// when there is something to cut.
 pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
     const STEP: u64 = 64 * 1024;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let mut end = len;
     let mut chunk = Vec::new();
@@ -347,6 +345,7 @@ pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
         end = start;
     };
     if keep < len {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len(keep)?;
         file.sync_all()?;
     }
