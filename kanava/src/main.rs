@@ -435,7 +435,8 @@ struct ServeArgs {
     /// [default: [::]:8081]
     #[arg(long, env = "KANAVA_DEBUG_ME_LISTEN")]
     debug_me_listen: Option<SocketAddr>,
-    /// Time a debug-me connection may stay silent (clients ping every 30 s). [default: 120s]
+    /// Time a debug-me connection may stay silent (clients ping every 30 s), or leave what it
+    /// is sent unread. [default: 120s]
     #[arg(long, env = "KANAVA_DEBUG_ME_IDLE", value_parser = parse_duration)]
     debug_me_idle: Option<Duration>,
     /// How long a finished debug-me session stays downloadable before its log is deleted.
