@@ -11,6 +11,7 @@
 //! anyone. Nothing a client sends is kept in memory beyond bounded queues; connections, memory,
 //! disk and new sessions are all bounded per source and in total.
 
+mod charged;
 mod connection;
 pub mod handshake;
 pub mod mail;

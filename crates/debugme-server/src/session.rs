@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{DiskBudget, MemoryBudget, OverBudget, Reservation};
-use kanava_debugme::frame::{Frame, decode_frame, encode_frame};
+use kanava_core::{DiskBudget, MemoryBudget, Reservation};
+use kanava_debugme::frame::{Frame, MAX_FRAME_BYTES, decode_frame, encode_frame};
 use kanava_debugme::json::{decode_line, encode_line};
 use kanava_debugme::model::{AnyMessage, LogLine, Message};
 use kanava_hub::{InboundMessage, SessionBus, SessionEvent, SessionMessage};
@@ -805,8 +805,8 @@ impl SessionTask {
         let frame = frame_of(message);
         let charge = match self.registry.limits.memory.reserve(frame.len()) {
             Ok(charge) => Some(Arc::new(charge)),
-            Err(error) => {
-                self.kick_furthest_behind(&error);
+            Err(_) => {
+                self.kick_furthest_behind();
                 None
             }
         };
@@ -838,12 +838,19 @@ impl SessionTask {
         if let Some(bus) = &self.cluster {
             self.record(bus, frame, origin);
         }
+        // Keep room for a frame being received, so that queues of clients who do not read
+        // cannot leave the ones who send without memory.
+        let memory = &self.registry.limits.memory;
+        if memory.used().saturating_add(MAX_FRAME_BYTES) > memory.max() {
+            self.kick_furthest_behind();
+        }
         Ok(())
     }
 
-    /// With the memory budget exhausted: closes the developer whose queue holds the most, so
-    /// that its queue is freed, rather than refusing the session's messages.
-    fn kick_furthest_behind(&mut self, error: &OverBudget) {
+    /// With the memory budget (nearly) exhausted: closes the developer whose queue holds the
+    /// most, so that its queue is freed, rather than refusing the session's messages or the
+    /// frames its clients are sending.
+    fn kick_furthest_behind(&mut self) {
         let furthest = self
             .developers
             .iter()
@@ -853,7 +860,8 @@ impl SessionTask {
         if let Some((queued, id)) = furthest
             && let Some(follower) = self.developers.remove(&id)
         {
-            tracing::info!(session = %self.id, queued, %error, "closing the debug-me client furthest behind");
+            let memory = &self.registry.limits.memory;
+            tracing::info!(session = %self.id, queued, used = memory.used(), max = memory.max(), "closing the debug-me client furthest behind: the memory budget is exhausted");
             metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "memory")
                 .increment(1);
             follower.kicked.cancel();

@@ -610,3 +610,55 @@ async fn a_write_that_fails_on_a_full_disk_is_cut_back_and_the_session_ends_with
     assert_eq!(connect(&mut download, &id).await[0], b'R');
     assert_eq!(until_done(&mut download).await, messages[..lines]);
 }
+
+#[tokio::test]
+async fn frames_arriving_slowly_are_charged_and_refused_past_the_memory_budget() {
+    let _heavy = heavy().await;
+    let server = Start::new().args(&["--max-memory", "3MiB"]).start();
+    // Users from 127.0.0.2 each start a frame of 1,000,000 bytes, send 900 KiB of it and stop.
+    let mut attackers = Vec::new();
+    for i in 0..4 {
+        let mut ws = versioned_from("127.0.0.2", &server).await;
+        open_session(&mut ws, "nobody").await;
+        let mut frame = vec![0x82, 0xff];
+        frame.extend_from_slice(&1_000_000u64.to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        frame.extend(std::iter::repeat_n(b'L', 900 * 1024));
+        ws.get_mut().write_all(&frame).await.unwrap();
+        attackers.push(ws);
+        if i < 3 {
+            let charged = (i + 1) as f64 * 900.0 * 1024.0;
+            wait_until_async("the server has read the partial frame", || async {
+                server.metric("kanava_memory_payload_bytes").await >= charged
+            })
+            .await;
+        }
+    }
+    // Three fit in the budget; the fourth is told why and closed.
+    let last = attackers.last_mut().unwrap();
+    let told = raw_recv(last).await.expect("an E frame");
+    let told = String::from_utf8_lossy(&told);
+    assert!(
+        told.starts_with('E') && told.contains("memory budget is exhausted"),
+        "{told}"
+    );
+    assert_eq!(raw_recv(last).await, None);
+    let held = server.metric("kanava_memory_payload_bytes").await;
+    assert!(
+        (3.0 * 900.0 * 1024.0..=3.0 * 1024.0 * 1024.0).contains(&held),
+        "{held} bytes charged"
+    );
+    assert_eq!(
+        server
+            .metric(r#"kanava_debugme_clients_closed_total{reason="memory"}"#)
+            .await,
+        1.0
+    );
+    // Meanwhile a session from another address works.
+    a_real_download_works(&server).await;
+    drop(attackers);
+    wait_until_async("the held frames are given back", || async {
+        server.metric("kanava_memory_payload_bytes").await == 0.0
+    })
+    .await;
+}
