@@ -165,6 +165,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     kanava_hub::describe_metrics();
     kanava_mles::describe_metrics();
     kanava_ssh::describe_metrics();
+    kanava_debugme_server::describe_metrics();
     admin::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;

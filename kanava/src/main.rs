@@ -455,7 +455,8 @@ struct ServeArgs {
     /// [default: [::]:8081]
     #[arg(long, env = "KANAVA_DEBUG_ME_LISTEN")]
     debug_me_listen: Option<SocketAddr>,
-    /// Time a debug-me connection may stay silent (clients ping every 30 s). [default: 120s]
+    /// Time a debug-me connection may stay silent (clients ping every 30 s), or leave what it
+    /// is sent unread. [default: 120s]
     #[arg(long, env = "KANAVA_DEBUG_ME_IDLE", value_parser = parse_duration)]
     debug_me_idle: Option<Duration>,
     /// How long a finished debug-me session stays downloadable before its log is deleted.
@@ -1106,6 +1107,40 @@ mod tests {
         assert_eq!(settings.mles.ping_interval, Duration::from_secs(5));
         assert_eq!(settings.mles.header_timeout, Duration::from_secs(10));
         assert_eq!(settings.tls, TlsSource::SelfSigned);
+    }
+
+    #[test]
+    fn debug_me_limits_come_from_flags_the_config_file_or_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kanava.toml");
+        std::fs::write(
+            &file,
+            "debug-me-max-log = \"8MiB\"\ndebug-me-handshake-timeout = \"3s\"\n",
+        )
+        .unwrap();
+        let settings = |args: &[&str]| {
+            let cli = Cli::parse_from(["kanava", "serve"].iter().chain(args));
+            let Command::Serve(args) = cli.command else {
+                panic!("parsed as serve")
+            };
+            args.settings().unwrap().0
+        };
+        let defaults = settings(&[]);
+        assert_eq!(defaults.debug_me_max_log, 64 << 20);
+        assert_eq!(defaults.debug_me_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.debug_me_sessions_per_minute, 10);
+        let configured = settings(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--debug-me-sessions-per-minute",
+            "3",
+        ]);
+        assert_eq!(configured.debug_me_max_log, 8 << 20);
+        assert_eq!(
+            configured.debug_me_handshake_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(configured.debug_me_sessions_per_minute, 3);
     }
 
     #[test]

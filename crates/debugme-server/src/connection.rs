@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use kanava_hub::SessionBus;
 
+use crate::charged::ReadCharge;
 use crate::handshake;
 use crate::mail::{MailSettings, Mailer};
 use crate::rate::PerSourceRate;
@@ -79,6 +80,9 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Refused connections being answered at once; past it, more are closed unanswered.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+
+/// What a client is told when what it sends does not fit the memory budget.
+const READ_OVER_BUDGET: &str = "Server busy: its memory budget is exhausted";
 
 /// How long a closing connection has to take its Close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -190,12 +194,15 @@ impl DebugMeServer {
             };
             let (server, shutdown) = (self.clone(), shutdown.clone());
             tracker.spawn(async move {
+                let charge = ReadCharge::new(&server.0.config.budgets.memory);
                 let accepted = tokio::time::timeout(
                     server.0.config.handshake_timeout,
-                    handshake::accept(tcp, Self::websocket_config()),
+                    handshake::accept(tcp, Self::websocket_config(), charge.clone()),
                 );
                 if let Ok(Some(ws)) = accepted.await {
-                    server.serve_admitted(ws, peer, slot, shutdown).await;
+                    server
+                        .serve_admitted(ws, peer, slot, charge, shutdown)
+                        .await;
                 }
             });
         }
@@ -235,7 +242,10 @@ impl DebugMeServer {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match self.admit(peer.ip()) {
-            Ok(slot) => self.serve_admitted(ws, peer, slot, shutdown).await,
+            Ok(slot) => {
+                self.serve_admitted(ws, peer, slot, ReadCharge::default(), shutdown)
+                    .await;
+            }
             Err(full) => {
                 refuse(&mut ws, full.reason(), CLOSE_TIMEOUT).await;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
@@ -243,20 +253,26 @@ impl DebugMeServer {
         }
     }
 
-    /// Serves a connection that holds its slot.
+    /// Serves a connection that holds its slot, and whose reads are charged to `charge`.
     async fn serve_admitted<S>(
         &self,
         mut ws: WebSocketStream<S>,
         peer: SocketAddr,
         slot: Slot,
+        charge: ReadCharge,
         shutdown: CancellationToken,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let finished = tokio::select! {
-            finished = self.connection(&mut ws, peer.ip()) => finished,
+            finished = self.connection(&mut ws, peer.ip(), &charge) => finished,
             () = shutdown.cancelled() => None,
         };
+        if charge.refused() {
+            metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "memory")
+                .increment(1);
+            refuse(&mut ws, READ_OVER_BUDGET, CLOSE_TIMEOUT).await;
+        }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
         drop(ws);
         drop(slot);
@@ -277,7 +293,12 @@ impl DebugMeServer {
         })
     }
 
-    async fn connection<S>(&self, ws: &mut WebSocketStream<S>, ip: IpAddr) -> Option<Finished>
+    async fn connection<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        ip: IpAddr,
+        charge: &ReadCharge,
+    ) -> Option<Finished>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -286,7 +307,7 @@ impl DebugMeServer {
         if !send(ws, &Frame::Version(versions), idle).await {
             return None;
         }
-        match next_frame(ws, self.0.config.handshake_timeout).await {
+        match next_frame(ws, self.0.config.handshake_timeout, charge).await {
             Ok(Some(Frame::Version(theirs))) if negotiate(&VERSIONS, &theirs).is_some() => {}
             Ok(Some(Frame::Version(_))) => {
                 refuse(ws, "No common protocol version", idle).await;
@@ -302,13 +323,13 @@ impl DebugMeServer {
                 return None;
             }
         }
-        match next_frame(ws, idle).await {
+        match next_frame(ws, idle, charge).await {
             Ok(Some(Frame::Mode(Mode::Init(email)))) => {
-                let id = self.user(ws, ip).await?;
+                let id = self.user(ws, ip, charge).await?;
                 return Some(Finished { id, email });
             }
             Ok(Some(Frame::Mode(Mode::Connect(target)))) => match session_id_of(&target) {
-                Some(id) => self.developer(ws, &id).await,
+                Some(id) => self.developer(ws, &id, charge).await,
                 None => refuse(ws, "Invalid session id!", idle).await,
             },
             Ok(None) => {}
@@ -320,7 +341,12 @@ impl DebugMeServer {
 
     /// A user's session: it lasts as long as their connection. Returns the session's id once
     /// it has ended.
-    async fn user<S>(&self, ws: &mut WebSocketStream<S>, ip: IpAddr) -> Option<String>
+    async fn user<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        ip: IpAddr,
+        charge: &ReadCharge,
+    ) -> Option<String>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -345,14 +371,15 @@ impl DebugMeServer {
             }
         };
         if send(ws, &Frame::SessionId(id.clone()), idle).await {
-            relay(ws, &session, Origin::User, &mut outbox, &self.0.config).await;
+            let origin = Origin::User;
+            relay(ws, &session, origin, &mut outbox, charge, &self.0.config).await;
         }
         session.end().await;
         Some(id)
     }
 
     /// A developer, watcher or downloader joining session `id`.
-    async fn developer<S>(&self, ws: &mut WebSocketStream<S>, id: &str)
+    async fn developer<S>(&self, ws: &mut WebSocketStream<S>, id: &str, charge: &ReadCharge)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -377,7 +404,7 @@ impl DebugMeServer {
                 }
                 let Some(place) = session.join(client, follower).await else {
                     // It ended meanwhile: what it wrote is a finished session now.
-                    return Box::pin(self.developer(ws, id)).await;
+                    return Box::pin(self.developer(ws, id, charge)).await;
                 };
                 if place > 0 {
                     let path = session_log_path(&self.0.config.log_dir, id);
@@ -388,7 +415,7 @@ impl DebugMeServer {
                     }
                 }
                 let origin = Origin::Developer(client);
-                relay(ws, &session, origin, &mut outbox, &self.0.config).await;
+                relay(ws, &session, origin, &mut outbox, charge, &self.0.config).await;
                 session.leave(client).await;
             }
         }
@@ -499,11 +526,15 @@ enum Incoming {
     Gone,
 }
 
-/// The next message from the client; cancel-safe.
+/// The next message from the client, after which what was read for it is no longer charged;
+/// cancel-safe.
 async fn incoming<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
+    charge: &ReadCharge,
 ) -> Result<Incoming, FrameError> {
-    match ws.next().await {
+    let next = ws.next().await;
+    charge.message_done();
+    match next {
         None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => Ok(Incoming::Gone),
         Some(Ok(WsMessage::Binary(bytes))) => decode_frame(&bytes).map(Incoming::Frame),
         // Pings are answered by the library; text frames are not part of the protocol.
@@ -515,10 +546,11 @@ async fn incoming<S: AsyncRead + AsyncWrite + Unpin>(
 async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     idle: Duration,
+    charge: &ReadCharge,
 ) -> Result<Option<Frame>, FrameError> {
     let deadline = tokio::time::Instant::now() + idle;
     loop {
-        match tokio::time::timeout_at(deadline, incoming(ws)).await {
+        match tokio::time::timeout_at(deadline, incoming(ws, charge)).await {
             Err(_) | Ok(Ok(Incoming::Gone)) => return Ok(None),
             Ok(Ok(Incoming::Frame(frame))) => return Ok(Some(frame)),
             Ok(Ok(Incoming::Alive)) => continue,
@@ -535,6 +567,17 @@ fn decode_error(error: &FrameError) -> String {
     }
 }
 
+/// Closes a client kicked to free memory: its queue is freed first, since it may not take the
+/// `E` frame saying why for a while.
+async fn kicked<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    outbox: &mut Outbox,
+) {
+    outbox.queue.close();
+    while outbox.queue.try_recv().is_ok() {}
+    refuse(ws, KICKED, CLOSE_TIMEOUT).await;
+}
+
 /// Messages from the client go into the session; what the session sends goes to the client.
 /// A client that takes nothing it is sent within the idle timeout is closed.
 async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
@@ -542,6 +585,25 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     session: &SessionHandle,
     origin: Origin,
     outbox: &mut Outbox,
+    charge: &ReadCharge,
+    config: &DebugMeConfig,
+) {
+    let kicked_now = tokio::select! {
+        () = relay_until_done(ws, session, origin, &mut outbox.queue, charge, config) => false,
+        () = outbox.kicked.cancelled() => true,
+    };
+    if kicked_now {
+        kicked(ws, outbox).await;
+    }
+}
+
+/// [`relay`], until the client or the session is done.
+async fn relay_until_done<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    session: &SessionHandle,
+    origin: Origin,
+    outbox: &mut mpsc::Receiver<Out>,
+    charge: &ReadCharge,
     config: &DebugMeConfig,
 ) {
     // A quiet session is not an idle client: the server pings, and anything the client sends
@@ -561,8 +623,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             }
-            () = outbox.kicked.cancelled() => return refuse(ws, KICKED, CLOSE_TIMEOUT).await,
-            out = outbox.queue.recv() => match out {
+            out = outbox.recv() => match out {
                 Some(Out::Frame(relayed)) => {
                     if !send_within(ws, WsMessage::binary(relayed.frame()), idle).await {
                         tracing::debug!("debug-me client does not read what it is sent");
@@ -577,7 +638,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                 // Dropped by the session: too slow.
                 None => return refuse(ws, "Too slow: the session went on without you", idle).await,
             },
-            got = incoming(ws) => {
+            got = incoming(ws, charge) => {
                 heard = tokio::time::Instant::now();
                 match got {
                     Ok(Incoming::Frame(Frame::Message(message))) => {

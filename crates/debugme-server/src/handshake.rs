@@ -8,6 +8,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::charged::{Charged, ReadCharge};
+
 /// Largest request head read.
 pub const MAX_HEAD: usize = 8192;
 
@@ -15,8 +17,8 @@ pub const MAX_HEAD: usize = 8192;
 pub(crate) const NOT_A_WEB_SERVER: &str =
     "This is a debug-me server, it does not serve any html pages.";
 
-/// A WebSocket over plain TCP.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+/// A WebSocket over plain TCP, its reads charged to the memory budget.
+pub(crate) type Ws = WebSocketStream<Charged<TcpStream>>;
 
 /// What a request head is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +55,13 @@ pub fn classify(bytes: &[u8]) -> Option<Head> {
     }
 }
 
-/// Reads the request head and completes the upgrade with `config`; answers anything else and
-/// returns `None`.
-pub(crate) async fn accept(mut stream: TcpStream, config: WebSocketConfig) -> Option<Ws> {
+/// Reads the request head and completes the upgrade with `config`, the WebSocket's reads
+/// charged to `charge`; answers anything else and returns `None`.
+pub(crate) async fn accept(
+    mut stream: TcpStream,
+    config: WebSocketConfig,
+    charge: ReadCharge,
+) -> Option<Ws> {
     let mut buf = Vec::with_capacity(1024);
     let head = loop {
         let mut chunk = [0u8; 1024];
@@ -77,8 +83,13 @@ pub(crate) async fn accept(mut stream: TcpStream, config: WebSocketConfig) -> Op
             stream.write_all(response.as_bytes()).await.ok()?;
             let rest = buf.split_off(len);
             Some(
-                WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
-                    .await,
+                WebSocketStream::from_partially_read(
+                    Charged::new(stream, charge),
+                    rest,
+                    Role::Server,
+                    Some(config),
+                )
+                .await,
             )
         }
         Head::Plain => {

@@ -11,6 +11,7 @@
 //! anyone. Nothing a client sends is kept in memory beyond bounded queues; connections, memory,
 //! disk and new sessions are all bounded per source and in total.
 
+mod charged;
 mod connection;
 pub mod handshake;
 pub mod mail;
@@ -22,3 +23,27 @@ pub use mail::MailSettings;
 pub use session::{
     MAX_LOG_LINE, complete_length, read_log_frames, session_log_path, truncate_torn_tail,
 };
+
+/// Describes the debug-me server's metrics and registers them at zero, so that `/metrics` lists
+/// every series from the start.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "kanava_debugme_sessions_refused_total",
+        "New debug-me sessions refused, by reason (rate: too many from one address)"
+    );
+    metrics::counter!("kanava_debugme_sessions_refused_total", "reason" => "rate").increment(0);
+    metrics::describe_counter!(
+        "kanava_debugme_sessions_ended_total",
+        "debug-me sessions the server ended, by reason (max-log: --debug-me-max-log reached, disk: the disk budget refused the log, write: the log could not be written)"
+    );
+    for reason in ["max-log", "disk", "write"] {
+        metrics::counter!("kanava_debugme_sessions_ended_total", "reason" => reason).increment(0);
+    }
+    metrics::describe_counter!(
+        "kanava_debugme_clients_closed_total",
+        "debug-me developers and watchers closed by the server, by reason (memory: furthest behind when the memory budget ran out, slow: their queue was full)"
+    );
+    for reason in ["memory", "slow"] {
+        metrics::counter!("kanava_debugme_clients_closed_total", "reason" => reason).increment(0);
+    }
+}

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kanava_core::{DiskBudget, MemoryBudget, OverBudget, Reservation};
-use kanava_debugme::frame::{Frame, decode_frame, encode_frame};
+use kanava_core::{DiskBudget, MemoryBudget, Reservation};
+use kanava_debugme::frame::{Frame, MAX_FRAME_BYTES, decode_frame, encode_frame};
 use kanava_debugme::json::{decode_line, encode_line};
 use kanava_debugme::model::{AnyMessage, LogLine, Message};
 use kanava_hub::{InboundMessage, SessionBus, SessionEvent, SessionMessage};
@@ -41,7 +41,7 @@ pub(crate) const CLIENT_QUEUE_BYTES: usize = 8 << 20;
 pub const MAX_LOG_LINE: usize = 8 << 20;
 
 /// Frames read ahead of a joiner or downloader who has not sent them yet.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 1;
 
 /// Who sent a message into a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,13 +322,11 @@ pub fn complete_length(log: &[u8]) -> usize {
 }
 
 /// Cuts a torn last line off the log at `path`, so that it ends with its last complete line;
-/// returns how many bytes were cut. Reads only the log's tail.
+/// returns how many bytes were cut. Reads only the log's tail, and opens it for writing only
+/// when there is something to cut.
 pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
     const STEP: u64 = 64 * 1024;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let mut end = len;
     let mut chunk = Vec::new();
@@ -347,6 +345,7 @@ pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
         end = start;
     };
     if keep < len {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len(keep)?;
         file.sync_all()?;
     }
@@ -773,8 +772,10 @@ impl SessionTask {
         let _ = inbound.logged.send(outcome);
     }
 
-    /// Ends the session for `reason`: everyone in it is told why. Returns the reason.
-    fn end_with(&mut self, reason: String) -> String {
+    /// Ends the session for `reason` (counted under `label`): everyone in it is told why.
+    /// Returns the reason.
+    fn end_with(&mut self, label: &'static str, reason: String) -> String {
+        metrics::counter!("kanava_debugme_sessions_ended_total", "reason" => label).increment(1);
         tracing::info!(session = %self.id, %reason, "debug-me session ended by the server");
         self.user.tell(Out::Ended(reason.clone()));
         for developer in self.developers.values() {
@@ -797,27 +798,28 @@ impl SessionTask {
         let len = line.len() as u64;
         let max_log = self.registry.limits.max_log;
         if self.written + len > max_log {
-            return Err(self.end_with(format!(
+            return Err(self.end_with("max-log", format!(
                 "The session's log reached the server's limit of {max_log} bytes: the session has ended"
             )));
         }
         let frame = frame_of(message);
         let charge = match self.registry.limits.memory.reserve(frame.len()) {
             Ok(charge) => Some(Arc::new(charge)),
-            Err(error) => {
-                self.kick_furthest_behind(&error);
+            Err(_) => {
+                self.kick_furthest_behind();
                 None
             }
         };
         if let Err(refusal) = self.registry.limits.disk.charge(Some(self.source), len) {
-            return Err(self.end_with(format!("{refusal}: the session has ended")));
+            return Err(self.end_with("disk", format!("{refusal}: the session has ended")));
         }
         if let Err(error) = tokio::task::block_in_place(|| self.write(line.as_bytes())) {
             self.registry.limits.disk.release(Some(self.source), len);
             tracing::error!(session = %self.id, %error, "cannot write the debug-me log");
-            return Err(self.end_with(format!(
-                "The server cannot store the session ({error}): the session has ended"
-            )));
+            return Err(self.end_with(
+                "write",
+                format!("The server cannot store the session ({error}): the session has ended"),
+            ));
         }
         self.written += len;
         self.messages += 1;
@@ -826,17 +828,29 @@ impl SessionTask {
             tracing::debug!(session = %self.id, "the user does not keep up");
         }
         self.developers.retain(|id, follower| {
-            Origin::Developer(*id) == origin || follower.offer(&frame, &charge)
+            let kept = Origin::Developer(*id) == origin || follower.offer(&frame, &charge);
+            if !kept {
+                metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "slow")
+                    .increment(1);
+            }
+            kept
         });
         if let Some(bus) = &self.cluster {
             self.record(bus, frame, origin);
         }
+        // Keep room for a frame being received, so that queues of clients who do not read
+        // cannot leave the ones who send without memory.
+        let memory = &self.registry.limits.memory;
+        if memory.used().saturating_add(MAX_FRAME_BYTES) > memory.max() {
+            self.kick_furthest_behind();
+        }
         Ok(())
     }
 
-    /// With the memory budget exhausted: closes the developer whose queue holds the most, so
-    /// that its queue is freed, rather than refusing the session's messages.
-    fn kick_furthest_behind(&mut self, error: &OverBudget) {
+    /// With the memory budget (nearly) exhausted: closes the developer whose queue holds the
+    /// most, so that its queue is freed, rather than refusing the session's messages or the
+    /// frames its clients are sending.
+    fn kick_furthest_behind(&mut self) {
         let furthest = self
             .developers
             .iter()
@@ -846,7 +860,10 @@ impl SessionTask {
         if let Some((queued, id)) = furthest
             && let Some(follower) = self.developers.remove(&id)
         {
-            tracing::info!(session = %self.id, queued, %error, "closing the debug-me client furthest behind");
+            let memory = &self.registry.limits.memory;
+            tracing::info!(session = %self.id, queued, used = memory.used(), max = memory.max(), "closing the debug-me client furthest behind: the memory budget is exhausted");
+            metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "memory")
+                .increment(1);
             follower.kicked.cancel();
         }
     }
