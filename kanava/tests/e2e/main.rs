@@ -22,4 +22,5 @@ mod nats;
 mod protocol;
 mod python;
 mod ssh;
+mod store_limits;
 mod tui;
