@@ -301,6 +301,9 @@ enum BenchCommand {
     /// debug-me: a user sends signed Seen messages into a session that watchers follow;
     /// prints deliveries/s, latency percentiles from the user to each watcher, and loss.
     DebugMe(Box<kanava_bench::debugme::DebugMeArgs>),
+    /// Store fairness: bulk writers from one address fill many channels with big frames while
+    /// a pair from another address chats; prints the pair's relay latency percentiles.
+    Fairness(Box<kanava_bench::fairness::FairnessArgs>),
 }
 
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
@@ -320,6 +323,17 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::ssh::run(*args).await?;
+            if json {
+                println!("{}", report.to_json_line()?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        BenchCommand::Fairness(args) => {
+            kanava::raise_fd_limit().context("raising the open-file limit")?;
+            let json = args.json;
+            let report = kanava_bench::fairness::run(*args).await?;
             if json {
                 println!("{}", report.to_json_line()?);
             } else {

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod debugme;
+pub mod fairness;
 pub mod mles;
 mod process;
 mod progress;

@@ -9,7 +9,7 @@
 
 mod args;
 mod client;
-mod connect;
+pub(crate) mod connect;
 mod report;
 mod stamp;
 mod tally;

@@ -581,9 +581,11 @@ impl Writer {
             if batch.is_empty() {
                 continue;
             }
+            // Only a batch that certainly wrote says the disk takes writes again: a read-only
+            // transaction commits whatever the disk's state.
             let writes = batch
                 .iter()
-                .any(|r| !matches!(r, Request::Load(..) | Request::Sync(_)));
+                .any(|r| matches!(r, Request::Append(..) | Request::PurgeIdle(..)));
             let started = Instant::now();
             let mut released = Released::new();
             match self.apply(&mut batch, &mut released) {

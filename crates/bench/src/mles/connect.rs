@@ -54,15 +54,19 @@ pub(crate) struct Target {
     addr: SocketAddr,
     server_name: ServerName<'static>,
     connector: TlsConnector,
+    /// The local address connections come from, if not the system's choice.
+    source: Option<std::net::IpAddr>,
 }
 
 /// The TLS settings of every connection of a run: trust the `--ca` files, or anything with
 /// `--insecure`.
 pub(crate) fn connector(args: &MlesArgs) -> Result<TlsConnector, BenchError> {
-    Ok(TlsConnector::from(Arc::new(client_config(
-        args.insecure,
-        &args.ca,
-    )?)))
+    trusting(args.insecure, &args.ca)
+}
+
+/// The TLS settings of connections that trust the `ca` files, or anything if `insecure`.
+pub(crate) fn trusting(insecure: bool, ca: &[PathBuf]) -> Result<TlsConnector, BenchError> {
+    Ok(TlsConnector::from(Arc::new(client_config(insecure, ca)?)))
 }
 
 impl Target {
@@ -98,7 +102,20 @@ impl Target {
             addr,
             server_name,
             connector,
+            source: None,
         })
+    }
+
+    /// The same target, connected to from `source` (e.g. 127.0.0.2, to act as another client
+    /// address on loopback).
+    pub(crate) fn with_source(&self, source: std::net::IpAddr) -> Self {
+        Self {
+            url: self.url.clone(),
+            addr: self.addr,
+            server_name: self.server_name.clone(),
+            connector: self.connector.clone(),
+            source: Some(source),
+        }
     }
 
     /// Opens one connection and joins `channel` as `uid`.
@@ -109,9 +126,21 @@ impl Target {
     }
 
     async fn connect_now(&self, uid: &str, channel: &str) -> Result<Ws, ConnectError> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(ConnectError::Tcp)?;
+        let tcp = match self.source {
+            None => TcpStream::connect(self.addr).await,
+            Some(source) => {
+                let socket = match source {
+                    std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                    std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                }
+                .map_err(ConnectError::Tcp)?;
+                socket
+                    .bind(SocketAddr::new(source, 0))
+                    .map_err(ConnectError::Tcp)?;
+                socket.connect(self.addr).await
+            }
+        }
+        .map_err(ConnectError::Tcp)?;
         tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
         let tls = self
             .connector
