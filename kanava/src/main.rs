@@ -305,54 +305,49 @@ enum BenchCommand {
     /// pair chats: prints the server's peak memory and open files, what the attackers were
     /// told, and the pair's relay latency and loss.
     Attack(Box<kanava_bench::attack::AttackArgs>),
+    /// Store fairness: bulk writers from one address fill many channels with big frames while
+    /// a pair from another address chats; prints the pair's relay latency percentiles.
+    Fairness(Box<kanava_bench::fairness::FairnessArgs>),
 }
 
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
+    kanava::raise_fd_limit().context("raising the open-file limit")?;
     match command {
         BenchCommand::Mles(args) => {
-            kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::mles::run(*args).await?;
-            if json {
-                println!("{}", report.to_json_line()?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(json, report.to_json_line()?, &report);
         }
         BenchCommand::Ssh(args) => {
-            kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::ssh::run(*args).await?;
-            if json {
-                println!("{}", report.to_json_line()?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(json, report.to_json_line()?, &report);
         }
         BenchCommand::Attack(args) => {
-            kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::attack::run(*args).await?;
-            if json {
-                println!("{}", report.to_json_line()?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(json, report.to_json_line()?, &report);
+        }
+        BenchCommand::Fairness(args) => {
+            let json = args.json;
+            let report = kanava_bench::fairness::run(*args).await?;
+            print_report(json, report.to_json_line()?, &report);
         }
         BenchCommand::DebugMe(args) => {
-            kanava::raise_fd_limit().context("raising the open-file limit")?;
             let json = args.json;
             let report = kanava_bench::debugme::run(*args).await?;
-            if json {
-                println!("{}", report.to_json_line()?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(json, report.to_json_line()?, &report);
         }
+    }
+    Ok(())
+}
+
+/// Prints a benchmark's report: its JSON line with `--json`, else the text.
+fn print_report(json: bool, json_line: String, report: &impl std::fmt::Display) {
+    if json {
+        println!("{json_line}");
+    } else {
+        println!("{report}");
     }
 }
 

@@ -18,12 +18,11 @@ use kanava_debugme::frame::Mode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
-use crate::mles::connect::{Target, Ws, client_config, tcp_from};
+use crate::mles::connect::{Target, Ws, tcp_from, trusting};
 use crate::process;
 
 /// How often the pair sends a probe frame and the server's usage is sampled.
@@ -236,8 +235,7 @@ fn source(i: usize) -> IpAddr {
 /// Runs the attack and reports.
 pub async fn run(args: AttackArgs) -> Result<Report, AttackError> {
     validate(&args)?;
-    let connector = TlsConnector::from(Arc::new(client_config(args.insecure, &args.ca)?));
-    let target = Arc::new(Target::new(&args.url, connector).await?);
+    let target = Arc::new(Target::new(&args.url, trusting(args.insecure, &args.ca)?).await?);
     let tag = format!("attack-{:08x}", rand::random::<u32>());
     if args.kind == AttackKind::StalledReplay {
         fill_history(&target, &tag, args.size).await?;
@@ -348,7 +346,7 @@ async fn launch(
                     tasks.spawn(async move {
                         let ws = {
                             let _permit = permits.acquire().await;
-                            target.connect_from(Some(from), &uid, &channel).await
+                            target.with_source(from).connect(&uid, &channel).await
                         };
                         let ws = match ws {
                             Ok(ws) => ws,

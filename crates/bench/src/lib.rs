@@ -5,6 +5,7 @@
 
 pub mod attack;
 pub mod debugme;
+pub mod fairness;
 pub mod mles;
 mod process;
 mod progress;

@@ -58,8 +58,14 @@ const PROBE_BYTES: usize = 256 * 1024;
 const VACUUM_THRESHOLD_PAGES: i64 = 1024;
 const VACUUM_STEP_PAGES: i64 = 4096;
 
-/// Largest the WAL file is left after a checkpoint.
-const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+/// Largest the WAL file is left after a checkpoint: about what it holds before SQLite's
+/// automatic checkpoint (1000 pages) moves it into the database.
+const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+/// Disk the WAL and its index may hold beyond the history itself (the automatic checkpoint's
+/// size, one batch and the index), charged to no source when the store opens so that the data
+/// directory stays within `--max-disk`.
+const JOURNAL_HEADROOM: u64 = JOURNAL_SIZE_LIMIT as u64 + 1024 * 1024;
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 4;
@@ -278,6 +284,14 @@ impl SqliteStore {
         // starts short.
         checkpoint(&conn);
 
+        if let Some(disk) = &disk
+            && disk.charge(None, JOURNAL_HEADROOM).is_err()
+        {
+            tracing::warn!(
+                headroom = JOURNAL_HEADROOM,
+                "the disk budget has no room left for the store's write-ahead log"
+            );
+        }
         let shared = Arc::new(Shared {
             disk,
             unwritable: Mutex::new(None),
@@ -567,9 +581,11 @@ impl Writer {
             if batch.is_empty() {
                 continue;
             }
+            // Only a batch that certainly wrote says the disk takes writes again: a read-only
+            // transaction commits whatever the disk's state.
             let writes = batch
                 .iter()
-                .any(|r| !matches!(r, Request::Load(..) | Request::Sync(_)));
+                .any(|r| matches!(r, Request::Append(..) | Request::PurgeIdle(..)));
             let started = Instant::now();
             let mut released = Released::new();
             match self.apply(&mut batch, &mut released) {
@@ -583,10 +599,17 @@ impl Writer {
                     if writes {
                         self.shared.set_unwritable(None);
                     }
+                    // A purge resolves once its space is back on the filesystem; other
+                    // batches reply first and give back a bounded step after.
+                    if purged {
+                        self.give_back_space(true);
+                    }
                     for (request, outcome) in batch.into_iter().zip(outcomes) {
                         request.reply(outcome);
                     }
-                    self.give_back_space(purged);
+                    if !purged {
+                        self.give_back_space(false);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, requests = batch.len(), "store transaction failed");

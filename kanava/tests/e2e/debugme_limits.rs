@@ -4,13 +4,11 @@
 //! checks what they are told, that the server's memory and file descriptors stay bounded, and
 //! that a legitimate client from another address is served meanwhile.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::debugme_server::{
     RawWs, debug_me, exchange_versions, open_session, raw_recv, raw_send, user_messages,
@@ -18,16 +16,9 @@ use crate::debugme_server::{
 };
 use crate::support::*;
 
-/// A TCP connection to `addr` from the loopback address `source`.
-async fn tcp_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
 /// A debug-me connection from `source`, versions exchanged.
 async fn versioned_from(source: &str, server: &Kanava) -> RawWs {
-    let tcp = tcp_from(source, server.debug_me).await;
+    let tcp = connect_from(source, server.debug_me).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", server.debug_me), tcp)
         .await
         .unwrap();
@@ -125,7 +116,7 @@ async fn heads_that_never_finish_are_refused_at_accept_or_cut_at_the_deadline() 
     // end on its own task, as an attacker that reads would.
     let mut flood = Vec::new();
     for _ in 0..300 {
-        let mut tcp = tcp_from("127.0.0.2", server.debug_me).await;
+        let mut tcp = connect_from("127.0.0.2", server.debug_me).await.unwrap();
         tcp.write_all(b"G").await.unwrap();
         let opened = Instant::now();
         flood.push(tokio::spawn(async move {

@@ -26,4 +26,5 @@ mod protocol;
 mod python;
 mod ssh;
 mod ssh_limits;
+mod store_limits;
 mod tui;

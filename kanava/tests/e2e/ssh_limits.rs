@@ -3,12 +3,13 @@
 //! server with small limits, attacks from one loopback address and checks that a user from
 //! another is served meanwhile, and that the attacker is told why.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::ssh::{Keys, ssh_command, ssh_command_with, stderr};
 use crate::support::*;
@@ -33,12 +34,8 @@ fn ssh_from(server: &Kanava, key: &Path, user: &str, source: &str, args: &[&str]
 
 /// A TCP connection to the SSH listener from the loopback address `source`.
 async fn tcp_from(server: &Kanava, source: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket
-        .connect(format!("127.0.0.1:{}", server.ssh_port).parse().unwrap())
-        .await
-        .unwrap()
+    let ssh = SocketAddr::from(([127, 0, 0, 1], server.ssh_port));
+    connect_from(source, ssh).await.unwrap()
 }
 
 /// Every cursor position (row, column; 1-based) that `CSI row ; col H` moves to in `output`.

@@ -379,6 +379,8 @@ pub struct Client {
     tls: TlsConnector,
     /// The server's admin address, to wait until a join has been processed.
     admin: Option<SocketAddr>,
+    /// The loopback address connections come from (127.0.0.2, …), to act as a distinct source.
+    source: Option<std::net::IpAddr>,
 }
 
 pub fn install_crypto() {
@@ -400,7 +402,14 @@ impl Client {
             addr,
             tls: TlsConnector::from(Arc::new(config)),
             admin: None,
+            source: None,
         }
+    }
+
+    /// Connects from `source` (e.g. 127.0.0.2), so that the server sees another address.
+    pub fn from_source(mut self, source: &str) -> Self {
+        self.source = Some(source.parse().unwrap());
+        self
     }
 
     /// Lets [`join`](Self::join) wait until the server has processed each join.
@@ -416,7 +425,10 @@ impl Client {
 
     /// A TLS connection, or why the handshake failed (e.g. the certificate is not trusted).
     pub async fn try_tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(self.addr).await?;
+        let tcp = match &self.source {
+            None => TcpStream::connect(self.addr).await?,
+            Some(source) => connect_from(&source.to_string(), self.addr).await?,
+        };
         self.tls
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await

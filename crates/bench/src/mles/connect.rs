@@ -54,15 +54,19 @@ pub(crate) struct Target {
     addr: SocketAddr,
     server_name: ServerName<'static>,
     connector: TlsConnector,
+    /// The local address connections come from, if not the system's choice.
+    source: Option<IpAddr>,
 }
 
 /// The TLS settings of every connection of a run: trust the `--ca` files, or anything with
 /// `--insecure`.
 pub(crate) fn connector(args: &MlesArgs) -> Result<TlsConnector, BenchError> {
-    Ok(TlsConnector::from(Arc::new(client_config(
-        args.insecure,
-        &args.ca,
-    )?)))
+    trusting(args.insecure, &args.ca)
+}
+
+/// The TLS settings of connections that trust the `ca` files, or anything if `insecure`.
+pub(crate) fn trusting(insecure: bool, ca: &[PathBuf]) -> Result<TlsConnector, BenchError> {
+    Ok(TlsConnector::from(Arc::new(client_config(insecure, ca)?)))
 }
 
 impl Target {
@@ -98,34 +102,31 @@ impl Target {
             addr,
             server_name,
             connector,
+            source: None,
         })
+    }
+
+    /// The same target, connected to from `source` (e.g. 127.0.0.2, to act as another client
+    /// address on loopback).
+    pub(crate) fn with_source(&self, source: IpAddr) -> Self {
+        Self {
+            url: self.url.clone(),
+            addr: self.addr,
+            server_name: self.server_name.clone(),
+            connector: self.connector.clone(),
+            source: Some(source),
+        }
     }
 
     /// Opens one connection and joins `channel` as `uid`.
     pub(crate) async fn connect(&self, uid: &str, channel: &str) -> Result<Ws, ConnectError> {
-        self.connect_from(None, uid, channel).await
-    }
-
-    /// Like [`connect`](Self::connect), from the local address `source` when given (one of
-    /// the loopback addresses, to play another host).
-    pub(crate) async fn connect_from(
-        &self,
-        source: Option<IpAddr>,
-        uid: &str,
-        channel: &str,
-    ) -> Result<Ws, ConnectError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_now(source, uid, channel))
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_now(uid, channel))
             .await
             .unwrap_or(Err(ConnectError::Timeout))
     }
 
-    async fn connect_now(
-        &self,
-        source: Option<IpAddr>,
-        uid: &str,
-        channel: &str,
-    ) -> Result<Ws, ConnectError> {
-        let tcp = tcp_from(source, self.addr)
+    async fn connect_now(&self, uid: &str, channel: &str) -> Result<Ws, ConnectError> {
+        let tcp = tcp_from(self.source, self.addr)
             .await
             .map_err(ConnectError::Tcp)?;
         tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
@@ -165,7 +166,7 @@ pub(crate) async fn tcp_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Re
 
 /// The TLS client configuration: trust the certificates of the `ca` files, or anything if
 /// `insecure`.
-pub(crate) fn client_config(insecure: bool, ca: &[PathBuf]) -> Result<ClientConfig, BenchError> {
+fn client_config(insecure: bool, ca: &[PathBuf]) -> Result<ClientConfig, BenchError> {
     let _ = aws_lc_rs::default_provider().install_default();
     let builder = ClientConfig::builder();
     let mut config = match (insecure, ca) {
