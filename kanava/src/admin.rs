@@ -180,6 +180,14 @@ pub fn describe_metrics() {
         "kanava_memory_budget_bytes",
         "Most payload bytes buffered at once (--max-memory)"
     );
+    metrics::describe_gauge!(
+        "kanava_disk_used_bytes",
+        "Bytes of history and debug-me logs charged to the disk budget"
+    );
+    metrics::describe_gauge!(
+        "kanava_disk_budget_bytes",
+        "Most bytes the data directory may hold (--max-disk)"
+    );
     for listener in ["mles", "ssh", "debug-me", "admin"] {
         for reason in ["budget", "total", "source"] {
             metrics::counter!("kanava_connections_refused_total", "listener" => listener, "reason" => reason)
@@ -194,6 +202,8 @@ fn record_budgets(budgets: &Budgets) {
     metrics::gauge!("kanava_connections_budget").set(budgets.connections.max() as f64);
     metrics::gauge!("kanava_memory_payload_bytes").set(budgets.memory.used() as f64);
     metrics::gauge!("kanava_memory_budget_bytes").set(budgets.memory.max() as f64);
+    metrics::gauge!("kanava_disk_used_bytes").set(budgets.disk.used() as f64);
+    metrics::gauge!("kanava_disk_budget_bytes").set(budgets.disk.max() as f64);
 }
 
 /// `/healthz`: 200 and `"status":"ok"` while the node can serve; 503 and `"status":"degraded"`
