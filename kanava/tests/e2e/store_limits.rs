@@ -148,8 +148,8 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
             "1048576",
         ])
         .start();
-    let attacker = server.client().from_source("127.0.0.2");
-    let observer = server.client().from_source("127.0.0.9");
+    let attacker = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.9");
     let (stored, code, reason) = fill_until_refused(&attacker, &observer, "fill-a").await;
     assert_eq!(code, CloseCode::Again, "{reason}");
     assert!(
@@ -170,7 +170,7 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
         }
     ));
     chat(
-        &server.client().from_source("127.0.0.3"),
+        &server.client().with_source("127.0.0.3"),
         "chat",
         "still here",
     )
@@ -185,14 +185,14 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
     // More addresses use up the total (what is left once the store's log has its room): the
     // last is refused for the total, and the data directory stays within it.
     let (_, code, _) = fill_until_refused(
-        &server.client().from_source("127.0.0.4"),
+        &server.client().with_source("127.0.0.4"),
         &observer,
         "fill-b",
     )
     .await;
     assert_eq!(code, CloseCode::Again);
     let (_, code, reason) = fill_until_refused(
-        &server.client().from_source("127.0.0.5"),
+        &server.client().with_source("127.0.0.5"),
         &observer,
         "fill-c",
     )
@@ -215,8 +215,8 @@ async fn a_purge_gives_the_space_back_to_the_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Start::new().data(&data).start();
-    let writer = server.client().from_source("127.0.0.2");
-    let observer = server.client().from_source("127.0.0.3");
+    let writer = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.3");
     for i in 0..5 {
         let filled = fill(&writer, &observer, &format!("purge-{i}"), 8).await;
         assert!(matches!(filled, Fill::Stored), "{filled:?}");
@@ -244,7 +244,7 @@ async fn a_purge_gives_the_space_back_to_the_filesystem() {
     );
     // The emptied store still works.
     chat(
-        &server.client().from_source("127.0.0.3"),
+        &server.client().with_source("127.0.0.3"),
         "after-purge",
         "fresh",
     )
@@ -301,7 +301,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     let _tmpfs = Tmpfs::mount(&data, "8m");
     let args = ["--max-disk", "1GiB", "--max-disk-per-source", "1GiB"];
     let server = Start::new().data(&data).args(&args).start();
-    let legit = server.client().from_source("127.0.0.3");
+    let legit = server.client().with_source("127.0.0.3");
     let ch = channel("full-disk");
     let mut alice = legit.join("alice", &ch).await;
     let mut bob = legit.join("bob", &ch).await;
@@ -313,7 +313,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     let filler = data.join("filler");
     fill_disk(&filler);
     // A sender writing now is closed with 1011: its frames could not be stored.
-    let sender = server.client().from_source("127.0.0.2");
+    let sender = server.client().with_source("127.0.0.2");
     let mut writer = sender.join("writer", &channel("while-full")).await;
     let mut closed = None;
     for _ in 0..64 {
