@@ -350,6 +350,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
         error.contains("full") || error.contains("space"),
         "{health}"
     );
+    assert_eq!(server.metric("kanava_store_writable").await, 0.0);
     // Another address is still served what is already stored.
     let mut carol = legit.join("carol", &ch).await;
     assert!(recv(&mut carol).await.is_text());
@@ -359,6 +360,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
         healthz(&server).await.0 == "HTTP/1.1 200 OK"
     })
     .await;
+    assert_eq!(server.metric("kanava_store_writable").await, 1.0);
     alice.send(text("after")).await.unwrap();
     assert_eq!(recv(&mut bob).await, text("after"));
 
