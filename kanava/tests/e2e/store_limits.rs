@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::ssh::{Keys, stderr as ssh_stderr};
 use crate::support::{
     Client, Kanava, Start, Ws, admin_get, binary, channel, heavy, recv, text, wait_until,
     wait_until_async,
@@ -76,13 +77,24 @@ async fn next_binary(observer: &mut Ws) -> usize {
 /// a time, each confirmed by an observer in the channel (from `observer`'s address) receiving
 /// it.
 async fn fill(writer: &Client, observer: &Client, tag: &str, frames: usize) -> Fill {
+    fill_with(writer, observer, tag, frames, FRAME).await
+}
+
+/// Like [`fill`], with frames of `size` bytes.
+async fn fill_with(
+    writer: &Client,
+    observer: &Client,
+    tag: &str,
+    frames: usize,
+    size: usize,
+) -> Fill {
     let ch = channel(tag);
     let mut writer = writer.join("writer", &ch).await;
     let mut observer = observer.join("observer", &ch).await;
     for stored in 0..frames {
-        let sent = writer.send(binary(&vec![stored as u8; FRAME])).await;
+        let sent = writer.send(binary(&vec![stored as u8; size])).await;
         tokio::select! {
-            len = next_binary(&mut observer), if sent.is_ok() => assert_eq!(len, FRAME),
+            len = next_binary(&mut observer), if sent.is_ok() => assert_eq!(len, size),
             (code, reason) = close_of(&mut writer) => {
                 return Fill::Refused { stored, code, reason };
             }
@@ -175,6 +187,25 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
         "still here",
     )
     .await;
+    // Smaller and smaller frames use up what is left of the share, down to less than any
+    // frame with a header costs.
+    for size in [4096, 64, 1] {
+        let topped = fill_with(&attacker, &observer, &format!("top-{size}"), 1000, size).await;
+        assert!(matches!(topped, Fill::Refused { .. }), "{topped:?}");
+    }
+    // Over SSH the refused address gets the reason as an error; another address posts.
+    let keys = Keys::new();
+    let key = keys.path("ed25519");
+    let room = channel("ssh-room");
+    let refused = ssh_say_from(&server, &key, "127.0.0.2", "mallory", &room).await;
+    assert!(!refused.status.success());
+    assert!(
+        ssh_stderr(&refused).contains("your address has used its share of the server's disk"),
+        "{}",
+        ssh_stderr(&refused)
+    );
+    let posted = ssh_say_from(&server, &keys.path("ecdsa256"), "127.0.0.3", "alice", &room).await;
+    assert!(posted.status.success(), "{}", ssh_stderr(&posted));
     assert!(
         server
             .metric("kanava_disk_refusals_total{reason=\"source\"}")
@@ -249,6 +280,34 @@ async fn a_purge_gives_the_space_back_to_the_filesystem() {
         "fresh",
     )
     .await;
+}
+
+/// `ssh -b SOURCE … USER@127.0.0.1 say ROOM hello`, to completion: the options of
+/// [`crate::ssh::ssh_command`], which puts the destination last, plus the local address.
+async fn ssh_say_from(
+    server: &Kanava,
+    key: &Path,
+    source: &str,
+    user: &str,
+    room: &str,
+) -> std::process::Output {
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "/dev/null", "-p", &server.ssh_port.to_string()])
+        .args(["-b", source])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
+        .args(["-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
+        .arg(key)
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["say", room, "hello"])
+        .stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || {
+        command.output().expect("ssh (openssh-client) is installed")
+    })
+    .await
+    .unwrap()
 }
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
