@@ -51,7 +51,9 @@ fn directory_size(dir: &Path) -> u64 {
 /// What the server closes the writer with, skipping what it replays and its keepalive pings.
 async fn close_of(writer: &mut Ws) -> (CloseCode, String) {
     loop {
-        match writer.next().await {
+        // Longer than `recv`'s wait, so that a stuck observer is what a test reports.
+        let next = tokio::time::timeout(2 * crate::support::WAIT, writer.next());
+        match next.await.expect("the writer is closed in time") {
             Some(Ok(Message::Close(Some(frame)))) => {
                 return (frame.code, frame.reason.to_string());
             }
