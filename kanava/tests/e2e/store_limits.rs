@@ -1,6 +1,7 @@
 //! The store's limits against the real binary: the disk budget per source and in total, purged
 //! space going back to the filesystem, and a really full disk (a small tmpfs as the data
-//! directory) degrading `/healthz` until space comes back, without losing anything acknowledged.
+//! directory) degrading `/healthz` until space comes back, without losing anything acknowledged;
+//! and `kanava bench fairness`, which measures a chat pair beside one address's bulk writes.
 
 use std::path::Path;
 use std::process::Command;
@@ -439,4 +440,42 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     }
     assert_eq!(lines, ["before", "after"]);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fairness_measures_a_chat_pair_beside_bulk_writers() {
+    let _heavy = heavy().await;
+    let server = Start::new().start();
+    let url = format!("wss://{}/", server.mles);
+    let ca = server.cert_path();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .args(["bench", "fairness", "--url", &url, "--ca"])
+            .arg(&ca)
+            .args(["--bulk-writers", "2", "--bulk-size", "65536"])
+            .args(["--duration", "3s", "--warmup", "1s", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // A line every 50 ms for the 2 s after the warmup, every one received.
+    let sent = report["chat_sent"].as_u64().unwrap();
+    assert!((35..=45).contains(&sent), "{report}");
+    assert_eq!(report["chat_received"], sent, "{report}");
+    let latency = report["chat_latency_ms"].as_array().unwrap();
+    assert!(latency[0].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["bulk_mib_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // The bulk writers' frames were stored.
+    assert!(server.metric("kanava_bytes_in_total").await > 1e6);
 }
