@@ -186,6 +186,11 @@ pub fn describe_metrics() {
         "kanava_store_failed_commits_total",
         "Store transactions that failed and were rolled back (disk full, I/O error, bad request)"
     );
+    metrics::describe_gauge!(
+        "kanava_store_writable",
+        "1 while store writes succeed, 0 while they fail (disk full, I/O error); see /healthz"
+    );
+    metrics::gauge!("kanava_store_writable").set(1.0);
     metrics::counter!("kanava_store_commits_total").increment(0);
     metrics::counter!("kanava_store_failed_commits_total").increment(0);
 }

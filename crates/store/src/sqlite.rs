@@ -67,6 +67,10 @@ const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 /// directory stays within `--max-disk`.
 const JOURNAL_HEADROOM: u64 = JOURNAL_SIZE_LIMIT as u64 + 1024 * 1024;
 
+/// Channels one purge transaction deletes at most: a purge of many idle channels commits in
+/// steps, so that the WAL stays short and no single commit runs long.
+const PURGE_CHUNK: usize = 1000;
+
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 4;
 
@@ -218,6 +222,7 @@ impl Shared {
 
     fn set_unwritable(&self, reason: Option<String>) {
         let mut unwritable = self.unwritable.lock().unwrap_or_else(|p| p.into_inner());
+        metrics::gauge!("kanava_store_writable").set(if reason.is_none() { 1.0 } else { 0.0 });
         match (&*unwritable, &reason) {
             (None, Some(reason)) => tracing::error!(reason, "store writes fail; /healthz says so"),
             (Some(_), None) => tracing::info!("store writes succeed again"),
@@ -581,6 +586,24 @@ impl Writer {
             if batch.is_empty() {
                 continue;
             }
+            // A purge is a barrier, so it always comes alone; it commits in chunks.
+            if let [Request::PurgeIdle(before, keep, _)] = batch.as_mut_slice() {
+                let (before, keep) = (*before, std::mem::take(keep));
+                let outcome = self.purge(before, &keep);
+                if let Some(request) = batch.pop() {
+                    match outcome {
+                        Ok(names) => request.reply(Outcome::Purged(names)),
+                        Err(error) => {
+                            tracing::error!(%error, "purging idle channels failed");
+                            if let Some(reason) = write_failure(&error) {
+                                self.shared.set_unwritable(Some(reason));
+                            }
+                            request.fail(&Arc::new(error));
+                        }
+                    }
+                }
+                continue;
+            }
             // Only a batch that certainly wrote says the disk takes writes again: a read-only
             // transaction commits whatever the disk's state.
             let writes = batch
@@ -630,6 +653,42 @@ impl Writer {
             }
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Deletes the channels idle since before `before` (except `keep`) in chunks of
+    /// [`PURGE_CHUNK`], each its own transaction, giving back their disk charge as each commits,
+    /// then the free pages and the WAL; returns the names deleted.
+    fn purge(&mut self, before: u64, keep: &[ChannelName]) -> Result<Vec<ChannelName>, StoreError> {
+        let mut names = Vec::new();
+        let mut after_id = 0;
+        loop {
+            let started = Instant::now();
+            let mut released = Released::new();
+            let tx = self.conn.transaction()?;
+            let (chunk, last_id) =
+                purge_idle(&tx, before, keep, after_id, PURGE_CHUNK, &mut released)?;
+            if last_id.is_none() {
+                accounts::purge(&tx, before)?;
+            }
+            tx.commit()?;
+            metrics::histogram!("kanava_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("kanava_store_commits_total").increment(1);
+            self.channel_ids.clear();
+            for (source, bytes) in released {
+                self.shared.release(source, bytes);
+            }
+            names.extend(chunk);
+            match last_id {
+                Some(id) => after_id = id,
+                None => break,
+            }
+        }
+        if !names.is_empty() {
+            self.shared.set_unwritable(None);
+            self.give_back_space(true);
+        }
+        Ok(names)
     }
 
     /// Tries a write: `PROBE_BYTES` into a file next to the database, then a row; marks the
@@ -731,7 +790,8 @@ impl Writer {
                     outcomes.push(Outcome::Loaded(stored));
                 }
                 Request::PurgeIdle(before, keep, _) => {
-                    let names = purge_idle(&tx, *before, keep, released)?;
+                    let (names, _) = purge_idle(&tx, *before, keep, 0, usize::MAX, released)?;
+                    accounts::purge(&tx, *before)?;
                     purged |= !names.is_empty();
                     outcomes.push(Outcome::Purged(names));
                 }
@@ -911,19 +971,36 @@ fn entry_of(row: &rusqlite::Row<'_>) -> Result<Entry, StoreError> {
     })
 }
 
+/// Deletes up to `limit` channels idle since before `idle_before_ms` whose id is above
+/// `after_id` (except those in `keep`), with their history and topic, recording what their
+/// history had been charged. Returns the names deleted, and the last id looked at when more
+/// channels may follow.
 fn purge_idle(
     tx: &Transaction<'_>,
     idle_before_ms: u64,
     keep: &[ChannelName],
+    after_id: i64,
+    limit: usize,
     released: &mut Released,
-) -> Result<Vec<ChannelName>, StoreError> {
+) -> Result<(Vec<ChannelName>, Option<i64>), StoreError> {
     let keep: HashSet<&str> = keep.iter().map(ChannelName::as_str).collect();
     let idle: Vec<(i64, String)> = tx
-        .prepare_cached("SELECT id, name FROM channel WHERE last_activity_ms < ?1")?
-        .query_map([idle_before_ms as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
+        .prepare_cached(
+            "SELECT id, name FROM channel WHERE last_activity_ms < ?1 AND id > ?2
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(
+            params![
+                idle_before_ms as i64,
+                after_id,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
         .collect::<Result<_, _>>()?;
+    let last_id = (idle.len() == limit)
+        .then(|| idle.last().map(|(id, _)| *id))
+        .flatten();
     let mut purged = Vec::new();
     for (id, name) in idle {
         if keep.contains(name.as_str()) {
@@ -943,8 +1020,7 @@ fn purge_idle(
             .execute([&name])?;
         purged.push(ChannelName::new(&name)?);
     }
-    accounts::purge(tx, idle_before_ms)?;
-    Ok(purged)
+    Ok((purged, last_id))
 }
 
 #[cfg(test)]
@@ -1304,6 +1380,28 @@ mod tests {
             .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
             .unwrap();
         assert_eq!(mode, 2, "incremental");
+    }
+
+    #[tokio::test]
+    async fn a_purge_of_many_channels_commits_in_chunks_and_misses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
+        let count = PURGE_CHUNK * 2 + 7;
+        store
+            .append(
+                (0..count)
+                    .map(|i| new_entry(&format!("c{i}"), 1, 1, 100))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let kept = ChannelName::new(&format!("c{}", PURGE_CHUNK + 3)).unwrap();
+        let purged = store.purge_idle(1000, vec![kept.clone()]).await.unwrap();
+        assert_eq!(purged.len(), count - 1);
+        assert!(!purged.contains(&kept));
+        assert_eq!(store.load(kept).await.unwrap().entries.len(), 1);
+        let gone = store.load(ChannelName::new("c0").unwrap()).await.unwrap();
+        assert!(gone.entries.is_empty());
     }
 
     #[tokio::test]

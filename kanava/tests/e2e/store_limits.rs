@@ -1,6 +1,7 @@
 //! The store's limits against the real binary: the disk budget per source and in total, purged
 //! space going back to the filesystem, and a really full disk (a small tmpfs as the data
-//! directory) degrading `/healthz` until space comes back, without losing anything acknowledged.
+//! directory) degrading `/healthz` until space comes back, without losing anything acknowledged;
+//! and `kanava bench fairness`, which measures a chat pair beside one address's bulk writes.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::ssh::{Keys, stderr as ssh_stderr};
 use crate::support::{
     Client, Kanava, Start, Ws, admin_get, binary, channel, heavy, recv, text, wait_until,
     wait_until_async,
@@ -50,7 +52,9 @@ fn directory_size(dir: &Path) -> u64 {
 /// What the server closes the writer with, skipping what it replays and its keepalive pings.
 async fn close_of(writer: &mut Ws) -> (CloseCode, String) {
     loop {
-        match writer.next().await {
+        // Longer than `recv`'s wait, so that a stuck observer is what a test reports.
+        let next = tokio::time::timeout(2 * crate::support::WAIT, writer.next());
+        match next.await.expect("the writer is closed in time") {
             Some(Ok(Message::Close(Some(frame)))) => {
                 return (frame.code, frame.reason.to_string());
             }
@@ -76,13 +80,24 @@ async fn next_binary(observer: &mut Ws) -> usize {
 /// a time, each confirmed by an observer in the channel (from `observer`'s address) receiving
 /// it.
 async fn fill(writer: &Client, observer: &Client, tag: &str, frames: usize) -> Fill {
+    fill_with(writer, observer, tag, frames, FRAME).await
+}
+
+/// Like [`fill`], with frames of `size` bytes.
+async fn fill_with(
+    writer: &Client,
+    observer: &Client,
+    tag: &str,
+    frames: usize,
+    size: usize,
+) -> Fill {
     let ch = channel(tag);
     let mut writer = writer.join("writer", &ch).await;
     let mut observer = observer.join("observer", &ch).await;
     for stored in 0..frames {
-        let sent = writer.send(binary(&vec![stored as u8; FRAME])).await;
+        let sent = writer.send(binary(&vec![stored as u8; size])).await;
         tokio::select! {
-            len = next_binary(&mut observer), if sent.is_ok() => assert_eq!(len, FRAME),
+            len = next_binary(&mut observer), if sent.is_ok() => assert_eq!(len, size),
             (code, reason) = close_of(&mut writer) => {
                 return Fill::Refused { stored, code, reason };
             }
@@ -148,8 +163,8 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
             "1048576",
         ])
         .start();
-    let attacker = server.client().from_source("127.0.0.2");
-    let observer = server.client().from_source("127.0.0.9");
+    let attacker = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.9");
     let (stored, code, reason) = fill_until_refused(&attacker, &observer, "fill-a").await;
     assert_eq!(code, CloseCode::Again, "{reason}");
     assert!(
@@ -170,11 +185,30 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
         }
     ));
     chat(
-        &server.client().from_source("127.0.0.3"),
+        &server.client().with_source("127.0.0.3"),
         "chat",
         "still here",
     )
     .await;
+    // Smaller and smaller frames use up what is left of the share, down to less than any
+    // frame with a header costs.
+    for size in [4096, 64, 1] {
+        let topped = fill_with(&attacker, &observer, &format!("top-{size}"), 1000, size).await;
+        assert!(matches!(topped, Fill::Refused { .. }), "{topped:?}");
+    }
+    // Over SSH the refused address gets the reason as an error; another address posts.
+    let keys = Keys::new();
+    let key = keys.path("ed25519");
+    let room = channel("ssh-room");
+    let refused = ssh_say_from(&server, &key, "127.0.0.2", "mallory", &room).await;
+    assert!(!refused.status.success());
+    assert!(
+        ssh_stderr(&refused).contains("your address has used its share of the server's disk"),
+        "{}",
+        ssh_stderr(&refused)
+    );
+    let posted = ssh_say_from(&server, &keys.path("ecdsa256"), "127.0.0.3", "alice", &room).await;
+    assert!(posted.status.success(), "{}", ssh_stderr(&posted));
     assert!(
         server
             .metric("kanava_disk_refusals_total{reason=\"source\"}")
@@ -185,14 +219,14 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
     // More addresses use up the total (what is left once the store's log has its room): the
     // last is refused for the total, and the data directory stays within it.
     let (_, code, _) = fill_until_refused(
-        &server.client().from_source("127.0.0.4"),
+        &server.client().with_source("127.0.0.4"),
         &observer,
         "fill-b",
     )
     .await;
     assert_eq!(code, CloseCode::Again);
     let (_, code, reason) = fill_until_refused(
-        &server.client().from_source("127.0.0.5"),
+        &server.client().with_source("127.0.0.5"),
         &observer,
         "fill-c",
     )
@@ -215,8 +249,8 @@ async fn a_purge_gives_the_space_back_to_the_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Start::new().data(&data).start();
-    let writer = server.client().from_source("127.0.0.2");
-    let observer = server.client().from_source("127.0.0.3");
+    let writer = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.3");
     for i in 0..5 {
         let filled = fill(&writer, &observer, &format!("purge-{i}"), 8).await;
         assert!(matches!(filled, Fill::Stored), "{filled:?}");
@@ -244,11 +278,39 @@ async fn a_purge_gives_the_space_back_to_the_filesystem() {
     );
     // The emptied store still works.
     chat(
-        &server.client().from_source("127.0.0.3"),
+        &server.client().with_source("127.0.0.3"),
         "after-purge",
         "fresh",
     )
     .await;
+}
+
+/// `ssh -b SOURCE … USER@127.0.0.1 say ROOM hello`, to completion: the options of
+/// [`crate::ssh::ssh_command`], which puts the destination last, plus the local address.
+async fn ssh_say_from(
+    server: &Kanava,
+    key: &Path,
+    source: &str,
+    user: &str,
+    room: &str,
+) -> std::process::Output {
+    let mut command = Command::new("ssh");
+    command
+        .args(["-F", "/dev/null", "-p", &server.ssh_port.to_string()])
+        .args(["-b", source])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
+        .args(["-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
+        .arg(key)
+        .arg(format!("{user}@127.0.0.1"))
+        .args(["say", room, "hello"])
+        .stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || {
+        command.output().expect("ssh (openssh-client) is installed")
+    })
+    .await
+    .unwrap()
 }
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
@@ -301,7 +363,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     let _tmpfs = Tmpfs::mount(&data, "8m");
     let args = ["--max-disk", "1GiB", "--max-disk-per-source", "1GiB"];
     let server = Start::new().data(&data).args(&args).start();
-    let legit = server.client().from_source("127.0.0.3");
+    let legit = server.client().with_source("127.0.0.3");
     let ch = channel("full-disk");
     let mut alice = legit.join("alice", &ch).await;
     let mut bob = legit.join("bob", &ch).await;
@@ -313,7 +375,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     let filler = data.join("filler");
     fill_disk(&filler);
     // A sender writing now is closed with 1011: its frames could not be stored.
-    let sender = server.client().from_source("127.0.0.2");
+    let sender = server.client().with_source("127.0.0.2");
     let mut writer = sender.join("writer", &channel("while-full")).await;
     let mut closed = None;
     for _ in 0..64 {
@@ -350,6 +412,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
         error.contains("full") || error.contains("space"),
         "{health}"
     );
+    assert_eq!(server.metric("kanava_store_writable").await, 0.0);
     // Another address is still served what is already stored.
     let mut carol = legit.join("carol", &ch).await;
     assert!(recv(&mut carol).await.is_text());
@@ -359,6 +422,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
         healthz(&server).await.0 == "HTTP/1.1 200 OK"
     })
     .await;
+    assert_eq!(server.metric("kanava_store_writable").await, 1.0);
     alice.send(text("after")).await.unwrap();
     assert_eq!(recv(&mut bob).await, text("after"));
 
@@ -376,4 +440,42 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     }
     assert_eq!(lines, ["before", "after"]);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fairness_measures_a_chat_pair_beside_bulk_writers() {
+    let _heavy = heavy().await;
+    let server = Start::new().start();
+    let url = format!("wss://{}/", server.mles);
+    let ca = server.cert_path();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .args(["bench", "fairness", "--url", &url, "--ca"])
+            .arg(&ca)
+            .args(["--bulk-writers", "2", "--bulk-size", "65536"])
+            .args(["--duration", "3s", "--warmup", "1s", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // A line every 50 ms for the 2 s after the warmup, every one received.
+    let sent = report["chat_sent"].as_u64().unwrap();
+    assert!((35..=45).contains(&sent), "{report}");
+    assert_eq!(report["chat_received"], sent, "{report}");
+    let latency = report["chat_latency_ms"].as_array().unwrap();
+    assert!(latency[0].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["bulk_mib_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // The bulk writers' frames were stored.
+    assert!(server.metric("kanava_bytes_in_total").await > 1e6);
 }

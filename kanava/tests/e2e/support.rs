@@ -407,7 +407,7 @@ impl Client {
     }
 
     /// Connects from `source` (e.g. 127.0.0.2), so that the server sees another address.
-    pub fn from_source(mut self, source: &str) -> Self {
+    pub fn with_source(mut self, source: &str) -> Self {
         self.source = Some(source.parse().unwrap());
         self
     }
