@@ -21,7 +21,8 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,11 @@ const MAX_BATCH_FRAMES: usize = 256;
 /// Payload bytes written before one flush: bounds how long one member's writer runs before
 /// yielding, so that a busy channel's fan-out cannot hold a worker thread for long.
 const MAX_BATCH_BYTES: usize = 128 * 1024;
+
+/// Largest frame the server writes: a longer message goes out in fragments of this size.
+/// tungstenite copies each frame whole into its write buffer and keeps that buffer's capacity,
+/// so one 16 MiB frame would leave every receiving connection holding 16 MiB for good.
+const MAX_OUTGOING_FRAME: usize = 64 * 1024;
 
 /// How long a closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -466,6 +472,28 @@ fn message(entry: &Entry) -> Message {
     }
 }
 
+/// Feeds `entry` to the peer, in fragments of at most [`MAX_OUTGOING_FRAME`] bytes, each under
+/// the write deadline.
+async fn feed_entry(
+    sink: &mut SplitSink<&mut Ws, Message>,
+    entry: &Entry,
+    deadline: Duration,
+) -> Result<(), End> {
+    let first = match message(entry) {
+        Message::Text(_) if entry.payload.len() > MAX_OUTGOING_FRAME => Data::Text,
+        Message::Binary(_) if entry.payload.len() > MAX_OUTGOING_FRAME => Data::Binary,
+        whole => return within(deadline, sink.feed(whole)).await,
+    };
+    let len = entry.payload.len();
+    for start in (0..len).step_by(MAX_OUTGOING_FRAME) {
+        let end = (start + MAX_OUTGOING_FRAME).min(len);
+        let opcode = OpCode::Data(if start == 0 { first } else { Data::Continue });
+        let fragment = Frame::message(entry.payload.slice(start..end), opcode, end == len);
+        within(deadline, sink.feed(Message::Frame(fragment))).await?;
+    }
+    Ok(())
+}
+
 /// Runs one write to the peer under the write deadline: a peer that takes longer than the
 /// keepalive allows to take in one write is stuck, whatever else it sends.
 async fn within<F>(deadline: Duration, write: F) -> Result<(), End>
@@ -495,7 +523,7 @@ async fn write(
             if alive.ping_now() {
                 within(deadline, sink.feed(Message::Ping(Bytes::new()))).await?;
             }
-            within(deadline, sink.feed(message(&entry))).await?;
+            feed_entry(sink, &entry, deadline).await?;
             replay.charged.shrink(entry.payload.len());
         }
         within(deadline, sink.flush()).await?;
@@ -510,10 +538,10 @@ async fn write(
                     let Some(entry) = entry else { return Err(End::PeerGone) };
                     let mut sent = 1;
                     let mut bytes = entry.payload.len();
-                    within(deadline, sink.feed(message(&entry))).await?;
+                    feed_entry(sink, &entry, deadline).await?;
                     while sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
                         let Some(entry) = outbox.try_recv() else { break };
-                        within(deadline, sink.feed(message(&entry))).await?;
+                        feed_entry(sink, &entry, deadline).await?;
                         sent += 1;
                         bytes += entry.payload.len();
                     }
