@@ -106,7 +106,9 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => return,
             upgraded = tokio::time::timeout(
                 config.handshake_timeout,
-                handshake(tcp, tls, config, routes, memory),
+                // Boxed, here and below: a task's future is as large as its largest phase, and
+                // an idle member should not keep the handshake's buffers.
+                Box::pin(handshake(tcp, tls, config, routes, memory)),
             ) => upgraded,
         };
         let (mut ws, meter) = match upgraded {
@@ -127,7 +129,7 @@ pub(crate) async fn run(
         };
         let end = tokio::select! {
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
-            end = session(&mut ws, hub, config, &meter, memory) => end,
+            end = Box::pin(session(&mut ws, hub, config, &meter, memory)) => end,
         };
         finish(ws, end).await;
     }
