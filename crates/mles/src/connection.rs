@@ -87,6 +87,7 @@ pub(crate) struct Listener {
     pub(crate) memory: Arc<MemoryBudget>,
 }
 
+/// Serves one accepted connection, from its TLS handshake to its close.
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
