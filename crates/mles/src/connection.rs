@@ -58,8 +58,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// refused because other connections hold the budget.
 const UNCHARGED_REPLAY_BYTES: usize = 64 * 1024;
 
-/// What a peer whose buffered payload does not fit the memory budget is told.
-const OVER_BUDGET: End = End::Close(CloseCode::Again, "server memory budget exhausted");
+/// Closes a peer whose buffered payload (`consumer`: what it was receiving, its queue or its
+/// replay) does not fit the memory budget, and counts it.
+fn over_budget(consumer: &'static str) -> End {
+    metrics::counter!("kanava_memory_refusals_total", "consumer" => consumer).increment(1);
+    End::Close(CloseCode::Again, "server memory budget exhausted")
+}
 
 /// Why a connection ends, and what close frame (if any) the peer gets.
 #[derive(Debug)]
@@ -269,7 +273,7 @@ fn read_failed(error: &WsError) -> End {
         WsError::Utf8(_) => {
             return End::Close(CloseCode::Invalid, "invalid UTF-8 in a text frame");
         }
-        WsError::Io(io) if meter::is_over_budget(io) => return OVER_BUDGET,
+        WsError::Io(io) if meter::is_over_budget(io) => return over_budget("receive"),
         WsError::Protocol(protocol) => match protocol {
             ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing => {
                 return End::PeerGone;
@@ -354,7 +358,7 @@ async fn session(
     let replay_bytes: usize = joined.history.iter().map(|e| e.payload.len()).sum();
     let Ok(replay) = memory.reserve(replay_bytes.saturating_sub(UNCHARGED_REPLAY_BYTES)) else {
         tracing::debug!(replay_bytes, "replay refused: memory budget exhausted");
-        return OVER_BUDGET;
+        return over_budget("replay");
     };
     let replay = Replay {
         entries: joined.history,
@@ -409,7 +413,7 @@ async fn member(
             biased;
             reason = kick.kicked() => match reason {
                 KickReason::QueueOverflow => End::Close(CloseCode::Again, "too slow: outbound queue overflow"),
-                KickReason::MemoryBudget => OVER_BUDGET,
+                KickReason::MemoryBudget => over_budget("queue"),
                 KickReason::StoreFailed => End::Close(CloseCode::Error, "server error: frame not stored"),
                 KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
             },

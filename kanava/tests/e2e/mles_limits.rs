@@ -556,6 +556,12 @@ async fn partial_messages_are_charged_to_the_memory_budget_and_attackers_closed_
     assert!(used <= budget, "{used} bytes held, budget {budget}");
     // At most 8 of the 64 fit the budget at about 1 MiB each.
     assert!(refused >= 56, "only {refused} of 64 attackers refused");
+    assert_eq!(
+        server
+            .metric("kanava_memory_refusals_total{consumer=\"receive\"}")
+            .await,
+        f64::from(refused)
+    );
     let grown_kib = server.rss_kib().saturating_sub(rss_before);
     // Measured: about 10 MiB either way.
     assert!(
