@@ -601,6 +601,19 @@ async fn a_message_not_completed_within_the_message_timeout_is_closed() {
 
 #[tokio::test]
 async fn a_joiner_that_reads_nothing_of_a_big_replay_is_closed_and_its_memory_freed() {
+    stuck_in_a_big_replay(false).await;
+}
+
+#[tokio::test]
+async fn a_joiner_that_reads_nothing_but_keeps_sending_is_closed_by_the_write_deadline() {
+    stuck_in_a_big_replay(true).await;
+}
+
+/// A joiner of a channel holding 16 MiB of history reads none of it, and answers no ping; if
+/// `sends_pings`, it sends a ping of its own every 300 ms, so that only the write deadline
+/// (four intervals for one write) can tell it is stuck. Either way it is closed within about
+/// four intervals and its replay's charge is given back, while a pair elsewhere chats on.
+async fn stuck_in_a_big_replay(sends_pings: bool) {
     let _heavy = heavy().await;
     let server = Start::new()
         .args(&["--ping-interval", "1s", "--max-frame", "1048576"])
@@ -623,7 +636,22 @@ async fn a_joiner_that_reads_nothing_of_a_big_replay_is_closed_and_its_memory_fr
     let members_before = server.metric("kanava_members").await;
     // Joins with a small receive window, then reads nothing and answers no ping.
     let joined = Instant::now();
-    let _stuck = Raw::join_with(&server, "127.0.0.2", Some(4096), "stuck", &ch).await;
+    let mut stuck = Raw::join_with(&server, "127.0.0.2", Some(4096), "stuck", &ch).await;
+    let pinger = tokio::spawn(async move {
+        while sends_pings && joined.elapsed() < Duration::from_secs(8) {
+            if stuck
+                .tls
+                .write_all(&frame(true, 0, OP_PING, true, b""))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let _ = stuck.tls.flush().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        stuck
+    });
     server
         .wait_metric("kanava_members", members_before + 1.0)
         .await;
@@ -647,6 +675,7 @@ async fn a_joiner_that_reads_nothing_of_a_big_replay_is_closed_and_its_memory_fr
     let freed = server.metric("kanava_memory_payload_bytes").await;
     assert!(freed < 1024.0 * 1024.0, "still charged: {freed}");
     legit.chat("after").await;
+    drop(pinger.await.unwrap());
 }
 
 #[tokio::test]
