@@ -7,16 +7,28 @@
 //! - without an `auth` key the input is stored verbatim; with one, `stored` is the input object
 //!   minus `auth`, the other fields in their original order, and `auth` is the token sent
 //!   (`null` counting as absent).
+//!
+//! A header refused for naming a key twice names a key the input really has.
 
 #![no_main]
 
-use kanava_mles::header::{Header, MAX_HEADER_BYTES};
+use kanava_mles::header::{Header, HeaderError, MAX_HEADER_BYTES};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(header) = Header::parse(data) else {
-        return;
+    let header = match Header::parse(data) {
+        Ok(header) => header,
+        Err(HeaderError::DuplicateKey(key)) => {
+            let input: Map<String, Value> = serde_json::from_slice(data)
+                .expect("a header refused for a duplicate key is a JSON object");
+            assert!(
+                input.contains_key(&key),
+                "refused for a key it lacks: {key:?}"
+            );
+            return;
+        }
+        Err(_) => return,
     };
     assert!(
         data.len() <= MAX_HEADER_BYTES,
@@ -48,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
     match input.get("auth") {
         None => {
             assert_eq!(header.auth, None);
-            assert_eq!(&header.stored[..], data, "header without auth not stored verbatim");
+            assert_eq!(
+                &header.stored[..],
+                data,
+                "header without auth not stored verbatim"
+            );
         }
         Some(sent) => {
             let expected = match sent {

@@ -5,9 +5,10 @@
 //! - `Partial` (keep reading) only while fewer than `MAX_REQUEST_HEAD` bytes are buffered, so a
 //!   client cannot make the server buffer without bound;
 //! - on `Complete { head_len, .. }`, `head_len` is within the input and within
-//!   `MAX_REQUEST_HEAD`, the key is non-empty, the result depends only on the head (bytes after
-//!   it already belong to the WebSocket), and the 101 response can be built;
-//! - every refusal's response is an HTTP/1.1 4xx.
+//!   `MAX_REQUEST_HEAD`, the key is the base64 of exactly 16 bytes (22 alphabet characters and
+//!   `==`), the result depends only on the head (bytes after it already belong to the
+//!   WebSocket), and the 101 response can be built;
+//! - every refusal's response is an HTTP/1.1 4xx whose body is the refusal's reason.
 
 #![no_main]
 
@@ -33,7 +34,16 @@ fuzz_target!(|data: &[u8]| {
                 head_len <= MAX_REQUEST_HEAD,
                 "head_len {head_len} > MAX_REQUEST_HEAD"
             );
-            assert!(!request.key.is_empty(), "accepted an empty Sec-WebSocket-Key");
+            let key = request.key.as_bytes();
+            assert!(
+                key.len() == 24
+                    && key.ends_with(b"==")
+                    && key[..22]
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'),
+                "accepted Sec-WebSocket-Key {:?}",
+                request.key
+            );
             assert_eq!(
                 parse_request(&data[..head_len]),
                 Ok(Parsed::Complete {
@@ -52,7 +62,8 @@ fuzz_target!(|data: &[u8]| {
         Err(refusal) => {
             let response = refusal.response();
             assert!(
-                response.starts_with(b"HTTP/1.1 4"),
+                response.starts_with(b"HTTP/1.1 4")
+                    && response.ends_with(format!("\r\n\r\n{refusal}\n").as_bytes()),
                 "{refusal:?} answers {:?}",
                 String::from_utf8_lossy(&response)
             );

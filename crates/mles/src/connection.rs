@@ -21,7 +21,8 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,11 @@ const MAX_BATCH_FRAMES: usize = 256;
 /// yielding, so that a busy channel's fan-out cannot hold a worker thread for long.
 const MAX_BATCH_BYTES: usize = 128 * 1024;
 
+/// Largest frame the server writes: a longer message goes out in fragments of this size.
+/// tungstenite copies each frame whole into its write buffer and keeps that buffer's capacity,
+/// so one 16 MiB frame would leave every receiving connection holding 16 MiB for good.
+const MAX_OUTGOING_FRAME: usize = 64 * 1024;
+
 /// How long a closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -52,8 +58,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// refused because other connections hold the budget.
 const UNCHARGED_REPLAY_BYTES: usize = 64 * 1024;
 
-/// What a peer whose buffered payload does not fit the memory budget is told.
-const OVER_BUDGET: End = End::Close(CloseCode::Again, "server memory budget exhausted");
+/// Closes a peer whose buffered payload (`consumer`: what it was receiving, its queue or its
+/// replay) does not fit the memory budget, and counts it.
+fn over_budget(consumer: &'static str) -> End {
+    metrics::counter!("kanava_memory_refusals_total", "consumer" => consumer).increment(1);
+    End::Close(CloseCode::Again, "server memory budget exhausted")
+}
 
 /// Why a connection ends, and what close frame (if any) the peer gets.
 #[derive(Debug)]
@@ -81,6 +91,7 @@ pub(crate) struct Listener {
     pub(crate) memory: Arc<MemoryBudget>,
 }
 
+/// Serves one accepted connection, from its TLS handshake to its close.
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -101,7 +112,9 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => return,
             upgraded = tokio::time::timeout(
                 config.handshake_timeout,
-                handshake(tcp, tls, config, routes, memory),
+                // Boxed, here and below: a task's future is as large as its largest phase, and
+                // an idle member should not keep the handshake's buffers.
+                Box::pin(handshake(tcp, tls, config, routes, memory)),
             ) => upgraded,
         };
         let (mut ws, meter) = match upgraded {
@@ -122,7 +135,7 @@ pub(crate) async fn run(
         };
         let end = tokio::select! {
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
-            end = session(&mut ws, &hub, config, &meter, memory) => end,
+            end = Box::pin(session(&mut ws, &hub, config, &meter, memory)) => end,
         };
         finish(ws, end).await;
     }
@@ -261,7 +274,7 @@ fn read_failed(error: &WsError) -> End {
         WsError::Utf8(_) => {
             return End::Close(CloseCode::Invalid, "invalid UTF-8 in a text frame");
         }
-        WsError::Io(io) if meter::is_over_budget(io) => return OVER_BUDGET,
+        WsError::Io(io) if meter::is_over_budget(io) => return over_budget("receive"),
         WsError::Protocol(protocol) => match protocol {
             ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing => {
                 return End::PeerGone;
@@ -347,7 +360,7 @@ async fn session(
     let replay_bytes: usize = joined.history.iter().map(|e| e.payload.len()).sum();
     let Ok(replay) = memory.reserve(replay_bytes.saturating_sub(UNCHARGED_REPLAY_BYTES)) else {
         tracing::debug!(replay_bytes, "replay refused: memory budget exhausted");
-        return OVER_BUDGET;
+        return over_budget("replay");
     };
     let replay = Replay {
         entries: joined.history,
@@ -415,7 +428,7 @@ async fn member(
             biased;
             reason = kick.kicked() => match reason {
                 KickReason::QueueOverflow => End::Close(CloseCode::Again, "too slow: outbound queue overflow"),
-                KickReason::MemoryBudget => OVER_BUDGET,
+                KickReason::MemoryBudget => over_budget("queue"),
                 KickReason::StoreFailed => End::Close(CloseCode::Error, "server error: frame not stored"),
                 KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
             },
@@ -481,6 +494,28 @@ fn message(entry: &Entry) -> Message {
     }
 }
 
+/// Feeds `entry` to the peer, in fragments of at most [`MAX_OUTGOING_FRAME`] bytes, each under
+/// the write deadline.
+async fn feed_entry(
+    sink: &mut SplitSink<&mut Ws, Message>,
+    entry: &Entry,
+    deadline: Duration,
+) -> Result<(), End> {
+    let first = match message(entry) {
+        Message::Text(_) if entry.payload.len() > MAX_OUTGOING_FRAME => Data::Text,
+        Message::Binary(_) if entry.payload.len() > MAX_OUTGOING_FRAME => Data::Binary,
+        whole => return within(deadline, sink.feed(whole)).await,
+    };
+    let len = entry.payload.len();
+    for start in (0..len).step_by(MAX_OUTGOING_FRAME) {
+        let end = (start + MAX_OUTGOING_FRAME).min(len);
+        let opcode = OpCode::Data(if start == 0 { first } else { Data::Continue });
+        let fragment = Frame::message(entry.payload.slice(start..end), opcode, end == len);
+        within(deadline, sink.feed(Message::Frame(fragment))).await?;
+    }
+    Ok(())
+}
+
 /// Runs one write to the peer under the write deadline: a peer that takes longer than the
 /// keepalive allows to take in one write is stuck, whatever else it sends.
 async fn within<F>(deadline: Duration, write: F) -> Result<(), End>
@@ -510,7 +545,7 @@ async fn write(
             if alive.ping_now() {
                 within(deadline, sink.feed(Message::Ping(Bytes::new()))).await?;
             }
-            within(deadline, sink.feed(message(&entry))).await?;
+            feed_entry(sink, &entry, deadline).await?;
             replay.charged.shrink(entry.payload.len());
         }
         within(deadline, sink.flush()).await?;
@@ -525,10 +560,10 @@ async fn write(
                     let Some(entry) = entry else { return Err(End::PeerGone) };
                     let mut sent = 1;
                     let mut bytes = entry.payload.len();
-                    within(deadline, sink.feed(message(&entry))).await?;
+                    feed_entry(sink, &entry, deadline).await?;
                     while sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
                         let Some(entry) = outbox.try_recv() else { break };
-                        within(deadline, sink.feed(message(&entry))).await?;
+                        feed_entry(sink, &entry, deadline).await?;
                         sent += 1;
                         bytes += entry.payload.len();
                     }

@@ -39,6 +39,13 @@ pub fn describe_metrics() {
         "kanava_header_refusals_total",
         "Connections closed for a bad, duplicate or unauthorised header"
     );
+    metrics::describe_counter!(
+        "kanava_memory_refusals_total",
+        "Mles connections closed (1013) because what they buffered did not fit --max-memory, by consumer (receive, queue, replay)"
+    );
+    for consumer in ["receive", "queue", "replay"] {
+        metrics::counter!("kanava_memory_refusals_total", "consumer" => consumer).increment(0);
+    }
     metrics::gauge!("kanava_connections").increment(0.0);
     metrics::counter!("kanava_handshake_failures_total").increment(0);
     metrics::counter!("kanava_header_refusals_total").increment(0);

@@ -74,7 +74,8 @@ impl Meter {
         let mut state = self.lock();
         state.bytes = 0;
         state.since = None;
-        state.charged.resize(0).unwrap_or(());
+        let held = state.charged.bytes();
+        state.charged.shrink(held);
     }
 
     /// A control frame with `payload` bytes is complete; a data message it interrupted is still
@@ -86,7 +87,8 @@ impl Meter {
             state.since = None;
         }
         let charge = state.bytes.saturating_sub(UNCHARGED_RECEIVE_BYTES);
-        state.charged.resize(charge).unwrap_or(());
+        let over = state.charged.bytes().saturating_sub(charge);
+        state.charged.shrink(over);
     }
 
     /// Since when the message in progress has been arriving, if one is.
