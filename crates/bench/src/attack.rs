@@ -75,7 +75,8 @@ pub struct AttackArgs {
     /// What each `connections` connection sends first (e.g. `G`, a request head never finished).
     #[arg(long, default_value = "G")]
     pub send: String,
-    /// The session URL of a finished debug-me session, for `downloads`.
+    /// A finished debug-me session to download, for `downloads`: the server's `ws://` URL and
+    /// the session id, e.g. ws://127.0.0.1:8081/SESSION.
     #[arg(long, value_name = "URL")]
     pub debug_me_url: Option<String>,
     /// Number of attacking hosts: 127.0.0.2 and up.
@@ -311,7 +312,9 @@ async fn launch(
     let permits = Arc::new(Semaphore::new(args.connect_concurrency));
     let downloads = match &args.debug_me_url {
         Some(url) if args.kind == AttackKind::Downloads => {
-            Some(Arc::new(crate::debugme::connect::Target::new(url).await?))
+            let (server, session) = url.rsplit_once('/').unwrap_or((url, ""));
+            let target = crate::debugme::connect::Target::new(&format!("{server}/")).await?;
+            Some((Arc::new(target), session.to_owned()))
         }
         _ => None,
     };
@@ -365,13 +368,15 @@ async fn launch(
                     });
                 }
                 AttackKind::Downloads => {
-                    let debug_me = Arc::clone(downloads.as_ref().expect("validated"));
-                    let url = args.debug_me_url.clone().expect("validated");
+                    let (debug_me, session) = downloads.clone().expect("validated");
                     tasks.spawn(async move {
-                        let path = url.rsplit('/').next().unwrap_or_default().to_owned();
+                        let url = debug_me.session_url(&session);
                         let opened = {
                             let _permit = permits.acquire().await;
-                            debug_me.open(&path, Mode::Connect(url)).await
+                            debug_me
+                                .with_source(from)
+                                .open(&session, Mode::Connect(url))
+                                .await
                         };
                         match opened {
                             Ok((ws, _)) => {

@@ -51,6 +51,8 @@ pub(crate) struct Target {
     /// `host:port` as the URL spells it.
     authority: String,
     addr: SocketAddr,
+    /// The local address connections come from, if not the system's choice.
+    source: Option<std::net::IpAddr>,
 }
 
 impl Target {
@@ -81,7 +83,17 @@ impl Target {
         Ok(Self {
             authority: format!("{host}:{port}"),
             addr,
+            source: None,
         })
+    }
+
+    /// The same server, connected to from `source` (e.g. 127.0.0.2, to act as another host).
+    pub(crate) fn with_source(&self, source: std::net::IpAddr) -> Self {
+        Self {
+            authority: self.authority.clone(),
+            addr: self.addr,
+            source: Some(source),
+        }
     }
 
     /// The URL a developer or watcher is given for session `id`, as debug-me prints it.
@@ -97,7 +109,7 @@ impl Target {
     }
 
     async fn open_now(&self, path: &str, mode: Mode) -> Result<(Ws, String), ConnectError> {
-        let tcp = TcpStream::connect(self.addr)
+        let tcp = crate::mles::connect::tcp_from(self.source, self.addr)
             .await
             .map_err(ConnectError::Tcp)?;
         tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
