@@ -381,7 +381,7 @@ async fn launch(
                         match opened {
                             Ok((ws, _)) => {
                                 outcomes.opened.fetch_add(1, Ordering::Relaxed);
-                                never_read_plain(ws, &outcomes, until).await
+                                never_read(ws, &outcomes, until).await
                             }
                             Err(error) => {
                                 outcomes.refused.fetch_add(1, Ordering::Relaxed);
@@ -475,76 +475,38 @@ async fn never_finish(
     read_until_closed(&mut ws, outcomes, until).await
 }
 
-/// Reads (answering pings) until the server closes or `until`.
-async fn read_until_closed(ws: &mut Ws, outcomes: &Outcomes, until: tokio::time::Instant) -> bool {
-    loop {
-        match tokio::time::timeout_at(until, ws.next()).await {
-            Err(_) => return true,
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                outcomes.record_reason(match frame {
-                    Some(frame) => format!("close {}: {}", u16::from(frame.code), frame.reason),
-                    None => "close without a code".to_owned(),
-                });
-                return false;
-            }
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => {
-                outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                outcomes.record_reason(format!("error: {error}"));
-                return false;
-            }
-            Ok(None) => {
-                outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                outcomes.record_reason("closed without a close frame".to_owned());
-                return false;
-            }
-        }
-    }
-}
-
 /// Holds a joined connection without reading until the attack ends, then finds out whether
 /// the server had closed it (its close frame waits behind the unread replay).
-async fn never_read(mut ws: Ws, outcomes: &Outcomes, until: tokio::time::Instant) -> bool {
-    tokio::time::sleep_until(until).await;
-    drain_after(&mut ws, outcomes).await
-}
-
-/// [`never_read`] for a plain `ws://` debug-me connection.
-async fn never_read_plain(
-    mut ws: crate::debugme::connect::Ws,
-    outcomes: &Outcomes,
-    until: tokio::time::Instant,
-) -> bool {
-    tokio::time::sleep_until(until).await;
-    drain_after(&mut ws, outcomes).await
-}
-
-/// Reads what waits in a connection for a moment: whether the server had closed it.
-async fn drain_after<S>(ws: &mut S, outcomes: &Outcomes) -> bool
+async fn never_read<S>(mut ws: S, outcomes: &Outcomes, until: tokio::time::Instant) -> bool
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
+    tokio::time::sleep_until(until).await;
+    let moment = tokio::time::Instant::now() + Duration::from_secs(2);
+    read_until_closed(&mut ws, outcomes, moment).await
+}
+
+/// Reads (answering pings) until the server closes, recording what it said, or until `until`;
+/// whether the connection was still open then.
+async fn read_until_closed<S>(ws: &mut S, outcomes: &Outcomes, until: tokio::time::Instant) -> bool
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let reason = loop {
+        match tokio::time::timeout_at(until, ws.next()).await {
             Err(_) => return true,
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                outcomes.record_reason(match frame {
-                    Some(frame) => format!("close {}: {}", u16::from(frame.code), frame.reason),
-                    None => "close without a code".to_owned(),
-                });
-                return false;
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                break format!("close {}: {}", u16::from(frame.code), frame.reason);
             }
+            Ok(Some(Ok(Message::Close(None)))) => break "close without a code".to_owned(),
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(_)) | None) => {
-                outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                outcomes.record_reason("connection dropped".to_owned());
-                return false;
-            }
+            Ok(Some(Err(error))) => break format!("error: {error}"),
+            Ok(None) => break "closed without a close frame".to_owned(),
         }
-    }
+    };
+    outcomes.closed_by_server.fetch_add(1, Ordering::Relaxed);
+    outcomes.record_reason(reason);
+    false
 }
 
 /// Stores `size` bytes of history in the stalled joiners' channel.

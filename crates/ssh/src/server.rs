@@ -394,6 +394,20 @@ struct Connection {
 use crate::{fingerprint, now_ms};
 
 impl Connection {
+    /// Refuses a channel kanava does not offer (X11, port forwarding), after charging the
+    /// request to the input rate.
+    async fn refuse_channel(
+        &mut self,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), SshError> {
+        if self.within_input_rate(REQUEST_COST, session)? {
+            tracing::debug!(peer = %self.peer, "ssh channel refused: not offered");
+            reply.reject(not_offered()).await;
+        }
+        Ok(())
+    }
+
     /// Takes `cost` from the connection's input budget; past it, disconnects the client and
     /// says so (returns false).
     fn within_input_rate(&mut self, cost: f64, session: &mut Session) -> Result<bool, SshError> {
@@ -533,11 +547,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.within_input_rate(REQUEST_COST, session)? {
-            return Ok(());
-        }
-        reply.reject(not_offered()).await;
-        Ok(())
+        self.refuse_channel(reply, session).await
     }
 
     async fn channel_open_direct_tcpip(
@@ -550,12 +560,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.within_input_rate(REQUEST_COST, session)? {
-            return Ok(());
-        }
-        tracing::debug!(peer = %self.peer, "ssh port forwarding refused");
-        reply.reject(not_offered()).await;
-        Ok(())
+        self.refuse_channel(reply, session).await
     }
 
     async fn channel_open_forwarded_tcpip(
@@ -568,11 +573,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.within_input_rate(REQUEST_COST, session)? {
-            return Ok(());
-        }
-        reply.reject(not_offered()).await;
-        Ok(())
+        self.refuse_channel(reply, session).await
     }
 
     async fn channel_open_direct_streamlocal(
@@ -582,11 +583,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), SshError> {
-        if !self.within_input_rate(REQUEST_COST, session)? {
-            return Ok(());
-        }
-        reply.reject(not_offered()).await;
-        Ok(())
+        self.refuse_channel(reply, session).await
     }
 
     async fn tcpip_forward(

@@ -1,8 +1,6 @@
 //! `kanava bench ssh` against the real server: real SSH sessions with terminals, whose
 //! emulated screens must show every message.
 
-use std::process::Command;
-
 use crate::support::*;
 
 #[tokio::test]
@@ -13,23 +11,28 @@ async fn bench_ssh_sees_every_message_on_every_screen_of_a_real_server() {
         .start();
     let addr = format!("127.0.0.1:{}", server.ssh_port);
     let pid = server.pid().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kanava"))
-            .args(["bench", "ssh", "--addr", &addr, "--sessions", "5"])
-            .args(["--rate", "5", "--duration", "3s", "--warmup", "500ms"])
-            .args(["--room", "#bench-e2e", "--server-pid", &pid, "--json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = bench_report(
+        [
+            "ssh",
+            "--addr",
+            &addr,
+            "--sessions",
+            "5",
+            "--rate",
+            "5",
+            "--duration",
+            "3s",
+            "--warmup",
+            "500ms",
+            "--room",
+            "#bench-e2e",
+            "--server-pid",
+            &pid,
+        ]
+        .map(Into::into)
+        .to_vec(),
+    )
+    .await;
     assert_eq!(report["sessions"], 5, "{report}");
     assert_eq!(report["connected"], 5, "{report}");
     assert_eq!(report["connect_failures"], 0, "{report}");

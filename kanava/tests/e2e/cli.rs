@@ -211,39 +211,32 @@ async fn bench_mles_reports_every_delivery_against_a_real_server() {
     // The server twice, under two spellings, as if it were two nodes.
     let also = format!("wss://localhost:{}/", server.mles.port());
     let (cert, other_cert) = (server.cert_path(), other.cert_path());
-    let out = tokio::task::spawn_blocking({
-        let (url, also) = (url.clone(), also.clone());
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_kanava"))
-                .args(["bench", "mles", "--url", &url])
-                .args(["--subscriber-url", &url, "--subscriber-url", &also])
-                .arg("--ca")
-                .arg(other_cert)
-                .arg("--ca")
-                .arg(cert)
-                .args(["--channels", "2", "--subscribers", "5", "--publishers", "2"])
-                .args([
-                    "--rate",
-                    "50",
-                    "--duration",
-                    "2s",
-                    "--warmup",
-                    "500ms",
-                    "--json",
-                ])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = bench_report(vec![
+        "mles".into(),
+        "--url".into(),
+        (&url).into(),
+        "--subscriber-url".into(),
+        (&url).into(),
+        "--subscriber-url".into(),
+        (&also).into(),
+        "--ca".into(),
+        other_cert.into(),
+        "--ca".into(),
+        cert.into(),
+        "--channels".into(),
+        "2".into(),
+        "--subscribers".into(),
+        "5".into(),
+        "--publishers".into(),
+        "2".into(),
+        "--rate".into(),
+        "50".into(),
+        "--duration".into(),
+        "2s".into(),
+        "--warmup".into(),
+        "500ms".into(),
+    ])
+    .await;
     let sent = report["sent"].as_u64().unwrap();
     assert!(sent >= 300, "{report}"); // 2 channels x 2 publishers x 50/s x 2 s, about 400
     assert_eq!(report["expected_deliveries"], sent * 5, "{report}");

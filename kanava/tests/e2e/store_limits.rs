@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::ssh::{Keys, stderr as ssh_stderr};
 use crate::support::{
-    Client, Kanava, Start, Ws, admin_get, binary, channel, heavy, recv, text, wait_until,
-    wait_until_async,
+    Client, Kanava, Start, Ws, admin_get, bench_report, binary, channel, heavy, recv, text,
+    wait_until, wait_until_async,
 };
 
 /// Frames the fillers send.
@@ -448,24 +448,26 @@ async fn bench_fairness_measures_a_chat_pair_beside_bulk_writers() {
     let server = Start::new().start();
     let url = format!("wss://{}/", server.mles);
     let ca = server.cert_path();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kanava"))
-            .args(["bench", "fairness", "--url", &url, "--ca"])
-            .arg(&ca)
-            .args(["--bulk-writers", "2", "--bulk-size", "65536"])
-            .args(["--duration", "3s", "--warmup", "1s", "--json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = bench_report(
+        [
+            "fairness",
+            "--url",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--bulk-writers",
+            "2",
+            "--bulk-size",
+            "65536",
+            "--duration",
+            "3s",
+            "--warmup",
+            "1s",
+        ]
+        .map(Into::into)
+        .to_vec(),
+    )
+    .await;
     // A line every 50 ms for the 2 s after the warmup, every one received.
     let sent = report["chat_sent"].as_u64().unwrap();
     assert!((35..=45).contains(&sent), "{report}");

@@ -248,6 +248,28 @@ pub async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<Tcp
     socket.connect(addr).await
 }
 
+/// Runs `kanava bench ARGS… --json` to its end (off the async runtime) and returns its JSON
+/// report; fails the test, with its output, if it fails.
+pub async fn bench_report(args: Vec<std::ffi::OsString>) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kanava"))
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// Where a server with data directory `data` writes its stderr (its log).
 fn stderr_path(data: &Path) -> PathBuf {
     data.with_extension(format!("stderr-{}", std::process::id()))
