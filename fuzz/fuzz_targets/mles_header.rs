@@ -8,7 +8,8 @@
 //!   minus `auth`, the other fields in their original order, and `auth` is the token sent
 //!   (`null` counting as absent).
 //!
-//! A header refused for naming a key twice names a key the input really has.
+//! A header refused for naming a key twice names a key the input really has (when the input is
+//! a JSON object at all: the refusal may come before a later syntax error).
 
 #![no_main]
 
@@ -20,12 +21,14 @@ fuzz_target!(|data: &[u8]| {
     let header = match Header::parse(data) {
         Ok(header) => header,
         Err(HeaderError::DuplicateKey(key)) => {
-            let input: Map<String, Value> = serde_json::from_slice(data)
-                .expect("a header refused for a duplicate key is a JSON object");
-            assert!(
-                input.contains_key(&key),
-                "refused for a key it lacks: {key:?}"
-            );
+            // The parser may meet the second key before a later syntax error, and refuses
+            // for the key then; when the whole input is an object, the key is one of its own.
+            if let Ok(input) = serde_json::from_slice::<Map<String, Value>>(data) {
+                assert!(
+                    input.contains_key(&key),
+                    "refused for a key it lacks: {key:?}"
+                );
+            }
             return;
         }
         Err(_) => return,
