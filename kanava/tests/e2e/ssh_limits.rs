@@ -32,6 +32,12 @@ fn ssh_from(server: &Kanava, key: &Path, user: &str, source: &str, args: &[&str]
     command
 }
 
+/// Asserts that `user` (with `key`) is served from 127.0.0.2: `rooms` succeeds there.
+async fn served_from_another_address(server: &Kanava, key: &Path, user: &str) {
+    let out = run(ssh_from(server, key, user, "127.0.0.2", &["rooms"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// A TCP connection to the SSH listener from the loopback address `source`.
 async fn tcp_from(server: &Kanava, source: &str) -> TcpStream {
     let ssh = SocketAddr::from(([127, 0, 0, 1], server.ssh_port));
@@ -348,15 +354,7 @@ async fn sftp_and_port_forwarding_are_refused_at_once() {
     let _ = local.kill().await;
 
     // Meanwhile the server serves others.
-    let rooms = run(ssh_from(
-        &server,
-        &keys.path("rsa"),
-        "bob",
-        "127.0.0.2",
-        &["rooms"],
-    ))
-    .await;
-    assert!(rooms.status.success(), "{}", stderr(&rooms));
+    served_from_another_address(&server, &keys.path("rsa"), "bob").await;
 }
 
 #[tokio::test]
@@ -529,15 +527,7 @@ async fn connections_over_the_per_source_cap_are_told_why_while_others_are_serve
             .await,
         1.0
     );
-    let served = run(ssh_from(
-        &server,
-        &keys.path("rsa"),
-        "bob",
-        "127.0.0.2",
-        &["rooms"],
-    ))
-    .await;
-    assert!(served.status.success(), "{}", stderr(&served));
+    served_from_another_address(&server, &keys.path("rsa"), "bob").await;
 }
 
 #[tokio::test]
@@ -624,15 +614,7 @@ async fn a_connection_that_never_sends_its_identification_is_closed_at_the_deadl
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
-    let out = run(ssh_from(
-        &server,
-        &keys.path("ed25519"),
-        "alice",
-        "127.0.0.2",
-        &["rooms"],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    served_from_another_address(&server, &keys.path("ed25519"), "alice").await;
 }
 
 #[tokio::test]
@@ -674,15 +656,7 @@ async fn sessions_over_the_per_user_cap_are_refused_with_the_reason() {
         1.0
     );
     // Another user is served meanwhile.
-    let bob = run(ssh_from(
-        &server,
-        &keys.path("rsa"),
-        "bob",
-        "127.0.0.2",
-        &["rooms"],
-    ))
-    .await;
-    assert!(bob.status.success(), "{}", stderr(&bob));
+    served_from_another_address(&server, &keys.path("rsa"), "bob").await;
     // Once one ends, alice has room again.
     tails[0].kill().await.unwrap();
     let _ = tails[0].wait().await;
