@@ -267,7 +267,10 @@ impl Hub {
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 outbox::kick(outbox.shared(), KickReason::Shutdown);
             }
-            self.complete(&entry, submitted, id, None);
+            // The header holds a permit like any frame, so that `flush` waits for it too.
+            let in_flight = Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1)));
+            let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
+            self.complete(&entry, submitted, id, header_permit);
             metrics::gauge!("kanava_members").increment(1.0);
             metrics::counter!("kanava_joins_total").increment(1);
             let member = Member {
@@ -275,7 +278,7 @@ impl Hub {
                 channel: entry,
                 uid,
                 id,
-                in_flight: Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1))),
+                in_flight,
             };
             return Ok(Joined {
                 member,
@@ -643,7 +646,8 @@ impl Member {
 }
 
 impl Member {
-    /// Waits until every frame this member has published is durable (or failed).
+    /// Waits until every frame this member has published, its join header included, is
+    /// durable (or failed) and released to the channel.
     pub async fn flush(&self) -> Result<(), HubError> {
         let budget = self.hub.inner.config.max_in_flight_bytes.max(1);
         let all = u32::try_from(budget).unwrap_or(u32::MAX);
