@@ -7,7 +7,6 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
-use crate::mles::connect::{Target, Ws, tcp_from, trusting};
+use crate::mles::connect::{MlesServerArgs, Target, Ws, tcp_from};
 use crate::process;
 
 /// How often the pair sends a probe frame and the server's usage is sampled.
@@ -59,16 +58,10 @@ pub struct AttackArgs {
     /// The attack.
     #[arg(value_enum)]
     pub kind: AttackKind,
-    /// The server's Mles URL, e.g. wss://127.0.0.1:8443/: the legitimate pair chats there, and
-    /// the Mles attacks go there.
-    #[arg(long)]
-    pub url: String,
-    /// Accept any server certificate (for test servers with self-signed certificates).
-    #[arg(long, conflicts_with = "ca")]
-    pub insecure: bool,
-    /// PEM file of CA certificates that the server certificate must chain to.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Vec<PathBuf>,
+    /// The server's Mles listener: the legitimate pair chats there, and the Mles attacks go
+    /// there.
+    #[command(flatten)]
+    pub server: MlesServerArgs,
     /// The address the `connections` attack opens connections to (e.g. the debug-me listener).
     #[arg(long, value_name = "ADDR")]
     pub target: Option<SocketAddr>,
@@ -143,7 +136,10 @@ struct Outcomes {
 }
 
 impl Outcomes {
+    /// Counts what the server said; it is shown on the operator's terminal, so its control
+    /// characters are made visible first.
     fn record_reason(&self, reason: String) {
+        let reason = kanava_core::sanitize(reason.as_bytes());
         let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
         *reasons.entry(reason).or_insert(0) += 1;
     }
@@ -236,7 +232,7 @@ fn source(i: usize) -> IpAddr {
 /// Runs the attack and reports.
 pub async fn run(args: AttackArgs) -> Result<Report, AttackError> {
     validate(&args)?;
-    let target = Arc::new(Target::new(&args.url, trusting(args.insecure, &args.ca)?).await?);
+    let target = Arc::new(args.server.target().await?);
     let tag = format!("attack-{:08x}", rand::random::<u32>());
     if args.kind == AttackKind::StalledReplay {
         fill_history(&target, &tag, args.size).await?;

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,20 +22,14 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::mles::BenchError;
-use crate::mles::connect::{Target, trusting};
+use crate::mles::connect::MlesServerArgs;
 
 /// What load to put on the server, and for how long.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FairnessArgs {
-    /// Server URL, e.g. wss://127.0.0.1:8443/.
-    #[arg(long)]
-    pub url: String,
-    /// Accept any server certificate (for test servers with self-signed certificates).
-    #[arg(long, conflicts_with = "ca")]
-    pub insecure: bool,
-    /// PEM file of CA certificates that the server certificate must chain to.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Vec<PathBuf>,
+    /// The server.
+    #[command(flatten)]
+    pub server: MlesServerArgs,
     /// Local address the bulk writers connect from.
     #[arg(long, value_name = "IP", default_value = "127.0.0.2")]
     pub bulk_source: IpAddr,
@@ -119,10 +112,7 @@ pub async fn run(args: FairnessArgs) -> Result<FairnessReport, BenchError> {
                 .into(),
         ));
     }
-    if !args.insecure && args.ca.is_empty() {
-        return Err(BenchError::NoTrust);
-    }
-    let target = Target::new(&args.url, trusting(args.insecure, &args.ca)?).await?;
+    let target = args.server.target().await?;
     let run_id = format!("fair-{:08x}", rand::random::<u32>());
     let started = Instant::now();
     let measuring_from = started + args.warmup;

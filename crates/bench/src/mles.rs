@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use args::MlesArgs;
+pub use connect::MlesServerArgs;
 pub use report::{DeliveryStats, Disconnects, Latency, Report, UrlReport};
 
 use crate::progress::{Progress, await_connections, join_all};

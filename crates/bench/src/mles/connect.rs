@@ -58,6 +58,27 @@ pub(crate) struct Target {
     source: Option<IpAddr>,
 }
 
+/// A Mles server to measure, as the benchmarks that need only one name it on the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MlesServerArgs {
+    /// Server URL, e.g. wss://127.0.0.1:8443/.
+    #[arg(long)]
+    pub url: String,
+    /// Accept any server certificate (for test servers with self-signed certificates).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// PEM file of CA certificates that the server certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+}
+
+impl MlesServerArgs {
+    /// The server, resolved, with the TLS settings asked for.
+    pub(crate) async fn target(&self) -> Result<Target, BenchError> {
+        Target::new(&self.url, trusting(self.insecure, &self.ca)?).await
+    }
+}
+
 /// The TLS settings of every connection of a run: trust the `--ca` files, or anything with
 /// `--insecure`.
 pub(crate) fn connector(args: &MlesArgs) -> Result<TlsConnector, BenchError> {
