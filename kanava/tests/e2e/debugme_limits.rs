@@ -42,6 +42,16 @@ async fn until_done(ws: &mut RawWs) -> Vec<Vec<u8>> {
     frames
 }
 
+/// The text of the next `E` frame `ws` receives, skipping the rest; panics at a close first.
+async fn error_frame(ws: &mut RawWs) -> String {
+    loop {
+        let frame = raw_recv(ws).await.expect("an E frame before the close");
+        if frame[0] == b'E' {
+            return String::from_utf8_lossy(&frame).into_owned();
+        }
+    }
+}
+
 /// The next logged message `ws` receives, or `None` at `D`; panics at an `E` frame or a close.
 async fn next_logged(ws: &mut RawWs) -> Option<Vec<u8>> {
     let frame = raw_recv(ws).await.expect("frames, then D");
@@ -226,14 +236,7 @@ async fn a_user_streaming_megabytes_ends_at_the_log_limit_with_a_verifiable_log(
         sent += 1;
         peak = peak.max(server.rss_kib());
     }
-    let ended = loop {
-        let frame = raw_recv(&mut user)
-            .await
-            .expect("an E frame before the close");
-        if frame[0] == b'E' {
-            break String::from_utf8_lossy(&frame).into_owned();
-        }
-    };
+    let ended = error_frame(&mut user).await;
     assert!(
         ended.contains("limit of 41943040 bytes"),
         "the user is told why: {ended}"
@@ -512,14 +515,7 @@ async fn a_user_past_its_disk_share_ends_with_the_reason_and_a_verifiable_log() 
         }
         sent += 1;
     }
-    let ended = loop {
-        let frame = raw_recv(&mut user)
-            .await
-            .expect("an E frame before the close");
-        if frame[0] == b'E' {
-            break String::from_utf8_lossy(&frame).into_owned();
-        }
-    };
+    let ended = error_frame(&mut user).await;
     assert!(
         ended.contains("your address has used its share of the server's disk"),
         "{ended}"
@@ -577,14 +573,7 @@ async fn a_write_that_fails_on_a_full_disk_is_cut_back_and_the_session_ends_with
             break;
         }
     }
-    let ended = loop {
-        let frame = raw_recv(&mut user)
-            .await
-            .expect("an E frame before the close");
-        if frame[0] == b'E' {
-            break String::from_utf8_lossy(&frame).into_owned();
-        }
-    };
+    let ended = error_frame(&mut user).await;
     assert!(
         ended.contains("The server cannot store the session"),
         "{ended}"

@@ -32,6 +32,24 @@ fn ssh_from(server: &Kanava, key: &Path, user: &str, source: &str, args: &[&str]
     command
 }
 
+/// `user` (with `key`) says `line` in the lobby from the loopback address `source`; asserts it
+/// is stored.
+async fn say_from(server: &Kanava, key: &Path, user: &str, source: &str, line: &str) {
+    let said = run(ssh_from(server, key, user, source, &["say", "lobby", line])).await;
+    assert!(said.status.success(), "{}", stderr(&said));
+}
+
+/// Asserts that every cursor move in `drawn` stays within 500x200 and that the server's memory
+/// stayed bounded.
+fn assert_clamped(server: &Kanava, drawn: &[u8]) {
+    let moves = cursor_moves(drawn);
+    assert!(
+        moves.iter().all(|(row, col)| *row <= 200 && *col <= 500),
+        "{moves:?}"
+    );
+    assert!(server.rss_kib() < RSS_BOUND_KIB, "{} KiB", server.rss_kib());
+}
+
 /// Asserts that `user` (with `key`) is served from 127.0.0.2: `rooms` succeeds there.
 async fn served_from_another_address(server: &Kanava, key: &Path, user: &str) {
     let out = run(ssh_from(server, key, user, "127.0.0.2", &["rooms"])).await;
@@ -145,24 +163,18 @@ async fn a_terminal_of_65535_by_65535_is_clamped_and_others_keep_chatting() {
     .await;
     // The chat drew at most 500x200: its input line is on row 200, nothing beyond.
     let drawn = std::fs::read(&output).unwrap();
-    let moves = cursor_moves(&drawn);
-    assert!(moves.iter().any(|(row, _)| *row == 200), "{moves:?}");
-    assert!(
-        moves.iter().all(|(row, col)| *row <= 200 && *col <= 500),
-        "{moves:?}"
-    );
-    assert!(server.rss_kib() < RSS_BOUND_KIB, "{} KiB", server.rss_kib());
+    assert!(cursor_moves(&drawn).iter().any(|(row, _)| *row == 200));
+    assert_clamped(&server, &drawn);
 
     // Another user, from another address, chats with alice.
-    let say = ssh_from(
+    say_from(
         &server,
         &keys.path("rsa"),
         "bob",
         "127.0.0.2",
-        &["say", "lobby", "hello-from-bob"],
-    );
-    let said = run(say).await;
-    assert!(said.status.success(), "{}", stderr(&said));
+        "hello-from-bob",
+    )
+    .await;
     wait_output(&output, 0, "bob's message", |o| {
         contains(o, b"hello-from-bob")
     })
@@ -190,20 +202,8 @@ async fn a_terminal_of_65535_by_65535_is_clamped_and_others_keep_chatting() {
         cursor_moves(o).iter().any(|(row, _)| *row == 200)
     })
     .await;
-    let moves = cursor_moves(&redrawn);
-    assert!(
-        moves.iter().all(|(row, col)| *row <= 200 && *col <= 500),
-        "{moves:?}"
-    );
-    assert!(server.rss_kib() < RSS_BOUND_KIB, "{} KiB", server.rss_kib());
-    let say = ssh_from(
-        &server,
-        &keys.path("rsa"),
-        "bob",
-        "127.0.0.2",
-        &["say", "lobby", "still-here"],
-    );
-    assert!(run(say).await.status.success());
+    assert_clamped(&server, &redrawn);
+    say_from(&server, &keys.path("rsa"), "bob", "127.0.0.2", "still-here").await;
     wait_output(&output, before, "bob's second message", |o| {
         contains(o, b"still-here")
     })
@@ -252,14 +252,14 @@ async fn a_window_change_flood_is_cut_at_the_input_rate_while_others_chat() {
     assert!(server.rss_kib() < RSS_BOUND_KIB, "{} KiB", server.rss_kib());
 
     // Bob, from another address, was not affected.
-    let say = ssh_from(
+    say_from(
         &server,
         &keys.path("ecdsa256"),
         "carol",
         "127.0.0.3",
-        &["say", "lobby", "after-the-flood"],
-    );
-    assert!(run(say).await.status.success());
+        "after-the-flood",
+    )
+    .await;
     tmux.wait("bob", "carol's message", |s| s.contains("after-the-flood"))
         .await;
 }
