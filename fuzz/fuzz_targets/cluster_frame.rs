@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
             &delivered.channel,
             delivered.entry.kind,
             &delivered.entry.sender,
+            delivered.entry.verified,
             delivered.entry.time_ms,
             &delivered.origin,
         );

@@ -8,12 +8,18 @@
 //!   minus `auth`, the other fields in their original order, and `auth` is the token sent
 //!   (`null` counting as absent).
 //!
+//! The auth field's proof part (`proof::AuthParts`, `proof::Proof::parse`) parses or is refused
+//! without panicking, and every bound name a uid passes for (`passes_for`) is a lowercase valid
+//! name found in the lowercased uid.
+//!
 //! A header refused for naming a key twice names a key the input really has (when the input is
 //! a JSON object at all: the refusal may come before a later syntax error).
 
 #![no_main]
 
+use kanava_core::{Nick, passes_for};
 use kanava_mles::header::{Header, HeaderError, MAX_HEADER_BYTES};
+use kanava_mles::proof::{AuthParts, Proof};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -46,6 +52,15 @@ fuzz_target!(|data: &[u8]| {
         !channel.is_empty() && channel.is_ascii(),
         "bad channel {channel:?}"
     );
+
+    let lowercase = uid.to_ascii_lowercase();
+    for name in passes_for(uid) {
+        assert!(Nick::new(name.as_str()).is_ok(), "invalid name {name:?}");
+        assert!(lowercase.contains(name.as_str()), "{uid:?} passes for {name:?}");
+    }
+    if let Some(proof) = AuthParts::split(header.auth.as_deref()).proof {
+        let _ = Proof::parse(proof);
+    }
 
     let input: Map<String, Value> =
         serde_json::from_slice(data).expect("an accepted header is a JSON object");

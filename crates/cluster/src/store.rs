@@ -176,6 +176,7 @@ impl ClusterStore {
             &frame.channel,
             frame.kind,
             &frame.sender,
+            frame.verified,
             frame.time_ms,
             &origin,
         );
@@ -256,6 +257,7 @@ impl Store for ClusterStore {
                     channel: new.channel,
                     kind: new.entry.kind,
                     sender: new.entry.sender,
+                    verified: new.entry.verified,
                     payload: new.entry.payload,
                     time_ms: new.entry.time_ms,
                     member: 0,

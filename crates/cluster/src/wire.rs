@@ -45,6 +45,9 @@ pub const KIND_HEADER: &str = "Kanava-Kind";
 pub const UID_HEADER: &str = "Kanava-Uid";
 /// Header carrying the time the hub accepted the frame, in Unix milliseconds.
 pub const TIME_HEADER: &str = "Kanava-Time";
+/// Header carrying `1` when the sender proved it holds its uid as a bound name; absent or `0`
+/// otherwise.
+pub const VERIFIED_HEADER: &str = "Kanava-Verified";
 /// Header carrying `<node>/<member>`, the publishing node and member.
 pub const ORIGIN_HEADER: &str = "Kanava-Origin";
 /// Header of a private message: `1` while its recipient has yet to see it, else `0`.
@@ -123,15 +126,17 @@ pub fn frame_headers(
     channel: &ChannelName,
     kind: FrameKind,
     sender: &Uid,
+    verified: bool,
     time_ms: u64,
     origin: &Origin,
-) -> [(&'static str, String); 5] {
+) -> [(&'static str, String); 6] {
     [
         (CHANNEL_HEADER, hex(channel.as_str().as_bytes())),
         (KIND_HEADER, kind.code().to_string()),
         (UID_HEADER, hex(sender.as_str().as_bytes())),
         (TIME_HEADER, time_ms.to_string()),
         (ORIGIN_HEADER, origin_value(origin)),
+        (VERIFIED_HEADER, u8::from(verified).to_string()),
     ]
 }
 
@@ -176,6 +181,11 @@ pub fn decode_frame(
         .ok_or(FrameError::Malformed(KIND_HEADER))?;
     let uid = hex_text(header(headers, UID_HEADER)?, UID_HEADER)?;
     let sender = Uid::new(&uid).map_err(|_| FrameError::Malformed(UID_HEADER))?;
+    let verified = match header(headers, VERIFIED_HEADER) {
+        Err(_) | Ok("0") => false,
+        Ok("1") => true,
+        Ok(_) => return Err(FrameError::Malformed(VERIFIED_HEADER)),
+    };
     let time_ms = header(headers, TIME_HEADER)?
         .parse::<u64>()
         .map_err(|_| FrameError::Malformed(TIME_HEADER))?;
@@ -186,6 +196,7 @@ pub fn decode_frame(
             seq,
             kind,
             sender,
+            verified,
             payload,
             time_ms,
         },
@@ -453,6 +464,8 @@ pub struct PresenceRecord {
 struct MemberRecord {
     uid: String,
     exclusive: bool,
+    #[serde(default)]
+    verified: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -473,6 +486,7 @@ pub fn encode_presence(record: &PresenceRecord) -> Vec<u8> {
             .map(|m| MemberRecord {
                 uid: m.uid.as_str().to_owned(),
                 exclusive: m.exclusive,
+                verified: m.verified,
             })
             .collect(),
     };
@@ -492,6 +506,7 @@ pub fn decode_presence(bytes: &[u8]) -> Result<PresenceRecord, RecordError> {
             Ok(Present {
                 uid: Uid::new(&m.uid).map_err(|_| RecordError::Invalid("uid"))?,
                 exclusive: m.exclusive,
+                verified: m.verified,
             })
         })
         .collect::<Result<_, RecordError>>()?;
@@ -561,7 +576,7 @@ mod tests {
 
     fn encoded(channel: &ChannelName) -> (String, Vec<(&'static str, String)>) {
         let uid = Uid::new("ali\x01ce").unwrap();
-        let headers = frame_headers(channel, FrameKind::Text, &uid, 42, &origin());
+        let headers = frame_headers(channel, FrameKind::Text, &uid, true, 42, &origin());
         (channel_subject(channel), headers.to_vec())
     }
 
@@ -579,6 +594,7 @@ mod tests {
         assert_eq!(got.entry.seq, 9);
         assert_eq!(got.entry.kind, FrameKind::Text);
         assert_eq!(got.entry.sender.as_str(), "ali\x01ce");
+        assert!(got.entry.verified);
         assert_eq!(got.entry.time_ms, 42);
         assert_eq!(&got.entry.payload[..], b"hi");
         assert_eq!(got.origin, origin(), "a node name may hold '/'");
@@ -620,6 +636,17 @@ mod tests {
             bad[i].1 = "/zz".into();
             assert_eq!(decode(&subject, &bad), Err(FrameError::Malformed(name)));
         }
+        // Frames stored before senders were verified have no such header: unverified.
+        let mut unmarked = headers.clone();
+        unmarked.remove(5);
+        let old = decode_frame(&subject, &pairs(&unmarked), Bytes::new(), 1).unwrap();
+        assert!(!old.entry.verified);
+        let mut bad = headers.clone();
+        bad[5].1 = "yes".into();
+        assert_eq!(
+            decode(&subject, &bad),
+            Err(FrameError::Malformed(VERIFIED_HEADER))
+        );
         let mut kind = headers.clone();
         kind[1].1 = "9".into();
         assert_eq!(
@@ -750,6 +777,7 @@ mod tests {
             members: vec![Present {
                 uid: Uid::new("u").unwrap(),
                 exclusive: true,
+                verified: false,
             }],
         };
         assert_eq!(

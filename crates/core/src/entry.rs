@@ -49,6 +49,9 @@ pub struct Entry {
     pub kind: FrameKind,
     /// The uid of the member that sent it.
     pub sender: Uid,
+    /// Whether the sender proved it holds `sender` as a bound name (an SSH key of the name, or a
+    /// Mles client's signed proof); readers show unverified uids distinctly.
+    pub verified: bool,
     /// The frame's bytes, exactly as received (headers with `auth` removed).
     pub payload: Bytes,
     /// When the server accepted it, in milliseconds since the Unix epoch.

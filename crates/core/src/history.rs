@@ -115,6 +115,7 @@ mod tests {
             sender: Uid::new("u").unwrap(),
             payload: Bytes::from(vec![0u8; len]),
             time_ms: 0,
+            verified: false,
         })
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct Channel {
 #[derive(Debug)]
 pub(crate) struct MemberSlot {
     pub(crate) uid: Uid,
+    /// The member proved the uid is its bound name.
+    pub(crate) verified: bool,
     /// The channel's next sequence number when this member joined: entries below it were
     /// either in its history snapshot or still awaiting commit.
     pub(crate) joined_at: u64,
@@ -83,8 +85,8 @@ pub(crate) struct ChannelState {
     /// is loaded), and the frames delivered while it loaded.
     applied: Option<u64>,
     early: Vec<(Arc<Entry>, Option<MemberId>)>,
-    /// The uids present on other nodes, and whether each holds its uid exclusively.
-    remote: HashMap<Uid, bool>,
+    /// The uids present on other nodes, and how each is held there.
+    remote: HashMap<Uid, Present>,
     /// The number of distinct uids present, for members that show it.
     pub(crate) presence: watch::Sender<usize>,
 }
@@ -93,6 +95,7 @@ pub(crate) struct ChannelState {
 #[derive(Debug)]
 struct UidHolders {
     exclusive: bool,
+    verified: bool,
     count: usize,
 }
 
@@ -137,6 +140,7 @@ impl ChannelState {
         &mut self,
         kind: FrameKind,
         sender: Uid,
+        verified: bool,
         payload: bytes::Bytes,
         time_ms: u64,
         origin: MemberId,
@@ -145,6 +149,7 @@ impl ChannelState {
             seq: self.next_seq,
             kind,
             sender,
+            verified,
             payload,
             time_ms,
         });
@@ -244,7 +249,7 @@ impl ChannelState {
         };
         let elsewhere = match self.remote.get(uid) {
             None => true,
-            Some(remote_exclusive) => !exclusive && !remote_exclusive,
+            Some(remote) => !exclusive && !remote.exclusive,
         };
         here && elsewhere
     }
@@ -257,6 +262,7 @@ impl ChannelState {
             .map(|(uid, holders)| Present {
                 uid: uid.clone(),
                 exclusive: holders.exclusive,
+                verified: holders.verified,
             })
             .collect();
         present.sort();
@@ -265,10 +271,7 @@ impl ChannelState {
 
     /// Replaces the uids present on other nodes.
     pub(crate) fn set_remote(&mut self, remote: &[Present]) {
-        self.remote = remote
-            .iter()
-            .map(|p| (p.uid.clone(), p.exclusive))
-            .collect();
+        self.remote = remote.iter().map(|p| (p.uid.clone(), p.clone())).collect();
         self.publish_presence();
     }
 
@@ -276,6 +279,7 @@ impl ChannelState {
     pub(crate) fn insert_member(&mut self, id: MemberId, slot: MemberSlot, exclusive: bool) {
         let holders = self.uids.entry(slot.uid.clone()).or_insert(UidHolders {
             exclusive,
+            verified: slot.verified,
             count: 0,
         });
         holders.count += 1;
@@ -308,20 +312,17 @@ impl ChannelState {
         true
     }
 
-    /// The uids present, sorted, each once.
-    pub(crate) fn uids(&self) -> Vec<Uid> {
-        let mut uids: Vec<Uid> = self
-            .uids
-            .keys()
-            .chain(
-                self.remote
-                    .keys()
-                    .filter(|uid| !self.uids.contains_key(*uid)),
-            )
-            .cloned()
-            .collect();
-        uids.sort();
-        uids
+    /// The uids present here or on other nodes, sorted, each once, with how each is held.
+    pub(crate) fn present(&self) -> Vec<Present> {
+        let mut present = self.local_presence();
+        present.extend(
+            self.remote
+                .values()
+                .filter(|p| !self.uids.contains_key(&p.uid))
+                .cloned(),
+        );
+        present.sort();
+        present
     }
 
     /// How many distinct uids are present.

@@ -91,8 +91,18 @@ pub struct Member {
     hub: Hub,
     channel: Arc<Channel>,
     uid: Uid,
+    verified: bool,
     id: MemberId,
     in_flight: Arc<Semaphore>,
+}
+
+/// How a member holds its uid in a channel.
+#[derive(Debug, Clone, Copy)]
+enum Holding {
+    /// Alone (a Mles connection), having proved the uid its bound name or not.
+    Exclusive { verified: bool },
+    /// Shared with the other sessions of a user logged in with a key of the name (SSH).
+    Shared,
 }
 
 impl std::fmt::Debug for Member {
@@ -181,27 +191,31 @@ impl Hub {
 
     /// Joins `uid` to `channel`: registers it, snapshots the history, and appends `header` (a join
     /// header, replayed to later joiners but not relayed live), all atomically with respect to the
-    /// channel's traffic, so every frame reaches the new member exactly once.
+    /// channel's traffic, so every frame reaches the new member exactly once. `verified` says
+    /// whether the member proved the uid is its bound name; its entries carry it.
     ///
     /// The uid must not be in the channel already (Mles refuses duplicates).
     pub async fn join(
         &self,
         channel: ChannelName,
         uid: Uid,
+        verified: bool,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, true).await
+        self.join_as(channel, uid, header, Holding::Exclusive { verified })
+            .await
     }
 
-    /// Joins like [`join`](Self::join), but as one of possibly several sessions of one user:
-    /// other shared members with the same uid may be present, an exclusive one may not.
+    /// Joins like [`join`](Self::join), but as one of possibly several sessions of one user
+    /// logged in with a key of the name (so verified): other shared members with the same uid
+    /// may be present, an exclusive one may not.
     pub async fn join_shared(
         &self,
         channel: ChannelName,
         uid: Uid,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, false).await
+        self.join_as(channel, uid, header, Holding::Shared).await
     }
 
     async fn join_as(
@@ -209,8 +223,12 @@ impl Hub {
         channel: ChannelName,
         uid: Uid,
         header: Bytes,
-        exclusive: bool,
+        holding: Holding,
     ) -> Result<Joined, HubError> {
+        let (exclusive, verified) = match holding {
+            Holding::Exclusive { verified } => (true, verified),
+            Holding::Shared => (false, true),
+        };
         loop {
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 return Err(HubError::ShuttingDown);
@@ -245,6 +263,7 @@ impl Hub {
                     id,
                     MemberSlot {
                         uid: uid.clone(),
+                        verified,
                         joined_at,
                         live_from,
                         outbox: sender,
@@ -256,7 +275,7 @@ impl Hub {
                     &entry,
                     &mut state,
                     FrameKind::Header,
-                    uid.clone(),
+                    (uid.clone(), verified),
                     header,
                     id,
                 );
@@ -277,6 +296,7 @@ impl Hub {
                 hub: self.clone(),
                 channel: entry,
                 uid,
+                verified,
                 id,
                 in_flight,
             };
@@ -323,7 +343,7 @@ impl Hub {
         channel: &Channel,
         state: &mut ChannelState,
         kind: FrameKind,
-        sender: Uid,
+        (sender, verified): (Uid, bool),
         payload: Bytes,
         member: MemberId,
     ) -> Submitted {
@@ -332,12 +352,13 @@ impl Hub {
                 channel: channel.name.clone(),
                 kind,
                 sender,
+                verified,
                 payload,
                 time_ms: now_ms(),
                 member,
             })),
             None => {
-                let entry = state.sequence(kind, sender, payload, now_ms(), member);
+                let entry = state.sequence(kind, sender, verified, payload, now_ms(), member);
                 let pending = self.inner.store.append_from(
                     self.source,
                     vec![NewEntry {
@@ -480,20 +501,17 @@ impl Hub {
         Ok(())
     }
 
-    /// The uids present in `channel`, on this node or (in a cluster) another, sorted.
-    pub fn members(&self, channel: &ChannelName) -> Vec<Uid> {
+    /// The uids present in `channel`, on this node or (in a cluster) another, sorted, each
+    /// once, with how it is held (verified or not).
+    pub fn members(&self, channel: &ChannelName) -> Vec<Present> {
         let loaded = lock(&self.inner.channels).get(channel).cloned();
         match loaded {
-            Some(c) => c.lock().uids(),
+            Some(c) => c.lock().present(),
             None => {
-                let mut uids: Vec<Uid> = self
-                    .remote_members(channel)
-                    .into_iter()
-                    .map(|p| p.uid)
-                    .collect();
-                uids.sort();
-                uids.dedup();
-                uids
+                let mut present = self.remote_members(channel);
+                present.sort();
+                present.dedup_by(|a, b| a.uid == b.uid);
+                present
             }
         }
     }
@@ -603,6 +621,11 @@ impl Member {
         &self.uid
     }
 
+    /// Whether the member proved its uid is its bound name.
+    pub fn verified(&self) -> bool {
+        self.verified
+    }
+
     /// The member's channel.
     pub fn channel(&self) -> &ChannelName {
         &self.channel.name
@@ -632,7 +655,7 @@ impl Member {
                 &self.channel,
                 &mut state,
                 kind,
-                self.uid.clone(),
+                (self.uid.clone(), self.verified),
                 payload,
                 self.id,
             )

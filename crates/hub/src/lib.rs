@@ -19,7 +19,7 @@ pub use accounts::Accounts;
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
 pub use kanava_store::{
-    InboundMessage, Origin, Pending, SessionBus, SessionEvent, SessionMessage, StoreError,
+    InboundMessage, Origin, Pending, Present, SessionBus, SessionEvent, SessionMessage, StoreError,
     StoreHealth,
 };
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};

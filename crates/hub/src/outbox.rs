@@ -239,6 +239,7 @@ mod tests {
             seq: 1,
             kind: FrameKind::Binary,
             sender: Uid::new("u").unwrap(),
+            verified: false,
             payload: Bytes::from(vec![0; len]),
             time_ms: 0,
         })

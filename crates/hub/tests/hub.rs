@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kanava_core::{ChannelName, Entry, FrameKind, HistoryLimits, Uid};
-use kanava_hub::{Hub, HubConfig, Joined, KickReason, QueueLimits};
+use kanava_hub::{Hub, HubConfig, Joined, KickReason, Present, QueueLimits};
 use kanava_store::SqliteStore;
 
 fn hub_at(dir: &std::path::Path, config: HubConfig) -> Hub {
@@ -17,6 +17,7 @@ async fn join(hub: &Hub, channel: &str, uid: &str) -> Joined {
     hub.join(
         ChannelName::new(channel).unwrap(),
         Uid::new(uid).unwrap(),
+        false,
         Bytes::from(format!(r#"{{"uid":"{uid}","channel":"{channel}"}}"#)),
     )
     .await
@@ -115,6 +116,7 @@ async fn duplicate_uid_is_refused_only_while_the_first_is_live() {
         .join(
             ChannelName::new("c").unwrap(),
             Uid::new("alice").unwrap(),
+            false,
             Bytes::new(),
         )
         .await
@@ -307,14 +309,30 @@ async fn shared_members_coexist_but_never_with_an_exclusive_one() {
         .join_shared(ch(), uid("alice"), Bytes::new())
         .await
         .unwrap();
-    assert!(hub.join(ch(), uid("alice"), Bytes::new()).await.is_err());
-    let bob = hub.join(ch(), uid("bob"), Bytes::new()).await.unwrap();
+    assert!(
+        hub.join(ch(), uid("alice"), true, Bytes::new())
+            .await
+            .is_err()
+    );
+    let bob = hub
+        .join(ch(), uid("bob"), false, Bytes::new())
+        .await
+        .unwrap();
+    let present = |u: &str, exclusive: bool, verified: bool| Present {
+        uid: uid(u),
+        exclusive,
+        verified,
+    };
     assert!(
         hub.join_shared(ch(), uid("bob"), Bytes::new())
             .await
             .is_err()
     );
-    assert_eq!(hub.members(&ch()), [uid("alice"), uid("bob")]);
+    assert_eq!(
+        hub.members(&ch()),
+        [present("alice", false, true), present("bob", true, false)],
+        "SSH sessions share a verified uid; a Mles client holds its own, unverified"
+    );
     assert_eq!(hub.rooms(), [(ch(), 2)]);
     // A frame from one of alice's sessions reaches her other session and bob.
     a1.member
@@ -323,13 +341,29 @@ async fn shared_members_coexist_but_never_with_an_exclusive_one() {
         .unwrap();
     let mut a2 = a2;
     let mut bob = bob;
-    assert_eq!(&next_data(&mut a2).await.payload[..], b"hi");
+    let from_alice = next_data(&mut a2).await;
+    assert_eq!(&from_alice.payload[..], b"hi");
+    assert!(
+        from_alice.verified,
+        "a shared (SSH) member's frames are verified"
+    );
     assert_eq!(&next_data(&mut bob).await.payload[..], b"hi");
+    bob.member
+        .publish(FrameKind::Text, Bytes::from_static(b"yo"))
+        .await
+        .unwrap();
+    assert!(!next_data(&mut a2).await.verified);
     drop(a1);
-    assert_eq!(hub.members(&ch()), [uid("alice"), uid("bob")]);
+    assert_eq!(
+        hub.members(&ch()),
+        [present("alice", false, true), present("bob", true, false)]
+    );
     drop(a2);
-    assert_eq!(hub.members(&ch()), [uid("bob")]);
-    let _alice = hub.join(ch(), uid("alice"), Bytes::new()).await.unwrap();
+    assert_eq!(hub.members(&ch()), [present("bob", true, false)]);
+    let _alice = hub
+        .join(ch(), uid("alice"), false, Bytes::new())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

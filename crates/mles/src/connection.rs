@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use kanava_core::{Entry, FrameKind, MemoryBudget, Reservation};
-use kanava_hub::{Hub, HubError, KickReason, Member, Outbox};
+use kanava_core::{Entry, FrameKind, MemoryBudget, Nick, Reservation, passes_for};
+use kanava_hub::{Accounts, Hub, HubError, KickReason, Member, Outbox};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::header::Header;
 use crate::meter::{self, Meter, Metered};
+use crate::proof::{AuthParts, Proof, ProofError};
 use crate::upgrade::{self, Parsed, Refusal};
 use crate::{Endpoint, MlesConfig, Routes, ServerTls, auth};
 
@@ -334,17 +335,31 @@ async fn session(
         }
     };
     let key = config.mles_key.as_deref();
+    let auth = AuthParts::split(header.auth.as_deref());
     if !auth::verify(
         header.uid.as_str(),
         header.channel.as_str(),
-        header.auth.as_deref(),
+        auth.token,
         key,
     ) {
         tracing::debug!(uid = %header.uid, channel = %header.channel, "auth refused");
         return reject("auth failed");
     }
+    let verified = match identify(&hub.accounts(), &header, auth.proof).await {
+        Ok(verified) => verified,
+        Err(Refused::Policy(reason)) => return reject(reason),
+        Err(Refused::Store(error)) => {
+            tracing::error!(%error, "name lookup failed");
+            return End::Close(CloseCode::Error, "server error");
+        }
+    };
     let joined = match hub
-        .join(header.channel.clone(), header.uid.clone(), header.stored)
+        .join(
+            header.channel.clone(),
+            header.uid.clone(),
+            verified,
+            header.stored,
+        )
         .await
     {
         Ok(joined) => joined,
@@ -367,6 +382,57 @@ async fn session(
         charged: replay,
     };
     member(ws, joined.member, replay, joined.outbox, config, meter).await
+}
+
+/// What a uid that is a bound name, or passes for one, is refused with when it brings no proof.
+const BOUND_NAME: &str = "uid is (or looks like) a name bound to an SSH key: send a proof in auth (see README) or choose another uid";
+
+/// Why a header's identity was refused.
+enum Refused {
+    /// Told to the client.
+    Policy(&'static str),
+    /// The name records could not be read.
+    Store(HubError),
+}
+
+/// Whether the header's uid is proved to be the bound name it spells (a verified member). A
+/// header without a proof is let in unverified unless its uid passes for a bound name in any
+/// spelling ([`passes_for`]); one with a proof must carry a valid one.
+async fn identify(
+    accounts: &Accounts,
+    header: &Header,
+    proof: Option<&str>,
+) -> Result<bool, Refused> {
+    let uid = header.uid.as_str();
+    let Some(proof) = proof else {
+        for nick in passes_for(uid) {
+            if accounts
+                .identity(nick)
+                .await
+                .map_err(Refused::Store)?
+                .is_some()
+            {
+                return Err(Refused::Policy(BOUND_NAME));
+            }
+        }
+        return Ok(false);
+    };
+    let refused = |error: ProofError| Refused::Policy(error.reason());
+    let proof = Proof::parse(proof).map_err(refused)?;
+    let nick = Nick::new(uid).map_err(|_| refused(ProofError::Unbound))?;
+    let identity = accounts
+        .identity(nick)
+        .await
+        .map_err(Refused::Store)?
+        .ok_or(refused(ProofError::Unbound))?;
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let fingerprint = proof
+        .verify(uid, header.channel.as_str(), now_secs, &identity.keys)
+        .map_err(refused)?;
+    tracing::debug!(uid, %fingerprint, "bound name proved");
+    Ok(true)
 }
 
 /// The history a joiner is sent before anything live, and its charge to the memory budget,

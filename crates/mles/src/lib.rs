@@ -11,6 +11,7 @@ pub mod auth;
 mod connection;
 pub mod header;
 mod meter;
+pub mod proof;
 mod route;
 mod server;
 mod tls;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::session::ChatContext;
 use crate::command::{Command, USAGE, UsageError};
-use crate::line::event_line;
+use crate::line::{event_line, shown_name};
 use kanava_core::sanitize;
 
 /// Exit statuses.
@@ -157,8 +157,8 @@ pub(crate) async fn run(
         }
         Command::Who { room } => {
             let mut text = String::new();
-            for uid in hub.members(&room) {
-                text.push_str(&sanitize(uid.as_str().as_bytes()));
+            for present in hub.members(&room) {
+                text.push_str(&shown_name(&present.uid, present.verified));
                 text.push('\n');
             }
             if text.is_empty() || out.out(text).await {

@@ -3,9 +3,10 @@
 //! `2026-11-21T12:00:00Z <alice> hello` for a message, `… ** alice waves` for an emote (a text
 //! frame starting `/me `, as `/me waves` sends it), `… <bob> [binary, 24 bytes]` for a binary
 //! frame (Mles clients' ciphertext), `… * carol joined` for a join header. Everything from a user
-//! goes through [`sanitize`].
+//! goes through [`sanitize`]. A sender that did not prove its uid is a bound name (a Mles client
+//! without a proof) is shown as `~uid` ([`shown_name`]); bound names never contain `~`.
 
-use kanava_core::{Entry, FrameKind};
+use kanava_core::{Entry, FrameKind, Uid};
 
 use kanava_core::sanitize;
 
@@ -18,10 +19,17 @@ pub fn event_line(entry: &Entry) -> Option<String> {
     ))
 }
 
-/// What happened, without the time: `<alice> hello`, `** alice waves`, `<bob> [binary, 3 bytes]`,
-/// `* carol joined`.
+/// How a uid is shown to readers: sanitised, and marked `~` unless its holder proved it is
+/// their bound name, so that nobody passes for a bound name by typing it.
+pub fn shown_name(uid: &Uid, verified: bool) -> String {
+    let name = sanitize(uid.as_str().as_bytes());
+    if verified { name } else { format!("~{name}") }
+}
+
+/// What happened, without the time: `<alice> hello`, `** alice waves`, `<~bob> [binary, 3 bytes]`
+/// (an unverified Mles uid), `* carol joined`.
 pub fn event_text(entry: &Entry) -> Option<String> {
-    let who = sanitize(entry.sender.as_str().as_bytes());
+    let who = shown_name(&entry.sender, entry.verified);
     Some(match entry.kind {
         FrameKind::Text => match entry.payload.strip_prefix(b"/me ") {
             Some(action) => format!("** {who} {}", sanitize(action)),
@@ -78,25 +86,35 @@ mod tests {
             seq: 1,
             kind,
             sender: Uid::new("bob\x1b").unwrap(),
+            verified: false,
             payload: Bytes::from_static(payload),
             time_ms: 0,
         };
         assert_eq!(
             event_line(&entry(FrameKind::Text, b"hi\x1b[2J")).unwrap(),
-            "1970-01-01T00:00:00Z <bob^[> hi^[[2J"
+            "1970-01-01T00:00:00Z <~bob^[> hi^[[2J"
         );
         assert_eq!(
             event_line(&entry(FrameKind::Binary, &[1, 2, 3])).unwrap(),
-            "1970-01-01T00:00:00Z <bob^[> [binary, 3 bytes]"
+            "1970-01-01T00:00:00Z <~bob^[> [binary, 3 bytes]"
         );
         assert_eq!(
             event_line(&entry(FrameKind::Header, b"{}")).unwrap(),
-            "1970-01-01T00:00:00Z * bob^[ joined"
+            "1970-01-01T00:00:00Z * ~bob^[ joined"
         );
         assert_eq!(event_line(&entry(FrameKind::Ping, b"")), None);
         assert_eq!(
             event_line(&entry(FrameKind::Text, b"/me waves\x07")).unwrap(),
-            "1970-01-01T00:00:00Z ** bob^[ waves^G"
+            "1970-01-01T00:00:00Z ** ~bob^[ waves^G"
+        );
+        let verified = Entry {
+            sender: Uid::new("alice").unwrap(),
+            verified: true,
+            ..entry(FrameKind::Text, b"hi")
+        };
+        assert_eq!(
+            event_line(&verified).unwrap(),
+            "1970-01-01T00:00:00Z <alice> hi"
         );
     }
 }

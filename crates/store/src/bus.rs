@@ -34,6 +34,8 @@ pub struct Outgoing {
     pub kind: FrameKind,
     /// The member's uid.
     pub sender: Uid,
+    /// Whether the member proved it holds the uid as a bound name.
+    pub verified: bool,
     /// The frame, byte for byte.
     pub payload: Bytes,
     /// When the hub received it (Unix ms).
@@ -62,6 +64,8 @@ pub struct Present {
     pub uid: Uid,
     /// Held by one connection, which refuses duplicates.
     pub exclusive: bool,
+    /// Its holders proved the uid is their bound name.
+    pub verified: bool,
 }
 
 /// Who is in each channel on the *other* live nodes.

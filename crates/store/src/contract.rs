@@ -231,12 +231,18 @@ pub async fn topics_are_kept_per_room_and_purged_with_it(store: &dyn Store) {
                 seq: 1,
                 kind: FrameKind::Text,
                 sender: Uid::new("alice").unwrap(),
+                verified: true,
                 payload: Bytes::from_static(b"x"),
                 time_ms: 5,
             },
         }])
         .await
         .unwrap();
+    let stored = store.load(room.clone()).await.unwrap();
+    assert!(
+        stored.entries.iter().all(|e| e.verified),
+        "a verified sender is stored as verified"
+    );
     let topic = Topic {
         room: room.clone(),
         text: "release on friday".into(),

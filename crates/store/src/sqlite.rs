@@ -72,7 +72,7 @@ const JOURNAL_HEADROOM: u64 = JOURNAL_SIZE_LIMIT as u64 + 1024 * 1024;
 const PURGE_CHUNK: usize = 1000;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS history (
     payload BLOB NOT NULL,
     source TEXT,
     charged INTEGER NOT NULL DEFAULT 0,
+    verified INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (channel_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS channel_by_activity ON channel (last_activity_ms);
@@ -482,6 +483,15 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE history ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
+    // Before version 5 no sender was verified: those entries read as unverified.
+    let has_verified: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('history') WHERE name = 'verified'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_verified {
+        tx.execute_batch("ALTER TABLE history ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;")?;
+    }
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -855,8 +865,8 @@ fn insert(
     charged: u64,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO history (channel_id, seq, kind, sender, time_ms, payload, source, charged)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO history (channel_id, seq, kind, sender, time_ms, payload, source, charged, verified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         channel_id,
@@ -867,6 +877,7 @@ fn insert(
         &entry.payload[..],
         source,
         charged as i64,
+        entry.verified,
     ])?;
     tx.prepare_cached(
         "UPDATE channel SET last_seq = max(last_seq, ?2), last_activity_ms = max(last_activity_ms, ?3)
@@ -919,7 +930,7 @@ fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreErr
         .prepare_cached("SELECT last_seq FROM channel WHERE id = ?1")?
         .query_row([channel_id], |row| row.get(0))?;
     let mut statement = tx.prepare_cached(
-        "SELECT seq, kind, sender, time_ms, payload FROM history WHERE channel_id = ?1 ORDER BY seq",
+        "SELECT seq, kind, sender, time_ms, payload, verified FROM history WHERE channel_id = ?1 ORDER BY seq",
     )?;
     let mut rows = statement.query([channel_id])?;
     let mut entries = Vec::new();
@@ -940,7 +951,7 @@ fn history_before(
     limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
     let mut statement = tx.prepare_cached(
-        "SELECT seq, kind, sender, time_ms, payload FROM history
+        "SELECT seq, kind, sender, time_ms, payload, verified FROM history
          WHERE channel_id = (SELECT id FROM channel WHERE name = ?1) AND seq < ?2
          ORDER BY seq DESC LIMIT ?3",
     )?;
@@ -957,7 +968,7 @@ fn history_before(
     Ok(entries)
 }
 
-/// An entry from a row of `seq, kind, sender, time_ms, payload`.
+/// An entry from a row of `seq, kind, sender, time_ms, payload, verified`.
 fn entry_of(row: &rusqlite::Row<'_>) -> Result<Entry, StoreError> {
     let code: u8 = row.get(1)?;
     let sender: String = row.get(2)?;
@@ -968,6 +979,7 @@ fn entry_of(row: &rusqlite::Row<'_>) -> Result<Entry, StoreError> {
         sender: Uid::new(&sender)?,
         time_ms: row.get::<_, i64>(3)? as u64,
         payload: Bytes::from(payload),
+        verified: row.get(5)?,
     })
 }
 
@@ -1035,6 +1047,7 @@ mod tests {
                 seq,
                 kind: FrameKind::Binary,
                 sender: Uid::new("alice").unwrap(),
+                verified: seq % 2 == 1,
                 payload: Bytes::from(vec![seq as u8; len]),
                 time_ms,
             },
@@ -1066,6 +1079,19 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3]);
         assert_eq!(&loaded.entries[2].payload[..], &[3, 3, 3, 3]);
         assert_eq!(loaded.entries[0].sender.as_str(), "alice");
+        assert_eq!(
+            loaded
+                .entries
+                .iter()
+                .map(|e| e.verified)
+                .collect::<Vec<_>>(),
+            loaded
+                .entries
+                .iter()
+                .map(|e| e.seq % 2 == 1)
+                .collect::<Vec<_>>(),
+            "whether a sender was verified is kept"
+        );
     }
 
     #[tokio::test]

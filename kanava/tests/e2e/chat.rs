@@ -285,7 +285,7 @@ async fn emotes_away_topics_and_whois() {
         .await;
     web.send(text("still here")).await.unwrap();
     alice
-        .out_line("web's line", |l| l.ends_with(" <web> still here"))
+        .out_line("web's line", |l| l.ends_with(" <~web> still here"))
         .await;
 }
 
@@ -310,7 +310,7 @@ async fn ignoring_hides_a_users_messages_until_unignored() {
     }
     web.send(text("signal")).await.unwrap();
     alice
-        .out_line("web's line", |l| l.ends_with(" <web> signal"))
+        .out_line("web's line", |l| l.ends_with(" <~web> signal"))
         .await;
     assert!(
         !alice.seen.iter().any(|l| l.contains("noise")),

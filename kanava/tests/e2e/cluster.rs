@@ -499,6 +499,19 @@ async fn ssh_chat_across_nodes() {
         !notes.iter().any(|n| n.contains("not connected")),
         "{notes:?}"
     );
+
+    // A Mles client on one node is shown unverified on the other, and cannot take a name bound
+    // through either.
+    let mut web = a.client().join("web", "lobby").await;
+    web.send(text("from the web")).await.unwrap();
+    bob.out_line("web's line", |l| l.ends_with(" <~web> from the web"))
+        .await;
+    let mut impostor = a
+        .client()
+        .send_header(r#"{"uid":"Bob","channel":"lobby"}"#)
+        .await;
+    let (code, reason) = close_frame(&mut impostor).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
 }
 
 #[tokio::test]

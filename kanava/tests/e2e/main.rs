@@ -19,6 +19,7 @@ mod debugme_server;
 mod debugme_tools;
 mod defects;
 mod durability;
+mod identity;
 mod limits;
 mod mles_limits;
 mod nats;

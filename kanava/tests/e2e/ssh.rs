@@ -330,10 +330,10 @@ async fn one_room_two_transports() {
     drop(late);
     let tail = ssh(&server, &[&keys.path("ed25519")], "alice", &["tail", &room]).await;
     let out = stdout(&tail);
-    assert!(out.contains("<mlesuser> from the web\n"), "{out}");
-    assert!(out.contains("<mlesuser> [binary, 24 bytes]\n"), "{out}");
+    assert!(out.contains("<~mlesuser> from the web\n"), "{out}");
+    assert!(out.contains("<~mlesuser> [binary, 24 bytes]\n"), "{out}");
     assert!(
-        out.contains("<mlesuser> ^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G^Mx\n"),
+        out.contains("<~mlesuser> ^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G^Mx\n"),
         "{out}"
     );
     assert!(
@@ -458,7 +458,7 @@ async fn line_mode_posts_lines_answers_commands_and_never_echoes() {
         stdout(&out)
     );
     assert!(
-        stderr(&out).contains("2 here: alice, web"),
+        stderr(&out).contains("2 here: alice, ~web"),
         "{}",
         stderr(&out)
     );
@@ -524,7 +524,7 @@ async fn a_bot_can_skip_the_backlog_and_gets_live_events() {
         .unwrap()
         .unwrap();
     assert!(
-        first.ends_with(" <web> live news"),
+        first.ends_with(" <~web> live news"),
         "the backlog was not skipped: {first}"
     );
     drop(bot.stdin.take());

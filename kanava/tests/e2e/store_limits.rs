@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::ssh::{Keys, stderr as ssh_stderr};
 use crate::support::{
-    Client, Kanava, Start, Ws, admin_get, bench_report, binary, channel, heavy, recv, text,
-    wait_until, wait_until_async,
+    Client, Kanava, Start, Ws, admin_get, bench_report, binary, channel, close_frame, heavy, recv,
+    text, wait_until, wait_until_async,
 };
 
 /// Frames the fillers send.
@@ -47,22 +47,6 @@ fn directory_size(dir: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// What the server closes the writer with, skipping what it replays and its keepalive pings.
-async fn close_of(writer: &mut Ws) -> (CloseCode, String) {
-    loop {
-        // Longer than `recv`'s wait, so that a stuck observer is what a test reports.
-        let next = tokio::time::timeout(2 * crate::support::WAIT, writer.next());
-        match next.await.expect("the writer is closed in time") {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (frame.code, frame.reason.to_string());
-            }
-            Some(Ok(Message::Close(None))) => panic!("closed without a code"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }
 
 /// The next binary frame `observer` gets, skipping join headers.
@@ -98,7 +82,7 @@ async fn fill_with(
         let sent = writer.send(binary(&vec![stored as u8; size])).await;
         tokio::select! {
             len = next_binary(&mut observer), if sent.is_ok() => assert_eq!(len, size),
-            (code, reason) = close_of(&mut writer) => {
+            (code, reason) = close_frame(&mut writer) => {
                 return Fill::Refused { stored, code, reason };
             }
         }
@@ -392,7 +376,7 @@ async fn a_full_disk_degrades_health_until_space_returns_and_loses_nothing_ackno
     let closed = match closed {
         Some(frame) => frame,
         None => {
-            let (code, reason) = close_of(&mut writer).await;
+            let (code, reason) = close_frame(&mut writer).await;
             tokio_tungstenite::tungstenite::protocol::CloseFrame {
                 code,
                 reason: reason.into(),

@@ -584,6 +584,23 @@ pub async fn closed(ws: &mut Ws) -> (Option<CloseCode>, Duration) {
     }
 }
 
+/// The code and reason the server closes `ws` with, skipping what it sends before; panics if
+/// the connection ends without a Close frame.
+pub async fn close_frame(ws: &mut Ws) -> (CloseCode, String) {
+    loop {
+        // Longer than `recv`'s wait, so that a stuck observer is what a test reports.
+        let next = tokio::time::timeout(2 * WAIT, ws.next());
+        match next.await.expect("closed in time") {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code, frame.reason.to_string());
+            }
+            Some(Ok(Message::Close(None))) => panic!("closed without a code"),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 pub fn text(s: &str) -> Message {
     Message::text(s)
 }

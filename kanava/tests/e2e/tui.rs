@@ -239,11 +239,11 @@ async fn escape_sequences_from_others_never_reach_the_terminal_and_a_paste_is_on
         .wait("alice", "the attack, neutralised", |s| s.contains("pwned"))
         .await;
     assert!(
-        screen.contains("<web> ^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G"),
+        screen.contains("<~web> ^[]0;pwned^G^[[2J^[[31mred\u{fffd}31m^[]52;c;aGk=^G"),
         "{screen}"
     );
     assert!(
-        screen.contains("<web> before"),
+        screen.contains("<~web> before"),
         "the screen was cleared:\n{screen}"
     );
     assert_eq!(
@@ -316,22 +316,22 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
             status_line(s) == " #a  2 here  #lobby (1)  #b"
         })
         .await;
-    let screen = if screen.contains("<web> second in a") {
+    let screen = if screen.contains("<~web> second in a") {
         screen
     } else {
         tmux.wait("alice", "#a's messages", |s| {
-            s.contains("<web> second in a")
+            s.contains("<~web> second in a")
         })
         .await
     };
-    assert!(screen.contains("<web> first in a"), "{screen}");
+    assert!(screen.contains("<~web> first in a"), "{screen}");
     assert!(!screen.contains("hello lobby"), "{screen}");
 
     // Live traffic of the current room is shown, not counted.
     web.send(text("third in a")).await.unwrap();
     let screen = tmux
         .wait("alice", "#a's live message", |s| {
-            s.contains("<web> third in a")
+            s.contains("<~web> third in a")
         })
         .await;
     assert_eq!(status_line(&screen), " #a  2 here  #lobby (1)  #b");
@@ -342,11 +342,11 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
             status_line(s) == " #lobby  2 here  #a  #b"
         })
         .await;
-    let screen = if screen.contains("<lounger> hello lobby") {
+    let screen = if screen.contains("<~lounger> hello lobby") {
         screen
     } else {
         tmux.wait("alice", "#lobby's message", |s| {
-            s.contains("<lounger> hello lobby")
+            s.contains("<~lounger> hello lobby")
         })
         .await
     };
@@ -555,7 +555,7 @@ async fn scrolling_back_loads_older_history_from_the_store() {
     );
     // The room from its start: its first event, then the messages in order, each once.
     assert!(
-        top.lines().next().unwrap().ends_with("* web joined"),
+        top.lines().next().unwrap().ends_with("* ~web joined"),
         "{top}"
     );
     let older = web_messages(&top);
@@ -666,7 +666,7 @@ async fn me_is_an_action_for_ssh_and_a_plain_text_frame_for_mles() {
 
     // A Mles client's own `/me` is shown as an action over SSH too.
     web.send(text("/me nods")).await.unwrap();
-    tmux.wait("alice", "web's action", |s| s.contains("** web nods"))
+    tmux.wait("alice", "web's action", |s| s.contains("** ~web nods"))
         .await;
 }
 
@@ -692,11 +692,11 @@ async fn the_people_count_follows_later_joins_and_leaves() {
         .await;
 }
 
-/// The `<web> ` messages on a screen, top to bottom.
+/// The `<~web> ` messages on a screen, top to bottom.
 fn web_messages(screen: &str) -> Vec<&str> {
     screen
         .lines()
-        .filter_map(|l| l.split_once("<web> ").map(|(_, m)| m.trim_end()))
+        .filter_map(|l| l.split_once("<~web> ").map(|(_, m)| m.trim_end()))
         .collect()
 }
 
@@ -745,7 +745,7 @@ async fn joining_the_current_room_again_does_not_repeat_its_messages() {
     server.wait_metric("kanava_frames_in_total", 1.0).await;
     let tmux = Tmux::new();
     tmux.login_ready(&server, &keys, "ed25519", "alice").await;
-    tmux.wait("alice", "the backlog", |s| s.contains("<web> only once"))
+    tmux.wait("alice", "the backlog", |s| s.contains("<~web> only once"))
         .await;
     tmux.type_line("alice", "/join #lobby");
     tmux.type_line("alice", "/who");
@@ -754,7 +754,7 @@ async fn joining_the_current_room_again_does_not_repeat_its_messages() {
         .await;
     // The room's backlog is not appended a second time.
     assert_eq!(
-        screen.matches("<web> only once").count(),
+        screen.matches("<~web> only once").count(),
         1,
         "the backlog was shown again:\n{screen}"
     );

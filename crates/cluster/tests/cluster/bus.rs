@@ -13,6 +13,7 @@ fn frame(channel: &ChannelName, i: u64, time_ms: u64) -> Outgoing {
         channel: channel.clone(),
         kind: FrameKind::Binary,
         sender: Uid::new("alice\x01").unwrap(),
+        verified: i.is_multiple_of(2),
         payload: Bytes::from(i.to_be_bytes().to_vec()),
         time_ms,
         member: i,
@@ -63,6 +64,11 @@ async fn frames_are_delivered_on_every_node_in_order_and_the_history_keeps_the_l
         assert_eq!(delivered.entry.seq, *seq);
         assert_eq!(&delivered.entry.payload[..], &(i as u64).to_be_bytes());
         assert_eq!(delivered.entry.sender.as_str(), "alice\x01");
+        assert_eq!(
+            delivered.entry.verified,
+            (i as u64).is_multiple_of(2),
+            "verified travels"
+        );
         assert_eq!(
             delivered.origin,
             Origin {
@@ -131,6 +137,7 @@ async fn a_publish_retried_with_the_same_message_id_is_stored_once() {
         &channel,
         FrameKind::Text,
         &Uid::new("u").unwrap(),
+        false,
         5,
         &origin,
     ) {
@@ -163,6 +170,7 @@ fn entry(channel: &str, time_ms: u64) -> NewEntry {
             seq: 0,
             kind: FrameKind::Text,
             sender: Uid::new("bob").unwrap(),
+            verified: true,
             payload: Bytes::from_static(b"x"),
             time_ms,
         },

@@ -66,6 +66,7 @@ fn frame(i: u64) -> Outgoing {
         channel: ChannelName::new(&format!("failover-{}", i % 3)).unwrap(),
         kind: FrameKind::Binary,
         sender: Uid::new("u").unwrap(),
+        verified: false,
         payload: Bytes::from(i.to_be_bytes().to_vec()),
         time_ms: i,
         member: i,

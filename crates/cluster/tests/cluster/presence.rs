@@ -25,6 +25,7 @@ async fn presence_is_seen_on_other_nodes_refreshed_and_dropped_with_its_node() {
     let present = |uid: &str, exclusive| Present {
         uid: Uid::new(uid).unwrap(),
         exclusive,
+        verified: !exclusive,
     };
     let members = vec![present("zed", true), present("amy", false)];
     let sorted = vec![present("amy", false), present("zed", true)];

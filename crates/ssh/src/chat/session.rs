@@ -22,7 +22,7 @@ use super::directory::{Directory, Mode, Notice, Registration};
 use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
 use crate::exec::{header, uid};
-use crate::line::event_text;
+use crate::line::{event_text, shown_name};
 use crate::now_ms;
 use crate::ops::Ops;
 use kanava_core::sanitize;
@@ -105,7 +105,7 @@ impl Shown {
             kind: Kind::Room,
             time_ms: entry.time_ms,
             text: event_text(entry)?,
-            nick: Some(sanitize(entry.sender.as_str().as_bytes())),
+            nick: Some(shown_name(&entry.sender, entry.verified)),
         })
     }
 
@@ -253,7 +253,7 @@ impl ChatSession {
             .hub
             .members(self.room())
             .iter()
-            .map(|u| u.as_str().to_owned())
+            .map(|p| p.uid.as_str().to_owned())
             .collect()
     }
 
@@ -391,6 +391,7 @@ impl ChatSession {
             seq: 0,
             kind: FrameKind::Text,
             sender: uid(&self.nick),
+            verified: true,
             payload: Bytes::from(text.to_owned()),
             time_ms: now_ms(),
         };
@@ -703,7 +704,7 @@ impl ChatSession {
                     .hub
                     .members(room)
                     .iter()
-                    .any(|u| u.as_str().eq_ignore_ascii_case(name.as_str()))
+                    .any(|p| p.uid.as_str().eq_ignore_ascii_case(name.as_str()))
                     && !presence.as_ref().is_some_and(|p| {
                         p.sessions
                             .iter()
@@ -892,7 +893,7 @@ pub(crate) fn who_text(hub: &Hub, room: &ChannelName) -> String {
     let names: Vec<String> = hub
         .members(room)
         .iter()
-        .map(|u| sanitize(u.as_str().as_bytes()))
+        .map(|p| shown_name(&p.uid, p.verified))
         .collect();
     format!("{} here: {}", names.len(), names.join(", "))
 }
