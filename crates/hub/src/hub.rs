@@ -190,7 +190,7 @@ impl Hub {
         uid: Uid,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, true).await
+        self.join_as(channel, uid, Some(header), true).await
     }
 
     /// Joins like [`join`](Self::join), but as one of possibly several sessions of one user:
@@ -201,14 +201,25 @@ impl Hub {
         uid: Uid,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, false).await
+        self.join_as(channel, uid, Some(header), false).await
+    }
+
+    /// Joins like [`join_shared`](Self::join_shared), but stores no join header: for a
+    /// membership that only posts and leaves (an SSH `say`), which would otherwise add a join
+    /// entry to the history before every message it posts.
+    pub async fn join_shared_without_header(
+        &self,
+        channel: ChannelName,
+        uid: Uid,
+    ) -> Result<Joined, HubError> {
+        self.join_as(channel, uid, None, false).await
     }
 
     async fn join_as(
         &self,
         channel: ChannelName,
         uid: Uid,
-        header: Bytes,
+        header: Option<Bytes>,
         exclusive: bool,
     ) -> Result<Joined, HubError> {
         loop {
@@ -238,7 +249,9 @@ impl Hub {
                 if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
-                self.charge(&uid, header.len())?;
+                if let Some(header) = &header {
+                    self.charge(&uid, header.len())?;
+                }
                 let joined_at = state.next_seq;
                 let (history, live_from) = state.replay_at_join();
                 state.insert_member(
@@ -252,14 +265,16 @@ impl Hub {
                     exclusive,
                 );
                 self.announce(&channel, state.local_presence());
-                let submitted = self.submit(
-                    &entry,
-                    &mut state,
-                    FrameKind::Header,
-                    uid.clone(),
-                    header,
-                    id,
-                );
+                let submitted = header.map(|header| {
+                    self.submit(
+                        &entry,
+                        &mut state,
+                        FrameKind::Header,
+                        uid.clone(),
+                        header,
+                        id,
+                    )
+                });
                 (history, submitted)
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
@@ -269,8 +284,10 @@ impl Hub {
             }
             // The header holds a permit like any frame, so that `flush` waits for it too.
             let in_flight = Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1)));
-            let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
-            self.complete(&entry, submitted, id, header_permit);
+            if let Some(submitted) = submitted {
+                let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
+                self.complete(&entry, submitted, id, header_permit);
+            }
             metrics::gauge!("kanava_members").increment(1.0);
             metrics::counter!("kanava_joins_total").increment(1);
             let member = Member {
