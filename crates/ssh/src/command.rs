@@ -254,6 +254,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Words quoted for a shell come back as they were, whatever they hold; plain words
+        /// (as OpenSSH joins separate arguments) too, `#` included.
+        #[test]
+        fn quoted_and_plain_words_come_back_whole(
+            any_words in proptest::collection::vec(".{0,12}", 0..6),
+            plain in proptest::collection::vec("[a-z#/.-]{1,8}", 0..6),
+        ) {
+            proptest::prop_assert_eq!(words(&shell_words::join(&any_words)), Ok(any_words));
+            proptest::prop_assert_eq!(words(&plain.join(" ")), Ok(plain));
+        }
+
+        /// Whatever the line, `say` posts a non-empty text no longer than the line, and a
+        /// leading slash only as an emote or from a doubled one.
+        #[test]
+        fn say_text_stays_within_the_line_and_is_never_a_command(
+            text in "[ a#/'\"\\\\me]{0,24}",
+        ) {
+            let line = format!("say x {text}");
+            if let Ok(Command::Say { text: said, .. }) = parse(&line) {
+                proptest::prop_assert!(!said.trim().is_empty() && said.len() <= line.len());
+                let typed = words(&line).unwrap()[2..].join(" ");
+                proptest::prop_assert!(
+                    !said.starts_with('/') || said.starts_with("/me ") || typed.starts_with("//")
+                );
+            }
+        }
+    }
+
     #[test]
     fn say_posts_no_command_text() {
         assert_eq!(
