@@ -1,14 +1,15 @@
 //! Fuzzes the SSH side's text decoders on the same bytes, lossily decoded as they are in use:
-//! the exec command parser (`kanava_ssh::command::parse`), the slash command parser of chat
-//! sessions (`kanava_ssh::slash::parse`), the operators' `authorized_keys` file parser
-//! (`kanava_ssh::ops::parse_authorized_keys`), and the terminal sanitiser on the raw bytes.
-//! Checks that none panics, that parsed texts stay within the line, that every line of the
-//! ops file is either a key or a reported error, and that sanitised text never holds a control
-//! character.
+//! the exec command parser (`kanava_ssh::command::parse`, words split with shell-like quoting),
+//! the slash command parser of chat sessions (`kanava_ssh::slash::parse`), the operators'
+//! `authorized_keys` file parser (`kanava_ssh::ops::parse_authorized_keys`), and the terminal
+//! sanitiser on the raw bytes. Checks that none panics, that parsed texts stay within the line
+//! (the words of an exec command never outgrow it), that `say` never posts a command's text,
+//! that every line of the ops file is either a key or a reported error, and that sanitised text
+//! never holds a control character.
 
 #![no_main]
 
-use kanava_ssh::command::{Command, parse};
+use kanava_ssh::command::{Command, parse, words};
 use kanava_ssh::ops::parse_authorized_keys;
 use kanava_core::sanitize;
 use kanava_ssh::slash::{self, Slash};
@@ -16,8 +17,15 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);
+    if let Ok(words) = words(&line) {
+        let joined: usize = words.iter().map(|w| w.len() + 1).sum();
+        assert!(joined <= line.len() + 1, "{words:?}");
+    }
     if let Ok(Command::Say { text, .. }) = parse(&line) {
-        assert!(!text.is_empty() && line.contains(text.as_str()));
+        assert!(!text.trim().is_empty() && text.len() <= line.len());
+        // A leading slash only as an emote, or from a doubled one.
+        let typed = words(&line).expect("a parsed line splits")[2..].join(" ");
+        assert!(!text.starts_with('/') || text.starts_with("/me ") || typed.starts_with("//"));
     }
     match slash::parse(&line) {
         Ok(Slash::Msg(_, text) | Slash::Me(text) | Slash::Away(text)) => {

@@ -202,7 +202,7 @@ impl Hub {
         verified: bool,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, Holding::Exclusive { verified })
+        self.join_as(channel, uid, Some(header), Holding::Exclusive { verified })
             .await
     }
 
@@ -215,14 +215,26 @@ impl Hub {
         uid: Uid,
         header: Bytes,
     ) -> Result<Joined, HubError> {
-        self.join_as(channel, uid, header, Holding::Shared).await
+        self.join_as(channel, uid, Some(header), Holding::Shared)
+            .await
+    }
+
+    /// Joins like [`join_shared`](Self::join_shared), but stores no join header: for a
+    /// membership that only posts and leaves (an SSH `say`), which would otherwise add a join
+    /// entry to the history before every message it posts.
+    pub async fn join_shared_without_header(
+        &self,
+        channel: ChannelName,
+        uid: Uid,
+    ) -> Result<Joined, HubError> {
+        self.join_as(channel, uid, None, Holding::Shared).await
     }
 
     async fn join_as(
         &self,
         channel: ChannelName,
         uid: Uid,
-        header: Bytes,
+        header: Option<Bytes>,
         holding: Holding,
     ) -> Result<Joined, HubError> {
         let (exclusive, verified) = match holding {
@@ -256,7 +268,9 @@ impl Hub {
                 if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
-                self.charge(&uid, header.len())?;
+                if let Some(header) = &header {
+                    self.charge(&uid, header.len())?;
+                }
                 let joined_at = state.next_seq;
                 let (history, live_from) = state.replay_at_join();
                 state.insert_member(
@@ -271,14 +285,16 @@ impl Hub {
                     exclusive,
                 );
                 self.announce(&channel, state.local_presence());
-                let submitted = self.submit(
-                    &entry,
-                    &mut state,
-                    FrameKind::Header,
-                    (uid.clone(), verified),
-                    header,
-                    id,
-                );
+                let submitted = header.map(|header| {
+                    self.submit(
+                        &entry,
+                        &mut state,
+                        FrameKind::Header,
+                        (uid.clone(), verified),
+                        header,
+                        id,
+                    )
+                });
                 (history, submitted)
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
@@ -288,8 +304,10 @@ impl Hub {
             }
             // The header holds a permit like any frame, so that `flush` waits for it too.
             let in_flight = Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1)));
-            let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
-            self.complete(&entry, submitted, id, header_permit);
+            if let Some(submitted) = submitted {
+                let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
+                self.complete(&entry, submitted, id, header_permit);
+            }
             metrics::gauge!("kanava_members").increment(1.0);
             metrics::counter!("kanava_joins_total").increment(1);
             let member = Member {

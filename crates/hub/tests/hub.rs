@@ -387,3 +387,52 @@ async fn flush_waits_for_durability_and_history_reads_without_joining() {
     assert_eq!(history.len(), 51);
     assert!(hub.members(&ChannelName::new("c").unwrap()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_joined_without_a_header_stores_only_what_it_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_at(dir.path(), HubConfig::default());
+    let room = || ChannelName::new("room").unwrap();
+    let mut bob = join(&hub, "room", "bob").await;
+    for text in ["one", "two"] {
+        let poster = hub
+            .join_shared_without_header(room(), Uid::new("alice").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            hub.members(&room())
+                .into_iter()
+                .map(|p| p.uid)
+                .collect::<Vec<_>>(),
+            ["alice", "bob"].map(|u| Uid::new(u).unwrap())
+        );
+        poster
+            .member
+            .publish(FrameKind::Text, Bytes::from(text))
+            .await
+            .unwrap();
+        poster.member.flush().await.unwrap();
+    }
+    // Bob sees the two messages live, and no join of alice.
+    assert_eq!(next(&mut bob).await.payload, "one");
+    assert_eq!(next(&mut bob).await.payload, "two");
+    // Shared like join_shared: it coexists with alice's other sessions, never with an
+    // exclusive (Mles) holder of the uid.
+    assert!(
+        hub.join_shared_without_header(room(), Uid::new("bob").unwrap())
+            .await
+            .is_err()
+    );
+    let history = hub.history(room()).await.unwrap();
+    assert_eq!(
+        payloads(&history),
+        [
+            (
+                FrameKind::Header,
+                br#"{"uid":"bob","channel":"room"}"#.to_vec()
+            ),
+            (FrameKind::Text, b"one".to_vec()),
+            (FrameKind::Text, b"two".to_vec()),
+        ]
+    );
+}

@@ -94,10 +94,8 @@ pub(crate) async fn run(
                 // A muted user's messages reach nobody else, and nothing tells them so.
                 return OK;
             }
-            let joined = match hub
-                .join_shared(room.clone(), uid(nick), header(nick, &room))
-                .await
-            {
+            // A post is no visit: the membership stores no join entry, only the message.
+            let joined = match hub.join_shared_without_header(room, uid(nick)).await {
                 Ok(joined) => joined,
                 Err(error) => return failed(out, error).await,
             };

@@ -1,9 +1,10 @@
 //! The line interface (`ssh -T host`, or piped stdin): the bot interface. Every line read is a
 //! message or a slash command; every event is one plain line written (`TIME text`); nothing is
-//! echoed, no escape sequence is ever sent. EOF leaves with status 0.
+//! echoed, no escape sequence is ever sent. EOF (or `/quit`) leaves with status 0, once every
+//! answer and event already due has been written: a script's last command is never cut off.
 //!
 //! Answers to commands and errors go to stderr, so that stdout carries only events. The backlog
-//! of the room comes first, unless the client sets `KANAVA_BACKLOG=0`
+//! of each room joined comes first, unless the client sets `KANAVA_BACKLOG=0`
 //! (`ssh -o SetEnv=KANAVA_BACKLOG=0`).
 
 use bytes::BytesMut;
@@ -31,6 +32,32 @@ async fn write(out: &Output, shown: Vec<Shown>) -> bool {
         }
     }
     events.is_empty() || out.out(events).await
+}
+
+/// Events [`drain`] writes at most when the session ends, so that a busy room cannot keep a
+/// leaving session writing.
+const DRAIN_LIMIT: usize = 1024;
+
+/// Writes what the session already has to show, without waiting for more: some answers to
+/// commands arrive as notices (the copy of a `/msg`, a topic set, `/away`), queued by the time
+/// the command returns, and would be lost if the session closed over them.
+async fn drain(session: &mut ChatSession, out: &Output) {
+    for _ in 0..DRAIN_LIMIT {
+        let next = tokio::select! {
+            biased;
+            // Unconstrained: the task's cooperative budget must not make a ready queue look empty.
+            next = tokio::task::unconstrained(session.next()) => next,
+            () = std::future::ready(()) => return,
+        };
+        let shown = match next {
+            Next::Show(shown) => shown,
+            Next::Unread | Next::Members => continue,
+            Next::End(_, last) => vec![last],
+        };
+        if !write(out, shown).await {
+            return;
+        }
+    }
 }
 
 /// Runs a line session until EOF, `/quit`, the client going, or cancellation; returns the exit
@@ -77,11 +104,19 @@ pub(crate) async fn run(
             },
             event = input.recv() => event,
         };
-        let data = match event {
-            Some(Input::Data(data)) => data,
-            Some(Input::Eof) | None => break 0,
+        let ended = match event {
+            Some(Input::Data(data)) => {
+                pending.extend_from_slice(&data);
+                false
+            }
+            // A last line without a newline is a line too.
+            Some(Input::Eof) | None => {
+                if !pending.is_empty() && !discarding {
+                    pending.extend_from_slice(b"\n");
+                }
+                true
+            }
         };
-        pending.extend_from_slice(&data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line = pending.split_to(end + 1);
             if std::mem::take(&mut discarding) {
@@ -90,9 +125,17 @@ pub(crate) async fn run(
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let (shown, flow) = session.submit(&String::from_utf8_lossy(line)).await;
-            if !write(out, shown).await || flow == Flow::Quit {
+            if !write(out, shown).await {
                 break 'session 0;
             }
+            if flow == Flow::Quit {
+                drain(&mut session, out).await;
+                break 'session 0;
+            }
+        }
+        if ended {
+            drain(&mut session, out).await;
+            break 0;
         }
         if pending.len() > max_line {
             out.err(format!("line longer than {max_line} bytes dropped"))

@@ -164,6 +164,8 @@ pub(crate) struct ChatSession {
     notices: mpsc::Receiver<Notice>,
     /// The number of people in the current room.
     presence: watch::Receiver<usize>,
+    /// Whether entering a room shows its recent history and topic (bots may turn it off).
+    backlog: bool,
 }
 
 fn lobby() -> ChannelName {
@@ -173,7 +175,7 @@ fn lobby() -> ChannelName {
 impl ChatSession {
     /// Starts a session in the default room. Returns it with what to show first: unless
     /// `backlog` is off, the room's recent history and topic; then private messages that
-    /// arrived while the user was away.
+    /// arrived while the user was away. `backlog` applies to every room the session enters.
     pub(crate) async fn start(
         ctx: ChatContext,
         nick: Nick,
@@ -198,13 +200,10 @@ impl ChatSession {
             registration,
             notices,
             presence,
+            backlog,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
-        let mut shown = if backlog {
-            session.backlog(&history).await
-        } else {
-            Vec::new()
-        };
+        let mut shown = session.backlog(&history).await;
         let unread = session
             .ctx
             .accounts
@@ -257,8 +256,13 @@ impl ChatSession {
             .collect()
     }
 
-    /// The last lines of `history`, with the room's topic, as shown on entering a room.
+    /// The last lines of `history`, with the room's topic, as shown on entering a room; none
+    /// when the session shows no backlog.
     async fn backlog(&mut self, history: &[Arc<Entry>]) -> Vec<Shown> {
+        if !self.backlog {
+            self.oldest_seq = None;
+            return Vec::new();
+        }
         let mut shown: Vec<(u64, Shown)> = history
             .iter()
             .filter(|e| !self.ignored(e))
@@ -474,7 +478,11 @@ impl ChatSession {
                 }
             }
             Slash::Topic(None) => match self.ctx.accounts.topic(self.room().clone()).await {
-                Ok(Some(topic)) => vec![topic_line(&topic)],
+                // An answer, not an event: the line interface writes it to stderr.
+                Ok(Some(topic)) => vec![Shown {
+                    kind: Kind::Reply,
+                    ..topic_line(&topic)
+                }],
                 Ok(None) => reply(format!("* #{} has no topic", label(self.room()))),
                 Err(error) => reply(format!("* {error}")),
             },
