@@ -506,6 +506,9 @@ struct ServeArgs {
     /// [default: 16]
     #[arg(long, env = "KANAVA_SSH_MAX_SESSIONS_PER_USER")]
     ssh_max_sessions_per_user: Option<usize>,
+    /// Rooms one SSH user may create in an hour (all of them at once, at most). [default: 30]
+    #[arg(long, env = "KANAVA_SSH_ROOMS_PER_HOUR")]
+    ssh_rooms_per_hour: Option<u32>,
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
@@ -601,6 +604,7 @@ struct FileConfig {
     ssh_input_rate: Option<u64>,
     ssh_max_sessions: Option<usize>,
     ssh_max_sessions_per_user: Option<usize>,
+    ssh_rooms_per_hour: Option<u32>,
     log_format: Option<LogFormat>,
     #[serde(default)]
     cluster: Vec<String>,
@@ -892,6 +896,10 @@ impl ServeArgs {
                     .ssh_max_sessions_per_user
                     .or(file.ssh_max_sessions_per_user)
                     .unwrap_or(ssh_defaults.max_sessions_per_user),
+                rooms_per_hour: self
+                    .ssh_rooms_per_hour
+                    .or(file.ssh_rooms_per_hour)
+                    .unwrap_or(ssh_defaults.rooms_per_hour),
                 key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
                     kanava_core::KeySharing::ManyNamesPerKey
                 } else {

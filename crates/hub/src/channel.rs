@@ -240,6 +240,17 @@ impl ChannelState {
         self.history.push(frame.entry);
     }
 
+    /// Whether the history, or what awaits commit, holds this exact join header of `uid`.
+    pub(crate) fn holds_header(&self, uid: &Uid, verified: bool, header: &[u8]) -> bool {
+        let same = |e: &Entry| {
+            e.kind == FrameKind::Header
+                && e.sender == *uid
+                && e.verified == verified
+                && e.payload[..] == *header
+        };
+        self.history.entries().any(|e| same(e)) || self.in_flight.iter().any(|f| same(&f.entry))
+    }
+
     /// Whether `uid` may join: an exclusive member needs the uid free; a shared one needs it free
     /// or held by other shared members only.
     pub(crate) fn admits(&self, uid: &Uid, exclusive: bool) -> bool {

@@ -268,6 +268,9 @@ impl Hub {
                 if !state.admits(&uid, exclusive) {
                     return Err(HubError::Duplicate { uid, channel });
                 }
+                // A member joining again with the header the history already holds stores
+                // nothing: rejoining must not push messages out of the history.
+                let header = header.filter(|h| !state.holds_header(&uid, verified, h));
                 if let Some(header) = &header {
                     self.charge(&uid, header.len())?;
                 }

@@ -90,6 +90,10 @@ pub(crate) async fn run(
                 out.err(refusal).await;
                 return FAILED;
             }
+            if let Err(refusal) = ctx.may_enter(nick, &room).await {
+                out.err(refusal).await;
+                return FAILED;
+            }
             if ctx.directory.muted(nick) {
                 // A muted user's messages reach nobody else, and nothing tells them so.
                 return OK;

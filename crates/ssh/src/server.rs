@@ -87,6 +87,8 @@ pub struct SshConfig {
     pub max_sessions_per_connection: usize,
     /// Most session channels open at once for one user, over all their connections.
     pub max_sessions_per_user: usize,
+    /// Rooms one user may create in an hour (all at once, at most).
+    pub rooms_per_hour: u32,
 }
 
 impl Default for SshConfig {
@@ -103,6 +105,7 @@ impl Default for SshConfig {
             keepalive_interval: Duration::from_secs(24),
             max_sessions_per_connection: 4,
             max_sessions_per_user: 16,
+            rooms_per_hour: 30,
         }
     }
 }
@@ -144,7 +147,7 @@ pub async fn serve(
         hub,
         directory: Directory::default(),
         ops: Arc::new(Ops::new(config.ops_file.clone())),
-        limits: Arc::new(RateLimits::default()),
+        limits: Arc::new(RateLimits::new(config.rooms_per_hour)),
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
         key_sharing: config.key_sharing,

@@ -20,6 +20,7 @@ mod debugme_server;
 mod debugme_tools;
 mod defects;
 mod durability;
+mod history_noise;
 mod identity;
 mod limits;
 mod mles_limits;

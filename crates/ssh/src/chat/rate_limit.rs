@@ -1,5 +1,6 @@
-//! Token buckets: the message rate limit per user, shared by all their connections and
-//! sessions, whose burst lets a pasted block through; and the byte rate limit of a connection.
+//! Token buckets: the per-user limits, shared by all their connections and sessions, on
+//! messages (whose burst lets a pasted block through), room announcements and rooms created;
+//! and the byte rate limit of a connection.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,23 +14,71 @@ const BURST: f64 = 20.0;
 /// Messages per second a user may keep sending after the burst.
 const RATE: f64 = 2.0;
 
-/// The message rate limit of every user, shared by all their connections and sessions.
-#[derive(Default)]
-pub(crate) struct RateLimits(Mutex<HashMap<String, TokenBucket>>);
+/// Announcements (`/away`, `/back`, `/topic`) a user may make at once, then one a minute.
+const ANNOUNCEMENT_BURST: f64 = 3.0;
 
-/// Users tracked before buckets that are full again are forgotten.
+/// Users tracked per limit before buckets that are full again are forgotten.
 const TRACKED_USERS: usize = 10_000;
 
+/// What each user may do, limited over all their connections and sessions: messages, room
+/// announcements, and rooms created.
+pub(crate) struct RateLimits {
+    messages: Buckets,
+    announcements: Buckets,
+    new_rooms: Buckets,
+}
+
 impl RateLimits {
+    /// The limits, with `rooms_per_hour` new rooms per user (all of them at once, at most).
+    pub(crate) fn new(rooms_per_hour: u32) -> Self {
+        let rooms = f64::from(rooms_per_hour.max(1));
+        Self {
+            messages: Buckets::new(BURST, RATE),
+            announcements: Buckets::new(ANNOUNCEMENT_BURST, 1.0 / 60.0),
+            new_rooms: Buckets::new(rooms, rooms / 3600.0),
+        }
+    }
+
     /// Whether `nick` may send a message now (taking a token if so).
     pub(crate) fn allow(&self, nick: &Nick) -> bool {
-        let mut buckets = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= TRACKED_USERS {
-            buckets.retain(|_, bucket| !bucket.is_full());
+        self.messages.take(nick)
+    }
+
+    /// Whether `nick` may make an announcement to a room now: away, back, a topic.
+    pub(crate) fn allow_announcement(&self, nick: &Nick) -> bool {
+        self.announcements.take(nick)
+    }
+
+    /// Whether `nick` may create a room now.
+    pub(crate) fn allow_new_room(&self, nick: &Nick) -> bool {
+        self.new_rooms.take(nick)
+    }
+}
+
+/// One token bucket per user.
+struct Buckets {
+    burst: f64,
+    rate: f64,
+    users: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl Buckets {
+    fn new(burst: f64, rate: f64) -> Self {
+        Self {
+            burst,
+            rate,
+            users: Mutex::new(HashMap::new()),
         }
-        buckets
+    }
+
+    fn take(&self, nick: &Nick) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.len() >= TRACKED_USERS {
+            users.retain(|_, bucket| !bucket.is_full());
+        }
+        users
             .entry(nick.key())
-            .or_insert_with(|| TokenBucket::new(BURST, RATE))
+            .or_insert_with(|| TokenBucket::new(self.burst, self.rate))
             .take(1.0)
     }
 }

@@ -61,6 +61,24 @@ impl ChatContext {
         }
         Ok(())
     }
+
+    /// Whether `nick` may enter `room`: a room that exists (someone is in it, or it has
+    /// history) and the lobby always; a new one within the user's rooms-per-hour limit.
+    pub(crate) async fn may_enter(&self, nick: &Nick, room: &ChannelName) -> Result<(), String> {
+        if room == &lobby() || !self.hub.members(room).is_empty() {
+            return Ok(());
+        }
+        match self.hub.history(room.clone()).await {
+            Ok(history) if !history.is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        if self.limits.allow_new_room(nick) {
+            Ok(())
+        } else {
+            Err("room not created: you have created too many rooms in the last hour; join one that exists".to_owned())
+        }
+    }
 }
 
 /// What kind of line the user sees.
@@ -449,13 +467,11 @@ impl ChatSession {
             Slash::Away(reason) => {
                 let shown = sanitize(reason.as_bytes());
                 self.ctx.directory.set_away(&self.nick, Some(reason));
-                self.announce(format!("* {} is away: {shown}", self.nick));
-                Vec::new()
+                self.announce_change(format!("* {} is away: {shown}", self.nick))
             }
             Slash::Back => {
                 self.ctx.directory.set_away(&self.nick, None);
-                self.announce(format!("* {} is back", self.nick));
-                Vec::new()
+                self.announce_change(format!("* {} is back", self.nick))
             }
             Slash::Ignore(None) => match self.ctx.directory.ignored(&self.nick) {
                 list if list.is_empty() => reply("* you ignore nobody".into()),
@@ -553,6 +569,19 @@ impl ChatSession {
             .notify_room(self.room(), &Notice::Info(text));
     }
 
+    /// Announces a change the user made to themselves (away, back) within the announcement
+    /// rate limit; past it the change holds unannounced, and the user is told so.
+    fn announce_change(&self, text: String) -> Vec<Shown> {
+        if self.ctx.limits.allow_announcement(&self.nick) {
+            self.announce(text);
+            Vec::new()
+        } else {
+            vec![Shown::reply(format!(
+                "* done, not announced: {ANNOUNCEMENTS}"
+            ))]
+        }
+    }
+
     /// Makes `room` current, opening it if needed.
     async fn switch(&mut self, room: ChannelName) -> Vec<Shown> {
         if self.room() == &room {
@@ -586,6 +615,9 @@ impl ChatSession {
 
     /// Joins `room` and makes it current; returns its backlog.
     async fn open(&mut self, room: ChannelName) -> Vec<Shown> {
+        if let Err(refused) = self.ctx.may_enter(&self.nick, &room).await {
+            return vec![Shown::reply(format!("* {refused}"))];
+        }
         match join(&self.ctx.hub, &self.nick, room).await {
             Ok(mut joined) => {
                 let history = std::mem::take(&mut joined.history);
@@ -675,6 +707,11 @@ impl ChatSession {
     async fn set_topic(&mut self, text: String) -> Vec<Shown> {
         if let Err(refused) = self.admit(&text) {
             return vec![refused];
+        }
+        if !self.ctx.limits.allow_announcement(&self.nick) {
+            return vec![Shown::reply(format!(
+                "* topic not changed: {ANNOUNCEMENTS}"
+            ))];
         }
         let topic = Topic {
             room: self.room().clone(),
@@ -859,6 +896,10 @@ impl ChatSession {
         }
     }
 }
+
+/// Why an announcement was held back.
+const ANNOUNCEMENTS: &str =
+    "at most 3 announcements (away, back, topic) at once, then one a minute";
 
 /// A room's name as shown to a terminal: rooms made over Mles may hold control characters.
 pub(crate) fn label(room: &ChannelName) -> String {
