@@ -247,7 +247,8 @@ async fn who(server: &Kanava, key: &Path, asker: &str, room: &str) -> Vec<String
         .collect()
 }
 
-/// Waits until `who ROOM` on `server` lists `uid`: the node knows of a member elsewhere.
+/// Waits until `who ROOM` on `server` lists `uid` (as `who` shows it: `~uid` for an unverified
+/// Mles member): the node knows of a member elsewhere.
 async fn wait_listed(server: &Kanava, key: &Path, room: &str, uid: &str) {
     wait_until_async(&format!("{uid} is listed in #{room}"), || async {
         who(server, key, "watcher", room)
@@ -573,7 +574,7 @@ async fn mles_duplicate_uid_refused_across_nodes() {
     let (a, b) = (cluster.node(0), cluster.node(1));
     let (client_a, client_b) = (a.client(), b.client());
     let (mut x, mut w, markers) = join_and_meet(a, "x", b, "w", &ch).await;
-    wait_listed(b, &watcher_key, &ch, "x").await;
+    wait_listed(b, &watcher_key, &ch, "~x").await;
 
     // B refuses x as a single node refuses a duplicate: closed at once with 1008.
     let header = serde_json::json!({"uid": "x", "channel": ch}).to_string();
@@ -605,7 +606,7 @@ async fn mles_duplicate_uid_refused_across_nodes() {
 
     // A node that dies holding y: within the presence expiry y may join on B.
     let _y = client_a.join("y", &ch).await;
-    wait_listed(b, &watcher_key, &ch, "y").await;
+    wait_listed(b, &watcher_key, &ch, "~y").await;
     cluster.kill9(0);
     let killed = Instant::now();
     let (_y_on_b, _) = join_when_admitted(&client_b, "y", &ch, PRESENCE_EXPIRY).await;
