@@ -7,6 +7,7 @@
 //! a command and without a terminal (`ssh -T`), a line session reads messages and writes events.
 //! Membership and history go through the [`kanava_hub::Hub`], identities too.
 
+mod binding;
 mod chat;
 pub mod command;
 mod deadline;
@@ -38,6 +39,7 @@ pub fn identity_key_of(key: &PublicKey) -> Result<IdentityKey, SshError> {
         fingerprint: fingerprint(key),
         public_key: key.to_openssh()?,
         added_ms: now_ms(),
+        pending: false,
     })
 }
 

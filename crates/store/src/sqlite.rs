@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Claim, DiskBudget, DiskRefusal, Entry, FrameKind, HistoryLimits, Identity,
-    IdentityKey, KeySharing, NewEntry, Nick, PrivateMessage, Topic, Uid,
+    IdentityKey, KeyAdded, KeySharing, NewEntry, Nick, PrivateMessage, Rename, Topic, Uid,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
@@ -33,7 +33,6 @@ use crate::{Pending, Store, StoreError, StoreHealth, StoredChannel};
 mod accounts;
 mod schedule;
 
-use accounts::Binding;
 use schedule::{BatchLimits, Class, Scheduler};
 
 /// How much one transaction holds: few enough bytes that a commit (and so the wait of a frame
@@ -72,7 +71,7 @@ const JOURNAL_HEADROOM: u64 = JOURNAL_SIZE_LIMIT as u64 + 1024 * 1024;
 const PURGE_CHUNK: usize = 1000;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
@@ -408,11 +407,25 @@ impl Store for SqliteStore {
     }
 
     fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::FirstUse))
+        self.query(move |tx| accounts::claim(tx, &nick, &key, sharing))
     }
 
-    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::AddKey))
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<KeyAdded> {
+        self.query(move |tx| accounts::add_key(tx, &nick, &key, sharing))
+    }
+
+    fn rename_identity(
+        &self,
+        from: Nick,
+        to: Nick,
+        now_ms: u64,
+        cooldown_ms: u64,
+    ) -> Pending<Rename> {
+        self.query(move |tx| accounts::rename(tx, &from, &to, now_ms, cooldown_ms))
+    }
+
+    fn expire_identities(&self, unused_before_ms: u64) -> Pending<Vec<Nick>> {
+        self.query(move |tx| accounts::expire(tx, unused_before_ms))
     }
 
     fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool> {
@@ -484,6 +497,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    accounts::migrate_names(&tx, now_ms)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -1162,6 +1179,24 @@ mod tests {
             &store,
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_pending_key_never_locks_its_holder_out() {
+        let (_dir, store) = fresh();
+        contract::a_pending_key_never_locks_its_holder_out(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn names_unused_expire() {
+        let (_dir, store) = fresh();
+        contract::names_unused_expire(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn a_name_is_renamed_with_a_cooldown() {
+        let (_dir, store) = fresh();
+        contract::a_name_is_renamed_with_a_cooldown(&store, &store).await;
     }
 
     #[tokio::test]
