@@ -6,6 +6,7 @@ mod support;
 mod acme;
 mod bad_input;
 mod bench_ssh;
+mod binding;
 mod browser;
 mod chat;
 mod cli;
