@@ -477,7 +477,7 @@ impl Connection {
 
     /// Refuses the authentication request for `why`, which the client is told in a banner.
     fn refuse(&mut self, why: LoginRefusal) -> Auth {
-        tracing::info!(peer = %self.peer, reason = why.label(), "ssh login refused");
+        tracing::debug!(peer = %self.peer, reason = why.label(), "ssh login refused");
         metrics::counter!("kanava_ssh_logins_refused_total", "reason" => why.label()).increment(1);
         self.refusal = Some(why);
         Auth::reject()

@@ -1200,6 +1200,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_schema_4_database_gets_pending_keys_and_last_seen_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE identity_key (nick_key TEXT NOT NULL, nick TEXT NOT NULL,
+                     fingerprint TEXT NOT NULL, public_key TEXT NOT NULL,
+                     added_ms INTEGER NOT NULL, PRIMARY KEY (nick_key, fingerprint)) WITHOUT ROWID;
+                 INSERT INTO identity_key VALUES ('eve', 'Eve', 'SHA256:e', 'ssh-ed25519 AAAAe', 5);
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let eve = store.identity(nick("eve")).await.unwrap().unwrap();
+        assert!(eve.holds("SHA256:e") && eve.last_seen_ms > 5, "{eve:?}");
+        let added = store
+            .add_key(nick("eve"), key("SHA256:p"), KeySharing::OneNamePerKey)
+            .await
+            .unwrap();
+        assert_eq!(added, KeyAdded::Pending);
+        drop(store);
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let eve = store.identity(nick("eve")).await.unwrap().unwrap();
+        assert!(eve.awaits("SHA256:p", 7), "reopened: {eve:?}");
+    }
+
+    #[tokio::test]
     async fn a_schema_2_database_keeps_its_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
@@ -1214,9 +1243,21 @@ mod tests {
             )
             .unwrap();
         }
+        let opened_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
         let bob = store.identity(nick("bob")).await.unwrap().unwrap();
         assert_eq!(bob.nick.as_str(), "Bob");
+        assert!(
+            bob.last_seen_ms >= opened_ms && !bob.keys[0].pending,
+            "an existing name counts as seen at the migration, its keys active: {bob:?}"
+        );
+        assert!(
+            store.expire_identities(opened_ms).await.unwrap().is_empty(),
+            "so an expiry turned on later does not free it at once"
+        );
         assert_eq!(
             bob.keys,
             [IdentityKey {
