@@ -135,6 +135,21 @@ async fn key_add_of_a_foreign_key_does_not_lock_its_owner_out() {
             .any(|l| l.starts_with("mallory ") && l.contains(&victim) && l.ends_with(" pending")),
         "{list}"
     );
+    mallory.send("/whois mallory").await;
+    mallory.send("/whois nobody").await;
+    let mut whois = Vec::new();
+    loop {
+        let line = mallory.err_line("/whois's answer", |_| true).await;
+        if line.contains("no user is called nobody") {
+            break;
+        }
+        whois.push(line);
+    }
+    assert!(
+        whois.iter().any(|l| l.contains(&fingerprint(&mallory_key)))
+            && !whois.iter().any(|l| l.contains(&victim)),
+        "/whois lists active keys only: {whois:?}"
+    );
 
     // The pending key does not hold mallory's name against its holder, who binds their own
     // name with it; the pending entry is then dropped.
@@ -227,11 +242,26 @@ async fn every_refused_login_says_why_on_stderr() {
     );
 
     assert_logged_in(&login(&server, &banned_key, "troll").await, "troll");
+    // troll adds a key that is not theirs: banning troll must not ban that key's holder.
+    let mut troll = LineSession::open(&server, &banned_key, "troll").await;
+    let innocent = fresh_key(dir.path(), "innocent");
+    let added = troll.ask(&format!("/key add {}", public(&innocent))).await;
+    assert!(added.contains("is pending"), "{added}");
     let mut alice = LineSession::open(&server, &alice_key, "alice").await;
+    alice.send("/whois troll").await;
+    alice
+        .err_line("troll's active key in /whois", |l| {
+            l.contains(&fingerprint(&banned_key))
+        })
+        .await;
     alice.ask("/ban troll").await;
     assert_refused_saying(
         &login(&server, &banned_key, "troll").await,
         "kanava: this key is banned",
+    );
+    assert_logged_in(
+        &login(&server, &innocent, "innocent").await,
+        "a key pending on a banned name is not banned",
     );
     for reason in ["bound", "key_holds_name", "bad_name", "banned"] {
         let series = format!("kanava_ssh_logins_refused_total{{reason=\"{reason}\"}}");

@@ -731,7 +731,7 @@ impl ChatSession {
             identity.nick,
             crate::line::utc_timestamp(identity.bound_ms())
         )];
-        for key in &identity.keys {
+        for key in identity.keys.iter().filter(|k| !k.pending) {
             let op = if self.ctx.ops.contains(&key.fingerprint) {
                 " (operator)"
             } else {
@@ -895,9 +895,12 @@ impl ChatSession {
         }
         let since_ms = now_ms();
         let until_ms = duration.map(|d| since_ms.saturating_add(d.as_millis() as u64));
+        // Only the name's active keys: a pending key may be someone else's, added to this name
+        // without their knowledge.
         let bans: Vec<Ban> = identity
             .keys
             .iter()
+            .filter(|k| !k.pending)
             .map(|k| Ban {
                 fingerprint: k.fingerprint.clone(),
                 nick: identity.nick.clone(),
