@@ -78,6 +78,10 @@ fuzz_target!(|data: &[u8]| {
         let again = wire::decode_identity(&wire::encode_identity(&identity)).unwrap();
         assert_eq!(again, identity);
         assert_eq!(again.nick.as_str(), identity.nick.as_str());
+        assert!(
+            identity.keys.iter().any(|k| !k.pending),
+            "a decoded identity has an active key"
+        );
     }
     if let Ok(names) = wire::decode_key_names(data) {
         assert_eq!(

@@ -32,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!text.is_empty() && line.contains(text.as_str()));
         }
         Ok(Slash::KeyAdd(key)) => assert!(line.contains(key.as_str())),
+        Ok(Slash::Nick(name) | Slash::Release(Some(name))) => {
+            assert!(line.contains(name.as_str()));
+        }
         _ => {}
     }
     let (keys, errors) = parse_authorized_keys(&line);

@@ -203,7 +203,8 @@ struct UsersArgs {
 
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
-    /// List bound names: one line per key: name, key fingerprint, when the key was bound.
+    /// List bound names: one line per key: name, key fingerprint, when the key was added, when
+    /// the name last logged in, and "pending" for a key added with `/key add` not yet used.
     List,
     /// Bind a free name to a public key (a `.pub` file or the key line itself).
     Reserve {
@@ -235,9 +236,11 @@ async fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         UsersCommand::List => {
             for identity in store.identities().await? {
+                let seen = kanava_ssh::line::utc_timestamp(identity.last_seen_ms);
                 for key in &identity.keys {
+                    let pending = if key.pending { "  pending" } else { "" };
                     println!(
-                        "{:<16}  {}  {}",
+                        "{:<16}  {}  added {}  last-seen {seen}{pending}",
                         identity.nick,
                         key.fingerprint,
                         kanava_ssh::line::utc_timestamp(key.added_ms)
@@ -265,6 +268,7 @@ async fn users(args: UsersArgs) -> anyhow::Result<ExitCode> {
             match store.claim_identity(nick(&name)?, key, sharing).await? {
                 Claim::Bound => println!("{name} now belongs to {fingerprint}"),
                 Claim::Yours => println!("{name} already belongs to {fingerprint}"),
+                Claim::Confirmed => println!("{name} now belongs to {fingerprint} (was pending)"),
                 Claim::Taken(other) => {
                     eprintln!("kanava: {name} belongs to another key ({other}); release it first");
                     return Ok(ExitCode::FAILURE);
@@ -509,6 +513,17 @@ struct ServeArgs {
     /// Rooms one SSH user may create in an hour (all of them at once, at most). [default: 30]
     #[arg(long, env = "KANAVA_SSH_ROOMS_PER_HOUR")]
     ssh_rooms_per_hour: Option<u32>,
+    /// New SSH names (first logins) one source (IPv4 address or IPv6 /64) may bind per hour,
+    /// after a burst; 0 for no limit. Logins under a name the key holds are never limited.
+    /// [default: 60]
+    #[arg(long, env = "KANAVA_SSH_BINDINGS_PER_HOUR")]
+    ssh_bindings_per_hour: Option<u32>,
+    /// New SSH names one source may bind at once (a classroom behind one NAT). [default: 30]
+    #[arg(long, env = "KANAVA_SSH_BINDINGS_BURST")]
+    ssh_bindings_burst: Option<u32>,
+    /// Free SSH names not logged in for this long (e.g. 180d). [default: never]
+    #[arg(long, env = "KANAVA_SSH_NAME_EXPIRY", value_parser = parse_duration)]
+    ssh_name_expiry: Option<Duration>,
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
@@ -605,6 +620,10 @@ struct FileConfig {
     ssh_max_sessions: Option<usize>,
     ssh_max_sessions_per_user: Option<usize>,
     ssh_rooms_per_hour: Option<u32>,
+    ssh_bindings_per_hour: Option<u32>,
+    ssh_bindings_burst: Option<u32>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    ssh_name_expiry: Option<Duration>,
     log_format: Option<LogFormat>,
     #[serde(default)]
     cluster: Vec<String>,
@@ -900,6 +919,15 @@ impl ServeArgs {
                     .ssh_rooms_per_hour
                     .or(file.ssh_rooms_per_hour)
                     .unwrap_or(ssh_defaults.rooms_per_hour),
+                bindings_per_hour: self
+                    .ssh_bindings_per_hour
+                    .or(file.ssh_bindings_per_hour)
+                    .unwrap_or(ssh_defaults.bindings_per_hour),
+                bindings_burst: self
+                    .ssh_bindings_burst
+                    .or(file.ssh_bindings_burst)
+                    .unwrap_or(ssh_defaults.bindings_burst),
+                name_expiry: self.ssh_name_expiry.or(file.ssh_name_expiry),
                 key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
                     kanava_core::KeySharing::ManyNamesPerKey
                 } else {

@@ -19,7 +19,8 @@ use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use kanava_core::{
-    Ban, ChannelName, Claim, Identity, IdentityKey, KeySharing, Nick, PrivateMessage, Topic,
+    Ban, ChannelName, Claim, Identity, IdentityKey, KeyAdded, KeySharing, MAX_KEYS_PER_NAME, Nick,
+    PrivateMessage, Rename, Topic,
 };
 
 use crate::history::{last_sequence, scan, unix_ms};
@@ -144,38 +145,112 @@ pub(crate) async fn identity(
         .map(|(identity, _)| identity))
 }
 
-/// Binds `key` to `nick`: only a free name on first use, or in addition to its keys.
-pub(crate) async fn bind_key(
+/// The names other than `nick` in a key's index entry whose records hold the key (active) or
+/// wait for it (pending, at `now_ms`), as (holders, waiting).
+async fn key_names(
+    buckets: &Buckets,
+    names: &[Nick],
+    nick: &Nick,
+    fingerprint: &str,
+    now_ms: u64,
+) -> Result<(Vec<Nick>, Vec<Nick>), ClusterError> {
+    let (mut holders, mut waiting) = (Vec::new(), Vec::new());
+    for other in names.iter().filter(|n| *n != nick) {
+        match identity(buckets, other).await? {
+            Some(i) if i.holds(fingerprint) => holders.push(i.nick),
+            Some(i) if i.awaits(fingerprint, now_ms) => waiting.push(i.nick),
+            _ => {}
+        }
+    }
+    Ok((holders, waiting))
+}
+
+/// Makes the index entry at `fp_key` list exactly `listed` and `nick`, unless it does already;
+/// says whether it now does (false: it changed meanwhile).
+async fn index_as(
+    buckets: &Buckets,
+    fp_key: &str,
+    names: &[Nick],
+    revision: Option<u64>,
+    mut listed: Vec<Nick>,
+    nick: &Nick,
+) -> Result<bool, ClusterError> {
+    if names.contains(nick) && names.len() == listed.len() + 1 {
+        return Ok(true);
+    }
+    listed.push(nick.clone());
+    compare_and_set(
+        &buckets.ident,
+        fp_key,
+        wire::encode_key_names(&listed),
+        revision,
+    )
+    .await
+}
+
+/// Adds `nick` to the index entry at `fp_key`.
+async fn index_add(buckets: &Buckets, fp_key: &str, nick: &Nick) -> Result<(), ClusterError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut names, revision) = read_index(buckets, fp_key).await?;
+        if names.contains(nick) {
+            return Ok(());
+        }
+        names.push(nick.clone());
+        let value = wire::encode_key_names(&names);
+        if compare_and_set(&buckets.ident, fp_key, value, revision).await? {
+            return Ok(());
+        }
+    }
+    Err(ClusterError::Contention("a key's index entry"))
+}
+
+/// Records a login of `identity` (read at `revision`) at `now_ms`; a concurrent write wins.
+async fn seen(
+    buckets: &Buckets,
+    name_key: &str,
+    mut identity: Identity,
+    revision: u64,
+    now_ms: u64,
+) -> Result<(), ClusterError> {
+    if identity.last_seen_ms < now_ms {
+        identity.last_seen_ms = now_ms;
+        let value = wire::encode_identity(&identity);
+        compare_and_set(&buckets.ident, name_key, value, Some(revision)).await?;
+    }
+    Ok(())
+}
+
+/// Trust on first use: binds a free name to `key`, confirms a key pending on the name, and
+/// records the login; `key.added_ms` is now.
+pub(crate) async fn claim(
     buckets: &Buckets,
     nick: &Nick,
     key: &IdentityKey,
     sharing: KeySharing,
-    first_use: bool,
 ) -> Result<Claim, ClusterError> {
+    let now_ms = key.added_ms;
     let name_key = identity_key(nick);
     let fp_key = index_key(&key.fingerprint);
     let mut indexed = false;
     for _ in 0..MAX_ATTEMPTS {
         let bound = read_identity(buckets, &name_key).await?;
-        if let Some((identity, _)) = &bound {
+        if let Some((identity, revision)) = &bound {
             if identity.holds(&key.fingerprint) {
+                seen(buckets, &name_key, identity.clone(), *revision, now_ms).await?;
                 return Ok(Claim::Yours);
             }
-            if first_use {
+            if !identity.awaits(&key.fingerprint, now_ms) {
                 if indexed {
                     unindex(buckets, &fp_key, nick).await?;
                 }
-                return Ok(Claim::Taken(identity.keys[0].fingerprint.clone()));
+                let first = identity.keys.iter().find(|k| !k.pending);
+                return Ok(Claim::Taken(
+                    first.map(|k| k.fingerprint.clone()).unwrap_or_default(),
+                ));
             }
         }
         let (names, index_revision) = read_index(buckets, &fp_key).await?;
-        let mut holders = Vec::new();
-        for other in names.iter().filter(|n| *n != nick) {
-            let holds = identity(buckets, other).await?;
-            if holds.is_some_and(|i| i.holds(&key.fingerprint)) {
-                holders.push(other.clone());
-            }
-        }
+        let (holders, waiting) = key_names(buckets, &names, nick, &key.fingerprint, now_ms).await?;
         if sharing == KeySharing::OneNamePerKey
             && let Some(holder) = holders.first()
         {
@@ -184,35 +259,206 @@ pub(crate) async fn bind_key(
             }
             return Ok(Claim::KeyHoldsName(holder.clone()));
         }
-        let listed = names.iter().any(|n| n == nick);
-        if !listed || names.len() != holders.len() + 1 {
-            let spelling = bound.as_ref().map_or(nick, |(i, _)| &i.nick).clone();
-            holders.push(spelling);
-            let value = wire::encode_key_names(&holders);
-            if !compare_and_set(&buckets.ident, &fp_key, value, index_revision).await? {
-                continue;
-            }
+        let spelling = bound.as_ref().map_or(nick, |(i, _)| &i.nick).clone();
+        let listed = [holders, waiting.clone()].concat();
+        if !index_as(buckets, &fp_key, &names, index_revision, listed, &spelling).await? {
+            continue;
         }
         indexed = true;
-        let (identity, revision) = match bound {
+        let (identity, revision, outcome) = match bound {
             Some((mut identity, revision)) => {
-                identity.keys.push(key.clone());
-                (identity, Some(revision))
+                for k in identity
+                    .keys
+                    .iter_mut()
+                    .filter(|k| k.fingerprint == key.fingerprint)
+                {
+                    k.pending = false;
+                }
+                identity.last_seen_ms = now_ms;
+                (identity, Some(revision), Claim::Confirmed)
             }
             None => (
                 Identity {
                     nick: nick.clone(),
-                    keys: vec![key.clone()],
+                    keys: vec![IdentityKey {
+                        pending: false,
+                        ..key.clone()
+                    }],
+                    last_seen_ms: now_ms,
+                    renamed_ms: 0,
                 },
                 None,
+                Claim::Bound,
             ),
         };
         let value = wire::encode_identity(&identity);
         if compare_and_set(&buckets.ident, &name_key, value, revision).await? {
-            return Ok(Claim::Bound);
+            if outcome == Claim::Bound {
+                // The key's holder wins over whoever added it, pending, to their own name.
+                for other in &waiting {
+                    drop_pending(buckets, other, &key.fingerprint).await?;
+                }
+            }
+            return Ok(outcome);
         }
     }
     Err(ClusterError::Contention("a name's binding"))
+}
+
+/// Removes the pending key `fingerprint` from `nick`, and `nick` from the key's index entry.
+async fn drop_pending(
+    buckets: &Buckets,
+    nick: &Nick,
+    fingerprint: &str,
+) -> Result<(), ClusterError> {
+    let name_key = identity_key(nick);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((mut identity, revision)) = read_identity(buckets, &name_key).await? else {
+            return Ok(());
+        };
+        let before = identity.keys.len();
+        identity
+            .keys
+            .retain(|k| !(k.pending && k.fingerprint == fingerprint));
+        if identity.keys.len() == before {
+            return Ok(());
+        }
+        let value = wire::encode_identity(&identity);
+        if compare_and_set(&buckets.ident, &name_key, value, Some(revision)).await? {
+            return unindex(buckets, &index_key(fingerprint), nick).await;
+        }
+    }
+    Err(ClusterError::Contention("a name's binding"))
+}
+
+/// `/key add`: stores `key` as pending on the bound name `nick`; `key.added_ms` is now.
+pub(crate) async fn add_key(
+    buckets: &Buckets,
+    nick: &Nick,
+    key: &IdentityKey,
+    sharing: KeySharing,
+) -> Result<KeyAdded, ClusterError> {
+    let now_ms = key.added_ms;
+    let name_key = identity_key(nick);
+    let fp_key = index_key(&key.fingerprint);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((mut identity, revision)) = read_identity(buckets, &name_key).await? else {
+            return Ok(KeyAdded::NameFree);
+        };
+        if identity.holds(&key.fingerprint) {
+            return Ok(KeyAdded::Active);
+        }
+        let (names, _) = read_index(buckets, &fp_key).await?;
+        let (holders, _) = key_names(buckets, &names, nick, &key.fingerprint, now_ms).await?;
+        if sharing == KeySharing::OneNamePerKey && !holders.is_empty() {
+            return Ok(KeyAdded::KeyHoldsName);
+        }
+        identity.keys.retain(|k| !k.expired_at(now_ms));
+        let outcome = if let Some(waiting) = identity
+            .keys
+            .iter_mut()
+            .find(|k| k.fingerprint == key.fingerprint)
+        {
+            waiting.added_ms = now_ms;
+            KeyAdded::StillPending
+        } else if identity.keys.len() >= MAX_KEYS_PER_NAME {
+            return Ok(KeyAdded::TooManyKeys);
+        } else {
+            identity.keys.push(IdentityKey {
+                pending: true,
+                ..key.clone()
+            });
+            KeyAdded::Pending
+        };
+        index_add(buckets, &fp_key, &identity.nick).await?;
+        let value = wire::encode_identity(&identity);
+        if compare_and_set(&buckets.ident, &name_key, value, Some(revision)).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(ClusterError::Contention("a name's binding"))
+}
+
+/// `/nick`: moves every key of `from` to the free name `to`, unless `from` was renamed less
+/// than `cooldown_ms` before `now_ms`. The new record is created first, then the old one
+/// deleted at the revision read; if the old one changed meanwhile, the new one is taken back
+/// and the rename tried again.
+pub(crate) async fn rename(
+    buckets: &Buckets,
+    from: &Nick,
+    to: &Nick,
+    now_ms: u64,
+    cooldown_ms: u64,
+) -> Result<Rename, ClusterError> {
+    let (from_key, to_key) = (identity_key(from), identity_key(to));
+    let same = from_key == to_key;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((identity, revision)) = read_identity(buckets, &from_key).await? else {
+            return Ok(Rename::NotBound);
+        };
+        let next_ms = identity.renamed_ms.saturating_add(cooldown_ms);
+        if identity.renamed_ms != 0 && now_ms < next_ms {
+            return Ok(Rename::TooSoon(next_ms));
+        }
+        let renamed = Identity {
+            nick: to.clone(),
+            last_seen_ms: now_ms,
+            renamed_ms: now_ms,
+            ..identity.clone()
+        };
+        let value = wire::encode_identity(&renamed);
+        if same {
+            if compare_and_set(&buckets.ident, &from_key, value, Some(revision)).await? {
+                return Ok(Rename::Renamed);
+            }
+            continue;
+        }
+        for key in &identity.keys {
+            index_add(buckets, &index_key(&key.fingerprint), to).await?;
+        }
+        if !compare_and_set(&buckets.ident, &to_key, value, None).await? {
+            return Ok(Rename::Taken);
+        }
+        if delete_at(&buckets.ident, &from_key, revision).await? {
+            for key in &identity.keys {
+                unindex(buckets, &index_key(&key.fingerprint), from).await?;
+            }
+            return Ok(Rename::Renamed);
+        }
+        release(buckets, to).await?;
+    }
+    Err(ClusterError::Contention("a name's binding"))
+}
+
+/// Frees every name last seen before `unused_before_ms`. A record without a last-seen time
+/// (written before there were any) gets `now_ms` instead: its unused time counts from now.
+pub(crate) async fn expire(
+    buckets: &Buckets,
+    unused_before_ms: u64,
+    now_ms: u64,
+) -> Result<Vec<Nick>, ClusterError> {
+    let mut expired = Vec::new();
+    for key in keys(&buckets.ident).await? {
+        if !key.starts_with("nick.") {
+            continue;
+        }
+        let Some((mut identity, revision)) = read_identity(buckets, &key).await? else {
+            continue;
+        };
+        if identity.last_seen_ms == 0 {
+            identity.last_seen_ms = now_ms;
+            let value = wire::encode_identity(&identity);
+            compare_and_set(&buckets.ident, &key, value, Some(revision)).await?;
+        } else if identity.last_seen_ms < unused_before_ms
+            && delete_at(&buckets.ident, &key, revision).await?
+        {
+            for held in &identity.keys {
+                unindex(buckets, &index_key(&held.fingerprint), &identity.nick).await?;
+            }
+            expired.push(identity.nick);
+        }
+    }
+    Ok(expired)
 }
 
 /// Drops `nick` from the index entry at `fp_key`.
@@ -247,7 +493,11 @@ pub(crate) async fn remove_key(
         let Some((mut identity, revision)) = read_identity(buckets, &name_key).await? else {
             return Ok(false);
         };
-        if !identity.holds(fingerprint) || identity.keys.len() <= 1 {
+        let active = identity.keys.iter().filter(|k| !k.pending).count();
+        let Some(removed) = identity.keys.iter().find(|k| k.fingerprint == fingerprint) else {
+            return Ok(false);
+        };
+        if !removed.pending && active <= 1 {
             return Ok(false);
         }
         identity.keys.retain(|k| k.fingerprint != fingerprint);

@@ -9,8 +9,8 @@ use async_nats::jetstream;
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use kanava_core::{
-    Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeySharing, NewEntry,
-    Nick, PrivateMessage, Topic,
+    Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeyAdded, KeySharing,
+    NewEntry, Nick, PrivateMessage, Rename, Topic,
 };
 use kanava_store::{
     Bus, BusHealth, Delivered, InboundMessage, Outgoing, Pending, Present, RemotePresence,
@@ -323,14 +323,33 @@ impl Store for ClusterStore {
     }
 
     fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.run(|inner| async move {
-            accounts::bind_key(&inner.buckets, &nick, &key, sharing, true).await
+        self.run(|inner| async move { accounts::claim(&inner.buckets, &nick, &key, sharing).await })
+    }
+
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<KeyAdded> {
+        self.run(
+            |inner| async move { accounts::add_key(&inner.buckets, &nick, &key, sharing).await },
+        )
+    }
+
+    fn rename_identity(
+        &self,
+        from: Nick,
+        to: Nick,
+        now_ms: u64,
+        cooldown_ms: u64,
+    ) -> Pending<Rename> {
+        self.run(move |inner| async move {
+            accounts::rename(&inner.buckets, &from, &to, now_ms, cooldown_ms).await
         })
     }
 
-    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.run(|inner| async move {
-            accounts::bind_key(&inner.buckets, &nick, &key, sharing, false).await
+    fn expire_identities(&self, unused_before_ms: u64) -> Pending<Vec<Nick>> {
+        self.run(move |inner| async move {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            accounts::expire(&inner.buckets, unused_before_ms, now_ms).await
         })
     }
 

@@ -322,12 +322,20 @@ struct KeyRecord {
     fingerprint: String,
     public_key: String,
     added_ms: u64,
+    /// Absent in records written before pending keys existed: those keys are active.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct IdentityRecord {
     nick: String,
     keys: Vec<KeyRecord>,
+    /// 0 in records written before last-seen times existed (unknown).
+    #[serde(default)]
+    last_seen_ms: u64,
+    #[serde(default)]
+    renamed_ms: u64,
 }
 
 /// The value of an identity's key: the name as first bound and its keys, oldest first.
@@ -341,20 +349,27 @@ pub fn encode_identity(identity: &Identity) -> Vec<u8> {
                 fingerprint: k.fingerprint.clone(),
                 public_key: k.public_key.clone(),
                 added_ms: k.added_ms,
+                pending: k.pending,
             })
             .collect(),
+        last_seen_ms: identity.last_seen_ms,
+        renamed_ms: identity.renamed_ms,
     };
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
-/// Reads an identity written by [`encode_identity`]; a bound name has at least one key.
+/// Reads an identity written by [`encode_identity`]; a bound name has at least one active key.
+/// A last-seen time of 0 (unknown) reads as 0; the name expiry counts it from when it first
+/// sees it.
 pub fn decode_identity(bytes: &[u8]) -> Result<Identity, RecordError> {
     let record: IdentityRecord = serde_json::from_slice(bytes)?;
-    if record.keys.is_empty() {
+    if record.keys.iter().all(|k| k.pending) {
         return Err(RecordError::Invalid("identity without keys"));
     }
     Ok(Identity {
         nick: nick(&record.nick)?,
+        last_seen_ms: record.last_seen_ms,
+        renamed_ms: record.renamed_ms,
         keys: record
             .keys
             .into_iter()
@@ -362,6 +377,7 @@ pub fn decode_identity(bytes: &[u8]) -> Result<Identity, RecordError> {
                 fingerprint: k.fingerprint,
                 public_key: k.public_key,
                 added_ms: k.added_ms,
+                pending: k.pending,
             })
             .collect(),
     })
@@ -748,12 +764,20 @@ mod tests {
                 fingerprint: "SHA256:a".into(),
                 public_key: "ssh-ed25519 AAAA".into(),
                 added_ms: 5,
+                pending: false,
             }],
+            last_seen_ms: 7,
+            renamed_ms: 6,
         };
         assert_eq!(
             decode_identity(&encode_identity(&identity)).unwrap(),
             identity
         );
+        let before_pending_keys = br#"{"nick":"Alice","keys":[{"fingerprint":"SHA256:a","public_key":"ssh-ed25519 AAAA","added_ms":5}]}"#;
+        let old = decode_identity(before_pending_keys).unwrap();
+        assert!(old.holds("SHA256:a") && old.last_seen_ms == 0);
+        let only_pending = br#"{"nick":"Alice","keys":[{"fingerprint":"SHA256:a","public_key":"k","added_ms":5,"pending":true}]}"#;
+        assert!(decode_identity(only_pending).is_err());
         assert!(decode_identity(br#"{"nick":"a b","keys":[]}"#).is_err());
         assert!(decode_identity(br#"{"nick":"ab","keys":[]}"#).is_err());
         let ban = Ban {

@@ -69,6 +69,24 @@ pub struct IdentityKey {
     pub public_key: String,
     /// When the key was bound to the name, in Unix milliseconds.
     pub added_ms: u64,
+    /// Whether the key was added with `/key add` and has yet to log in once under the name to
+    /// prove that its holder wants it there: until then it does not log in as the name, does
+    /// not count as holding it, and expires after [`PENDING_KEY_TTL_MS`].
+    pub pending: bool,
+}
+
+/// How long a key added with `/key add` waits for its first login before it is dropped.
+pub const PENDING_KEY_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Most keys (active and pending) one name may have, so that `/key add` cannot grow a record
+/// without bound.
+pub const MAX_KEYS_PER_NAME: usize = 16;
+
+impl IdentityKey {
+    /// Whether a pending key has waited longer than [`PENDING_KEY_TTL_MS`] at `now_ms`.
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.pending && self.added_ms.saturating_add(PENDING_KEY_TTL_MS) <= now_ms
+    }
 }
 
 /// A name and the keys that may log in under it: the key that claimed it first, then any its
@@ -77,14 +95,30 @@ pub struct IdentityKey {
 pub struct Identity {
     /// The name.
     pub nick: Nick,
-    /// The keys, oldest first; never empty for a bound name.
+    /// The keys, oldest first; never empty for a bound name, and at least one is active.
     pub keys: Vec<IdentityKey>,
+    /// When the name last logged in (or was bound), in Unix milliseconds: a name unused for
+    /// longer than the operator's expiry is freed.
+    pub last_seen_ms: u64,
+    /// When the name was last renamed (`/nick`) into its current spelling, in Unix
+    /// milliseconds; 0 if never. A rename carries it along, so renames stay rate-limited.
+    pub renamed_ms: u64,
 }
 
 impl Identity {
-    /// Whether the key with this fingerprint may log in under the name.
+    /// Whether the key with this fingerprint may log in under the name (an active key).
     pub fn holds(&self, fingerprint: &str) -> bool {
-        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+        self.keys
+            .iter()
+            .any(|k| !k.pending && k.fingerprint == fingerprint)
+    }
+
+    /// Whether the key with this fingerprint waits, pending, for its first login under the
+    /// name, and has not expired at `now_ms`.
+    pub fn awaits(&self, fingerprint: &str, now_ms: u64) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.pending && k.fingerprint == fingerprint && !k.expired_at(now_ms))
     }
 
     /// When the name was first bound, in Unix milliseconds.
@@ -114,6 +148,38 @@ pub enum Claim {
     Taken(String),
     /// The key already holds this other name, and keys may hold one name only.
     KeyHoldsName(Nick),
+    /// The key was pending on the name (`/key add`) and, by this first login, is now active.
+    Confirmed,
+}
+
+/// The outcome of adding a key to a name (`/key add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAdded {
+    /// The key is stored as pending: it becomes active when it first logs in under the name.
+    Pending,
+    /// The key was pending already (its wait starts again).
+    StillPending,
+    /// The key is already an active key of the name.
+    Active,
+    /// The key holds another name, and keys may hold one name only; which name is not said.
+    KeyHoldsName,
+    /// The name has [`MAX_KEYS_PER_NAME`] keys already.
+    TooManyKeys,
+    /// The name is not bound (it was released meanwhile).
+    NameFree,
+}
+
+/// The outcome of renaming a name (`/nick`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// The keys now hold the new name, and the old one is free.
+    Renamed,
+    /// The new name is bound already.
+    Taken,
+    /// The old name is not bound.
+    NotBound,
+    /// The name was renamed too recently; it may be renamed again from this time (Unix ms).
+    TooSoon(u64),
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ pub use disk::{DiskBudget, DiskRefusal};
 pub use duration::{DurationError, parse_duration};
 pub use entry::{Entry, FrameKind, NewEntry};
 pub use history::{HistoryLimits, HistoryWindow};
-pub use identity::{Claim, Identity, IdentityKey, KeySharing, MAX_NICK_LEN, Nick, NickError};
+pub use identity::{
+    Claim, Identity, IdentityKey, KeyAdded, KeySharing, MAX_KEYS_PER_NAME, MAX_NICK_LEN, Nick,
+    NickError, PENDING_KEY_TTL_MS, Rename,
+};
 pub use lookalike::passes_for;
 pub use memory::{MemoryBudget, OverBudget, Reservation};
 pub use name::{ChannelName, NameError, Uid};

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use kanava_core::{
-    Ban, ChannelName, Claim, Identity, IdentityKey, KeySharing, Nick, PrivateMessage, Topic,
+    Ban, ChannelName, Claim, Identity, IdentityKey, KeyAdded, KeySharing, Nick, PrivateMessage,
+    Rename, Topic,
 };
 use kanava_store::Store;
 
@@ -43,17 +44,42 @@ impl Accounts {
         Ok(self.store.claim_identity(nick, key, sharing).await?)
     }
 
-    /// Adds a key to a name (`/key add`).
+    /// Adds a key to a name as pending (`/key add`); it becomes active at its first login.
     pub async fn add_key(
         &self,
         nick: Nick,
         key: IdentityKey,
         sharing: KeySharing,
-    ) -> Result<Claim, HubError> {
+    ) -> Result<KeyAdded, HubError> {
         Ok(self.store.add_key(nick, key, sharing).await?)
     }
 
-    /// Removes a key of a name, never its last; says whether it was removed.
+    /// Moves a name's keys to a free name (`/nick`), at most once per `cooldown_ms`.
+    pub async fn rename(
+        &self,
+        from: Nick,
+        to: Nick,
+        now_ms: u64,
+        cooldown_ms: u64,
+    ) -> Result<Rename, HubError> {
+        Ok(self
+            .store
+            .rename_identity(from, to, now_ms, cooldown_ms)
+            .await?)
+    }
+
+    /// Frees a name and all its keys (`/release`); says whether it was bound.
+    pub async fn release(&self, nick: Nick) -> Result<bool, HubError> {
+        Ok(self.store.release_identity(nick).await?)
+    }
+
+    /// Frees the names not logged in since `unused_before_ms`; returns them.
+    pub async fn expire(&self, unused_before_ms: u64) -> Result<Vec<Nick>, HubError> {
+        Ok(self.store.expire_identities(unused_before_ms).await?)
+    }
+
+    /// Removes a key of a name (pending, or active but never its last); says whether it was
+    /// removed.
     pub async fn remove_key(&self, nick: Nick, fingerprint: String) -> Result<bool, HubError> {
         Ok(self.store.remove_key(nick, fingerprint).await?)
     }

@@ -136,8 +136,9 @@ impl Proof {
         format!("{uid}\n{channel}\n{time_secs}").into_bytes()
     }
 
-    /// Checks the proof for `uid` in `channel` at `now_secs` against the name's `keys`; returns
-    /// the fingerprint of the key that signed.
+    /// Checks the proof for `uid` in `channel` at `now_secs` against the name's `keys` (its
+    /// active ones: a key added but never logged in with proves nothing); returns the
+    /// fingerprint of the key that signed.
     pub fn verify(
         &self,
         uid: &str,
@@ -178,6 +179,7 @@ mod tests {
             fingerprint: key.public_key().fingerprint(HashAlg::Sha256).to_string(),
             public_key: key.public_key().to_openssh().unwrap(),
             added_ms: 0,
+            pending: false,
         }
     }
 
@@ -226,6 +228,15 @@ mod tests {
         assert_eq!(
             proof.verify("alice", "dev", 1100, &keys[..1]),
             Err(ProofError::ForeignKey)
+        );
+        let pending = [IdentityKey {
+            pending: true,
+            ..identity_key(&alice)
+        }];
+        assert_eq!(
+            proof.verify("alice", "dev", 1100, &pending),
+            Err(ProofError::ForeignKey),
+            "a pending key proves nothing"
         );
     }
 

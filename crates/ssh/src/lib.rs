@@ -7,6 +7,7 @@
 //! a command and without a terminal (`ssh -T`), a line session reads messages and writes events.
 //! Membership and history go through the [`kanava_hub::Hub`], identities too.
 
+mod binding;
 mod chat;
 pub mod command;
 mod deadline;
@@ -38,6 +39,7 @@ pub fn identity_key_of(key: &PublicKey) -> Result<IdentityKey, SshError> {
         fingerprint: fingerprint(key),
         public_key: key.to_openssh()?,
         added_ms: now_ms(),
+        pending: false,
     })
 }
 
@@ -69,6 +71,30 @@ pub fn describe_metrics() {
         "kanava_ssh_input_limited_total",
         "SSH connections disconnected for sending faster than the input rate limit"
     );
+    metrics::describe_counter!(
+        "kanava_ssh_bindings_total",
+        "SSH names bound on first use (new bindings, rate-limited per source)"
+    );
+    metrics::describe_counter!(
+        "kanava_ssh_logins_refused_total",
+        "SSH logins refused, by reason (bound, key_holds_name, bad_name, binding_rate, banned); \
+         the client is told why in a banner"
+    );
+    metrics::describe_counter!(
+        "kanava_ssh_names_expired_total",
+        "SSH names freed for being unused longer than --ssh-name-expiry"
+    );
+    metrics::counter!("kanava_ssh_bindings_total").increment(0);
+    metrics::counter!("kanava_ssh_names_expired_total").increment(0);
+    for reason in [
+        "bound",
+        "key_holds_name",
+        "bad_name",
+        "binding_rate",
+        "banned",
+    ] {
+        metrics::counter!("kanava_ssh_logins_refused_total", "reason" => reason).increment(0);
+    }
     metrics::gauge!("kanava_ssh_connections").increment(0.0);
     metrics::gauge!("kanava_ssh_sessions").increment(0.0);
     metrics::counter!("kanava_ssh_input_limited_total").increment(0);

@@ -27,6 +27,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::SshError;
+use crate::binding::{BindingLimits, LoginRefusal};
 use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
@@ -89,6 +90,14 @@ pub struct SshConfig {
     pub max_sessions_per_user: usize,
     /// Rooms one user may create in an hour (all at once, at most).
     pub rooms_per_hour: u32,
+    /// New names (trust-on-first-use bindings) one source (IPv4 address or IPv6 /64) may bind
+    /// per hour, after a burst; 0 for no limit. Logging in under a name the key holds is
+    /// never limited.
+    pub bindings_per_hour: u32,
+    /// New names one source may bind at once.
+    pub bindings_burst: u32,
+    /// Names not logged in for this long are freed; `None` keeps them for good.
+    pub name_expiry: Option<Duration>,
 }
 
 impl Default for SshConfig {
@@ -106,6 +115,9 @@ impl Default for SshConfig {
             max_sessions_per_connection: 4,
             max_sessions_per_user: 16,
             rooms_per_hour: 30,
+            bindings_per_hour: 60,
+            bindings_burst: 30,
+            name_expiry: None,
         }
     }
 }
@@ -152,10 +164,21 @@ pub async fn serve(
         backlog: config.backlog,
         key_sharing: config.key_sharing,
     };
+    let bindings = Arc::new(BindingLimits::new(
+        config.bindings_burst,
+        config.bindings_per_hour,
+    ));
     let user_sessions = UserSessions::default();
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
+    if let Some(expiry) = config.name_expiry {
+        tracker.spawn(expire_names(
+            chat.accounts.clone(),
+            expiry,
+            shutdown.clone(),
+        ));
+    }
     if let Some(feed) = chat.hub.private_feed() {
         tracker.spawn(show_private_from_other_nodes(
             feed,
@@ -201,6 +224,10 @@ pub async fn serve(
             config: Arc::clone(&config),
             peer,
             user: None,
+            bindings: Arc::clone(&bindings),
+            refusal: None,
+            last_banner: None,
+            confirmed: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             channels: HashMap::new(),
             sessions: HashMap::new(),
@@ -281,6 +308,8 @@ async fn run_connection(
 struct Started {
     nick: Nick,
     fingerprint: String,
+    /// Told on stderr before the command or shell starts: a key this login confirmed.
+    notice: Option<String>,
     out: Output,
     cancel: CancellationToken,
     running: Running,
@@ -328,9 +357,13 @@ impl Connection {
             channel,
             finished: self.finished.0.clone(),
         };
+        let notice = self.confirmed.take().map(|fingerprint| {
+            format!("kanava: key {fingerprint} is confirmed: it may now log in as {nick}\r\n")
+        });
         Ok(Some(Started {
             nick,
             fingerprint,
+            notice,
             out,
             cancel,
             running,
@@ -368,6 +401,14 @@ struct Connection {
     peer: SocketAddr,
     /// The name logged in and the fingerprint of the key it used.
     user: Option<(Nick, String)>,
+    /// The new-binding limits of every source.
+    bindings: Arc<BindingLimits>,
+    /// Why the last authentication request was refused, for the banner sent with the refusal.
+    refusal: Option<LoginRefusal>,
+    /// The last banner sent, so that a client offering key after key sees each reason once.
+    last_banner: Option<String>,
+    /// The fingerprint of a pending key this login confirmed, told at the first session.
+    confirmed: Option<String>,
     authenticated: Arc<AtomicBool>,
     /// Running commands by channel; dropping a guard (channel closed, connection gone) stops it.
     channels: HashMap<ChannelId, DropGuard>,
@@ -437,6 +478,14 @@ impl Connection {
             .await;
     }
 
+    /// Refuses the authentication request for `why`, which the client is told in a banner.
+    fn refuse(&mut self, why: LoginRefusal) -> Auth {
+        tracing::debug!(peer = %self.peer, reason = why.label(), "ssh login refused");
+        metrics::counter!("kanava_ssh_logins_refused_total", "reason" => why.label()).increment(1);
+        self.refusal = Some(why);
+        Auth::reject()
+    }
+
     /// Whether the key is banned now.
     async fn banned(&self, key_fingerprint: &str) -> Result<bool, SshError> {
         let ban = self
@@ -460,16 +509,19 @@ impl russh::server::Handler for Connection {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, SshError> {
         let Ok(nick) = Nick::new(user) else {
-            return Ok(Auth::reject());
+            return Ok(self.refuse(LoginRefusal::BadName));
         };
-        // Refuse another key for a bound name, or a banned key, before any signature, so the
-        // client tries its next.
+        // Refuse another key for a bound name, a banned key, or a new name past the source's
+        // limit, before any signature, so the client tries its next.
         let offered = fingerprint(offer.public_key);
         if self.banned(&offered).await? {
-            return Ok(Auth::reject());
+            return Ok(self.refuse(LoginRefusal::Banned));
         }
         Ok(match self.chat.accounts.identity(nick).await? {
-            Some(bound) if !bound.holds(&offered) => Auth::reject(),
+            Some(bound) if !bound.holds(&offered) && !bound.awaits(&offered, now_ms()) => {
+                self.refuse(LoginRefusal::BoundToOther(bound.nick))
+            }
+            None if !self.bindings.allows(self.peer.ip()) => self.refuse(LoginRefusal::BindingRate),
             _ => Auth::Accept,
         })
     }
@@ -480,30 +532,68 @@ impl russh::server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, SshError> {
         let Ok(nick) = Nick::new(user) else {
-            return Ok(Auth::reject());
+            return Ok(self.refuse(LoginRefusal::BadName));
         };
         let key = crate::identity_key_of(key.public_key)?;
         if self.banned(&key.fingerprint).await? {
-            return Ok(Auth::reject());
+            return Ok(self.refuse(LoginRefusal::Banned));
+        }
+        // Only a new binding takes from the source's limit; a login under a name the key
+        // holds (or is pending on) never does.
+        let new_name = self.chat.accounts.identity(nick.clone()).await?.is_none();
+        if new_name && !self.bindings.take(self.peer.ip()) {
+            return Ok(self.refuse(LoginRefusal::BindingRate));
         }
         let fingerprint = key.fingerprint.clone();
         let claim = self
             .chat
             .accounts
-            .claim_identity(nick.clone(), key, self.config.key_sharing);
-        match claim.await? {
-            Claim::Bound | Claim::Yours => {
-                tracing::info!(peer = %self.peer, %nick, %fingerprint, "ssh login");
+            .claim_identity(nick.clone(), key, self.config.key_sharing)
+            .await;
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(error) => {
+                if new_name {
+                    self.bindings.give_back(self.peer.ip());
+                }
+                return Err(error.into());
+            }
+        };
+        if new_name && claim != Claim::Bound {
+            self.bindings.give_back(self.peer.ip());
+        }
+        match claim {
+            Claim::Bound | Claim::Yours | Claim::Confirmed => {
+                tracing::info!(peer = %self.peer, %nick, %fingerprint, ?claim, "ssh login");
+                if claim == Claim::Bound {
+                    metrics::counter!("kanava_ssh_bindings_total").increment(1);
+                }
+                if claim == Claim::Confirmed {
+                    self.confirmed = Some(fingerprint.clone());
+                }
                 self.user = Some((nick, fingerprint));
                 self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
             }
-            Claim::Taken(_) => Ok(Auth::reject()),
-            Claim::KeyHoldsName(other) => {
-                tracing::info!(peer = %self.peer, %nick, %other, "key already holds another name");
-                Ok(Auth::reject())
+            Claim::Taken(_) => {
+                let spelling = self.chat.accounts.identity(nick.clone()).await?;
+                let bound = spelling.map_or(nick, |i| i.nick);
+                Ok(self.refuse(LoginRefusal::BoundToOther(bound)))
             }
+            Claim::KeyHoldsName(_) => Ok(self.refuse(LoginRefusal::KeyHoldsName)),
         }
+    }
+
+    async fn auth_rejection_banner(&mut self) -> Result<Option<String>, SshError> {
+        let Some(refusal) = self.refusal.take() else {
+            return Ok(None);
+        };
+        let banner = refusal.banner();
+        if self.last_banner.as_ref() == Some(&banner) {
+            return Ok(None);
+        }
+        self.last_banner = Some(banner.clone());
+        Ok(Some(banner))
     }
 
     async fn channel_open_session(
@@ -709,6 +799,7 @@ impl russh::server::Handler for Connection {
         let Some(Started {
             nick,
             fingerprint,
+            notice,
             out,
             cancel,
             running,
@@ -730,6 +821,9 @@ impl russh::server::Handler for Connection {
         let chat = self.chat.clone();
         tokio::spawn(async move {
             let _running = running;
+            if let Some(notice) = notice {
+                out.err(notice).await;
+            }
             let registered =
                 chat.directory
                     .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
@@ -748,6 +842,7 @@ impl russh::server::Handler for Connection {
         let Some(Started {
             nick,
             fingerprint,
+            notice,
             out,
             cancel,
             running,
@@ -763,6 +858,9 @@ impl russh::server::Handler for Connection {
             self.sizes.insert(channel, resizes);
             tokio::spawn(async move {
                 let _running = running;
+                if let Some(notice) = notice {
+                    out.err(notice).await;
+                }
                 let options = crate::tui::Options { size };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
@@ -773,6 +871,9 @@ impl russh::server::Handler for Connection {
         let backlog = !self.no_backlog.contains(&channel);
         tokio::spawn(async move {
             let _running = running;
+            if let Some(notice) = notice {
+                out.err(notice).await;
+            }
             let status =
                 line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
             out.finish(status).await;
@@ -847,6 +948,35 @@ fn not_offered() -> ChannelOpenFailure {
     ChannelOpenFailure::Other {
         code: ChannelOpenFailure::AdministrativelyProhibited.code(),
         reason: NOT_OFFERED.to_owned(),
+    }
+}
+
+/// Frees the names not logged in for `expiry`, checking a few times per `expiry` (at most
+/// every ten minutes, at least every second).
+async fn expire_names(
+    accounts: kanava_hub::Accounts,
+    expiry: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let before = now_ms().saturating_sub(expiry.as_millis() as u64);
+        match accounts.expire(before).await {
+            Ok(freed) if freed.is_empty() => {}
+            Ok(freed) => {
+                metrics::counter!("kanava_ssh_names_expired_total").increment(freed.len() as u64);
+                tracing::info!(
+                    names = freed.len(),
+                    "freed names unused for the name expiry"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "expiring unused names failed"),
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use kanava_core::{
-    Ban, ChannelName, Claim, Entry, FrameKind, IdentityKey, KeySharing, NewEntry, Nick,
-    PrivateMessage, Topic, Uid,
+    Ban, ChannelName, Claim, Entry, FrameKind, IdentityKey, KeyAdded, KeySharing, NewEntry, Nick,
+    PENDING_KEY_TTL_MS, PrivateMessage, Rename, Topic, Uid,
 };
 
 use crate::{Pending, Store};
@@ -20,6 +20,15 @@ pub(crate) fn key(fingerprint: &str) -> IdentityKey {
         fingerprint: fingerprint.into(),
         public_key: format!("ssh-ed25519 AAAA{fingerprint}"),
         added_ms: 7,
+        pending: false,
+    }
+}
+
+/// A key with this fingerprint, presented at `now_ms`.
+pub(crate) fn key_at(fingerprint: &str, now_ms: u64) -> IdentityKey {
+    IdentityKey {
+        added_ms: now_ms,
+        ..key(fingerprint)
     }
 }
 
@@ -104,13 +113,16 @@ pub async fn a_key_holds_one_name_unless_sharing_is_on_and_a_name_may_have_sever
         "names bound with sharing on still count: {third:?}"
     );
     let add = |fp: &str| store.add_key(nick("ALICE"), key(fp), KeySharing::OneNamePerKey);
-    assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Bound);
-    assert_eq!(add("SHA256:a2").await.unwrap(), Claim::Yours);
-    claim(store, "bob", "SHA256:b").await.unwrap();
+    assert_eq!(add("SHA256:a2").await.unwrap(), KeyAdded::Pending);
+    assert_eq!(add("SHA256:a2").await.unwrap(), KeyAdded::StillPending);
     assert_eq!(
-        add("SHA256:b").await.unwrap(),
-        Claim::KeyHoldsName(nick("bob"))
+        claim(store, "alice", "SHA256:a2").await.unwrap(),
+        Claim::Confirmed,
+        "a pending key becomes active at its first login"
     );
+    assert_eq!(add("SHA256:a2").await.unwrap(), KeyAdded::Active);
+    claim(store, "bob", "SHA256:b").await.unwrap();
+    assert_eq!(add("SHA256:b").await.unwrap(), KeyAdded::KeyHoldsName);
     let alice = store.identity(nick("alice")).await.unwrap().unwrap();
     assert_eq!(alice.nick.as_str(), "alice", "the first spelling is kept");
     assert!(alice.holds("SHA256:a") && alice.holds("SHA256:a2"));
@@ -136,7 +148,145 @@ pub async fn a_key_holds_one_name_unless_sharing_is_on_and_a_name_may_have_sever
         .add_key(nick("fresh"), key("SHA256:f"), KeySharing::OneNamePerKey)
         .await
         .unwrap();
-    assert_eq!(added, Claim::Bound, "adding a key binds a free name");
+    assert_eq!(
+        added,
+        KeyAdded::NameFree,
+        "adding a key never binds a free name"
+    );
+    assert_eq!(store.identity(nick("fresh")).await.unwrap(), None);
+}
+
+/// A key added by someone else (`/key add` without holding it) stays pending: it cannot log in
+/// under the adder's name without its holder, does not count as holding that name, and its
+/// holder binding a name of their own drops it. Pending keys can be removed, and expire.
+pub async fn a_pending_key_never_locks_its_holder_out(store: &dyn Store, other: &dyn Store) {
+    claim(store, "mallory", "SHA256:m").await.unwrap();
+    let add = |fp: &str, now_ms| {
+        store.add_key(
+            nick("mallory"),
+            key_at(fp, now_ms),
+            KeySharing::OneNamePerKey,
+        )
+    };
+    assert_eq!(add("SHA256:victim", 10).await.unwrap(), KeyAdded::Pending);
+    let mallory = other.identity(nick("mallory")).await.unwrap().unwrap();
+    assert!(!mallory.holds("SHA256:victim") && mallory.awaits("SHA256:victim", 10));
+    assert_eq!(
+        claim(other, "victim", "SHA256:victim").await.unwrap(),
+        Claim::Bound,
+        "the key's holder binds a name of their own"
+    );
+    let mallory = store.identity(nick("mallory")).await.unwrap().unwrap();
+    assert_eq!(
+        mallory.keys.len(),
+        1,
+        "the pending entry was dropped: {mallory:?}"
+    );
+    assert_eq!(
+        claim(store, "mallory", "SHA256:victim").await.unwrap(),
+        Claim::Taken("SHA256:m".into())
+    );
+
+    assert_eq!(add("SHA256:x", 20).await.unwrap(), KeyAdded::Pending);
+    assert!(
+        store
+            .remove_key(nick("mallory"), "SHA256:x".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(add("SHA256:y", 20).await.unwrap(), KeyAdded::Pending);
+    let late = key_at("SHA256:y", 20 + PENDING_KEY_TTL_MS);
+    assert_eq!(
+        store
+            .claim_identity(nick("mallory"), late, KeySharing::OneNamePerKey)
+            .await
+            .unwrap(),
+        Claim::Taken("SHA256:m".into()),
+        "a pending key expires"
+    );
+    let mut too_many = Vec::new();
+    for i in 0..kanava_core::MAX_KEYS_PER_NAME {
+        too_many.push(add(&format!("SHA256:k{i}"), 30).await.unwrap());
+    }
+    assert_eq!(
+        too_many.last(),
+        Some(&KeyAdded::TooManyKeys),
+        "{too_many:?}"
+    );
+}
+
+/// Every login records the name's last-seen time; names unused since a time are freed with
+/// their keys, the others kept.
+pub async fn names_unused_expire(store: &dyn Store, other: &dyn Store) {
+    let login = |name: &str, fp: &str, now_ms| {
+        store.claim_identity(nick(name), key_at(fp, now_ms), KeySharing::OneNamePerKey)
+    };
+    assert_eq!(login("old", "SHA256:o", 100).await.unwrap(), Claim::Bound);
+    assert_eq!(login("used", "SHA256:u", 100).await.unwrap(), Claim::Bound);
+    assert_eq!(login("used", "SHA256:u", 500).await.unwrap(), Claim::Yours);
+    let used = other.identity(nick("used")).await.unwrap().unwrap();
+    assert_eq!(used.last_seen_ms, 500);
+    assert_eq!(
+        other
+            .identity(nick("old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_ms,
+        100
+    );
+    let expired = other.expire_identities(300).await.unwrap();
+    assert_eq!(expired, [nick("old")]);
+    assert_eq!(store.identity(nick("old")).await.unwrap(), None);
+    assert!(store.identity(nick("used")).await.unwrap().is_some());
+    assert_eq!(
+        login("old2", "SHA256:o", 600).await.unwrap(),
+        Claim::Bound,
+        "an expired name's key is free again"
+    );
+}
+
+/// `/nick` moves every key to a free name and frees the old one, refuses a bound name, and
+/// allows one rename per cooldown (carried along to the new name).
+pub async fn a_name_is_renamed_with_a_cooldown(store: &dyn Store, other: &dyn Store) {
+    claim(store, "alice", "SHA256:a").await.unwrap();
+    store
+        .add_key(nick("alice"), key("SHA256:p"), KeySharing::OneNamePerKey)
+        .await
+        .unwrap();
+    claim(store, "carol", "SHA256:c").await.unwrap();
+    let rename =
+        |from: &str, to: &str, now_ms| other.rename_identity(nick(from), nick(to), now_ms, 1000);
+    assert_eq!(rename("alice", "carol", 10).await.unwrap(), Rename::Taken);
+    assert_eq!(rename("nobody", "x", 10).await.unwrap(), Rename::NotBound);
+    assert_eq!(rename("alice", "Bob", 10).await.unwrap(), Rename::Renamed);
+    assert_eq!(store.identity(nick("alice")).await.unwrap(), None);
+    let bob = store.identity(nick("bob")).await.unwrap().unwrap();
+    assert_eq!(bob.nick.as_str(), "Bob");
+    assert!(
+        bob.holds("SHA256:a") && bob.awaits("SHA256:p", 10),
+        "{bob:?}"
+    );
+    assert_eq!(claim(store, "bob", "SHA256:a").await.unwrap(), Claim::Yours);
+    assert_eq!(
+        rename("bob", "dave", 500).await.unwrap(),
+        Rename::TooSoon(1010)
+    );
+    assert_eq!(
+        claim(store, "alice", "SHA256:new").await.unwrap(),
+        Claim::Bound,
+        "the old name is free"
+    );
+    assert_eq!(
+        claim(store, "other", "SHA256:a").await.unwrap(),
+        Claim::KeyHoldsName(nick("Bob")),
+        "the keys moved: they hold the new name"
+    );
+    assert_eq!(rename("bob", "dave", 1010).await.unwrap(), Rename::Renamed);
+    assert_eq!(
+        claim(store, "dave", "SHA256:a").await.unwrap(),
+        Claim::Yours
+    );
 }
 
 /// Private messages sent unread are taken once, oldest first, by their recipient whatever the

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use kanava_core::{
-    Ban, ChannelName, Claim, DiskRefusal, Entry, Identity, IdentityKey, KeySharing, NewEntry, Nick,
-    PrivateMessage, Topic, Uid,
+    Ban, ChannelName, Claim, DiskRefusal, Entry, Identity, IdentityKey, KeyAdded, KeySharing,
+    NewEntry, Nick, PrivateMessage, Rename, Topic, Uid,
 };
 
 pub use bus::{
@@ -128,17 +128,37 @@ pub trait Store: Send + Sync + 'static {
     /// The identity bound to `nick` with all its keys, if any.
     fn identity(&self, nick: Nick) -> Pending<Option<Identity>>;
 
-    /// Binds `nick` to `key` if the name is free, atomically: of two claims racing for one new
-    /// name, exactly one gets [`Claim::Bound`]. With [`KeySharing::OneNamePerKey`] a key that
-    /// already holds another name gets [`Claim::KeyHoldsName`].
+    /// Logs `key` in under `nick` (trust on first use), atomically; `key.added_ms` is now.
+    /// A free name is bound to the key: of two claims racing for one new name, exactly one gets
+    /// [`Claim::Bound`], and the key's pending entries under other names are dropped (its
+    /// holder wins over whoever added it). A key pending on the name is confirmed
+    /// ([`Claim::Confirmed`]). With [`KeySharing::OneNamePerKey`] a key that is active under
+    /// another name gets [`Claim::KeyHoldsName`]. A successful login records the name's
+    /// last-seen time.
     fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim>;
 
-    /// Adds `key` to the keys of `nick` (binding the name if it is free), under the same rule
-    /// for keys that hold another name.
-    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim>;
+    /// `/key add`: stores `key` as a pending key of the bound name `nick` (`key.added_ms` is
+    /// now), under the same rule for keys active under another name; a name has at most
+    /// [`kanava_core::MAX_KEYS_PER_NAME`] keys.
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<KeyAdded>;
 
-    /// Removes one key of `nick`, unless it is the name's only key; says whether it was removed.
+    /// Removes one key of `nick`: a pending one, or an active one unless it is the name's only
+    /// active key; says whether it was removed.
     fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool>;
+
+    /// `/nick`: moves every key of `from` to the free name `to` (or to another spelling of
+    /// `from`), freeing `from`, unless `from` was renamed less than `cooldown_ms` before
+    /// `now_ms`.
+    fn rename_identity(
+        &self,
+        from: Nick,
+        to: Nick,
+        now_ms: u64,
+        cooldown_ms: u64,
+    ) -> Pending<Rename>;
+
+    /// Frees every name whose last login was before `unused_before_ms`; returns them.
+    fn expire_identities(&self, unused_before_ms: u64) -> Pending<Vec<Nick>>;
 
     /// Every bound identity, sorted by name.
     fn identities(&self) -> Pending<Vec<Identity>>;

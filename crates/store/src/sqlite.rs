@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Claim, DiskBudget, DiskRefusal, Entry, FrameKind, HistoryLimits, Identity,
-    IdentityKey, KeySharing, NewEntry, Nick, PrivateMessage, Topic, Uid,
+    IdentityKey, KeyAdded, KeySharing, NewEntry, Nick, PrivateMessage, Rename, Topic, Uid,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
@@ -33,7 +33,6 @@ use crate::{Pending, Store, StoreError, StoreHealth, StoredChannel};
 mod accounts;
 mod schedule;
 
-use accounts::Binding;
 use schedule::{BatchLimits, Class, Scheduler};
 
 /// How much one transaction holds: few enough bytes that a commit (and so the wait of a frame
@@ -409,11 +408,25 @@ impl Store for SqliteStore {
     }
 
     fn claim_identity(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::FirstUse))
+        self.query(move |tx| accounts::claim(tx, &nick, &key, sharing))
     }
 
-    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<Claim> {
-        self.query(move |tx| accounts::bind_key(tx, &nick, &key, sharing, Binding::AddKey))
+    fn add_key(&self, nick: Nick, key: IdentityKey, sharing: KeySharing) -> Pending<KeyAdded> {
+        self.query(move |tx| accounts::add_key(tx, &nick, &key, sharing))
+    }
+
+    fn rename_identity(
+        &self,
+        from: Nick,
+        to: Nick,
+        now_ms: u64,
+        cooldown_ms: u64,
+    ) -> Pending<Rename> {
+        self.query(move |tx| accounts::rename(tx, &from, &to, now_ms, cooldown_ms))
+    }
+
+    fn expire_identities(&self, unused_before_ms: u64) -> Pending<Vec<Nick>> {
+        self.query(move |tx| accounts::expire(tx, unused_before_ms))
     }
 
     fn remove_key(&self, nick: Nick, fingerprint: String) -> Pending<bool> {
@@ -494,6 +507,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    accounts::migrate_names(&tx, now_ms)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -1191,6 +1208,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pending_key_never_locks_its_holder_out() {
+        let (_dir, store) = fresh();
+        contract::a_pending_key_never_locks_its_holder_out(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn names_unused_expire() {
+        let (_dir, store) = fresh();
+        contract::names_unused_expire(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn a_name_is_renamed_with_a_cooldown() {
+        let (_dir, store) = fresh();
+        contract::a_name_is_renamed_with_a_cooldown(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn a_schema_4_database_gets_pending_keys_and_last_seen_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE identity_key (nick_key TEXT NOT NULL, nick TEXT NOT NULL,
+                     fingerprint TEXT NOT NULL, public_key TEXT NOT NULL,
+                     added_ms INTEGER NOT NULL, PRIMARY KEY (nick_key, fingerprint)) WITHOUT ROWID;
+                 INSERT INTO identity_key VALUES ('eve', 'Eve', 'SHA256:e', 'ssh-ed25519 AAAAe', 5);
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let eve = store.identity(nick("eve")).await.unwrap().unwrap();
+        assert!(eve.holds("SHA256:e") && eve.last_seen_ms > 5, "{eve:?}");
+        let added = store
+            .add_key(nick("eve"), key("SHA256:p"), KeySharing::OneNamePerKey)
+            .await
+            .unwrap();
+        assert_eq!(added, KeyAdded::Pending);
+        drop(store);
+        let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
+        let eve = store.identity(nick("eve")).await.unwrap().unwrap();
+        assert!(eve.awaits("SHA256:p", 7), "reopened: {eve:?}");
+    }
+
+    #[tokio::test]
     async fn a_schema_2_database_keeps_its_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
@@ -1205,9 +1269,21 @@ mod tests {
             )
             .unwrap();
         }
+        let opened_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let store = SqliteStore::open(&path, limits(10, 10)).unwrap();
         let bob = store.identity(nick("bob")).await.unwrap().unwrap();
         assert_eq!(bob.nick.as_str(), "Bob");
+        assert!(
+            bob.last_seen_ms >= opened_ms && !bob.keys[0].pending,
+            "an existing name counts as seen at the migration, its keys active: {bob:?}"
+        );
+        assert!(
+            store.expire_identities(opened_ms).await.unwrap().is_empty(),
+            "so an expiry turned on later does not free it at once"
+        );
         assert_eq!(
             bob.keys,
             [IdentityKey {

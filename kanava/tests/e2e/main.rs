@@ -6,6 +6,7 @@ mod support;
 mod acme;
 mod bad_input;
 mod bench_ssh;
+mod binding;
 mod bots;
 mod browser;
 mod chat;

@@ -78,7 +78,7 @@ pub async fn ssh(server: &Kanava, keys: &[&Path], user: &str, args: &[&str]) -> 
     .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -698,7 +698,7 @@ async fn one_connection_with_100_channels_is_served() {
 }
 
 /// `kanava users ARGS --data DIR`.
-fn users(data: &Path, args: &[&str]) -> Output {
+pub fn users(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kanava"))
         .arg("users")
         .args(args)

@@ -55,3 +55,21 @@ async fn topics_are_kept_per_room_and_purged_with_it() {
     let (_server, store) = one_node().await;
     contract::topics_are_kept_per_room_and_purged_with_it(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_key_never_locks_its_holder_out() {
+    let (_server, a, b) = two_nodes().await;
+    contract::a_pending_key_never_locks_its_holder_out(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_unused_expire() {
+    let (_server, a, b) = two_nodes().await;
+    contract::names_unused_expire(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_renamed_with_a_cooldown() {
+    let (_server, a, b) = two_nodes().await;
+    contract::a_name_is_renamed_with_a_cooldown(&a, &b).await;
+}

@@ -33,6 +33,7 @@ async fn racing_claims_from_two_nodes_have_exactly_one_winner() {
                 fingerprint: format!("SHA256:{i}"),
                 public_key: format!("ssh-ed25519 AAAA{i}"),
                 added_ms: i,
+                pending: false,
             };
             store.claim_identity(Nick::new("bob").unwrap(), key, KeySharing::OneNamePerKey)
         })

@@ -102,7 +102,18 @@ impl TokenBucket {
         }
     }
 
-    fn is_full(&self) -> bool {
+    /// Whether `amount` tokens are there now, without taking them.
+    pub(crate) fn has(&self, amount: f64) -> bool {
+        let refill = self.last.elapsed().as_secs_f64() * self.rate;
+        (self.tokens + refill).min(self.burst) >= amount
+    }
+
+    /// Puts back `amount` tokens taken for something that did not happen.
+    pub(crate) fn give(&mut self, amount: f64) {
+        self.tokens = (self.tokens + amount).min(self.burst);
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
         self.tokens + self.last.elapsed().as_secs_f64() * self.rate >= self.burst
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kanava_core::{
-    Ban, ChannelName, Claim, Entry, FrameKind, KeySharing, Nick, PrivateMessage, Topic,
+    Ban, ChannelName, Entry, FrameKind, KeyAdded, KeySharing, Nick, PrivateMessage, Rename, Topic,
 };
 use kanava_hub::{Accounts, Hub, Joined};
 use tokio::sync::{mpsc, watch};
@@ -29,6 +29,9 @@ use kanava_core::sanitize;
 
 /// The room every session starts in, and `/part` returns to.
 pub const DEFAULT_ROOM: &str = "lobby";
+
+/// How long a name must wait after a rename (`/nick`) before the next.
+pub const RENAME_COOLDOWN: Duration = Duration::from_secs(3600);
 
 /// Events of a room shown on entering it, unless configured otherwise.
 pub const DEFAULT_BACKLOG: usize = 100;
@@ -505,6 +508,8 @@ impl ChatSession {
             Slash::Topic(Some(text)) => self.set_topic(text).await,
             Slash::Keys => self.keys().await,
             Slash::KeyAdd(line) => self.add_key(&line).await,
+            Slash::Nick(new) => self.rename(new).await,
+            Slash::Release(confirm) => self.release(confirm).await,
             Slash::KeyRemove(fingerprint) => {
                 match self
                     .ctx
@@ -514,7 +519,7 @@ impl ChatSession {
                 {
                     Ok(true) => reply(format!("* key {fingerprint} removed")),
                     Ok(false) => reply(format!(
-                        "* {fingerprint} is not one of your keys, or is your only one"
+                        "* {fingerprint} is not one of your keys, or is your only active one"
                     )),
                     Err(error) => reply(format!("* {error}")),
                 }
@@ -772,7 +777,7 @@ impl ChatSession {
             identity.nick,
             crate::line::utc_timestamp(identity.bound_ms())
         )];
-        for key in &identity.keys {
+        for key in identity.keys.iter().filter(|k| !k.pending) {
             let op = if self.ctx.ops.contains(&key.fingerprint) {
                 " (operator)"
             } else {
@@ -798,18 +803,29 @@ impl ChatSession {
     }
 
     async fn keys(&self) -> Vec<Shown> {
+        let now = now_ms();
         match self.ctx.accounts.identity(self.nick.clone()).await {
             Ok(Some(identity)) => identity
                 .keys
                 .iter()
                 .map(|k| {
-                    let current = if k.fingerprint == self.fingerprint {
-                        " (this session)"
+                    let state = if k.fingerprint == self.fingerprint {
+                        " (this session)".to_owned()
+                    } else if k.expired_at(now) {
+                        " (pending, expired)".to_owned()
+                    } else if k.pending {
+                        format!(
+                            " (pending until it logs in as {}; expires {})",
+                            self.nick,
+                            crate::line::utc_timestamp(
+                                k.added_ms.saturating_add(kanava_core::PENDING_KEY_TTL_MS)
+                            )
+                        )
                     } else {
-                        ""
+                        String::new()
                     };
                     Shown::reply(format!(
-                        "* key {} added {}{current}",
+                        "* key {} added {}{state}",
                         k.fingerprint,
                         crate::line::utc_timestamp(k.added_ms)
                     ))
@@ -830,20 +846,84 @@ impl ChatSession {
             }
         };
         let fingerprint = key.fingerprint.clone();
-        let claim = self
+        let added = self
             .ctx
             .accounts
             .add_key(self.nick.clone(), key, self.ctx.key_sharing)
             .await;
-        vec![Shown::reply(match claim {
-            Ok(Claim::Bound) => format!("* key {fingerprint} may now log in as {}", self.nick),
-            Ok(Claim::Yours) => format!("* key {fingerprint} is already yours"),
-            Ok(Claim::KeyHoldsName(other)) => {
-                format!("* key {fingerprint} already holds the name {other}")
+        let nick = &self.nick;
+        vec![Shown::reply(match added {
+            Ok(KeyAdded::Pending | KeyAdded::StillPending) => format!(
+                "* key {fingerprint} is pending: it becomes yours when it logs in once as \
+                 {nick} (ssh -i KEY {nick}@…) within 7 days"
+            ),
+            Ok(KeyAdded::Active) => format!("* key {fingerprint} is already yours"),
+            Ok(KeyAdded::KeyHoldsName) => {
+                format!("* key {fingerprint} already holds another name")
             }
-            Ok(Claim::Taken(_)) => "* the name is not yours".to_owned(),
+            Ok(KeyAdded::TooManyKeys) => format!(
+                "* your name has {} keys already; /key remove one first",
+                kanava_core::MAX_KEYS_PER_NAME
+            ),
+            Ok(KeyAdded::NameFree) => "* the name is not yours".to_owned(),
             Err(error) => format!("* {error}"),
         })]
+    }
+
+    /// `/nick NEW`: moves this name's keys to NEW, tells the user's rooms, and ends the
+    /// name's sessions on this node, which log in again under NEW.
+    async fn rename(&mut self, new: Nick) -> Vec<Shown> {
+        let old = self.nick.clone();
+        let cooldown = RENAME_COOLDOWN.as_millis() as u64;
+        let renamed = self
+            .ctx
+            .accounts
+            .rename(old.clone(), new.clone(), now_ms(), cooldown)
+            .await;
+        let reply = |text: String| vec![Shown::reply(text)];
+        match renamed {
+            Ok(Rename::Renamed) => {
+                let told = Notice::Info(format!("* {old} is now {new}"));
+                for room in &self.rooms {
+                    self.ctx
+                        .directory
+                        .notify_room(room.joined.member.channel(), &told);
+                }
+                self.ctx.directory.kick(
+                    &old,
+                    &format!("you are now {new}: log in again as ssh {new}@… with the same key"),
+                );
+                Vec::new()
+            }
+            Ok(Rename::Taken) => reply(format!("* {new} is taken")),
+            Ok(Rename::NotBound) => reply("* your name is not bound".into()),
+            Ok(Rename::TooSoon(next_ms)) => reply(format!(
+                "* one rename per hour: you may rename again from {}",
+                crate::line::utc_timestamp(next_ms)
+            )),
+            Err(error) => reply(format!("* {error}")),
+        }
+    }
+
+    /// `/release NAME`: frees this name and its keys, after the user confirms by naming it.
+    async fn release(&mut self, confirm: Option<Nick>) -> Vec<Shown> {
+        let nick = self.nick.clone();
+        if confirm.as_ref() != Some(&nick) {
+            return vec![Shown::reply(format!(
+                "* /release {nick} frees your name and all its keys and ends your sessions; \
+                 anyone may then take it"
+            ))];
+        }
+        match self.ctx.accounts.release(nick.clone()).await {
+            Ok(_) => {
+                self.ctx.directory.kick(
+                    &nick,
+                    &format!("{nick} is released: your key holds no name now"),
+                );
+                Vec::new()
+            }
+            Err(error) => vec![Shown::reply(format!("* {error}"))],
+        }
     }
 
     async fn ban(&mut self, name: Nick, duration: Option<Duration>) -> Vec<Shown> {
@@ -861,9 +941,12 @@ impl ChatSession {
         }
         let since_ms = now_ms();
         let until_ms = duration.map(|d| since_ms.saturating_add(d.as_millis() as u64));
+        // Only the name's active keys: a pending key may be someone else's, added to this name
+        // without their knowledge.
         let bans: Vec<Ban> = identity
             .keys
             .iter()
+            .filter(|k| !k.pending)
             .map(|k| Ban {
                 fingerprint: k.fingerprint.clone(),
                 nick: identity.nick.clone(),

@@ -46,6 +46,10 @@ pub enum Slash {
     KeyAdd(String),
     /// `/key remove FINGERPRINT`: remove one of one's keys (never the last).
     KeyRemove(String),
+    /// `/nick NEW`: move one's keys to the free name NEW, freeing the current one.
+    Nick(Nick),
+    /// `/release [NAME]`: free one's name and all its keys; NAME (one's own) confirms.
+    Release(Option<Nick>),
     /// `/kick NAME` (operators): end a name's sessions.
     Kick(Nick),
     /// `/ban NAME [DURATION]` (operators): refuse a name's keys, for a while or for good.
@@ -77,7 +81,7 @@ pub fn help(op: bool) -> String {
     let mut text = String::from(
         "commands: /join ROOM, /part, /who, /rooms, /whois NAME, /me ACTION, /msg NAME TEXT, \
          /reply TEXT, /away REASON, /back, /ignore [NAME], /unignore NAME, /topic [TEXT], \
-         /key [add KEY | remove FINGERPRINT], /help, /quit",
+         /key [add KEY | remove FINGERPRINT], /nick NEW, /release, /help, /quit",
     );
     if op {
         text.push_str("; operators: /kick NAME, /ban NAME [DURATION], /unban NAME|FINGERPRINT, /banned, /mute NAME");
@@ -154,6 +158,14 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 "/key, /key add PUBLIC-KEY, /key remove FINGERPRINT",
             )),
         },
+        "nick" if second.is_none() => Ok(Slash::Nick(nick(first, "/nick NEW")?)),
+        "nick" => Err(SlashError::Usage("/nick NEW")),
+        "release" if second.is_none() => Ok(Slash::Release(
+            first
+                .map(|w| nick(Some(w), "/release [YOUR-NAME]"))
+                .transpose()?,
+        )),
+        "release" => Err(SlashError::Usage("/release [YOUR-NAME]")),
         "kick" if second.is_none() => Ok(Slash::Kick(nick(first, "/kick NAME")?)),
         "kick" => Err(SlashError::Usage("/kick NAME")),
         "ban" if third.is_none() => {
@@ -210,6 +222,16 @@ mod tests {
             Ok(Slash::KeyAdd("ssh-ed25519 AAAA x@y".into()))
         );
         assert_eq!(parse("key"), Ok(Slash::Keys));
+        assert_eq!(
+            parse("nick bob"),
+            Ok(Slash::Nick(Nick::new("bob").unwrap()))
+        );
+        assert!(matches!(parse("nick b/b"), Err(SlashError::Argument(_))));
+        assert_eq!(parse("release"), Ok(Slash::Release(None)));
+        assert_eq!(
+            parse("release alice"),
+            Ok(Slash::Release(Some(Nick::new("alice").unwrap())))
+        );
         assert_eq!(parse("names"), Ok(Slash::Who));
         assert_eq!(parse("away  lunch "), Ok(Slash::Away("lunch".into())));
     }
