@@ -513,6 +513,10 @@ struct ServeArgs {
     /// Rooms one SSH user may create in an hour (all of them at once, at most). [default: 30]
     #[arg(long, env = "KANAVA_SSH_ROOMS_PER_HOUR")]
     ssh_rooms_per_hour: Option<u32>,
+    /// Announcements (away, back, topic) one SSH user may make a minute, after a burst of at
+    /// least three. [default: 1]
+    #[arg(long, env = "KANAVA_SSH_ANNOUNCEMENTS_PER_MINUTE")]
+    ssh_announcements_per_minute: Option<u32>,
     /// New SSH names (first logins) one source (IPv4 address or IPv6 /64) may bind per hour,
     /// after a burst; 0 for no limit. Logins under a name the key holds are never limited.
     /// [default: 60]
@@ -620,6 +624,7 @@ struct FileConfig {
     ssh_max_sessions: Option<usize>,
     ssh_max_sessions_per_user: Option<usize>,
     ssh_rooms_per_hour: Option<u32>,
+    ssh_announcements_per_minute: Option<u32>,
     ssh_bindings_per_hour: Option<u32>,
     ssh_bindings_burst: Option<u32>,
     #[serde(default, deserialize_with = "duration_from_text")]
@@ -919,6 +924,10 @@ impl ServeArgs {
                     .ssh_rooms_per_hour
                     .or(file.ssh_rooms_per_hour)
                     .unwrap_or(ssh_defaults.rooms_per_hour),
+                announcements_per_minute: self
+                    .ssh_announcements_per_minute
+                    .or(file.ssh_announcements_per_minute)
+                    .unwrap_or(ssh_defaults.announcements_per_minute),
                 bindings_per_hour: self
                     .ssh_bindings_per_hour
                     .or(file.ssh_bindings_per_hour)

@@ -90,6 +90,9 @@ pub struct SshConfig {
     pub max_sessions_per_user: usize,
     /// Rooms one user may create in an hour (all at once, at most).
     pub rooms_per_hour: u32,
+    /// Announcements (away, back, topic) one user may make a minute, after a burst of at
+    /// least three.
+    pub announcements_per_minute: u32,
     /// New names (trust-on-first-use bindings) one source (IPv4 address or IPv6 /64) may bind
     /// per hour, after a burst; 0 for no limit. Logging in under a name the key holds is
     /// never limited.
@@ -115,6 +118,7 @@ impl Default for SshConfig {
             max_sessions_per_connection: 4,
             max_sessions_per_user: 16,
             rooms_per_hour: 30,
+            announcements_per_minute: 1,
             bindings_per_hour: 60,
             bindings_burst: 30,
             name_expiry: None,
@@ -159,7 +163,10 @@ pub async fn serve(
         hub,
         directory: Directory::default(),
         ops: Arc::new(Ops::new(config.ops_file.clone())),
-        limits: Arc::new(RateLimits::new(config.rooms_per_hour)),
+        limits: Arc::new(RateLimits::new(
+            config.rooms_per_hour,
+            config.announcements_per_minute,
+        )),
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
         key_sharing: config.key_sharing,

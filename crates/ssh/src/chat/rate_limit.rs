@@ -14,7 +14,7 @@ const BURST: f64 = 20.0;
 /// Messages per second a user may keep sending after the burst.
 const RATE: f64 = 2.0;
 
-/// Announcements (`/away`, `/back`, `/topic`) a user may make at once, then one a minute.
+/// Announcements (`/away`, `/back`, `/topic`) a user may make at once, at least.
 const ANNOUNCEMENT_BURST: f64 = 3.0;
 
 /// Users tracked per limit before buckets that are full again are forgotten.
@@ -29,12 +29,17 @@ pub(crate) struct RateLimits {
 }
 
 impl RateLimits {
-    /// The limits, with `rooms_per_hour` new rooms per user (all of them at once, at most).
-    pub(crate) fn new(rooms_per_hour: u32) -> Self {
+    /// The limits, with `rooms_per_hour` new rooms per user (all of them at once, at most) and
+    /// `announcements_per_minute` (after a burst of at least three).
+    pub(crate) fn new(rooms_per_hour: u32, announcements_per_minute: u32) -> Self {
         let rooms = f64::from(rooms_per_hour.max(1));
+        let announcements = f64::from(announcements_per_minute.max(1));
         Self {
             messages: Buckets::new(BURST, RATE),
-            announcements: Buckets::new(ANNOUNCEMENT_BURST, 1.0 / 60.0),
+            announcements: Buckets::new(
+                announcements.max(ANNOUNCEMENT_BURST),
+                announcements / 60.0,
+            ),
             new_rooms: Buckets::new(rooms, rooms / 3600.0),
         }
     }

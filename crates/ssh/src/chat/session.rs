@@ -982,7 +982,7 @@ impl ChatSession {
 
 /// Why an announcement was held back.
 const ANNOUNCEMENTS: &str =
-    "at most 3 announcements (away, back, topic) at once, then one a minute";
+    "too many announcements (away, back, topic) from you just now; wait a minute";
 
 /// A room's name as shown to a terminal: rooms made over Mles may hold control characters.
 pub(crate) fn label(room: &ChannelName) -> String {
