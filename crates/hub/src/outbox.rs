@@ -1,11 +1,17 @@
 //! A member's outbound queue: bounded in frames and bytes, filled without waiting, charged to the
 //! server's memory budget, and able to tell its connection that the member has been kicked.
+//!
+//! The queue is a `VecDeque` under the lock that already holds its byte count, rather than a
+//! channel: most members are idle, and an idle member's queue then holds no memory at all (a
+//! tokio channel keeps about 1 KiB per member, its shared state and a block of slots).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use kanava_core::{Entry, MemoryBudget, Reservation};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// Bounds on what may wait in one member's outbound queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,10 @@ impl Default for QueueLimits {
 /// budget; only a backlog is charged.
 pub const UNCHARGED_QUEUE_BYTES: usize = 64 * 1024;
 
+/// Frames' room an empty queue may keep; a queue that held more after a burst gives its memory
+/// back once it is empty.
+const IDLE_QUEUE_FRAMES: usize = 16;
+
 /// Why the hub removed a member from its channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KickReason {
@@ -51,14 +61,32 @@ pub(crate) struct Shared {
     kick: Notify,
 }
 
-/// The payload bytes queued, and what of them is charged to the memory budget.
+/// The frames queued, their payload bytes, what of them is charged to the memory budget, and
+/// who is waiting on either side.
 #[derive(Debug)]
 struct Queued {
+    frames: VecDeque<Arc<Entry>>,
     bytes: usize,
     charged: Reservation,
+    /// The connection, waiting for a frame.
+    waiting: Option<Waker>,
+    /// The hub's half has gone: the member has left its channel.
+    sender_gone: bool,
+    /// The connection's half has gone.
+    receiver_gone: bool,
 }
 
 impl Queued {
+    /// The oldest frame, if any, no longer counted.
+    fn pop(&mut self) -> Option<Arc<Entry>> {
+        let entry = self.frames.pop_front()?;
+        self.remove(entry.payload.len());
+        if self.frames.is_empty() && self.frames.capacity() > IDLE_QUEUE_FRAMES {
+            self.frames = VecDeque::new();
+        }
+        Some(entry)
+    }
+
     /// Queues `bytes` more, holding their charge; refuses (changing nothing) past the budget.
     fn add(&mut self, bytes: usize) -> Result<(), QueueFull> {
         let total = self.bytes + bytes;
@@ -78,11 +106,11 @@ impl Queued {
     }
 }
 
-/// The hub's half of an outbox.
-#[derive(Debug, Clone)]
+/// The hub's half of an outbox; dropping it tells the connection that the member has left.
+#[derive(Debug)]
 pub(crate) struct OutboxSender {
-    tx: mpsc::Sender<Arc<Entry>>,
     shared: Arc<Shared>,
+    max_frames: usize,
     max_bytes: usize,
 }
 
@@ -101,23 +129,40 @@ impl OutboxSender {
     /// Queues `entry` without waiting.
     pub(crate) fn try_push(&self, entry: &Arc<Entry>) -> Result<(), QueueFull> {
         let size = entry.payload.len();
-        let mut queued = lock(&self.shared.queued);
-        if queued.bytes + size > self.max_bytes {
-            return Err(QueueFull::Overflow);
-        }
-        queued.add(size)?;
-        self.tx.try_send(Arc::clone(entry)).map_err(|e| {
-            queued.remove(size);
-            match e {
-                mpsc::error::TrySendError::Full(_) => QueueFull::Overflow,
-                mpsc::error::TrySendError::Closed(_) => QueueFull::Gone,
+        let waiting = {
+            let mut queued = lock(&self.shared.queued);
+            if queued.receiver_gone {
+                return Err(QueueFull::Gone);
             }
-        })
+            if queued.bytes + size > self.max_bytes || queued.frames.len() >= self.max_frames {
+                return Err(QueueFull::Overflow);
+            }
+            queued.add(size)?;
+            queued.frames.push_back(Arc::clone(entry));
+            queued.waiting.take()
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+        Ok(())
     }
 
     /// Marks the member kicked (the first reason wins) and wakes its connection.
     pub(crate) fn kick(&self, reason: KickReason) {
         kick(&self.shared, reason);
+    }
+}
+
+impl Drop for OutboxSender {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut queued = lock(&self.shared.queued);
+            queued.sender_gone = true;
+            queued.waiting.take()
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -136,61 +181,60 @@ pub(crate) fn kick(shared: &Shared, reason: KickReason) {
 /// The connection's half: live frames for the member, in channel order, and the kick signal.
 #[derive(Debug)]
 pub struct Outbox {
-    rx: mpsc::Receiver<Arc<Entry>>,
     shared: Arc<Shared>,
 }
 
 impl Outbox {
     pub(crate) fn new(limits: QueueLimits, memory: &Arc<MemoryBudget>) -> (OutboxSender, Outbox) {
-        let (tx, rx) = mpsc::channel(limits.max_frames.max(1));
         let shared = Arc::new(Shared {
             queued: Mutex::new(Queued {
+                frames: VecDeque::new(),
                 bytes: 0,
                 charged: memory.empty(),
+                waiting: None,
+                sender_gone: false,
+                receiver_gone: false,
             }),
             kicked: Mutex::new(None),
             kick: Notify::new(),
         });
         let sender = OutboxSender {
-            tx,
             shared: Arc::clone(&shared),
+            max_frames: limits.max_frames.max(1),
             max_bytes: limits.max_bytes,
         };
-        (sender, Outbox { rx, shared })
+        (sender, Outbox { shared })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
-    /// The next frame, waiting for one; `None` once the member has left its channel.
+    /// The next frame, waiting for one; `None` once the member has left its channel (and every
+    /// frame queued before has been taken). Cancel-safe.
     pub async fn recv(&mut self) -> Option<Arc<Entry>> {
-        let entry = self.rx.recv().await?;
-        self.account(&entry);
-        Some(entry)
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Polls for the next frame, as [`Outbox::recv`] does, for a reader of several outboxes.
-    pub fn poll_recv(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Arc<Entry>>> {
-        let polled = self.rx.poll_recv(cx);
-        if let std::task::Poll::Ready(Some(entry)) = &polled {
-            self.account(entry);
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<Entry>>> {
+        let mut queued = lock(&self.shared.queued);
+        if let Some(entry) = queued.pop() {
+            return Poll::Ready(Some(entry));
         }
-        polled
+        if queued.sender_gone {
+            return Poll::Ready(None);
+        }
+        match &mut queued.waiting {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            waiting => *waiting = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next frame if one is queued now.
     pub fn try_recv(&mut self) -> Option<Arc<Entry>> {
-        let entry = self.rx.try_recv().ok()?;
-        self.account(&entry);
-        Some(entry)
-    }
-
-    fn account(&self, entry: &Entry) {
-        lock(&self.shared.queued).remove(entry.payload.len());
+        lock(&self.shared.queued).pop()
     }
 
     /// A handle that waits for this member's kick while the outbox itself is being read.
@@ -202,7 +246,13 @@ impl Outbox {
 impl Drop for Outbox {
     /// The queued frames go with the receiver, and so does their charge.
     fn drop(&mut self) {
-        lock(&self.shared.queued).remove(usize::MAX);
+        let frames = {
+            let mut queued = lock(&self.shared.queued);
+            queued.receiver_gone = true;
+            queued.remove(usize::MAX);
+            std::mem::take(&mut queued.frames)
+        };
+        drop(frames);
     }
 }
 
@@ -289,6 +339,44 @@ mod tests {
         assert_eq!(budget.used(), 60);
         drop(outbox);
         assert_eq!(budget.used(), 0, "a dropped outbox gives its charge back");
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_a_push_and_ends_once_the_member_has_left() {
+        let (tx, mut outbox) = Outbox::new(QueueLimits::default(), &MemoryBudget::new(usize::MAX));
+        let shared = Arc::clone(outbox.shared());
+        let waiter = tokio::spawn(async move {
+            let first = outbox.recv().await.map(|e| e.payload.len());
+            (first, outbox)
+        });
+        while lock(&shared.queued).waiting.is_none() {
+            tokio::task::yield_now().await;
+        }
+        tx.try_push(&entry(5)).unwrap();
+        let (first, mut outbox) = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("a push wakes the waiting connection")
+            .unwrap();
+        assert_eq!(first, Some(5));
+        tx.try_push(&entry(7)).unwrap();
+        drop(tx);
+        assert_eq!(
+            outbox.recv().await.map(|e| e.payload.len()),
+            Some(7),
+            "frames queued before the member left still arrive"
+        );
+        assert!(outbox.recv().await.is_none());
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_its_memory_back() {
+        let (tx, mut outbox) = Outbox::new(QueueLimits::default(), &MemoryBudget::new(usize::MAX));
+        for _ in 0..100 {
+            tx.try_push(&entry(1)).unwrap();
+        }
+        assert!(lock(&outbox.shared.queued).frames.capacity() >= 100);
+        while outbox.try_recv().is_some() {}
+        assert_eq!(lock(&outbox.shared.queued).frames.capacity(), 0);
     }
 
     #[tokio::test]

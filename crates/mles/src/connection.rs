@@ -47,10 +47,16 @@ const MAX_BATCH_FRAMES: usize = 256;
 /// yielding, so that a busy channel's fan-out cannot hold a worker thread for long.
 const MAX_BATCH_BYTES: usize = 128 * 1024;
 
-/// Largest frame the server writes: a longer message goes out in fragments of this size.
-/// tungstenite copies each frame whole into its write buffer and keeps that buffer's capacity,
-/// so one 16 MiB frame would leave every receiving connection holding 16 MiB for good.
-const MAX_OUTGOING_FRAME: usize = 64 * 1024;
+/// Largest frame the server writes: a longer message goes out in fragments of this size, each
+/// at most one TLS record. tungstenite copies each frame whole into its write buffer and keeps
+/// that buffer's capacity, so this is what a connection that was once sent a large message
+/// holds for good (one 16 MiB frame would leave every receiver holding 16 MiB).
+const MAX_OUTGOING_FRAME: usize = 16 * 1024;
+
+/// Initial read buffer of a Mles WebSocket: enough for a header, a ping or a chat message in
+/// one read. Idle connections keep it, so it is small; tungstenite grows it for a larger frame,
+/// and the frame's payload takes that memory with it.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// How long a closing handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,12 +81,14 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
-/// What the upgrade led to.
+/// What the upgrade led to. The WebSocket is boxed: it holds the TLS connection (about 2 KiB),
+/// and kept inline it would be copied into the connection task's future at every phase that
+/// moves it, for as long as the connection lives.
 enum Upgraded {
     /// A Mles connection, and what it is receiving.
-    Mles(Ws, Arc<Meter>),
+    Mles(Box<Ws>, Arc<Meter>),
     /// A connection for an endpoint routed by path.
-    Routed(Arc<dyn Endpoint>, crate::TlsWebSocket),
+    Routed(Arc<dyn Endpoint>, Box<crate::TlsWebSocket>),
 }
 
 /// What every connection of the listener shares.
@@ -121,7 +129,7 @@ pub(crate) async fn run(
         let (mut ws, meter) = match upgraded {
             Ok(Ok(Upgraded::Mles(ws, meter))) => (ws, meter),
             Ok(Ok(Upgraded::Routed(endpoint, ws))) => {
-                return endpoint.serve(ws, peer, shutdown).await;
+                return endpoint.serve(*ws, peer, shutdown).await;
             }
             Ok(Err(reason)) => {
                 metrics::counter!("kanava_handshake_failures_total").increment(1);
@@ -138,7 +146,7 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => End::Close(CloseCode::Away, "server shutting down"),
             end = Box::pin(session(&mut ws, &hub, config, &meter, memory)) => end,
         };
-        finish(ws, end).await;
+        Box::pin(finish(ws, end)).await;
     }
     .instrument(span)
     .await
@@ -193,7 +201,7 @@ async fn handshake(
             Some(endpoint.websocket_config()),
         )
         .await;
-        return Ok(Upgraded::Routed(Arc::clone(endpoint), ws));
+        return Ok(Upgraded::Routed(Arc::clone(endpoint), Box::new(ws)));
     }
     if let Err(refusal) = request.require_mles() {
         refuse(&mut stream, refusal).await;
@@ -212,16 +220,20 @@ async fn handshake(
     let ws_config = WebSocketConfig::default()
         .max_frame_size(Some(config.max_frame))
         .max_message_size(Some(config.max_frame))
-        // Small initial read buffer: most connections idle, and it grows for big frames.
-        .read_buffer_size(2048)
-        .write_buffer_size(64 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Every frame goes straight to the stream, whose batch is given back at each flush
+        // ([`Metered`]); tungstenite's own write buffer would keep the capacity of the largest
+        // batch (a whole history replay) for as long as the connection lives.
+        .write_buffer_size(0)
         .max_write_buffer_size(config.max_frame.saturating_mul(2).max(1 << 20));
     // What was read with the request head is the start of the first message.
     if !rest.is_empty() {
         meter.arrived(rest.len()).map_err(|_| "memory budget")?;
     }
     Ok(Upgraded::Mles(
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await,
+        Box::new(
+            WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await,
+        ),
         meter,
     ))
 }
@@ -307,7 +319,9 @@ fn received(meter: &Meter, message: &Message) {
     }
 }
 
-/// From the upgraded socket to the end of the membership.
+/// From the upgraded socket to the end of the membership: the header and the join, then the
+/// membership. Each phase is boxed on its own, so that an idle member does not keep room for
+/// the join's state (the store's load, the header) for as long as it stays.
 async fn session(
     ws: &mut Ws,
     hub: &Hub,
@@ -315,23 +329,45 @@ async fn session(
     meter: &Meter,
     memory: &Arc<MemoryBudget>,
 ) -> End {
+    let admitted = match Box::pin(join(ws, hub, config, meter, memory)).await {
+        Ok(admitted) => admitted,
+        Err(end) => return end,
+    };
+    Box::pin(member(ws, admitted, config, meter)).await
+}
+
+/// A joined member, what it is owed from history, and its queue of live frames.
+struct Admitted {
+    member: Member,
+    replay: Replay,
+    outbox: Outbox,
+}
+
+/// Reads and checks the header, then joins its channel.
+async fn join(
+    ws: &mut Ws,
+    hub: &Hub,
+    config: &MlesConfig,
+    meter: &Meter,
+    memory: &Arc<MemoryBudget>,
+) -> Result<Admitted, End> {
     let first = match tokio::time::timeout(config.header_timeout, ws.next()).await {
-        Err(_) => return reject("header timeout"),
-        Ok(None) => return End::PeerGone,
-        Ok(Some(Err(error))) => return read_failed(&error),
+        Err(_) => return Err(reject("header timeout")),
+        Ok(None) => return Err(End::PeerGone),
+        Ok(Some(Err(error))) => return Err(read_failed(&error)),
         Ok(Some(Ok(first))) => first,
     };
     received(meter, &first);
     let text = match first {
         Message::Text(text) => text,
-        Message::Close(_) => return End::PeerGone,
-        _ => return reject("first frame must be a text header"),
+        Message::Close(_) => return Err(End::PeerGone),
+        _ => return Err(reject("first frame must be a text header")),
     };
     let header = match Header::parse(text.as_bytes()) {
         Ok(header) => header,
         Err(error) => {
             tracing::debug!(%error, "header refused");
-            return reject(header_reason(&error));
+            return Err(reject(header_reason(&error)));
         }
     };
     let key = config.mles_key.as_deref();
@@ -343,7 +379,7 @@ async fn session(
         key,
     ) {
         tracing::debug!(uid = %header.uid, channel = %header.channel, "auth refused");
-        return reject("auth failed");
+        return Err(reject("auth failed"));
     }
     let verified = match identify(&hub.accounts(), &header, auth.proof).await {
         Ok(verified) => verified,
@@ -363,25 +399,30 @@ async fn session(
         .await
     {
         Ok(joined) => joined,
-        Err(HubError::Duplicate { .. }) => return reject("uid already in channel"),
-        Err(HubError::ShuttingDown) => return End::Close(CloseCode::Away, "server shutting down"),
-        Err(HubError::Disk(refusal)) => return disk_refused(refusal),
+        Err(HubError::Duplicate { .. }) => return Err(reject("uid already in channel")),
+        Err(HubError::ShuttingDown) => {
+            return Err(End::Close(CloseCode::Away, "server shutting down"));
+        }
+        Err(HubError::Disk(refusal)) => return Err(disk_refused(refusal)),
         Err(error) => {
             tracing::error!(%error, "join failed");
-            return End::Close(CloseCode::Error, "server error");
+            return Err(End::Close(CloseCode::Error, "server error"));
         }
     };
     tracing::debug!(uid = %header.uid, channel = %header.channel, "joined");
     let replay_bytes: usize = joined.history.iter().map(|e| e.payload.len()).sum();
     let Ok(replay) = memory.reserve(replay_bytes.saturating_sub(UNCHARGED_REPLAY_BYTES)) else {
         tracing::debug!(replay_bytes, "replay refused: memory budget exhausted");
-        return over_budget("replay");
+        return Err(over_budget("replay"));
     };
-    let replay = Replay {
-        entries: joined.history,
-        charged: replay,
-    };
-    member(ws, joined.member, replay, joined.outbox, config, meter).await
+    Ok(Admitted {
+        member: joined.member,
+        replay: Replay {
+            entries: joined.history,
+            charged: replay,
+        },
+        outbox: joined.outbox,
+    })
 }
 
 /// What a uid that is a bound name, or passes for one, is refused with when it brings no proof.
@@ -476,14 +517,12 @@ fn header_reason(error: &crate::HeaderError) -> &'static str {
 
 /// A joined member: read and publish until the peer leaves, while the writer sends history and
 /// live frames and the keepalive watches for answers; a kick from the hub ends all at once.
-async fn member(
-    ws: &mut Ws,
-    member: Member,
-    replay: Replay,
-    mut outbox: Outbox,
-    config: &MlesConfig,
-    meter: &Meter,
-) -> End {
+async fn member(ws: &mut Ws, admitted: Admitted, config: &MlesConfig, meter: &Meter) -> End {
+    let Admitted {
+        member,
+        replay,
+        mut outbox,
+    } = admitted;
     let (mut sink, mut stream) = ws.split();
     let alive = Keepalive::default();
     let kick = outbox.kick_signal();
@@ -682,7 +721,9 @@ async fn read(
             Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(_) => return End::PeerGone,
         };
-        match member.publish(kind, payload).await {
+        // Boxed: publishing is rare on most connections, and its state would otherwise take
+        // room in every member's future.
+        match Box::pin(member.publish(kind, payload)).await {
             Ok(()) => {}
             Err(HubError::ShuttingDown) => {
                 return End::Close(CloseCode::Away, "server shutting down");
@@ -697,19 +738,27 @@ async fn read(
 }
 
 /// Sends the close frame (if the server is the one closing) and waits briefly for the peer's.
-async fn finish(mut ws: Ws, end: End) {
-    if let End::Close(code, reason) = end {
-        tracing::debug!(?code, reason, "closing");
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if ws.close(Some(frame)).await.is_ok() {
-                // Drain until the peer's Close (or EOF) so that it sees a clean close.
-                while let Some(Ok(_)) = ws.next().await {}
-            }
-        })
-        .await;
+async fn finish(mut ws: Box<Ws>, end: End) {
+    let ws = &mut *ws;
+    match end {
+        End::Close(code, reason) => {
+            tracing::debug!(?code, reason, "closing");
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if ws.close(Some(frame)).await.is_ok() {
+                    // Drain until the peer's Close (or EOF) so that it sees a clean close.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+            .await;
+        }
+        // tungstenite writes its reply to the peer's Close but, the handshake being over, does
+        // not flush it: hand the stream's batch to TLS here.
+        End::PeerGone => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.get_mut().flush()).await;
+        }
     }
 }

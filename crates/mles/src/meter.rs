@@ -7,6 +7,10 @@
 //! the last complete message: past [`UNCHARGED_RECEIVE_BYTES`] they are charged to the budget (a
 //! read that does not fit fails with [`OverBudget`]), and the [`Meter`] knows since when the
 //! message has been arriving, so that the connection can close a message that takes too long.
+//!
+//! [`Metered`] also collects what the WebSocket writes into batches of up to
+//! [`WRITE_BATCH_BYTES`], handed to TLS as one write (one record), and gives the batch's memory
+//! back once it is written, so that an idle connection holds no write buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +29,10 @@ pub(crate) const UNCHARGED_RECEIVE_BYTES: usize = 4096;
 /// Bytes a client's control frame takes on the wire beyond its payload: two header bytes and
 /// the four of the mask (control payloads are at most 125 bytes, so no extended length).
 const CONTROL_FRAME_OVERHEAD: usize = 6;
+
+/// Bytes of the WebSocket's writes collected before they go to TLS: the largest TLS record's
+/// payload, so that a batch of small frames costs one record and one system call.
+pub(crate) const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
 /// The receiving state of one connection, shared by its [`Metered`] stream and its reader.
 #[derive(Debug)]
@@ -98,16 +106,46 @@ impl Meter {
 }
 
 /// A stream whose reads are counted by a [`Meter`]; a read past the budget fails with an
-/// [`io::Error`] wrapping [`OverBudget`].
+/// [`io::Error`] wrapping [`OverBudget`]. Writes are collected into batches (see the module).
 #[derive(Debug)]
 pub(crate) struct Metered<S> {
     inner: S,
     meter: Arc<Meter>,
+    /// Written bytes not yet handed to `inner`; without capacity between batches.
+    batch: Vec<u8>,
 }
 
 impl<S> Metered<S> {
     pub(crate) fn new(inner: S, meter: Arc<Meter>) -> Self {
-        Self { inner, meter }
+        Self {
+            inner,
+            meter,
+            batch: Vec::new(),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Metered<S> {
+    /// Hands the whole batch to `inner`, then frees it.
+    fn poll_write_batch(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.batch.len() {
+                break Ok(());
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &self.batch[written..]) {
+                Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(error)) => break Err(error),
+                Poll::Pending => {
+                    self.batch.drain(..written);
+                    return Poll::Pending;
+                }
+            }
+        };
+        // Given back rather than kept: most connections are idle between batches.
+        self.batch = Vec::new();
+        Poll::Ready(result)
     }
 }
 
@@ -140,34 +178,85 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        if self.batch.len() + buf.len() > WRITE_BATCH_BYTES {
+            ready!(self.poll_write_batch(cx))?;
+        }
+        if buf.len() >= WRITE_BATCH_BYTES {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(WRITE_BATCH_BYTES);
+        }
+        self.batch.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_batch(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_batch(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A stream that records each write it is handed.
+    #[derive(Default)]
+    struct Recorder(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn small_writes_go_out_as_one_batch_whose_memory_is_given_back() {
+        let meter = Meter::new(&MemoryBudget::new(0));
+        let mut stream = Metered::new(Recorder::default(), meter);
+        for frame in [&b"one"[..], b"two", b"three"] {
+            stream.write_all(frame).await.unwrap();
+        }
+        assert!(stream.inner.0.is_empty(), "nothing goes out before a flush");
+        stream.flush().await.unwrap();
+        assert_eq!(stream.inner.0, [b"onetwothree".to_vec()]);
+        assert_eq!(stream.batch.capacity(), 0, "an idle stream holds no batch");
+
+        let big = vec![7u8; WRITE_BATCH_BYTES];
+        stream.write_all(b"small").await.unwrap();
+        stream.write_all(&big).await.unwrap();
+        assert_eq!(
+            stream.inner.0.len(),
+            3,
+            "a full batch goes out before more is taken"
+        );
+        assert_eq!(stream.inner.0[1], b"small");
+        assert_eq!(
+            stream.inner.0[2], big,
+            "a write of a whole batch goes straight through"
+        );
+        assert_eq!(stream.batch.capacity(), 0);
+    }
 
     #[tokio::test]
     async fn reads_are_charged_past_the_allowance_and_refused_past_the_budget() {

@@ -743,3 +743,49 @@ async fn a_big_message_to_many_members_leaves_none_of_them_holding_its_size() {
         "RSS grew by {grown_kib} KiB after one 4 MiB message to 16 members"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_members_cost_a_few_kib_each_and_are_still_served() {
+    /// Members measured, over four channels.
+    const MEMBERS: usize = 400;
+    /// What one idle member may add to the server's RSS: TLS (about 7.5 KiB in rustls, which
+    /// keeps a 4 KiB read buffer), the WebSocket and the connection's task. It was 23 KiB
+    /// before idle connections gave their write batches back and the WebSocket was boxed.
+    const PER_MEMBER_KIB: u64 = 18;
+    let _heavy = heavy().await;
+    let server = Start::new()
+        .args(&["--max-connections-per-source", "1000"])
+        .start();
+    let channels: Vec<String> = (0..4).map(|c| channel(&format!("idle{c}"))).collect();
+    // A first round, so that what the allocator sets up once is not counted.
+    let mut members = Vec::new();
+    for i in 0..40 {
+        let ch = &channels[i % channels.len()];
+        members.push(join_from(&server, "127.0.0.2", &format!("warm{i}"), ch).await);
+    }
+    server.wait_metric("kanava_members", 40.0).await;
+    let rss_before = server.rss_kib();
+    for i in 0..MEMBERS {
+        let ch = &channels[i % channels.len()];
+        members.push(join_from(&server, "127.0.0.2", &format!("idle{i}"), ch).await);
+    }
+    let total = (40 + MEMBERS) as f64;
+    server.wait_metric("kanava_members", total).await;
+    // Every member is sent the join headers of those after it, then one frame: once all have
+    // it, every replay and delivery has been written and the members are idle again.
+    let mut publishers = Vec::new();
+    for (c, ch) in channels.iter().enumerate() {
+        let mut publisher = join_from(&server, "127.0.0.3", &format!("pub{c}"), ch).await;
+        publisher.send(binary(b"still there?")).await.unwrap();
+        publishers.push(publisher);
+    }
+    for member in &mut members {
+        while !recv(member).await.is_binary() {}
+    }
+    let grown_kib = server.rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown_kib < PER_MEMBER_KIB * MEMBERS as u64,
+        "{MEMBERS} idle members grew the server by {grown_kib} KiB, {} KiB each",
+        grown_kib / MEMBERS as u64
+    );
+}
