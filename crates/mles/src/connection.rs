@@ -383,10 +383,10 @@ async fn join(
     }
     let verified = match identify(&hub.accounts(), &header, auth.proof).await {
         Ok(verified) => verified,
-        Err(Refused::Policy(reason)) => return reject(reason),
+        Err(Refused::Policy(reason)) => return Err(reject(reason)),
         Err(Refused::Store(error)) => {
             tracing::error!(%error, "name lookup failed");
-            return End::Close(CloseCode::Error, "server error");
+            return Err(End::Close(CloseCode::Error, "server error"));
         }
     };
     let joined = match hub
