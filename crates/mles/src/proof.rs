@@ -152,6 +152,7 @@ impl Proof {
         let signer = self.signature.public_key();
         let key = keys
             .iter()
+            .filter(|k| !k.pending)
             .find(|k| PublicKey::from_openssh(&k.public_key).is_ok_and(|p| p.key_data() == signer))
             .ok_or(ProofError::ForeignKey)?;
         PublicKey::from(signer.clone())
