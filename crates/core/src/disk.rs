@@ -72,6 +72,13 @@ impl DiskBudget {
         Ok(())
     }
 
+    /// Counts `bytes` already in use (under no source) as held by `source`: at start-up, what
+    /// the store kept from each address, so that its share is not forgotten by a restart.
+    pub fn attribute(&self, source: IpAddr, bytes: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used.1.entry(source_of(source)).or_insert(0) += bytes;
+    }
+
     /// Gives back `bytes` deleted that were charged to `source`.
     pub fn release(&self, source: Option<IpAddr>, bytes: u64) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,5 +110,17 @@ mod tests {
         budget.release(Some(a), 30);
         budget.charge(Some(a), 30).unwrap();
         assert_eq!(budget.used(), 90);
+    }
+
+    #[test]
+    fn what_a_source_held_before_a_restart_counts_against_its_share() {
+        let budget = DiskBudget::new(100, 40, 50);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        budget.attribute(a, 35);
+        assert_eq!(budget.used(), 50, "already counted in the total");
+        assert_eq!(budget.charge(Some(a), 6), Err(DiskRefusal::Source));
+        budget.charge(Some(a), 5).unwrap();
+        budget.release(Some(a), 40);
+        budget.charge(Some(a), 40).unwrap();
     }
 }

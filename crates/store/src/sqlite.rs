@@ -297,6 +297,9 @@ impl SqliteStore {
                 "the disk budget has no room left for the store's write-ahead log"
             );
         }
+        if let Some(disk) = &disk {
+            attribute_sources(&conn, disk).map_err(open_error)?;
+        }
         let shared = Arc::new(Shared {
             disk,
             unwritable: Mutex::new(None),
@@ -505,6 +508,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_verified {
         tx.execute_batch("ALTER TABLE history ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;")?;
     }
+    // What each source holds is read back at start-up from this index alone.
+    tx.execute_batch("CREATE INDEX IF NOT EXISTS history_by_source ON history (source, charged);")?;
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
     let now_ms = std::time::SystemTime::now()
@@ -513,6 +518,23 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     accounts::migrate_names(&tx, now_ms)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// Tells `disk` what each source's stored history holds, so that a restart does not forget
+/// how much of its share an address has used.
+fn attribute_sources(conn: &Connection, disk: &DiskBudget) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare(
+        "SELECT source, sum(charged) FROM history WHERE source IS NOT NULL GROUP BY source",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let source: String = row.get(0)?;
+        let bytes: i64 = row.get(1)?;
+        if let Ok(source) = source.parse::<IpAddr>() {
+            disk.attribute(source, u64::try_from(bytes).unwrap_or(0));
+        }
+    }
+    Ok(())
 }
 
 /// Puts the database in `auto_vacuum=INCREMENTAL` mode, so that purged space can be given back
@@ -1421,6 +1443,37 @@ mod tests {
         assert_eq!(purged.len(), 2);
         assert_eq!(disk.used(), 0);
         store.charge_frame(a, &alice, 10_000).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sources_share_is_remembered_when_the_store_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let a: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let alice = Uid::new("alice").unwrap();
+        {
+            let disk = Arc::new(DiskBudget::new(1 << 20, 25_000, 0));
+            let store =
+                SqliteStore::open_with_budget(&path, limits(10, 1 << 20), Some(disk)).unwrap();
+            for seq in 1..=2 {
+                store.charge_frame(a, &alice, 10_000).unwrap();
+                store
+                    .append_from(a, vec![new_entry("a", seq, 10_000, 1)])
+                    .await
+                    .unwrap();
+            }
+        }
+        // After a restart the data directory counts under no source, and the store says
+        // which part of it is a's.
+        let disk = Arc::new(DiskBudget::new(1 << 20, 25_000, 100_000));
+        let store = SqliteStore::open_with_budget(&path, limits(10, 1 << 20), Some(disk)).unwrap();
+        assert_eq!(
+            store.charge_frame(a, &alice, 10_000),
+            Err(DiskRefusal::Source),
+            "a third frame is still past a's share"
+        );
+        let b: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+        store.charge_frame(b, &alice, 10_000).unwrap();
     }
 
     #[tokio::test]

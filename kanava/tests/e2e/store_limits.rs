@@ -228,6 +228,51 @@ async fn an_address_is_refused_past_its_disk_share_and_the_total_is_never_exceed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_share_is_remembered_across_a_restart() {
+    let _heavy = heavy().await;
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        Start::new()
+            .data(data.path())
+            .args(&[
+                "--max-disk",
+                "40MiB",
+                "--max-disk-per-source",
+                "4MiB",
+                "--history-bytes",
+                "2097152",
+                "--max-frame",
+                "1048576",
+            ])
+            .start()
+    };
+    let server = start();
+    let attacker = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.9");
+    let (_, code, _) = fill_until_refused(&attacker, &observer, "before").await;
+    assert_eq!(code, CloseCode::Again);
+    assert!(server.terminate(), "kanava exits cleanly");
+
+    // Restarted, the address has no new share: its first frame is refused.
+    let server = start();
+    let attacker = server.client().with_source("127.0.0.2");
+    let observer = server.client().with_source("127.0.0.9");
+    match fill(&attacker, &observer, "after", 1).await {
+        Fill::Refused { code, reason, .. } => {
+            assert_eq!(code, CloseCode::Again, "{reason}");
+            assert!(reason.contains("share"), "{reason}");
+        }
+        Fill::Stored => panic!("the restart gave the address a new share"),
+    }
+    chat(
+        &server.client().with_source("127.0.0.3"),
+        "chat",
+        "another address is served",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_gives_the_space_back_to_the_filesystem() {
     let _heavy = heavy().await;
     let dir = tempfile::tempdir().unwrap();
