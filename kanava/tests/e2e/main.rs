@@ -4,6 +4,7 @@
 mod support;
 
 mod acme;
+mod arrivals;
 mod bad_input;
 mod bench_ssh;
 mod binding;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Entry, FrameKind, KeyAdded, KeySharing, Nick, PrivateMessage, Rename, Topic,
 };
-use kanava_hub::{Accounts, Hub, Joined};
+use kanava_hub::{Accounts, Hub, Joined, Present};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -185,6 +185,10 @@ pub(crate) struct ChatSession {
     notices: mpsc::Receiver<Notice>,
     /// The number of people in the current room.
     presence: watch::Receiver<usize>,
+    /// Who was in the current room when last looked, to tell arrivals and departures.
+    here: Vec<Present>,
+    /// Whether arrivals and departures are hidden (`/quiet`).
+    quiet: bool,
     /// Whether entering a room shows its recent history and topic (bots may turn it off).
     backlog: bool,
 }
@@ -211,7 +215,10 @@ impl ChatSession {
         let joined = join(&ctx.hub, &nick, lobby()).await?;
         registration.moved_to(joined.member.channel());
         let presence = joined.member.presence();
+        let here = ctx.hub.members(joined.member.channel());
         let mut session = Self {
+            here,
+            quiet: false,
             ctx,
             nick,
             fingerprint,
@@ -349,7 +356,7 @@ impl ChatSession {
         });
         let polled = tokio::select! {
             polled = traffic => polled,
-            Ok(()) = presence.changed() => return Next::Members,
+            Ok(()) = presence.changed() => return self.arrivals(),
         };
         match polled {
             Ok((i, Some(entry))) => {
@@ -383,6 +390,37 @@ impl ChatSession {
             }
             Err(Some(Notice::Kicked(reason))) => Next::End(1, Shown::reply(format!("* {reason}"))),
             Err(None) => Next::End(1, Shown::reply("* the server is closing")),
+        }
+    }
+
+    /// Who came to and left the current room since it was last looked at: a line each, unless
+    /// the user asked for quiet.
+    fn arrivals(&mut self) -> Next {
+        let now = self.ctx.hub.members(self.room());
+        let came = now
+            .iter()
+            .filter(|p| !self.here.iter().any(|h| h.uid == p.uid))
+            .map(|p| (p, "joined"));
+        let went = self
+            .here
+            .iter()
+            .filter(|h| !now.iter().any(|p| p.uid == h.uid))
+            .map(|p| (p, "left"));
+        let shown: Vec<Shown> = came
+            .chain(went)
+            .filter(|_| !self.quiet)
+            .map(|(p, what)| Shown {
+                kind: Kind::Notice,
+                time_ms: now_ms(),
+                text: format!("* {} {what}", shown_name(&p.uid, p.verified)),
+                nick: Some(shown_name(&p.uid, p.verified)),
+            })
+            .collect();
+        self.here = now;
+        if shown.is_empty() {
+            Next::Members
+        } else {
+            Next::Show(shown)
         }
     }
 
@@ -471,6 +509,17 @@ impl ChatSession {
                 let shown = sanitize(reason.as_bytes());
                 self.ctx.directory.set_away(&self.nick, Some(reason));
                 self.announce_change(format!("* {} is away: {shown}", self.nick))
+            }
+            Slash::Quiet => {
+                self.quiet = !self.quiet;
+                reply(
+                    if self.quiet {
+                        "* quiet: people joining and leaving are not shown; /quiet shows them again"
+                    } else {
+                        "* people joining and leaving are shown again"
+                    }
+                    .into(),
+                )
             }
             Slash::Back => {
                 self.ctx.directory.set_away(&self.nick, None);
@@ -611,6 +660,7 @@ impl ChatSession {
         self.rooms[i].unread = 0;
         let member = &self.rooms[i].joined.member;
         self.presence = member.presence();
+        self.here = self.ctx.hub.members(member.channel());
         self.registration.moved_to(member.channel());
         match self.ctx.hub.history(member.channel().clone()).await {
             Ok(history) => self.backlog(&history).await,
@@ -628,6 +678,7 @@ impl ChatSession {
                 let history = std::mem::take(&mut joined.history);
                 self.registration.moved_to(joined.member.channel());
                 self.presence = joined.member.presence();
+                self.here = self.ctx.hub.members(joined.member.channel());
                 self.rooms.push(OpenRoom { joined, unread: 0 });
                 self.current = self.rooms.len() - 1;
                 self.backlog(&history).await

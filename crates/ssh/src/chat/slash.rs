@@ -34,6 +34,8 @@ pub enum Slash {
     Away(String),
     /// `/back`: clear away.
     Back,
+    /// `/quiet`: hide people joining and leaving the room, or show them again (toggles).
+    Quiet,
     /// `/ignore [NAME]`: hide a name's messages, or list who is hidden.
     Ignore(Option<Nick>),
     /// `/unignore NAME`: show a name's messages again.
@@ -80,7 +82,7 @@ pub enum SlashError {
 pub fn help(op: bool) -> String {
     let mut text = String::from(
         "commands: /join ROOM, /part, /who, /rooms, /whois NAME, /me ACTION, /msg NAME TEXT, \
-         /reply TEXT, /away REASON, /back, /ignore [NAME], /unignore NAME, /topic [TEXT], \
+         /reply TEXT, /away REASON, /back, /quiet, /ignore [NAME], /unignore NAME, /topic [TEXT], \
          /key [add KEY | remove FINGERPRINT], /nick NEW, /release, /help, /quit",
     );
     if op {
@@ -125,6 +127,7 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
         "who" | "names" => none(Slash::Who, "/who"),
         "rooms" => none(Slash::Rooms, "/rooms"),
         "back" => none(Slash::Back, "/back"),
+        "quiet" => none(Slash::Quiet, "/quiet"),
         "banned" => none(Slash::Banned, "/banned"),
         "join" => match (first, second) {
             (Some(word), None) => room(word)
