@@ -499,6 +499,10 @@ struct ServeArgs {
     /// Operators' public keys, in authorized_keys format; read at each use.
     #[arg(long, env = "KANAVA_SSH_OPS")]
     ssh_ops: Option<PathBuf>,
+    /// A message of the day for the SSH chat, shown on entering it (read at each login; at most
+    /// 8 KiB, control characters shown as placeholders).
+    #[arg(long, env = "KANAVA_MOTD")]
+    motd: Option<PathBuf>,
     /// Bytes per second an SSH connection may send on average (64 seconds' worth at once);
     /// beyond that it is disconnected. [default: 262144]
     #[arg(long, env = "KANAVA_SSH_INPUT_RATE")]
@@ -619,6 +623,7 @@ struct FileConfig {
     ssh_max_message: Option<usize>,
     ssh_backlog: Option<usize>,
     ssh_ops: Option<PathBuf>,
+    motd: Option<PathBuf>,
     ssh_shared_keys: Option<bool>,
     ssh_input_rate: Option<u64>,
     ssh_max_sessions: Option<usize>,
@@ -907,6 +912,7 @@ impl ServeArgs {
                     .or(file.ssh_backlog)
                     .unwrap_or(ssh_defaults.backlog),
                 ops_file: self.ssh_ops.or(file.ssh_ops),
+                motd_file: self.motd.or(file.motd),
                 input_bytes_per_second: self
                     .ssh_input_rate
                     .or(file.ssh_input_rate)

@@ -76,6 +76,8 @@ pub struct SshConfig {
     pub backlog: usize,
     /// The operators' keys, in `authorized_keys` format.
     pub ops_file: Option<PathBuf>,
+    /// A message of the day, shown on entering the chat (read at each login).
+    pub motd_file: Option<PathBuf>,
     /// Whether one key may hold several names.
     pub key_sharing: KeySharing,
     /// Bytes per second a connection may send, on average; it may send 64 seconds' worth at
@@ -112,6 +114,7 @@ impl Default for SshConfig {
             max_message_bytes: 4096,
             backlog: DEFAULT_BACKLOG,
             ops_file: None,
+            motd_file: None,
             key_sharing: KeySharing::OneNamePerKey,
             input_bytes_per_second: 256 * 1024,
             keepalive_interval: Duration::from_secs(24),
@@ -170,6 +173,7 @@ pub async fn serve(
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
         key_sharing: config.key_sharing,
+        motd_file: config.motd_file.clone(),
     };
     let bindings = Arc::new(BindingLimits::new(
         config.bindings_burst,

@@ -6,6 +6,7 @@
 //! traffic of the others counts as unread until the user switches to them with `/join`.
 
 use std::future::poll_fn;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub(crate) struct ChatContext {
     pub(crate) max_message_bytes: usize,
     pub(crate) backlog: usize,
     pub(crate) key_sharing: KeySharing,
+    /// The message of the day's file, read at each login.
+    pub(crate) motd_file: Option<PathBuf>,
 }
 
 impl ChatContext {
@@ -231,7 +234,8 @@ impl ChatSession {
             backlog,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
-        let mut shown = session.backlog(&history).await;
+        let mut shown = session.motd().await;
+        shown.extend(session.backlog(&history).await);
         let unread = session
             .ctx
             .accounts
@@ -247,6 +251,39 @@ impl ChatSession {
             shown.extend(unread.iter().map(|m| Shown::private(m, &session.nick)));
         }
         Ok((session, shown))
+    }
+
+    /// The message of the day, one notice a line (sanitised, at most [`MOTD_BYTES`] of it),
+    /// when the session shows what it enters (bots that skip the backlog skip it too).
+    async fn motd(&self) -> Vec<Shown> {
+        let Some(path) = self.ctx.motd_file.clone().filter(|_| self.backlog) else {
+            return Vec::new();
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut text = Vec::new();
+            std::fs::File::open(&path)?
+                .take(MOTD_BYTES)
+                .read_to_end(&mut text)
+                .map(|_| text)
+        })
+        .await;
+        match read {
+            Ok(Ok(text)) => String::from_utf8_lossy(&text)
+                .lines()
+                .map(|line| Shown {
+                    kind: Kind::Notice,
+                    time_ms: now_ms(),
+                    text: sanitize(line.as_bytes()),
+                    nick: None,
+                })
+                .collect(),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the message of the day cannot be read");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The user's name.
@@ -687,9 +724,9 @@ impl ChatSession {
         }
     }
 
-    /// Leaves the current room for the last opened one, or the default room.
+    /// Leaves the current room for the default room; the default room itself is never left.
     async fn part(&mut self) -> Vec<Shown> {
-        if self.rooms.len() == 1 && self.room() == &lobby() {
+        if self.room() == &lobby() {
             return vec![Shown::reply(format!(
                 "* #{DEFAULT_ROOM} is where everyone starts; /quit to leave"
             ))];
@@ -701,9 +738,13 @@ impl ChatSession {
             label(left.joined.member.channel())
         ))];
         drop(left);
-        shown.extend(match self.rooms.len() {
-            0 => self.open(lobby()).await,
-            open => self.make_current(open - 1).await,
+        let lobby_at = self
+            .rooms
+            .iter()
+            .position(|r| r.joined.member.channel() == &lobby());
+        shown.extend(match lobby_at {
+            Some(i) => self.make_current(i).await,
+            None => self.open(lobby()).await,
         });
         shown
     }
@@ -1030,6 +1071,9 @@ impl ChatSession {
         }
     }
 }
+
+/// The most of the message of the day's file shown.
+const MOTD_BYTES: u64 = 8 * 1024;
 
 /// Why an announcement was held back.
 const ANNOUNCEMENTS: &str =
