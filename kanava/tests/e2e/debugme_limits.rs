@@ -14,6 +14,7 @@ use crate::debugme_server::{
     RawWs, debug_me, exchange_versions, open_session, raw_recv, raw_send, user_messages,
     user_messages_seeing,
 };
+use crate::mles_limits::Pair;
 use crate::support::*;
 
 /// A debug-me connection from `source`, versions exchanged.
@@ -293,10 +294,15 @@ async fn downloaders_that_do_not_read_do_not_pin_the_log() {
         assert_eq!(connect(&mut ws, &id).await[0], b'R');
         stalled.push(ws);
     }
-    // Meanwhile a downloader from 127.0.0.1 gets all of it.
+    // Meanwhile a downloader from 127.0.0.1 gets all of it, and a Mles pair in an unrelated
+    // channel chats throughout (the log is read off the runtime: whole-file reads on it used
+    // to delay relay by seconds).
     let mut reader = versioned_from("127.0.0.1", &server).await;
     assert_eq!(connect(&mut reader, &id).await[0], b'R');
-    let replayed = until_done(&mut reader).await;
+    let mut pair = Pair::join(&server, "127.0.0.4")
+        .await
+        .answering_within(Duration::from_millis(1500));
+    let replayed = pair.chat_while(until_done(&mut reader)).await;
     assert_eq!(replayed, messages);
     let grown = server.rss_kib().saturating_sub(rss_before);
     assert!(

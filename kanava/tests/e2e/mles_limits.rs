@@ -81,34 +81,54 @@ async fn join_from(server: &Kanava, source: &str, uid: &str, channel: &str) -> W
 }
 
 /// Two real clients from `source` joined to a fresh channel, and a check that they chat.
-struct Pair {
+pub(crate) struct Pair {
     a: Ws,
     b: Ws,
+    /// How soon each must hear the other.
+    within: Duration,
 }
 
 impl Pair {
-    async fn join(server: &Kanava, source: &str) -> Pair {
+    pub(crate) async fn join(server: &Kanava, source: &str) -> Pair {
         let ch = channel("legit");
+        let joins = server.metric("kanava_joins_total").await;
         let a = join_from(server, source, "a", &ch).await;
+        // b joins once a is in: otherwise b may be let in first and never replayed a.
+        wait_until_async("a has joined", || async {
+            server.metric("kanava_joins_total").await > joins
+        })
+        .await;
         let mut b = join_from(server, source, "b", &ch).await;
         // b's replay holds a's header once a has joined.
         let header = recv(&mut b).await;
         assert_eq!(json(&header)["uid"], "a");
-        Pair { a, b }
+        Pair {
+            a,
+            b,
+            within: CHAT_WITHIN,
+        }
     }
 
-    /// a says `line` and b hears it within [`CHAT_WITHIN`], then b answers and a hears that: both
-    /// read, so both answer the server's pings.
+    /// The pair, each required to hear the other within `limit` rather than [`CHAT_WITHIN`].
+    pub(crate) fn answering_within(self, limit: Duration) -> Pair {
+        Pair {
+            within: limit,
+            ..self
+        }
+    }
+
+    /// a says `line` and b hears it in time, then b answers and a hears that: both read, so
+    /// both answer the server's pings.
     async fn chat(&mut self, line: &str) {
         self.a.send(text(line)).await.unwrap();
-        assert_eq!(recv_within(&mut self.b, CHAT_WITHIN).await, text(line));
+        assert_eq!(recv_within(&mut self.b, self.within).await, text(line));
         let answer = format!("re: {line}");
         self.b.send(text(&answer)).await.unwrap();
-        assert_eq!(recv_within(&mut self.a, CHAT_WITHIN).await, text(&answer));
+        assert_eq!(recv_within(&mut self.a, self.within).await, text(&answer));
     }
 
     /// Chats every 200 ms until `work` is done: the pair is served throughout.
-    async fn chat_while<T>(&mut self, work: impl Future<Output = T>) -> T {
+    pub(crate) async fn chat_while<T>(&mut self, work: impl Future<Output = T>) -> T {
         let mut work = pin!(work);
         for i in 0.. {
             tokio::select! {

@@ -433,15 +433,21 @@ impl ChatSession {
     /// Who came to and left the current room since it was last looked at: a line each, unless
     /// the user asked for quiet.
     fn arrivals(&mut self) -> Next {
+        // Both lists are sorted by uid (`Hub::members`), so each lookup is a binary search:
+        // a room that hundreds enter at once costs each session n log n, not n².
         let now = self.ctx.hub.members(self.room());
+        let absent = |list: &[Present], p: &Present| {
+            list.binary_search_by(|other| other.uid.cmp(&p.uid))
+                .is_err()
+        };
         let came = now
             .iter()
-            .filter(|p| !self.here.iter().any(|h| h.uid == p.uid))
+            .filter(|p| absent(&self.here, p))
             .map(|p| (p, "joined"));
         let went = self
             .here
             .iter()
-            .filter(|h| !now.iter().any(|p| p.uid == h.uid))
+            .filter(|h| absent(&now, h))
             .map(|p| (p, "left"));
         let shown: Vec<Shown> = came
             .chain(went)
