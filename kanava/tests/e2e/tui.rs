@@ -89,6 +89,21 @@ impl Tmux {
         self.run(&[&["send-keys", "-t", user][..], keys].concat());
     }
 
+    /// Resizes `user`'s window to `cols`x`rows`, as a terminal window dragged bigger or smaller.
+    fn resize(&self, user: &str, cols: u16, rows: u16) {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        self.run(&["resize-window", "-t", user, "-x", &cols, "-y", &rows]);
+    }
+
+    /// Pastes `text` into `user`'s window as a terminal does (bracketed, when the program asked
+    /// for it), from a file so that a paste of any size fits.
+    fn paste(&self, user: &str, text: &str) {
+        let file = self.1.path().join("paste");
+        std::fs::write(&file, text).unwrap();
+        self.run(&["load-buffer", "-b", "p", &file.to_string_lossy()]);
+        self.run(&["paste-buffer", "-p", "-b", "p", "-t", user]);
+    }
+
     /// Types `text` without pressing Enter.
     fn type_text(&self, user: &str, text: &str) {
         self.run(&["send-keys", "-t", user, "-l", text]);
@@ -816,4 +831,77 @@ async fn a_private_message_to_someone_away_waits_for_their_next_login() {
     tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
     let screen = tmux.screen("dave");
     assert!(!screen.contains("see you later"), "shown again:\n{screen}");
+}
+
+#[tokio::test]
+async fn a_paste_of_any_size_is_one_message_and_shows_as_indented_lines() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-max-message", "32768"]).start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    // Alice at 80x24, bob at an unusual 50x15.
+    tmux.resize("bob", 50, 15);
+    tmux.wait("bob", "a 15-row layout", |s| s.lines().count() == 15)
+        .await;
+
+    // 20,000 bytes in 400 lines: one message, every byte of it.
+    let big: String = (0..400)
+        .map(|i| format!("line {i:03} {}\n", "x".repeat(40)))
+        .collect();
+    assert_eq!(big.len(), 20_000);
+    tmux.paste("alice", big.trim_end());
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text(big.trim_end()));
+    tmux.wait("bob", "the end of the big paste", |s| {
+        s.contains("line 399 xxx")
+    })
+    .await;
+
+    // A short multi-line paste with a tab: indented continuation rows for sender and viewer,
+    // the tab as spaces, no ^J and no replacement character.
+    tmux.paste("alice", "first line\n\tsecond\nthird");
+    let input = tmux
+        .wait("alice", "the paste in the input line", |s| {
+            input_line(s).starts_with("> first line")
+        })
+        .await;
+    assert_eq!(input_line(&input), "> first line↵    second↵third");
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text("first line\n\tsecond\nthird"));
+    for (user, width) in [("alice", 80), ("bob", 50)] {
+        let screen = tmux
+            .wait(user, "the multi-line message", |s| s.contains("third"))
+            .await;
+        let rows: Vec<&str> = screen.lines().collect();
+        let at = rows
+            .iter()
+            .rposition(|r| r.ends_with("<alice> first line"))
+            .unwrap_or_else(|| panic!("{user} at {width} columns:\n{screen}"));
+        let indent = " ".repeat("12:00 <alice> ".len());
+        assert_eq!(
+            rows[at + 1..at + 3],
+            [format!("{indent}    second"), format!("{indent}third")],
+            "{user} at {width} columns:\n{screen}"
+        );
+        assert!(
+            !screen.contains("^J") && !screen.contains('\u{fffd}'),
+            "{screen}"
+        );
+    }
+
+    // A paste longer than a message is refused with a note, the input kept, nothing sent.
+    tmux.type_text("alice", "keep me ");
+    tmux.paste("alice", &"y".repeat(40_000));
+    let screen = tmux
+        .wait("alice", "the refusal", |s| {
+            s.contains("paste of 40000 bytes not taken")
+        })
+        .await;
+    assert_eq!(input_line(&screen), "> keep me", "{screen}");
+    tmux.type_text("alice", "after");
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text("keep me after"));
 }

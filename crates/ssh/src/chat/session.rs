@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::directory::{Directory, Mode, Notice, Registration};
 use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
+use super::text;
 use crate::exec::{header, uid};
 use crate::line::{event_text, shown_name};
 use crate::now_ms;
@@ -86,6 +87,9 @@ pub(crate) struct Shown {
     pub(crate) text: String,
     /// The sender's name as it appears in `text`, for colouring.
     pub(crate) nick: Option<String>,
+    /// `text` as separate lines with tabs expanded, for a screen that shows line breaks; empty
+    /// when `text` is a single line as it is.
+    pub(crate) lines: Vec<String>,
 }
 
 impl Shown {
@@ -97,15 +101,28 @@ impl Shown {
             time_ms: now_ms(),
             text: sanitize(text.into().as_bytes()),
             nick: None,
+            lines: Vec::new(),
         }
     }
 
     fn of_entry(entry: &Entry) -> Option<Self> {
+        let text = event_text(entry)?;
+        let body = match entry.payload.strip_prefix(b"/me ") {
+            Some(action) => action,
+            None => &entry.payload,
+        };
+        // The text ends with the sanitised body; what comes before it starts the first line.
+        let prefix = text.strip_suffix(sanitize(body).as_str());
+        let lines = match (entry.kind, prefix) {
+            (FrameKind::Text, Some(prefix)) => text::lines(prefix, body),
+            _ => Vec::new(),
+        };
         Some(Self {
             kind: Kind::Room,
             time_ms: entry.time_ms,
-            text: event_text(entry)?,
+            text,
             nick: Some(shown_name(&entry.sender, entry.verified)),
+            lines,
         })
     }
 
@@ -115,14 +132,13 @@ impl Shown {
         } else {
             ("to", &message.to)
         };
+        let prefix = format!("[PM {direction} {other}] ");
         Self {
             kind: Kind::Private,
             time_ms: message.time_ms,
-            text: format!(
-                "[PM {direction} {other}] {}",
-                sanitize(message.text.as_bytes())
-            ),
+            text: format!("{prefix}{}", sanitize(message.text.as_bytes())),
             nick: Some(other.to_string()),
+            lines: text::lines(&prefix, message.text.as_bytes()),
         }
     }
 }
@@ -351,6 +367,7 @@ impl ChatSession {
                 time_ms: now_ms(),
                 text,
                 nick: None,
+                lines: Vec::new(),
             }]),
             Err(Some(Notice::Private(message))) => {
                 if message.to == self.nick && message.from != self.nick {
@@ -876,6 +893,7 @@ fn topic_line(topic: &Topic) -> Shown {
             topic.set_by
         ),
         nick: None,
+        lines: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
-use unicode_width::UnicodeWidthChar;
+use unicode_width::UnicodeWidthStr;
 
 use super::view::{ChatView, LineKind, Row, nick_colour};
 
@@ -247,27 +247,29 @@ impl Screen {
 
             let (text, cursor) = view.input();
             let prompt = "> ";
-            let chars: Vec<char> = text
-                .chars()
-                // A paste may hold control characters; they are shown, never sent raw.
-                .map(|c| match c {
-                    '\n' => '↵',
-                    c if c.is_control() => char::REPLACEMENT_CHARACTER,
-                    c => c,
+            // What each character of the input shows as: a paste may hold control characters;
+            // they are shown, never sent raw.
+            let cells: Vec<&str> = text
+                .char_indices()
+                .map(|(at, c)| match c {
+                    '\n' => "↵",
+                    '\t' => "    ",
+                    c if c.is_control() => "\u{fffd}",
+                    c => &text[at..at + c.len_utf8()],
                 })
                 .collect();
             let room = usize::from(input.width)
                 .saturating_sub(prompt.len() + 1)
                 .max(1);
-            let width = |cs: &[char]| cs.iter().map(|c| c.width().unwrap_or(0)).sum::<usize>();
+            let width = |cs: &[&str]| cs.iter().map(|c| c.width()).sum::<usize>();
             // Scroll the input horizontally so that the cursor stays visible.
             let mut first = 0;
-            while width(&chars[first..cursor]) > room {
+            while width(&cells[first..cursor]) > room {
                 first += 1;
             }
-            let visible: String = chars[first..].iter().collect();
+            let visible: String = cells[first..].concat();
             frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
-            let x = input.x + (prompt.len() + width(&chars[first..cursor])) as u16;
+            let x = input.x + (prompt.len() + width(&cells[first..cursor])) as u16;
             frame.set_cursor_position(Position::new(
                 x.min(input.right().saturating_sub(1)),
                 input.y,

@@ -27,6 +27,13 @@ pub enum Action {
     Quit,
     /// Complete the word before the cursor (Tab): the session supplies the candidates.
     Complete,
+    /// Show the user this note (a refused paste); the input is kept.
+    Note(String),
+}
+
+/// The note for a paste of `bytes` that does not fit the input line of `max` bytes.
+pub fn too_long_paste(bytes: usize, max: usize) -> String {
+    format!("* paste of {bytes} bytes not taken: a message holds at most {max} bytes")
 }
 
 /// How a line is drawn.
@@ -46,12 +53,15 @@ pub enum LineKind {
 /// A line of the message pane: sanitised text, and where the sender's name is in it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PaneLine {
-    /// The text, free of control characters.
+    /// The text, free of control characters but `\n`, which starts a continuation row.
     pub text: String,
     /// Byte range of the sender's name in `text`, drawn in the name's colour.
     pub nick: Option<Range<usize>>,
     /// How to draw it.
     pub kind: LineKind,
+    /// Columns that continuation rows (after a line break or a wrap) are indented by, so that
+    /// they line up under the message text.
+    pub indent: usize,
 }
 
 impl PaneLine {
@@ -61,6 +71,7 @@ impl PaneLine {
             text,
             nick: None,
             kind,
+            indent: 0,
         }
     }
 
@@ -69,7 +80,12 @@ impl PaneLine {
         let nick = (!nick.is_empty())
             .then(|| text.find(nick).map(|at| at..at + nick.len()))
             .flatten();
-        Self { text, nick, kind }
+        Self {
+            text,
+            nick,
+            kind,
+            indent: 0,
+        }
     }
 }
 
@@ -95,7 +111,7 @@ pub fn nick_colour(nick: &str) -> usize {
     (hash % 12) as usize
 }
 
-/// Characters the input line holds unless told otherwise (the default message size).
+/// Bytes the input line holds unless told otherwise (the default message size).
 pub const DEFAULT_MAX_INPUT: usize = 4096;
 
 /// The chat screen's state.
@@ -109,8 +125,8 @@ pub struct ChatView {
     pub others: Vec<(String, usize)>,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
-    /// Most characters the input line holds; typing and pasting past it are dropped, so that a
-    /// client cannot grow it without bound.
+    /// Most bytes (UTF-8) the input line holds, the longest message: typing past it is dropped
+    /// and a longer paste is refused whole, so that a client cannot grow it without bound.
     pub max_input: usize,
     lines: VecDeque<PaneLine>,
     /// Bytes of text in `lines`.
@@ -207,7 +223,7 @@ impl ChatView {
             if rows.len() >= count {
                 break;
             }
-            let wrapped = wrap(&line.text, width.max(1));
+            let wrapped = wrap(&line.text, width.max(1), line.indent);
             let first_len = wrapped[0].len();
             let pieces = wrapped.into_iter().enumerate().map(|(i, text)| Row {
                 text,
@@ -224,19 +240,32 @@ impl ChatView {
     /// Applies an input event; `page` is the pane height, for PgUp/PgDn.
     pub fn handle(&mut self, event: &Event, page: usize) -> Action {
         match event {
-            Event::Paste(text) => {
-                for c in text.chars() {
-                    self.insert(if c == '\r' { '\n' } else { c });
-                }
-                Action::Redraw
-            }
+            Event::Paste(text) => self.paste(text),
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key, page),
             _ => Action::Redraw,
         }
     }
 
+    /// Inserts a paste whole at the cursor (line breaks as `\n`), or refuses it whole when the
+    /// input line would outgrow a message; the input is kept either way.
+    fn paste(&mut self, text: &str) -> Action {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        if self.input_bytes() + text.len() > self.max_input {
+            return Action::Note(too_long_paste(text.len(), self.max_input));
+        }
+        let count = text.chars().count();
+        self.input.splice(self.cursor..self.cursor, text.chars());
+        self.cursor += count;
+        Action::Redraw
+    }
+
+    /// Bytes in the input line, as a message.
+    fn input_bytes(&self) -> usize {
+        self.input.iter().map(|c| c.len_utf8()).sum()
+    }
+
     fn insert(&mut self, c: char) {
-        if self.input.len() >= self.max_input {
+        if self.input_bytes() + c.len_utf8() > self.max_input {
             return;
         }
         self.input.insert(self.cursor, c);
@@ -343,7 +372,11 @@ impl ChatView {
             return;
         }
         let chars: Vec<char> = completion.chars().collect();
-        if self.input.len() - (self.cursor - start) + chars.len() > self.max_input {
+        let replaced: usize = self.input[start..self.cursor]
+            .iter()
+            .map(|c| c.len_utf8())
+            .sum();
+        if self.input_bytes() - replaced + completion.len() > self.max_input {
             return;
         }
         self.input.splice(start..self.cursor, chars.iter().copied());
@@ -391,18 +424,27 @@ impl ChatView {
     }
 }
 
-/// Splits `line` into rows of at most `width` display columns (wide characters count 2).
-pub fn wrap(line: &str, width: usize) -> Vec<String> {
-    let mut rows = vec![String::new()];
-    let mut used = 0;
-    for c in line.chars() {
-        let w = c.width().unwrap_or(0);
-        if used + w > width && used > 0 {
-            rows.push(String::new());
-            used = 0;
+/// Splits `line` into rows of at most `width` display columns (wide characters count 2): at
+/// each `\n`, and wherever a row is full. Rows after the first are indented by `indent`
+/// columns, or less on a narrow pane, so that a character of any width still fits after it.
+pub fn wrap(line: &str, width: usize, indent: usize) -> Vec<String> {
+    let indent = indent.min(width / 2).min(width.saturating_sub(2));
+    let pad = " ".repeat(indent);
+    let mut rows = Vec::new();
+    for (i, part) in line.split('\n').enumerate() {
+        let start = if i == 0 { 0 } else { indent };
+        let mut row = pad[..start].to_owned();
+        let mut used = start;
+        for c in part.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width && used > start {
+                rows.push(std::mem::replace(&mut row, pad.clone()));
+                used = indent;
+            }
+            row.push(c);
+            used += w;
         }
-        rows.last_mut().expect("one row at least").push(c);
-        used += w;
+        rows.push(row);
     }
     rows
 }
@@ -558,10 +600,10 @@ mod tests {
     #[test]
     fn a_paste_is_one_multi_line_message() {
         let mut view = ChatView::default();
-        view.handle(&Event::Paste("l1\r\nl2".into()), 10);
+        view.handle(&Event::Paste("l1\r\nl2\rl3".into()), 10);
         assert_eq!(
             view.handle(&key(KeyCode::Enter), 10),
-            Action::Submit("l1\n\nl2".into())
+            Action::Submit("l1\nl2\nl3".into())
         );
     }
 
@@ -588,8 +630,11 @@ mod tests {
             ..ChatView::default()
         };
         typed(&mut view, "0123456789");
-        view.handle(&Event::Paste("more".into()), 10);
-        assert_eq!(view.input(), ("01234567".into(), 8));
+        assert_eq!(
+            view.handle(&Event::Paste("more".into()), 10),
+            Action::Note(too_long_paste(4, 8))
+        );
+        assert_eq!(view.input(), ("01234567".into(), 8), "input kept");
         view.handle(&key(KeyCode::Backspace), 10);
         typed(&mut view, "xy");
         assert_eq!(view.input().0, "0123456x");
@@ -597,9 +642,12 @@ mod tests {
 
     #[test]
     fn wrapping_counts_display_width() {
-        assert_eq!(wrap("abcdef", 4), ["abcd", "ef"]);
-        assert_eq!(wrap("日本語", 4), ["日本", "語"]);
-        assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("abcdef", 4, 0), ["abcd", "ef"]);
+        assert_eq!(wrap("日本語", 4, 0), ["日本", "語"]);
+        assert_eq!(wrap("", 4, 0), [""]);
+        assert_eq!(wrap("ab\ncd\n", 8, 2), ["ab", "  cd", "  "]);
+        assert_eq!(wrap("abcdefgh", 5, 2), ["abcde", "  fgh"]);
+        assert_eq!(wrap("a\n日", 3, 2), ["a", " 日"], "the indent leaves room");
         let mut view = ChatView::default();
         view.push(PaneLine::plain("abcdefgh".into(), LineKind::Message));
         view.push(PaneLine::plain("ij".into(), LineKind::Message));
