@@ -202,8 +202,11 @@ async fn two_users_chat_and_the_input_line_survives_incoming_messages_and_resize
     let long = "x".repeat(150);
     tmux.run(&["send-keys", "-t", "bob", "C-u"]);
     tmux.type_line("bob", &long);
+    // Its rows after the first are indented under the text.
     tmux.wait("alice", "bob's long line", |s| {
-        s.replace('\n', "").contains(&"x".repeat(140))
+        s.split_whitespace()
+            .collect::<String>()
+            .contains(&"x".repeat(140))
     })
     .await;
 
@@ -873,7 +876,9 @@ async fn a_paste_of_any_size_is_one_message_and_shows_as_indented_lines() {
     assert_eq!(recv(&mut web).await, text("first line\n\tsecond\nthird"));
     for (user, width) in [("alice", 80), ("bob", 50)] {
         let screen = tmux
-            .wait(user, "the multi-line message", |s| s.contains("third"))
+            .wait(user, "the multi-line message", |s| {
+                s.lines().any(|r| r.ends_with("<alice> first line"))
+            })
             .await;
         let rows: Vec<&str> = screen.lines().collect();
         let at = rows

@@ -261,15 +261,18 @@ impl Screen {
             let room = usize::from(input.width)
                 .saturating_sub(prompt.len() + 1)
                 .max(1);
-            let width = |cs: &[&str]| cs.iter().map(|c| c.width()).sum::<usize>();
-            // Scroll the input horizontally so that the cursor stays visible.
-            let mut first = 0;
-            while width(&cells[first..cursor]) > room {
-                first += 1;
+            // Scroll the input horizontally so that the cursor stays visible: walk back from
+            // the cursor while the cells fit (a pasted input may hold thousands).
+            let mut first = cursor;
+            let mut used = 0;
+            while first > 0 && used + cells[first - 1].width() <= room {
+                first -= 1;
+                used += cells[first].width();
             }
-            let visible: String = cells[first..].concat();
+            let shown = usize::from(input.width);
+            let visible: String = cells[first..].iter().take(shown).copied().collect();
             frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
-            let x = input.x + (prompt.len() + width(&cells[first..cursor])) as u16;
+            let x = input.x + (prompt.len() + used) as u16;
             frame.set_cursor_position(Position::new(
                 x.min(input.right().saturating_sub(1)),
                 input.y,
