@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 
-use crate::ssh::{Keys, ssh_command};
+use crate::ssh::{Keys, ssh_command, ssh_command_with};
 use crate::support::*;
 
 /// A private tmux server, and a directory where each login records `ssh`'s exit status; the
@@ -909,4 +909,95 @@ async fn a_paste_of_any_size_is_one_message_and_shows_as_indented_lines() {
     tmux.type_text("alice", "after");
     tmux.keys("alice", &["Enter"]);
     assert_eq!(recv(&mut web).await, text("keep me after"));
+}
+
+#[tokio::test]
+async fn a_message_refused_by_the_rate_limit_stays_in_the_input_line() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+
+    // Alice's bot, on the line interface with her key, spends her message budget (shared by all
+    // her sessions) 100 times a second, fifty times what it refills.
+    let bot = ssh_command_with(&server, &[&keys.path("ed25519")], "alice", &["-T"]);
+    let mut bot = tokio::process::Command::from(bot)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = bot.stdin.take().unwrap();
+    let spam = tokio::spawn(async move {
+        while stdin.write_all(b"spam\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // The budget is spent once the bot is refused.
+    let mut refusals = tokio::io::BufReader::new(bot.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, refusals.next_line()).await;
+        let line = line
+            .expect("the bot refused in time")
+            .unwrap()
+            .expect("bot alive");
+        if line.contains("rate limit") {
+            break;
+        }
+    }
+
+    // The bot takes each token as soon as it is back, so alice's line is refused; should it
+    // slip through in the moment a token is there, she tries another.
+    let mut refused = None;
+    for attempt in 0..5 {
+        let line = format!("over the limit {attempt}");
+        tmux.type_line("alice", &line);
+        let screen = tmux
+            .wait("alice", "her line sent or refused", |s| {
+                s.matches("rate limit: message not sent").count() > 0
+                    && input_line(s) == format!("> {line}")
+                    || s.contains(&format!("<alice> {line}"))
+            })
+            .await;
+        if input_line(&screen) == format!("> {line}") {
+            refused = Some(line);
+            break;
+        }
+    }
+    let line = refused.expect("one of five lines refused");
+    let screen = tmux.screen("alice");
+    assert!(screen.contains("rate limit: message not sent"), "{screen}");
+    // At 133x41 the kept input is still there.
+    tmux.resize("alice", 133, 41);
+    let screen = tmux
+        .wait("alice", "a 41-row layout, the input kept", |s| {
+            s.lines().count() == 41 && input_line(s) == format!("> {line}")
+        })
+        .await;
+    assert!(screen.contains("rate limit: message not sent"), "{screen}");
+
+    // Once the bot stops, Enter sends the kept line as it was, and the input empties.
+    spam.abort();
+    let _ = spam.await;
+    bot.kill().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    'sent: loop {
+        assert!(
+            Instant::now() < deadline,
+            "never sent:\n{}",
+            tmux.screen("alice")
+        );
+        tmux.keys("alice", &["Enter"]);
+        for frame in drain_for(&mut web, Duration::from_millis(600)).await {
+            if frame == text(&line) {
+                break 'sent;
+            }
+        }
+    }
+    tmux.wait("alice", "an empty input line", |s| input_line(s) == ">")
+        .await;
 }

@@ -159,6 +159,9 @@ pub(crate) enum Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
     Continue,
+    /// The line was not sent (too long, too fast, or the room refused it): a front end keeps
+    /// it for the user to send again.
+    Refused,
     Quit,
 }
 
@@ -182,6 +185,8 @@ pub(crate) struct ChatSession {
     presence: watch::Receiver<usize>,
     /// Whether entering a room shows its recent history and topic (bots may turn it off).
     backlog: bool,
+    /// Whether a limit refused what the line being submitted would have sent.
+    refused: bool,
 }
 
 fn lobby() -> ChannelName {
@@ -217,6 +222,7 @@ impl ChatSession {
             notices,
             presence,
             backlog,
+            refused: false,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.backlog(&history).await;
@@ -384,20 +390,26 @@ impl ChatSession {
 
     /// Sends a message, or runs a `/command`; returns what to show and whether to go on.
     pub(crate) async fn submit(&mut self, line: &str) -> (Vec<Shown>, Flow) {
-        if let Some(command) = line.strip_prefix('/') {
-            return match slash::parse(command) {
+        self.refused = false;
+        let (shown, flow) = match line.strip_prefix('/') {
+            Some(command) => match slash::parse(command) {
                 Ok(slash) => self.command(slash).await,
                 Err(error) => (vec![Shown::reply(format!("* {error}"))], Flow::Continue),
-            };
+            },
+            None => (self.say(line).await.into_iter().collect(), Flow::Continue),
+        };
+        match flow {
+            Flow::Continue if self.refused => (shown, Flow::Refused),
+            flow => (shown, flow),
         }
-        (self.say(line).await.into_iter().collect(), Flow::Continue)
     }
 
     /// Checks a message against the size and rate limits.
-    fn admit(&self, text: &str) -> Result<(), Shown> {
-        self.ctx
-            .admit(&self.nick, text)
-            .map_err(|refusal| Shown::reply(format!("* {refusal}")))
+    fn admit(&mut self, text: &str) -> Result<(), Shown> {
+        self.ctx.admit(&self.nick, text).map_err(|refusal| {
+            self.refused = true;
+            Shown::reply(format!("* {refusal}"))
+        })
     }
 
     /// Posts `text` to the current room; returns the user's own copy to show, or an error.
@@ -420,6 +432,7 @@ impl ChatSession {
         if !self.ctx.directory.muted(&self.nick) {
             let member = &self.rooms[self.current].joined.member;
             if let Err(error) = member.publish(FrameKind::Text, own.payload.clone()).await {
+                self.refused = true;
                 return Some(Shown::reply(format!("* not sent: {error}")));
             }
         }

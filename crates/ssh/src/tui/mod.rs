@@ -415,8 +415,10 @@ pub(crate) async fn run(
                 Action::Submit(line) => {
                     let (shown, flow) = session.submit(&line).await;
                     show(&mut view, &session, shown);
-                    if flow == Flow::Quit {
-                        break 'session 0;
+                    match flow {
+                        Flow::Quit => break 'session 0,
+                        Flow::Refused => view.keep_input(line),
+                        Flow::Continue => {}
                     }
                 }
             }

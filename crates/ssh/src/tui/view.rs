@@ -209,6 +209,15 @@ impl ChatView {
         (self.input.iter().collect(), self.cursor)
     }
 
+    /// Puts a refused line back in the input line (empty since Enter), cursor at its end, for
+    /// the user to send again or edit.
+    pub fn keep_input(&mut self, line: String) {
+        if self.input.is_empty() {
+            self.input = line.chars().collect();
+            self.cursor = self.input.len();
+        }
+    }
+
     /// Rows scrolled up from the bottom.
     pub fn scroll(&self) -> usize {
         self.scroll
@@ -595,6 +604,18 @@ mod tests {
         view.handle(&key(KeyCode::Down), 10);
         assert_eq!(view.input().0, "");
         assert_eq!(view.handle(&ctrl('d'), 10), Action::Quit);
+    }
+
+    #[test]
+    fn a_refused_line_comes_back_to_the_input() {
+        let mut view = ChatView::default();
+        typed(&mut view, "again");
+        let Action::Submit(line) = view.handle(&key(KeyCode::Enter), 10) else {
+            panic!("not submitted");
+        };
+        assert_eq!(view.input(), (String::new(), 0));
+        view.keep_input(line);
+        assert_eq!(view.input(), ("again".into(), 5));
     }
 
     #[test]
