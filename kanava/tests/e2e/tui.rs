@@ -1001,3 +1001,48 @@ async fn a_message_refused_by_the_rate_limit_stays_in_the_input_line() {
     tmux.wait("alice", "an empty input line", |s| input_line(s) == ">")
         .await;
 }
+
+#[tokio::test]
+async fn ctrl_l_repaints_a_screen_something_else_wrote_over() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.type_line("alice", "before the mess");
+    tmux.type_text("alice", "half typed");
+    let tty = tmux.run(&["display", "-p", "-t", "alice", "#{pane_tty}"]);
+    for (cols, rows) in [(80, 24), (50, 15)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows)
+                && status_line(s).starts_with(" #lobby")
+                && input_line(s) == "> half typed"
+                && s.starts_with("* welcome")
+                && s.contains("<alice> before the mess")
+        })
+        .await;
+        // Colours and attributes too.
+        let drawn = tmux.screen_styled("alice");
+        // Another program (a `wall`, a background job) writes over the terminal.
+        std::fs::write(tty.trim(), "\x1b[2J\x1b[HGARBAGE\r\n\x1b[7mMORE").unwrap();
+        tmux.wait("alice", "the garbage", |s| s.starts_with("GARBAGE"))
+            .await;
+        tmux.keys("alice", &["C-l"]);
+        let screen = tmux
+            .wait("alice", "the chat repainted", |s| {
+                !s.contains("GARBAGE") && !s.contains("MORE") && input_line(s) == "> half typed"
+            })
+            .await;
+        assert!(screen.contains("<alice> before the mess"), "{screen}");
+        let deadline = Instant::now() + WAIT;
+        while tmux.screen_styled("alice") != drawn {
+            assert!(
+                Instant::now() < deadline,
+                "at {cols}x{rows}, not as before:\n{drawn:?}\n{:?}",
+                tmux.screen_styled("alice")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -405,6 +405,7 @@ pub(crate) async fn run(
             match view.handle(&event, screen.page()) {
                 Action::Redraw => {}
                 Action::Note(text) => view.push(note(text)),
+                Action::Repaint => screen.repaint(),
                 Action::Quit => break 'session 0,
                 Action::Complete => {
                     let mut candidates: Vec<String> =

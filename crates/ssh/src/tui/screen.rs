@@ -66,7 +66,8 @@ pub const FRAME_QUEUE: usize = 8;
 pub struct ChannelWriter {
     frame: Vec<u8>,
     frames: mpsc::Sender<Bytes>,
-    /// Set when a frame had to be dropped; the next draw must repaint everything.
+    /// Set when a frame had to be dropped, or the user asked for it: the next draw must
+    /// repaint everything.
     dropped: Arc<AtomicBool>,
 }
 
@@ -155,12 +156,13 @@ impl Screen {
     }
 
     /// Follows a window-change. ratatui's own `resize` asks the server's tty for its size, so a
-    /// new terminal of the client's size replaces the old one; its first frame repaints all.
+    /// new terminal of the client's size replaces the old one; its first frame resets the
+    /// terminal's attributes, clears it and repaints all.
     pub fn resize(&mut self, area: Rect) -> io::Result<()> {
         self.area = area;
         let fresh = terminal(
             area,
-            b"\x1b[2J",
+            b"\x1b[0m\x1b[2J",
             self.frames.clone(),
             Arc::clone(&self.dropped),
         )?;
@@ -185,6 +187,11 @@ impl Screen {
         if self.frames.reserve().await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Makes the next draw clear the terminal and paint every cell, whatever it shows now.
+    pub fn repaint(&self) {
+        self.dropped.store(true, Ordering::Release);
     }
 
     /// Width and height of the message pane.
@@ -346,5 +353,28 @@ mod tests {
             text.contains("\x1b[29;1H") || text.contains("\x1b[29;"),
             "{text:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_repaint_clears_and_draws_every_line_again() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(50, 15), frames).unwrap();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        view.push(super::super::view::PaneLine::plain(
+            "hello there".into(),
+            LineKind::Message,
+        ));
+        screen.draw(&view).unwrap();
+        while out.try_recv().is_ok() {}
+        screen.repaint();
+        screen.draw(&view).unwrap();
+        let mut frames = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            frames.extend_from_slice(&frame);
+        }
+        let text = String::from_utf8_lossy(&frames);
+        assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
+        assert!(text.contains("hello"), "{text:?}");
     }
 }

@@ -29,6 +29,8 @@ pub enum Action {
     Complete,
     /// Show the user this note (a refused paste); the input is kept.
     Note(String),
+    /// Repaint the whole screen, whatever the terminal shows now (Ctrl-L).
+    Repaint,
 }
 
 /// The note for a paste of `bytes` that does not fit the input line of `max` bytes.
@@ -286,6 +288,7 @@ impl ChatView {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         match key.code {
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
+            KeyCode::Char('l') if ctrl => return Action::Repaint,
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.input.len(),
             KeyCode::Char('b') if ctrl => self.cursor = self.cursor.saturating_sub(1),
@@ -594,6 +597,8 @@ mod tests {
         assert_eq!(view.input().0, "日本 ");
         view.handle(&ctrl('c'), 10);
         assert_eq!(view.input().0, "日本 ", "Ctrl-C does nothing");
+        assert_eq!(view.handle(&ctrl('l'), 10), Action::Repaint);
+        assert_eq!(view.input().0, "日本 ", "Ctrl-L keeps the input");
         assert_eq!(
             view.handle(&key(KeyCode::Enter), 10),
             Action::Submit("日本 ".into())
