@@ -1046,3 +1046,41 @@ async fn ctrl_l_repaints_a_screen_something_else_wrote_over() {
         }
     }
 }
+
+#[tokio::test]
+async fn arrows_and_backspace_move_and_delete_whole_emoji_flags_and_accented_letters() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    for (cols, rows) in [(80, 24), (133, 41)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows) && status_line(s).starts_with(" #lobby")
+        })
+        .await;
+        // On the screen: an accented e (e and a combining accent) goes with one Backspace.
+        tmux.type_text("alice", "xe\u{301}");
+        tmux.wait("alice", "the accented e", |s| {
+            input_line(s) == "> xe\u{301}"
+        })
+        .await;
+        tmux.keys("alice", &["BSpace"]);
+        tmux.wait("alice", "the accented e gone whole", |s| {
+            input_line(s) == "> x"
+        })
+        .await;
+        tmux.keys("alice", &["BSpace"]);
+        tmux.wait("alice", "an empty input line", |s| input_line(s) == ">")
+            .await;
+        // What is sent: a thumbs-up with a skin tone and a flag go whole too (terminals differ
+        // in how wide they draw them, so the message tells, not the screen).
+        tmux.type_text("alice", "ae\u{301}👍🏽🇫🇮z");
+        tmux.keys("alice", &["Left", "BSpace", "Left", "BSpace", "Right"]);
+        tmux.type_text("alice", "!");
+        tmux.keys("alice", &["Enter"]);
+        assert_eq!(recv(&mut web).await, text("a👍🏽!z"), "at {cols}x{rows}");
+    }
+}

@@ -2,6 +2,7 @@
 //! (never the server's tty), and a writer whose flush hands each frame to the connection without
 //! waiting, dropping frames for a client that does not keep up (the next frame is a full redraw).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::view::{ChatView, LineKind, Row, nick_colour};
@@ -40,6 +42,37 @@ fn styled(row: &Row) -> Line<'static> {
         }
         None => Line::styled(row.text.clone(), base),
     }
+}
+
+/// What each user-perceived character (grapheme cluster) of the input line shows as, and which
+/// of them the cursor (counted in characters) stands before. A paste may hold control
+/// characters: they are shown (a line break as `↵`, a tab as spaces), never sent raw.
+fn input_cells(text: &str, cursor: usize) -> (Vec<Cow<'_, str>>, usize) {
+    let mut cells = Vec::new();
+    let mut at = None;
+    let mut chars = 0;
+    for grapheme in text.graphemes(true) {
+        if chars >= cursor && at.is_none() {
+            at = Some(cells.len());
+        }
+        chars += grapheme.chars().count();
+        if !grapheme.chars().any(char::is_control) {
+            cells.push(Cow::Borrowed(grapheme));
+            continue;
+        }
+        let shown = grapheme
+            .chars()
+            .map(|c| match c {
+                '\n' => "↵".to_owned(),
+                '\t' => "    ".to_owned(),
+                c if c.is_control() => "\u{fffd}".to_owned(),
+                c => c.to_string(),
+            })
+            .collect();
+        cells.push(Cow::Owned(shown));
+    }
+    let at = at.unwrap_or(cells.len());
+    (cells, at)
 }
 
 /// Enter the alternate screen, clear it, turn on bracketed paste.
@@ -254,17 +287,7 @@ impl Screen {
 
             let (text, cursor) = view.input();
             let prompt = "> ";
-            // What each character of the input shows as: a paste may hold control characters;
-            // they are shown, never sent raw.
-            let cells: Vec<&str> = text
-                .char_indices()
-                .map(|(at, c)| match c {
-                    '\n' => "↵",
-                    '\t' => "    ",
-                    c if c.is_control() => "\u{fffd}",
-                    c => &text[at..at + c.len_utf8()],
-                })
-                .collect();
+            let (cells, cursor) = input_cells(&text, cursor);
             let room = usize::from(input.width)
                 .saturating_sub(prompt.len() + 1)
                 .max(1);
@@ -277,7 +300,7 @@ impl Screen {
                 used += cells[first].width();
             }
             let shown = usize::from(input.width);
-            let visible: String = cells[first..].iter().take(shown).copied().collect();
+            let visible: String = cells[first..].iter().take(shown).map(|c| &**c).collect();
             frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
             let x = input.x + (prompt.len() + used) as u16;
             frame.set_cursor_position(Position::new(

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthChar;
 
 /// Lines kept for scrollback.
@@ -291,8 +292,8 @@ impl ChatView {
             KeyCode::Char('l') if ctrl => return Action::Repaint,
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.input.len(),
-            KeyCode::Char('b') if ctrl => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Char('f') if ctrl => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Char('b') if ctrl => self.cursor = self.grapheme_before(),
+            KeyCode::Char('f') if ctrl => self.cursor = self.grapheme_after(),
             KeyCode::Char('u') if ctrl => {
                 self.input.drain(..self.cursor);
                 self.cursor = 0;
@@ -308,15 +309,17 @@ impl ChatView {
             // Other control chords (Ctrl-C among them, as in ssh-chat) do nothing.
             KeyCode::Char(_) if ctrl || alt => {}
             KeyCode::Char(c) => self.insert(c),
-            KeyCode::Backspace if self.cursor > 0 => {
-                self.cursor -= 1;
-                self.input.remove(self.cursor);
+            KeyCode::Backspace => {
+                let start = self.grapheme_before();
+                self.input.drain(start..self.cursor);
+                self.cursor = start;
             }
-            KeyCode::Delete if self.cursor < self.input.len() => {
-                self.input.remove(self.cursor);
+            KeyCode::Delete => {
+                let end = self.grapheme_after();
+                self.input.drain(self.cursor..end);
             }
-            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Left => self.cursor = self.grapheme_before(),
+            KeyCode::Right => self.cursor = self.grapheme_after(),
             KeyCode::Home if ctrl => self.scroll = self.rows(usize::MAX).saturating_sub(page),
             KeyCode::End if ctrl => self.scroll = 0,
             KeyCode::Home => self.cursor = 0,
@@ -398,6 +401,41 @@ impl ChatView {
     /// How many pane rows the loaded lines fill, counting no further than `limit`.
     fn rows(&self, limit: usize) -> usize {
         self.last_rows(self.pane_width, limit).len()
+    }
+
+    /// Where each user-perceived character (grapheme cluster: an emoji with its skin tone, a
+    /// flag, a letter with its combining marks) of the input starts, in characters, and its end.
+    fn grapheme_starts(&self) -> Vec<usize> {
+        let text: String = self.input.iter().collect();
+        let mut starts = Vec::new();
+        let mut chars = 0;
+        for grapheme in text.graphemes(true) {
+            starts.push(chars);
+            chars += grapheme.chars().count();
+        }
+        starts.push(chars);
+        starts
+    }
+
+    /// The start of the grapheme cluster before the cursor (the cursor itself at the start).
+    fn grapheme_before(&self) -> usize {
+        let starts = self.grapheme_starts();
+        starts
+            .iter()
+            .rev()
+            .find(|&&at| at < self.cursor)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The end of the grapheme cluster after the cursor (the cursor itself at the end).
+    fn grapheme_after(&self) -> usize {
+        let starts = self.grapheme_starts();
+        starts
+            .iter()
+            .find(|&&at| at > self.cursor)
+            .copied()
+            .unwrap_or(self.input.len())
     }
 
     fn word_start(&self) -> usize {
@@ -609,6 +647,26 @@ mod tests {
         view.handle(&key(KeyCode::Down), 10);
         assert_eq!(view.input().0, "");
         assert_eq!(view.handle(&ctrl('d'), 10), Action::Quit);
+    }
+
+    #[test]
+    fn the_cursor_moves_and_deletes_by_grapheme_cluster() {
+        let mut view = ChatView::default();
+        typed(&mut view, "ae\u{301}👍🏽🇫🇮z");
+        view.handle(&key(KeyCode::Left), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("ae\u{301}👍🏽z".into(), 5), "the whole flag");
+        view.handle(&key(KeyCode::Left), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("a👍🏽z".into(), 1), "e and its accent");
+        view.handle(&key(KeyCode::Delete), 10);
+        assert_eq!(view.input(), ("az".into(), 1), "the emoji and its skin tone");
+        view.handle(&key(KeyCode::Right), 10);
+        view.handle(&key(KeyCode::Right), 10);
+        assert_eq!(view.input().1, 2, "no further than the end");
+        view.handle(&key(KeyCode::Home), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("az".into(), 0), "nothing before the start");
     }
 
     #[test]
