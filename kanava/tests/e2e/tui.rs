@@ -1084,3 +1084,41 @@ async fn arrows_and_backspace_move_and_delete_whole_emoji_flags_and_accented_let
         assert_eq!(recv(&mut web).await, text("a👍🏽!z"), "at {cols}x{rows}");
     }
 }
+
+#[tokio::test]
+async fn a_terminal_too_small_says_so_and_the_chat_comes_back_when_it_grows() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.type_line("alice", "still here");
+    tmux.type_text("alice", "half typed");
+    for (cols, rows) in [(15, 4), (80, 4), (19, 24)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "the notice", |s| {
+                s.lines().count() == usize::from(rows)
+                    && s.split_whitespace().collect::<Vec<_>>().join(" ")
+                        == "terminal too small: the chat needs 20x5"
+            })
+            .await;
+        assert!(
+            !screen.contains("#lobby") && !screen.contains('>'),
+            "{screen}"
+        );
+    }
+    for (cols, rows) in [(80, 24), (20, 5)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "the chat again", |s| {
+                s.lines().count() == usize::from(rows)
+                    && status_line(s).starts_with(" #lobby")
+                    && input_line(s) == "> half typed"
+                    // Wrapped at 20 columns, so compared by words.
+                    && s.split_whitespace().collect::<Vec<_>>().join(" ").contains("<alice> still here")
+            })
+            .await;
+        assert!(!screen.contains("too small"), "{screen}");
+    }
+}

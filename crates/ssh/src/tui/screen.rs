@@ -12,7 +12,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
 use unicode_segmentation::UnicodeSegmentation;
@@ -81,9 +81,14 @@ pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
 /// Undo [`SETUP`] and show the cursor.
 pub const TEARDOWN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
 
-/// Sizes below this are clamped up (`ssh -tt` with no tty sends 0x0).
+/// Below this size the chat does not fit: the screen shows a notice instead, until the
+/// terminal grows again.
 const MIN_COLS: u16 = 20;
+/// See [`MIN_COLS`].
 const MIN_ROWS: u16 = 5;
+
+/// What a terminal smaller than [`MIN_COLS`]x[`MIN_ROWS`] shows.
+const TOO_SMALL: &str = "terminal too small: the chat needs 20x5";
 
 /// Sizes above this are clamped down before anything is allocated from them: a screen buffer
 /// costs its area, and a peer may claim 65535x65535 (about 200 GB of cells). No real terminal
@@ -157,8 +162,9 @@ fn terminal(
 }
 
 /// A usable size from what the client reported (in `pty-req` or `window-change`): 0x0 becomes
-/// 80x24, and every size is brought within [`MIN_COLS`]x[`MIN_ROWS`] and
-/// [`MAX_COLS`]x[`MAX_ROWS`].
+/// 80x24 (`ssh -tt` with no tty sends it), and every size is brought within 1x1 and
+/// [`MAX_COLS`]x[`MAX_ROWS`]. A size below [`MIN_COLS`]x[`MIN_ROWS`] is kept as it is: the
+/// screen says it is too small rather than drawing past the terminal's edges.
 pub fn clamp(cols: u32, rows: u32) -> Rect {
     let (cols, rows) = if cols == 0 || rows == 0 {
         (80, 24)
@@ -171,8 +177,8 @@ pub fn clamp(cols: u32, rows: u32) -> Rect {
     Rect::new(
         0,
         0,
-        within(cols, MIN_COLS, MAX_COLS),
-        within(rows, MIN_ROWS, MAX_ROWS),
+        within(cols, 1, MAX_COLS),
+        within(rows, 1, MAX_ROWS),
     )
 }
 
@@ -243,8 +249,13 @@ impl Screen {
             self.resize(self.area)?;
         }
         self.terminal.draw(|frame| {
-            // Pane, status line, input line: fixed rows, no layout solver on every frame.
             let area = frame.area();
+            if area.width < MIN_COLS || area.height < MIN_ROWS {
+                let notice = Paragraph::new(TOO_SMALL).wrap(Wrap { trim: true });
+                frame.render_widget(notice, area);
+                return;
+            }
+            // Pane, status line, input line: fixed rows, no layout solver on every frame.
             let pane = Rect {
                 height: area.height.saturating_sub(2),
                 ..area
@@ -332,7 +343,8 @@ mod tests {
         assert_eq!(size(65535, 65535), (MAX_COLS, MAX_ROWS));
         assert_eq!(size(u32::MAX, 30), (MAX_COLS, 30));
         assert_eq!(size(0, 0), (80, 24));
-        assert_eq!(size(1, 1), (MIN_COLS, MIN_ROWS));
+        assert_eq!(size(1, 1), (1, 1), "too small is shown as such, not faked");
+        assert_eq!(size(19, 70_000), (19, MAX_ROWS));
         assert_eq!(size(132, 43), (132, 43));
     }
 
@@ -399,5 +411,28 @@ mod tests {
         let text = String::from_utf8_lossy(&frames);
         assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
         assert!(text.contains("hello"), "{text:?}");
+    }
+
+    #[tokio::test]
+    async fn a_terminal_too_small_shows_a_notice_until_it_grows() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(12, 4), frames).unwrap();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        screen.draw(&view).unwrap();
+        let mut all = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            all.extend_from_slice(&frame);
+        }
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.contains("terminal") && text.contains("small"), "{text:?}");
+        assert!(!text.contains("#lobby"), "{text:?}");
+        screen.resize(clamp(40, 10)).unwrap();
+        screen.draw(&view).unwrap();
+        let mut all = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            all.extend_from_slice(&frame);
+        }
+        assert!(String::from_utf8_lossy(&all).contains("#lobby"));
     }
 }
