@@ -1122,3 +1122,99 @@ async fn a_terminal_too_small_says_so_and_the_chat_comes_back_when_it_grows() {
         assert!(!screen.contains("too small"), "{screen}");
     }
 }
+
+#[tokio::test]
+async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    let words: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let long = words.join(" ");
+    for (cols, rows) in [(80, 24), (50, 15)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows) && status_line(s).starts_with(" #lobby")
+        })
+        .await;
+        tmux.type_line("bob", &long);
+        let wanted = format!("<bob> {long}");
+        let screen = tmux
+            .wait("alice", "bob's long message", |s| {
+                s.lines().count() == usize::from(rows)
+                    && s.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains(&wanted)
+            })
+            .await;
+        let lines: Vec<&str> = screen.lines().collect();
+        let first = lines
+            .iter()
+            .rposition(|l| l.contains("<bob> word0 "))
+            .unwrap_or_else(|| panic!("{screen}"));
+        let indent = " ".repeat("12:00 <bob> ".len());
+        let mut seen = Vec::new();
+        for (i, row) in lines[first..].iter().enumerate() {
+            if seen.len() == words.len() {
+                break;
+            }
+            let text = if i == 0 {
+                &row[row.find("word0").unwrap()..]
+            } else {
+                assert!(
+                    row.starts_with(&indent) && !row[indent.len()..].starts_with(' '),
+                    "row {i} not under the text at {cols}x{rows}:\n{screen}"
+                );
+                row
+            };
+            assert!(row.len() <= usize::from(cols), "{screen}");
+            seen.extend(text.split_whitespace().map(str::to_owned));
+        }
+        assert_eq!(seen, words, "every word whole, in order, at {cols}x{rows}");
+
+        // /help: a heading, then one command per row.
+        tmux.type_line("alice", "/help");
+        let screen = tmux
+            .wait("alice", "the help", |s| {
+                // The newest help, at the bottom of the pane.
+                let lines: Vec<&str> = s.lines().collect();
+                lines.len() > 3 && lines[lines.len() - 3].contains("*   /quit")
+            })
+            .await;
+        // A small screen shows the rest a page up.
+        tmux.keys("alice", &["PPage"]);
+        let above = tmux
+            .wait("alice", "a page up", |s| {
+                status_line(s).contains("scrolled")
+            })
+            .await;
+        let mut commands = std::collections::BTreeSet::new();
+        for row in screen.lines().chain(above.lines()) {
+            let Some((_, rest)) = row.split_once("*   /") else {
+                continue;
+            };
+            assert!(
+                !rest.contains(" /"),
+                "two commands in a row at {cols}x{rows}: {row}"
+            );
+            commands.insert(rest.split(' ').next().unwrap().to_owned());
+        }
+        assert_eq!(
+            commands.len(),
+            16,
+            "one row each at {cols}x{rows}: {commands:?}\n{above}"
+        );
+        assert!(commands.contains("join") && commands.contains("msg"));
+        assert!(
+            screen
+                .lines()
+                .chain(above.lines())
+                .any(|l| l.ends_with("* commands:")),
+            "the heading"
+        );
+        tmux.keys("alice", &["C-End"]);
+    }
+}

@@ -460,7 +460,10 @@ impl ChatSession {
         let reply = |text: String| vec![Shown::reply(text)];
         let shown = match slash {
             Slash::Quit => return (Vec::new(), Flow::Quit),
-            Slash::Help => reply(format!("* {}", slash::help(self.is_op()))),
+            Slash::Help => slash::help(self.is_op())
+                .into_iter()
+                .map(|line| Shown::reply(format!("* {line}")))
+                .collect(),
             Slash::Who => reply(format!("* {}", who_text(&self.ctx.hub, self.room()))),
             Slash::Rooms => reply(format!("* {}", rooms_text(&self.ctx.hub))),
             Slash::Join(room) => self.switch(room).await,

@@ -174,12 +174,7 @@ pub fn clamp(cols: u32, rows: u32) -> Rect {
     let within = |n: u32, min: u16, max: u16| {
         u16::try_from(n.clamp(u32::from(min), u32::from(max))).unwrap_or(max)
     };
-    Rect::new(
-        0,
-        0,
-        within(cols, 1, MAX_COLS),
-        within(rows, 1, MAX_ROWS),
-    )
+    Rect::new(0, 0, within(cols, 1, MAX_COLS), within(rows, 1, MAX_ROWS))
 }
 
 impl Screen {
@@ -425,7 +420,10 @@ mod tests {
             all.extend_from_slice(&frame);
         }
         let text = String::from_utf8_lossy(&all);
-        assert!(text.contains("terminal") && text.contains("small"), "{text:?}");
+        assert!(
+            text.contains("terminal") && text.contains("small"),
+            "{text:?}"
+        );
         assert!(!text.contains("#lobby"), "{text:?}");
         screen.resize(clamp(40, 10)).unwrap();
         screen.draw(&view).unwrap();

@@ -475,24 +475,41 @@ impl ChatView {
 }
 
 /// Splits `line` into rows of at most `width` display columns (wide characters count 2): at
-/// each `\n`, and wherever a row is full. Rows after the first are indented by `indent`
-/// columns, or less on a narrow pane, so that a character of any width still fits after it.
+/// each `\n`, and wherever a row is full, after its last space when the word after it fits on
+/// the next row (a longer word is cut). Rows after the first are indented by `indent` columns,
+/// or less on a narrow pane, so that a character of any width still fits after it.
 pub fn wrap(line: &str, width: usize, indent: usize) -> Vec<String> {
     let indent = indent.min(width / 2).min(width.saturating_sub(2));
     let pad = " ".repeat(indent);
     let mut rows = Vec::new();
     for (i, part) in line.split('\n').enumerate() {
-        let start = if i == 0 { 0 } else { indent };
+        let mut start = if i == 0 { 0 } else { indent };
         let mut row = pad[..start].to_owned();
         let mut used = start;
+        // Byte offset in `row` just after its last space, and the columns used up to there.
+        let mut last_space: Option<(usize, usize)> = None;
         for c in part.chars() {
             let w = c.width().unwrap_or(0);
             if used + w > width && used > start {
-                rows.push(std::mem::replace(&mut row, pad.clone()));
-                used = indent;
+                let word = last_space.filter(|&(_, at)| indent + (used - at) + w <= width);
+                let mut next = pad.clone();
+                match word {
+                    Some((cut, at)) => {
+                        next.push_str(&row[cut..]);
+                        row.truncate(cut);
+                        used = indent + (used - at);
+                    }
+                    None => used = indent,
+                }
+                rows.push(std::mem::replace(&mut row, next));
+                start = indent;
+                last_space = None;
             }
             row.push(c);
             used += w;
+            if c == ' ' && used > start {
+                last_space = Some((row.len(), used));
+            }
         }
         rows.push(row);
     }
@@ -660,7 +677,11 @@ mod tests {
         view.handle(&key(KeyCode::Backspace), 10);
         assert_eq!(view.input(), ("a👍🏽z".into(), 1), "e and its accent");
         view.handle(&key(KeyCode::Delete), 10);
-        assert_eq!(view.input(), ("az".into(), 1), "the emoji and its skin tone");
+        assert_eq!(
+            view.input(),
+            ("az".into(), 1),
+            "the emoji and its skin tone"
+        );
         view.handle(&key(KeyCode::Right), 10);
         view.handle(&key(KeyCode::Right), 10);
         assert_eq!(view.input().1, 2, "no further than the end");
@@ -732,6 +753,21 @@ mod tests {
         assert_eq!(wrap("ab\ncd\n", 8, 2), ["ab", "  cd", "  "]);
         assert_eq!(wrap("abcdefgh", 5, 2), ["abcde", "  fgh"]);
         assert_eq!(wrap("a\n日", 3, 2), ["a", " 日"], "the indent leaves room");
+        assert_eq!(
+            wrap("12:00 <bob> the quick brown fox", 16, 12),
+            [
+                "12:00 <bob> the ",
+                "        quick ",
+                "        brown ",
+                "        fox"
+            ],
+            "words whole, rows after the first under the text (indent halved to fit)"
+        );
+        assert_eq!(
+            wrap("ab incomprehensibilities", 10, 2),
+            ["ab ", "  incompre", "  hensibil", "  ities"],
+            "a word longer than a row starts a row and is cut"
+        );
         let mut view = ChatView::default();
         view.push(PaneLine::plain("abcdefgh".into(), LineKind::Message));
         view.push(PaneLine::plain("ij".into(), LineKind::Message));
