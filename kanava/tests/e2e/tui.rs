@@ -1218,3 +1218,60 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         tmux.keys("alice", &["C-End"]);
     }
 }
+
+#[tokio::test]
+async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice binds her name, then logs in again as ALICE with the same key, at 50x15.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.login(&server, &keys, "ed25519", "ALICE");
+    tmux.wait("ALICE", "the welcome under the bound spelling", |s| {
+        s.contains("* welcome, alice.")
+    })
+    .await;
+    tmux.resize("ALICE", 50, 15);
+    tmux.type_line("ALICE", "shouting?");
+    tmux.wait("bob", "her message under her name", |s| {
+        s.contains("<alice> shouting?")
+    })
+    .await;
+
+    for user in ["alice", "ALICE"] {
+        // /back when not away: a note for her, nothing for the room.
+        tmux.type_line(user, "/back");
+        tmux.wait(user, "the note", |s| {
+            s.lines()
+                .filter(|l| l.ends_with("* you are not away"))
+                .count()
+                == 1
+        })
+        .await;
+        // A PM to herself, in any spelling, is refused.
+        tmux.type_line(user, "/msg ALICE note to self");
+        let screen = tmux
+            .wait(user, "the refusal", |s| {
+                s.contains("* that is you: /msg someone else")
+            })
+            .await;
+        assert!(!screen.contains("[PM"), "{screen}");
+        tmux.type_line(user, "/msg ALICE note to self");
+        tmux.type_line(user, "/back");
+        tmux.wait(user, "the second answers", |s| {
+            s.matches("* that is you").count() == 2 && s.matches("* you are not away").count() == 2
+        })
+        .await;
+    }
+    // Away and back: announced once each; the /back without /away never was.
+    tmux.type_line("alice", "/away lunch");
+    tmux.type_line("alice", "/back");
+    let screen = tmux
+        .wait("bob", "away and back", |s| s.contains("* alice is back"))
+        .await;
+    assert_eq!(screen.matches("is back").count(), 1, "{screen}");
+    assert!(screen.contains("* alice is away: lunch"), "{screen}");
+    assert!(!screen.contains("ALICE"), "{screen}");
+}

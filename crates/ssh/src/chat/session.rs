@@ -205,6 +205,11 @@ impl ChatSession {
         cancel: CancellationToken,
         backlog: bool,
     ) -> Result<(Self, Vec<Shown>), String> {
+        // A name bound to a key is shown as it was bound (`ALICE` logs in as `alice`).
+        let nick = match ctx.accounts.identity(nick.clone()).await {
+            Ok(Some(identity)) => identity.nick,
+            _ => nick,
+        };
         let (registration, notices) =
             ctx.directory
                 .register(&nick, &fingerprint, mode, cancel, now_ms());
@@ -485,6 +490,9 @@ impl ChatSession {
                 self.announce(format!("* {} is away: {shown}", self.nick));
                 Vec::new()
             }
+            Slash::Back if self.ctx.directory.away(&self.nick).is_none() => {
+                reply("* you are not away".into())
+            }
             Slash::Back => {
                 self.ctx.directory.set_away(&self.nick, None);
                 self.announce(format!("* {} is back", self.nick));
@@ -654,6 +662,9 @@ impl ChatSession {
     }
 
     async fn private(&mut self, to: Nick, text: &str) -> Vec<Shown> {
+        if to == self.nick {
+            return vec![Shown::reply("* that is you: /msg someone else")];
+        }
         if let Err(refused) = self.admit(text) {
             return vec![refused];
         }
