@@ -112,9 +112,12 @@ impl Shown {
             None => &entry.payload,
         };
         // The text ends with the sanitised body; what comes before it starts the first line.
-        let prefix = text.strip_suffix(sanitize(body).as_str());
-        let lines = match (entry.kind, prefix) {
-            (FrameKind::Text, Some(prefix)) => text::lines(prefix, body),
+        // Most messages are one line without tabs and need nothing more.
+        let lines = match entry.kind {
+            FrameKind::Text if text::has_breaks(body) => text
+                .strip_suffix(sanitize(body).as_str())
+                .map(|prefix| text::lines(prefix, body))
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         Some(Self {

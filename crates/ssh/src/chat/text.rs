@@ -12,7 +12,7 @@ const TAB: usize = 4;
 /// the body holds neither a line break nor a tab (the one-line text shows it as it is). A CR
 /// before a line break is part of the break.
 pub(crate) fn lines(prefix: &str, body: &[u8]) -> Vec<String> {
-    if !body.iter().any(|b| matches!(b, b'\n' | b'\t')) {
+    if !has_breaks(body) {
         return Vec::new();
     }
     let body = String::from_utf8_lossy(body);
@@ -28,6 +28,12 @@ pub(crate) fn lines(prefix: &str, body: &[u8]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Whether `body` holds a line break or a tab, and so looks different on a screen that shows
+/// them.
+pub(crate) fn has_breaks(body: &[u8]) -> bool {
+    body.iter().any(|b| matches!(b, b'\n' | b'\t'))
 }
 
 /// `line` with each tab replaced by spaces up to the next tab stop.
