@@ -420,7 +420,21 @@ async fn operators_kick_ban_and_mute() {
         bob.ask("/kick carol").await,
         "kanava: only operators may do that"
     );
-    assert!(alice.ask("/help").await.contains("operators: /kick NAME"));
+    // The help is a list, one command per line; an operator's ends with theirs.
+    assert_eq!(alice.ask("/help").await, "kanava: commands:");
+    let mut help = Vec::new();
+    while help
+        .last()
+        .is_none_or(|l: &String| !l.contains("/mute NAME"))
+    {
+        let line = tokio::time::timeout(WAIT, alice.err.recv()).await;
+        help.push(line.expect("the whole help").unwrap());
+    }
+    assert!(help.contains(&"kanava: operators:".to_owned()), "{help:?}");
+    assert!(
+        help.iter().any(|l| l.starts_with("kanava:   /kick NAME ")),
+        "{help:?}"
+    );
 
     // A muted user's messages reach nobody else.
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 
-use crate::ssh::{Keys, ssh_command};
+use crate::ssh::{Keys, ssh_command, ssh_command_with};
 use crate::support::*;
 
 /// A private tmux server, and a directory where each login records `ssh`'s exit status; the
@@ -87,6 +87,21 @@ impl Tmux {
     /// Presses keys by tmux name (`Tab`, `PPage`, `NPage`, `C-u`).
     fn keys(&self, user: &str, keys: &[&str]) {
         self.run(&[&["send-keys", "-t", user][..], keys].concat());
+    }
+
+    /// Resizes `user`'s window to `cols`x`rows`, as a terminal window dragged bigger or smaller.
+    fn resize(&self, user: &str, cols: u16, rows: u16) {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        self.run(&["resize-window", "-t", user, "-x", &cols, "-y", &rows]);
+    }
+
+    /// Pastes `text` into `user`'s window as a terminal does (bracketed, when the program asked
+    /// for it), from a file so that a paste of any size fits.
+    fn paste(&self, user: &str, text: &str) {
+        let file = self.1.path().join("paste");
+        std::fs::write(&file, text).unwrap();
+        self.run(&["load-buffer", "-b", "p", &file.to_string_lossy()]);
+        self.run(&["paste-buffer", "-p", "-b", "p", "-t", user]);
     }
 
     /// Types `text` without pressing Enter.
@@ -187,8 +202,11 @@ async fn two_users_chat_and_the_input_line_survives_incoming_messages_and_resize
     let long = "x".repeat(150);
     tmux.run(&["send-keys", "-t", "bob", "C-u"]);
     tmux.type_line("bob", &long);
+    // Its rows after the first are indented under the text.
     tmux.wait("alice", "bob's long line", |s| {
-        s.replace('\n', "").contains(&"x".repeat(140))
+        s.split_whitespace()
+            .collect::<String>()
+            .contains(&"x".repeat(140))
     })
     .await;
 
@@ -816,4 +834,455 @@ async fn a_private_message_to_someone_away_waits_for_their_next_login() {
     tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
     let screen = tmux.screen("dave");
     assert!(!screen.contains("see you later"), "shown again:\n{screen}");
+}
+
+#[tokio::test]
+async fn a_paste_of_any_size_is_one_message_and_shows_as_indented_lines() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-max-message", "32768"]).start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    // Alice at 80x24, bob at an unusual 50x15.
+    tmux.resize("bob", 50, 15);
+    tmux.wait("bob", "a 15-row layout", |s| s.lines().count() == 15)
+        .await;
+
+    // 20,000 bytes in 400 lines: one message, every byte of it.
+    let big: String = (0..400)
+        .map(|i| format!("line {i:03} {}\n", "x".repeat(40)))
+        .collect();
+    assert_eq!(big.len(), 20_000);
+    tmux.paste("alice", big.trim_end());
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text(big.trim_end()));
+    tmux.wait("bob", "the end of the big paste", |s| {
+        s.contains("line 399")
+    })
+    .await;
+
+    // A short multi-line paste with a tab: indented continuation rows for sender and viewer,
+    // the tab as spaces, no ^J and no replacement character.
+    tmux.paste("alice", "first line\n\tsecond\nthird");
+    let input = tmux
+        .wait("alice", "the paste in the input line", |s| {
+            input_line(s).starts_with("> first line")
+        })
+        .await;
+    assert_eq!(input_line(&input), "> first line↵    second↵third");
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text("first line\n\tsecond\nthird"));
+    for (user, width) in [("alice", 80), ("bob", 50)] {
+        let screen = tmux
+            .wait(user, "the multi-line message", |s| {
+                s.lines().any(|r| r.ends_with("<alice> first line"))
+            })
+            .await;
+        let rows: Vec<&str> = screen.lines().collect();
+        let at = rows
+            .iter()
+            .rposition(|r| r.ends_with("<alice> first line"))
+            .unwrap_or_else(|| panic!("{user} at {width} columns:\n{screen}"));
+        let indent = " ".repeat("12:00 <alice> ".len());
+        assert_eq!(
+            rows[at + 1..at + 3],
+            [format!("{indent}    second"), format!("{indent}third")],
+            "{user} at {width} columns:\n{screen}"
+        );
+        assert!(
+            !screen.contains("^J") && !screen.contains('\u{fffd}'),
+            "{screen}"
+        );
+    }
+
+    // A paste longer than a message is refused with a note, the input kept, nothing sent.
+    tmux.type_text("alice", "keep me ");
+    tmux.paste("alice", &"y".repeat(40_000));
+    let screen = tmux
+        .wait("alice", "the refusal", |s| {
+            s.contains("paste of 40000 bytes not taken")
+        })
+        .await;
+    assert_eq!(input_line(&screen), "> keep me", "{screen}");
+    tmux.type_text("alice", "after");
+    tmux.keys("alice", &["Enter"]);
+    assert_eq!(recv(&mut web).await, text("keep me after"));
+}
+
+#[tokio::test]
+async fn a_message_refused_by_the_rate_limit_stays_in_the_input_line() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+
+    // Alice's bot, on the line interface with her key, spends her message budget (shared by all
+    // her sessions) 100 times a second, fifty times what it refills.
+    let bot = ssh_command_with(&server, &[&keys.path("ed25519")], "alice", &["-T"]);
+    let mut bot = tokio::process::Command::from(bot)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = bot.stdin.take().unwrap();
+    let spam = tokio::spawn(async move {
+        while stdin.write_all(b"spam\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // The budget is spent once the bot is refused.
+    let mut refusals = tokio::io::BufReader::new(bot.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, refusals.next_line()).await;
+        let line = line
+            .expect("the bot refused in time")
+            .unwrap()
+            .expect("bot alive");
+        if line.contains("rate limit") {
+            break;
+        }
+    }
+
+    // The bot takes each token as soon as it is back, so alice's line is refused; should it
+    // slip through in the moment a token is there, she tries another.
+    let mut refused = None;
+    for attempt in 0..5 {
+        let line = format!("over the limit {attempt}");
+        tmux.type_line("alice", &line);
+        let screen = tmux
+            .wait("alice", "her line sent or refused", |s| {
+                s.matches("rate limit: message not sent").count() > 0
+                    && input_line(s) == format!("> {line}")
+                    || s.contains(&format!("<alice> {line}"))
+            })
+            .await;
+        if input_line(&screen) == format!("> {line}") {
+            refused = Some(line);
+            break;
+        }
+    }
+    let line = refused.expect("one of five lines refused");
+    let screen = tmux.screen("alice");
+    assert!(screen.contains("rate limit: message not sent"), "{screen}");
+    // At 133x41 the kept input is still there.
+    tmux.resize("alice", 133, 41);
+    let screen = tmux
+        .wait("alice", "a 41-row layout, the input kept", |s| {
+            s.lines().count() == 41 && input_line(s) == format!("> {line}")
+        })
+        .await;
+    assert!(screen.contains("rate limit: message not sent"), "{screen}");
+
+    // Once the bot stops, Enter sends the kept line as it was, and the input empties.
+    spam.abort();
+    let _ = spam.await;
+    bot.kill().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    'sent: loop {
+        assert!(
+            Instant::now() < deadline,
+            "never sent:\n{}",
+            tmux.screen("alice")
+        );
+        tmux.keys("alice", &["Enter"]);
+        for frame in drain_for(&mut web, Duration::from_millis(600)).await {
+            if frame == text(&line) {
+                break 'sent;
+            }
+        }
+    }
+    tmux.wait("alice", "an empty input line", |s| input_line(s) == ">")
+        .await;
+}
+
+#[tokio::test]
+async fn ctrl_l_repaints_a_screen_something_else_wrote_over() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.type_line("alice", "before the mess");
+    tmux.type_text("alice", "half typed");
+    let tty = tmux.run(&["display", "-p", "-t", "alice", "#{pane_tty}"]);
+    for (cols, rows) in [(80, 24), (50, 15)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows)
+                && status_line(s).starts_with(" #lobby")
+                && input_line(s) == "> half typed"
+                && s.starts_with("* welcome")
+                && s.contains("<alice> before the mess")
+        })
+        .await;
+        // Colours and attributes too.
+        let drawn = tmux.screen_styled("alice");
+        // Another program (a `wall`, a background job) writes over the terminal.
+        std::fs::write(tty.trim(), "\x1b[2J\x1b[HGARBAGE\r\n\x1b[7mMORE").unwrap();
+        tmux.wait("alice", "the garbage", |s| s.starts_with("GARBAGE"))
+            .await;
+        tmux.keys("alice", &["C-l"]);
+        let screen = tmux
+            .wait("alice", "the chat repainted", |s| {
+                !s.contains("GARBAGE") && !s.contains("MORE") && input_line(s) == "> half typed"
+            })
+            .await;
+        assert!(screen.contains("<alice> before the mess"), "{screen}");
+        let deadline = Instant::now() + WAIT;
+        while tmux.screen_styled("alice") != drawn {
+            assert!(
+                Instant::now() < deadline,
+                "at {cols}x{rows}, not as before:\n{drawn:?}\n{:?}",
+                tmux.screen_styled("alice")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn arrows_and_backspace_move_and_delete_whole_emoji_flags_and_accented_letters() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "lobby").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    for (cols, rows) in [(80, 24), (133, 41)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows) && status_line(s).starts_with(" #lobby")
+        })
+        .await;
+        // On the screen: an accented e (e and a combining accent) goes with one Backspace.
+        tmux.type_text("alice", "xe\u{301}");
+        tmux.wait("alice", "the accented e", |s| {
+            input_line(s) == "> xe\u{301}"
+        })
+        .await;
+        tmux.keys("alice", &["BSpace"]);
+        tmux.wait("alice", "the accented e gone whole", |s| {
+            input_line(s) == "> x"
+        })
+        .await;
+        tmux.keys("alice", &["BSpace"]);
+        tmux.wait("alice", "an empty input line", |s| input_line(s) == ">")
+            .await;
+        // What is sent: a thumbs-up with a skin tone and a flag go whole too (terminals differ
+        // in how wide they draw them, so the message tells, not the screen).
+        tmux.type_text("alice", "ae\u{301}👍🏽🇫🇮z");
+        tmux.keys("alice", &["Left", "BSpace", "Left", "BSpace", "Right"]);
+        tmux.type_text("alice", "!");
+        tmux.keys("alice", &["Enter"]);
+        assert_eq!(recv(&mut web).await, text("a👍🏽!z"), "at {cols}x{rows}");
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_too_small_says_so_and_the_chat_comes_back_when_it_grows() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.type_line("alice", "still here");
+    tmux.type_text("alice", "half typed");
+    for (cols, rows) in [(15, 4), (80, 4), (19, 24)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "the notice", |s| {
+                s.lines().count() == usize::from(rows)
+                    && s.split_whitespace().collect::<Vec<_>>().join(" ")
+                        == "terminal too small: the chat needs 20x5"
+            })
+            .await;
+        assert!(
+            !screen.contains("#lobby") && !screen.contains('>'),
+            "{screen}"
+        );
+    }
+    for (cols, rows) in [(80, 24), (20, 5)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "the chat again", |s| {
+                s.lines().count() == usize::from(rows)
+                    && status_line(s).starts_with(" #lobby")
+                    && input_line(s) == "> half typed"
+                    // Wrapped at 20 columns, so compared by words.
+                    && s.split_whitespace().collect::<Vec<_>>().join(" ").contains("<alice> still here")
+            })
+            .await;
+        assert!(!screen.contains("too small"), "{screen}");
+    }
+}
+
+#[tokio::test]
+async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    let words: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let long = words.join(" ");
+    for (cols, rows) in [(80, 24), (50, 15)] {
+        tmux.resize("alice", cols, rows);
+        tmux.wait("alice", "the chat at its size", |s| {
+            s.lines().count() == usize::from(rows) && status_line(s).starts_with(" #lobby")
+        })
+        .await;
+        tmux.type_line("bob", &long);
+        let wanted = format!("<bob> {long}");
+        let screen = tmux
+            .wait("alice", "bob's long message", |s| {
+                s.lines().count() == usize::from(rows)
+                    && s.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains(&wanted)
+            })
+            .await;
+        let lines: Vec<&str> = screen.lines().collect();
+        let first = lines
+            .iter()
+            .rposition(|l| l.contains("<bob> word0 "))
+            .unwrap_or_else(|| panic!("{screen}"));
+        let indent = " ".repeat("12:00 <bob> ".len());
+        let mut seen = Vec::new();
+        for (i, row) in lines[first..].iter().enumerate() {
+            if seen.len() == words.len() {
+                break;
+            }
+            let text = if i == 0 {
+                &row[row.find("word0").unwrap()..]
+            } else {
+                assert!(
+                    row.starts_with(&indent) && !row[indent.len()..].starts_with(' '),
+                    "row {i} not under the text at {cols}x{rows}:\n{screen}"
+                );
+                row
+            };
+            assert!(row.len() <= usize::from(cols), "{screen}");
+            seen.extend(text.split_whitespace().map(str::to_owned));
+        }
+        assert_eq!(seen, words, "every word whole, in order, at {cols}x{rows}");
+
+        // /help: a heading, then one command per row.
+        tmux.type_line("alice", "/help");
+        let screen = tmux
+            .wait("alice", "the help", |s| {
+                // The newest help, at the bottom of the pane.
+                let lines: Vec<&str> = s.lines().collect();
+                lines.len() > 3 && lines[lines.len() - 3].contains("*   /quit")
+            })
+            .await;
+        // A small screen shows the rest a page or two up.
+        tmux.keys("alice", &["PPage"]);
+        let above = tmux
+            .wait("alice", "a page up", |s| {
+                status_line(s).contains("scrolled")
+            })
+            .await;
+        let above = if (screen.clone() + &above).contains("*   /join") {
+            above
+        } else {
+            tmux.keys("alice", &["PPage"]);
+            let further = tmux
+                .wait("alice", "the help's first command", |s| {
+                    s.contains("*   /join")
+                })
+                .await;
+            format!("{further}\n{above}")
+        };
+        let mut commands = std::collections::BTreeSet::new();
+        for row in screen.lines().chain(above.lines()) {
+            let Some((_, rest)) = row.split_once("*   /") else {
+                continue;
+            };
+            assert!(
+                !rest.contains(" /"),
+                "two commands in a row at {cols}x{rows}: {row}"
+            );
+            commands.insert(rest.split(' ').next().unwrap().to_owned());
+        }
+        assert_eq!(
+            commands.len(),
+            19,
+            "one row each at {cols}x{rows}: {commands:?}\n{above}"
+        );
+        assert!(commands.contains("join") && commands.contains("msg"));
+        assert!(
+            screen
+                .lines()
+                .chain(above.lines())
+                .any(|l| l.ends_with("* commands:")),
+            "the heading"
+        );
+        tmux.keys("alice", &["C-End"]);
+    }
+}
+
+#[tokio::test]
+async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice binds her name, then logs in again as ALICE with the same key, at 50x15.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.login(&server, &keys, "ed25519", "ALICE");
+    tmux.wait("ALICE", "the welcome under the bound spelling", |s| {
+        s.contains("* welcome, alice.")
+    })
+    .await;
+    tmux.resize("ALICE", 50, 15);
+    tmux.type_line("ALICE", "shouting?");
+    tmux.wait("bob", "her message under her name", |s| {
+        s.contains("<alice> shouting?")
+    })
+    .await;
+
+    for user in ["alice", "ALICE"] {
+        // /back when not away: a note for her, nothing for the room.
+        tmux.type_line(user, "/back");
+        tmux.wait(user, "the note", |s| {
+            s.lines()
+                .filter(|l| l.ends_with("* you are not away"))
+                .count()
+                == 1
+        })
+        .await;
+        // A PM to herself, in any spelling, is refused.
+        tmux.type_line(user, "/msg ALICE note to self");
+        let screen = tmux
+            .wait(user, "the refusal", |s| {
+                s.contains("* that is you: /msg someone else")
+            })
+            .await;
+        assert!(!screen.contains("[PM"), "{screen}");
+        tmux.type_line(user, "/msg ALICE note to self");
+        tmux.type_line(user, "/back");
+        tmux.wait(user, "the second answers", |s| {
+            s.matches("* that is you").count() == 2 && s.matches("* you are not away").count() == 2
+        })
+        .await;
+    }
+    // Away and back: announced once each; the /back without /away never was.
+    tmux.type_line("alice", "/away lunch");
+    tmux.type_line("alice", "/back");
+    let screen = tmux
+        .wait("bob", "away and back", |s| s.contains("* alice is back"))
+        .await;
+    assert_eq!(screen.matches("is back").count(), 1, "{screen}");
+    assert!(screen.contains("* alice is away: lunch"), "{screen}");
+    assert!(!screen.contains("ALICE"), "{screen}");
 }

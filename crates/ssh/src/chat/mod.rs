@@ -5,6 +5,7 @@ pub(crate) mod directory;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub mod slash;
+pub(crate) mod text;
 
 use bytes::Bytes;
 

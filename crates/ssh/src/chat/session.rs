@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::directory::{Directory, Mode, Notice, Registration};
 use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
+use super::text;
 use crate::exec::{header, uid};
 use crate::line::{event_text, shown_name};
 use crate::now_ms;
@@ -110,6 +111,9 @@ pub(crate) struct Shown {
     pub(crate) text: String,
     /// The sender's name as it appears in `text`, for colouring.
     pub(crate) nick: Option<String>,
+    /// `text` as separate lines with tabs expanded, for a screen that shows line breaks; empty
+    /// when `text` is a single line as it is.
+    pub(crate) lines: Vec<String>,
 }
 
 impl Shown {
@@ -121,15 +125,31 @@ impl Shown {
             time_ms: now_ms(),
             text: sanitize(text.into().as_bytes()),
             nick: None,
+            lines: Vec::new(),
         }
     }
 
     fn of_entry(entry: &Entry) -> Option<Self> {
+        let text = event_text(entry)?;
+        let body = match entry.payload.strip_prefix(b"/me ") {
+            Some(action) => action,
+            None => &entry.payload,
+        };
+        // The text ends with the sanitised body; what comes before it starts the first line.
+        // Most messages are one line without tabs and need nothing more.
+        let lines = match entry.kind {
+            FrameKind::Text if text::has_breaks(body) => text
+                .strip_suffix(sanitize(body).as_str())
+                .map(|prefix| text::lines(prefix, body))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         Some(Self {
             kind: Kind::Room,
             time_ms: entry.time_ms,
-            text: event_text(entry)?,
+            text,
             nick: Some(shown_name(&entry.sender, entry.verified)),
+            lines,
         })
     }
 
@@ -139,14 +159,13 @@ impl Shown {
         } else {
             ("to", &message.to)
         };
+        let prefix = format!("[PM {direction} {other}] ");
         Self {
             kind: Kind::Private,
             time_ms: message.time_ms,
-            text: format!(
-                "[PM {direction} {other}] {}",
-                sanitize(message.text.as_bytes())
-            ),
+            text: format!("{prefix}{}", sanitize(message.text.as_bytes())),
             nick: Some(other.to_string()),
+            lines: text::lines(&prefix, message.text.as_bytes()),
         }
     }
 }
@@ -167,6 +186,9 @@ pub(crate) enum Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
     Continue,
+    /// The line was not sent (too long, too fast, or the room refused it): a front end keeps
+    /// it for the user to send again.
+    Refused,
     Quit,
 }
 
@@ -194,6 +216,8 @@ pub(crate) struct ChatSession {
     quiet: bool,
     /// Whether entering a room shows its recent history and topic (bots may turn it off).
     backlog: bool,
+    /// Whether a limit refused what the line being submitted would have sent.
+    refused: bool,
 }
 
 fn lobby() -> ChannelName {
@@ -212,6 +236,11 @@ impl ChatSession {
         cancel: CancellationToken,
         backlog: bool,
     ) -> Result<(Self, Vec<Shown>), String> {
+        // A name bound to a key is shown as it was bound (`ALICE` logs in as `alice`).
+        let nick = match ctx.accounts.identity(nick.clone()).await {
+            Ok(Some(identity)) => identity.nick,
+            _ => nick,
+        };
         let (registration, notices) =
             ctx.directory
                 .register(&nick, &fingerprint, mode, cancel, now_ms());
@@ -232,6 +261,7 @@ impl ChatSession {
             notices,
             presence,
             backlog,
+            refused: false,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.motd().await;
@@ -276,6 +306,7 @@ impl ChatSession {
                     time_ms: now_ms(),
                     text: sanitize(line.as_bytes()),
                     nick: None,
+                    lines: Vec::new(),
                 })
                 .collect(),
             Ok(Err(error)) => {
@@ -416,6 +447,7 @@ impl ChatSession {
                 time_ms: now_ms(),
                 text,
                 nick: None,
+                lines: Vec::new(),
             }]),
             Err(Some(Notice::Private(message))) => {
                 if message.to == self.nick && message.from != self.nick {
@@ -457,6 +489,7 @@ impl ChatSession {
                 time_ms: now_ms(),
                 text: format!("* {} {what}", shown_name(&p.uid, p.verified)),
                 nick: Some(shown_name(&p.uid, p.verified)),
+                lines: Vec::new(),
             })
             .collect();
         self.here = now;
@@ -469,20 +502,26 @@ impl ChatSession {
 
     /// Sends a message, or runs a `/command`; returns what to show and whether to go on.
     pub(crate) async fn submit(&mut self, line: &str) -> (Vec<Shown>, Flow) {
-        if let Some(command) = line.strip_prefix('/') {
-            return match slash::parse(command) {
+        self.refused = false;
+        let (shown, flow) = match line.strip_prefix('/') {
+            Some(command) => match slash::parse(command) {
                 Ok(slash) => self.command(slash).await,
                 Err(error) => (vec![Shown::reply(format!("* {error}"))], Flow::Continue),
-            };
+            },
+            None => (self.say(line).await.into_iter().collect(), Flow::Continue),
+        };
+        match flow {
+            Flow::Continue if self.refused => (shown, Flow::Refused),
+            flow => (shown, flow),
         }
-        (self.say(line).await.into_iter().collect(), Flow::Continue)
     }
 
     /// Checks a message against the size and rate limits.
-    fn admit(&self, text: &str) -> Result<(), Shown> {
-        self.ctx
-            .admit(&self.nick, text)
-            .map_err(|refusal| Shown::reply(format!("* {refusal}")))
+    fn admit(&mut self, text: &str) -> Result<(), Shown> {
+        self.ctx.admit(&self.nick, text).map_err(|refusal| {
+            self.refused = true;
+            Shown::reply(format!("* {refusal}"))
+        })
     }
 
     /// Posts `text` to the current room; returns the user's own copy to show, or an error.
@@ -505,6 +544,7 @@ impl ChatSession {
         if !self.ctx.directory.muted(&self.nick) {
             let member = &self.rooms[self.current].joined.member;
             if let Err(error) = member.publish(FrameKind::Text, own.payload.clone()).await {
+                self.refused = true;
                 return Some(Shown::reply(format!("* not sent: {error}")));
             }
         }
@@ -532,7 +572,10 @@ impl ChatSession {
         let reply = |text: String| vec![Shown::reply(text)];
         let shown = match slash {
             Slash::Quit => return (Vec::new(), Flow::Quit),
-            Slash::Help => reply(format!("* {}", slash::help(self.is_op()))),
+            Slash::Help => slash::help(self.is_op())
+                .into_iter()
+                .map(|line| Shown::reply(format!("* {line}")))
+                .collect(),
             Slash::Who => reply(format!("* {}", who_text(&self.ctx.hub, self.room()))),
             Slash::Rooms => reply(format!("* {}", rooms_text(&self.ctx.hub))),
             Slash::Join(room) => self.switch(room).await,
@@ -563,6 +606,9 @@ impl ChatSession {
                     }
                     .into(),
                 )
+            }
+            Slash::Back if self.ctx.directory.away(&self.nick).is_none() => {
+                reply("* you are not away".into())
             }
             Slash::Back => {
                 self.ctx.directory.set_away(&self.nick, None);
@@ -756,6 +802,9 @@ impl ChatSession {
     }
 
     async fn private(&mut self, to: Nick, text: &str) -> Vec<Shown> {
+        if to == self.nick {
+            return vec![Shown::reply("* that is you: /msg someone else")];
+        }
         if let Err(refused) = self.admit(text) {
             return vec![refused];
         }
@@ -1101,6 +1150,7 @@ fn topic_line(topic: &Topic) -> Shown {
             topic.set_by
         ),
         nick: None,
+        lines: Vec::new(),
     }
 }
 

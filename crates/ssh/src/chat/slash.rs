@@ -78,17 +78,60 @@ pub enum SlashError {
     Argument(String),
 }
 
-/// The help text; operators' commands follow when `op` is set.
-pub fn help(op: bool) -> String {
-    let mut text = String::from(
-        "commands: /join ROOM, /part, /who, /rooms, /whois NAME, /me ACTION, /msg NAME TEXT, \
-         /reply TEXT, /away REASON, /back, /quiet, /ignore [NAME], /unignore NAME, /topic [TEXT], \
-         /key [add KEY | remove FINGERPRINT], /nick NEW, /release, /help, /quit",
-    );
+/// The commands and what each does, one line each.
+const COMMANDS: [(&str, &str); 19] = [
+    ("/join ROOM", "open a room, or switch to it"),
+    ("/part", "leave this room"),
+    ("/who", "who is in this room"),
+    ("/rooms", "the rooms with people in them"),
+    ("/whois NAME", "a name's keys, sessions and status"),
+    ("/me ACTION", "say what you do"),
+    ("/msg NAME TEXT", "a private message"),
+    ("/reply TEXT", "answer the last private message"),
+    ("/away REASON", "say you are away"),
+    ("/back", "say you are back"),
+    (
+        "/quiet",
+        "hide people joining and leaving, or show them again",
+    ),
+    (
+        "/ignore [NAME]",
+        "hide a name's messages, or list who you hide",
+    ),
+    ("/unignore NAME", "show a name's messages again"),
+    ("/topic [TEXT]", "show or set the room's topic"),
+    ("/key [add KEY | remove FINGERPRINT]", "your keys"),
+    ("/nick NEW", "move your name and keys to NEW (once an hour)"),
+    ("/release [YOURNAME]", "free your name and its keys"),
+    ("/help", "this list"),
+    ("/quit", "leave the chat"),
+];
+
+/// The operators' commands, one line each.
+const OPERATOR_COMMANDS: [(&str, &str); 5] = [
+    ("/kick NAME", "end a name's sessions"),
+    (
+        "/ban NAME [DURATION]",
+        "refuse a name's keys, for a while or for good",
+    ),
+    ("/unban NAME|FINGERPRINT", "lift a ban"),
+    ("/banned", "the bans in force"),
+    (
+        "/mute NAME",
+        "toggle: a muted name's messages reach nobody else",
+    ),
+];
+
+/// The help, one line per command; operators' commands follow when `op` is set.
+pub fn help(op: bool) -> Vec<String> {
+    let line = |(usage, what): &(&str, &str)| format!("  {usage:<16} {what}");
+    let mut lines = vec!["commands:".to_owned()];
+    lines.extend(COMMANDS.iter().map(line));
     if op {
-        text.push_str("; operators: /kick NAME, /ban NAME [DURATION], /unban NAME|FINGERPRINT, /banned, /mute NAME");
+        lines.push("operators:".to_owned());
+        lines.extend(OPERATOR_COMMANDS.iter().map(line));
     }
-    text
+    lines
 }
 
 fn nick(word: Option<&str>, usage: &'static str) -> Result<Nick, SlashError> {
@@ -255,6 +298,8 @@ mod tests {
             Err(SlashError::Unknown("frobnicate".into()))
         );
         assert_eq!(parse(""), Err(SlashError::Unknown(String::new())));
-        assert!(help(true).contains("/ban") && !help(false).contains("/ban"));
+        let has = |lines: Vec<String>, command: &str| lines.iter().any(|l| l.contains(command));
+        assert!(has(help(true), "/ban") && !has(help(false), "/ban"));
+        assert!(help(false).iter().all(|l| l.matches(" /").count() <= 1));
     }
 }

@@ -21,35 +21,110 @@ use crate::exec::Output;
 use crate::line::utc_timestamp;
 use screen::{FRAME_QUEUE, Screen};
 pub use screen::{MAX_COLS, MAX_ROWS, clamp};
+use unicode_width::UnicodeWidthStr;
 use view::{Action, ChatView, LineKind, PaneLine};
+
+/// The sequence a terminal in bracketed-paste mode sends before a paste.
+const PASTE_START: &[u8] = b"\x1b[200~";
+/// The sequence that ends a bracketed paste.
+const PASTE_END: &[u8] = b"\x1b[201~";
+
+/// What the client's terminal sent: a key, a paste, a resize…, or a paste too long to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Typed {
+    /// An event as the terminal reported it.
+    Event(Event),
+    /// A bracketed paste longer than the limit, of this many bytes; none of it was kept.
+    PasteTooLong(usize),
+}
+
+/// A bracketed paste being received.
+#[derive(Debug, Default)]
+struct Paste {
+    /// The bytes so far (the end marker's first bytes included), while within the limit.
+    bytes: Vec<u8>,
+    /// Bytes received in all, kept or not.
+    total: usize,
+    /// Whether the paste outgrew the limit: its bytes are dropped as they come.
+    overflowed: bool,
+    /// How many bytes of [`PASTE_END`] were just seen.
+    matched: usize,
+}
 
 /// Turns the raw bytes of a client's terminal into events.
 #[derive(Debug, Default)]
 pub struct InputParser {
     pending: Vec<u8>,
+    paste: Option<Paste>,
 }
 
 impl InputParser {
     /// Parses `data`, one byte at a time; an incomplete sequence waits for the next packet,
     /// up to `limit` bytes. A lone ESC with more bytes behind it in the same packet starts a
-    /// sequence instead of being the Esc key.
-    pub fn feed(&mut self, data: &[u8], limit: usize) -> Vec<Event> {
+    /// sequence instead of being the Esc key. A bracketed paste of up to `limit` bytes is one
+    /// [`Event::Paste`], however many packets it spans; a longer one is dropped as it comes
+    /// (never held) and reported as [`Typed::PasteTooLong`].
+    pub fn feed(&mut self, data: &[u8], limit: usize) -> Vec<Typed> {
         let mut events = Vec::new();
         for (i, byte) in data.iter().enumerate() {
+            if let Some(paste) = &mut self.paste {
+                if let Some(done) = paste.take(*byte, limit) {
+                    events.push(done);
+                    self.paste = None;
+                }
+                continue;
+            }
             self.pending.push(*byte);
+            if self.pending == PASTE_START {
+                self.pending.clear();
+                self.paste = Some(Paste::default());
+                continue;
+            }
             if self.pending == [0x1b] && i + 1 < data.len() {
                 continue;
             }
             match Event::parse_from(&self.pending) {
                 Ok(Some(event)) => {
-                    events.push(event);
+                    events.push(Typed::Event(event));
                     self.pending.clear();
                 }
-                Ok(None) if self.pending.len() <= limit => {}
+                Ok(None) if self.pending.len() <= limit.min(MAX_SEQUENCE) => {}
                 Ok(None) | Err(_) => self.pending.clear(),
             }
         }
         events
+    }
+}
+
+/// Longest escape sequence waited for outside a paste: real ones are a few dozen bytes.
+const MAX_SEQUENCE: usize = 256;
+
+impl Paste {
+    /// Takes the next byte of the paste; returns what the paste was once its end marker came.
+    fn take(&mut self, byte: u8, limit: usize) -> Option<Typed> {
+        self.total += 1;
+        if !self.overflowed {
+            self.bytes.push(byte);
+            if self.bytes.len() > limit + PASTE_END.len() {
+                self.overflowed = true;
+                self.bytes = Vec::new();
+            }
+        }
+        self.matched = if byte == PASTE_END[self.matched] {
+            self.matched + 1
+        } else {
+            usize::from(byte == PASTE_END[0])
+        };
+        if self.matched < PASTE_END.len() {
+            return None;
+        }
+        let length = self.total - PASTE_END.len();
+        if self.overflowed {
+            return Some(Typed::PasteTooLong(length));
+        }
+        self.bytes.truncate(length);
+        let text = String::from_utf8_lossy(&self.bytes).into_owned();
+        Some(Typed::Event(Event::Paste(text)))
     }
 }
 
@@ -140,7 +215,7 @@ const COMMANDS: [&str; 22] = [
 
 /// Longest text of one pane line, in bytes: a message from another transport may be far longer
 /// than a screen (a Mles frame of megabytes), and the pane keeps thousands of lines.
-pub const MAX_PANE_LINE: usize = 8 * 1024;
+pub const MAX_PANE_LINE: usize = 64 * 1024;
 
 /// `text` cut to at most [`MAX_PANE_LINE`] bytes (on a character boundary), saying how much was
 /// left out.
@@ -155,20 +230,55 @@ fn shortened(text: &str) -> String {
     format!("{}… [{} bytes more]", &text[..end], text.len() - end)
 }
 
-/// A line for the message pane: `HH:MM text`, the sender's name coloured.
+/// `HH:MM ` of a Unix millisecond time, before each pane line.
+fn clock(time_ms: u64) -> String {
+    format!("{} ", &utc_timestamp(time_ms)[11..16])
+}
+
+/// A line for the message pane: `HH:MM text`, the sender's name coloured, a multi-line
+/// message's further lines (and rows wrapped from a long one) indented under its text.
 fn pane_line(shown: &Shown) -> PaneLine {
-    let time = utc_timestamp(shown.time_ms);
-    let text = format!("{} {}", &time[11..16], shortened(&shown.text));
+    let time = clock(shown.time_ms);
+    let body = if shown.lines.is_empty() {
+        shortened(&shown.text)
+    } else {
+        shortened(&shown.lines.join("\n"))
+    };
+    let text = format!("{time}{body}");
     let kind = match shown.kind {
         Kind::Room => LineKind::Message,
         Kind::Own => LineKind::Own,
         Kind::Private => LineKind::Private,
         Kind::Notice | Kind::Reply => LineKind::Notice,
     };
-    match &shown.nick {
+    let mut line = match &shown.nick {
         Some(nick) => PaneLine::with_nick(text, nick, kind),
         None => PaneLine::plain(text, kind),
-    }
+    };
+    line.indent = text_column(&line);
+    line
+}
+
+/// The column where a pane line's message text starts: after `<name> ` or `[PM … name] `, or
+/// after the time for anything else.
+fn text_column(line: &PaneLine) -> usize {
+    let after_time = line.text.find(' ').map_or(0, |at| at + 1);
+    let start = match &line.nick {
+        Some(nick) => match line.text[nick.end..].find(' ') {
+            Some(gap) => nick.end + gap + 1,
+            None => after_time,
+        },
+        None => after_time,
+    };
+    UnicodeWidthStr::width(&line.text[..start])
+}
+
+/// A note from the chat itself (not the session), timed now.
+fn note(text: String) -> PaneLine {
+    PaneLine::plain(
+        format!("{}{text}", clock(crate::now_ms())),
+        LineKind::Notice,
+    )
 }
 
 /// Shows session output in the pane; entering a room (a backlog) starts the pane afresh.
@@ -284,9 +394,18 @@ pub(crate) async fn run(
         pacing.urgent();
         let (width, height) = screen.pane();
         view.pane_width = width;
-        for event in parser.feed(&data, max_message_bytes) {
+        for typed in parser.feed(&data, max_message_bytes) {
+            let event = match typed {
+                Typed::Event(event) => event,
+                Typed::PasteTooLong(bytes) => {
+                    view.push(note(view::too_long_paste(bytes, max_message_bytes)));
+                    continue;
+                }
+            };
             match view.handle(&event, screen.page()) {
                 Action::Redraw => {}
+                Action::Note(text) => view.push(note(text)),
+                Action::Repaint => screen.repaint(),
                 Action::Quit => break 'session 0,
                 Action::Complete => {
                     let mut candidates: Vec<String> =
@@ -297,8 +416,10 @@ pub(crate) async fn run(
                 Action::Submit(line) => {
                     let (shown, flow) = session.submit(&line).await;
                     show(&mut view, &session, shown);
-                    if flow == Flow::Quit {
-                        break 'session 0;
+                    match flow {
+                        Flow::Quit => break 'session 0,
+                        Flow::Refused => view.keep_input(line),
+                        Flow::Continue => {}
                     }
                 }
             }
@@ -314,4 +435,36 @@ pub(crate) async fn run(
     drop(screen);
     let _ = writer.await;
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paste_is_one_event_across_packets_and_a_long_one_is_dropped_as_it_comes() {
+        let mut parser = InputParser::default();
+        let text = "a\r\nb\x1b[201".repeat(1000);
+        let sent = [PASTE_START, text.as_bytes(), PASTE_END, b"x"].concat();
+        let mut events = Vec::new();
+        for packet in sent.chunks(7) {
+            events.extend(parser.feed(packet, text.len()));
+        }
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], Typed::Event(Event::Paste(text.clone())));
+        assert!(matches!(&events[1], Typed::Event(Event::Key(_))));
+
+        let mut events = Vec::new();
+        for packet in sent.chunks(4096) {
+            events.extend(parser.feed(packet, text.len() - 1));
+            assert!(
+                parser
+                    .paste
+                    .as_ref()
+                    .is_none_or(|p| p.bytes.len() <= text.len() + 6)
+            );
+        }
+        assert_eq!(events[0], Typed::PasteTooLong(text.len()));
+        assert_eq!(events.len(), 2, "the key after the paste still counts");
+    }
 }

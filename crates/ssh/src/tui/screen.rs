@@ -2,6 +2,7 @@
 //! (never the server's tty), and a writer whose flush hands each frame to the connection without
 //! waiting, dropping frames for a client that does not keep up (the next frame is a full redraw).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,10 +12,11 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
-use unicode_width::UnicodeWidthChar;
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 use super::view::{ChatView, LineKind, Row, nick_colour};
 
@@ -42,15 +44,51 @@ fn styled(row: &Row) -> Line<'static> {
     }
 }
 
+/// What each user-perceived character (grapheme cluster) of the input line shows as, and which
+/// of them the cursor (counted in characters) stands before. A paste may hold control
+/// characters: they are shown (a line break as `↵`, a tab as spaces), never sent raw.
+fn input_cells(text: &str, cursor: usize) -> (Vec<Cow<'_, str>>, usize) {
+    let mut cells = Vec::new();
+    let mut at = None;
+    let mut chars = 0;
+    for grapheme in text.graphemes(true) {
+        if chars >= cursor && at.is_none() {
+            at = Some(cells.len());
+        }
+        chars += grapheme.chars().count();
+        if !grapheme.chars().any(char::is_control) {
+            cells.push(Cow::Borrowed(grapheme));
+            continue;
+        }
+        let shown = grapheme
+            .chars()
+            .map(|c| match c {
+                '\n' => "↵".to_owned(),
+                '\t' => "    ".to_owned(),
+                c if c.is_control() => "\u{fffd}".to_owned(),
+                c => c.to_string(),
+            })
+            .collect();
+        cells.push(Cow::Owned(shown));
+    }
+    let at = at.unwrap_or(cells.len());
+    (cells, at)
+}
+
 /// Enter the alternate screen, clear it, turn on bracketed paste.
 pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
 
 /// Undo [`SETUP`] and show the cursor.
 pub const TEARDOWN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
 
-/// Sizes below this are clamped up (`ssh -tt` with no tty sends 0x0).
+/// Below this size the chat does not fit: the screen shows a notice instead, until the
+/// terminal grows again.
 const MIN_COLS: u16 = 20;
+/// See [`MIN_COLS`].
 const MIN_ROWS: u16 = 5;
+
+/// What a terminal smaller than [`MIN_COLS`]x[`MIN_ROWS`] shows.
+const TOO_SMALL: &str = "terminal too small: the chat needs 20x5";
 
 /// Sizes above this are clamped down before anything is allocated from them: a screen buffer
 /// costs its area, and a peer may claim 65535x65535 (about 200 GB of cells). No real terminal
@@ -66,7 +104,8 @@ pub const FRAME_QUEUE: usize = 8;
 pub struct ChannelWriter {
     frame: Vec<u8>,
     frames: mpsc::Sender<Bytes>,
-    /// Set when a frame had to be dropped; the next draw must repaint everything.
+    /// Set when a frame had to be dropped, or the user asked for it: the next draw must
+    /// repaint everything.
     dropped: Arc<AtomicBool>,
 }
 
@@ -123,8 +162,9 @@ fn terminal(
 }
 
 /// A usable size from what the client reported (in `pty-req` or `window-change`): 0x0 becomes
-/// 80x24, and every size is brought within [`MIN_COLS`]x[`MIN_ROWS`] and
-/// [`MAX_COLS`]x[`MAX_ROWS`].
+/// 80x24 (`ssh -tt` with no tty sends it), and every size is brought within 1x1 and
+/// [`MAX_COLS`]x[`MAX_ROWS`]. A size below [`MIN_COLS`]x[`MIN_ROWS`] is kept as it is: the
+/// screen says it is too small rather than drawing past the terminal's edges.
 pub fn clamp(cols: u32, rows: u32) -> Rect {
     let (cols, rows) = if cols == 0 || rows == 0 {
         (80, 24)
@@ -134,12 +174,7 @@ pub fn clamp(cols: u32, rows: u32) -> Rect {
     let within = |n: u32, min: u16, max: u16| {
         u16::try_from(n.clamp(u32::from(min), u32::from(max))).unwrap_or(max)
     };
-    Rect::new(
-        0,
-        0,
-        within(cols, MIN_COLS, MAX_COLS),
-        within(rows, MIN_ROWS, MAX_ROWS),
-    )
+    Rect::new(0, 0, within(cols, 1, MAX_COLS), within(rows, 1, MAX_ROWS))
 }
 
 impl Screen {
@@ -155,12 +190,13 @@ impl Screen {
     }
 
     /// Follows a window-change. ratatui's own `resize` asks the server's tty for its size, so a
-    /// new terminal of the client's size replaces the old one; its first frame repaints all.
+    /// new terminal of the client's size replaces the old one; its first frame resets the
+    /// terminal's attributes, clears it and repaints all.
     pub fn resize(&mut self, area: Rect) -> io::Result<()> {
         self.area = area;
         let fresh = terminal(
             area,
-            b"\x1b[2J",
+            b"\x1b[0m\x1b[2J",
             self.frames.clone(),
             Arc::clone(&self.dropped),
         )?;
@@ -187,6 +223,11 @@ impl Screen {
         }
     }
 
+    /// Makes the next draw clear the terminal and paint every cell, whatever it shows now.
+    pub fn repaint(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
     /// Width and height of the message pane.
     pub fn pane(&self) -> (usize, usize) {
         (usize::from(self.area.width), self.page())
@@ -203,8 +244,13 @@ impl Screen {
             self.resize(self.area)?;
         }
         self.terminal.draw(|frame| {
-            // Pane, status line, input line: fixed rows, no layout solver on every frame.
             let area = frame.area();
+            if area.width < MIN_COLS || area.height < MIN_ROWS {
+                let notice = Paragraph::new(TOO_SMALL).wrap(Wrap { trim: true });
+                frame.render_widget(notice, area);
+                return;
+            }
+            // Pane, status line, input line: fixed rows, no layout solver on every frame.
             let pane = Rect {
                 height: area.height.saturating_sub(2),
                 ..area
@@ -247,27 +293,22 @@ impl Screen {
 
             let (text, cursor) = view.input();
             let prompt = "> ";
-            let chars: Vec<char> = text
-                .chars()
-                // A paste may hold control characters; they are shown, never sent raw.
-                .map(|c| match c {
-                    '\n' => '↵',
-                    c if c.is_control() => char::REPLACEMENT_CHARACTER,
-                    c => c,
-                })
-                .collect();
+            let (cells, cursor) = input_cells(&text, cursor);
             let room = usize::from(input.width)
                 .saturating_sub(prompt.len() + 1)
                 .max(1);
-            let width = |cs: &[char]| cs.iter().map(|c| c.width().unwrap_or(0)).sum::<usize>();
-            // Scroll the input horizontally so that the cursor stays visible.
-            let mut first = 0;
-            while width(&chars[first..cursor]) > room {
-                first += 1;
+            // Scroll the input horizontally so that the cursor stays visible: walk back from
+            // the cursor while the cells fit (a pasted input may hold thousands).
+            let mut first = cursor;
+            let mut used = 0;
+            while first > 0 && used + cells[first - 1].width() <= room {
+                first -= 1;
+                used += cells[first].width();
             }
-            let visible: String = chars[first..].iter().collect();
+            let shown = usize::from(input.width);
+            let visible: String = cells[first..].iter().take(shown).map(|c| &**c).collect();
             frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
-            let x = input.x + (prompt.len() + width(&chars[first..cursor])) as u16;
+            let x = input.x + (prompt.len() + used) as u16;
             frame.set_cursor_position(Position::new(
                 x.min(input.right().saturating_sub(1)),
                 input.y,
@@ -297,7 +338,8 @@ mod tests {
         assert_eq!(size(65535, 65535), (MAX_COLS, MAX_ROWS));
         assert_eq!(size(u32::MAX, 30), (MAX_COLS, 30));
         assert_eq!(size(0, 0), (80, 24));
-        assert_eq!(size(1, 1), (MIN_COLS, MIN_ROWS));
+        assert_eq!(size(1, 1), (1, 1), "too small is shown as such, not faked");
+        assert_eq!(size(19, 70_000), (19, MAX_ROWS));
         assert_eq!(size(132, 43), (132, 43));
     }
 
@@ -341,5 +383,54 @@ mod tests {
             text.contains("\x1b[29;1H") || text.contains("\x1b[29;"),
             "{text:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_repaint_clears_and_draws_every_line_again() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(50, 15), frames).unwrap();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        view.push(super::super::view::PaneLine::plain(
+            "hello there".into(),
+            LineKind::Message,
+        ));
+        screen.draw(&view).unwrap();
+        while out.try_recv().is_ok() {}
+        screen.repaint();
+        screen.draw(&view).unwrap();
+        let mut frames = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            frames.extend_from_slice(&frame);
+        }
+        let text = String::from_utf8_lossy(&frames);
+        assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
+        assert!(text.contains("hello"), "{text:?}");
+    }
+
+    #[tokio::test]
+    async fn a_terminal_too_small_shows_a_notice_until_it_grows() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(12, 4), frames).unwrap();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        screen.draw(&view).unwrap();
+        let mut all = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            all.extend_from_slice(&frame);
+        }
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.contains("terminal") && text.contains("small"),
+            "{text:?}"
+        );
+        assert!(!text.contains("#lobby"), "{text:?}");
+        screen.resize(clamp(40, 10)).unwrap();
+        screen.draw(&view).unwrap();
+        let mut all = Vec::new();
+        while let Ok(frame) = out.try_recv() {
+            all.extend_from_slice(&frame);
+        }
+        assert!(String::from_utf8_lossy(&all).contains("#lobby"));
     }
 }

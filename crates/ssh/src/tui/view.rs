@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthChar;
 
 /// Lines kept for scrollback.
@@ -27,6 +28,15 @@ pub enum Action {
     Quit,
     /// Complete the word before the cursor (Tab): the session supplies the candidates.
     Complete,
+    /// Show the user this note (a refused paste); the input is kept.
+    Note(String),
+    /// Repaint the whole screen, whatever the terminal shows now (Ctrl-L).
+    Repaint,
+}
+
+/// The note for a paste of `bytes` that does not fit the input line of `max` bytes.
+pub fn too_long_paste(bytes: usize, max: usize) -> String {
+    format!("* paste of {bytes} bytes not taken: a message holds at most {max} bytes")
 }
 
 /// How a line is drawn.
@@ -46,12 +56,15 @@ pub enum LineKind {
 /// A line of the message pane: sanitised text, and where the sender's name is in it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PaneLine {
-    /// The text, free of control characters.
+    /// The text, free of control characters but `\n`, which starts a continuation row.
     pub text: String,
     /// Byte range of the sender's name in `text`, drawn in the name's colour.
     pub nick: Option<Range<usize>>,
     /// How to draw it.
     pub kind: LineKind,
+    /// Columns that continuation rows (after a line break or a wrap) are indented by, so that
+    /// they line up under the message text.
+    pub indent: usize,
 }
 
 impl PaneLine {
@@ -61,6 +74,7 @@ impl PaneLine {
             text,
             nick: None,
             kind,
+            indent: 0,
         }
     }
 
@@ -69,7 +83,12 @@ impl PaneLine {
         let nick = (!nick.is_empty())
             .then(|| text.find(nick).map(|at| at..at + nick.len()))
             .flatten();
-        Self { text, nick, kind }
+        Self {
+            text,
+            nick,
+            kind,
+            indent: 0,
+        }
     }
 }
 
@@ -95,7 +114,7 @@ pub fn nick_colour(nick: &str) -> usize {
     (hash % 12) as usize
 }
 
-/// Characters the input line holds unless told otherwise (the default message size).
+/// Bytes the input line holds unless told otherwise (the default message size).
 pub const DEFAULT_MAX_INPUT: usize = 4096;
 
 /// The chat screen's state.
@@ -109,8 +128,8 @@ pub struct ChatView {
     pub others: Vec<(String, usize)>,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
-    /// Most characters the input line holds; typing and pasting past it are dropped, so that a
-    /// client cannot grow it without bound.
+    /// Most bytes (UTF-8) the input line holds, the longest message: typing past it is dropped
+    /// and a longer paste is refused whole, so that a client cannot grow it without bound.
     pub max_input: usize,
     lines: VecDeque<PaneLine>,
     /// Bytes of text in `lines`.
@@ -193,6 +212,15 @@ impl ChatView {
         (self.input.iter().collect(), self.cursor)
     }
 
+    /// Puts a refused line back in the input line (empty since Enter), cursor at its end, for
+    /// the user to send again or edit.
+    pub fn keep_input(&mut self, line: String) {
+        if self.input.is_empty() {
+            self.input = line.chars().collect();
+            self.cursor = self.input.len();
+        }
+    }
+
     /// Rows scrolled up from the bottom.
     pub fn scroll(&self) -> usize {
         self.scroll
@@ -207,7 +235,7 @@ impl ChatView {
             if rows.len() >= count {
                 break;
             }
-            let wrapped = wrap(&line.text, width.max(1));
+            let wrapped = wrap(&line.text, width.max(1), line.indent);
             let first_len = wrapped[0].len();
             let pieces = wrapped.into_iter().enumerate().map(|(i, text)| Row {
                 text,
@@ -224,19 +252,32 @@ impl ChatView {
     /// Applies an input event; `page` is the pane height, for PgUp/PgDn.
     pub fn handle(&mut self, event: &Event, page: usize) -> Action {
         match event {
-            Event::Paste(text) => {
-                for c in text.chars() {
-                    self.insert(if c == '\r' { '\n' } else { c });
-                }
-                Action::Redraw
-            }
+            Event::Paste(text) => self.paste(text),
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key, page),
             _ => Action::Redraw,
         }
     }
 
+    /// Inserts a paste whole at the cursor (line breaks as `\n`), or refuses it whole when the
+    /// input line would outgrow a message; the input is kept either way.
+    fn paste(&mut self, text: &str) -> Action {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        if self.input_bytes() + text.len() > self.max_input {
+            return Action::Note(too_long_paste(text.len(), self.max_input));
+        }
+        let count = text.chars().count();
+        self.input.splice(self.cursor..self.cursor, text.chars());
+        self.cursor += count;
+        Action::Redraw
+    }
+
+    /// Bytes in the input line, as a message.
+    fn input_bytes(&self) -> usize {
+        self.input.iter().map(|c| c.len_utf8()).sum()
+    }
+
     fn insert(&mut self, c: char) {
-        if self.input.len() >= self.max_input {
+        if self.input_bytes() + c.len_utf8() > self.max_input {
             return;
         }
         self.input.insert(self.cursor, c);
@@ -248,10 +289,11 @@ impl ChatView {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         match key.code {
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
+            KeyCode::Char('l') if ctrl => return Action::Repaint,
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.input.len(),
-            KeyCode::Char('b') if ctrl => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Char('f') if ctrl => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Char('b') if ctrl => self.cursor = self.grapheme_before(),
+            KeyCode::Char('f') if ctrl => self.cursor = self.grapheme_after(),
             KeyCode::Char('u') if ctrl => {
                 self.input.drain(..self.cursor);
                 self.cursor = 0;
@@ -267,15 +309,17 @@ impl ChatView {
             // Other control chords (Ctrl-C among them, as in ssh-chat) do nothing.
             KeyCode::Char(_) if ctrl || alt => {}
             KeyCode::Char(c) => self.insert(c),
-            KeyCode::Backspace if self.cursor > 0 => {
-                self.cursor -= 1;
-                self.input.remove(self.cursor);
+            KeyCode::Backspace => {
+                let start = self.grapheme_before();
+                self.input.drain(start..self.cursor);
+                self.cursor = start;
             }
-            KeyCode::Delete if self.cursor < self.input.len() => {
-                self.input.remove(self.cursor);
+            KeyCode::Delete => {
+                let end = self.grapheme_after();
+                self.input.drain(self.cursor..end);
             }
-            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Left => self.cursor = self.grapheme_before(),
+            KeyCode::Right => self.cursor = self.grapheme_after(),
             KeyCode::Home if ctrl => self.scroll = self.rows(usize::MAX).saturating_sub(page),
             KeyCode::End if ctrl => self.scroll = 0,
             KeyCode::Home => self.cursor = 0,
@@ -343,7 +387,11 @@ impl ChatView {
             return;
         }
         let chars: Vec<char> = completion.chars().collect();
-        if self.input.len() - (self.cursor - start) + chars.len() > self.max_input {
+        let replaced: usize = self.input[start..self.cursor]
+            .iter()
+            .map(|c| c.len_utf8())
+            .sum();
+        if self.input_bytes() - replaced + completion.len() > self.max_input {
             return;
         }
         self.input.splice(start..self.cursor, chars.iter().copied());
@@ -353,6 +401,41 @@ impl ChatView {
     /// How many pane rows the loaded lines fill, counting no further than `limit`.
     fn rows(&self, limit: usize) -> usize {
         self.last_rows(self.pane_width, limit).len()
+    }
+
+    /// Where each user-perceived character (grapheme cluster: an emoji with its skin tone, a
+    /// flag, a letter with its combining marks) of the input starts, in characters, and its end.
+    fn grapheme_starts(&self) -> Vec<usize> {
+        let text: String = self.input.iter().collect();
+        let mut starts = Vec::new();
+        let mut chars = 0;
+        for grapheme in text.graphemes(true) {
+            starts.push(chars);
+            chars += grapheme.chars().count();
+        }
+        starts.push(chars);
+        starts
+    }
+
+    /// The start of the grapheme cluster before the cursor (the cursor itself at the start).
+    fn grapheme_before(&self) -> usize {
+        let starts = self.grapheme_starts();
+        starts
+            .iter()
+            .rev()
+            .find(|&&at| at < self.cursor)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The end of the grapheme cluster after the cursor (the cursor itself at the end).
+    fn grapheme_after(&self) -> usize {
+        let starts = self.grapheme_starts();
+        starts
+            .iter()
+            .find(|&&at| at > self.cursor)
+            .copied()
+            .unwrap_or(self.input.len())
     }
 
     fn word_start(&self) -> usize {
@@ -391,18 +474,44 @@ impl ChatView {
     }
 }
 
-/// Splits `line` into rows of at most `width` display columns (wide characters count 2).
-pub fn wrap(line: &str, width: usize) -> Vec<String> {
-    let mut rows = vec![String::new()];
-    let mut used = 0;
-    for c in line.chars() {
-        let w = c.width().unwrap_or(0);
-        if used + w > width && used > 0 {
-            rows.push(String::new());
-            used = 0;
+/// Splits `line` into rows of at most `width` display columns (wide characters count 2): at
+/// each `\n`, and wherever a row is full, after its last space when the word after it fits on
+/// the next row (a longer word is cut). Rows after the first are indented by `indent` columns,
+/// or less on a narrow pane, so that a character of any width still fits after it.
+pub fn wrap(line: &str, width: usize, indent: usize) -> Vec<String> {
+    let indent = indent.min(width / 2).min(width.saturating_sub(2));
+    let pad = " ".repeat(indent);
+    let mut rows = Vec::new();
+    for (i, part) in line.split('\n').enumerate() {
+        let mut start = if i == 0 { 0 } else { indent };
+        let mut row = pad[..start].to_owned();
+        let mut used = start;
+        // Byte offset in `row` just after its last space, and the columns used up to there.
+        let mut last_space: Option<(usize, usize)> = None;
+        for c in part.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width && used > start {
+                let word = last_space.filter(|&(_, at)| indent + (used - at) + w <= width);
+                let mut next = pad.clone();
+                match word {
+                    Some((cut, at)) => {
+                        next.push_str(&row[cut..]);
+                        row.truncate(cut);
+                        used = indent + (used - at);
+                    }
+                    None => used = indent,
+                }
+                rows.push(std::mem::replace(&mut row, next));
+                start = indent;
+                last_space = None;
+            }
+            row.push(c);
+            used += w;
+            if c == ' ' && used > start {
+                last_space = Some((row.len(), used));
+            }
         }
-        rows.last_mut().expect("one row at least").push(c);
-        used += w;
+        rows.push(row);
     }
     rows
 }
@@ -543,6 +652,8 @@ mod tests {
         assert_eq!(view.input().0, "日本 ");
         view.handle(&ctrl('c'), 10);
         assert_eq!(view.input().0, "日本 ", "Ctrl-C does nothing");
+        assert_eq!(view.handle(&ctrl('l'), 10), Action::Repaint);
+        assert_eq!(view.input().0, "日本 ", "Ctrl-L keeps the input");
         assert_eq!(
             view.handle(&key(KeyCode::Enter), 10),
             Action::Submit("日本 ".into())
@@ -556,12 +667,48 @@ mod tests {
     }
 
     #[test]
+    fn the_cursor_moves_and_deletes_by_grapheme_cluster() {
+        let mut view = ChatView::default();
+        typed(&mut view, "ae\u{301}👍🏽🇫🇮z");
+        view.handle(&key(KeyCode::Left), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("ae\u{301}👍🏽z".into(), 5), "the whole flag");
+        view.handle(&key(KeyCode::Left), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("a👍🏽z".into(), 1), "e and its accent");
+        view.handle(&key(KeyCode::Delete), 10);
+        assert_eq!(
+            view.input(),
+            ("az".into(), 1),
+            "the emoji and its skin tone"
+        );
+        view.handle(&key(KeyCode::Right), 10);
+        view.handle(&key(KeyCode::Right), 10);
+        assert_eq!(view.input().1, 2, "no further than the end");
+        view.handle(&key(KeyCode::Home), 10);
+        view.handle(&key(KeyCode::Backspace), 10);
+        assert_eq!(view.input(), ("az".into(), 0), "nothing before the start");
+    }
+
+    #[test]
+    fn a_refused_line_comes_back_to_the_input() {
+        let mut view = ChatView::default();
+        typed(&mut view, "again");
+        let Action::Submit(line) = view.handle(&key(KeyCode::Enter), 10) else {
+            panic!("not submitted");
+        };
+        assert_eq!(view.input(), (String::new(), 0));
+        view.keep_input(line);
+        assert_eq!(view.input(), ("again".into(), 5));
+    }
+
+    #[test]
     fn a_paste_is_one_multi_line_message() {
         let mut view = ChatView::default();
-        view.handle(&Event::Paste("l1\r\nl2".into()), 10);
+        view.handle(&Event::Paste("l1\r\nl2\rl3".into()), 10);
         assert_eq!(
             view.handle(&key(KeyCode::Enter), 10),
-            Action::Submit("l1\n\nl2".into())
+            Action::Submit("l1\nl2\nl3".into())
         );
     }
 
@@ -588,8 +735,11 @@ mod tests {
             ..ChatView::default()
         };
         typed(&mut view, "0123456789");
-        view.handle(&Event::Paste("more".into()), 10);
-        assert_eq!(view.input(), ("01234567".into(), 8));
+        assert_eq!(
+            view.handle(&Event::Paste("more".into()), 10),
+            Action::Note(too_long_paste(4, 8))
+        );
+        assert_eq!(view.input(), ("01234567".into(), 8), "input kept");
         view.handle(&key(KeyCode::Backspace), 10);
         typed(&mut view, "xy");
         assert_eq!(view.input().0, "0123456x");
@@ -597,9 +747,27 @@ mod tests {
 
     #[test]
     fn wrapping_counts_display_width() {
-        assert_eq!(wrap("abcdef", 4), ["abcd", "ef"]);
-        assert_eq!(wrap("日本語", 4), ["日本", "語"]);
-        assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("abcdef", 4, 0), ["abcd", "ef"]);
+        assert_eq!(wrap("日本語", 4, 0), ["日本", "語"]);
+        assert_eq!(wrap("", 4, 0), [""]);
+        assert_eq!(wrap("ab\ncd\n", 8, 2), ["ab", "  cd", "  "]);
+        assert_eq!(wrap("abcdefgh", 5, 2), ["abcde", "  fgh"]);
+        assert_eq!(wrap("a\n日", 3, 2), ["a", " 日"], "the indent leaves room");
+        assert_eq!(
+            wrap("12:00 <bob> the quick brown fox", 16, 12),
+            [
+                "12:00 <bob> the ",
+                "        quick ",
+                "        brown ",
+                "        fox"
+            ],
+            "words whole, rows after the first under the text (indent halved to fit)"
+        );
+        assert_eq!(
+            wrap("ab incomprehensibilities", 10, 2),
+            ["ab ", "  incompre", "  hensibil", "  ities"],
+            "a word longer than a row starts a row and is cut"
+        );
         let mut view = ChatView::default();
         view.push(PaneLine::plain("abcdefgh".into(), LineKind::Message));
         view.push(PaneLine::plain("ij".into(), LineKind::Message));
