@@ -245,6 +245,7 @@ pub async fn serve(
             finished: mpsc::unbounded_channel(),
             user_sessions: user_sessions.clone(),
             terminals: HashMap::new(),
+            palettes: HashMap::new(),
             sizes: HashMap::new(),
             no_backlog: HashSet::new(),
             inputs: HashMap::new(),
@@ -394,6 +395,7 @@ impl Connection {
         self.sessions.remove(&channel);
         self.inputs.remove(&channel);
         self.terminals.remove(&channel);
+        self.palettes.remove(&channel);
         self.sizes.remove(&channel);
         self.no_backlog.remove(&channel);
     }
@@ -434,6 +436,8 @@ struct Connection {
     user_sessions: UserSessions,
     /// Channels that asked for a terminal, with its size (clamped).
     terminals: HashMap<ChannelId, Rect>,
+    /// The colours each of those terminals shows, from the `TERM` of its `pty-req`.
+    palettes: HashMap<ChannelId, crate::tui::Palette>,
     /// The latest size of each full-screen chat's terminal, which the chat applies when it
     /// next draws.
     sizes: HashMap<ChannelId, watch::Sender<Rect>>,
@@ -758,7 +762,7 @@ impl russh::server::Handler for Connection {
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
+        term: &str,
         cols: u32,
         rows: u32,
         _pix_width: u32,
@@ -776,6 +780,8 @@ impl russh::server::Handler for Connection {
         }
         self.terminals
             .insert(channel, crate::tui::clamp(cols, rows));
+        self.palettes
+            .insert(channel, crate::tui::Palette::for_term(term));
         session.channel_success(channel)?;
         Ok(())
     }
@@ -865,6 +871,11 @@ impl russh::server::Handler for Connection {
         self.inputs.insert(channel, input);
         let chat = self.chat.clone();
         if let Some(size) = self.terminals.get(&channel).copied() {
+            let palette = self
+                .palettes
+                .get(&channel)
+                .copied()
+                .unwrap_or(crate::tui::Palette::Extended);
             let (resizes, size) = watch::channel(size);
             self.sizes.insert(channel, resizes);
             tokio::spawn(async move {
@@ -872,7 +883,7 @@ impl russh::server::Handler for Connection {
                 if let Some(notice) = notice {
                     out.err(notice).await;
                 }
-                let options = crate::tui::Options { size };
+                let options = crate::tui::Options { size, palette };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
                 out.finish(status).await;

@@ -1230,6 +1230,57 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
     }
 }
 
+/// The SGR parameters tmux writes between `before` and `name` on the first row of a styled
+/// screen where `before name after` appears: how the name is coloured.
+fn name_sgr(styled: &str, before: &str, name: &str, after: &str) -> Vec<u16> {
+    let row = styled
+        .lines()
+        .find(|row| strip_sgr(row).contains(&format!("{before}{name}{after}")))
+        .unwrap_or_else(|| panic!("no row with {before}{name}{after}:\n{styled}"));
+    let end = row.find(&format!("{name}{after}")).unwrap_or(row.len());
+    let start = row[..end].rfind(before).map_or(0, |at| at + before.len());
+    row[start..end]
+        .split("\x1b[")
+        .filter_map(|sgr| sgr.strip_suffix('m').or_else(|| sgr.split('m').next()))
+        .flat_map(|params| params.split(';'))
+        .filter_map(|param| param.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn terminals_without_colours_get_none() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    let terminals = [
+        ("vera", "ed25519", "vt100"),
+        ("dora", "rsa", "dumb"),
+        ("lina", "ecdsa256", "xterm-256color"),
+    ];
+    for (user, key, term) in terminals {
+        let command = ssh_command(&server, &[&keys.path(key)], user);
+        tmux.open(user, &format!("env TERM={term} {}", command_line(&command)));
+        let welcome = format!("* welcome, {user}.");
+        tmux.wait(user, "the welcome", |s| s.contains(&welcome))
+            .await;
+    }
+    tmux.type_line("lina", "hello all");
+    for (user, _, term) in terminals {
+        tmux.wait(user, "lina's line", |s| s.contains("<lina> hello all"))
+            .await;
+        let params = name_sgr(&tmux.screen_styled(user), "<", "lina", "> hello all");
+        let coloured = params
+            .iter()
+            .any(|p| *p == 38 || (30..=37).contains(p) || (90..=97).contains(p));
+        assert_eq!(
+            coloured,
+            term == "xterm-256color",
+            "{term}: the name's SGR {params:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
     let _heavy = heavy().await;

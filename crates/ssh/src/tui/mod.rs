@@ -20,7 +20,7 @@ use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, la
 use crate::exec::Output;
 use crate::line::utc_timestamp;
 use screen::{FRAME_QUEUE, Screen};
-pub use screen::{MAX_COLS, MAX_ROWS, clamp};
+pub use screen::{MAX_COLS, MAX_ROWS, Palette, clamp};
 use unicode_width::UnicodeWidthStr;
 use view::{Action, ChatView, LineKind, PaneLine};
 
@@ -298,6 +298,8 @@ pub(crate) struct Options {
     /// The client's terminal size, clamped: from its pty-req, then the latest window-change.
     /// Only the latest size is applied, at the next redraw, however many changes came.
     pub(crate) size: watch::Receiver<Rect>,
+    /// The colours the terminal shows, from its `TERM`.
+    pub(crate) palette: Palette,
 }
 
 /// Runs the chat for a terminal until `/quit`, Ctrl-D, EOF or the client going.
@@ -305,7 +307,7 @@ pub(crate) async fn run(
     ctx: ChatContext,
     nick: Nick,
     fingerprint: String,
-    Options { mut size }: Options,
+    Options { mut size, palette }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
     cancel: &CancellationToken,
@@ -323,6 +325,7 @@ pub(crate) async fn run(
     let Ok(mut screen) = Screen::new(*size.borrow_and_update(), frames) else {
         return 1;
     };
+    screen.set_palette(palette);
     let mut view = ChatView::default();
     view.max_input = max_message_bytes;
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Terminal, cancel.clone(), true);

@@ -23,9 +23,39 @@ use super::view::{ChatView, LineKind, Row, nick_colour};
 /// The colours names are drawn in (xterm's 256-colour palette, readable on dark and light).
 const NICK_COLOURS: [u8; 12] = [31, 32, 33, 35, 36, 37, 70, 94, 130, 133, 166, 172];
 
-/// A pane row as ratatui draws it: the name in its colour, private messages and notices set
-/// apart.
-fn styled(row: &Row) -> Line<'static> {
+/// Which colours the client's terminal shows, from the `TERM` its `pty-req` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Palette {
+    /// None: `dumb`, the VT terminals (`vt100`, `vt220`, …), or no name at all.
+    Plain,
+    /// xterm's 256 colours, which every other terminal in use shows (the Linux console maps
+    /// them to its 16).
+    Extended,
+}
+
+impl Palette {
+    /// The palette for the terminal type `term`.
+    pub fn for_term(term: &str) -> Palette {
+        let term = term.to_ascii_lowercase();
+        if term.is_empty() || term == "dumb" || term == "unknown" || term.starts_with("vt") {
+            Palette::Plain
+        } else {
+            Palette::Extended
+        }
+    }
+
+    /// The colour of the name with palette index `index`, if the terminal shows colours.
+    fn nick(self, index: usize) -> Option<Color> {
+        match self {
+            Palette::Plain => None,
+            Palette::Extended => Some(Color::Indexed(NICK_COLOURS[index])),
+        }
+    }
+}
+
+/// A pane row as ratatui draws it: the name in its colour (in `palette`), private messages and
+/// notices set apart.
+fn styled(row: &Row, palette: Palette) -> Line<'static> {
     let base = match row.kind {
         LineKind::Message | LineKind::Own => Style::default(),
         LineKind::Private => Style::default().add_modifier(Modifier::BOLD),
@@ -33,10 +63,13 @@ fn styled(row: &Row) -> Line<'static> {
     };
     match &row.nick {
         Some(range) => {
-            let colour = Color::Indexed(NICK_COLOURS[nick_colour(&row.text[range.clone()])]);
+            let name = match palette.nick(nick_colour(&row.text[range.clone()])) {
+                Some(colour) => base.fg(colour),
+                None => base,
+            };
             Line::from(vec![
                 Span::styled(row.text[..range.start].to_owned(), base),
-                Span::styled(row.text[range.clone()].to_owned(), base.fg(colour)),
+                Span::styled(row.text[range.clone()].to_owned(), name),
                 Span::styled(row.text[range.end..].to_owned(), base),
             ])
         }
@@ -139,6 +172,7 @@ pub struct Screen {
     area: Rect,
     frames: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicBool>,
+    palette: Palette,
 }
 
 /// A ratatui terminal of `area` whose first frame starts with `preamble`.
@@ -186,7 +220,13 @@ impl Screen {
             area,
             frames,
             dropped,
+            palette: Palette::Extended,
         })
+    }
+
+    /// Draws names in `palette` from now on (256 colours until told otherwise).
+    pub fn set_palette(&mut self, palette: Palette) {
+        self.palette = palette;
     }
 
     /// Follows a window-change. ratatui's own `resize` asks the server's tty for its size, so a
@@ -268,7 +308,11 @@ impl Screen {
             let rows = view.last_rows(usize::from(pane.width), height + view.scroll());
             let end = rows.len().saturating_sub(view.scroll());
             let start = end.saturating_sub(height);
-            let shown: Vec<Line> = rows[start..end].iter().map(styled).collect();
+            let palette = self.palette;
+            let shown: Vec<Line> = rows[start..end]
+                .iter()
+                .map(|row| styled(row, palette))
+                .collect();
             frame.render_widget(Paragraph::new(shown), pane);
 
             let scrolled = if view.scroll() > 0 {
@@ -328,6 +372,24 @@ impl Screen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_palette_follows_the_terminal_type() {
+        for term in ["", "dumb", "vt100", "VT220", "unknown"] {
+            assert_eq!(Palette::for_term(term), Palette::Plain, "{term:?}");
+        }
+        for term in [
+            "xterm",
+            "xterm-256color",
+            "screen",
+            "tmux-256color",
+            "linux",
+        ] {
+            assert_eq!(Palette::for_term(term), Palette::Extended, "{term:?}");
+        }
+        assert_eq!(Palette::Plain.nick(3), None);
+        assert_eq!(Palette::Extended.nick(0), Some(Color::Indexed(31)));
+    }
 
     #[test]
     fn sizes_are_clamped_to_a_real_terminal() {
