@@ -391,13 +391,16 @@ async fn ensure_stream(
 
 /// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out or
 /// got no usable answer (the meta leader is busy, as when several nodes start at once), or
-/// another node created the stream between our update and create. Only JetStream's own refusals
-/// and its absence are final.
+/// another node created the stream between our update and create — which a clustered server
+/// may report as the name taken or as its subjects overlapping the new stream's. (A stream of
+/// another name on the same subjects keeps refusing, and fails at the deadline with the reason.)
+/// Only JetStream's own refusals and its absence are final.
 fn retryable(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
     match error.kind() {
         CreateStreamErrorKind::JetStream(e) => {
             e.error_code() == ErrorCode::CLUSTER_NOT_AVAILABLE
                 || e.error_code() == ErrorCode::STREAM_NAME_EXIST
+                || e.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP
         }
         CreateStreamErrorKind::JetStreamUnavailable
         | CreateStreamErrorKind::EmptyStreamName
