@@ -70,7 +70,7 @@ async fn exec(server: &Kanava, key: &Path, user: &str, command: &str) -> Output 
 }
 
 /// The event lines of `tail ROOM -n 1000`, without timestamps; `room` is one shell word.
-async fn tail(server: &Kanava, key: &Path, room: &str) -> Vec<String> {
+pub(crate) async fn tail(server: &Kanava, key: &Path, room: &str) -> Vec<String> {
     let out = exec(server, key, "reader", &format!("tail {room} -n 1000")).await;
     assert!(out.status.success(), "{}", stderr(&out));
     events(&out)

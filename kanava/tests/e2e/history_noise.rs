@@ -2,31 +2,23 @@
 //! SSH and Mles), away, back and topic announcements are rate-limited per user, and so are the
 //! rooms a user creates.
 
+use crate::bots::tail;
 use crate::chat::LineSession;
 use crate::ssh::{Keys, ssh, ssh_lines, stderr};
 use crate::support::*;
 
 /// The messages (`<…>` lines) and joins (`* … joined`) `tail` shows for `room`.
 async fn events(server: &Kanava, keys: &Keys, room: &str) -> (Vec<String>, Vec<String>) {
-    let out = ssh(
-        server,
-        &[&keys.path("ecdsa256")],
-        "reader",
-        &["tail", room, "-n", "1000"],
-    )
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let event = |line: &str| line.split_once(' ').unwrap().1.to_owned();
-    let messages = text
-        .lines()
-        .map(event)
+    let shown = tail(server, &keys.path("ecdsa256"), room).await;
+    let messages = shown
+        .iter()
         .filter(|e| e.starts_with('<'))
+        .cloned()
         .collect();
-    let joins = text
-        .lines()
-        .map(event)
+    let joins = shown
+        .iter()
         .filter(|e| e.ends_with(" joined"))
+        .cloned()
         .collect();
     (messages, joins)
 }

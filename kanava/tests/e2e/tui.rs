@@ -70,6 +70,11 @@ impl Tmux {
     /// is in the room), so that logins made one after the other join in that order.
     async fn login_ready(&self, server: &Kanava, keys: &Keys, key: &str, user: &str) {
         self.login(server, keys, key, user);
+        self.welcomed(user).await;
+    }
+
+    /// Waits until `user`'s chat has started: the welcome is on the screen.
+    async fn welcomed(&self, user: &str) {
         let welcome = format!("* welcome, {user}.");
         self.wait(user, "the welcome", |s| s.contains(&welcome))
             .await;
@@ -1261,9 +1266,7 @@ async fn terminals_without_colours_get_none() {
     for (user, key, term) in terminals {
         let command = ssh_command(&server, &[&keys.path(key)], user);
         tmux.open(user, &format!("env TERM={term} {}", command_line(&command)));
-        let welcome = format!("* welcome, {user}.");
-        tmux.wait(user, "the welcome", |s| s.contains(&welcome))
-            .await;
+        tmux.welcomed(user).await;
     }
     tmux.type_line("lina", "hello all");
     for (user, _, term) in terminals {

@@ -72,11 +72,12 @@ impl ChatContext {
     /// Whether `nick` may enter `room`: a room that exists (someone is in it, or it has
     /// history) and the lobby always; a new one within the user's rooms-per-hour limit.
     pub(crate) async fn may_enter(&self, nick: &Nick, room: &ChannelName) -> Result<(), String> {
-        if room == &lobby() || !self.hub.members(room).is_empty() {
+        if room == &lobby() || self.hub.member_count(room) > 0 {
             return Ok(());
         }
-        match self.hub.history(room.clone()).await {
-            Ok(history) if !history.is_empty() => return Ok(()),
+        // One entry says whether the room has history; its whole history may be megabytes.
+        match self.hub.history_before(room.clone(), u64::MAX, 1).await {
+            Ok(newest) if !newest.is_empty() => return Ok(()),
             Ok(_) => {}
             Err(error) => return Err(error.to_string()),
         }
@@ -484,12 +485,15 @@ impl ChatSession {
         let shown: Vec<Shown> = came
             .chain(went)
             .filter(|_| !self.quiet)
-            .map(|(p, what)| Shown {
-                kind: Kind::Notice,
-                time_ms: now_ms(),
-                text: format!("* {} {what}", shown_name(&p.uid, p.verified)),
-                nick: Some(shown_name(&p.uid, p.verified)),
-                lines: Vec::new(),
+            .map(|(p, what)| {
+                let name = shown_name(&p.uid, p.verified);
+                Shown {
+                    kind: Kind::Notice,
+                    time_ms: now_ms(),
+                    text: format!("* {name} {what}"),
+                    nick: Some(name),
+                    lines: Vec::new(),
+                }
             })
             .collect();
         self.here = now;
