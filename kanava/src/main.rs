@@ -532,6 +532,10 @@ struct ServeArgs {
     /// Free SSH names not logged in for this long (e.g. 180d). [default: never]
     #[arg(long, env = "KANAVA_SSH_NAME_EXPIRY", value_parser = parse_duration)]
     ssh_name_expiry: Option<Duration>,
+    /// Shortest time between two redraws of a full-screen chat caused by other people's
+    /// traffic; the user's own keys are drawn at once. [default: 75ms]
+    #[arg(long, env = "KANAVA_SSH_FRAME_INTERVAL", value_parser = parse_duration)]
+    ssh_frame_interval: Option<Duration>,
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
@@ -634,6 +638,8 @@ struct FileConfig {
     ssh_bindings_burst: Option<u32>,
     #[serde(default, deserialize_with = "duration_from_text")]
     ssh_name_expiry: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    ssh_frame_interval: Option<Duration>,
     log_format: Option<LogFormat>,
     #[serde(default)]
     cluster: Vec<String>,
@@ -943,6 +949,10 @@ impl ServeArgs {
                     .or(file.ssh_bindings_burst)
                     .unwrap_or(ssh_defaults.bindings_burst),
                 name_expiry: self.ssh_name_expiry.or(file.ssh_name_expiry),
+                frame_interval: self
+                    .ssh_frame_interval
+                    .or(file.ssh_frame_interval)
+                    .unwrap_or(ssh_defaults.frame_interval),
                 key_sharing: if self.ssh_shared_keys || file.ssh_shared_keys == Some(true) {
                     kanava_core::KeySharing::ManyNamesPerKey
                 } else {

@@ -103,7 +103,16 @@ pub struct SshConfig {
     pub bindings_burst: u32,
     /// Names not logged in for this long are freed; `None` keeps them for good.
     pub name_expiry: Option<Duration>,
+    /// The shortest time between two full-screen redraws caused by other people's traffic
+    /// (the user's own keys are drawn at once): a busy room costs a few draws a second per
+    /// session, not one per message.
+    pub frame_interval: Duration,
 }
+
+/// The default [`SshConfig::frame_interval`]: chosen with `kanava bench ssh` (see
+/// docs/benchmarks.md) so that 500 sessions at 50 messages a second see each message within
+/// 100 ms.
+pub const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_millis(75);
 
 impl Default for SshConfig {
     fn default() -> Self {
@@ -125,6 +134,7 @@ impl Default for SshConfig {
             bindings_per_hour: 60,
             bindings_burst: 30,
             name_expiry: None,
+            frame_interval: DEFAULT_FRAME_INTERVAL,
         }
     }
 }
@@ -174,6 +184,7 @@ pub async fn serve(
         backlog: config.backlog,
         key_sharing: config.key_sharing,
         motd_file: config.motd_file.clone(),
+        frame_interval: config.frame_interval,
     };
     let bindings = Arc::new(BindingLimits::new(
         config.bindings_burst,

@@ -51,6 +51,8 @@ pub(crate) struct ChatContext {
     pub(crate) key_sharing: KeySharing,
     /// The message of the day's file, read at each login.
     pub(crate) motd_file: Option<PathBuf>,
+    /// The shortest time between two full-screen redraws caused by other people's traffic.
+    pub(crate) frame_interval: Duration,
 }
 
 impl ChatContext {

@@ -128,29 +128,28 @@ impl Paste {
     }
 }
 
-/// The shortest time between two redraws caused by other people's traffic.
-const FRAME_INTERVAL: Duration = Duration::from_millis(100);
-
-/// When the screen must be redrawn: after the user's own input at once, after traffic at most
-/// once per [`FRAME_INTERVAL`], and only when the connection has room for a frame.
+/// When the screen must be redrawn: after the user's own input at once; after traffic at once
+/// when nothing was drawn for an interval, else at the end of the interval (so only bursts are
+/// paced); and only when the connection has room for a frame.
 #[derive(Debug)]
 struct Pacing {
+    interval: Duration,
     dirty: bool,
     urgent: bool,
     last: Instant,
 }
 
-impl Default for Pacing {
-    fn default() -> Self {
+impl Pacing {
+    /// Pacing that draws the first frame at once, then traffic at most once per `interval`.
+    fn new(interval: Duration) -> Self {
         Self {
+            interval,
             dirty: true,
             urgent: true,
             last: Instant::now(),
         }
     }
-}
 
-impl Pacing {
     /// Something others did changed the view.
     fn changed(&mut self) {
         self.dirty = true;
@@ -163,7 +162,7 @@ impl Pacing {
     }
 
     fn due(&self, screen: &Screen) -> bool {
-        self.dirty && (self.urgent || self.last.elapsed() >= FRAME_INTERVAL) && screen.ready()
+        self.dirty && (self.urgent || self.last.elapsed() >= self.interval) && screen.ready()
     }
 
     fn drawn(&mut self) {
@@ -178,7 +177,7 @@ impl Pacing {
             return std::future::pending().await;
         }
         if !self.urgent {
-            tokio::time::sleep_until((self.last + FRAME_INTERVAL).into()).await;
+            tokio::time::sleep_until((self.last + self.interval).into()).await;
         }
         screen.wait_ready().await;
     }
@@ -313,6 +312,7 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
 ) -> u32 {
     let max_message_bytes = ctx.max_message_bytes;
+    let frame_interval = ctx.frame_interval;
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
     let (handle, channel) = (out.handle.clone(), out.channel);
     let writer = tokio::spawn(async move {
@@ -347,9 +347,9 @@ pub(crate) async fn run(
     ));
     let mut parser = InputParser::default();
     // Redraws follow the user's keys at once; other people's traffic is drawn at most once per
-    // FRAME_INTERVAL, and never while the previous frame still waits for the connection, so a
+    // frame interval, and never while the previous frame still waits for the connection, so a
     // busy room costs a few draws a second per session, not one per message.
-    let mut pacing = Pacing::default();
+    let mut pacing = Pacing::new(frame_interval);
     let status = 'session: loop {
         if pacing.due(&screen) {
             let wanted = *size.borrow_and_update();
