@@ -19,8 +19,8 @@ use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
 use crate::exec::Output;
 use crate::line::utc_timestamp;
-use screen::{FRAME_QUEUE, Screen};
-pub use screen::{MAX_COLS, MAX_ROWS, Palette, clamp};
+use screen::FRAME_QUEUE;
+pub use screen::{MAX_COLS, MAX_ROWS, Palette, Screen, clamp};
 use unicode_width::UnicodeWidthStr;
 use view::{Action, ChatView, LineKind, PaneLine};
 
