@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use ratatui::backend::CrosstermBackend;
-use ratatui::buffer::Buffer;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::buffer::{Buffer, Cell};
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::widgets::{Paragraph, Wrap};
-use ratatui::{Terminal, TerminalOptions, Viewport};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 use tokio::sync::mpsc;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
@@ -195,33 +194,21 @@ impl Write for ChannelWriter {
     }
 }
 
-/// The client's screen.
+/// The client's screen: what its terminal shows now, and the frame being drawn. A frame is
+/// sent as the difference between the two; when the message pane only moved up (new messages
+/// at the bottom), the terminal scrolls the pane itself and only the new rows are sent.
 pub struct Screen {
-    terminal: Terminal<CrosstermBackend<ChannelWriter>>,
+    backend: CrosstermBackend<ChannelWriter>,
+    /// What the client's terminal shows, as far as the frames sent say.
+    shown: Buffer,
+    /// The frame being drawn.
+    next: Buffer,
     area: Rect,
     frames: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicBool>,
     palette: Palette,
-}
-
-/// A ratatui terminal of `area` whose first frame starts with `preamble`.
-fn terminal(
-    area: Rect,
-    preamble: &[u8],
-    frames: mpsc::Sender<Bytes>,
-    dropped: Arc<AtomicBool>,
-) -> io::Result<Terminal<CrosstermBackend<ChannelWriter>>> {
-    let writer = ChannelWriter {
-        frame: preamble.to_vec(),
-        frames,
-        dropped,
-    };
-    Terminal::with_options(
-        CrosstermBackend::new(writer),
-        TerminalOptions {
-            viewport: Viewport::Fixed(area),
-        },
-    )
+    /// Whether the cursor was hidden (while the terminal was too small for the chat).
+    cursor_hidden: bool,
 }
 
 /// A usable size from what the client reported (in `pty-req` or `window-change`): 0x0 becomes
@@ -240,16 +227,62 @@ pub fn clamp(cols: u32, rows: u32) -> Rect {
     Rect::new(0, 0, within(cols, 1, MAX_COLS), within(rows, 1, MAX_ROWS))
 }
 
+/// The message pane of a screen of `area`: all but the status and input lines.
+fn pane_area(area: Rect) -> Rect {
+    Rect {
+        height: area.height.saturating_sub(2),
+        ..area
+    }
+}
+
+/// By how many rows the content of `pane` moved up from `shown` to `next` (new messages
+/// pushed the older ones up), if it did and some rows stayed; 0 otherwise.
+fn scrolled_rows(shown: &Buffer, next: &Buffer, pane: Rect) -> u16 {
+    fn row(buffer: &Buffer, pane: Rect, y: u16) -> &[Cell] {
+        let start = buffer.index_of(pane.x, y);
+        &buffer.content[start..start + usize::from(pane.width)]
+    }
+    let same = |shift: u16| {
+        (pane.top()..pane.bottom() - shift)
+            .all(|y| row(shown, pane, y + shift) == row(next, pane, y))
+    };
+    if pane.is_empty() || same(0) {
+        return 0;
+    }
+    (1..pane.height).find(|&shift| same(shift)).unwrap_or(0)
+}
+
+/// Moves the rows of `pane` in `buffer` up by `rows`, blank rows coming in at the bottom: what
+/// the terminal does when its scrolling region is scrolled.
+fn scroll_up(buffer: &mut Buffer, pane: Rect, rows: u16) {
+    let start = buffer.index_of(pane.x, pane.top());
+    let width = usize::from(pane.width);
+    let cells = &mut buffer.content[start..start + width * usize::from(pane.height)];
+    cells.rotate_left(width * usize::from(rows));
+    let kept = width * usize::from(pane.height - rows);
+    for cell in &mut cells[kept..] {
+        cell.reset();
+    }
+}
+
 impl Screen {
     /// A screen of `area`, writing frames to `frames`.
     pub fn new(area: Rect, frames: mpsc::Sender<Bytes>) -> io::Result<Screen> {
         let dropped = Arc::new(AtomicBool::new(false));
+        let writer = ChannelWriter {
+            frame: SETUP.to_vec(),
+            frames: frames.clone(),
+            dropped: Arc::clone(&dropped),
+        };
         Ok(Screen {
-            terminal: terminal(area, SETUP, frames.clone(), Arc::clone(&dropped))?,
+            backend: CrosstermBackend::new(writer),
+            shown: Buffer::empty(area),
+            next: Buffer::empty(area),
             area,
             frames,
             dropped,
             palette: Palette::Extended,
+            cursor_hidden: false,
         })
     }
 
@@ -258,19 +291,13 @@ impl Screen {
         self.palette = palette;
     }
 
-    /// Follows a window-change. ratatui's own `resize` asks the server's tty for its size, so a
-    /// new terminal of the client's size replaces the old one; its first frame resets the
-    /// terminal's attributes, clears it and repaints all.
+    /// Follows a window-change (the client's size, never the server's tty): the next frame
+    /// resets the terminal's attributes, clears it and paints every cell.
     pub fn resize(&mut self, area: Rect) -> io::Result<()> {
         self.area = area;
-        let fresh = terminal(
-            area,
-            b"\x1b[0m\x1b[2J",
-            self.frames.clone(),
-            Arc::clone(&self.dropped),
-        )?;
-        self.terminal = fresh;
-        Ok(())
+        self.shown = Buffer::empty(area);
+        self.next = Buffer::empty(area);
+        self.backend.write_all(b"\x1b[0m\x1b[2J")
     }
 
     /// The screen's size now.
@@ -312,18 +339,57 @@ impl Screen {
         if self.dropped.swap(false, Ordering::AcqRel) {
             self.resize(self.area)?;
         }
-        self.terminal.draw(|frame| {
-            let area = frame.area();
+        self.next.reset();
+        let cursor = self.render(view);
+        let frame = &mut self.next;
+        if cursor.is_some() {
+            let pane = pane_area(self.area);
+            let rows = scrolled_rows(&self.shown, frame, pane);
+            if rows > 0 {
+                // Rows 1 to the pane's height scroll up: line feeds at the region's bottom.
+                let feeds = "\n".repeat(usize::from(rows));
+                let bottom = pane.bottom();
+                write!(
+                    self.backend,
+                    "\x1b[1;{bottom}r\x1b[{bottom};1H{feeds}\x1b[r"
+                )?;
+                scroll_up(&mut self.shown, pane, rows);
+            }
+        }
+        let changes = self.shown.diff(frame);
+        self.backend.draw(changes.into_iter())?;
+        match cursor {
+            Some(position) => {
+                if self.cursor_hidden {
+                    self.backend.show_cursor()?;
+                    self.cursor_hidden = false;
+                }
+                self.backend.set_cursor_position(position)?;
+            }
+            None if !self.cursor_hidden => {
+                self.backend.hide_cursor()?;
+                self.cursor_hidden = true;
+            }
+            None => {}
+        }
+        Backend::flush(&mut self.backend)?;
+        std::mem::swap(&mut self.shown, &mut self.next);
+        Ok(())
+    }
+
+    /// Renders `view` into the next frame; returns where the cursor goes, or `None` when the
+    /// terminal is too small for the chat.
+    fn render(&mut self, view: &ChatView) -> Option<Position> {
+        let area = self.area;
+        let frame = &mut self.next;
+        {
             if area.width < MIN_COLS || area.height < MIN_ROWS {
                 let notice = Paragraph::new(TOO_SMALL).wrap(Wrap { trim: true });
-                frame.render_widget(notice, area);
-                return;
+                notice.render(area, frame);
+                return None;
             }
             // Pane, status line, input line: fixed rows, no layout solver on every frame.
-            let pane = Rect {
-                height: area.height.saturating_sub(2),
-                ..area
-            };
+            let pane = pane_area(area);
             let status = Rect {
                 y: area.y + pane.height,
                 height: 1,
@@ -337,7 +403,7 @@ impl Screen {
             let rows = view.last_rows(usize::from(pane.width), height + view.scroll());
             let end = rows.len().saturating_sub(view.scroll());
             let start = end.saturating_sub(height);
-            draw_rows(&rows[start..end], self.palette, pane, frame.buffer_mut());
+            draw_rows(&rows[start..end], self.palette, pane, frame);
 
             let scrolled = if view.scroll() > 0 {
                 "  [scrolled: PgDn]"
@@ -353,11 +419,9 @@ impl Screen {
                 })
                 .collect();
             let status_text = format!(" #{}  {} here{others}{scrolled}", view.room, view.members);
-            frame.render_widget(
-                Paragraph::new(status_text)
-                    .style(Style::default().add_modifier(Modifier::REVERSED)),
-                status,
-            );
+            Paragraph::new(status_text)
+                .style(Style::default().add_modifier(Modifier::REVERSED))
+                .render(status, frame);
 
             let (text, cursor) = view.input();
             let prompt = "> ";
@@ -375,21 +439,19 @@ impl Screen {
             }
             let shown = usize::from(input.width);
             let visible: String = cells[first..].iter().take(shown).map(|c| &**c).collect();
-            frame.render_widget(Paragraph::new(format!("{prompt}{visible}")), input);
+            Paragraph::new(format!("{prompt}{visible}")).render(input, frame);
             let x = input.x + (prompt.len() + used) as u16;
-            frame.set_cursor_position(Position::new(
+            Some(Position::new(
                 x.min(input.right().saturating_sub(1)),
                 input.y,
-            ));
-        })?;
-        Ok(())
+            ))
+        }
     }
 
     /// Leaves the alternate screen.
     pub fn restore(&mut self) -> io::Result<()> {
-        let backend = self.terminal.backend_mut();
-        backend.write_all(TEARDOWN)?;
-        Write::flush(backend)
+        self.backend.write_all(TEARDOWN)?;
+        Write::flush(&mut self.backend)
     }
 }
 
@@ -461,6 +523,84 @@ mod tests {
         assert_eq!(buf[(6, 0)].fg, Color::Reset);
         assert!(buf[(0, 1)].modifier.contains(Modifier::DIM));
         assert!(buf[(0, 2)].modifier.contains(Modifier::BOLD));
+    }
+
+    /// An emulated terminal of 60x12.
+    fn terminal_60x12() -> vt100::Parser {
+        let size = |n| std::num::NonZeroU16::new(n).unwrap();
+        vt100::Parser::new(size(12), size(60), 0)
+    }
+
+    /// What each cell of `terminal` shows: its text (a blank cell as a space) and looks.
+    fn seen(terminal: &vt100::Parser) -> Vec<(String, vt100::Color, bool, bool, bool)> {
+        let screen = terminal.screen();
+        let (rows, cols) = screen.size();
+        let mut cells = Vec::new();
+        for row in 0..rows.get() {
+            for col in 0..cols.get() {
+                let cell = screen.cell(row, col).unwrap();
+                let text = match cell.contents() {
+                    "" => " ",
+                    text => text,
+                };
+                let looks = (cell.fgcolor(), cell.bold(), cell.dim(), cell.inverse());
+                cells.push((text.to_owned(), looks.0, looks.1, looks.2, looks.3));
+            }
+        }
+        cells
+    }
+
+    /// Feeds the frames `out` holds to `terminal`, in order; returns their bytes.
+    fn apply(terminal: &mut vt100::Parser, out: &mut mpsc::Receiver<Bytes>) -> usize {
+        let mut bytes = 0;
+        while let Ok(frame) = out.try_recv() {
+            bytes += frame.len();
+            terminal.process(&frame);
+        }
+        bytes
+    }
+
+    #[tokio::test]
+    async fn scrolled_frames_leave_the_terminal_as_a_full_repaint_would() {
+        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let mut screen = Screen::new(clamp(60, 12), frames).unwrap();
+        let mut terminal = terminal_60x12();
+        let mut view = ChatView::default();
+        view.room = "lobby".into();
+        let mut said = 0;
+        // One message, a few, a screenful and more at once, a long wrapped one, paging up
+        // and back: each frame goes to the same emulated terminal.
+        for burst in [1, 1, 3, 10, 25, 1, 2] {
+            for _ in 0..burst {
+                said += 1;
+                let text = format!("12:00 <n{said}> message {said} {}", "é".repeat(said % 7));
+                view.push(super::super::view::PaneLine::with_nick(
+                    text,
+                    &format!("n{said}"),
+                    LineKind::Message,
+                ));
+            }
+            screen.draw(&view).unwrap();
+            let sent = apply(&mut terminal, &mut out);
+            let mut fresh = terminal_60x12();
+            let (repaint, mut whole) = mpsc::channel(FRAME_QUEUE);
+            Screen::new(clamp(60, 12), repaint)
+                .unwrap()
+                .draw(&view)
+                .unwrap();
+            let full = apply(&mut fresh, &mut whole);
+            assert_eq!(seen(&terminal), seen(&fresh), "after a burst of {burst}");
+            assert_eq!(
+                terminal.screen().cursor_position(),
+                fresh.screen().cursor_position()
+            );
+            if burst == 1 && said > 12 {
+                assert!(
+                    sent * 3 < full,
+                    "one new row costs {sent} bytes, a repaint {full}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
