@@ -187,8 +187,6 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             ..HubConfig::default()
         },
     );
-    // Purge once before serving, then daily.
-    purge_once(&hub, settings.channel_max_idle).await;
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
     let mles_listener = TcpListener::bind(settings.mles_listen)
         .await
@@ -332,9 +330,11 @@ impl Endpoint for DebugMeRoute {
     }
 }
 
+/// Purges idle channels at start-up, then daily, while serving: the store runs a purge in steps
+/// between other requests, so even a million idle channels delay neither the start nor anyone's
+/// frames.
 async fn purge_idle_channels(hub: Hub, max_idle: Duration) {
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
+    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
     loop {
         ticker.tick().await;
         purge_once(&hub, max_idle).await;

@@ -203,6 +203,10 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!("kanava_store_commits_total", "Store transactions committed");
     metrics::describe_counter!(
+        "kanava_store_purged_channels_total",
+        "Idle channels purged (with their history and topic)"
+    );
+    metrics::describe_counter!(
         "kanava_store_failed_commits_total",
         "Store transactions that failed and were rolled back (disk full, I/O error, bad request)"
     );
@@ -212,5 +216,6 @@ pub fn describe_metrics() {
     );
     metrics::gauge!("kanava_store_writable").set(1.0);
     metrics::counter!("kanava_store_commits_total").increment(0);
+    metrics::counter!("kanava_store_purged_channels_total").increment(0);
     metrics::counter!("kanava_store_failed_commits_total").increment(0);
 }

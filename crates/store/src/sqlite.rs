@@ -313,6 +313,7 @@ impl SqliteStore {
             channel_ids: HashMap::new(),
             shared: Arc::clone(&shared),
             probe_path: probe.into(),
+            purging: false,
         };
         thread::Builder::new()
             .name("kanava-store".into())
@@ -512,10 +513,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch("CREATE INDEX IF NOT EXISTS history_by_source ON history (source, charged);")?;
     tx.execute_batch(accounts::SCHEMA)?;
     accounts::migrate_identities(&tx)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    accounts::migrate_names(&tx, now_ms)?;
+    accounts::migrate_names(&tx, now_ms())?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -556,6 +554,13 @@ fn incremental_vacuum_mode(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The time now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Moves the WAL into the database and truncates it (to nothing when no reader holds it).
@@ -601,6 +606,24 @@ struct Writer {
     shared: Arc<Shared>,
     /// A file next to the database that probes write to see whether the disk takes writes.
     probe_path: PathBuf,
+    /// Whether a purge is under way: a channel loaded meanwhile counts as active, so that it
+    /// is not purged under its new members.
+    purging: bool,
+}
+
+/// A purge of idle channels under way. It deletes a chunk of channels at a time, then gives
+/// their space back a step at a time, with the other requests' batches in between: a purge
+/// of a million channels (at start-up, say) delays no one's frames by more than one step.
+struct PurgeRun {
+    before: u64,
+    keep: Vec<ChannelName>,
+    /// The row id after which the next chunk starts.
+    after_id: i64,
+    deleted: Vec<ChannelName>,
+    /// Whether every chunk is deleted and the space is being given back.
+    reclaiming: bool,
+    /// The purge request, answered when the run ends.
+    request: Request,
 }
 
 /// Bytes that deleting history gives back, by the source they were charged to.
@@ -609,8 +632,9 @@ type Released = HashMap<Option<IpAddr>, u64>;
 impl Writer {
     fn run(&mut self, queue: mpsc::Receiver<Request>) {
         let mut scheduler = Scheduler::default();
+        let mut purge: Option<PurgeRun> = None;
         loop {
-            if scheduler.is_empty() {
+            if scheduler.is_empty() && purge.is_none() {
                 let first = if self.shared.unwritable().is_some() {
                     match queue.recv_timeout(PROBE_INTERVAL) {
                         Ok(request) => request,
@@ -632,71 +656,48 @@ impl Writer {
                 scheduler.push(request.class(), request);
             }
             let mut batch = scheduler.next_batch(BATCH_LIMITS);
-            if batch.is_empty() {
-                continue;
-            }
-            // A purge is a barrier, so it always comes alone; it commits in chunks.
+            // A purge is a barrier, so it always comes alone; it then runs a step at a time,
+            // one after each batch of other requests.
             if let [Request::PurgeIdle(before, keep, _)] = batch.as_mut_slice() {
                 let (before, keep) = (*before, std::mem::take(keep));
-                let outcome = self.purge(before, &keep);
-                if let Some(request) = batch.pop() {
-                    match outcome {
-                        Ok(names) => request.reply(Outcome::Purged(names)),
-                        Err(error) => {
-                            tracing::error!(%error, "purging idle channels failed");
-                            if let Some(reason) = write_failure(&error) {
-                                self.shared.set_unwritable(Some(reason));
-                            }
-                            request.fail(&Arc::new(error));
-                        }
-                    }
+                let Some(request) = batch.pop() else { continue };
+                if purge.is_some() {
+                    // The purge under way covers it.
+                    request.reply(Outcome::Purged(Vec::new()));
+                } else {
+                    self.purging = true;
+                    purge = Some(PurgeRun {
+                        before,
+                        keep,
+                        after_id: 0,
+                        deleted: Vec::new(),
+                        reclaiming: false,
+                        request,
+                    });
                 }
                 continue;
             }
-            // Only a batch that certainly wrote says the disk takes writes again: a read-only
-            // transaction commits whatever the disk's state.
-            let writes = batch
-                .iter()
-                .any(|r| matches!(r, Request::Append(..) | Request::PurgeIdle(..)));
-            let started = Instant::now();
-            let mut released = Released::new();
-            match self.apply(&mut batch, &mut released) {
-                Ok((outcomes, purged)) => {
-                    metrics::histogram!("kanava_store_commit_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    metrics::counter!("kanava_store_commits_total").increment(1);
-                    for (source, bytes) in released {
-                        self.shared.release(source, bytes);
-                    }
-                    if writes {
-                        self.shared.set_unwritable(None);
-                    }
-                    // A purge resolves once its space is back on the filesystem; other
-                    // batches reply first and give back a bounded step after.
-                    if purged {
-                        self.give_back_space(true);
-                    }
-                    for (request, outcome) in batch.into_iter().zip(outcomes) {
-                        request.reply(outcome);
-                    }
-                    if !purged {
-                        self.give_back_space(false);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, requests = batch.len(), "store transaction failed");
-                    metrics::counter!("kanava_store_failed_commits_total").increment(1);
-                    if let Some(reason) = write_failure(&error) {
-                        self.shared.set_unwritable(Some(reason));
-                    }
-                    // The rollback undid the whole batch; forget cached ids it may have added.
-                    self.channel_ids.clear();
-                    let cause = Arc::new(error);
-                    for request in batch {
-                        if let Request::Append(_, source, charged, _) = &request {
-                            self.shared.release(*source, *charged);
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            if let Some(run) = &mut purge {
+                match self.purge_step(run) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.purging = false;
+                        if let Some(run) = purge.take() {
+                            run.request.reply(Outcome::Purged(run.deleted));
                         }
-                        request.fail(&cause);
+                    }
+                    Err(error) => {
+                        self.purging = false;
+                        tracing::error!(%error, "purging idle channels failed");
+                        if let Some(reason) = write_failure(&error) {
+                            self.shared.set_unwritable(Some(reason));
+                        }
+                        if let Some(run) = purge.take() {
+                            run.request.fail(&Arc::new(error));
+                        }
                     }
                 }
             }
@@ -704,40 +705,88 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Deletes the channels idle since before `before` (except `keep`) in chunks of
-    /// [`PURGE_CHUNK`], each its own transaction, giving back their disk charge as each commits,
-    /// then the free pages and the WAL; returns the names deleted.
-    fn purge(&mut self, before: u64, keep: &[ChannelName]) -> Result<Vec<ChannelName>, StoreError> {
-        let mut names = Vec::new();
-        let mut after_id = 0;
-        loop {
-            let started = Instant::now();
-            let mut released = Released::new();
-            let tx = self.conn.transaction()?;
-            let (chunk, last_id) =
-                purge_idle(&tx, before, keep, after_id, PURGE_CHUNK, &mut released)?;
-            if last_id.is_none() {
-                accounts::purge(&tx, before)?;
+    /// Applies a batch of requests in one transaction and answers them.
+    fn commit(&mut self, mut batch: Vec<Request>) {
+        // Only a batch that certainly wrote says the disk takes writes again: a read-only
+        // transaction commits whatever the disk's state.
+        let writes = batch.iter().any(|r| matches!(r, Request::Append(..)));
+        let started = Instant::now();
+        let mut released = Released::new();
+        match self.apply(&mut batch, &mut released) {
+            Ok(outcomes) => {
+                metrics::histogram!("kanava_store_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("kanava_store_commits_total").increment(1);
+                for (source, bytes) in released {
+                    self.shared.release(source, bytes);
+                }
+                if writes {
+                    self.shared.set_unwritable(None);
+                }
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    request.reply(outcome);
+                }
+                self.give_back_space();
             }
-            tx.commit()?;
-            metrics::histogram!("kanava_store_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("kanava_store_commits_total").increment(1);
-            self.channel_ids.clear();
-            for (source, bytes) in released {
-                self.shared.release(source, bytes);
-            }
-            names.extend(chunk);
-            match last_id {
-                Some(id) => after_id = id,
-                None => break,
+            Err(error) => {
+                tracing::error!(%error, requests = batch.len(), "store transaction failed");
+                metrics::counter!("kanava_store_failed_commits_total").increment(1);
+                if let Some(reason) = write_failure(&error) {
+                    self.shared.set_unwritable(Some(reason));
+                }
+                // The rollback undid the whole batch; forget cached ids it may have added.
+                self.channel_ids.clear();
+                let cause = Arc::new(error);
+                for request in batch {
+                    if let Request::Append(_, source, charged, _) = &request {
+                        self.shared.release(*source, *charged);
+                    }
+                    request.fail(&cause);
+                }
             }
         }
-        if !names.is_empty() {
-            self.shared.set_unwritable(None);
-            self.give_back_space(true);
+    }
+
+    /// One step of `run`: deletes the next [`PURGE_CHUNK`] idle channels (except the kept
+    /// ones) in a transaction of its own, giving back their disk charge as it commits; once
+    /// none are left, gives back [`VACUUM_STEP_PAGES`] free pages and truncates the WAL. Says
+    /// whether the run is over.
+    fn purge_step(&mut self, run: &mut PurgeRun) -> Result<bool, StoreError> {
+        if run.reclaiming {
+            return Ok(self.give_back_step());
         }
-        Ok(names)
+        let started = Instant::now();
+        let mut released = Released::new();
+        let tx = self.conn.transaction()?;
+        let (chunk, last_id) = purge_idle(
+            &tx,
+            run.before,
+            &run.keep,
+            run.after_id,
+            PURGE_CHUNK,
+            &mut released,
+        )?;
+        if last_id.is_none() {
+            accounts::purge(&tx, run.before)?;
+        }
+        tx.commit()?;
+        metrics::histogram!("kanava_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("kanava_store_commits_total").increment(1);
+        metrics::counter!("kanava_store_purged_channels_total").increment(chunk.len() as u64);
+        self.channel_ids.clear();
+        for (source, bytes) in released {
+            self.shared.release(source, bytes);
+        }
+        run.deleted.extend(chunk);
+        match last_id {
+            Some(id) => run.after_id = id,
+            None if run.deleted.is_empty() => return Ok(true),
+            None => {
+                self.shared.set_unwritable(None);
+                run.reclaiming = true;
+            }
+        }
+        Ok(false)
     }
 
     /// Tries a write: `PROBE_BYTES` into a file next to the database, then a row; marks the
@@ -759,9 +808,7 @@ impl Writer {
         }
         let row = self.conn.execute(
             "INSERT OR REPLACE INTO store_probe (id, written_ms) VALUES (1, ?1)",
-            [std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)],
+            [now_ms() as i64],
         );
         match row {
             Ok(_) => self.shared.set_unwritable(None),
@@ -773,40 +820,54 @@ impl Writer {
         }
     }
 
-    /// Gives free pages back to the filesystem: all of them, and the WAL too, after a purge;
-    /// otherwise a bounded step whenever many pages are free (retention frees pages that new
-    /// frames mostly reuse, so this rarely runs under steady load).
-    fn give_back_space(&mut self, purged: bool) {
-        let free = self
-            .conn
-            .pragma_query_value(None, "freelist_count", |row| row.get::<_, i64>(0))
-            .unwrap_or(0);
-        if free == 0 || (!purged && free < VACUUM_THRESHOLD_PAGES) {
-            return;
+    /// Gives a bounded step of free pages back to the filesystem whenever many pages are free
+    /// (retention frees pages that new frames mostly reuse, so this rarely runs under steady
+    /// load).
+    fn give_back_space(&mut self) {
+        if self.free_pages() >= VACUUM_THRESHOLD_PAGES {
+            self.vacuum(VACUUM_STEP_PAGES);
         }
-        let pages = if purged { free } else { VACUUM_STEP_PAGES };
+    }
+
+    /// Gives up to [`VACUUM_STEP_PAGES`] free pages back to the filesystem after a purge and
+    /// truncates the WAL, so that the WAL never holds more than one step; says whether none
+    /// are left.
+    fn give_back_step(&mut self) -> bool {
+        let free = self.free_pages();
+        if free > 0 && !self.vacuum(free.min(VACUUM_STEP_PAGES)) {
+            return true;
+        }
+        checkpoint(&self.conn);
+        free <= VACUUM_STEP_PAGES
+    }
+
+    /// The database's free pages.
+    fn free_pages(&self) -> i64 {
+        self.conn
+            .pragma_query_value(None, "freelist_count", |row| row.get::<_, i64>(0))
+            .unwrap_or(0)
+    }
+
+    /// Gives `pages` free pages back to the filesystem; says whether it could.
+    fn vacuum(&mut self, pages: i64) -> bool {
         let started = Instant::now();
         if let Err(error) = incremental_vacuum(&self.conn, pages) {
             tracing::warn!(%error, "incremental vacuum failed");
-            return;
-        }
-        if purged {
-            checkpoint(&self.conn);
+            return false;
         }
         tracing::debug!(pages, elapsed = ?started.elapsed(), "gave free pages back");
+        true
     }
 
     /// Applies the batch in one transaction; the outcomes are valid only once it has committed.
-    /// Also says whether a purge deleted anything.
     fn apply(
         &mut self,
         batch: &mut [Request],
         released: &mut Released,
-    ) -> Result<(Vec<Outcome>, bool), StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut touched: HashSet<i64> = HashSet::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut purged = false;
         for request in batch.iter_mut() {
             match request {
                 Request::Append(entries, source, _, _) => {
@@ -829,6 +890,13 @@ impl Writer {
                             if touched.remove(&id) {
                                 evict(&tx, id, self.limits, released)?;
                             }
+                            if self.purging {
+                                // Joined during a purge: active, whatever it was before.
+                                tx.prepare_cached(
+                                    "UPDATE channel SET last_activity_ms = ?2 WHERE id = ?1",
+                                )?
+                                .execute(params![id, now_ms() as i64])?;
+                            }
                             load(&tx, id)?
                         }
                         None => StoredChannel {
@@ -838,12 +906,8 @@ impl Writer {
                     };
                     outcomes.push(Outcome::Loaded(stored));
                 }
-                Request::PurgeIdle(before, keep, _) => {
-                    let (names, _) = purge_idle(&tx, *before, keep, 0, usize::MAX, released)?;
-                    accounts::purge(&tx, *before)?;
-                    purged |= !names.is_empty();
-                    outcomes.push(Outcome::Purged(names));
-                }
+                // Never batched: `run` takes a purge alone and runs it in steps.
+                Request::PurgeIdle(..) => outcomes.push(Outcome::Purged(Vec::new())),
                 Request::Sync(_) => outcomes.push(Outcome::Done),
                 Request::Job(job) => {
                     job.run(&tx)?;
@@ -855,10 +919,7 @@ impl Writer {
             evict(&tx, id, self.limits, released)?;
         }
         tx.commit()?;
-        if purged {
-            self.channel_ids.clear();
-        }
-        Ok((outcomes, purged))
+        Ok(outcomes)
     }
 }
 
@@ -1557,6 +1618,40 @@ mod tests {
         assert_eq!(store.load(kept).await.unwrap().entries.len(), 1);
         let gone = store.load(ChannelName::new("c0").unwrap()).await.unwrap();
         assert!(gone.entries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_requests_are_served_while_a_purge_runs_and_a_channel_loaded_meanwhile_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
+        let count = PURGE_CHUNK * 20;
+        store
+            .append(
+                (0..count)
+                    .map(|i| new_entry(&format!("c{i}"), 1, 1, 100))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let purge = store.purge_idle(1000, Vec::new());
+        // Queued behind the purge: answered between its chunks, not after all of them.
+        store
+            .append(vec![new_entry("live", 1, 1, 5000)])
+            .await
+            .unwrap();
+        let joined = ChannelName::new(&format!("c{}", count - 1)).unwrap();
+        let loaded = store.load(joined.clone()).await.unwrap();
+        assert_eq!(
+            loaded.entries.len(),
+            1,
+            "loaded before the purge reached it"
+        );
+        let purged = purge.await.unwrap();
+        assert_eq!(purged.len(), count - 1);
+        assert!(!purged.contains(&joined), "joined during the purge: kept");
+        assert_eq!(store.load(joined).await.unwrap().entries.len(), 1);
+        let live = store.load(ChannelName::new("live").unwrap()).await.unwrap();
+        assert_eq!(live.entries.len(), 1);
     }
 
     #[tokio::test]

@@ -149,6 +149,10 @@ async fn channels_idle_longer_than_the_limit_are_purged_and_others_kept() {
         .data(&data)
         .args(&["--channel-idle", "3s"])
         .start();
+    // The idle channel is purged at start-up, while the server serves.
+    server
+        .wait_metric("kanava_store_purged_channels_total", 1.0)
+        .await;
     let client = server.client();
     let mut w = client.join("w", &fresh).await;
     w.send(text("news")).await.unwrap();
