@@ -72,6 +72,7 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
 ) -> u32 {
     let max_line = ctx.max_message_bytes;
+    let shutdown = ctx.shutdown.clone();
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Line, cancel.clone(), backlog);
     let (mut session, shown) = match started.await {
         Ok(started) => started,
@@ -88,7 +89,13 @@ pub(crate) async fn run(
     let mut discarding = false;
     let status = 'session: loop {
         let event = tokio::select! {
-            () = cancel.cancelled() => break 0,
+            () = cancel.cancelled() => {
+                if shutdown.is_cancelled() {
+                    out.err("the server is shutting down".to_owned()).await;
+                    break 1;
+                }
+                break 0;
+            }
             next = session.next() => match next {
                 Next::Show(shown) => {
                     if !write(out, shown).await {
@@ -98,7 +105,12 @@ pub(crate) async fn run(
                 }
                 Next::Unread | Next::Members => continue,
                 Next::End(status, last) => {
-                    write(out, vec![last]).await;
+                    // A server going down also ends the rooms: say the real reason.
+                    if shutdown.is_cancelled() {
+                        out.err("the server is shutting down".to_owned()).await;
+                    } else {
+                        write(out, vec![last]).await;
+                    }
                     break status;
                 }
             },

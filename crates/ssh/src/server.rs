@@ -55,6 +55,10 @@ const KEEPALIVES_UNANSWERED: usize = 3;
 /// stall.
 const SILENT_INTERVALS: u32 = KEEPALIVES_UNANSWERED as u32 + 1;
 
+/// How long a shutdown waits for a logged-in client to leave by itself (its commands said
+/// goodbye) before it disconnects it.
+const SHUTDOWN_GOODBYE: Duration = Duration::from_secs(2);
+
 /// Longest exec command line, beyond the longest message.
 const EXEC_OVERHEAD: usize = 1024;
 
@@ -185,6 +189,7 @@ pub async fn serve(
         key_sharing: config.key_sharing,
         motd_file: config.motd_file.clone(),
         frame_interval: config.frame_interval,
+        shutdown: shutdown.clone(),
     };
     let bindings = Arc::new(BindingLimits::new(
         config.bindings_burst,
@@ -314,16 +319,25 @@ async fn run_connection(
                 tracing::debug!(%peer, "ssh authentication timed out");
                 disconnect("authentication timeout").await;
             }
+            tokio::select! {
+                result = &mut running => return log_end(peer, result),
+                () = shutdown.cancelled() => {}
+            }
         }
-        () = shutdown.cancelled() => disconnect("server shutting down").await,
+        () = shutdown.cancelled() => {}
     }
-    tokio::select! {
-        result = &mut running => log_end(peer, result),
-        () = shutdown.cancelled() => {
-            disconnect("server shutting down").await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+    // The commands were told to stop with the shutdown: let each say goodbye (a full-screen
+    // chat restores the terminal and says why) while the connection still runs, and the
+    // client leave by itself once its sessions closed (OpenSSH drops output it has not
+    // written yet when disconnected), for a moment at most.
+    if authenticated.load(Ordering::Acquire) {
+        tokio::select! {
+            result = &mut running => return log_end(peer, result),
+            () = tokio::time::sleep(SHUTDOWN_GOODBYE) => {}
         }
     }
+    disconnect("server shutting down").await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
 }
 
 /// An admitted command or shell: who runs it, where its output goes, its stop signal, and what
@@ -369,7 +383,7 @@ impl Connection {
             }
         };
         session.channel_success(channel)?;
-        let cancel = CancellationToken::new();
+        let cancel = self.chat.shutdown.child_token();
         self.channels.insert(channel, cancel.clone().drop_guard());
         let out = Output {
             handle: session.handle(),

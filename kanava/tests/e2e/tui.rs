@@ -1340,3 +1340,119 @@ async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
     assert!(screen.contains("* alice is away: lunch"), "{screen}");
     assert!(!screen.contains("ALICE"), "{screen}");
 }
+
+impl Tmux {
+    /// Logs in as [`login_ready`](Self::login_ready) does, but the window's shell lives on
+    /// after `ssh` exits (recording its status), so that the terminal is read as the user's
+    /// shell finds it.
+    async fn login_then_shell(&self, server: &Kanava, keys: &Keys, key: &str, user: &str) {
+        let command = ssh_command(server, &[&keys.path(key)], user);
+        let exit = self.dir().join(format!("{user}.exit"));
+        let line = format!(
+            "{}; echo $? > {}; exec sleep 600",
+            command_line(&command),
+            exit.display()
+        );
+        self.open(user, &line);
+        self.welcomed(user).await;
+    }
+
+    /// Whether `user`'s terminal is in the alternate screen and whether its cursor shows, as
+    /// tmux tracks them: `"0 1"` for a terminal left as a shell expects it.
+    fn terminal_state(&self, user: &str) -> String {
+        self.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            user,
+            "#{alternate_on} #{cursor_flag}",
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// Waits until the `ssh` of a [`login_then_shell`](Self::login_then_shell) has exited;
+    /// returns its status.
+    async fn exited(&self, user: &str) -> String {
+        let file = self.dir().join(format!("{user}.exit"));
+        let mut status = String::new();
+        wait_until(&format!("{user}'s ssh exiting"), || {
+            status = std::fs::read_to_string(&file).unwrap_or_default();
+            status.ends_with('\n')
+        })
+        .await;
+        status.trim().to_owned()
+    }
+}
+
+/// Checks that `user`'s chat ended with `reason` on the normal screen, the terminal restored
+/// (out of the alternate screen, cursor showing) and nothing of the chat left on it.
+async fn ended_on_the_normal_screen(tmux: &Tmux, user: &str, reason: &str) {
+    let status = tmux.exited(user).await;
+    let screen = tmux.screen(user);
+    assert_eq!(tmux.terminal_state(user), "0 1", "{user}:\n{screen}");
+    let first = screen
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(first.starts_with(reason), "{user}: {reason:?}\n{screen}");
+    assert!(
+        !screen.contains("#lobby") && !screen.contains("welcome"),
+        "{user}: the chat is still on the screen:\n{screen}"
+    );
+    assert_eq!(status, "1", "{user}'s ssh exit status");
+}
+
+#[tokio::test]
+async fn kick_ban_and_shutdown_say_why_on_the_normal_screen_and_restore_the_terminal() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops");
+    std::fs::copy(keys.path("ed25519.pub"), &ops).unwrap();
+    let server = Start::new()
+        .args(&["--ssh-ops", ops.to_str().unwrap()])
+        .start();
+    let tmux = Tmux::new();
+    let users = [
+        ("ed25519", "alice"),
+        ("rsa", "bob"),
+        ("ecdsa256", "carol"),
+        ("ecdsa384", "dave"),
+    ];
+    for (key, user) in users {
+        tmux.login_then_shell(&server, &keys, key, user).await;
+    }
+    // Bob and Dave at an unusual size, Carol and Alice at 80x24.
+    for user in ["bob", "dave"] {
+        tmux.resize(user, 133, 41);
+        tmux.wait(user, "the 41-row layout", |s| s.lines().count() == 41)
+            .await;
+    }
+    tmux.wait("alice", "four here", |s| status_line(s).ends_with("4 here"))
+        .await;
+
+    // A kick with a reason: Bob reads it on his own screen once ssh has exited, and the room
+    // hears of it.
+    tmux.type_line("alice", "/kick bob spamming again");
+    ended_on_the_normal_screen(&tmux, "bob", "kanava: kicked by alice: spamming again").await;
+    tmux.wait("carol", "the kick notice", |s| {
+        s.contains("* bob was kicked by alice: spamming again")
+    })
+    .await;
+
+    // A ban, at 80x24.
+    tmux.type_line("alice", "/ban carol 1h");
+    ended_on_the_normal_screen(&tmux, "carol", "kanava: banned by alice until ").await;
+    tmux.wait("alice", "the ban notice", |s| {
+        s.contains("* carol was banned by alice until ")
+    })
+    .await;
+
+    // A server shutdown (SIGTERM): every chat says so on the normal screen before the
+    // connection closes, at either size.
+    assert!(server.terminate(), "kanava exited with failure on SIGTERM");
+    for user in ["alice", "dave"] {
+        ended_on_the_normal_screen(&tmux, user, "kanava: the server is shutting down").await;
+    }
+}

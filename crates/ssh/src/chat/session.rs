@@ -53,6 +53,9 @@ pub(crate) struct ChatContext {
     pub(crate) motd_file: Option<PathBuf>,
     /// The shortest time between two full-screen redraws caused by other people's traffic.
     pub(crate) frame_interval: Duration,
+    /// Cancelled when the server shuts down: every command's stop signal derives from it, and
+    /// a full-screen chat tells its user why it ends.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl ChatContext {
@@ -567,7 +570,7 @@ impl ChatSession {
     async fn command(&mut self, slash: Slash) -> (Vec<Shown>, Flow) {
         let op_only = matches!(
             slash,
-            Slash::Kick(_) | Slash::Ban(..) | Slash::Unban(_) | Slash::Banned | Slash::Mute(_)
+            Slash::Kick(..) | Slash::Ban(..) | Slash::Unban(_) | Slash::Banned | Slash::Mute(_)
         );
         if op_only && !self.is_op() {
             return (
@@ -668,15 +671,20 @@ impl ChatSession {
                     Err(error) => reply(format!("* {error}")),
                 }
             }
-            Slash::Kick(name) => {
+            Slash::Kick(name, reason) => {
+                // The reason reaches the kicked user's terminal and the room: no control
+                // characters.
+                let why = reason
+                    .map(|r| format!(": {}", sanitize(r.as_bytes())))
+                    .unwrap_or_default();
                 let count = self
                     .ctx
                     .directory
-                    .kick(&name, &format!("kicked by {}", self.nick));
+                    .kick(&name, &format!("kicked by {}{why}", self.nick));
                 if count == 0 {
                     reply(format!("* {name} is not connected"))
                 } else {
-                    self.announce(format!("* {name} was kicked by {}", self.nick));
+                    self.announce(format!("* {name} was kicked by {}{why}", self.nick));
                     Vec::new()
                 }
             }

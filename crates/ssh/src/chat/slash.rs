@@ -52,8 +52,8 @@ pub enum Slash {
     Nick(Nick),
     /// `/release [NAME]`: free one's name and all its keys; NAME (one's own) confirms.
     Release(Option<Nick>),
-    /// `/kick NAME` (operators): end a name's sessions.
-    Kick(Nick),
+    /// `/kick NAME [REASON]` (operators): end a name's sessions, telling them why.
+    Kick(Nick, Option<String>),
     /// `/ban NAME [DURATION]` (operators): refuse a name's keys, for a while or for good.
     Ban(Nick, Option<Duration>),
     /// `/unban NAME|FINGERPRINT` (operators).
@@ -109,7 +109,7 @@ const COMMANDS: [(&str, &str); 19] = [
 
 /// The operators' commands, one line each.
 const OPERATOR_COMMANDS: [(&str, &str); 5] = [
-    ("/kick NAME", "end a name's sessions"),
+    ("/kick NAME [REASON]", "end a name's sessions"),
     (
         "/ban NAME [DURATION]",
         "refuse a name's keys, for a while or for good",
@@ -212,8 +212,10 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 .transpose()?,
         )),
         "release" => Err(SlashError::Usage("/release [YOUR-NAME]")),
-        "kick" if second.is_none() => Ok(Slash::Kick(nick(first, "/kick NAME")?)),
-        "kick" => Err(SlashError::Usage("/kick NAME")),
+        "kick" => Ok(Slash::Kick(
+            nick(first, "/kick NAME [REASON]")?,
+            text("", 2).ok(),
+        )),
         "ban" if third.is_none() => {
             let who = nick(first, "/ban NAME [DURATION]")?;
             let duration = second
@@ -263,6 +265,11 @@ mod tests {
             Ok(Slash::Ban(n("eve"), Some(Duration::from_secs(3600))))
         );
         assert_eq!(parse("ban eve"), Ok(Slash::Ban(n("eve"), None)));
+        assert_eq!(parse("kick eve"), Ok(Slash::Kick(n("eve"), None)));
+        assert_eq!(
+            parse("kick eve  stop spamming "),
+            Ok(Slash::Kick(n("eve"), Some("stop spamming".into())))
+        );
         assert_eq!(
             parse("key add ssh-ed25519 AAAA x@y"),
             Ok(Slash::KeyAdd("ssh-ed25519 AAAA x@y".into()))

@@ -313,6 +313,7 @@ pub(crate) async fn run(
 ) -> u32 {
     let max_message_bytes = ctx.max_message_bytes;
     let frame_interval = ctx.frame_interval;
+    let shutdown = ctx.shutdown.clone();
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
     let (handle, channel) = (out.handle.clone(), out.channel);
     let writer = tokio::spawn(async move {
@@ -332,9 +333,7 @@ pub(crate) async fn run(
     let (mut session, shown) = match started.await {
         Ok(started) => started,
         Err(error) => {
-            view.push(PaneLine::plain(format!("* {error}"), LineKind::Notice));
-            let _ = screen.draw(&view);
-            let _ = screen.restore();
+            let _ = screen.restore(&farewell(&format!("* {error}"))).await;
             drop(screen);
             let _ = writer.await;
             return 1;
@@ -350,6 +349,9 @@ pub(crate) async fn run(
     // frame interval, and never while the previous frame still waits for the connection, so a
     // busy room costs a few draws a second per session, not one per message.
     let mut pacing = Pacing::new(frame_interval);
+    // Why the chat ended, when the user did not end it: shown on the normal screen after the
+    // terminal is restored, so that it is still there once the connection closes.
+    let mut ended_by = None;
     let status = 'session: loop {
         if pacing.due(&screen) {
             let wanted = *size.borrow_and_update();
@@ -364,7 +366,13 @@ pub(crate) async fn run(
             pacing.drawn();
         }
         let event = tokio::select! {
-            () = cancel.cancelled() => break 0,
+            () = cancel.cancelled() => {
+                if shutdown.is_cancelled() {
+                    ended_by = Some(SHUTTING_DOWN.to_owned());
+                    break 1;
+                }
+                break 0;
+            }
             () = pacing.wait(&screen) => continue,
             // A window-change is drawn with the next paced frame: a flood of them costs one
             // redraw per frame interval, not one each.
@@ -383,8 +391,12 @@ pub(crate) async fn run(
                     continue;
                 }
                 Next::End(status, last) => {
-                    show(&mut view, &session, vec![last]);
-                    let _ = screen.draw(&view);
+                    // A server going down also ends the rooms: say the real reason.
+                    ended_by = Some(if shutdown.is_cancelled() {
+                        SHUTTING_DOWN.to_owned()
+                    } else {
+                        last.text
+                    });
                     break status;
                 }
             },
@@ -433,11 +445,25 @@ pub(crate) async fn run(
         }
         view.clamp_scroll(width, height);
     };
-    session.close().await;
-    let _ = screen.restore();
+    let _ = screen
+        .restore(&ended_by.as_deref().map(farewell).unwrap_or_default())
+        .await;
     drop(screen);
     let _ = writer.await;
+    session.close().await;
     status
+}
+
+/// What a full-screen chat ended by a server shutdown tells its user.
+const SHUTTING_DOWN: &str = "* the server is shutting down";
+
+/// `reason` as the last line the user sees on their normal screen: `kanava: ` and the reason,
+/// without control characters.
+fn farewell(reason: &str) -> String {
+    format!(
+        "kanava: {}",
+        kanava_core::sanitize(reason.trim_start_matches("* ").as_bytes())
+    )
 }
 
 #[cfg(test)]
