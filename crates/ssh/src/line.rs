@@ -8,13 +8,15 @@
 
 use kanava_core::{Entry, FrameKind, Uid};
 
+use crate::clock::Zone;
 use kanava_core::sanitize;
 
-/// The line for `entry`, or `None` for frames with nothing to show (client pings).
-pub fn event_line(entry: &Entry) -> Option<String> {
+/// The line for `entry`, its time in `zone`, or `None` for frames with nothing to show
+/// (client pings).
+pub fn event_line(entry: &Entry, zone: &Zone) -> Option<String> {
     Some(format!(
         "{} {}",
-        utc_timestamp(entry.time_ms),
+        zone.stamp(entry.time_ms),
         event_text(entry)?
     ))
 }
@@ -82,6 +84,7 @@ mod tests {
 
     #[test]
     fn lines() {
+        let utc = Zone::utc();
         let entry = |kind, payload: &'static [u8]| Entry {
             seq: 1,
             kind,
@@ -91,20 +94,20 @@ mod tests {
             time_ms: 0,
         };
         assert_eq!(
-            event_line(&entry(FrameKind::Text, b"hi\x1b[2J")).unwrap(),
+            event_line(&entry(FrameKind::Text, b"hi\x1b[2J"), &utc).unwrap(),
             "1970-01-01T00:00:00Z <~bob^[> hi^[[2J"
         );
         assert_eq!(
-            event_line(&entry(FrameKind::Binary, &[1, 2, 3])).unwrap(),
+            event_line(&entry(FrameKind::Binary, &[1, 2, 3]), &utc).unwrap(),
             "1970-01-01T00:00:00Z <~bob^[> [binary, 3 bytes]"
         );
         assert_eq!(
-            event_line(&entry(FrameKind::Header, b"{}")).unwrap(),
+            event_line(&entry(FrameKind::Header, b"{}"), &utc).unwrap(),
             "1970-01-01T00:00:00Z * ~bob^[ joined"
         );
-        assert_eq!(event_line(&entry(FrameKind::Ping, b"")), None);
+        assert_eq!(event_line(&entry(FrameKind::Ping, b""), &utc), None);
         assert_eq!(
-            event_line(&entry(FrameKind::Text, b"/me waves\x07")).unwrap(),
+            event_line(&entry(FrameKind::Text, b"/me waves\x07"), &utc).unwrap(),
             "1970-01-01T00:00:00Z ** ~bob^[ waves^G"
         );
         let verified = Entry {
@@ -113,7 +116,7 @@ mod tests {
             ..entry(FrameKind::Text, b"hi")
         };
         assert_eq!(
-            event_line(&verified).unwrap(),
+            event_line(&verified, &utc).unwrap(),
             "1970-01-01T00:00:00Z <alice> hi"
         );
     }

@@ -15,19 +15,19 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::Input;
 use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown};
+use crate::clock::Zone;
 use crate::exec::Output;
-use crate::line::utc_timestamp;
 
 /// Writes lines for a bot: events to stdout, answers to stderr, the user's own messages not
 /// at all. Returns whether the client still listens.
-async fn write(out: &Output, shown: Vec<Shown>) -> bool {
+async fn write(out: &Output, shown: Vec<Shown>, zone: &Zone) -> bool {
     let mut events = String::new();
     for line in shown {
         match line.kind {
             Kind::Own => {}
             Kind::Reply => out.err(line.text.trim_start_matches("* ").to_owned()).await,
             Kind::Room | Kind::Private | Kind::Notice => {
-                events.push_str(&format!("{} {}\n", utc_timestamp(line.time_ms), line.text));
+                events.push_str(&format!("{} {}\n", zone.stamp(line.time_ms), line.text));
             }
         }
     }
@@ -54,10 +54,18 @@ async fn drain(session: &mut ChatSession, out: &Output) {
             Next::Unread | Next::Members => continue,
             Next::End(_, last) => vec![last],
         };
-        if !write(out, shown).await {
+        if !write(out, shown, session.zone()).await {
             return;
         }
     }
+}
+
+/// What the client asked of its line session.
+pub(crate) struct Options {
+    /// Whether entering a room shows its recent history (`KANAVA_BACKLOG=0` turns it off).
+    pub(crate) backlog: bool,
+    /// The time zone the client sent as `TZ` (UTC if none), until `/tz` changes it.
+    pub(crate) zone: Zone,
 }
 
 /// Runs a line session until EOF, `/quit`, the client going, or cancellation; returns the exit
@@ -66,7 +74,7 @@ pub(crate) async fn run(
     ctx: ChatContext,
     nick: Nick,
     fingerprint: String,
-    backlog: bool,
+    Options { backlog, zone }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
     cancel: &CancellationToken,
@@ -81,7 +89,8 @@ pub(crate) async fn run(
             return 1;
         }
     };
-    if !write(out, shown).await {
+    session.set_zone(zone);
+    if !write(out, shown, session.zone()).await {
         session.close().await;
         return 0;
     }
@@ -98,7 +107,7 @@ pub(crate) async fn run(
             }
             next = session.next() => match next {
                 Next::Show(shown) => {
-                    if !write(out, shown).await {
+                    if !write(out, shown, session.zone()).await {
                         break 0;
                     }
                     continue;
@@ -109,7 +118,7 @@ pub(crate) async fn run(
                     if shutdown.is_cancelled() {
                         out.err("the server is shutting down".to_owned()).await;
                     } else {
-                        write(out, vec![last]).await;
+                        write(out, vec![last], session.zone()).await;
                     }
                     break status;
                 }
@@ -137,7 +146,7 @@ pub(crate) async fn run(
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let (shown, flow) = session.submit(&String::from_utf8_lossy(line)).await;
-            if !write(out, shown).await {
+            if !write(out, shown, session.zone()).await {
                 break 'session 0;
             }
             if flow == Flow::Quit {

@@ -32,6 +32,7 @@ use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
+use crate::clock::Zone;
 use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
 use crate::line_mode;
@@ -264,6 +265,7 @@ pub async fn serve(
             palettes: HashMap::new(),
             sizes: HashMap::new(),
             no_backlog: HashSet::new(),
+            zones: HashMap::new(),
             inputs: HashMap::new(),
         };
         let (russh_config, shutdown) = (Arc::clone(&russh_config), shutdown.clone());
@@ -423,6 +425,7 @@ impl Connection {
         self.palettes.remove(&channel);
         self.sizes.remove(&channel);
         self.no_backlog.remove(&channel);
+        self.zones.remove(&channel);
     }
 }
 
@@ -468,6 +471,8 @@ struct Connection {
     sizes: HashMap<ChannelId, watch::Sender<Rect>>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
+    /// The time zone each channel's client sent as `TZ`, for the times it is shown.
+    zones: HashMap<ChannelId, Zone>,
     /// Bytes this connection may still send: session data on any channel, and a fixed cost per
     /// channel open and request.
     input_budget: TokenBucket,
@@ -826,6 +831,11 @@ impl russh::server::Handler for Connection {
                 self.no_backlog.insert(channel);
             }
             session.channel_success(channel)?;
+        } else if name == "TZ"
+            && let Ok(zone) = Zone::named(value)
+        {
+            self.zones.insert(channel, zone);
+            session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;
         }
@@ -861,6 +871,7 @@ impl russh::server::Handler for Connection {
         }
         let line = String::from_utf8_lossy(data).into_owned();
         let chat = self.chat.clone();
+        let zone = self.zones.get(&channel).cloned().unwrap_or_default();
         tokio::spawn(async move {
             let _running = running;
             if let Some(notice) = notice {
@@ -869,7 +880,7 @@ impl russh::server::Handler for Connection {
             let registered =
                 chat.directory
                     .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
-            let status = exec::run(&chat, &nick, &line, &out, &cancel).await;
+            let status = exec::run(&chat, &nick, &line, &zone, &out, &cancel).await;
             drop(registered);
             out.finish(status).await;
         });
@@ -895,6 +906,7 @@ impl russh::server::Handler for Connection {
         let (input, inputs) = tokio::sync::mpsc::channel(64);
         self.inputs.insert(channel, input);
         let chat = self.chat.clone();
+        let zone = self.zones.get(&channel).cloned().unwrap_or_default();
         if let Some(size) = self.terminals.get(&channel).copied() {
             let palette = self
                 .palettes
@@ -908,21 +920,28 @@ impl russh::server::Handler for Connection {
                 if let Some(notice) = notice {
                     out.err(notice).await;
                 }
-                let options = crate::tui::Options { size, palette };
+                let options = crate::tui::Options {
+                    size,
+                    palette,
+                    zone,
+                };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
                 out.finish(status).await;
             });
             return Ok(());
         }
-        let backlog = !self.no_backlog.contains(&channel);
+        let options = line_mode::Options {
+            backlog: !self.no_backlog.contains(&channel),
+            zone,
+        };
         tokio::spawn(async move {
             let _running = running;
             if let Some(notice) = notice {
                 out.err(notice).await;
             }
             let status =
-                line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
+                line_mode::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
             out.finish(status).await;
         });
         Ok(())

@@ -1220,7 +1220,7 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         }
         assert_eq!(
             commands.len(),
-            19,
+            20,
             "one row each at {cols}x{rows}: {commands:?}\n{above}"
         );
         assert!(commands.contains("join") && commands.contains("msg"));
@@ -1455,4 +1455,123 @@ async fn kick_ban_and_shutdown_say_why_on_the_normal_screen_and_restore_the_term
     for user in ["alice", "dave"] {
         ended_on_the_normal_screen(&tmux, user, "kanava: the server is shutting down").await;
     }
+}
+
+/// `HH:MM` now, `offset_minutes` east of UTC.
+fn clock_at(offset_minutes: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + offset_minutes * 60;
+    format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+}
+
+/// The time before the first line of `screen` that contains `text`.
+fn time_of<'s>(screen: &'s str, text: &str) -> &'s str {
+    let line = screen
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_default();
+    line.split(" <").next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn times_are_shown_in_the_zone_the_client_sent_or_tz_set() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice's client sends TZ (no summer time in Kolkata: always UTC+05:30); she is at 80x24.
+    let alice = ssh_command_with(
+        &server,
+        &[&keys.path("ed25519")],
+        "alice",
+        &["-o", "SetEnv=TZ=Asia/Kolkata"],
+    );
+    tmux.open("alice", &command_line(&alice));
+    tmux.welcomed("alice").await;
+    // Bob sets his with /tz, at 133x41.
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.resize("bob", 133, 41);
+    tmux.wait("bob", "the 41-row layout", |s| s.lines().count() == 41)
+        .await;
+    tmux.type_line("bob", "/tz");
+    tmux.wait("bob", "the zone", |s| {
+        s.contains("* times are shown in UTC; /tz ZONE changes it")
+    })
+    .await;
+    tmux.type_line("alice", "/tz");
+    tmux.wait("alice", "the zone her client sent", |s| {
+        s.contains("* times are shown in Asia/Kolkata (UTC+05:30 now);")
+    })
+    .await;
+    // A name that is no zone is refused, and stays in the input line to be corrected.
+    tmux.type_line("bob", "/tz Mars/Olympus");
+    let screen = tmux
+        .wait("bob", "the refusal", |s| s.contains("* unknown time zone"))
+        .await;
+    assert_eq!(input_line(&screen), "> /tz Mars/Olympus", "{screen}");
+    tmux.keys("bob", &["C-u"]);
+    tmux.type_line("bob", "/tz Asia/Kathmandu");
+    tmux.wait("bob", "the new zone", |s| {
+        s.contains("* times are shown in Asia/Kathmandu (UTC+05:45 now) from now on")
+    })
+    .await;
+
+    // One message, read in three zones: each reader sees their own clock.
+    let before = [clock_at(330), clock_at(345), clock_at(0)];
+    tmux.type_line("alice", "what time is it");
+    let seen_by_alice = tmux
+        .wait("alice", "her message", |s| {
+            s.contains("<alice> what time is it")
+        })
+        .await;
+    let seen_by_bob = tmux
+        .wait("bob", "her message", |s| {
+            s.contains("<alice> what time is it")
+        })
+        .await;
+    let after = [clock_at(330), clock_at(345), clock_at(0)];
+    let alice_time = time_of(&seen_by_alice, "<alice> what time is it");
+    assert!(
+        [&before[0], &after[0]].contains(&&alice_time.to_owned()),
+        "alice (Kolkata) saw {alice_time:?}, the time was {before:?}..{after:?}"
+    );
+    let bob_time = time_of(&seen_by_bob, "<alice> what time is it");
+    assert!(
+        [&before[1], &after[1]].contains(&&bob_time.to_owned()),
+        "bob (Kathmandu) saw {bob_time:?}, the time was {before:?}..{after:?}"
+    );
+    // Back to UTC: the next line is in UTC.
+    tmux.type_line("bob", "/tz UTC");
+    tmux.type_line("bob", "and now");
+    let screen = tmux
+        .wait("bob", "his message", |s| s.contains("<bob> and now"))
+        .await;
+    let utc = time_of(&screen, "<bob> and now");
+    let now = clock_at(0);
+    assert!(
+        [&after[2], &now].contains(&&utc.to_owned()),
+        "bob (UTC) saw {utc:?}, the time was {:?}..{now:?}",
+        after[2]
+    );
+
+    // `tail` gives RFC 3339 times, with the offset of the zone the client sent.
+    let mut tail = ssh_command_with(
+        &server,
+        &[&keys.path("ecdsa256")],
+        "carol",
+        &["-o", "SetEnv=TZ=Asia/Kolkata"],
+    );
+    tail.args(["tail", "lobby"])
+        .stdin(std::process::Stdio::null());
+    let out = tail.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.ends_with(" <alice> what time is it"))
+        .unwrap_or_else(|| panic!("no message in the tail:\n{text}"));
+    assert_eq!(&line[19..25], "+05:30", "{line}");
+    assert_eq!(&line[11..16], alice_time, "{line}");
 }
