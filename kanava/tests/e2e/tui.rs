@@ -1575,3 +1575,88 @@ async fn times_are_shown_in_the_zone_the_client_sent_or_tz_set() {
     assert_eq!(&line[19..25], "+05:30", "{line}");
     assert_eq!(&line[11..16], alice_time, "{line}");
 }
+
+/// Whether `screen` has the row `HH:MM text`, as the chat shows an event of today.
+fn has_event(screen: &str, text: &str) -> bool {
+    screen.lines().any(|row| {
+        let row = row.trim_end();
+        row.len() == 6 + text.len()
+            && row.ends_with(text)
+            && row.as_bytes()[2] == b':'
+            && row[..5].bytes().filter(u8::is_ascii_digit).count() == 4
+    })
+}
+
+#[tokio::test]
+async fn joins_and_leaves_show_live_on_the_screen_until_quiet() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice at 80x24, Carol at an unusual size.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "carol").await;
+    tmux.resize("carol", 133, 41);
+    tmux.wait("carol", "the 41-row layout", |s| s.lines().count() == 41)
+        .await;
+
+    // An SSH user and a Mles client come and go: both screens show it as it happens.
+    tmux.login_ready(&server, &keys, "ecdsa256", "bob").await;
+    let web = server.client().join("web", "lobby").await;
+    for user in ["alice", "carol"] {
+        tmux.wait(user, "bob's and web's arrivals", |s| {
+            has_event(s, "* bob joined") && has_event(s, "* ~web joined")
+        })
+        .await;
+    }
+    drop(web);
+    tmux.type_line("bob", "/quit");
+    for user in ["alice", "carol"] {
+        tmux.wait(user, "web's and bob's departures", |s| {
+            has_event(s, "* ~web left") && has_event(s, "* bob left")
+        })
+        .await;
+    }
+
+    // /quiet hides them, for Carol only.
+    tmux.type_line("carol", "/quiet");
+    tmux.wait("carol", "the quiet note", |s| {
+        s.contains("* quiet: people joining and leaving are not shown")
+    })
+    .await;
+    // Carol's chat sees Dave come and go (the count follows), and shows no line for either.
+    tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
+    tmux.wait("carol", "three here", |s| {
+        status_line(s).ends_with("3 here")
+    })
+    .await;
+    tmux.type_line("dave", "/quit");
+    tmux.wait("carol", "two here", |s| status_line(s).ends_with("2 here"))
+        .await;
+    tmux.wait("alice", "dave coming and going", |s| {
+        has_event(s, "* dave joined") && has_event(s, "* dave left")
+    })
+    .await;
+    tmux.type_line("alice", "after dave");
+    let screen = tmux
+        .wait("carol", "the message after dave left", |s| {
+            s.contains("<alice> after dave")
+        })
+        .await;
+    assert!(
+        !screen.contains("dave joined") && !screen.contains("dave left"),
+        "shown while quiet:\n{screen}"
+    );
+
+    // Again: shown again.
+    tmux.type_line("carol", "/quiet");
+    tmux.wait("carol", "the note", |s| {
+        s.contains("* people joining and leaving are shown again")
+    })
+    .await;
+    let _web = server.client().join("web2", "lobby").await;
+    tmux.wait("carol", "web2's arrival", |s| {
+        has_event(s, "* ~web2 joined")
+    })
+    .await;
+}
