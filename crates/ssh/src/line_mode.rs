@@ -17,6 +17,7 @@ use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown};
 use crate::clock::Zone;
 use crate::exec::Output;
+use crate::line::continued;
 
 /// Writes lines for a bot: events to stdout, answers to stderr, the user's own messages not
 /// at all. Returns whether the client still listens.
@@ -27,11 +28,30 @@ async fn write(out: &Output, shown: Vec<Shown>, zone: &Zone) -> bool {
             Kind::Own => {}
             Kind::Reply => out.err(line.text.trim_start_matches("* ").to_owned()).await,
             Kind::Room | Kind::Private | Kind::Notice => {
-                events.push_str(&format!("{} {}\n", zone.stamp(line.time_ms), line.text));
+                events.push_str(&event_lines(&line, zone));
+                events.push('\n');
             }
         }
     }
     events.is_empty() || out.out(events).await
+}
+
+/// `line` as the line interface shows it: `TIME text`, and a multi-line message's further lines
+/// on lines of their own, indented under its text (after `<name> ` or `[PM from name] `).
+fn event_lines(line: &Shown, zone: &Zone) -> String {
+    let stamp = zone.stamp(line.time_ms);
+    let Some(first) = line.lines.first() else {
+        return format!("{stamp} {}", line.text);
+    };
+    let start = line
+        .nick
+        .as_deref()
+        .and_then(|nick| first.find(nick).map(|at| at + nick.len()))
+        .and_then(|end| first[end..].find(' ').map(|gap| end + gap + 1))
+        .unwrap_or(0);
+    let mut rest = vec![first[start..].to_owned()];
+    rest.extend_from_slice(&line.lines[1..]);
+    continued(&format!("{stamp} {}", &first[..start]), &rest)
 }
 
 /// Events [`drain`] writes at most when the session ends, so that a busy room cannot keep a
