@@ -535,3 +535,20 @@ async fn rooms_stay_open_until_parted() {
     );
     assert_eq!(alice.exit(true).await.0.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_shutdown_tells_the_line_interface_why_before_it_closes() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut alice = LineSession::open(&server, &keys.path("ed25519"), "alice").await;
+    let stopped = tokio::task::spawn_blocking(move || server.terminate());
+    alice
+        .err_line("the reason", |l| l == "kanava: the server is shutting down")
+        .await;
+    let (status, _) = alice.exit(false).await;
+    assert_eq!(status.code(), Some(1), "ssh's exit status");
+    assert!(
+        stopped.await.unwrap(),
+        "kanava exited with failure on SIGTERM"
+    );
+}
