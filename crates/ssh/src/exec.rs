@@ -146,7 +146,13 @@ pub(crate) async fn run(
             if let Some((_member, outbox)) = live.as_mut() {
                 loop {
                     let entry = tokio::select! {
-                        () = cancel.cancelled() => return OK,
+                        () = cancel.cancelled() => {
+                            if ctx.shutdown.is_cancelled() {
+                                out.err("the server is shutting down".to_owned()).await;
+                                return FAILED;
+                            }
+                            return OK;
+                        }
                         entry = outbox.recv() => entry,
                     };
                     let Some(entry) = entry else { return FAILED };
