@@ -1660,3 +1660,29 @@ async fn joins_and_leaves_show_live_on_the_screen_until_quiet() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_chat_that_cannot_start_says_why_on_the_normal_screen() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // A Mles client holds the name `newbie` in #lobby, where the chat starts.
+    let _web = server.client().join("newbie", "lobby").await;
+    let command = ssh_command(&server, &[&keys.path("ed25519")], "newbie");
+    let exit = tmux.dir().join("newbie.exit");
+    tmux.open(
+        "newbie",
+        &format!(
+            "{}; echo $? > {}; exec sleep 600",
+            command_line(&command),
+            exit.display()
+        ),
+    );
+    ended_on_the_normal_screen(
+        &tmux,
+        "newbie",
+        "kanava: uid newbie is already a member of channel lobby",
+    )
+    .await;
+}

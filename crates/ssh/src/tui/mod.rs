@@ -338,6 +338,8 @@ pub(crate) async fn run(
     let (mut session, shown) = match started.await {
         Ok(started) => started,
         Err(error) => {
+            // The first frame sets the terminal up; the restore then undoes exactly that.
+            let _ = screen.draw(&view);
             let _ = screen.restore(&farewell(&format!("* {error}"))).await;
             drop(screen);
             let _ = writer.await;
