@@ -5,13 +5,15 @@
 //! sanitiser on the raw bytes. Checks that none panics, that parsed texts stay within the line
 //! (the words of an exec command never outgrow it), that `say` never posts a command's text,
 //! that every line of the ops file is either a key or a reported error, and that sanitised text
-//! never holds a control character.
+//! never holds a control character. The same line is also tried as a time zone name (`/tz`,
+//! the `TZ` a client sends): a zone found has a short printable name and formats any time.
 
 #![no_main]
 
+use kanava_core::sanitize;
+use kanava_ssh::clock::{MAX_ZONE_NAME, Zone};
 use kanava_ssh::command::{Command, parse, words};
 use kanava_ssh::ops::parse_authorized_keys;
-use kanava_core::sanitize;
 use kanava_ssh::slash::{self, Slash};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Slash::Msg(_, text) | Slash::Me(text) | Slash::Away(text)) => {
             assert!(!text.is_empty() && line.contains(text.as_str()));
         }
-        Ok(Slash::KeyAdd(key)) => assert!(line.contains(key.as_str())),
+        Ok(
+            Slash::KeyAdd(argument) | Slash::Kick(_, Some(argument)) | Slash::Tz(Some(argument)),
+        ) => {
+            assert!(line.contains(argument.as_str()));
+        }
         Ok(Slash::Nick(name) | Slash::Release(Some(name))) => {
             assert!(line.contains(name.as_str()));
         }
@@ -45,6 +51,14 @@ fuzz_target!(|data: &[u8]| {
     // Each such line is a key or an error; keys are counted once however often they appear.
     assert!(errors.len() <= meaningful && keys.len() <= meaningful - errors.len());
     assert_eq!(keys.is_empty(), errors.len() == meaningful);
+    if let Ok(zone) = Zone::named(&line) {
+        assert!(zone.name().len() <= MAX_ZONE_NAME);
+        assert!(!zone.name().chars().any(char::is_control));
+        let time = data
+            .iter()
+            .fold(0u64, |t, b| t.rotate_left(8) ^ u64::from(*b));
+        let _ = (zone.stamp(time), zone.pane_time(time, time / 2));
+    }
     let safe = sanitize(data);
     assert!(!safe.chars().any(char::is_control), "{safe:?}");
 });

@@ -10,6 +10,7 @@ use russh::server::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::session::ChatContext;
+use crate::clock::Zone;
 use crate::command::{Command, USAGE, UsageError};
 use crate::line::{event_line, shown_name};
 use kanava_core::sanitize;
@@ -63,6 +64,7 @@ pub(crate) async fn run(
     ctx: &ChatContext,
     nick: &Nick,
     line: &str,
+    zone: &Zone,
     out: &Output,
     cancel: &CancellationToken,
 ) -> u32 {
@@ -131,7 +133,7 @@ pub(crate) async fn run(
                     Err(error) => return failed(out, error).await,
                 }
             };
-            let shown: Vec<String> = history.iter().filter_map(|e| event_line(e)).collect();
+            let shown: Vec<String> = history.iter().filter_map(|e| event_line(e, zone)).collect();
             let start = shown.len().saturating_sub(lines);
             let mut text = String::new();
             for line in &shown[start..] {
@@ -144,11 +146,17 @@ pub(crate) async fn run(
             if let Some((_member, outbox)) = live.as_mut() {
                 loop {
                     let entry = tokio::select! {
-                        () = cancel.cancelled() => return OK,
+                        () = cancel.cancelled() => {
+                            if ctx.shutdown.is_cancelled() {
+                                out.err("the server is shutting down".to_owned()).await;
+                                return FAILED;
+                            }
+                            return OK;
+                        }
                         entry = outbox.recv() => entry,
                     };
                     let Some(entry) = entry else { return FAILED };
-                    if let Some(line) = event_line(&entry)
+                    if let Some(line) = event_line(&entry, zone)
                         && !out.out(line + "\n").await
                     {
                         return OK;

@@ -9,6 +9,7 @@
 
 mod binding;
 mod chat;
+pub mod clock;
 pub mod command;
 mod deadline;
 mod error;

@@ -2,21 +2,55 @@
 //!
 //! `2026-11-21T12:00:00Z <alice> hello` for a message, `… ** alice waves` for an emote (a text
 //! frame starting `/me `, as `/me waves` sends it), `… <bob> [binary, 24 bytes]` for a binary
-//! frame (Mles clients' ciphertext), `… * carol joined` for a join header. Everything from a user
+//! frame (Mles clients' ciphertext), `… * carol joined` for a join header. A multi-line message
+//! continues on lines of its own, indented under its text. Everything from a user
 //! goes through [`sanitize`]. A sender that did not prove its uid is a bound name (a Mles client
 //! without a proof) is shown as `~uid` ([`shown_name`]); bound names never contain `~`.
 
 use kanava_core::{Entry, FrameKind, Uid};
 
+use crate::chat::text;
+use crate::clock::Zone;
 use kanava_core::sanitize;
+use unicode_width::UnicodeWidthStr;
 
-/// The line for `entry`, or `None` for frames with nothing to show (client pings).
-pub fn event_line(entry: &Entry) -> Option<String> {
-    Some(format!(
-        "{} {}",
-        utc_timestamp(entry.time_ms),
-        event_text(entry)?
-    ))
+/// The line for `entry`, its time in `zone`, or `None` for frames with nothing to show
+/// (client pings). A message of several lines continues on lines of its own, indented under
+/// its text ([`continued`]); there is no newline at the end.
+pub fn event_line(entry: &Entry, zone: &Zone) -> Option<String> {
+    let stamp = zone.stamp(entry.time_ms);
+    let text = event_text(entry)?;
+    let body = match entry.payload.strip_prefix(b"/me ") {
+        Some(action) => action,
+        None => &entry.payload,
+    };
+    if entry.kind == FrameKind::Text && text::has_breaks(body) {
+        // The text ends with the sanitised body; what comes before it starts the first line.
+        if let Some(prefix) = text.strip_suffix(sanitize(body).as_str()) {
+            return Some(continued(
+                &format!("{stamp} {prefix}"),
+                &text::lines("", body),
+            ));
+        }
+    }
+    Some(format!("{stamp} {text}"))
+}
+
+/// `lines` (sanitised, tabs expanded) as plain lines: the first after `head` (`TIME <name> `),
+/// each further one on a line of its own, indented by the width of `head` so that it stands
+/// under the text. A continuation line so always starts with a space, which no event line
+/// does: a reader (or a bot) tells them apart.
+pub fn continued(head: &str, lines: &[String]) -> String {
+    let indent = " ".repeat(UnicodeWidthStr::width(head));
+    let mut out = String::from(head);
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&indent);
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// How a uid is shown to readers: sanitised, and marked `~` unless its holder proved it is
@@ -82,6 +116,7 @@ mod tests {
 
     #[test]
     fn lines() {
+        let utc = Zone::utc();
         let entry = |kind, payload: &'static [u8]| Entry {
             seq: 1,
             kind,
@@ -91,20 +126,20 @@ mod tests {
             time_ms: 0,
         };
         assert_eq!(
-            event_line(&entry(FrameKind::Text, b"hi\x1b[2J")).unwrap(),
+            event_line(&entry(FrameKind::Text, b"hi\x1b[2J"), &utc).unwrap(),
             "1970-01-01T00:00:00Z <~bob^[> hi^[[2J"
         );
         assert_eq!(
-            event_line(&entry(FrameKind::Binary, &[1, 2, 3])).unwrap(),
+            event_line(&entry(FrameKind::Binary, &[1, 2, 3]), &utc).unwrap(),
             "1970-01-01T00:00:00Z <~bob^[> [binary, 3 bytes]"
         );
         assert_eq!(
-            event_line(&entry(FrameKind::Header, b"{}")).unwrap(),
+            event_line(&entry(FrameKind::Header, b"{}"), &utc).unwrap(),
             "1970-01-01T00:00:00Z * ~bob^[ joined"
         );
-        assert_eq!(event_line(&entry(FrameKind::Ping, b"")), None);
+        assert_eq!(event_line(&entry(FrameKind::Ping, b""), &utc), None);
         assert_eq!(
-            event_line(&entry(FrameKind::Text, b"/me waves\x07")).unwrap(),
+            event_line(&entry(FrameKind::Text, b"/me waves\x07"), &utc).unwrap(),
             "1970-01-01T00:00:00Z ** ~bob^[ waves^G"
         );
         let verified = Entry {
@@ -113,8 +148,21 @@ mod tests {
             ..entry(FrameKind::Text, b"hi")
         };
         assert_eq!(
-            event_line(&verified).unwrap(),
+            event_line(&verified, &utc).unwrap(),
             "1970-01-01T00:00:00Z <alice> hi"
+        );
+
+        // Several lines: continuation lines under the text, tabs expanded, CRLF a break, and
+        // still no control character.
+        let indent = " ".repeat("1970-01-01T00:00:00Z <~bob^[> ".len());
+        assert_eq!(
+            event_line(&entry(FrameKind::Text, b"a\r\n\tb\x1b[2J\nc"), &utc).unwrap(),
+            format!("1970-01-01T00:00:00Z <~bob^[> a\n{indent}    b^[[2J\n{indent}c")
+        );
+        let indent = " ".repeat("1970-01-01T00:00:00Z ** ~bob^[ ".len());
+        assert_eq!(
+            event_line(&entry(FrameKind::Text, b"/me waves\nagain"), &utc).unwrap(),
+            format!("1970-01-01T00:00:00Z ** ~bob^[ waves\n{indent}again")
         );
     }
 }

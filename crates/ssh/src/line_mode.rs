@@ -15,23 +15,43 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::Input;
 use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown};
+use crate::clock::Zone;
 use crate::exec::Output;
-use crate::line::utc_timestamp;
+use crate::line::continued;
 
 /// Writes lines for a bot: events to stdout, answers to stderr, the user's own messages not
 /// at all. Returns whether the client still listens.
-async fn write(out: &Output, shown: Vec<Shown>) -> bool {
+async fn write(out: &Output, shown: Vec<Shown>, zone: &Zone) -> bool {
     let mut events = String::new();
     for line in shown {
         match line.kind {
             Kind::Own => {}
             Kind::Reply => out.err(line.text.trim_start_matches("* ").to_owned()).await,
             Kind::Room | Kind::Private | Kind::Notice => {
-                events.push_str(&format!("{} {}\n", utc_timestamp(line.time_ms), line.text));
+                events.push_str(&event_lines(&line, zone));
+                events.push('\n');
             }
         }
     }
     events.is_empty() || out.out(events).await
+}
+
+/// `line` as the line interface shows it: `TIME text`, and a multi-line message's further lines
+/// on lines of their own, indented under its text (after `<name> ` or `[PM from name] `).
+fn event_lines(line: &Shown, zone: &Zone) -> String {
+    let stamp = zone.stamp(line.time_ms);
+    let Some(first) = line.lines.first() else {
+        return format!("{stamp} {}", line.text);
+    };
+    let start = line
+        .nick
+        .as_deref()
+        .and_then(|nick| first.find(nick).map(|at| at + nick.len()))
+        .and_then(|end| first[end..].find(' ').map(|gap| end + gap + 1))
+        .unwrap_or(0);
+    let mut rest = vec![first[start..].to_owned()];
+    rest.extend_from_slice(&line.lines[1..]);
+    continued(&format!("{stamp} {}", &first[..start]), &rest)
 }
 
 /// Events [`drain`] writes at most when the session ends, so that a busy room cannot keep a
@@ -54,10 +74,18 @@ async fn drain(session: &mut ChatSession, out: &Output) {
             Next::Unread | Next::Members => continue,
             Next::End(_, last) => vec![last],
         };
-        if !write(out, shown).await {
+        if !write(out, shown, session.zone()).await {
             return;
         }
     }
+}
+
+/// What the client asked of its line session.
+pub(crate) struct Options {
+    /// Whether entering a room shows its recent history (`KANAVA_BACKLOG=0` turns it off).
+    pub(crate) backlog: bool,
+    /// The time zone the client sent as `TZ` (UTC if none), until `/tz` changes it.
+    pub(crate) zone: Zone,
 }
 
 /// Runs a line session until EOF, `/quit`, the client going, or cancellation; returns the exit
@@ -66,12 +94,13 @@ pub(crate) async fn run(
     ctx: ChatContext,
     nick: Nick,
     fingerprint: String,
-    backlog: bool,
+    Options { backlog, zone }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
     cancel: &CancellationToken,
 ) -> u32 {
     let max_line = ctx.max_message_bytes;
+    let shutdown = ctx.shutdown.clone();
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Line, cancel.clone(), backlog);
     let (mut session, shown) = match started.await {
         Ok(started) => started,
@@ -80,7 +109,8 @@ pub(crate) async fn run(
             return 1;
         }
     };
-    if !write(out, shown).await {
+    session.set_zone(zone);
+    if !write(out, shown, session.zone()).await {
         session.close().await;
         return 0;
     }
@@ -88,17 +118,28 @@ pub(crate) async fn run(
     let mut discarding = false;
     let status = 'session: loop {
         let event = tokio::select! {
-            () = cancel.cancelled() => break 0,
+            () = cancel.cancelled() => {
+                if shutdown.is_cancelled() {
+                    out.err("the server is shutting down".to_owned()).await;
+                    break 1;
+                }
+                break 0;
+            }
             next = session.next() => match next {
                 Next::Show(shown) => {
-                    if !write(out, shown).await {
+                    if !write(out, shown, session.zone()).await {
                         break 0;
                     }
                     continue;
                 }
                 Next::Unread | Next::Members => continue,
                 Next::End(status, last) => {
-                    write(out, vec![last]).await;
+                    // A server going down also ends the rooms: say the real reason.
+                    if shutdown.is_cancelled() {
+                        out.err("the server is shutting down".to_owned()).await;
+                    } else {
+                        write(out, vec![last], session.zone()).await;
+                    }
                     break status;
                 }
             },
@@ -125,7 +166,7 @@ pub(crate) async fn run(
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let (shown, flow) = session.submit(&String::from_utf8_lossy(line)).await;
-            if !write(out, shown).await {
+            if !write(out, shown, session.zone()).await {
                 break 'session 0;
             }
             if flow == Flow::Quit {

@@ -32,6 +32,7 @@ use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
 use crate::chat::rate_limit::{RateLimits, TokenBucket};
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
+use crate::clock::Zone;
 use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
 use crate::line_mode;
@@ -54,6 +55,10 @@ const KEEPALIVES_UNANSWERED: usize = 3;
 /// Silent keepalive intervals after which a connection is closed, and how long a write may
 /// stall.
 const SILENT_INTERVALS: u32 = KEEPALIVES_UNANSWERED as u32 + 1;
+
+/// How long a shutdown waits for a logged-in client to leave by itself (its commands said
+/// goodbye) before it disconnects it.
+const SHUTDOWN_GOODBYE: Duration = Duration::from_secs(2);
 
 /// Longest exec command line, beyond the longest message.
 const EXEC_OVERHEAD: usize = 1024;
@@ -185,6 +190,7 @@ pub async fn serve(
         key_sharing: config.key_sharing,
         motd_file: config.motd_file.clone(),
         frame_interval: config.frame_interval,
+        shutdown: shutdown.clone(),
     };
     let bindings = Arc::new(BindingLimits::new(
         config.bindings_burst,
@@ -259,6 +265,7 @@ pub async fn serve(
             palettes: HashMap::new(),
             sizes: HashMap::new(),
             no_backlog: HashSet::new(),
+            zones: HashMap::new(),
             inputs: HashMap::new(),
         };
         let (russh_config, shutdown) = (Arc::clone(&russh_config), shutdown.clone());
@@ -314,16 +321,25 @@ async fn run_connection(
                 tracing::debug!(%peer, "ssh authentication timed out");
                 disconnect("authentication timeout").await;
             }
+            tokio::select! {
+                result = &mut running => return log_end(peer, result),
+                () = shutdown.cancelled() => {}
+            }
         }
-        () = shutdown.cancelled() => disconnect("server shutting down").await,
+        () = shutdown.cancelled() => {}
     }
-    tokio::select! {
-        result = &mut running => log_end(peer, result),
-        () = shutdown.cancelled() => {
-            disconnect("server shutting down").await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+    // The commands were told to stop with the shutdown: let each say goodbye (a full-screen
+    // chat restores the terminal and says why) while the connection still runs, and the
+    // client leave by itself once its sessions closed (OpenSSH drops output it has not
+    // written yet when disconnected), for a moment at most.
+    if authenticated.load(Ordering::Acquire) {
+        tokio::select! {
+            result = &mut running => return log_end(peer, result),
+            () = tokio::time::sleep(SHUTDOWN_GOODBYE) => {}
         }
     }
+    disconnect("server shutting down").await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
 }
 
 /// An admitted command or shell: who runs it, where its output goes, its stop signal, and what
@@ -369,7 +385,7 @@ impl Connection {
             }
         };
         session.channel_success(channel)?;
-        let cancel = CancellationToken::new();
+        let cancel = self.chat.shutdown.child_token();
         self.channels.insert(channel, cancel.clone().drop_guard());
         let out = Output {
             handle: session.handle(),
@@ -409,6 +425,7 @@ impl Connection {
         self.palettes.remove(&channel);
         self.sizes.remove(&channel);
         self.no_backlog.remove(&channel);
+        self.zones.remove(&channel);
     }
 }
 
@@ -454,6 +471,8 @@ struct Connection {
     sizes: HashMap<ChannelId, watch::Sender<Rect>>,
     /// Channels whose client turned the backlog off (`KANAVA_BACKLOG=0`).
     no_backlog: HashSet<ChannelId>,
+    /// The time zone each channel's client sent as `TZ`, for the times it is shown.
+    zones: HashMap<ChannelId, Zone>,
     /// Bytes this connection may still send: session data on any channel, and a fixed cost per
     /// channel open and request.
     input_budget: TokenBucket,
@@ -812,6 +831,11 @@ impl russh::server::Handler for Connection {
                 self.no_backlog.insert(channel);
             }
             session.channel_success(channel)?;
+        } else if name == "TZ"
+            && let Ok(zone) = Zone::named(value)
+        {
+            self.zones.insert(channel, zone);
+            session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;
         }
@@ -847,6 +871,7 @@ impl russh::server::Handler for Connection {
         }
         let line = String::from_utf8_lossy(data).into_owned();
         let chat = self.chat.clone();
+        let zone = self.zones.get(&channel).cloned().unwrap_or_default();
         tokio::spawn(async move {
             let _running = running;
             if let Some(notice) = notice {
@@ -855,7 +880,7 @@ impl russh::server::Handler for Connection {
             let registered =
                 chat.directory
                     .register(&nick, &fingerprint, Mode::Exec, cancel.clone(), now_ms());
-            let status = exec::run(&chat, &nick, &line, &out, &cancel).await;
+            let status = exec::run(&chat, &nick, &line, &zone, &out, &cancel).await;
             drop(registered);
             out.finish(status).await;
         });
@@ -881,6 +906,7 @@ impl russh::server::Handler for Connection {
         let (input, inputs) = tokio::sync::mpsc::channel(64);
         self.inputs.insert(channel, input);
         let chat = self.chat.clone();
+        let zone = self.zones.get(&channel).cloned().unwrap_or_default();
         if let Some(size) = self.terminals.get(&channel).copied() {
             let palette = self
                 .palettes
@@ -894,21 +920,28 @@ impl russh::server::Handler for Connection {
                 if let Some(notice) = notice {
                     out.err(notice).await;
                 }
-                let options = crate::tui::Options { size, palette };
+                let options = crate::tui::Options {
+                    size,
+                    palette,
+                    zone,
+                };
                 let status =
                     crate::tui::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
                 out.finish(status).await;
             });
             return Ok(());
         }
-        let backlog = !self.no_backlog.contains(&channel);
+        let options = line_mode::Options {
+            backlog: !self.no_backlog.contains(&channel),
+            zone,
+        };
         tokio::spawn(async move {
             let _running = running;
             if let Some(notice) = notice {
                 out.err(notice).await;
             }
             let status =
-                line_mode::run(chat, nick, fingerprint, backlog, &out, inputs, &cancel).await;
+                line_mode::run(chat, nick, fingerprint, options, &out, inputs, &cancel).await;
             out.finish(status).await;
         });
         Ok(())

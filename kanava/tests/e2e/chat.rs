@@ -535,3 +535,46 @@ async fn rooms_stay_open_until_parted() {
     );
     assert_eq!(alice.exit(true).await.0.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_shutdown_tells_the_line_interface_and_tail_f_why_before_it_closes() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut alice = LineSession::open(&server, &keys.path("ed25519"), "alice").await;
+    // Bob follows the room with `tail -f`.
+    let mut follow = crate::ssh::ssh_command(&server, &[&keys.path("rsa")], "bob");
+    follow
+        .args(["tail", "lobby", "-n", "0", "-f"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let follow = tokio::process::Command::from(follow).spawn().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !alice.ask("/who").await.contains("bob") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's tail -f never joined"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let stopped = tokio::task::spawn_blocking(move || server.terminate());
+    alice
+        .err_line("the reason", |l| l == "kanava: the server is shutting down")
+        .await;
+    let (status, _) = alice.exit(false).await;
+    assert_eq!(status.code(), Some(1), "ssh's exit status");
+    let follow = tokio::time::timeout(WAIT, follow.wait_with_output())
+        .await
+        .expect("tail -f ends")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&follow.stderr),
+        "kanava: the server is shutting down\n"
+    );
+    assert_eq!(follow.status.code(), Some(1), "tail -f's exit status");
+    assert!(
+        stopped.await.unwrap(),
+        "kanava exited with failure on SIGTERM"
+    );
+}

@@ -810,3 +810,59 @@ async fn a_killed_client_reconnects_at_once_with_its_name() {
         stdout(&tail)
     );
 }
+
+#[tokio::test]
+async fn a_multi_line_message_shows_as_indented_continuation_lines_in_tail_and_line_mode() {
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let room = channel("lines");
+    let mut alice = crate::chat::LineSession::open(&server, &keys.path("ed25519"), "alice").await;
+    alice.send(&format!("/join #{room}")).await;
+    let mut web = server.client().join("web", &room).await;
+    alice
+        .out_line("web's arrival", |l| l.ends_with(" * ~web joined"))
+        .await;
+    // A Mles client sends three lines (a CRLF among the breaks, a tab and an escape in them).
+    web.send(text("first\nsecond\r\n\tthird\x1b[2J"))
+        .await
+        .unwrap();
+
+    // The line interface: the first line as usual, then one line each, indented under the
+    // text, the tab expanded and the escape shown as a placeholder.
+    let first = alice
+        .out_line("the first line", |l| l.ends_with(" <~web> first"))
+        .await;
+    let indent = " ".repeat(first.len() - "first".len());
+    let expected = [format!("{indent}second"), format!("{indent}    third^[[2J")];
+    for want in &expected {
+        alice
+            .out_line("a continuation line", |l| {
+                assert_eq!(l, want, "the line after {first:?}");
+                true
+            })
+            .await;
+    }
+
+    // tail: the same lines.
+    let tail = ssh(&server, &[&keys.path("rsa")], "bob", &["tail", &room]).await;
+    assert!(tail.status.success(), "{}", stderr(&tail));
+    let out = stdout(&tail);
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with(" <~web> first"))
+        .unwrap_or_else(|| panic!("no message in the tail:\n{out}"));
+    let indent = " ".repeat(lines[at].len() - "first".len());
+    assert_eq!(
+        lines[at + 1..],
+        [
+            format!("{indent}second").as_str(),
+            &format!("{indent}    third^[[2J")
+        ],
+        "{out}"
+    );
+    assert!(
+        !tail.stdout.iter().any(|b| *b < 0x20 && *b != b'\n'),
+        "a control byte reached the terminal:\n{out}"
+    );
+}

@@ -1220,7 +1220,7 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         }
         assert_eq!(
             commands.len(),
-            19,
+            20,
             "one row each at {cols}x{rows}: {commands:?}\n{above}"
         );
         assert!(commands.contains("join") && commands.contains("msg"));
@@ -1339,4 +1339,350 @@ async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
     assert_eq!(screen.matches("is back").count(), 1, "{screen}");
     assert!(screen.contains("* alice is away: lunch"), "{screen}");
     assert!(!screen.contains("ALICE"), "{screen}");
+}
+
+impl Tmux {
+    /// Logs in as [`login_ready`](Self::login_ready) does, but the window's shell lives on
+    /// after `ssh` exits (recording its status), so that the terminal is read as the user's
+    /// shell finds it.
+    async fn login_then_shell(&self, server: &Kanava, keys: &Keys, key: &str, user: &str) {
+        let command = ssh_command(server, &[&keys.path(key)], user);
+        let exit = self.dir().join(format!("{user}.exit"));
+        let line = format!(
+            "{}; echo $? > {}; exec sleep 600",
+            command_line(&command),
+            exit.display()
+        );
+        self.open(user, &line);
+        self.welcomed(user).await;
+    }
+
+    /// Whether `user`'s terminal is in the alternate screen and whether its cursor shows, as
+    /// tmux tracks them: `"0 1"` for a terminal left as a shell expects it.
+    fn terminal_state(&self, user: &str) -> String {
+        self.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            user,
+            "#{alternate_on} #{cursor_flag}",
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// Waits until the `ssh` of a [`login_then_shell`](Self::login_then_shell) has exited;
+    /// returns its status.
+    async fn exited(&self, user: &str) -> String {
+        let file = self.dir().join(format!("{user}.exit"));
+        let mut status = String::new();
+        wait_until(&format!("{user}'s ssh exiting"), || {
+            status = std::fs::read_to_string(&file).unwrap_or_default();
+            status.ends_with('\n')
+        })
+        .await;
+        status.trim().to_owned()
+    }
+}
+
+/// Checks that `user`'s chat ended with `reason` on the normal screen, the terminal restored
+/// (out of the alternate screen, cursor showing) and nothing of the chat left on it.
+async fn ended_on_the_normal_screen(tmux: &Tmux, user: &str, reason: &str) {
+    let status = tmux.exited(user).await;
+    let screen = tmux.screen(user);
+    assert_eq!(tmux.terminal_state(user), "0 1", "{user}:\n{screen}");
+    let first = screen
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(first.starts_with(reason), "{user}: {reason:?}\n{screen}");
+    assert!(
+        !screen.contains("#lobby") && !screen.contains("welcome"),
+        "{user}: the chat is still on the screen:\n{screen}"
+    );
+    assert_eq!(status, "1", "{user}'s ssh exit status");
+}
+
+#[tokio::test]
+async fn kick_ban_and_shutdown_say_why_on_the_normal_screen_and_restore_the_terminal() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops");
+    std::fs::copy(keys.path("ed25519.pub"), &ops).unwrap();
+    let server = Start::new()
+        .args(&["--ssh-ops", ops.to_str().unwrap()])
+        .start();
+    let tmux = Tmux::new();
+    let users = [
+        ("ed25519", "alice"),
+        ("rsa", "bob"),
+        ("ecdsa256", "carol"),
+        ("ecdsa384", "dave"),
+    ];
+    for (key, user) in users {
+        tmux.login_then_shell(&server, &keys, key, user).await;
+    }
+    // Bob and Dave at an unusual size, Carol and Alice at 80x24.
+    for user in ["bob", "dave"] {
+        tmux.resize(user, 133, 41);
+        tmux.wait(user, "the 41-row layout", |s| s.lines().count() == 41)
+            .await;
+    }
+    tmux.wait("alice", "four here", |s| status_line(s).ends_with("4 here"))
+        .await;
+
+    // A kick with a reason: Bob reads it on his own screen once ssh has exited, and the room
+    // hears of it.
+    tmux.type_line("alice", "/kick bob spamming again");
+    ended_on_the_normal_screen(&tmux, "bob", "kanava: kicked by alice: spamming again").await;
+    tmux.wait("carol", "the kick notice", |s| {
+        s.contains("* bob was kicked by alice: spamming again")
+    })
+    .await;
+
+    // A ban, at 80x24.
+    tmux.type_line("alice", "/ban carol 1h");
+    ended_on_the_normal_screen(&tmux, "carol", "kanava: banned by alice until ").await;
+    tmux.wait("alice", "the ban notice", |s| {
+        s.contains("* carol was banned by alice until ")
+    })
+    .await;
+
+    // A server shutdown (SIGTERM): every chat says so on the normal screen before the
+    // connection closes, at either size.
+    assert!(server.terminate(), "kanava exited with failure on SIGTERM");
+    for user in ["alice", "dave"] {
+        ended_on_the_normal_screen(&tmux, user, "kanava: the server is shutting down").await;
+    }
+}
+
+/// `HH:MM` now, `offset_minutes` east of UTC.
+fn clock_at(offset_minutes: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + offset_minutes * 60;
+    format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+}
+
+/// The time before the first line of `screen` that contains `text`.
+fn time_of<'s>(screen: &'s str, text: &str) -> &'s str {
+    let line = screen
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_default();
+    line.split(" <").next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn times_are_shown_in_the_zone_the_client_sent_or_tz_set() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice's client sends TZ (no summer time in Kolkata: always UTC+05:30); she is at 80x24.
+    let alice = ssh_command_with(
+        &server,
+        &[&keys.path("ed25519")],
+        "alice",
+        &["-o", "SetEnv=TZ=Asia/Kolkata"],
+    );
+    tmux.open("alice", &command_line(&alice));
+    tmux.welcomed("alice").await;
+    // Bob sets his with /tz, at 133x41.
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    tmux.resize("bob", 133, 41);
+    tmux.wait("bob", "the 41-row layout", |s| s.lines().count() == 41)
+        .await;
+    tmux.type_line("bob", "/tz");
+    tmux.wait("bob", "the zone", |s| {
+        s.contains("* times are shown in UTC; /tz ZONE changes it")
+    })
+    .await;
+    tmux.type_line("alice", "/tz");
+    tmux.wait("alice", "the zone her client sent", |s| {
+        s.contains("* times are shown in Asia/Kolkata (UTC+05:30 now);")
+    })
+    .await;
+    // A name that is no zone is refused, and stays in the input line to be corrected.
+    tmux.type_line("bob", "/tz Mars/Olympus");
+    let screen = tmux
+        .wait("bob", "the refusal", |s| s.contains("* unknown time zone"))
+        .await;
+    assert_eq!(input_line(&screen), "> /tz Mars/Olympus", "{screen}");
+    tmux.keys("bob", &["C-u"]);
+    tmux.type_line("bob", "/tz Asia/Kathmandu");
+    tmux.wait("bob", "the new zone", |s| {
+        s.contains("* times are shown in Asia/Kathmandu (UTC+05:45 now) from now on")
+    })
+    .await;
+
+    // One message, read in three zones: each reader sees their own clock.
+    let before = [clock_at(330), clock_at(345), clock_at(0)];
+    tmux.type_line("alice", "what time is it");
+    let seen_by_alice = tmux
+        .wait("alice", "her message", |s| {
+            s.contains("<alice> what time is it")
+        })
+        .await;
+    let seen_by_bob = tmux
+        .wait("bob", "her message", |s| {
+            s.contains("<alice> what time is it")
+        })
+        .await;
+    let after = [clock_at(330), clock_at(345), clock_at(0)];
+    let alice_time = time_of(&seen_by_alice, "<alice> what time is it");
+    assert!(
+        [&before[0], &after[0]].contains(&&alice_time.to_owned()),
+        "alice (Kolkata) saw {alice_time:?}, the time was {before:?}..{after:?}"
+    );
+    let bob_time = time_of(&seen_by_bob, "<alice> what time is it");
+    assert!(
+        [&before[1], &after[1]].contains(&&bob_time.to_owned()),
+        "bob (Kathmandu) saw {bob_time:?}, the time was {before:?}..{after:?}"
+    );
+    // Back to UTC: the next line is in UTC.
+    tmux.type_line("bob", "/tz UTC");
+    tmux.type_line("bob", "and now");
+    let screen = tmux
+        .wait("bob", "his message", |s| s.contains("<bob> and now"))
+        .await;
+    let utc = time_of(&screen, "<bob> and now");
+    let now = clock_at(0);
+    assert!(
+        [&after[2], &now].contains(&&utc.to_owned()),
+        "bob (UTC) saw {utc:?}, the time was {:?}..{now:?}",
+        after[2]
+    );
+
+    // `tail` gives RFC 3339 times, with the offset of the zone the client sent.
+    let mut tail = ssh_command_with(
+        &server,
+        &[&keys.path("ecdsa256")],
+        "carol",
+        &["-o", "SetEnv=TZ=Asia/Kolkata"],
+    );
+    tail.args(["tail", "lobby"])
+        .stdin(std::process::Stdio::null());
+    let out = tail.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.ends_with(" <alice> what time is it"))
+        .unwrap_or_else(|| panic!("no message in the tail:\n{text}"));
+    assert_eq!(&line[19..25], "+05:30", "{line}");
+    assert_eq!(&line[11..16], alice_time, "{line}");
+}
+
+/// Whether `screen` has the row `HH:MM text`, as the chat shows an event of today.
+fn has_event(screen: &str, text: &str) -> bool {
+    screen.lines().any(|row| {
+        let row = row.trim_end();
+        row.len() == 6 + text.len()
+            && row.ends_with(text)
+            && row.as_bytes()[2] == b':'
+            && row[..5].bytes().filter(u8::is_ascii_digit).count() == 4
+    })
+}
+
+#[tokio::test]
+async fn joins_and_leaves_show_live_on_the_screen_until_quiet() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // Alice at 80x24, Carol at an unusual size.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    tmux.login_ready(&server, &keys, "rsa", "carol").await;
+    tmux.resize("carol", 133, 41);
+    tmux.wait("carol", "the 41-row layout", |s| s.lines().count() == 41)
+        .await;
+
+    // An SSH user and a Mles client come and go: both screens show it as it happens.
+    tmux.login_ready(&server, &keys, "ecdsa256", "bob").await;
+    let web = server.client().join("web", "lobby").await;
+    for user in ["alice", "carol"] {
+        tmux.wait(user, "bob's and web's arrivals", |s| {
+            has_event(s, "* bob joined") && has_event(s, "* ~web joined")
+        })
+        .await;
+    }
+    drop(web);
+    tmux.type_line("bob", "/quit");
+    for user in ["alice", "carol"] {
+        tmux.wait(user, "web's and bob's departures", |s| {
+            has_event(s, "* ~web left") && has_event(s, "* bob left")
+        })
+        .await;
+    }
+
+    // /quiet hides them, for Carol only.
+    tmux.type_line("carol", "/quiet");
+    tmux.wait("carol", "the quiet note", |s| {
+        s.contains("* quiet: people joining and leaving are not shown")
+    })
+    .await;
+    // Carol's chat sees Dave come and go (the count follows), and shows no line for either.
+    tmux.login_ready(&server, &keys, "ecdsa384", "dave").await;
+    tmux.wait("carol", "three here", |s| {
+        status_line(s).ends_with("3 here")
+    })
+    .await;
+    tmux.type_line("dave", "/quit");
+    tmux.wait("carol", "two here", |s| status_line(s).ends_with("2 here"))
+        .await;
+    tmux.wait("alice", "dave coming and going", |s| {
+        has_event(s, "* dave joined") && has_event(s, "* dave left")
+    })
+    .await;
+    tmux.type_line("alice", "after dave");
+    let screen = tmux
+        .wait("carol", "the message after dave left", |s| {
+            s.contains("<alice> after dave")
+        })
+        .await;
+    assert!(
+        !screen.contains("dave joined") && !screen.contains("dave left"),
+        "shown while quiet:\n{screen}"
+    );
+
+    // Again: shown again.
+    tmux.type_line("carol", "/quiet");
+    tmux.wait("carol", "the note", |s| {
+        s.contains("* people joining and leaving are shown again")
+    })
+    .await;
+    let _web = server.client().join("web2", "lobby").await;
+    tmux.wait("carol", "web2's arrival", |s| {
+        has_event(s, "* ~web2 joined")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chat_that_cannot_start_says_why_on_the_normal_screen() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    // A Mles client holds the name `newbie` in #lobby, where the chat starts.
+    let _web = server.client().join("newbie", "lobby").await;
+    let command = ssh_command(&server, &[&keys.path("ed25519")], "newbie");
+    let exit = tmux.dir().join("newbie.exit");
+    tmux.open(
+        "newbie",
+        &format!(
+            "{}; echo $? > {}; exec sleep 600",
+            command_line(&command),
+            exit.display()
+        ),
+    );
+    ended_on_the_normal_screen(
+        &tmux,
+        "newbie",
+        "kanava: uid newbie is already a member of channel lobby",
+    )
+    .await;
 }

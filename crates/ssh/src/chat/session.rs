@@ -23,6 +23,7 @@ use super::directory::{Directory, Mode, Notice, Registration};
 use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
 use super::text;
+use crate::clock::Zone;
 use crate::exec::{header, uid};
 use crate::line::{event_text, shown_name};
 use crate::now_ms;
@@ -53,6 +54,9 @@ pub(crate) struct ChatContext {
     pub(crate) motd_file: Option<PathBuf>,
     /// The shortest time between two full-screen redraws caused by other people's traffic.
     pub(crate) frame_interval: Duration,
+    /// Cancelled when the server shuts down: every command's stop signal derives from it, and
+    /// a full-screen chat tells its user why it ends.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl ChatContext {
@@ -221,6 +225,9 @@ pub(crate) struct ChatSession {
     backlog: bool,
     /// Whether a limit refused what the line being submitted would have sent.
     refused: bool,
+    /// The time zone the user reads times in (`/tz`, or the client's `TZ`); for this session
+    /// only.
+    zone: Zone,
 }
 
 fn lobby() -> ChannelName {
@@ -265,6 +272,7 @@ impl ChatSession {
             presence,
             backlog,
             refused: false,
+            zone: Zone::utc(),
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.motd().await;
@@ -323,6 +331,16 @@ impl ChatSession {
     /// The user's name.
     pub(crate) fn nick(&self) -> &Nick {
         &self.nick
+    }
+
+    /// The time zone the user reads times in.
+    pub(crate) fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// Shows times in `zone` from now on (the zone the client sent as `TZ`).
+    pub(crate) fn set_zone(&mut self, zone: Zone) {
+        self.zone = zone;
     }
 
     /// The current room.
@@ -567,7 +585,7 @@ impl ChatSession {
     async fn command(&mut self, slash: Slash) -> (Vec<Shown>, Flow) {
         let op_only = matches!(
             slash,
-            Slash::Kick(_) | Slash::Ban(..) | Slash::Unban(_) | Slash::Banned | Slash::Mute(_)
+            Slash::Kick(..) | Slash::Ban(..) | Slash::Unban(_) | Slash::Banned | Slash::Mute(_)
         );
         if op_only && !self.is_op() {
             return (
@@ -602,6 +620,23 @@ impl ChatSession {
                 self.ctx.directory.set_away(&self.nick, Some(reason));
                 self.announce_change(format!("* {} is away: {shown}", self.nick))
             }
+            Slash::Tz(None) => reply(format!(
+                "* times are shown in {}; /tz ZONE changes it",
+                self.zone.describe(now_ms())
+            )),
+            Slash::Tz(Some(name)) => match Zone::named(&name) {
+                Ok(zone) => {
+                    self.zone = zone;
+                    reply(format!(
+                        "* times are shown in {} from now on",
+                        self.zone.describe(now_ms())
+                    ))
+                }
+                Err(error) => {
+                    self.refused = true;
+                    reply(format!("* {error}"))
+                }
+            },
             Slash::Quiet => {
                 self.quiet = !self.quiet;
                 reply(
@@ -668,15 +703,20 @@ impl ChatSession {
                     Err(error) => reply(format!("* {error}")),
                 }
             }
-            Slash::Kick(name) => {
+            Slash::Kick(name, reason) => {
+                // The reason reaches the kicked user's terminal and the room: no control
+                // characters.
+                let why = reason
+                    .map(|r| format!(": {}", sanitize(r.as_bytes())))
+                    .unwrap_or_default();
                 let count = self
                     .ctx
                     .directory
-                    .kick(&name, &format!("kicked by {}", self.nick));
+                    .kick(&name, &format!("kicked by {}{why}", self.nick));
                 if count == 0 {
                     reply(format!("* {name} is not connected"))
                 } else {
-                    self.announce(format!("* {name} was kicked by {}", self.nick));
+                    self.announce(format!("* {name} was kicked by {}{why}", self.nick));
                     Vec::new()
                 }
             }

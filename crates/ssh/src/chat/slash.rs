@@ -36,6 +36,9 @@ pub enum Slash {
     Back,
     /// `/quiet`: hide people joining and leaving the room, or show them again (toggles).
     Quiet,
+    /// `/tz [ZONE]`: show the time zone times are shown in, or set it (an IANA name; `UTC`
+    /// resets it).
+    Tz(Option<String>),
     /// `/ignore [NAME]`: hide a name's messages, or list who is hidden.
     Ignore(Option<Nick>),
     /// `/unignore NAME`: show a name's messages again.
@@ -52,8 +55,8 @@ pub enum Slash {
     Nick(Nick),
     /// `/release [NAME]`: free one's name and all its keys; NAME (one's own) confirms.
     Release(Option<Nick>),
-    /// `/kick NAME` (operators): end a name's sessions.
-    Kick(Nick),
+    /// `/kick NAME [REASON]` (operators): end a name's sessions, telling them why.
+    Kick(Nick, Option<String>),
     /// `/ban NAME [DURATION]` (operators): refuse a name's keys, for a while or for good.
     Ban(Nick, Option<Duration>),
     /// `/unban NAME|FINGERPRINT` (operators).
@@ -79,7 +82,7 @@ pub enum SlashError {
 }
 
 /// The commands and what each does, one line each.
-const COMMANDS: [(&str, &str); 19] = [
+const COMMANDS: [(&str, &str); 20] = [
     ("/join ROOM", "open a room, or switch to it"),
     ("/part", "leave this room"),
     ("/who", "who is in this room"),
@@ -102,6 +105,10 @@ const COMMANDS: [(&str, &str); 19] = [
     ("/topic [TEXT]", "show or set the room's topic"),
     ("/key [add KEY | remove FINGERPRINT]", "your keys"),
     ("/nick NEW", "move your name and keys to NEW (once an hour)"),
+    (
+        "/tz [ZONE]",
+        "your time zone, e.g. Europe/Helsinki (UTC resets it)",
+    ),
     ("/release [YOURNAME]", "free your name and its keys"),
     ("/help", "this list"),
     ("/quit", "leave the chat"),
@@ -109,7 +116,7 @@ const COMMANDS: [(&str, &str); 19] = [
 
 /// The operators' commands, one line each.
 const OPERATOR_COMMANDS: [(&str, &str); 5] = [
-    ("/kick NAME", "end a name's sessions"),
+    ("/kick NAME [REASON]", "end a name's sessions"),
     (
         "/ban NAME [DURATION]",
         "refuse a name's keys, for a while or for good",
@@ -171,6 +178,8 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
         "rooms" => none(Slash::Rooms, "/rooms"),
         "back" => none(Slash::Back, "/back"),
         "quiet" => none(Slash::Quiet, "/quiet"),
+        "tz" if second.is_none() => Ok(Slash::Tz(first.map(str::to_owned))),
+        "tz" => Err(SlashError::Usage("/tz [ZONE]")),
         "banned" => none(Slash::Banned, "/banned"),
         "join" => match (first, second) {
             (Some(word), None) => room(word)
@@ -212,8 +221,10 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 .transpose()?,
         )),
         "release" => Err(SlashError::Usage("/release [YOUR-NAME]")),
-        "kick" if second.is_none() => Ok(Slash::Kick(nick(first, "/kick NAME")?)),
-        "kick" => Err(SlashError::Usage("/kick NAME")),
+        "kick" => Ok(Slash::Kick(
+            nick(first, "/kick NAME [REASON]")?,
+            text("", 2).ok(),
+        )),
         "ban" if third.is_none() => {
             let who = nick(first, "/ban NAME [DURATION]")?;
             let duration = second
@@ -263,6 +274,17 @@ mod tests {
             Ok(Slash::Ban(n("eve"), Some(Duration::from_secs(3600))))
         );
         assert_eq!(parse("ban eve"), Ok(Slash::Ban(n("eve"), None)));
+        assert_eq!(parse("kick eve"), Ok(Slash::Kick(n("eve"), None)));
+        assert_eq!(parse("tz"), Ok(Slash::Tz(None)));
+        assert_eq!(
+            parse("tz Europe/Helsinki"),
+            Ok(Slash::Tz(Some("Europe/Helsinki".into())))
+        );
+        assert_eq!(parse("tz a b"), Err(SlashError::Usage("/tz [ZONE]")));
+        assert_eq!(
+            parse("kick eve  stop spamming "),
+            Ok(Slash::Kick(n("eve"), Some("stop spamming".into())))
+        );
         assert_eq!(
             parse("key add ssh-ed25519 AAAA x@y"),
             Ok(Slash::KeyAdd("ssh-ed25519 AAAA x@y".into()))

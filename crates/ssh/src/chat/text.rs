@@ -1,6 +1,7 @@
-//! Message text for a screen that shows line breaks: the full-screen chat draws a multi-line
-//! message as indented rows, and a tab as spaces, where a one-line view shows `^J` and a space.
-//! Every line is still sanitised: no control character reaches a terminal.
+//! Message text with its line breaks: the full-screen chat draws a multi-line message as
+//! indented rows, the line interface and `tail` as indented continuation lines, and a tab as
+//! spaces (where a one-line text shows `^J` and a space). Every line is still sanitised: no
+//! control character reaches a terminal.
 
 use kanava_core::sanitize;
 use unicode_width::UnicodeWidthChar;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::Input;
 use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
+use crate::clock::Zone;
 use crate::exec::Output;
-use crate::line::utc_timestamp;
 use screen::FRAME_QUEUE;
 pub use screen::{MAX_COLS, MAX_ROWS, Palette, Screen, clamp};
 use unicode_width::UnicodeWidthStr;
@@ -229,53 +229,52 @@ fn shortened(text: &str) -> String {
     format!("{}… [{} bytes more]", &text[..end], text.len() - end)
 }
 
-/// `HH:MM ` of a Unix millisecond time, before each pane line.
-fn clock(time_ms: u64) -> String {
-    format!("{} ", &utc_timestamp(time_ms)[11..16])
-}
-
-/// A line for the message pane: `HH:MM text`, the sender's name coloured, a multi-line
-/// message's further lines (and rows wrapped from a long one) indented under its text.
-fn pane_line(shown: &Shown) -> PaneLine {
-    let time = clock(shown.time_ms);
+/// A line for the message pane: the time in the user's zone (with the date unless today),
+/// then the text, the sender's name coloured, a multi-line message's further lines (and rows
+/// wrapped from a long one) indented under its text.
+fn pane_line(shown: &Shown, zone: &Zone) -> PaneLine {
+    let time = format!("{} ", zone.pane_time(shown.time_ms, crate::now_ms()));
     let body = if shown.lines.is_empty() {
         shortened(&shown.text)
     } else {
         shortened(&shown.lines.join("\n"))
     };
-    let text = format!("{time}{body}");
     let kind = match shown.kind {
         Kind::Room => LineKind::Message,
         Kind::Own => LineKind::Own,
         Kind::Private => LineKind::Private,
         Kind::Notice | Kind::Reply => LineKind::Notice,
     };
+    // The name is looked for in the text only: a date such as `Dec 04` is never coloured.
     let mut line = match &shown.nick {
-        Some(nick) => PaneLine::with_nick(text, nick, kind),
-        None => PaneLine::plain(text, kind),
+        Some(nick) => PaneLine::with_nick(body, nick, kind),
+        None => PaneLine::plain(body, kind),
     };
-    line.indent = text_column(&line);
+    line.indent = UnicodeWidthStr::width(time.as_str()) + text_column(&line);
+    line.nick = line
+        .nick
+        .map(|name| name.start + time.len()..name.end + time.len());
+    line.text.insert_str(0, &time);
     line
 }
 
-/// The column where a pane line's message text starts: after `<name> ` or `[PM … name] `, or
-/// after the time for anything else.
+/// The column where the message text starts in a pane line's text (before the time is put in
+/// front): after `<name> ` or `[PM … name] `, else at once.
 fn text_column(line: &PaneLine) -> usize {
-    let after_time = line.text.find(' ').map_or(0, |at| at + 1);
     let start = match &line.nick {
-        Some(nick) => match line.text[nick.end..].find(' ') {
-            Some(gap) => nick.end + gap + 1,
-            None => after_time,
-        },
-        None => after_time,
+        Some(nick) => line.text[nick.end..]
+            .find(' ')
+            .map_or(0, |gap| nick.end + gap + 1),
+        None => 0,
     };
     UnicodeWidthStr::width(&line.text[..start])
 }
 
 /// A note from the chat itself (not the session), timed now.
-fn note(text: String) -> PaneLine {
+fn note(text: String, zone: &Zone) -> PaneLine {
+    let now = crate::now_ms();
     PaneLine::plain(
-        format!("{}{text}", clock(crate::now_ms())),
+        format!("{} {text}", zone.pane_time(now, now)),
         LineKind::Notice,
     )
 }
@@ -288,7 +287,7 @@ fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
         view.room = room;
     }
     for line in &shown {
-        view.push(pane_line(line));
+        view.push(pane_line(line, session.zone()));
     }
 }
 
@@ -299,6 +298,8 @@ pub(crate) struct Options {
     pub(crate) size: watch::Receiver<Rect>,
     /// The colours the terminal shows, from its `TERM`.
     pub(crate) palette: Palette,
+    /// The time zone the client sent as `TZ` (UTC if none), until `/tz` changes it.
+    pub(crate) zone: Zone,
 }
 
 /// Runs the chat for a terminal until `/quit`, Ctrl-D, EOF or the client going.
@@ -306,13 +307,18 @@ pub(crate) async fn run(
     ctx: ChatContext,
     nick: Nick,
     fingerprint: String,
-    Options { mut size, palette }: Options,
+    Options {
+        mut size,
+        palette,
+        zone,
+    }: Options,
     out: &Output,
     mut input: mpsc::Receiver<Input>,
     cancel: &CancellationToken,
 ) -> u32 {
     let max_message_bytes = ctx.max_message_bytes;
     let frame_interval = ctx.frame_interval;
+    let shutdown = ctx.shutdown.clone();
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
     let (handle, channel) = (out.handle.clone(), out.channel);
     let writer = tokio::spawn(async move {
@@ -332,14 +338,15 @@ pub(crate) async fn run(
     let (mut session, shown) = match started.await {
         Ok(started) => started,
         Err(error) => {
-            view.push(PaneLine::plain(format!("* {error}"), LineKind::Notice));
+            // The first frame sets the terminal up; the restore then undoes exactly that.
             let _ = screen.draw(&view);
-            let _ = screen.restore();
+            let _ = screen.restore(&farewell(&format!("* {error}"))).await;
             drop(screen);
             let _ = writer.await;
             return 1;
         }
     };
+    session.set_zone(zone);
     show(&mut view, &session, shown);
     view.push(PaneLine::plain(
         format!("* welcome, {}. /help lists the commands.", session.nick()),
@@ -350,6 +357,9 @@ pub(crate) async fn run(
     // frame interval, and never while the previous frame still waits for the connection, so a
     // busy room costs a few draws a second per session, not one per message.
     let mut pacing = Pacing::new(frame_interval);
+    // Why the chat ended, when the user did not end it: shown on the normal screen after the
+    // terminal is restored, so that it is still there once the connection closes.
+    let mut ended_by = None;
     let status = 'session: loop {
         if pacing.due(&screen) {
             let wanted = *size.borrow_and_update();
@@ -364,7 +374,13 @@ pub(crate) async fn run(
             pacing.drawn();
         }
         let event = tokio::select! {
-            () = cancel.cancelled() => break 0,
+            () = cancel.cancelled() => {
+                if shutdown.is_cancelled() {
+                    ended_by = Some(SHUTTING_DOWN.to_owned());
+                    break 1;
+                }
+                break 0;
+            }
             () = pacing.wait(&screen) => continue,
             // A window-change is drawn with the next paced frame: a flood of them costs one
             // redraw per frame interval, not one each.
@@ -383,8 +399,12 @@ pub(crate) async fn run(
                     continue;
                 }
                 Next::End(status, last) => {
-                    show(&mut view, &session, vec![last]);
-                    let _ = screen.draw(&view);
+                    // A server going down also ends the rooms: say the real reason.
+                    ended_by = Some(if shutdown.is_cancelled() {
+                        SHUTTING_DOWN.to_owned()
+                    } else {
+                        last.text
+                    });
                     break status;
                 }
             },
@@ -401,13 +421,16 @@ pub(crate) async fn run(
             let event = match typed {
                 Typed::Event(event) => event,
                 Typed::PasteTooLong(bytes) => {
-                    view.push(note(view::too_long_paste(bytes, max_message_bytes)));
+                    view.push(note(
+                        view::too_long_paste(bytes, max_message_bytes),
+                        session.zone(),
+                    ));
                     continue;
                 }
             };
             match view.handle(&event, screen.page()) {
                 Action::Redraw => {}
-                Action::Note(text) => view.push(note(text)),
+                Action::Note(text) => view.push(note(text, session.zone())),
                 Action::Repaint => screen.repaint(),
                 Action::Quit => break 'session 0,
                 Action::Complete => {
@@ -429,15 +452,29 @@ pub(crate) async fn run(
         }
         if view.at_top(width, height) {
             let older = session.older(OLDER_PAGE).await;
-            view.prepend(older.iter().map(pane_line).collect());
+            view.prepend(older.iter().map(|l| pane_line(l, session.zone())).collect());
         }
         view.clamp_scroll(width, height);
     };
-    session.close().await;
-    let _ = screen.restore();
+    let _ = screen
+        .restore(&ended_by.as_deref().map(farewell).unwrap_or_default())
+        .await;
     drop(screen);
     let _ = writer.await;
+    session.close().await;
     status
+}
+
+/// What a full-screen chat ended by a server shutdown tells its user.
+const SHUTTING_DOWN: &str = "* the server is shutting down";
+
+/// `reason` as the last line the user sees on their normal screen: `kanava: ` and the reason,
+/// without control characters.
+fn farewell(reason: &str) -> String {
+    format!(
+        "kanava: {}",
+        kanava_core::sanitize(reason.trim_start_matches("* ").as_bytes())
+    )
 }
 
 #[cfg(test)]

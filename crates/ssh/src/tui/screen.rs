@@ -139,8 +139,8 @@ fn input_cells(text: &str, cursor: usize) -> (Vec<Cow<'_, str>>, usize) {
 /// Enter the alternate screen, clear it, turn on bracketed paste.
 pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
 
-/// Undo [`SETUP`] and show the cursor.
-pub const TEARDOWN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
+/// Undo [`SETUP`], reset colours and attributes, and show the cursor.
+pub const TEARDOWN: &[u8] = b"\x1b[0m\x1b[?2004l\x1b[?25h\x1b[?1049l";
 
 /// Below this size the chat does not fit: the screen shows a notice instead, until the
 /// terminal grows again.
@@ -448,10 +448,20 @@ impl Screen {
         }
     }
 
-    /// Leaves the alternate screen.
-    pub fn restore(&mut self) -> io::Result<()> {
-        self.backend.write_all(TEARDOWN)?;
-        Write::flush(&mut self.backend)
+    /// Leaves the alternate screen and restores the terminal, then writes `farewell` (one
+    /// line, free of control characters) on the normal screen, where the user still sees it
+    /// after the connection closes. Waits for room on the connection: unlike a frame, the
+    /// goodbye is never dropped.
+    pub async fn restore(&mut self, farewell: &str) -> io::Result<()> {
+        let mut goodbye = TEARDOWN.to_vec();
+        if !farewell.is_empty() {
+            goodbye.extend_from_slice(farewell.as_bytes());
+            goodbye.extend_from_slice(b"\r\n");
+        }
+        self.frames
+            .send(Bytes::from(goodbye))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
     }
 }
 
