@@ -5,9 +5,9 @@
 mod screen;
 pub mod view;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kanava_core::Nick;
 use ratatui::layout::Rect;
 use terminput::Event;
@@ -19,7 +19,8 @@ use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
 use crate::exec::Output;
 use crate::line::utc_timestamp;
-use screen::{FRAME_QUEUE, Screen};
+use crate::output::Stopped;
+use screen::{FRAME_QUEUE, FrameSink, Screen};
 pub use screen::{MAX_COLS, MAX_ROWS, Palette, clamp};
 use unicode_width::UnicodeWidthStr;
 use view::{Action, ChatView, LineKind, PaneLine};
@@ -313,21 +314,29 @@ pub(crate) async fn run(
 ) -> u32 {
     let max_message_bytes = ctx.max_message_bytes;
     let frame_interval = ctx.frame_interval;
-    let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
-    let (handle, channel) = (out.handle.clone(), out.channel);
+    let (frames, mut outgoing) = mpsc::channel(FRAME_QUEUE);
+    let (handle, channel, flow) = (out.handle.clone(), out.channel, out.flow.clone());
     let writer = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
-            if handle.data(channel, frame).await.is_err() {
-                break;
+            let sent = flow.send(frame, |piece| handle.data(channel, piece)).await;
+            if let Err(stopped) = sent {
+                return Some(stopped);
             }
         }
+        None
     });
-    let Ok(mut screen) = Screen::new(*size.borrow_and_update(), frames) else {
+    let sink = FrameSink {
+        frames,
+        memory: Arc::clone(out.flow.memory()),
+        over_budget: Arc::default(),
+    };
+    let Ok(mut screen) = Screen::new(*size.borrow_and_update(), sink) else {
         return 1;
     };
     screen.set_palette(palette);
     let mut view = ChatView::default();
     view.max_input = max_message_bytes;
+    view.charge_to(out.flow.memory());
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Terminal, cancel.clone(), true);
     let (mut session, shown) = match started.await {
         Ok(started) => started,
@@ -435,8 +444,18 @@ pub(crate) async fn run(
     };
     session.close().await;
     let _ = screen.restore();
+    let over_budget = screen.over_budget();
     drop(screen);
-    let _ = writer.await;
+    let stopped = writer.await.ok().flatten();
+    if over_budget {
+        out.over_budget().await;
+        return 1;
+    }
+    if let Some(stuck @ Stopped::NotReading(_)) = stopped {
+        crate::output::count_closed("stuck");
+        out.err(stuck.to_string()).await;
+        return 1;
+    }
     status
 }
 

@@ -1,6 +1,8 @@
 //! Drawing the chat view with ratatui into an SSH channel: a fixed viewport of the client's size
 //! (never the server's tty), and a writer whose flush hands each frame to the connection without
 //! waiting, dropping frames for a client that does not keep up (the next frame is a full redraw).
+//! Each frame is charged to the memory budget until it is written (see [`crate::output`]); one
+//! that does not fit ends the session.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use kanava_core::MemoryBudget;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -19,6 +22,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::view::{ChatView, LineKind, Row, nick_colour};
+use crate::output::Outgoing;
 
 /// The colours names are drawn in (xterm's 256-colour palette, readable on dark and light).
 const NICK_COLOURS: [u8; 12] = [31, 32, 33, 35, 36, 37, 70, 94, 130, 133, 166, 172];
@@ -133,10 +137,21 @@ pub const MAX_ROWS: u16 = 200;
 /// Frames waiting for the connection before further ones are dropped.
 pub const FRAME_QUEUE: usize = 8;
 
+/// Where frames go: the connection's queue, and the budget they are charged to.
+#[derive(Clone)]
+pub(crate) struct FrameSink {
+    /// Frames for the connection, with their charge.
+    pub(crate) frames: mpsc::Sender<Outgoing>,
+    /// The memory budget.
+    pub(crate) memory: Arc<MemoryBudget>,
+    /// Set when a frame did not fit the budget: the session must end.
+    pub(crate) over_budget: Arc<AtomicBool>,
+}
+
 /// A `Write` that collects one frame and, on flush, queues it for the connection.
 pub struct ChannelWriter {
     frame: Vec<u8>,
-    frames: mpsc::Sender<Bytes>,
+    sink: FrameSink,
     /// Set when a frame had to be dropped, or the user asked for it: the next draw must
     /// repaint everything.
     dropped: Arc<AtomicBool>,
@@ -153,7 +168,11 @@ impl Write for ChannelWriter {
             return Ok(());
         }
         let frame = Bytes::from(std::mem::take(&mut self.frame));
-        match self.frames.try_send(frame) {
+        let Ok(frame) = Outgoing::charge(&self.sink.memory, frame) else {
+            self.sink.over_budget.store(true, Ordering::Release);
+            return Err(io::Error::other(crate::output::OVER_BUDGET));
+        };
+        match self.sink.frames.try_send(frame) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped.store(true, Ordering::Release);
@@ -170,7 +189,7 @@ impl Write for ChannelWriter {
 pub struct Screen {
     terminal: Terminal<CrosstermBackend<ChannelWriter>>,
     area: Rect,
-    frames: mpsc::Sender<Bytes>,
+    sink: FrameSink,
     dropped: Arc<AtomicBool>,
     palette: Palette,
 }
@@ -179,12 +198,12 @@ pub struct Screen {
 fn terminal(
     area: Rect,
     preamble: &[u8],
-    frames: mpsc::Sender<Bytes>,
+    sink: FrameSink,
     dropped: Arc<AtomicBool>,
 ) -> io::Result<Terminal<CrosstermBackend<ChannelWriter>>> {
     let writer = ChannelWriter {
         frame: preamble.to_vec(),
-        frames,
+        sink,
         dropped,
     };
     Terminal::with_options(
@@ -212,13 +231,13 @@ pub fn clamp(cols: u32, rows: u32) -> Rect {
 }
 
 impl Screen {
-    /// A screen of `area`, writing frames to `frames`.
-    pub fn new(area: Rect, frames: mpsc::Sender<Bytes>) -> io::Result<Screen> {
+    /// A screen of `area`, writing frames to `sink`.
+    pub(crate) fn new(area: Rect, sink: FrameSink) -> io::Result<Screen> {
         let dropped = Arc::new(AtomicBool::new(false));
         Ok(Screen {
-            terminal: terminal(area, SETUP, frames.clone(), Arc::clone(&dropped))?,
+            terminal: terminal(area, SETUP, sink.clone(), Arc::clone(&dropped))?,
             area,
-            frames,
+            sink,
             dropped,
             palette: Palette::Extended,
         })
@@ -237,7 +256,7 @@ impl Screen {
         let fresh = terminal(
             area,
             b"\x1b[0m\x1b[2J",
-            self.frames.clone(),
+            self.sink.clone(),
             Arc::clone(&self.dropped),
         )?;
         self.terminal = fresh;
@@ -251,14 +270,19 @@ impl Screen {
 
     /// Whether the connection has room for another frame now.
     pub fn ready(&self) -> bool {
-        self.frames.capacity() > 0
+        self.sink.frames.capacity() > 0
+    }
+
+    /// Whether a frame did not fit the memory budget: the session must end.
+    pub fn over_budget(&self) -> bool {
+        self.sink.over_budget.load(Ordering::Acquire)
     }
 
     /// Waits until the connection has room for another frame; never, once it is gone.
     pub async fn wait_ready(&self) {
         // The permit is only a probe: the frame itself goes through the writer's `try_send`,
         // and this task is the only sender, so the room stays there.
-        if self.frames.reserve().await.is_err() {
+        if self.sink.frames.reserve().await.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -373,6 +397,46 @@ impl Screen {
 mod tests {
     use super::*;
 
+    /// A sink charging a budget of `memory` bytes, and the connection's end of its queue.
+    fn sink(memory: usize) -> (FrameSink, mpsc::Receiver<Outgoing>) {
+        let (frames, out) = mpsc::channel(FRAME_QUEUE);
+        let sink = FrameSink {
+            frames,
+            memory: MemoryBudget::new(memory),
+            over_budget: Arc::new(AtomicBool::new(false)),
+        };
+        (sink, out)
+    }
+
+    #[tokio::test]
+    async fn frames_are_charged_while_queued_and_one_past_the_budget_ends_the_session() {
+        let (frames, mut out) = sink(usize::MAX);
+        let memory = Arc::clone(&frames.memory);
+        let mut screen = Screen::new(clamp(300, 100), frames).unwrap();
+        let mut view = ChatView::default();
+        for i in 0..100 {
+            view.push(super::super::view::PaneLine::plain(
+                format!("{i} {}", "x".repeat(290)),
+                LineKind::Message,
+            ));
+        }
+        screen.draw(&view).unwrap();
+        let queued = out.try_recv().unwrap();
+        let charged = queued.data().len() - crate::output::UNCHARGED_OUTPUT_BYTES;
+        assert_eq!(
+            memory.used(),
+            charged,
+            "a full screen is charged while it waits"
+        );
+        drop(queued);
+        assert_eq!(memory.used(), 0);
+
+        let (frames, _out) = sink(1024);
+        let mut screen = Screen::new(clamp(300, 100), frames).unwrap();
+        assert!(screen.draw(&view).is_err());
+        assert!(screen.over_budget());
+    }
+
     #[test]
     fn the_palette_follows_the_terminal_type() {
         for term in ["", "dumb", "vt100", "VT220", "unknown"] {
@@ -407,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_largest_screen_draws_in_bounded_memory() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(65535, 65535), frames).unwrap();
         let mut view = ChatView::default();
         // Every row full, names coloured: the costliest frame to draw.
@@ -421,6 +485,7 @@ mod tests {
         }
         screen.draw(&view).unwrap();
         let frame = out.try_recv().unwrap();
+        let frame = frame.data();
         // One full frame of 500x200 cells, with cursor moves and colours: under a megabyte.
         assert!(frame.len() < 1024 * 1024, "{}", frame.len());
         assert_eq!(screen.pane(), (500, 198));
@@ -428,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn resizing_redraws_at_the_new_size() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(80, 24), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
@@ -437,7 +502,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         // The status line moved to row 29 (1-based), the input line to row 30.
         let text = String::from_utf8_lossy(&all);
@@ -449,7 +514,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_repaint_clears_and_draws_every_line_again() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(50, 15), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
@@ -463,7 +528,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut frames = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            frames.extend_from_slice(&frame);
+            frames.extend_from_slice(frame.data());
         }
         let text = String::from_utf8_lossy(&frames);
         assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
@@ -472,14 +537,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminal_too_small_shows_a_notice_until_it_grows() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(12, 4), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         let text = String::from_utf8_lossy(&all);
         assert!(
@@ -491,7 +556,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         assert!(String::from_utf8_lossy(&all).contains("#lobby"));
     }
