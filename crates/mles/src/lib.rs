@@ -42,9 +42,9 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         "kanava_memory_refusals_total",
-        "Mles connections closed (1013) because what they buffered did not fit --max-memory, by consumer (receive, queue, replay)"
+        "Mles connections closed (1013) because what they buffered did not fit --max-memory, by consumer (receive, queue, replay, write)"
     );
-    for consumer in ["receive", "queue", "replay"] {
+    for consumer in ["receive", "queue", "replay", "write"] {
         metrics::counter!("kanava_memory_refusals_total", "consumer" => consumer).increment(0);
     }
     metrics::gauge!("kanava_connections").increment(0.0);
