@@ -32,7 +32,7 @@ use crate::header::Header;
 use crate::meter::{self, Meter, Metered};
 use crate::proof::{AuthParts, Proof, ProofError};
 use crate::upgrade::{self, Parsed, Refusal};
-use crate::{Endpoint, MlesConfig, Routes, ServerTls, auth};
+use crate::{Endpoint, MlesConfig, RoutedConnection, Routes, ServerTls, auth};
 
 type Ws = WebSocketStream<Metered<TlsStream<TcpStream>>>;
 
@@ -95,7 +95,7 @@ enum Upgraded {
     /// A Mles connection, and what it is receiving.
     Mles(Box<Ws>, Arc<Meter>),
     /// A connection for an endpoint routed by path.
-    Routed(Arc<dyn Endpoint>, Box<crate::TlsWebSocket>),
+    Routed(Arc<dyn Endpoint>, Box<RoutedConnection>),
 }
 
 /// What every connection of the listener shares.
@@ -135,8 +135,8 @@ pub(crate) async fn run(
         };
         let (mut ws, meter) = match upgraded {
             Ok(Ok(Upgraded::Mles(ws, meter))) => (ws, meter),
-            Ok(Ok(Upgraded::Routed(endpoint, ws))) => {
-                return endpoint.serve(*ws, peer, shutdown).await;
+            Ok(Ok(Upgraded::Routed(endpoint, connection))) => {
+                return endpoint.serve(*connection, peer, shutdown).await;
             }
             Ok(Err(reason)) => {
                 metrics::counter!("kanava_handshake_failures_total").increment(1);
@@ -201,14 +201,11 @@ async fn handshake(
             .await
             .map_err(|_| "write 101")?;
         tracing::debug!(path = %request.path.escape_debug(), "upgraded to a routed endpoint");
-        let ws = WebSocketStream::from_partially_read(
+        let connection = RoutedConnection {
             stream,
-            rest,
-            Role::Server,
-            Some(endpoint.websocket_config()),
-        )
-        .await;
-        return Ok(Upgraded::Routed(Arc::clone(endpoint), Box::new(ws)));
+            read_ahead: rest,
+        };
+        return Ok(Upgraded::Routed(Arc::clone(endpoint), Box::new(connection)));
     }
     if let Err(refusal) = request.require_mles() {
         refuse(&mut stream, refusal).await;

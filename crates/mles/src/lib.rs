@@ -18,11 +18,9 @@ mod tls;
 pub mod upgrade;
 
 pub use header::{Header, HeaderError};
-pub use route::{Endpoint, Routes, TlsWebSocket};
+pub use route::{Endpoint, RoutedConnection, Routes};
 pub use server::{MlesConfig, serve};
 pub use tls::ServerTls;
-/// The WebSocket limits an [`Endpoint`] asks for.
-pub use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Describes the Mles listener's metrics and registers them at zero, so that `/metrics` lists
 /// every series from the start.
