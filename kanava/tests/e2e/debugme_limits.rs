@@ -18,7 +18,7 @@ use crate::mles_limits::Pair;
 use crate::support::*;
 
 /// A debug-me connection from `source`, versions exchanged.
-async fn versioned_from(source: &str, server: &Kanava) -> RawWs {
+pub(crate) async fn versioned_from(source: &str, server: &Kanava) -> RawWs {
     let tcp = connect_from(source, server.debug_me).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", server.debug_me), tcp)
         .await

@@ -888,3 +888,80 @@ async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_
     .await;
     drop(terminals);
 }
+
+#[tokio::test]
+async fn output_that_does_not_fit_the_memory_budget_ends_the_session_with_the_reason() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--max-memory", "1MiB"]).start();
+    // A Mles client from 127.0.0.4 leaves five messages of 60 KiB in the lobby.
+    let mut writer = server
+        .client()
+        .with_source("127.0.0.4")
+        .join("writer", "lobby")
+        .await;
+    for i in 0..5 {
+        let line = format!("big{i} {}", "y".repeat(60 * 1024));
+        futures_util::SinkExt::send(&mut writer, text(&line))
+            .await
+            .unwrap();
+    }
+    let tail = || {
+        run(ssh_from(
+            &server,
+            &keys.path("rsa"),
+            "bob",
+            "127.0.0.2",
+            &["tail", "lobby", "-n", "10"],
+        ))
+    };
+    wait_until_async("the five are stored", || async {
+        let out = tail().await;
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("big4 ")
+    })
+    .await;
+    // A debug-me user from 127.0.0.5 holds 900 KiB of a frame: little of the budget is left.
+    let mut attacker = crate::debugme_limits::versioned_from("127.0.0.5", &server).await;
+    crate::debugme_server::open_session(&mut attacker, "nobody").await;
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&1_000_000u64.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend(std::iter::repeat_n(b'L', 900 * 1024));
+    tokio::io::AsyncWriteExt::write_all(attacker.get_mut(), &frame)
+        .await
+        .unwrap();
+    wait_until_async("the partial frame is charged", || async {
+        server.metric("kanava_memory_payload_bytes").await >= 900.0 * 1024.0
+    })
+    .await;
+    // Bob's 300 KiB of output does not fit: his session ends, and he is told why.
+    let refused = tail().await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("memory budget is exhausted"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        server
+            .metric(r#"kanava_ssh_sessions_closed_total{reason="memory"}"#)
+            .await,
+        1.0
+    );
+    // Short answers still fit.
+    served_from_another_address(&server, &keys.path("rsa"), "bob").await;
+    // Once the budget is free again, the same output is served whole.
+    drop(attacker);
+    wait_until_async("the partial frame is given back", || async {
+        server.metric("kanava_memory_payload_bytes").await == 0.0
+    })
+    .await;
+    let served = tail().await;
+    assert!(served.status.success(), "{}", stderr(&served));
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout)
+            .matches(" <~writer> big")
+            .count(),
+        5
+    );
+}
