@@ -766,11 +766,11 @@ impl UnreadTerminal {
 async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_while_others_chat()
 {
     /// Sessions on terminals nobody reads.
-    const STUCK: usize = 4;
+    const STUCK: usize = 3;
     let _heavy = heavy().await;
     let keys = Keys::new();
     let server = Start::new()
-        .args(&["--ping-interval", "1s", "--max-memory", "32MiB"])
+        .args(&["--ping-interval", "2s", "--max-memory", "32MiB"])
         .args(&["--max-frame", "1048576"])
         .start();
     say_from(
@@ -784,10 +784,7 @@ async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_
     // Full-screen sessions of 500x200 from 127.0.0.3 whose terminals nobody reads.
     let mut terminals = Vec::new();
     let mut clients = Vec::new();
-    for (i, key) in ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521"]
-        .iter()
-        .enumerate()
-    {
+    for (i, key) in ["ed25519", "ecdsa256", "ecdsa384"].iter().enumerate() {
         let terminal = UnreadTerminal::new(500, 200);
         let mut command = ssh_from(
             &server,
@@ -821,7 +818,7 @@ async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_
             .await
             .is_ok()
         {
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
         }
     });
     // Each scrollback keeps a megabyte of the flood (64 KiB a line), charged past 64 KiB.
@@ -844,13 +841,14 @@ async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_
     // every session is closed after four silent intervals (a client that answers them but
     // takes nothing is closed once its output has waited as long: see crates/ssh/src/output.rs),
     // while bob and the Mles pair go on.
-    pair.chat_while(wait_until_async(
+    pair.chat_while(wait_until_async_within(
         "the stuck sessions are closed",
+        Duration::from_secs(20),
         || async { server.metric("kanava_ssh_sessions").await == 0.0 },
     ))
     .await;
     assert!(
-        flooded.elapsed() >= Duration::from_secs(3),
+        flooded.elapsed() >= Duration::from_secs(6),
         "closed after only {:?}",
         flooded.elapsed()
     );
