@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use kanava_core::{Budgets, ConnectionBudget, DiskBudget, HistoryLimits, MemoryBudget};
 use kanava_debugme_server::DebugMeServer;
 use kanava_hub::{Hub, HubConfig, QueueLimits};
-use kanava_mles::{Endpoint, MlesConfig, Routes, TlsWebSocket, WebSocketConfig};
+use kanava_mles::{Endpoint, MlesConfig, RoutedConnection, Routes};
 use kanava_store::{SqliteStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -315,18 +315,19 @@ async fn open_store(
 struct DebugMeRoute(DebugMeServer);
 
 impl Endpoint for DebugMeRoute {
-    fn websocket_config(&self) -> WebSocketConfig {
-        DebugMeServer::websocket_config()
-    }
-
     fn serve(
         &self,
-        ws: TlsWebSocket,
+        connection: RoutedConnection,
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let server = self.0.clone();
-        Box::pin(async move { server.serve_websocket(ws, peer, shutdown).await })
+        let RoutedConnection { stream, read_ahead } = connection;
+        Box::pin(async move {
+            server
+                .serve_upgraded(stream, read_ahead, peer, shutdown)
+                .await;
+        })
     }
 }
 

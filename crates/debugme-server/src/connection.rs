@@ -23,13 +23,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use kanava_hub::SessionBus;
 
-use crate::charged::ReadCharge;
+use crate::charged::{Charged, ReadCharge};
 use crate::handshake;
 use crate::mail::{MailSettings, Mailer};
 use crate::rate::PerSourceRate;
@@ -98,7 +98,7 @@ struct Finished {
 
 /// A debug-me server: the sessions, their logs and the limits. It serves its own plain `ws://`
 /// listener ([`serve`](Self::serve)) and WebSockets upgraded elsewhere, such as on the TLS
-/// listener ([`serve_websocket`](Self::serve_websocket)); both reach the same sessions.
+/// listener ([`serve_upgraded`](Self::serve_upgraded)); both reach the same sessions.
 #[derive(Clone)]
 pub struct DebugMeServer(Arc<Inner>);
 
@@ -231,21 +231,29 @@ impl DebugMeServer {
         });
     }
 
-    /// Serves one upgraded debug-me connection from `peer` until it ends or `shutdown` is
-    /// cancelled; refused at once, with an `E` frame, when a connection cap is reached.
-    pub async fn serve_websocket<S>(
+    /// Serves one debug-me connection from `peer` upgraded elsewhere (`stream`, after the
+    /// `101`, and `read_ahead`, what the client sent after its request head), until it ends or
+    /// `shutdown` is cancelled. What it reads is charged to the memory budget as on the plain
+    /// listener; it is refused at once, with an `E` frame, when a connection cap is reached.
+    pub async fn serve_upgraded<S>(
         &self,
-        mut ws: WebSocketStream<S>,
+        stream: S,
+        read_ahead: Vec<u8>,
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let charge = ReadCharge::new(&self.0.config.budgets.memory);
+        let mut ws = WebSocketStream::from_partially_read(
+            Charged::new(stream, charge.clone()),
+            read_ahead,
+            Role::Server,
+            Some(Self::websocket_config()),
+        )
+        .await;
         match self.admit(peer.ip()) {
-            Ok(slot) => {
-                self.serve_admitted(ws, peer, slot, ReadCharge::default(), shutdown)
-                    .await;
-            }
+            Ok(slot) => self.serve_admitted(ws, peer, slot, charge, shutdown).await,
             Err(full) => {
                 refuse(&mut ws, full.reason(), CLOSE_TIMEOUT).await;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;

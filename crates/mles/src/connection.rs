@@ -32,7 +32,7 @@ use crate::header::Header;
 use crate::meter::{self, Meter, Metered};
 use crate::proof::{AuthParts, Proof, ProofError};
 use crate::upgrade::{self, Parsed, Refusal};
-use crate::{Endpoint, MlesConfig, Routes, ServerTls, auth};
+use crate::{Endpoint, MlesConfig, RoutedConnection, Routes, ServerTls, auth};
 
 type Ws = WebSocketStream<Metered<TlsStream<TcpStream>>>;
 
@@ -65,6 +65,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// refused because other connections hold the budget.
 const UNCHARGED_REPLAY_BYTES: usize = 64 * 1024;
 
+/// Bytes of a live frame being written not charged to the memory budget: chat messages are far
+/// below it. Past the frame, a connection holds at most one outgoing fragment in tungstenite
+/// ([`MAX_OUTGOING_FRAME`], flushed before the next is taken), one batch in [`Metered`]
+/// ([`crate::meter::WRITE_BATCH_BYTES`]) and rustls's buffer of encrypted records (64 KiB,
+/// rustls's default limit): about 100 KiB, bounded over the server by the connection budget.
+const UNCHARGED_WRITE_BYTES: usize = 64 * 1024;
+
 /// Closes a peer whose buffered payload (`consumer`: what it was receiving, its queue or its
 /// replay) does not fit the memory budget, and counts it.
 fn over_budget(consumer: &'static str) -> End {
@@ -88,7 +95,7 @@ enum Upgraded {
     /// A Mles connection, and what it is receiving.
     Mles(Box<Ws>, Arc<Meter>),
     /// A connection for an endpoint routed by path.
-    Routed(Arc<dyn Endpoint>, Box<crate::TlsWebSocket>),
+    Routed(Arc<dyn Endpoint>, Box<RoutedConnection>),
 }
 
 /// What every connection of the listener shares.
@@ -128,8 +135,8 @@ pub(crate) async fn run(
         };
         let (mut ws, meter) = match upgraded {
             Ok(Ok(Upgraded::Mles(ws, meter))) => (ws, meter),
-            Ok(Ok(Upgraded::Routed(endpoint, ws))) => {
-                return endpoint.serve(*ws, peer, shutdown).await;
+            Ok(Ok(Upgraded::Routed(endpoint, connection))) => {
+                return endpoint.serve(*connection, peer, shutdown).await;
             }
             Ok(Err(reason)) => {
                 metrics::counter!("kanava_handshake_failures_total").increment(1);
@@ -194,14 +201,11 @@ async fn handshake(
             .await
             .map_err(|_| "write 101")?;
         tracing::debug!(path = %request.path.escape_debug(), "upgraded to a routed endpoint");
-        let ws = WebSocketStream::from_partially_read(
+        let connection = RoutedConnection {
             stream,
-            rest,
-            Role::Server,
-            Some(endpoint.websocket_config()),
-        )
-        .await;
-        return Ok(Upgraded::Routed(Arc::clone(endpoint), Box::new(ws)));
+            read_ahead: rest,
+        };
+        return Ok(Upgraded::Routed(Arc::clone(endpoint), Box::new(connection)));
     }
     if let Err(refusal) = request.require_mles() {
         refuse(&mut stream, refusal).await;
@@ -333,7 +337,7 @@ async fn session(
         Ok(admitted) => admitted,
         Err(end) => return end,
     };
-    Box::pin(member(ws, admitted, config, meter)).await
+    Box::pin(member(ws, admitted, config, meter, memory)).await
 }
 
 /// A joined member, what it is owed from history, and its queue of live frames.
@@ -517,7 +521,13 @@ fn header_reason(error: &crate::HeaderError) -> &'static str {
 
 /// A joined member: read and publish until the peer leaves, while the writer sends history and
 /// live frames and the keepalive watches for answers; a kick from the hub ends all at once.
-async fn member(ws: &mut Ws, admitted: Admitted, config: &MlesConfig, meter: &Meter) -> End {
+async fn member(
+    ws: &mut Ws,
+    admitted: Admitted,
+    config: &MlesConfig,
+    meter: &Meter,
+    memory: &Arc<MemoryBudget>,
+) -> End {
     let Admitted {
         member,
         replay,
@@ -527,7 +537,14 @@ async fn member(ws: &mut Ws, admitted: Admitted, config: &MlesConfig, meter: &Me
     let alive = Keepalive::default();
     let kick = outbox.kick_signal();
     let end = {
-        let writer = pin!(write(&mut sink, replay, &mut outbox, &alive, config));
+        let writer = pin!(write(
+            &mut sink,
+            replay,
+            &mut outbox,
+            &alive,
+            config,
+            memory
+        ));
         let reader = pin!(read(&mut stream, &member, &alive, meter, config));
         tokio::select! {
             biased;
@@ -621,6 +638,22 @@ async fn feed_entry(
     Ok(())
 }
 
+/// Feeds a live `entry`, taken from the outbox (whose charge it no longer counts in), charged to
+/// `memory` past [`UNCHARGED_WRITE_BYTES`] until it is written: a peer that stops reading holds
+/// the frame it was being written, which may be as large as `--max-frame` and no longer
+/// shared with anyone once every other member has been sent it.
+async fn feed_live(
+    sink: &mut SplitSink<&mut Ws, Message>,
+    entry: Arc<Entry>,
+    deadline: Duration,
+    memory: &Arc<MemoryBudget>,
+) -> Result<(), End> {
+    let _charge = memory
+        .reserve(entry.payload.len().saturating_sub(UNCHARGED_WRITE_BYTES))
+        .map_err(|_| over_budget("write"))?;
+    feed_entry(sink, &entry, deadline).await
+}
+
 /// Runs one write to the peer under the write deadline: a peer that takes longer than the
 /// keepalive allows to take in one write is stuck, whatever else it sends.
 async fn within<F>(deadline: Duration, write: F) -> Result<(), End>
@@ -643,6 +676,7 @@ async fn write(
     outbox: &mut Outbox,
     alive: &Keepalive,
     config: &MlesConfig,
+    memory: &Arc<MemoryBudget>,
 ) -> End {
     let deadline = config.ping_interval.saturating_mul(MAX_MISSED_PINGS + 1);
     let result: Result<(), End> = async {
@@ -665,12 +699,12 @@ async fn write(
                     let Some(entry) = entry else { return Err(End::PeerGone) };
                     let mut sent = 1;
                     let mut bytes = entry.payload.len();
-                    feed_entry(sink, &entry, deadline).await?;
+                    feed_live(sink, entry, deadline, memory).await?;
                     while sent < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
                         let Some(entry) = outbox.try_recv() else { break };
-                        feed_entry(sink, &entry, deadline).await?;
-                        sent += 1;
                         bytes += entry.payload.len();
+                        feed_live(sink, entry, deadline, memory).await?;
+                        sent += 1;
                     }
                     within(deadline, sink.flush()).await?;
                 }

@@ -18,11 +18,9 @@ mod tls;
 pub mod upgrade;
 
 pub use header::{Header, HeaderError};
-pub use route::{Endpoint, Routes, TlsWebSocket};
+pub use route::{Endpoint, RoutedConnection, Routes};
 pub use server::{MlesConfig, serve};
 pub use tls::ServerTls;
-/// The WebSocket limits an [`Endpoint`] asks for.
-pub use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Describes the Mles listener's metrics and registers them at zero, so that `/metrics` lists
 /// every series from the start.
@@ -42,9 +40,9 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         "kanava_memory_refusals_total",
-        "Mles connections closed (1013) because what they buffered did not fit --max-memory, by consumer (receive, queue, replay)"
+        "Mles connections closed (1013) because what they buffered did not fit --max-memory, by consumer (receive, queue, replay, write)"
     );
-    for consumer in ["receive", "queue", "replay"] {
+    for consumer in ["receive", "queue", "replay", "write"] {
         metrics::counter!("kanava_memory_refusals_total", "consumer" => consumer).increment(0);
     }
     metrics::gauge!("kanava_connections").increment(0.0);

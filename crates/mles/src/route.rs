@@ -1,6 +1,10 @@
 //! Other WebSocket services on the Mles TLS listener, each under a path of its own, so that one
 //! TLS port serves them all (kanava serves its debug-me sessions at `/debug-me`). A request for
 //! any other path is a Mles connection, as the reference server accepts any path.
+//!
+//! The listener answers the upgrade and hands the endpoint the stream itself, not a WebSocket
+//! built on it, so that the endpoint can wrap the stream first (debug-me charges what it reads
+//! to the memory budget) and choose its own WebSocket limits.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,22 +13,25 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-/// An upgraded WebSocket over the listener's TLS.
-pub type TlsWebSocket = WebSocketStream<TlsStream<TcpStream>>;
+/// A connection upgraded to a WebSocket under a routed path, before its first frame.
+#[derive(Debug)]
+pub struct RoutedConnection {
+    /// The listener's TLS stream, the `101` already written.
+    pub stream: TlsStream<TcpStream>,
+    /// What the client sent after its request head: the start of its first frame (less than
+    /// [`crate::upgrade::MAX_REQUEST_HEAD`] bytes).
+    pub read_ahead: Vec<u8>,
+}
 
 /// A WebSocket service reached under a path of the Mles listener.
 pub trait Endpoint: Send + Sync + 'static {
-    /// The WebSocket limits (frame and message sizes) of this service.
-    fn websocket_config(&self) -> WebSocketConfig;
-
-    /// Serves one upgraded connection until it ends or `shutdown` is cancelled.
+    /// Serves one upgraded connection (building its WebSocket) until it ends or `shutdown` is
+    /// cancelled.
     fn serve(
         &self,
-        ws: TlsWebSocket,
+        connection: RoutedConnection,
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -3,14 +3,14 @@
 //! `cargo bench -p kanava-ssh --bench draw`; figures in docs/benchmarks.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kanava_core::MemoryBudget;
 use kanava_ssh::tui::view::{ChatView, LineKind, PaneLine};
-use kanava_ssh::tui::{Screen, clamp};
-use tokio::sync::mpsc;
+use kanava_ssh::tui::{FrameSink, Screen, clamp};
 
 /// A screen of `cols`x`rows` with a pane full of messages; each iteration adds a message (as
 /// a busy room does) and draws the frame, which is then dropped as the connection takes it.
 fn draw_after_a_message(c: &mut Criterion, name: &str, cols: u32, rows: u32, text: &str) {
-    let (frames, mut out) = mpsc::channel(8);
+    let (frames, mut out) = FrameSink::new(MemoryBudget::new(usize::MAX));
     let mut screen = Screen::new(clamp(cols, rows), frames).expect("screen");
     let mut view = ChatView::default();
     view.room = "lobby".into();

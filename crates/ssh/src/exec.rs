@@ -13,6 +13,7 @@ use crate::chat::session::ChatContext;
 use crate::clock::Zone;
 use crate::command::{Command, USAGE, UsageError};
 use crate::line::{event_line, shown_name};
+use crate::output::{Flow, OVER_BUDGET, Outgoing, Stopped};
 use kanava_core::sanitize;
 
 /// Exit statuses.
@@ -24,28 +25,68 @@ pub(crate) const USAGE_ERROR: u32 = 2;
 pub(crate) struct Output {
     pub(crate) handle: Handle,
     pub(crate) channel: ChannelId,
+    /// Charges and paces what goes to the client (see [`crate::output`]).
+    pub(crate) flow: Flow,
 }
 
 impl Output {
+    /// Sends `text` to stdout; false once the session must end: the client has gone, reads
+    /// nothing, or the text does not fit the memory budget (the client is told why on stderr).
     pub(crate) async fn out(&self, text: String) -> bool {
-        self.handle
-            .data(self.channel, Bytes::from(text))
-            .await
-            .is_ok()
+        match Outgoing::charge(self.flow.memory(), Bytes::from(text)) {
+            Ok(message) => self.send(message).await,
+            Err(_) => {
+                self.over_budget().await;
+                false
+            }
+        }
     }
 
-    pub(crate) async fn err(&self, text: String) {
-        let _ = self
-            .handle
-            .extended_data(self.channel, 1, Bytes::from(format!("kanava: {text}\n")))
+    /// Sends a charged `message` to stdout; false (telling a stuck client why) once the session
+    /// must end.
+    pub(crate) async fn send(&self, message: Outgoing) -> bool {
+        let handle = &self.handle;
+        let sent = self
+            .flow
+            .send(message, |piece| handle.data(self.channel, piece))
             .await;
+        match sent {
+            Ok(()) => true,
+            Err(Stopped::Gone) => false,
+            Err(stuck @ Stopped::NotReading(_)) => {
+                crate::output::count_closed("stuck");
+                tracing::debug!(channel = %self.channel, "ssh session closed: client not reading");
+                self.err(stuck.to_string()).await;
+                false
+            }
+        }
+    }
+
+    /// Tells the client its session ends because its output does not fit the memory budget.
+    pub(crate) async fn over_budget(&self) {
+        crate::output::count_closed("memory");
+        tracing::debug!(channel = %self.channel, "ssh session closed: memory budget exhausted");
+        self.err(OVER_BUDGET.to_owned()).await;
+    }
+
+    /// Sends `text` to stderr, unless the connection cannot take it within the write deadline
+    /// (a client that stopped reading).
+    pub(crate) async fn err(&self, text: String) {
+        let sent =
+            self.handle
+                .extended_data(self.channel, 1, Bytes::from(format!("kanava: {text}\n")));
+        let _ = tokio::time::timeout(self.flow.deadline(), sent).await;
     }
 
     /// Sends the exit status, then EOF, then closes (OpenSSH exits 255 without a status).
+    /// Gives up after the write deadline, when the connection takes nothing more.
     pub(crate) async fn finish(self, status: u32) {
-        let _ = self.handle.exit_status_request(self.channel, status).await;
-        let _ = self.handle.eof(self.channel).await;
-        let _ = self.handle.close(self.channel).await;
+        let finished = async {
+            let _ = self.handle.exit_status_request(self.channel, status).await;
+            let _ = self.handle.eof(self.channel).await;
+            let _ = self.handle.close(self.channel).await;
+        };
+        let _ = tokio::time::timeout(self.flow.deadline(), finished).await;
     }
 }
 

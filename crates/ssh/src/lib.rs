@@ -18,6 +18,7 @@ pub mod host_key;
 pub mod line;
 mod line_mode;
 pub mod ops;
+mod output;
 mod refusal;
 mod server;
 mod sessions;
@@ -85,6 +86,14 @@ pub fn describe_metrics() {
         "kanava_ssh_names_expired_total",
         "SSH names freed for being unused longer than --ssh-name-expiry"
     );
+    metrics::describe_counter!(
+        "kanava_ssh_sessions_closed_total",
+        "SSH sessions closed for their output, by reason: memory (a message or frame did not \
+         fit --max-memory), stuck (the client read nothing for four keepalive intervals)"
+    );
+    for reason in ["memory", "stuck"] {
+        metrics::counter!("kanava_ssh_sessions_closed_total", "reason" => reason).increment(0);
+    }
     metrics::counter!("kanava_ssh_bindings_total").increment(0);
     metrics::counter!("kanava_ssh_names_expired_total").increment(0);
     for reason in [

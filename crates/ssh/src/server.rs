@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kanava_core::{Budgets, Claim, KeySharing, Nick, Sources};
+use kanava_core::{Budgets, Claim, KeySharing, MemoryBudget, Nick, Sources};
 use kanava_hub::Hub;
 use ratatui::layout::Rect;
 use russh::keys::PrivateKey;
@@ -37,6 +37,7 @@ use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
 use crate::line_mode;
 use crate::ops::Ops;
+use crate::output::Flow;
 use crate::refusal::{REFUSALS_AT_ONCE, refuse};
 use crate::sessions::{UserSession, UserSessions};
 
@@ -267,6 +268,7 @@ pub async fn serve(
             no_backlog: HashSet::new(),
             zones: HashMap::new(),
             inputs: HashMap::new(),
+            memory: Arc::clone(&budgets.memory),
         };
         let (russh_config, shutdown) = (Arc::clone(&russh_config), shutdown.clone());
         tracker.spawn(async move {
@@ -390,6 +392,10 @@ impl Connection {
         let out = Output {
             handle: session.handle(),
             channel,
+            flow: Flow::new(
+                Arc::clone(&self.memory),
+                self.config.keepalive_interval * SILENT_INTERVALS,
+            ),
         };
         let running = Running {
             _slot: self.sessions.get_mut(&channel).and_then(Option::take),
@@ -478,6 +484,8 @@ struct Connection {
     input_budget: TokenBucket,
     /// Where a line session's input goes.
     inputs: HashMap<ChannelId, tokio::sync::mpsc::Sender<Input>>,
+    /// The server's memory budget, which what the sessions send is charged to.
+    memory: Arc<MemoryBudget>,
 }
 
 use crate::{fingerprint, now_ms};

@@ -18,7 +18,7 @@ use crate::mles_limits::Pair;
 use crate::support::*;
 
 /// A debug-me connection from `source`, versions exchanged.
-async fn versioned_from(source: &str, server: &Kanava) -> RawWs {
+pub(crate) async fn versioned_from(source: &str, server: &Kanava) -> RawWs {
     let tcp = connect_from(source, server.debug_me).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", server.debug_me), tcp)
         .await
@@ -609,16 +609,44 @@ async fn a_write_that_fails_on_a_full_disk_is_cut_back_and_the_session_ends_with
 async fn frames_arriving_slowly_are_charged_and_refused_past_the_memory_budget() {
     let _heavy = heavy().await;
     let server = Start::new().args(&["--max-memory", "3MiB"]).start();
-    // Users from 127.0.0.2 each start a frame of 1,000,000 bytes, send 900 KiB of it and stop.
+    slow_frames_are_charged(&server, || versioned_from("127.0.0.2", &server)).await;
+}
+
+#[tokio::test]
+async fn frames_arriving_slowly_on_the_tls_listener_are_charged_and_refused_past_the_memory_budget()
+{
+    let _heavy = heavy().await;
+    let server = Start::new().args(&["--max-memory", "3MiB"]).start();
+    slow_frames_are_charged(&server, || async {
+        let tls = server.client().with_source("127.0.0.2").tls().await;
+        let url = format!("wss://localhost:{}/debug-me", server.mles.port());
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        exchange_versions(&mut ws).await;
+        ws
+    })
+    .await;
+}
+
+/// Users, each connected with `connect` (from 127.0.0.2), start a frame of 1,000,000 bytes,
+/// send 900 KiB of it and stop: with `--max-memory 3MiB`, three are charged, the fourth is told
+/// why and closed, a session from another address works meanwhile, and the charges are given
+/// back once they leave.
+async fn slow_frames_are_charged<S, F, C>(server: &Kanava, connect: C)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    F: std::future::Future<Output = tokio_tungstenite::WebSocketStream<S>>,
+    C: Fn() -> F,
+{
     let mut attackers = Vec::new();
     for i in 0..4 {
-        let mut ws = versioned_from("127.0.0.2", &server).await;
+        let mut ws = connect().await;
         open_session(&mut ws, "nobody").await;
         let mut frame = vec![0x82, 0xff];
         frame.extend_from_slice(&1_000_000u64.to_be_bytes());
         frame.extend_from_slice(&[1, 2, 3, 4]);
         frame.extend(std::iter::repeat_n(b'L', 900 * 1024));
         ws.get_mut().write_all(&frame).await.unwrap();
+        ws.get_mut().flush().await.unwrap();
         attackers.push(ws);
         if i < 3 {
             let charged = (i + 1) as f64 * 900.0 * 1024.0;
@@ -649,7 +677,7 @@ async fn frames_arriving_slowly_are_charged_and_refused_past_the_memory_budget()
         1.0
     );
     // Meanwhile a session from another address works.
-    a_real_download_works(&server).await;
+    a_real_download_works(server).await;
     drop(attackers);
     wait_until_async("the held frames are given back", || async {
         server.metric("kanava_memory_payload_bytes").await == 0.0

@@ -684,7 +684,7 @@ async fn stuck_in_a_big_replay(sends_pings: bool) {
         .chat_while(wait_until_async_within(
             "the stuck joiner is closed",
             Duration::from_secs(8),
-            || async { server.metric("kanava_members").await <= members_before },
+            || async { server.metric("kanava_members").await <= 2.0 },
         ))
         .await;
     let took = joined.elapsed();
@@ -808,4 +808,58 @@ async fn idle_members_cost_a_few_kib_each_and_are_still_served() {
         "{MEMBERS} idle members grew the server by {grown_kib} KiB, {} KiB each",
         grown_kib / MEMBERS as u64
     );
+}
+
+#[tokio::test]
+async fn a_member_that_stops_reading_a_big_live_frame_holds_it_charged_until_closed() {
+    let _heavy = heavy().await;
+    let server = Start::new()
+        .args(&["--ping-interval", "1s", "--max-frame", "4194304"])
+        .start();
+    let ch = channel("stuck-live");
+    let mut sender = join_from(&server, "127.0.0.3", "sender", &ch).await;
+    server.wait_metric("kanava_members", 1.0).await;
+    let mut legit = Pair::join(&server, "127.0.0.6").await;
+    // Joins with a small receive window, then reads nothing and answers no ping.
+    let stuck = Raw::join_with(&server, "127.0.0.2", Some(4096), "stuck", &ch).await;
+    let joined = Instant::now();
+    server.wait_metric("kanava_members", 4.0).await;
+    let frames_in = server.metric("kanava_frames_in_total").await;
+    sender
+        .send(binary(&vec![7u8; 4 * 1024 * 1024]))
+        .await
+        .unwrap();
+    sender.close(None).await.unwrap();
+    // The frame leaves the stuck member's queue for its writer, which cannot write it: it is
+    // charged there until the member is closed.
+    let charged = legit
+        .chat_while(async {
+            server
+                .wait_metric("kanava_frames_in_total", frames_in + 1.0)
+                .await;
+            let mut most = 0.0f64;
+            while joined.elapsed() < Duration::from_secs(3) && most < 3.5 * 1024.0 * 1024.0 {
+                most = most.max(server.metric("kanava_memory_payload_bytes").await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            most
+        })
+        .await;
+    assert!(
+        charged >= 3.5 * 1024.0 * 1024.0,
+        "the frame the stuck member holds is not charged: {charged}"
+    );
+    legit
+        .chat_while(wait_until_async_within(
+            "the stuck member is closed",
+            Duration::from_secs(8),
+            || async { server.metric("kanava_members").await <= 2.0 },
+        ))
+        .await;
+    let freed = server.metric("kanava_memory_payload_bytes").await;
+    assert!(freed < 1024.0 * 1024.0, "still charged: {freed}");
+    legit
+        .chat_while(tokio::time::sleep(Duration::from_millis(300)))
+        .await;
+    drop(stuck);
 }

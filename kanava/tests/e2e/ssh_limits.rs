@@ -717,3 +717,249 @@ async fn no_compression_is_offered_before_authentication() {
     assert_eq!(lists[6], "none,zlib@openssh.com", "{lists:?}");
     assert_eq!(lists[7], "none,zlib@openssh.com", "{lists:?}");
 }
+
+/// A pseudo-terminal of `cols`x`rows` whose master end nobody reads: what `ssh -tt` writes to
+/// it soon blocks, and the client stops taking what the server sends.
+struct UnreadTerminal {
+    _master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+}
+
+impl UnreadTerminal {
+    fn new(cols: u16, rows: u16) -> UnreadTerminal {
+        use std::os::fd::FromRawFd;
+        let (mut master, mut slave) = (-1, -1);
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty(3) with valid out-pointers; the fds it returns are ours to own.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just opened and are owned by nothing else.
+        unsafe {
+            UnreadTerminal {
+                _master: std::os::fd::OwnedFd::from_raw_fd(master),
+                slave: std::os::fd::OwnedFd::from_raw_fd(slave),
+            }
+        }
+    }
+
+    /// `command` with this terminal as its stdin, stdout and stderr.
+    fn attach(&self, command: &mut Command) {
+        let fd = || Stdio::from(self.slave.try_clone().unwrap());
+        command.stdin(fd()).stdout(fd()).stderr(fd());
+    }
+}
+
+#[tokio::test]
+async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_while_others_chat()
+{
+    /// Sessions on terminals nobody reads.
+    const STUCK: usize = 3;
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new()
+        .args(&["--ping-interval", "2s", "--max-memory", "32MiB"])
+        .args(&["--max-frame", "1048576"])
+        .start();
+    say_from(
+        &server,
+        &keys.path("rsa"),
+        "bob",
+        "127.0.0.2",
+        "bob is here",
+    )
+    .await;
+    // Full-screen sessions of 500x200 from 127.0.0.3 whose terminals nobody reads.
+    let mut terminals = Vec::new();
+    let mut clients = Vec::new();
+    for (i, key) in ["ed25519", "ecdsa256", "ecdsa384"].iter().enumerate() {
+        let terminal = UnreadTerminal::new(500, 200);
+        let mut command = ssh_from(
+            &server,
+            &keys.path(key),
+            &format!("stuck{i}"),
+            "127.0.0.3",
+            &["-tt"],
+        );
+        command.env("TERM", "xterm-256color");
+        terminal.attach(&mut command);
+        let client = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        terminals.push(terminal);
+        clients.push(client);
+    }
+    server
+        .wait_metric("kanava_ssh_sessions", STUCK as f64)
+        .await;
+    let mut pair = crate::mles_limits::Pair::join(&server, "127.0.0.6").await;
+    // A Mles client from 127.0.0.4 floods the lobby with 256 KiB messages.
+    let mut flooder = server
+        .client()
+        .with_source("127.0.0.4")
+        .join("flooder", "lobby")
+        .await;
+    let flood = tokio::spawn(async move {
+        let line = "x".repeat(256 * 1024);
+        while futures_util::SinkExt::send(&mut flooder, text(&line))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    });
+    // Each scrollback keeps a megabyte of the flood (64 KiB a line), charged past 64 KiB.
+    let flooded = Instant::now();
+    let charged = pair
+        .chat_while(async {
+            let mut most = 0.0f64;
+            while flooded.elapsed() < WAIT && most < STUCK as f64 * 768.0 * 1024.0 {
+                most = most.max(server.metric("kanava_memory_payload_bytes").await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            most
+        })
+        .await;
+    assert!(
+        charged >= STUCK as f64 * 768.0 * 1024.0,
+        "the sessions' scrollbacks are not charged: {charged}"
+    );
+    // None of the terminals is read: OpenSSH, its output full, stops answering keepalives, and
+    // every session is closed after four silent intervals (a client that answers them but
+    // takes nothing is closed once its output has waited as long: see crates/ssh/src/output.rs),
+    // while bob and the Mles pair go on.
+    pair.chat_while(wait_until_async_within(
+        "the stuck sessions are closed",
+        Duration::from_secs(20),
+        || async { server.metric("kanava_ssh_sessions").await == 0.0 },
+    ))
+    .await;
+    assert!(
+        flooded.elapsed() >= Duration::from_secs(6),
+        "closed after only {:?}",
+        flooded.elapsed()
+    );
+    assert!(server.rss_kib() < RSS_BOUND_KIB, "{} KiB", server.rss_kib());
+    flood.abort();
+    let seen = pair
+        .chat_while(async {
+            say_from(
+                &server,
+                &keys.path("rsa"),
+                "bob",
+                "127.0.0.2",
+                "bob still chats",
+            )
+            .await;
+            run(ssh_from(
+                &server,
+                &keys.path("rsa"),
+                "bob",
+                "127.0.0.2",
+                &["tail", "lobby", "-n", "3"],
+            ))
+            .await
+        })
+        .await;
+    assert!(
+        String::from_utf8_lossy(&seen.stdout).contains("bob still chats"),
+        "{}",
+        stderr(&seen)
+    );
+    pair.chat_while(wait_until_async(
+        "the closed sessions' charges are given back",
+        || async { server.metric("kanava_memory_payload_bytes").await < 1024.0 * 1024.0 },
+    ))
+    .await;
+    drop(terminals);
+}
+
+#[tokio::test]
+async fn output_that_does_not_fit_the_memory_budget_ends_the_session_with_the_reason() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--max-memory", "1MiB"]).start();
+    // A Mles client from 127.0.0.4 leaves five messages of 60 KiB in the lobby.
+    let mut writer = server
+        .client()
+        .with_source("127.0.0.4")
+        .join("writer", "lobby")
+        .await;
+    for i in 0..5 {
+        let line = format!("big{i} {}", "y".repeat(60 * 1024));
+        futures_util::SinkExt::send(&mut writer, text(&line))
+            .await
+            .unwrap();
+    }
+    let tail = || {
+        run(ssh_from(
+            &server,
+            &keys.path("rsa"),
+            "bob",
+            "127.0.0.2",
+            &["tail", "lobby", "-n", "10"],
+        ))
+    };
+    wait_until_async("the five are stored", || async {
+        let out = tail().await;
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("big4 ")
+    })
+    .await;
+    // A debug-me user from 127.0.0.5 holds 900 KiB of a frame: little of the budget is left.
+    let mut attacker = crate::debugme_limits::versioned_from("127.0.0.5", &server).await;
+    crate::debugme_server::open_session(&mut attacker, "nobody").await;
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&1_000_000u64.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend(std::iter::repeat_n(b'L', 900 * 1024));
+    tokio::io::AsyncWriteExt::write_all(attacker.get_mut(), &frame)
+        .await
+        .unwrap();
+    wait_until_async("the partial frame is charged", || async {
+        server.metric("kanava_memory_payload_bytes").await >= 900.0 * 1024.0
+    })
+    .await;
+    // Bob's 300 KiB of output does not fit: his session ends, and he is told why.
+    let refused = tail().await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("memory budget is exhausted"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        server
+            .metric(r#"kanava_ssh_sessions_closed_total{reason="memory"}"#)
+            .await,
+        1.0
+    );
+    // Short answers still fit.
+    served_from_another_address(&server, &keys.path("rsa"), "bob").await;
+    // Once the budget is free again, the same output is served whole.
+    drop(attacker);
+    wait_until_async("the partial frame is given back", || async {
+        server.metric("kanava_memory_payload_bytes").await == 0.0
+    })
+    .await;
+    let served = tail().await;
+    assert!(served.status.success(), "{}", stderr(&served));
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout)
+            .matches(" <~writer> big")
+            .count(),
+        5
+    );
+}

@@ -5,9 +5,9 @@
 mod screen;
 pub mod view;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kanava_core::Nick;
 use ratatui::layout::Rect;
 use terminput::Event;
@@ -19,8 +19,9 @@ use crate::chat::directory::Mode;
 use crate::chat::session::{ChatContext, ChatSession, Flow, Kind, Next, Shown, label};
 use crate::clock::Zone;
 use crate::exec::Output;
-use screen::FRAME_QUEUE;
-pub use screen::{MAX_COLS, MAX_ROWS, Palette, Screen, clamp};
+pub use crate::output::Outgoing;
+use crate::output::Stopped;
+pub use screen::{FrameSink, MAX_COLS, MAX_ROWS, Palette, Screen, clamp};
 use unicode_width::UnicodeWidthStr;
 use view::{Action, ChatView, LineKind, PaneLine};
 
@@ -319,21 +320,24 @@ pub(crate) async fn run(
     let max_message_bytes = ctx.max_message_bytes;
     let frame_interval = ctx.frame_interval;
     let shutdown = ctx.shutdown.clone();
-    let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
-    let (handle, channel) = (out.handle.clone(), out.channel);
+    let (sink, mut outgoing) = FrameSink::new(Arc::clone(out.flow.memory()));
+    let (handle, channel, flow) = (out.handle.clone(), out.channel, out.flow.clone());
     let writer = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
-            if handle.data(channel, frame).await.is_err() {
-                break;
+            let sent = flow.send(frame, |piece| handle.data(channel, piece)).await;
+            if let Err(stopped) = sent {
+                return Some(stopped);
             }
         }
+        None
     });
-    let Ok(mut screen) = Screen::new(*size.borrow_and_update(), frames) else {
+    let Ok(mut screen) = Screen::new(*size.borrow_and_update(), sink) else {
         return 1;
     };
     screen.set_palette(palette);
     let mut view = ChatView::default();
     view.max_input = max_message_bytes;
+    view.charge_to(out.flow.memory());
     let started = ChatSession::start(ctx, nick, fingerprint, Mode::Terminal, cancel.clone(), true);
     let (mut session, shown) = match started.await {
         Ok(started) => started,
@@ -459,9 +463,19 @@ pub(crate) async fn run(
     let _ = screen
         .restore(&ended_by.as_deref().map(farewell).unwrap_or_default())
         .await;
+    let over_budget = screen.over_budget();
     drop(screen);
-    let _ = writer.await;
+    let stopped = writer.await.ok().flatten();
     session.close().await;
+    if over_budget {
+        out.over_budget().await;
+        return 1;
+    }
+    if let Some(stuck @ Stopped::NotReading(_)) = stopped {
+        crate::output::count_closed("stuck");
+        out.err(stuck.to_string()).await;
+        return 1;
+    }
     status
 }
 

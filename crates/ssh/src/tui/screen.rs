@@ -1,6 +1,8 @@
 //! Drawing the chat view with ratatui into an SSH channel: a fixed viewport of the client's size
 //! (never the server's tty), and a writer whose flush hands each frame to the connection without
 //! waiting, dropping frames for a client that does not keep up (the next frame is a full redraw).
+//! Each frame is charged to the memory budget until it is written (see [`crate::output`]); one
+//! that does not fit ends the session.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use kanava_core::MemoryBudget;
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::buffer::{Buffer, Cell};
 use ratatui::layout::{Position, Rect};
@@ -18,6 +21,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::view::{ChatView, LineKind, Row, nick_colour};
+use crate::output::Outgoing;
 
 /// The colours names are drawn in (xterm's 256-colour palette, readable on dark and light).
 const NICK_COLOURS: [u8; 12] = [31, 32, 33, 35, 36, 37, 70, 94, 130, 133, 166, 172];
@@ -161,10 +165,35 @@ pub const MAX_ROWS: u16 = 200;
 /// Frames waiting for the connection before further ones are dropped.
 pub const FRAME_QUEUE: usize = 8;
 
+/// Where frames go: the connection's queue, and the budget they are charged to.
+#[derive(Clone)]
+pub struct FrameSink {
+    /// Frames for the connection, with their charge.
+    pub(crate) frames: mpsc::Sender<Outgoing>,
+    /// The memory budget.
+    pub(crate) memory: Arc<MemoryBudget>,
+    /// Set when a frame did not fit the budget: the session must end.
+    pub(crate) over_budget: Arc<AtomicBool>,
+}
+
+impl FrameSink {
+    /// A sink charging `memory`, and the connection's end of its queue of [`FRAME_QUEUE`]
+    /// frames.
+    pub fn new(memory: Arc<MemoryBudget>) -> (FrameSink, mpsc::Receiver<Outgoing>) {
+        let (frames, out) = mpsc::channel(FRAME_QUEUE);
+        let sink = FrameSink {
+            frames,
+            memory,
+            over_budget: Arc::default(),
+        };
+        (sink, out)
+    }
+}
+
 /// A `Write` that collects one frame and, on flush, queues it for the connection.
 pub struct ChannelWriter {
     frame: Vec<u8>,
-    frames: mpsc::Sender<Bytes>,
+    sink: FrameSink,
     /// Set when a frame had to be dropped, or the user asked for it: the next draw must
     /// repaint everything.
     dropped: Arc<AtomicBool>,
@@ -181,7 +210,11 @@ impl Write for ChannelWriter {
             return Ok(());
         }
         let frame = Bytes::from(std::mem::take(&mut self.frame));
-        match self.frames.try_send(frame) {
+        let Ok(frame) = Outgoing::charge(&self.sink.memory, frame) else {
+            self.sink.over_budget.store(true, Ordering::Release);
+            return Err(io::Error::other(crate::output::OVER_BUDGET));
+        };
+        match self.sink.frames.try_send(frame) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped.store(true, Ordering::Release);
@@ -204,7 +237,7 @@ pub struct Screen {
     /// The frame being drawn.
     next: Buffer,
     area: Rect,
-    frames: mpsc::Sender<Bytes>,
+    sink: FrameSink,
     dropped: Arc<AtomicBool>,
     palette: Palette,
     /// Whether the cursor was hidden (while the terminal was too small for the chat).
@@ -266,12 +299,12 @@ fn scroll_up(buffer: &mut Buffer, pane: Rect, rows: u16) {
 }
 
 impl Screen {
-    /// A screen of `area`, writing frames to `frames`.
-    pub fn new(area: Rect, frames: mpsc::Sender<Bytes>) -> io::Result<Screen> {
+    /// A screen of `area`, writing frames to `sink`.
+    pub fn new(area: Rect, sink: FrameSink) -> io::Result<Screen> {
         let dropped = Arc::new(AtomicBool::new(false));
         let writer = ChannelWriter {
             frame: SETUP.to_vec(),
-            frames: frames.clone(),
+            sink: sink.clone(),
             dropped: Arc::clone(&dropped),
         };
         Ok(Screen {
@@ -279,7 +312,7 @@ impl Screen {
             shown: Buffer::empty(area),
             next: Buffer::empty(area),
             area,
-            frames,
+            sink,
             dropped,
             palette: Palette::Extended,
             cursor_hidden: false,
@@ -307,14 +340,19 @@ impl Screen {
 
     /// Whether the connection has room for another frame now.
     pub fn ready(&self) -> bool {
-        self.frames.capacity() > 0
+        self.sink.frames.capacity() > 0
+    }
+
+    /// Whether a frame did not fit the memory budget: the session must end.
+    pub fn over_budget(&self) -> bool {
+        self.sink.over_budget.load(Ordering::Acquire)
     }
 
     /// Waits until the connection has room for another frame; never, once it is gone.
     pub async fn wait_ready(&self) {
         // The permit is only a probe: the frame itself goes through the writer's `try_send`,
         // and this task is the only sender, so the room stays there.
-        if self.frames.reserve().await.is_err() {
+        if self.sink.frames.reserve().await.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -458,8 +496,11 @@ impl Screen {
             goodbye.extend_from_slice(farewell.as_bytes());
             goodbye.extend_from_slice(b"\r\n");
         }
-        self.frames
-            .send(Bytes::from(goodbye))
+        let goodbye = Outgoing::charge(&self.sink.memory, Bytes::from(goodbye))
+            .map_err(|_| io::Error::other(crate::output::OVER_BUDGET))?;
+        self.sink
+            .frames
+            .send(goodbye)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client gone"))
     }
@@ -468,6 +509,40 @@ impl Screen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink charging a budget of `memory` bytes, and the connection's end of its queue.
+    fn sink(memory: usize) -> (FrameSink, mpsc::Receiver<Outgoing>) {
+        FrameSink::new(MemoryBudget::new(memory))
+    }
+
+    #[tokio::test]
+    async fn frames_are_charged_while_queued_and_one_past_the_budget_ends_the_session() {
+        let (frames, mut out) = sink(usize::MAX);
+        let memory = Arc::clone(&frames.memory);
+        let mut screen = Screen::new(clamp(300, 100), frames).unwrap();
+        let mut view = ChatView::default();
+        for i in 0..100 {
+            view.push(super::super::view::PaneLine::plain(
+                format!("{i} {}", "x".repeat(290)),
+                LineKind::Message,
+            ));
+        }
+        screen.draw(&view).unwrap();
+        let queued = out.try_recv().unwrap();
+        let charged = queued.data().len() - crate::output::UNCHARGED_OUTPUT_BYTES;
+        assert_eq!(
+            memory.used(),
+            charged,
+            "a full screen is charged while it waits"
+        );
+        drop(queued);
+        assert_eq!(memory.used(), 0);
+
+        let (frames, _out) = sink(1024);
+        let mut screen = Screen::new(clamp(300, 100), frames).unwrap();
+        assert!(screen.draw(&view).is_err());
+        assert!(screen.over_budget());
+    }
 
     #[test]
     fn the_palette_follows_the_terminal_type() {
@@ -561,18 +636,18 @@ mod tests {
     }
 
     /// Feeds the frames `out` holds to `terminal`, in order; returns their bytes.
-    fn apply(terminal: &mut vt100::Parser, out: &mut mpsc::Receiver<Bytes>) -> usize {
+    fn apply(terminal: &mut vt100::Parser, out: &mut mpsc::Receiver<Outgoing>) -> usize {
         let mut bytes = 0;
         while let Ok(frame) = out.try_recv() {
-            bytes += frame.len();
-            terminal.process(&frame);
+            bytes += frame.data().len();
+            terminal.process(frame.data());
         }
         bytes
     }
 
     #[tokio::test]
     async fn scrolled_frames_leave_the_terminal_as_a_full_repaint_would() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(60, 12), frames).unwrap();
         let mut terminal = terminal_60x12();
         let mut view = ChatView::default();
@@ -593,7 +668,7 @@ mod tests {
             screen.draw(&view).unwrap();
             let sent = apply(&mut terminal, &mut out);
             let mut fresh = terminal_60x12();
-            let (repaint, mut whole) = mpsc::channel(FRAME_QUEUE);
+            let (repaint, mut whole) = sink(usize::MAX);
             Screen::new(clamp(60, 12), repaint)
                 .unwrap()
                 .draw(&view)
@@ -615,7 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_largest_screen_draws_in_bounded_memory() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(65535, 65535), frames).unwrap();
         let mut view = ChatView::default();
         // Every row full, names coloured: the costliest frame to draw.
@@ -629,6 +704,7 @@ mod tests {
         }
         screen.draw(&view).unwrap();
         let frame = out.try_recv().unwrap();
+        let frame = frame.data();
         // One full frame of 500x200 cells, with cursor moves and colours: under a megabyte.
         assert!(frame.len() < 1024 * 1024, "{}", frame.len());
         assert_eq!(screen.pane(), (500, 198));
@@ -636,7 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn resizing_redraws_at_the_new_size() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(80, 24), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
@@ -645,7 +721,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         // The status line moved to row 29 (1-based), the input line to row 30.
         let text = String::from_utf8_lossy(&all);
@@ -657,7 +733,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_repaint_clears_and_draws_every_line_again() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(50, 15), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
@@ -671,7 +747,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut frames = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            frames.extend_from_slice(&frame);
+            frames.extend_from_slice(frame.data());
         }
         let text = String::from_utf8_lossy(&frames);
         assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
@@ -680,14 +756,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminal_too_small_shows_a_notice_until_it_grows() {
-        let (frames, mut out) = mpsc::channel(FRAME_QUEUE);
+        let (frames, mut out) = sink(usize::MAX);
         let mut screen = Screen::new(clamp(12, 4), frames).unwrap();
         let mut view = ChatView::default();
         view.room = "lobby".into();
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         let text = String::from_utf8_lossy(&all);
         assert!(
@@ -699,7 +775,7 @@ mod tests {
         screen.draw(&view).unwrap();
         let mut all = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(&frame);
+            all.extend_from_slice(frame.data());
         }
         assert!(String::from_utf8_lossy(&all).contains("#lobby"));
     }

@@ -3,6 +3,9 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
+
+use kanava_core::{MemoryBudget, Reservation};
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation;
@@ -11,8 +14,14 @@ use unicode_width::UnicodeWidthChar;
 /// Lines kept for scrollback.
 const SCROLLBACK: usize = 5000;
 
-/// Bytes of text kept for scrollback: long lines from a busy room keep fewer of them.
-const SCROLLBACK_BYTES: usize = 2 * 1024 * 1024;
+/// Bytes of text kept for scrollback: long lines from a busy room keep fewer of them (older
+/// ones are paged in from the store again when the user scrolls back to them).
+const SCROLLBACK_BYTES: usize = 1024 * 1024;
+
+/// Bytes of scrollback not charged to the memory budget: a quiet room's is below it. Past the
+/// budget, a scrollback keeps only this much (its oldest lines are dropped), and the session
+/// goes on.
+const UNCHARGED_SCROLLBACK_BYTES: usize = 64 * 1024;
 
 /// Entries of input history.
 const HISTORY: usize = 100;
@@ -134,6 +143,8 @@ pub struct ChatView {
     lines: VecDeque<PaneLine>,
     /// Bytes of text in `lines`.
     line_bytes: usize,
+    /// What of `line_bytes` is charged to the memory budget, once [`ChatView::charge_to`].
+    charge: Option<Reservation>,
     input: Vec<char>,
     cursor: usize,
     /// Rows scrolled up from the bottom of the message pane.
@@ -152,6 +163,7 @@ impl Default for ChatView {
             max_input: DEFAULT_MAX_INPUT,
             lines: VecDeque::new(),
             line_bytes: 0,
+            charge: None,
             input: Vec::new(),
             cursor: 0,
             scroll: 0,
@@ -162,11 +174,26 @@ impl Default for ChatView {
 }
 
 impl ChatView {
-    /// Adds a line to the message pane. A user scrolled up keeps their view.
-    pub fn push(&mut self, line: PaneLine) {
-        self.line_bytes += line.text.len();
-        self.lines.push_back(line);
-        while self.lines.len() > SCROLLBACK || self.line_bytes > SCROLLBACK_BYTES {
+    /// Charges the scrollback to `memory` from now on: past [`UNCHARGED_SCROLLBACK_BYTES`], it
+    /// keeps only the newest lines the budget holds.
+    pub fn charge_to(&mut self, memory: &Arc<MemoryBudget>) {
+        self.charge = Some(memory.empty());
+        self.drop_oldest();
+    }
+
+    /// Whether the scrollback's charge fits the budget (growing or shrinking it to its size).
+    fn charged(&mut self) -> bool {
+        let held = self.line_bytes.saturating_sub(UNCHARGED_SCROLLBACK_BYTES);
+        self.charge
+            .as_mut()
+            .is_none_or(|charge| charge.resize(held).is_ok())
+    }
+
+    /// Drops the oldest lines until the scrollback is within its lines, its bytes and what the
+    /// memory budget holds.
+    fn drop_oldest(&mut self) {
+        while self.lines.len() > SCROLLBACK || self.line_bytes > SCROLLBACK_BYTES || !self.charged()
+        {
             let Some(oldest) = self.lines.pop_front() else {
                 break;
             };
@@ -174,7 +201,15 @@ impl ChatView {
         }
     }
 
-    /// Adds older lines above the others (loaded on scrolling back); the view does not move.
+    /// Adds a line to the message pane. A user scrolled up keeps their view.
+    pub fn push(&mut self, line: PaneLine) {
+        self.line_bytes += line.text.len();
+        self.lines.push_back(line);
+        self.drop_oldest();
+    }
+
+    /// Adds older lines above the others (loaded on scrolling back), as many as fit; the view
+    /// does not move.
     pub fn prepend(&mut self, older: Vec<PaneLine>) {
         for line in older.into_iter().rev() {
             if self.lines.len() >= SCROLLBACK
@@ -184,6 +219,13 @@ impl ChatView {
             }
             self.line_bytes += line.text.len();
             self.lines.push_front(line);
+            if !self.charged() {
+                if let Some(line) = self.lines.pop_front() {
+                    self.line_bytes -= line.text.len();
+                }
+                self.charged();
+                break;
+            }
         }
     }
 
@@ -204,6 +246,7 @@ impl ChatView {
     pub fn clear(&mut self) {
         self.lines.clear();
         self.line_bytes = 0;
+        self.charged();
         self.scroll = 0;
     }
 
@@ -726,6 +769,41 @@ mod tests {
         assert!(view.line_bytes <= SCROLLBACK_BYTES, "nothing older fits");
         view.clear();
         assert_eq!(view.line_bytes, 0);
+    }
+
+    #[test]
+    fn a_charged_scrollback_keeps_what_the_budget_holds_and_gives_it_back() {
+        let memory = MemoryBudget::new(256 * 1024);
+        let mut view = ChatView::default();
+        view.charge_to(&memory);
+        let line = "y".repeat(16 * 1024 - 4);
+        for i in 0..100 {
+            view.push(PaneLine::plain(format!("{i:03} {line}"), LineKind::Message));
+        }
+        // 64 KiB free of charge and the whole budget: 20 lines of 16 KiB.
+        assert_eq!(view.lines.len(), 20);
+        assert_eq!(memory.used(), 256 * 1024);
+        assert!(view.lines.back().unwrap().text.starts_with("099 "));
+        // Others take the budget: the scrollback shrinks to what is free of charge.
+        view.charge = Some(memory.empty());
+        let others = memory.reserve(256 * 1024).unwrap();
+        view.push(PaneLine::plain(format!("100 {line}"), LineKind::Message));
+        assert_eq!(view.lines.len(), 4);
+        assert!(view.lines.back().unwrap().text.starts_with("100 "));
+        view.prepend(vec![PaneLine::plain(line.clone(), LineKind::Message)]);
+        assert_eq!(
+            view.lines.len(),
+            4,
+            "older lines are not loaded past the budget"
+        );
+        drop(others);
+        view.prepend(vec![PaneLine::plain(line.clone(), LineKind::Message)]);
+        assert_eq!(view.lines.len(), 5);
+        view.clear();
+        assert_eq!(memory.used(), 0);
+        view.push(PaneLine::plain(line.clone(), LineKind::Message));
+        drop(view);
+        assert_eq!(memory.used(), 0);
     }
 
     #[test]
