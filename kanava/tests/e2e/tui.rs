@@ -1340,3 +1340,84 @@ async fn back_without_away_pm_to_yourself_and_a_name_in_capitals() {
     assert!(screen.contains("* alice is away: lunch"), "{screen}");
     assert!(!screen.contains("ALICE"), "{screen}");
 }
+
+#[tokio::test]
+async fn each_room_keeps_its_own_scrollback_with_private_messages_and_command_output() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "a").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    for (user, key, cols, rows) in [("alice", "ed25519", 80, 24), ("carol", "ecdsa256", 133, 41)] {
+        tmux.login_ready(&server, &keys, key, user).await;
+        tmux.resize(user, cols, rows);
+        tmux.type_line(user, "/join #a");
+        tmux.wait(user, "#a shown", |s| status_line(s).starts_with(" #a "))
+            .await;
+        // Command output, a private message and room traffic, all while #a is shown.
+        let whois = format!("* {user}: name bound");
+        tmux.type_line(user, &format!("/whois {user}"));
+        tmux.wait(user, "the whois answer", |s| s.contains(&whois))
+            .await;
+        let private = format!("[PM from bob] psst {user}");
+        tmux.type_line("bob", &format!("/msg {user} psst {user}"));
+        tmux.wait(user, "bob's private message", |s| s.contains(&private))
+            .await;
+        let first = format!("<~web> first for {user}");
+        web.send(text(&format!("first for {user}"))).await.unwrap();
+        tmux.wait(user, "web's message", |s| s.contains(&first))
+            .await;
+
+        // #lobby's pane is as it was: the welcome, none of #a's lines.
+        let welcome = format!("* welcome, {user}.");
+        tmux.type_line(user, "/join #lobby");
+        let lobby = tmux
+            .wait(user, "#lobby with its own lines", |s| {
+                status_line(s).starts_with(" #lobby ") && s.contains(&welcome)
+            })
+            .await;
+        assert_eq!(lobby.lines().count(), usize::from(rows), "{lobby}");
+        for line in [&whois, &private, &first] {
+            assert!(!lobby.contains(line.as_str()), "{line} in #lobby:\n{lobby}");
+        }
+
+        // What comes to #a meanwhile is counted, and waits in #a's pane.
+        let second = format!("<~web> second for {user}");
+        web.send(text(&format!("second for {user}"))).await.unwrap();
+        tmux.wait(user, "the unread count", |s| {
+            status_line(s).contains("  #a (1)")
+        })
+        .await;
+        tmux.type_line(user, "/join #a");
+        let back = tmux
+            .wait(user, "#a's pane and what came meanwhile", |s| {
+                status_line(s).starts_with(" #a ") && s.contains(&second)
+            })
+            .await;
+        for line in [&whois, &private, &first, &second] {
+            assert_eq!(back.matches(line.as_str()).count(), 1, "{line}:\n{back}");
+        }
+        assert!(!back.contains(&welcome), "{back}");
+
+        // A room left is forgotten: opened again, it starts from its stored history.
+        tmux.type_line(user, "/part");
+        let parted = tmux
+            .wait(user, "#lobby again", |s| {
+                status_line(s).starts_with(" #lobby ") && s.contains("* you left #a")
+            })
+            .await;
+        assert!(parted.contains(&welcome), "{parted}");
+        assert!(!status_line(&parted).contains("#a"), "{parted}");
+        tmux.type_line(user, "/join #a");
+        let again = tmux
+            .wait(user, "#a from its history", |s| {
+                status_line(s).starts_with(" #a ") && s.contains(&second)
+            })
+            .await;
+        assert!(
+            !again.contains(&whois) && !again.contains(&private),
+            "{again}"
+        );
+    }
+}

@@ -198,7 +198,13 @@ pub(crate) enum Flow {
 struct OpenRoom {
     joined: Joined,
     unread: usize,
+    /// The oldest entry of the room shown so far, while another room is current.
+    oldest_seq: Option<u64>,
 }
+
+/// Lines of rooms not shown kept for a front end that keeps a pane per room, until it takes
+/// them: it takes them at each [`Next::Unread`], so this is only a bound.
+const ELSEWHERE: usize = 1024;
 
 /// A user's session.
 pub(crate) struct ChatSession {
@@ -221,6 +227,11 @@ pub(crate) struct ChatSession {
     backlog: bool,
     /// Whether a limit refused what the line being submitted would have sent.
     refused: bool,
+    /// Whether the front end keeps each room's lines itself (the full-screen chat): switching
+    /// to an open room then shows no backlog, and other rooms' traffic is kept for it.
+    keeps_panes: bool,
+    /// Traffic of rooms not shown, for a front end that keeps panes, with its room.
+    elsewhere: Vec<(ChannelName, Shown)>,
 }
 
 fn lobby() -> ChannelName {
@@ -257,7 +268,11 @@ impl ChatSession {
             ctx,
             nick,
             fingerprint,
-            rooms: vec![OpenRoom { joined, unread: 0 }],
+            rooms: vec![OpenRoom {
+                joined,
+                unread: 0,
+                oldest_seq: None,
+            }],
             current: 0,
             oldest_seq: None,
             registration,
@@ -265,6 +280,8 @@ impl ChatSession {
             presence,
             backlog,
             refused: false,
+            keeps_panes: false,
+            elsewhere: Vec::new(),
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.motd().await;
@@ -343,6 +360,23 @@ impl ChatSession {
             .filter(|(i, _)| *i != self.current)
             .map(|(_, r)| (label(r.joined.member.channel()), r.unread))
             .collect()
+    }
+
+    /// Whether `room` is open.
+    pub(crate) fn is_open(&self, room: &ChannelName) -> bool {
+        self.rooms.iter().any(|r| r.joined.member.channel() == room)
+    }
+
+    /// Tells the session that its front end keeps each room's lines (the full-screen chat):
+    /// switching to an open room shows no backlog again, and the traffic of rooms not shown
+    /// waits in [`take_elsewhere`](Self::take_elsewhere) after each [`Next::Unread`].
+    pub(crate) fn keep_panes(&mut self) {
+        self.keeps_panes = true;
+    }
+
+    /// The lines of rooms not shown that came since last asked, each with its room.
+    pub(crate) fn take_elsewhere(&mut self) -> Vec<(ChannelName, Shown)> {
+        std::mem::take(&mut self.elsewhere)
     }
 
     /// Names present in the current room, for completion.
@@ -438,6 +472,10 @@ impl ChatSession {
                     Next::Show(vec![shown])
                 } else {
                     self.rooms[i].unread += 1;
+                    if self.keeps_panes && self.elsewhere.len() < ELSEWHERE {
+                        let room = self.rooms[i].joined.member.channel().clone();
+                        self.elsewhere.push((room, shown));
+                    }
                     Next::Unread
                 }
             }
@@ -744,12 +782,24 @@ impl ChatSession {
             .iter()
             .position(|r| r.joined.member.channel() == &room)
         {
-            Some(i) => self.make_current(i).await,
+            Some(i) => {
+                self.keep_oldest();
+                self.make_current(i).await
+            }
             None => self.open(room).await,
         }
     }
 
-    /// Makes the open room `i` current; returns its backlog.
+    /// Remembers how far back the current room's lines go, before another room becomes
+    /// current, for a front end that keeps them.
+    fn keep_oldest(&mut self) {
+        if self.keeps_panes {
+            self.rooms[self.current].oldest_seq = self.oldest_seq;
+        }
+    }
+
+    /// Makes the open room `i` current; returns its backlog, unless the front end kept the
+    /// room's lines.
     async fn make_current(&mut self, i: usize) -> Vec<Shown> {
         self.current = i;
         self.rooms[i].unread = 0;
@@ -757,7 +807,17 @@ impl ChatSession {
         self.presence = member.presence();
         self.here = self.ctx.hub.members(member.channel());
         self.registration.moved_to(member.channel());
-        match self.ctx.hub.history(member.channel().clone()).await {
+        if self.keeps_panes {
+            self.oldest_seq = self.rooms[i].oldest_seq;
+            return Vec::new();
+        }
+        self.reload().await
+    }
+
+    /// The current room's recent history, as shown on entering it (for a front end that
+    /// keeps panes: when it had to drop the room's).
+    pub(crate) async fn reload(&mut self) -> Vec<Shown> {
+        match self.ctx.hub.history(self.room().clone()).await {
             Ok(history) => self.backlog(&history).await,
             Err(error) => vec![Shown::reply(format!("* {error}"))],
         }
@@ -774,7 +834,12 @@ impl ChatSession {
                 self.registration.moved_to(joined.member.channel());
                 self.presence = joined.member.presence();
                 self.here = self.ctx.hub.members(joined.member.channel());
-                self.rooms.push(OpenRoom { joined, unread: 0 });
+                self.keep_oldest();
+                self.rooms.push(OpenRoom {
+                    joined,
+                    unread: 0,
+                    oldest_seq: None,
+                });
                 self.current = self.rooms.len() - 1;
                 self.backlog(&history).await
             }

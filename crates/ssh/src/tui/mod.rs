@@ -5,10 +5,11 @@
 mod screen;
 pub mod view;
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kanava_core::Nick;
+use kanava_core::{ChannelName, Nick};
 use ratatui::layout::Rect;
 use terminput::Event;
 use tokio::sync::{mpsc, watch};
@@ -280,15 +281,107 @@ fn note(text: String) -> PaneLine {
     )
 }
 
-/// Shows session output in the pane; entering a room (a backlog) starts the pane afresh.
-fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
-    let room = label(session.room());
-    if view.room != room {
-        view.clear();
-        view.room = room;
-    }
+/// Shows session output in the pane of the room shown.
+fn show(view: &mut ChatView, shown: Vec<Shown>) {
     for line in &shown {
         view.push(pane_line(line));
+    }
+}
+
+/// Shows the session's current room, which the last action may have changed (a new room's
+/// pane starts empty), then `shown` in it. A room whose pane was dropped shows its history
+/// again, as on entering it.
+async fn switched(
+    view: &mut ChatView,
+    panes: &mut Panes,
+    session: &mut ChatSession,
+    shown: Vec<Shown>,
+) {
+    if panes.follow(view, session) {
+        view.push(note(format!(
+            "* the lines #{} got while not shown took too much memory; its history follows",
+            label(session.room())
+        )));
+        let history = session.reload().await;
+        show(view, history);
+    }
+    show(view, shown);
+}
+
+/// Text all the hidden panes hold together, in bytes: past it, the largest is dropped.
+const HIDDEN_BYTES: usize = 2 * 1024 * 1024;
+
+/// The message panes of the open rooms not shown, each with its lines (private messages and
+/// command output included) and scroll, so that switching back shows what was there. Each is
+/// bounded as the shown one is, all of them together by [`HIDDEN_BYTES`], and a pane is
+/// forgotten when its room is left.
+struct Panes {
+    /// The room whose pane the view shows.
+    shown: ChannelName,
+    hidden: HashMap<ChannelName, ChatView>,
+    /// Open rooms whose panes were dropped to stay within [`HIDDEN_BYTES`].
+    dropped: HashSet<ChannelName>,
+}
+
+impl Panes {
+    fn new(session: &ChatSession) -> Self {
+        Self {
+            shown: session.room().clone(),
+            hidden: HashMap::new(),
+            dropped: HashSet::new(),
+        }
+    }
+
+    /// Shows the pane of the session's current room (a new room's starts empty), keeping the
+    /// one shown before while its room is open. Says whether the room shown now had its pane
+    /// dropped.
+    fn follow(&mut self, view: &mut ChatView, session: &ChatSession) -> bool {
+        let current = session.room();
+        let mut lost = false;
+        if &self.shown != current {
+            let mut pane = self.hidden.remove(current).unwrap_or_default();
+            view.swap_pane(&mut pane);
+            if session.is_open(&self.shown) {
+                self.hidden.insert(self.shown.clone(), pane);
+            }
+            self.shown = current.clone();
+            lost = self.dropped.remove(current);
+            self.bound();
+        }
+        view.room = label(current);
+        self.hidden.retain(|room, _| session.is_open(room));
+        self.dropped.retain(|room| session.is_open(room));
+        lost
+    }
+
+    /// Drops the largest hidden panes until all of them hold at most [`HIDDEN_BYTES`].
+    fn bound(&mut self) {
+        let mut total: usize = self.hidden.values().map(ChatView::pane_bytes).sum();
+        while total > HIDDEN_BYTES {
+            let Some(largest) = self
+                .hidden
+                .iter()
+                .max_by_key(|(_, pane)| pane.pane_bytes())
+                .map(|(room, _)| room.clone())
+            else {
+                break;
+            };
+            if let Some(pane) = self.hidden.remove(&largest) {
+                total -= pane.pane_bytes();
+            }
+            self.dropped.insert(largest);
+        }
+    }
+
+    /// Adds the lines that came to rooms not shown to their panes.
+    fn take_elsewhere(&mut self, session: &mut ChatSession) {
+        for (room, shown) in session.take_elsewhere() {
+            if room == self.shown || !session.is_open(&room) {
+                continue;
+            }
+            self.hidden.entry(room).or_default().push(pane_line(&shown));
+        }
+        self.bound();
     }
 }
 
@@ -340,7 +433,10 @@ pub(crate) async fn run(
             return 1;
         }
     };
-    show(&mut view, &session, shown);
+    session.keep_panes();
+    let mut panes = Panes::new(&session);
+    view.room = label(session.room());
+    show(&mut view, shown);
     view.push(PaneLine::plain(
         format!("* welcome, {}. /help lists the commands.", session.nick()),
         LineKind::Notice,
@@ -374,16 +470,21 @@ pub(crate) async fn run(
             }
             next = session.next() => match next {
                 Next::Show(shown) => {
-                    show(&mut view, &session, shown);
+                    show(&mut view, shown);
                     pacing.changed();
                     continue;
                 }
-                Next::Unread | Next::Members => {
+                Next::Unread => {
+                    panes.take_elsewhere(&mut session);
+                    pacing.changed();
+                    continue;
+                }
+                Next::Members => {
                     pacing.changed();
                     continue;
                 }
                 Next::End(status, last) => {
-                    show(&mut view, &session, vec![last]);
+                    show(&mut view, vec![last]);
                     let _ = screen.draw(&view);
                     break status;
                 }
@@ -418,7 +519,7 @@ pub(crate) async fn run(
                 }
                 Action::Submit(line) => {
                     let (shown, flow) = session.submit(&line).await;
-                    show(&mut view, &session, shown);
+                    switched(&mut view, &mut panes, &mut session, shown).await;
                     match flow {
                         Flow::Quit => break 'session 0,
                         Flow::Refused => view.keep_input(line),
@@ -443,6 +544,32 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_panes_together_stay_within_their_bytes_the_largest_dropped_first() {
+        let room = |name: &str| ChannelName::new(name).unwrap();
+        let filled = |bytes: usize| {
+            let mut pane = ChatView::default();
+            for _ in 0..bytes / 1024 {
+                pane.push(PaneLine::plain("x".repeat(1024), LineKind::Message));
+            }
+            pane
+        };
+        let mut panes = Panes {
+            shown: room("lobby"),
+            hidden: HashMap::from([
+                (room("busy"), filled(HIDDEN_BYTES * 3 / 4)),
+                (room("quiet"), filled(HIDDEN_BYTES / 8)),
+                (room("dev"), filled(HIDDEN_BYTES / 4)),
+            ]),
+            dropped: HashSet::new(),
+        };
+        panes.bound();
+        assert_eq!(panes.dropped, HashSet::from([room("busy")]));
+        assert_eq!(panes.hidden.len(), 2);
+        let total: usize = panes.hidden.values().map(ChatView::pane_bytes).sum();
+        assert!(total <= HIDDEN_BYTES);
+    }
 
     #[test]
     fn a_paste_is_one_event_across_packets_and_a_long_one_is_dropped_as_it_comes() {

@@ -200,11 +200,24 @@ impl ChatView {
         self.scroll = self.scroll.min(rows.saturating_sub(height));
     }
 
-    /// Empties the message pane (on changing rooms).
+    /// Empties the message pane.
     pub fn clear(&mut self) {
         self.lines.clear();
         self.line_bytes = 0;
         self.scroll = 0;
+    }
+
+    /// Bytes of text in the message pane.
+    pub fn pane_bytes(&self) -> usize {
+        self.line_bytes
+    }
+
+    /// Exchanges the message pane (its lines and how far it is scrolled) with `other`'s: the
+    /// chat keeps a pane per open room and shows one.
+    pub fn swap_pane(&mut self, other: &mut ChatView) {
+        std::mem::swap(&mut self.lines, &mut other.lines);
+        std::mem::swap(&mut self.line_bytes, &mut other.line_bytes);
+        std::mem::swap(&mut self.scroll, &mut other.scroll);
     }
 
     /// The input line and the cursor's position in it (in characters).
