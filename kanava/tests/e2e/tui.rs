@@ -309,12 +309,12 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
 
     tmux.type_line("alice", "/join #a");
     tmux.wait("alice", "#a current, #lobby open", |s| {
-        status_line(s) == " #a  2 here  #lobby"
+        status_line(s) == " #a  2 here  1:#lobby [2:#a]"
     })
     .await;
     tmux.type_line("alice", "/join #b");
     tmux.wait("alice", "#b current, #lobby and #a open", |s| {
-        status_line(s) == " #b  1 here  #lobby  #a"
+        status_line(s) == " #b  1 here  1:#lobby 2:#a [3:#b]"
     })
     .await;
 
@@ -324,7 +324,7 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
     lobby.send(text("hello lobby")).await.unwrap();
     let screen = tmux
         .wait("alice", "unread counts", |s| {
-            status_line(s) == " #b  1 here  #lobby (1)  #a (2)"
+            status_line(s) == " #b  1 here  1:#lobby (1) 2:#a (2) [3:#b]"
         })
         .await;
     assert!(
@@ -336,7 +336,7 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
     tmux.type_line("alice", "/join #a");
     let screen = tmux
         .wait("alice", "#a current again", |s| {
-            status_line(s) == " #a  2 here  #lobby (1)  #b"
+            status_line(s) == " #a  2 here  1:#lobby (1) [2:#a] 3:#b"
         })
         .await;
     let screen = if screen.contains("<~web> second in a") {
@@ -357,12 +357,15 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
             s.contains("<~web> third in a")
         })
         .await;
-    assert_eq!(status_line(&screen), " #a  2 here  #lobby (1)  #b");
+    assert_eq!(
+        status_line(&screen),
+        " #a  2 here  1:#lobby (1) [2:#a] 3:#b"
+    );
 
     tmux.type_line("alice", "/join #lobby");
     let screen = tmux
         .wait("alice", "#lobby current, no counts left", |s| {
-            status_line(s) == " #lobby  2 here  #a  #b"
+            status_line(s) == " #lobby  2 here  [1:#lobby] 2:#a 3:#b"
         })
         .await;
     let screen = if screen.contains("<~lounger> hello lobby") {
@@ -1220,7 +1223,7 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         }
         assert_eq!(
             commands.len(),
-            19,
+            20,
             "one row each at {cols}x{rows}: {commands:?}\n{above}"
         );
         assert!(commands.contains("join") && commands.contains("msg"));
@@ -1386,10 +1389,10 @@ async fn each_room_keeps_its_own_scrollback_with_private_messages_and_command_ou
         let second = format!("<~web> second for {user}");
         web.send(text(&format!("second for {user}"))).await.unwrap();
         tmux.wait(user, "the unread count", |s| {
-            status_line(s).contains("  #a (1)")
+            status_line(s).contains(" 2:#a (1)")
         })
         .await;
-        tmux.type_line(user, "/join #a");
+        tmux.type_line(user, "/switch #a");
         let back = tmux
             .wait(user, "#a's pane and what came meanwhile", |s| {
                 status_line(s).starts_with(" #a ") && s.contains(&second)
@@ -1399,6 +1402,7 @@ async fn each_room_keeps_its_own_scrollback_with_private_messages_and_command_ou
             assert_eq!(back.matches(line.as_str()).count(), 1, "{line}:\n{back}");
         }
         assert!(!back.contains(&welcome), "{back}");
+        assert!(status_line(&back).contains("[2:#a]"), "{back}");
 
         // A room left is forgotten: opened again, it starts from its stored history.
         tmux.type_line(user, "/part");
@@ -1420,4 +1424,105 @@ async fn each_room_keeps_its_own_scrollback_with_private_messages_and_command_ou
             "{again}"
         );
     }
+}
+
+/// Whether a status line counts `unread` lines, for one room or in its summary.
+fn counts_unread(status: &str, unread: usize) -> bool {
+    status.contains(&format!(" ({unread})")) || status.contains(&format!("({unread} unread)"))
+}
+
+#[tokio::test]
+async fn alt_digits_and_ctrl_n_p_switch_rooms_and_the_status_line_fits_thirty_of_them() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-rooms-per-hour", "100"]).start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    // Thirty rooms: #lobby is 1, #project-room-NN is NN.
+    for n in 2..=30 {
+        tmux.type_line("alice", &format!("/join #project-room-{n:02}"));
+    }
+    tmux.wait("alice", "the thirtieth room", |s| {
+        status_line(s).starts_with(" 30:#project… ")
+    })
+    .await;
+
+    let shown = |n: usize| {
+        move |s: &str| {
+            let status = status_line(s);
+            let head = if n == 1 {
+                " 1:#lobby ".to_owned()
+            } else {
+                format!(" {n}:#project… ")
+            };
+            status.starts_with(&head)
+        }
+    };
+    tmux.keys("alice", &["M-1"]);
+    let screen = tmux.wait("alice", "room 1", shown(1)).await;
+    assert!(
+        screen.contains("* welcome, alice."),
+        "#lobby's pane:\n{screen}"
+    );
+    tmux.keys("alice", &["M-3"]);
+    tmux.wait("alice", "room 3", shown(3)).await;
+    tmux.keys("alice", &["C-n"]);
+    tmux.wait("alice", "room 4", shown(4)).await;
+    tmux.keys("alice", &["C-p", "C-p"]);
+    tmux.wait("alice", "room 2", shown(2)).await;
+    tmux.keys("alice", &["C-p", "C-p"]);
+    tmux.wait("alice", "round to room 30", shown(30)).await;
+    tmux.keys("alice", &["C-n"]);
+    tmux.wait("alice", "round to room 1", shown(1)).await;
+    assert_eq!(input_line(&tmux.screen("alice")), ">", "keys typed nothing");
+    // Bare /join of an open room, and /switch, switch to it; /switch opens nothing.
+    tmux.type_line("alice", "/join #project-room-07");
+    tmux.wait("alice", "room 7", shown(7)).await;
+    tmux.type_line("alice", "/switch #nowhere");
+    tmux.wait("alice", "the refusal", |s| {
+        s.contains("* #nowhere is not open; /join #nowhere opens it")
+    })
+    .await;
+    tmux.type_line("alice", "/switch #project-room-05");
+    tmux.wait("alice", "room 5", shown(5)).await;
+
+    // Traffic elsewhere counts; a pane scrolled up says so; both show at any width.
+    let mut web = server.client().join("web", "project-room-20").await;
+    for i in 0..3 {
+        web.send(text(&format!("unread {i}"))).await.unwrap();
+    }
+    // Twice: more than the tallest pane holds.
+    tmux.type_line("alice", "/help");
+    tmux.type_line("alice", "/help");
+    tmux.wait("alice", "the help", |s| {
+        s.matches("* commands:").count() == 1
+    })
+    .await;
+    tmux.keys("alice", &["PPage"]);
+    for (cols, rows) in [(80, 24), (50, 15), (133, 41)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "room 5, 3 unread, scrolled", |s| {
+                let status = status_line(s);
+                s.lines().count() == usize::from(rows)
+                    && shown(5)(s)
+                    && counts_unread(status, 3)
+                    && status.contains("[scrolled")
+            })
+            .await;
+        let status = status_line(&screen);
+        assert!(
+            status.chars().count() <= usize::from(cols),
+            "{cols}: {status:?}"
+        );
+    }
+    // Room 20 shows its three lines and no count once switched to (Alt reaches 1..9 only).
+    tmux.type_line("alice", "/switch #project-room-20");
+    let screen = tmux
+        .wait("alice", "room 20's lines", |s| {
+            shown(20)(s) && s.contains("<~web> unread 2")
+        })
+        .await;
+    assert!(screen.contains("<~web> unread 0"), "{screen}");
+    assert!(!counts_unread(status_line(&screen), 3), "{screen}");
 }

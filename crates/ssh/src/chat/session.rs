@@ -3,7 +3,8 @@
 //! are two front ends over this.
 //!
 //! A user may have several rooms open; one is current. Messages go to the current room;
-//! traffic of the others counts as unread until the user switches to them with `/join`.
+//! traffic of the others counts as unread until the user switches to them (`/join`, `/switch`,
+//! or the full-screen chat's room keys).
 
 use std::future::poll_fn;
 use std::path::PathBuf;
@@ -352,14 +353,15 @@ impl ChatSession {
         self.ctx.hub.member_count(self.room())
     }
 
-    /// The other open rooms with their unread counts, in the order they were opened.
-    pub(crate) fn other_rooms(&self) -> Vec<(String, usize)> {
-        self.rooms
+    /// The open rooms with their unread counts, in the order they were opened (the lobby
+    /// first), and which of them is current.
+    pub(crate) fn open_rooms(&self) -> (Vec<(String, usize)>, usize) {
+        let rooms = self
+            .rooms
             .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != self.current)
-            .map(|(_, r)| (label(r.joined.member.channel()), r.unread))
-            .collect()
+            .map(|r| (label(r.joined.member.channel()), r.unread))
+            .collect();
+        (rooms, self.current)
     }
 
     /// Whether `room` is open.
@@ -377,6 +379,16 @@ impl ChatSession {
     /// The lines of rooms not shown that came since last asked, each with its room.
     pub(crate) fn take_elsewhere(&mut self) -> Vec<(ChannelName, Shown)> {
         std::mem::take(&mut self.elsewhere)
+    }
+
+    /// Makes the open room at `index` (in [`open_rooms`](Self::open_rooms)' order) current;
+    /// what to show, as `/join` of an open room.
+    pub(crate) async fn show_room(&mut self, index: usize) -> Vec<Shown> {
+        if index >= self.rooms.len() || index == self.current {
+            return Vec::new();
+        }
+        self.keep_oldest();
+        self.make_current(index).await
     }
 
     /// Names present in the current room, for completion.
@@ -623,6 +635,11 @@ impl ChatSession {
             Slash::Who => reply(format!("* {}", who_text(&self.ctx.hub, self.room()))),
             Slash::Rooms => reply(format!("* {}", rooms_text(&self.ctx.hub))),
             Slash::Join(room) => self.switch(room).await,
+            Slash::Switch(room) if self.is_open(&room) => self.switch(room).await,
+            Slash::Switch(room) => reply(format!(
+                "* #{0} is not open; /join #{0} opens it",
+                label(&room)
+            )),
             Slash::Part => self.part().await,
             Slash::Whois(name) => self.whois(&name).await,
             Slash::Me(action) => self

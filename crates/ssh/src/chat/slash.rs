@@ -16,6 +16,8 @@ pub enum Slash {
     Quit,
     /// `/join ROOM`: move to a room, creating it.
     Join(ChannelName),
+    /// `/switch ROOM`: show an open room.
+    Switch(ChannelName),
     /// `/part`: back to the default room.
     Part,
     /// `/who`, `/names`: who is in this room.
@@ -79,8 +81,12 @@ pub enum SlashError {
 }
 
 /// The commands and what each does, one line each.
-const COMMANDS: [(&str, &str); 19] = [
+const COMMANDS: [(&str, &str); 20] = [
     ("/join ROOM", "open a room, or switch to it"),
+    (
+        "/switch ROOM",
+        "show an open room (also Alt-1..9, Ctrl-N, Ctrl-P)",
+    ),
     ("/part", "leave this room"),
     ("/who", "who is in this room"),
     ("/rooms", "the rooms with people in them"),
@@ -177,6 +183,12 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 .map(Slash::Join)
                 .map_err(|e| SlashError::Argument(format!("bad room name: {e}"))),
             _ => Err(SlashError::Usage("/join ROOM")),
+        },
+        "switch" => match (first, second) {
+            (Some(word), None) => room(word)
+                .map(Slash::Switch)
+                .map_err(|e| SlashError::Argument(format!("bad room name: {e}"))),
+            _ => Err(SlashError::Usage("/switch ROOM")),
         },
         "whois" if second.is_none() => Ok(Slash::Whois(nick(first, "/whois NAME")?)),
         "whois" => Err(SlashError::Usage("/whois NAME")),
@@ -279,6 +291,10 @@ mod tests {
             Ok(Slash::Release(Some(Nick::new("alice").unwrap())))
         );
         assert_eq!(parse("names"), Ok(Slash::Who));
+        assert_eq!(
+            parse("switch #dev"),
+            Ok(Slash::Switch(ChannelName::new("dev").unwrap()))
+        );
         assert_eq!(parse("away  lunch "), Ok(Slash::Away("lunch".into())));
     }
 

@@ -188,7 +188,7 @@ impl Pacing {
 const OLDER_PAGE: usize = 100;
 
 /// Commands offered by Tab completion.
-const COMMANDS: [&str; 22] = [
+const COMMANDS: [&str; 23] = [
     "/away",
     "/back",
     "/ban",
@@ -206,6 +206,7 @@ const COMMANDS: [&str; 22] = [
     "/quit",
     "/reply",
     "/rooms",
+    "/switch",
     "/topic",
     "/unban",
     "/unignore",
@@ -453,7 +454,7 @@ pub(crate) async fn run(
                 break 0;
             }
             view.members = session.member_count();
-            view.others = session.other_rooms();
+            (view.rooms, view.current) = session.open_rooms();
             if screen.draw(&view).is_err() {
                 break 0;
             }
@@ -506,10 +507,25 @@ pub(crate) async fn run(
                     continue;
                 }
             };
-            match view.handle(&event, screen.page()) {
+            let action = view.handle(&event, screen.page());
+            match action {
                 Action::Redraw => {}
                 Action::Note(text) => view.push(note(text)),
                 Action::Repaint => screen.repaint(),
+                Action::ShowRoom(index) => {
+                    let shown = session.show_room(index).await;
+                    switched(&mut view, &mut panes, &mut session, shown).await;
+                }
+                Action::NextRoom | Action::PreviousRoom => {
+                    let (rooms, current) = session.open_rooms();
+                    let step = if action == Action::NextRoom {
+                        1
+                    } else {
+                        rooms.len() - 1
+                    };
+                    let shown = session.show_room((current + step) % rooms.len()).await;
+                    switched(&mut view, &mut panes, &mut session, shown).await;
+                }
                 Action::Quit => break 'session 0,
                 Action::Complete => {
                     let mut candidates: Vec<String> =

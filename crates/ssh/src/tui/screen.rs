@@ -315,20 +315,7 @@ impl Screen {
                 .collect();
             frame.render_widget(Paragraph::new(shown), pane);
 
-            let scrolled = if view.scroll() > 0 {
-                "  [scrolled: PgDn]"
-            } else {
-                ""
-            };
-            let others: String = view
-                .others
-                .iter()
-                .map(|(room, unread)| match unread {
-                    0 => format!("  #{room}"),
-                    n => format!("  #{room} ({n})"),
-                })
-                .collect();
-            let status_text = format!(" #{}  {} here{others}{scrolled}", view.room, view.members);
+            let status_text = view.status_line(usize::from(status.width));
             frame.render_widget(
                 Paragraph::new(status_text)
                     .style(Style::default().add_modifier(Modifier::REVERSED)),

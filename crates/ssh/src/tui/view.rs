@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation;
-use unicode_width::UnicodeWidthChar;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Lines kept for scrollback.
 const SCROLLBACK: usize = 5000;
@@ -32,6 +32,12 @@ pub enum Action {
     Note(String),
     /// Repaint the whole screen, whatever the terminal shows now (Ctrl-L).
     Repaint,
+    /// Show the open room at this index (from 0) in the status line's order (Alt-1..9).
+    ShowRoom(usize),
+    /// Show the open room after the current one, the first after the last (Ctrl-N).
+    NextRoom,
+    /// Show the open room before the current one, the last before the first (Ctrl-P).
+    PreviousRoom,
 }
 
 /// The note for a paste of `bytes` that does not fit the input line of `max` bytes.
@@ -124,8 +130,11 @@ pub struct ChatView {
     pub room: String,
     /// Names present, for the status line.
     pub members: usize,
-    /// The user's other open rooms and their unread counts, for the status line.
-    pub others: Vec<(String, usize)>,
+    /// The user's open rooms and their unread counts, in the order the room keys go through
+    /// them, for the status line.
+    pub rooms: Vec<(String, usize)>,
+    /// Which of `rooms` is shown.
+    pub current: usize,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
     /// Most bytes (UTF-8) the input line holds, the longest message: typing past it is dropped
@@ -147,7 +156,8 @@ impl Default for ChatView {
         Self {
             room: String::new(),
             members: 0,
-            others: Vec::new(),
+            rooms: Vec::new(),
+            current: 0,
             pane_width: 0,
             max_input: DEFAULT_MAX_INPUT,
             lines: VecDeque::new(),
@@ -218,6 +228,125 @@ impl ChatView {
         std::mem::swap(&mut self.lines, &mut other.lines);
         std::mem::swap(&mut self.line_bytes, &mut other.line_bytes);
         std::mem::swap(&mut self.scroll, &mut other.scroll);
+    }
+
+    /// The status line for a terminal `width` columns wide: the room shown and how many are
+    /// in it, then the open rooms numbered in the order of the room keys (the one shown in
+    /// brackets, unread counts in parentheses), and a marker while the pane is scrolled up.
+    /// What does not fit is abbreviated, then summed up as `+N more (U unread)`, so that the
+    /// room shown, the unread counts and the marker always show.
+    pub fn status_line(&self, width: usize) -> String {
+        let scrolled = if self.scroll > 0 {
+            "  [scrolled: PgDn]"
+        } else {
+            ""
+        };
+        for longest in [usize::MAX, 12, 8, 5] {
+            let head = format!(
+                " #{}  {} here",
+                abbreviated(&self.room, longest),
+                self.members
+            );
+            let all: Vec<usize> = (0..self.rooms.len()).collect();
+            let line = format!("{head}{}{scrolled}", self.room_list(&all, longest));
+            if line.width() <= width {
+                return line;
+            }
+        }
+        // Too many rooms: the room shown with its number, as many others as fit (those with
+        // unread lines first), the rest summed up; then without the people count.
+        let number = self.current + 1;
+        let room = abbreviated(&self.room, 8);
+        let heads = [
+            (
+                format!(" {number}:#{room}  {} here", self.members),
+                scrolled,
+            ),
+            (
+                format!(" {number}:#{room}  {} here", self.members),
+                SCROLLED_SHORT,
+            ),
+            (format!(" {number}:#{room}"), SCROLLED_SHORT),
+        ];
+        for (head, marker) in heads {
+            let marker = if self.scroll > 0 { marker } else { "" };
+            let Some(space) = width.checked_sub(head.width() + marker.width()) else {
+                continue;
+            };
+            let mut chosen: Vec<usize> = Vec::new();
+            for index in self
+                .status_order()
+                .into_iter()
+                .filter(|&i| i != self.current)
+            {
+                let mut with = chosen.clone();
+                with.push(index);
+                with.sort_unstable();
+                if self.room_list(&with, 5).width() <= space {
+                    chosen = with;
+                }
+            }
+            let list = self.room_list(&chosen, 5);
+            if list.width() <= space {
+                return format!("{head}{list}{marker}");
+            }
+        }
+        // Narrower than a room and the summary: the room, what is unread, the marker.
+        let unread: usize = self.rooms.iter().map(|(_, n)| n).sum();
+        let unread = match unread {
+            0 => String::new(),
+            n => format!(" ({n} unread)"),
+        };
+        let marker = if self.scroll > 0 { SCROLLED_SHORT } else { "" };
+        format!(" #{room}{unread}{marker}")
+    }
+
+    /// The open rooms in the order the status line keeps them when not all fit: the one shown,
+    /// those with unread lines, then the others nearest the one shown first.
+    fn status_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.rooms.len()).collect();
+        order.sort_by_key(|&i| {
+            (
+                i != self.current,
+                self.rooms[i].1 == 0,
+                i.abs_diff(self.current),
+            )
+        });
+        order
+    }
+
+    /// The entries of the open rooms at `indices` (ascending), names cut to `longest`
+    /// characters, and `+N more (U unread)` for the others but the room shown; nothing while
+    /// one room is open.
+    fn room_list(&self, indices: &[usize], longest: usize) -> String {
+        if self.rooms.len() < 2 {
+            return String::new();
+        }
+        let mut list = String::from(" ");
+        for &i in indices {
+            let (name, unread) = &self.rooms[i];
+            let mut entry = format!("{}:#{}", i + 1, abbreviated(name, longest));
+            if *unread > 0 {
+                entry.push_str(&format!(" ({unread})"));
+            }
+            if i == self.current {
+                entry = format!("[{entry}]");
+            }
+            list.push(' ');
+            list.push_str(&entry);
+        }
+        let rest: Vec<usize> = (0..self.rooms.len())
+            .filter(|i| *i != self.current && !indices.contains(i))
+            .collect();
+        if !rest.is_empty() {
+            let unread: usize = rest.iter().map(|&i| self.rooms[i].1).sum();
+            let rest = rest.len();
+            list.push_str(&format!(" +{rest} more"));
+            if unread > 0 {
+                list.push_str(&format!(" ({unread} unread)"));
+            }
+        }
+        list
     }
 
     /// The input line and the cursor's position in it (in characters).
@@ -303,6 +432,11 @@ impl ChatView {
         match key.code {
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
             KeyCode::Char('l') if ctrl => return Action::Repaint,
+            KeyCode::Char('n') if ctrl => return Action::NextRoom,
+            KeyCode::Char('p') if ctrl => return Action::PreviousRoom,
+            KeyCode::Char(digit @ '1'..='9') if alt => {
+                return Action::ShowRoom(usize::from(digit as u8 - b'1'));
+            }
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.input.len(),
             KeyCode::Char('b') if ctrl => self.cursor = self.grapheme_before(),
@@ -485,6 +619,19 @@ impl ChatView {
         self.input = pos.map_or_else(Vec::new, |p| self.history[p].chars().collect());
         self.cursor = self.input.len();
     }
+}
+
+/// The marker of a scrolled pane when the whole one does not fit.
+const SCROLLED_SHORT: &str = " [scrolled]";
+
+/// `name` cut to at most `longest` characters, an ellipsis for the rest.
+fn abbreviated(name: &str, longest: usize) -> String {
+    if name.chars().count() <= longest {
+        return name.to_owned();
+    }
+    let mut short: String = name.chars().take(longest.saturating_sub(1)).collect();
+    short.push('…');
+    short
 }
 
 /// Splits `line` into rows of at most `width` display columns (wide characters count 2): at
@@ -787,6 +934,66 @@ mod tests {
         assert_eq!(texts(view.last_rows(4, 10)), ["abcd", "efgh", "ij"]);
         assert_eq!(texts(view.last_rows(4, 2)), ["efgh", "ij"]);
         assert!(view.last_rows(4, 0).is_empty());
+    }
+
+    #[test]
+    fn the_status_line_always_shows_the_room_the_unread_counts_and_the_marker() {
+        let mut view = ChatView {
+            room: "lobby".into(),
+            members: 3,
+            rooms: vec![("lobby".into(), 0), ("dev".into(), 2), ("ops".into(), 0)],
+            current: 0,
+            ..ChatView::default()
+        };
+        assert_eq!(
+            view.status_line(80),
+            " #lobby  3 here  [1:#lobby] 2:#dev (2) 3:#ops"
+        );
+        view.rooms.truncate(1);
+        assert_eq!(view.status_line(80), " #lobby  3 here", "one room: no list");
+
+        // Thirty rooms with long names, at 50 columns, scrolled up.
+        view.rooms = (1..=30)
+            .map(|i| (format!("project-room-{i}"), usize::from(i % 7 == 0)))
+            .collect();
+        view.current = 14;
+        view.room = view.rooms[14].0.clone();
+        for i in 0..40 {
+            view.push(PaneLine::plain(format!("line {i}"), LineKind::Message));
+        }
+        view.pane_width = 50;
+        view.handle(&key(KeyCode::PageUp), 5);
+        let line = view.status_line(50);
+        assert!(line.width() <= 50, "{line:?}");
+        assert!(line.starts_with(" 15:#project… "), "{line:?}");
+        assert!(line.ends_with(" [scrolled]"), "{line:?}");
+        // Every unread line is counted, in an entry or in the summary.
+        let shown: usize = [7, 14, 21, 28]
+            .iter()
+            .filter(|i| line.contains(&format!(" {i}:#proj… (1)")))
+            .count();
+        let summed = line
+            .split("more (")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map_or(0, |n| n.parse::<usize>().unwrap());
+        assert_eq!(shown + summed, 4, "{line:?}");
+        assert!(line.contains(" more"), "{line:?}");
+
+        let wide = view.status_line(133);
+        assert!(wide.width() <= 133 && wide.contains(" 3 here"), "{wide:?}");
+        assert!(wide.contains("[scrolled: PgDn]"), "{wide:?}");
+    }
+
+    #[test]
+    fn room_keys() {
+        let mut view = ChatView::default();
+        let alt = |c| Event::Key(KeyEvent::new(KeyCode::Char(c)).modifiers(KeyModifiers::ALT));
+        assert_eq!(view.handle(&alt('1'), 10), Action::ShowRoom(0));
+        assert_eq!(view.handle(&alt('9'), 10), Action::ShowRoom(8));
+        assert_eq!(view.handle(&ctrl('n'), 10), Action::NextRoom);
+        assert_eq!(view.handle(&ctrl('p'), 10), Action::PreviousRoom);
+        assert_eq!(view.input().0, "", "nothing typed");
     }
 
     #[test]
