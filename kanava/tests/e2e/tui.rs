@@ -1223,7 +1223,7 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         }
         assert_eq!(
             commands.len(),
-            20,
+            21,
             "one row each at {cols}x{rows}: {commands:?}\n{above}"
         );
         assert!(commands.contains("join") && commands.contains("msg"));
@@ -1525,4 +1525,220 @@ async fn alt_digits_and_ctrl_n_p_switch_rooms_and_the_status_line_fits_thirty_of
         .await;
     assert!(screen.contains("<~web> unread 0"), "{screen}");
     assert!(!counts_unread(status_line(&screen), 3), "{screen}");
+}
+
+/// Everything a pane received, as tmux's `pipe-pane` records it.
+struct Recording(std::path::PathBuf);
+
+impl Recording {
+    /// Starts recording everything `user`'s pane receives, into a file.
+    fn start(tmux: &Tmux, user: &str) -> Recording {
+        let file = tmux.dir().join(format!("{user}.raw"));
+        std::fs::write(&file, b"").unwrap();
+        let command = format!("cat >> {}", file.display());
+        tmux.run(&["pipe-pane", "-o", "-t", user, &command]);
+        Recording(file)
+    }
+
+    /// The bells (BEL bytes) received so far.
+    fn bells(&self) -> usize {
+        let raw = std::fs::read(&self.0).unwrap_or_default();
+        raw.iter().filter(|b| **b == 0x07).count()
+    }
+
+    /// The bells received before `marker` (a word drawn later) was: waits for the marker.
+    async fn bells_before(&self, marker: &str) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let raw = std::fs::read(&self.0).unwrap_or_default();
+            if let Some(at) = raw
+                .windows(marker.len())
+                .position(|w| w == marker.as_bytes())
+            {
+                return raw[..at].iter().filter(|b| **b == 0x07).count();
+            }
+            assert!(Instant::now() < deadline, "{marker} never drawn");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until more than `count` bells were received.
+    async fn wait_bells(&self, count: usize, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.bells() <= count {
+            assert!(Instant::now() < deadline, "no bell for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The styled row of a screen whose text contains `text`.
+fn styled_row<'a>(styled: &'a str, text: &str) -> &'a str {
+    styled
+        .lines()
+        .find(|row| strip_sgr(row).contains(text))
+        .unwrap_or_else(|| panic!("no row with {text:?}:\n{styled}"))
+}
+
+/// Whether a styled screen is drawn reversed (SGR 7) where `text` first starts: the SGR
+/// sequences before it, followed in order (colour arguments skipped), as tmux writes only
+/// changes, even from one row to the next.
+fn reversed_at(styled: &str, text: &str) -> bool {
+    let Some(at) = styled.find(text) else {
+        return false;
+    };
+    let mut reversed = false;
+    for sgr in styled[..at].split("\x1b[").skip(1) {
+        let Some(end) = sgr.find('m') else {
+            continue;
+        };
+        let params: Vec<&str> = sgr[..end].split(';').collect();
+        let mut i = 0;
+        while i < params.len() {
+            match params[i] {
+                "" | "0" | "27" => reversed = false,
+                "7" => reversed = true,
+                "38" | "48" if params.get(i + 1) == Some(&"5") => i += 2,
+                "38" | "48" if params.get(i + 1) == Some(&"2") => i += 4,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    reversed
+}
+
+#[tokio::test]
+async fn a_mention_or_a_private_message_rings_the_bell_and_is_highlighted() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    // Alice's terminal shows colours; vera's (a vt100, at an odd size) none.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    let command = ssh_command(&server, &[&keys.path("ecdsa256")], "vera");
+    tmux.open(
+        "vera",
+        &format!("env TERM=vt100 {}", command_line(&command)),
+    );
+    tmux.welcomed("vera").await;
+    tmux.resize("vera", 50, 15);
+    let mut web = server.client().join("web", "lobby").await;
+    let bell_flag = |user: &str| {
+        tmux.run(&["display", "-p", "-t", user, "#{window_bell_flag}"])
+            .trim()
+            .to_owned()
+    };
+    let alice_bells = Recording::start(&tmux, "alice");
+    let vera_bells = Recording::start(&tmux, "vera");
+    for (user, rows, bells) in [("alice", 24, &alice_bells), ("vera", 15, &vera_bells)] {
+        tmux.wait(user, "the size", |s| s.lines().count() == rows)
+            .await;
+        // Markers are this user's own: the other one's screen shows them too.
+        let upper = user.to_uppercase();
+        // Nothing rings for traffic that does not name the user, nor for their own message.
+        tmux.type_line("bob", &format!("mal{user} and {user}2 and {user}-bot"));
+        tmux.type_line(user, &format!("{user} here"));
+        tmux.type_line("bob", &format!("QQQFIRST{upper}"));
+        assert_eq!(
+            bells.bells_before(&format!("QQQFIRST{upper}")).await,
+            0,
+            "rang for nothing"
+        );
+        let screen = tmux
+            .wait(user, "the traffic", |s| {
+                s.contains(&format!("QQQFIRST{upper}"))
+            })
+            .await;
+        assert!(
+            screen.contains(&format!("<{user}> {user} here")),
+            "{screen}"
+        );
+        assert_eq!(bell_flag(user), "0");
+        let styled = tmux.screen_styled(user);
+        for text in [
+            &format!("mal{user}"),
+            &format!("{user} here"),
+            &format!("QQQFIRST{upper}"),
+        ] {
+            assert!(!reversed_at(&styled, text), "{text}: {styled:?}");
+        }
+
+        // A mention in any case, as a whole word: one bell, the line reversed.
+        tmux.type_line("bob", &format!("hey {upper}, look"));
+        tmux.wait(user, "the mention", |s| s.contains(", look"))
+            .await;
+        bells.wait_bells(0, "the mention").await;
+        assert_eq!(bell_flag(user), "1", "tmux saw no bell");
+        let styled = tmux.screen_styled(user);
+        assert!(
+            reversed_at(&styled, ", look"),
+            "not highlighted: {styled:?}"
+        );
+        let coloured = styled_row(&styled, ", look").contains("38;5;");
+        assert_eq!(coloured, user == "alice", "colours: {styled:?}");
+
+        // A private message: another bell, highlighted.
+        tmux.type_line("bob", &format!("/msg {user} a word"));
+        tmux.wait(user, "the private message", |s| {
+            s.contains("[PM from bob] a word")
+        })
+        .await;
+        bells.wait_bells(1, "the private message").await;
+        let styled = tmux.screen_styled(user);
+        assert!(reversed_at(&styled, "a word"), "{styled:?}");
+
+        // A burst of mentions rings at most once a frame.
+        for i in 0..20 {
+            web.send(text(&format!("{user}: burst {i}"))).await.unwrap();
+        }
+        tmux.wait(user, "the burst", |s| {
+            s.contains(&format!("{user}: burst 19"))
+        })
+        .await;
+        tmux.type_line("bob", &format!("QQQBURST{upper}"));
+        let burst = bells.bells_before(&format!("QQQBURST{upper}")).await;
+        assert!(
+            (3..22).contains(&burst),
+            "{user}: {burst} bells, 2 of them before 20 mentions"
+        );
+
+        // /bell off: highlighted, silent; /bell on rings again.
+        tmux.type_line(user, "/bell off");
+        tmux.wait(user, "the answer", |s| s.contains("* bell off"))
+            .await;
+        let before = bells.bells();
+        tmux.type_line("bob", &format!("{user}: silent?"));
+        tmux.type_line("bob", &format!("/msg {user} silent too"));
+        tmux.type_line("bob", &format!("QQQSILENT{upper}"));
+        assert_eq!(
+            bells.bells_before(&format!("QQQSILENT{upper}")).await,
+            before,
+            "rang with the bell off"
+        );
+        tmux.wait(user, "bob's lines", |s| {
+            s.contains(&format!("QQQSILENT{upper}"))
+        })
+        .await;
+        let styled = tmux.screen_styled(user);
+        assert!(reversed_at(&styled, "silent?"), "{styled:?}");
+        assert!(reversed_at(&styled, "silent too"), "{styled:?}");
+        assert!(
+            !reversed_at(&styled, &format!("QQQSILENT{upper}")),
+            "{styled:?}"
+        );
+        tmux.type_line(user, "/bell on");
+        tmux.wait(user, "the answer", |s| s.contains("* bell on"))
+            .await;
+        tmux.type_line("bob", &format!("{user}: loud"));
+        bells.wait_bells(before, "a mention after /bell on").await;
+    }
+    // The BEL character sent over Mles by someone else rings nothing: it shows as ^G.
+    let before = alice_bells.bells();
+    web.send(text("ding\x07dong")).await.unwrap();
+    tmux.wait("alice", "the escaped bell", |s| s.contains("ding^Gdong"))
+        .await;
+    tmux.type_line("bob", "QQQLAST");
+    assert_eq!(alice_bells.bells_before("QQQLAST").await, before);
 }

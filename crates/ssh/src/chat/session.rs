@@ -121,6 +121,29 @@ pub(crate) struct Shown {
 }
 
 impl Shown {
+    /// Whether this line calls for `me`: someone else's message in a room naming `me` as a
+    /// whole word (in any case), or a private message to `me`. The full-screen chat highlights
+    /// it and rings the bell.
+    pub(crate) fn calls(&self, me: &Nick) -> bool {
+        match self.kind {
+            Kind::Private => self.text.starts_with(PM_FROM),
+            Kind::Room => {
+                let Some(sender) = &self.nick else {
+                    return false;
+                };
+                if sender.eq_ignore_ascii_case(me.as_str()) {
+                    return false;
+                }
+                let body = match self.text.find(sender.as_str()) {
+                    Some(at) => &self.text[at + sender.len()..],
+                    None => self.text.as_str(),
+                };
+                names(body, me)
+            }
+            Kind::Own | Kind::Notice | Kind::Reply => false,
+        }
+    }
+
     /// An answer to the user. It may quote what they typed (an unknown command, a pasted
     /// argument), so it is sanitised whole; sanitising twice changes nothing.
     fn reply(text: impl Into<String>) -> Self {
@@ -158,12 +181,12 @@ impl Shown {
     }
 
     fn private(message: &PrivateMessage, me: &Nick) -> Self {
-        let (direction, other) = if &message.to == me {
-            ("from", &message.from)
+        let (start, other) = if &message.to == me {
+            (PM_FROM, &message.from)
         } else {
-            ("to", &message.to)
+            ("[PM to ", &message.to)
         };
-        let prefix = format!("[PM {direction} {other}] ");
+        let prefix = format!("{start}{other}] ");
         Self {
             kind: Kind::Private,
             time_ms: message.time_ms,
@@ -172,6 +195,27 @@ impl Shown {
             lines: text::lines(&prefix, message.text.as_bytes()),
         }
     }
+}
+
+/// How a private message to the user starts.
+const PM_FROM: &str = "[PM from ";
+
+/// Whether `text` holds `name` as a whole word, in any case: not inside a longer name
+/// (`alice2`, `malice`, `alice-bot`), but before punctuation (`alice:`, `alice.`).
+fn names(text: &str, name: &Nick) -> bool {
+    let name = name.as_str().as_bytes();
+    let text = text.as_bytes();
+    let in_word = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
+    text.windows(name.len()).enumerate().any(|(at, window)| {
+        let end = at + name.len();
+        let before = at.checked_sub(1).map(|i| text[i]);
+        let after = text.get(end).copied();
+        let dotted = after == Some(b'.') && text.get(end + 1).is_some_and(|b| in_word(*b));
+        window.eq_ignore_ascii_case(name)
+            && !before.is_some_and(|b| in_word(b) || b == b'.')
+            && !after.is_some_and(in_word)
+            && !dotted
+    })
 }
 
 /// What the session's next event was.
@@ -233,6 +277,8 @@ pub(crate) struct ChatSession {
     keeps_panes: bool,
     /// Traffic of rooms not shown, for a front end that keeps panes, with its room.
     elsewhere: Vec<(ChannelName, Shown)>,
+    /// Whether a mention or a private message rings the terminal's bell (`/bell`).
+    bell: bool,
 }
 
 fn lobby() -> ChannelName {
@@ -283,6 +329,7 @@ impl ChatSession {
             refused: false,
             keeps_panes: false,
             elsewhere: Vec::new(),
+            bell: true,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.motd().await;
@@ -379,6 +426,11 @@ impl ChatSession {
     /// The lines of rooms not shown that came since last asked, each with its room.
     pub(crate) fn take_elsewhere(&mut self) -> Vec<(ChannelName, Shown)> {
         std::mem::take(&mut self.elsewhere)
+    }
+
+    /// Whether mentions and private messages ring the bell (`/bell on`, the default).
+    pub(crate) fn bell(&self) -> bool {
+        self.bell
     }
 
     /// Makes the open room at `index` (in [`open_rooms`](Self::open_rooms)' order) current;
@@ -640,6 +692,17 @@ impl ChatSession {
                 "* #{0} is not open; /join #{0} opens it",
                 label(&room)
             )),
+            Slash::Bell(on) => {
+                self.bell = on;
+                reply(
+                    if on {
+                        "* bell on: a mention of your name or a private message rings it"
+                    } else {
+                        "* bell off: mentions and private messages are still highlighted"
+                    }
+                    .into(),
+                )
+            }
             Slash::Part => self.part().await,
             Slash::Whois(name) => self.whois(&name).await,
             Slash::Me(action) => self
@@ -1277,4 +1340,56 @@ pub(crate) fn rooms_text(hub: &Hub) -> String {
         .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
         .collect();
     format!("rooms: {}", rooms.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_found_as_a_whole_word_in_any_case() {
+        let alice = Nick::new("alice").unwrap();
+        for text in [
+            "alice",
+            "hi Alice!",
+            "ALICE: look",
+            "ping alice.",
+            "(alice)",
+            "@alice",
+        ] {
+            assert!(names(text, &alice), "{text:?}");
+        }
+        for text in [
+            "malice",
+            "alice2",
+            "alice-bot",
+            "alice_",
+            "bob.alice",
+            "alice.b",
+            "al ice",
+        ] {
+            assert!(!names(text, &alice), "{text:?}");
+        }
+        let shown = |kind, text: &str, nick: &str| Shown {
+            kind,
+            time_ms: 0,
+            text: text.to_owned(),
+            nick: Some(nick.to_owned()),
+            lines: Vec::new(),
+        };
+        assert!(shown(Kind::Room, "<bob> hey alice", "bob").calls(&alice));
+        assert!(!shown(Kind::Room, "<Alice> alice here", "Alice").calls(&alice));
+        assert!(!shown(Kind::Own, "<alice> alice here", "alice").calls(&alice));
+        assert!(!shown(Kind::Room, "<alice2> hi", "alice2").calls(&alice));
+        assert!(!shown(Kind::Notice, "* alice joined", "alice").calls(&alice));
+        let message = |from: &str, to: &str| PrivateMessage {
+            id: 0,
+            from: Nick::new(from).unwrap(),
+            to: Nick::new(to).unwrap(),
+            text: "psst".into(),
+            time_ms: 0,
+        };
+        assert!(Shown::private(&message("bob", "alice"), &alice).calls(&alice));
+        assert!(!Shown::private(&message("alice", "bob"), &alice).calls(&alice));
+    }
 }

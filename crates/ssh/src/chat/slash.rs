@@ -18,6 +18,8 @@ pub enum Slash {
     Join(ChannelName),
     /// `/switch ROOM`: show an open room.
     Switch(ChannelName),
+    /// `/bell on|off`: whether a mention or a private message rings the terminal's bell.
+    Bell(bool),
     /// `/part`: back to the default room.
     Part,
     /// `/who`, `/names`: who is in this room.
@@ -81,7 +83,7 @@ pub enum SlashError {
 }
 
 /// The commands and what each does, one line each.
-const COMMANDS: [(&str, &str); 20] = [
+const COMMANDS: [(&str, &str); 21] = [
     ("/join ROOM", "open a room, or switch to it"),
     (
         "/switch ROOM",
@@ -106,6 +108,10 @@ const COMMANDS: [(&str, &str); 20] = [
     ),
     ("/unignore NAME", "show a name's messages again"),
     ("/topic [TEXT]", "show or set the room's topic"),
+    (
+        "/bell on|off",
+        "ring the bell on a mention or private message",
+    ),
     ("/key [add KEY | remove FINGERPRINT]", "your keys"),
     ("/nick NEW", "move your name and keys to NEW (once an hour)"),
     ("/release [YOURNAME]", "free your name and its keys"),
@@ -189,6 +195,11 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 .map(Slash::Switch)
                 .map_err(|e| SlashError::Argument(format!("bad room name: {e}"))),
             _ => Err(SlashError::Usage("/switch ROOM")),
+        },
+        "bell" => match (first, second) {
+            (Some("on"), None) => Ok(Slash::Bell(true)),
+            (Some("off"), None) => Ok(Slash::Bell(false)),
+            _ => Err(SlashError::Usage("/bell on|off")),
         },
         "whois" if second.is_none() => Ok(Slash::Whois(nick(first, "/whois NAME")?)),
         "whois" => Err(SlashError::Usage("/whois NAME")),
@@ -295,6 +306,9 @@ mod tests {
             parse("switch #dev"),
             Ok(Slash::Switch(ChannelName::new("dev").unwrap()))
         );
+        assert_eq!(parse("bell off"), Ok(Slash::Bell(false)));
+        assert_eq!(parse("bell on"), Ok(Slash::Bell(true)));
+        assert_eq!(parse("bell"), Err(SlashError::Usage("/bell on|off")));
         assert_eq!(parse("away  lunch "), Ok(Slash::Away("lunch".into())));
     }
 

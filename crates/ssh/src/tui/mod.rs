@@ -188,11 +188,12 @@ impl Pacing {
 const OLDER_PAGE: usize = 100;
 
 /// Commands offered by Tab completion.
-const COMMANDS: [&str; 23] = [
+const COMMANDS: [&str; 24] = [
     "/away",
     "/back",
     "/ban",
     "/banned",
+    "/bell",
     "/help",
     "/ignore",
     "/join",
@@ -237,8 +238,9 @@ fn clock(time_ms: u64) -> String {
 }
 
 /// A line for the message pane: `HH:MM text`, the sender's name coloured, a multi-line
-/// message's further lines (and rows wrapped from a long one) indented under its text.
-fn pane_line(shown: &Shown) -> PaneLine {
+/// message's further lines (and rows wrapped from a long one) indented under its text; a line
+/// that calls for `me` (a mention, a private message to them) highlighted.
+fn pane_line(shown: &Shown, me: &Nick) -> PaneLine {
     let time = clock(shown.time_ms);
     let body = if shown.lines.is_empty() {
         shortened(&shown.text)
@@ -247,6 +249,7 @@ fn pane_line(shown: &Shown) -> PaneLine {
     };
     let text = format!("{time}{body}");
     let kind = match shown.kind {
+        _ if shown.calls(me) => LineKind::Highlight,
         Kind::Room => LineKind::Message,
         Kind::Own => LineKind::Own,
         Kind::Private => LineKind::Private,
@@ -282,11 +285,15 @@ fn note(text: String) -> PaneLine {
     )
 }
 
-/// Shows session output in the pane of the room shown.
-fn show(view: &mut ChatView, shown: Vec<Shown>) {
+/// Shows session output in the pane of the room shown; says whether a line calls for the user.
+fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) -> bool {
+    let mut calls = false;
     for line in &shown {
-        view.push(pane_line(line));
+        let line = pane_line(line, session.nick());
+        calls |= line.kind == LineKind::Highlight;
+        view.push(line);
     }
+    calls
 }
 
 /// Shows the session's current room, which the last action may have changed (a new room's
@@ -304,9 +311,9 @@ async fn switched(
             label(session.room())
         )));
         let history = session.reload().await;
-        show(view, history);
+        show(view, session, history);
     }
-    show(view, shown);
+    show(view, session, shown);
 }
 
 /// Text all the hidden panes hold together, in bytes: past it, the largest is dropped.
@@ -374,17 +381,25 @@ impl Panes {
         }
     }
 
-    /// Adds the lines that came to rooms not shown to their panes.
-    fn take_elsewhere(&mut self, session: &mut ChatSession) {
+    /// Adds the lines that came to rooms not shown to their panes; says whether one calls for
+    /// the user.
+    fn take_elsewhere(&mut self, session: &mut ChatSession) -> bool {
+        let mut calls = false;
         for (room, shown) in session.take_elsewhere() {
             if room == self.shown || !session.is_open(&room) {
                 continue;
             }
-            self.hidden.entry(room).or_default().push(pane_line(&shown));
+            let line = pane_line(&shown, session.nick());
+            calls |= line.kind == LineKind::Highlight;
+            self.hidden.entry(room).or_default().push(line);
         }
         self.bound();
+        calls
     }
 }
+
+/// The terminal's bell, rung after a frame for something that calls for the user.
+const BELL: &[u8] = b"\x07";
 
 /// Settings of one chat session.
 pub(crate) struct Options {
@@ -408,6 +423,9 @@ pub(crate) async fn run(
     let max_message_bytes = ctx.max_message_bytes;
     let frame_interval = ctx.frame_interval;
     let (frames, mut outgoing) = mpsc::channel::<Bytes>(FRAME_QUEUE);
+    // The bell goes after a frame, through the same queue; a weak sender keeps the queue
+    // open no longer than the screen does.
+    let bell = frames.downgrade();
     let (handle, channel) = (out.handle.clone(), out.channel);
     let writer = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
@@ -437,11 +455,13 @@ pub(crate) async fn run(
     session.keep_panes();
     let mut panes = Panes::new(&session);
     view.room = label(session.room());
-    show(&mut view, shown);
+    show(&mut view, &session, shown);
     view.push(PaneLine::plain(
         format!("* welcome, {}. /help lists the commands.", session.nick()),
         LineKind::Notice,
     ));
+    // Whether something that calls for the user came since the last frame: one bell a frame.
+    let mut ring = false;
     let mut parser = InputParser::default();
     // Redraws follow the user's keys at once; other people's traffic is drawn at most once per
     // frame interval, and never while the previous frame still waits for the connection, so a
@@ -458,6 +478,13 @@ pub(crate) async fn run(
             if screen.draw(&view).is_err() {
                 break 0;
             }
+            if std::mem::take(&mut ring)
+                && session.bell()
+                && let Some(frames) = bell.upgrade()
+            {
+                // A full queue drops the bell as it drops frames.
+                let _ = frames.try_send(Bytes::from_static(BELL));
+            }
             pacing.drawn();
         }
         let event = tokio::select! {
@@ -471,12 +498,12 @@ pub(crate) async fn run(
             }
             next = session.next() => match next {
                 Next::Show(shown) => {
-                    show(&mut view, shown);
+                    ring |= show(&mut view, &session, shown);
                     pacing.changed();
                     continue;
                 }
                 Next::Unread => {
-                    panes.take_elsewhere(&mut session);
+                    ring |= panes.take_elsewhere(&mut session);
                     pacing.changed();
                     continue;
                 }
@@ -485,7 +512,7 @@ pub(crate) async fn run(
                     continue;
                 }
                 Next::End(status, last) => {
-                    show(&mut view, vec![last]);
+                    show(&mut view, &session, vec![last]);
                     let _ = screen.draw(&view);
                     break status;
                 }
@@ -546,7 +573,8 @@ pub(crate) async fn run(
         }
         if view.at_top(width, height) {
             let older = session.older(OLDER_PAGE).await;
-            view.prepend(older.iter().map(pane_line).collect());
+            let me = session.nick();
+            view.prepend(older.iter().map(|line| pane_line(line, me)).collect());
         }
         view.clamp_scroll(width, height);
     };

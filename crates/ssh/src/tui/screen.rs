@@ -60,6 +60,7 @@ fn styled(row: &Row, palette: Palette) -> Line<'static> {
         LineKind::Message | LineKind::Own => Style::default(),
         LineKind::Private => Style::default().add_modifier(Modifier::BOLD),
         LineKind::Notice => Style::default().add_modifier(Modifier::DIM),
+        LineKind::Highlight => Style::default().add_modifier(Modifier::REVERSED),
     };
     match &row.nick {
         Some(range) => {

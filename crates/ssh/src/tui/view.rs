@@ -57,6 +57,8 @@ pub enum LineKind {
     Private,
     /// Announcements and answers from the server.
     Notice,
+    /// Something for the user: a message naming them, or a private message to them.
+    Highlight,
 }
 
 /// A line of the message pane: sanitised text, and where the sender's name is in it.
