@@ -696,9 +696,9 @@ impl ChatSession {
                 self.bell = on;
                 reply(
                     if on {
-                        "* bell on: a mention of your name or a private message rings it"
+                        "* bell on: in the full-screen chat, a mention of your name or a private message rings the bell"
                     } else {
-                        "* bell off: mentions and private messages are still highlighted"
+                        "* bell off: the full-screen chat still highlights mentions and private messages, without the bell"
                     }
                     .into(),
                 )
