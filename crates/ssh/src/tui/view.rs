@@ -988,6 +988,44 @@ mod tests {
     }
 
     #[test]
+    fn at_every_width_and_number_of_rooms_the_status_line_counts_every_unread_line() {
+        // The unread lines the status line shows: per room `(N)`, and in the summary.
+        let counted = |line: &str| -> usize {
+            let mut total = 0;
+            for part in line.split('(').skip(1) {
+                let number: String = part.chars().take_while(char::is_ascii_digit).collect();
+                total += number.parse::<usize>().unwrap_or(0);
+            }
+            total
+        };
+        for rooms in [1usize, 2, 3, 5, 8, 13, 21, 30, 40] {
+            for current in [0, rooms / 2, rooms - 1] {
+                let mut view = ChatView {
+                    rooms: (0..rooms)
+                        .map(|i| (format!("room-with-a-long-name-{i}"), (i * 7) % 5))
+                        .collect(),
+                    current,
+                    members: 12,
+                    ..ChatView::default()
+                };
+                view.rooms[current].1 = 0;
+                view.room = view.rooms[current].0.clone();
+                let unread: usize = view.rooms.iter().map(|(_, n)| n).sum();
+                for scrolled in [false, true] {
+                    view.scroll = usize::from(scrolled);
+                    for width in (60..=200).step_by(7) {
+                        let line = view.status_line(width);
+                        assert!(line.width() <= width, "{width}: {line:?}");
+                        assert!(line.contains("#room"), "{width}: {line:?}");
+                        assert_eq!(counted(&line), unread, "{width}: {line:?}");
+                        assert_eq!(line.contains("[scrolled"), scrolled, "{line:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn room_keys() {
         let mut view = ChatView::default();
         let alt = |c| Event::Key(KeyEvent::new(KeyCode::Char(c)).modifiers(KeyModifiers::ALT));
