@@ -1742,3 +1742,64 @@ async fn a_mention_or_a_private_message_rings_the_bell_and_is_highlighted() {
     tmux.type_line("bob", "QQQLAST");
     assert_eq!(alice_bells.bells_before("QQQLAST").await, before);
 }
+
+#[tokio::test]
+async fn panes_of_rooms_not_shown_are_bounded_and_a_dropped_one_shows_its_history_again() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut in_a = client.join("web", "a").await;
+    let mut in_c = client.join("web", "c").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    for room in ["#a", "#c", "#b"] {
+        tmux.type_line("alice", &format!("/join {room}"));
+    }
+    tmux.wait("alice", "#b shown", |s| {
+        status_line(s) == " #b  1 here  1:#lobby 2:#a 3:#c [4:#b]"
+    })
+    .await;
+    // 1.5 MiB to #a, then 1.25 MiB to #c, while #b is shown: more than all hidden panes may
+    // hold together (2 MiB), so the largest, #a's, is dropped.
+    let big = "x".repeat(64 * 1024 - 8);
+    for i in 0..24 {
+        in_a.send(text(&format!("{i:02} {big}"))).await.unwrap();
+    }
+    in_a.send(text("last in a")).await.unwrap();
+    tmux.wait("alice", "25 unread in #a", |s| {
+        status_line(s).contains("2:#a (25)")
+    })
+    .await;
+    for i in 0..20 {
+        in_c.send(text(&format!("{i:02} {big}"))).await.unwrap();
+    }
+    in_c.send(text("last in c")).await.unwrap();
+    tmux.wait("alice", "21 unread in #c", |s| {
+        status_line(s).contains("3:#c (21)")
+    })
+    .await;
+
+    // #a shows the room's stored history, and says why.
+    let dropped = "* the lines #a got while not shown took too much memory";
+    tmux.type_line("alice", "/switch #a");
+    let screen = tmux
+        .wait("alice", "#a from its history", |s| s.contains(dropped))
+        .await;
+    assert!(screen.contains("<~web> last in a"), "{screen}");
+    // #c and #lobby kept their panes.
+    tmux.keys("alice", &["M-3"]);
+    let screen = tmux
+        .wait("alice", "#c", |s| status_line(s).starts_with(" #c "))
+        .await;
+    assert!(screen.contains("<~web> last in c"), "{screen}");
+    assert!(!screen.contains("took too much memory"), "{screen}");
+    tmux.keys("alice", &["M-1"]);
+    let lobby = tmux
+        .wait("alice", "#lobby", |s| {
+            status_line(s).starts_with(" #lobby ")
+        })
+        .await;
+    assert!(lobby.contains("* welcome, alice."), "{lobby}");
+    assert!(!lobby.contains("took too much memory"), "{lobby}");
+}

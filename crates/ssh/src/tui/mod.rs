@@ -298,7 +298,7 @@ fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) -> bool {
 
 /// Shows the session's current room, which the last action may have changed (a new room's
 /// pane starts empty), then `shown` in it. A room whose pane was dropped shows its history
-/// again, as on entering it.
+/// again, as on entering it, and says why.
 async fn switched(
     view: &mut ChatView,
     panes: &mut Panes,
@@ -306,12 +306,12 @@ async fn switched(
     shown: Vec<Shown>,
 ) {
     if panes.follow(view, session) {
-        view.push(note(format!(
-            "* the lines #{} got while not shown took too much memory; its history follows",
-            label(session.room())
-        )));
         let history = session.reload().await;
         show(view, session, history);
+        view.push(note(format!(
+            "* the lines #{} got while not shown took too much memory: above is its history",
+            label(session.room())
+        )));
     }
     show(view, session, shown);
 }
