@@ -354,11 +354,13 @@ impl Panes {
             }
             self.shown = current.clone();
             lost = self.dropped.remove(current);
+            // Rooms close only by being left, and only the current one: a switch is the time
+            // to forget their panes.
+            self.hidden.retain(|room, _| session.is_open(room));
+            self.dropped.retain(|room| session.is_open(room));
             self.bound();
         }
         view.room = label(current);
-        self.hidden.retain(|room, _| session.is_open(room));
-        self.dropped.retain(|room| session.is_open(room));
         lost
     }
 

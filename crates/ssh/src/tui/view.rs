@@ -243,20 +243,21 @@ impl ChatView {
         } else {
             ""
         };
+        let every = vec![true; self.rooms.len()];
         for longest in [usize::MAX, 12, 8, 5] {
             let head = format!(
                 " #{}  {} here",
                 abbreviated(&self.room, longest),
                 self.members
             );
-            let all: Vec<usize> = (0..self.rooms.len()).collect();
-            let line = format!("{head}{}{scrolled}", self.room_list(&all, longest));
+            let line = format!("{head}{}{scrolled}", self.room_list(&every, longest));
             if line.width() <= width {
                 return line;
             }
         }
         // Too many rooms: the room shown with its number, as many others as fit (those with
-        // unread lines first), the rest summed up; then without the people count.
+        // unread lines first), the rest summed up; then without the people count. Each try
+        // costs the number of rooms (and a sort), however many there are.
         let number = self.current + 1;
         let room = abbreviated(&self.room, 8);
         let heads = [
@@ -270,32 +271,35 @@ impl ChatView {
             ),
             (format!(" {number}:#{room}"), SCROLLED_SHORT),
         ];
+        let others: Vec<usize> = self
+            .status_order()
+            .into_iter()
+            .filter(|&i| i != self.current)
+            .collect();
+        let all_unread: usize = others.iter().map(|&i| self.rooms[i].1).sum();
         for (head, marker) in heads {
             let marker = if self.scroll > 0 { marker } else { "" };
             let Some(space) = width.checked_sub(head.width() + marker.width()) else {
                 continue;
             };
-            let mut chosen: Vec<usize> = Vec::new();
-            for index in self
-                .status_order()
-                .into_iter()
-                .filter(|&i| i != self.current)
-            {
-                let mut with = chosen.clone();
-                with.push(index);
-                with.sort_unstable();
-                if self.room_list(&with, 5).width() <= space {
-                    chosen = with;
+            let mut chosen = vec![false; self.rooms.len()];
+            let (mut used, mut rest, mut unread) = (1, others.len(), all_unread);
+            for &index in &others {
+                let entry = 1 + self.room_entry(index, 5).width();
+                let count = self.rooms[index].1;
+                if used + entry + summary(rest - 1, unread - count).width() <= space {
+                    chosen[index] = true;
+                    used += entry;
+                    rest -= 1;
+                    unread -= count;
                 }
             }
-            let list = self.room_list(&chosen, 5);
-            if list.width() <= space {
-                return format!("{head}{list}{marker}");
+            if used + summary(rest, unread).width() <= space {
+                return format!("{head}{}{marker}", self.room_list(&chosen, 5));
             }
         }
         // Narrower than a room and the summary: the room, what is unread, the marker.
-        let unread: usize = self.rooms.iter().map(|(_, n)| n).sum();
-        let unread = match unread {
+        let unread = match all_unread {
             0 => String::new(),
             n => format!(" ({n} unread)"),
         };
@@ -317,37 +321,38 @@ impl ChatView {
         order
     }
 
-    /// The entries of the open rooms at `indices` (ascending), names cut to `longest`
-    /// characters, and `+N more (U unread)` for the others but the room shown; nothing while
-    /// one room is open.
-    fn room_list(&self, indices: &[usize], longest: usize) -> String {
+    /// The open room at `index` in the status line: `3:#dev (2)`, the name cut to `longest`
+    /// characters, in brackets when shown.
+    fn room_entry(&self, index: usize, longest: usize) -> String {
+        let (name, unread) = &self.rooms[index];
+        let mut entry = format!("{}:#{}", index + 1, abbreviated(name, longest));
+        if *unread > 0 {
+            entry.push_str(&format!(" ({unread})"));
+        }
+        if index == self.current {
+            entry = format!("[{entry}]");
+        }
+        entry
+    }
+
+    /// The entries of the `chosen` open rooms, names cut to `longest` characters, then
+    /// `+N more (U unread)` for the others but the room shown; nothing while one room is open.
+    fn room_list(&self, chosen: &[bool], longest: usize) -> String {
         if self.rooms.len() < 2 {
             return String::new();
         }
         let mut list = String::from(" ");
-        for &i in indices {
-            let (name, unread) = &self.rooms[i];
-            let mut entry = format!("{}:#{}", i + 1, abbreviated(name, longest));
-            if *unread > 0 {
-                entry.push_str(&format!(" ({unread})"));
-            }
-            if i == self.current {
-                entry = format!("[{entry}]");
-            }
-            list.push(' ');
-            list.push_str(&entry);
-        }
-        let rest: Vec<usize> = (0..self.rooms.len())
-            .filter(|i| *i != self.current && !indices.contains(i))
-            .collect();
-        if !rest.is_empty() {
-            let unread: usize = rest.iter().map(|&i| self.rooms[i].1).sum();
-            let rest = rest.len();
-            list.push_str(&format!(" +{rest} more"));
-            if unread > 0 {
-                list.push_str(&format!(" ({unread} unread)"));
+        let (mut rest, mut unread) = (0, 0);
+        for (index, (_, count)) in self.rooms.iter().enumerate() {
+            if chosen[index] {
+                list.push(' ');
+                list.push_str(&self.room_entry(index, longest));
+            } else if index != self.current {
+                rest += 1;
+                unread += count;
             }
         }
+        list.push_str(&summary(rest, unread));
         list
     }
 
@@ -620,6 +625,15 @@ impl ChatView {
         self.history_pos = pos;
         self.input = pos.map_or_else(Vec::new, |p| self.history[p].chars().collect());
         self.cursor = self.input.len();
+    }
+}
+
+/// `+N more (U unread)` for `rest` rooms left out of the status line, with `unread` lines.
+fn summary(rest: usize, unread: usize) -> String {
+    match (rest, unread) {
+        (0, _) => String::new(),
+        (rest, 0) => format!(" +{rest} more"),
+        (rest, unread) => format!(" +{rest} more ({unread} unread)"),
     }
 }
 
@@ -987,17 +1001,18 @@ mod tests {
         assert!(wide.contains("[scrolled: PgDn]"), "{wide:?}");
     }
 
+    /// The unread lines a status line shows: per room `(N)`, and in the summary.
+    fn counted(line: &str) -> usize {
+        let mut total = 0;
+        for part in line.split('(').skip(1) {
+            let number: String = part.chars().take_while(char::is_ascii_digit).collect();
+            total += number.parse::<usize>().unwrap_or(0);
+        }
+        total
+    }
+
     #[test]
     fn at_every_width_and_number_of_rooms_the_status_line_counts_every_unread_line() {
-        // The unread lines the status line shows: per room `(N)`, and in the summary.
-        let counted = |line: &str| -> usize {
-            let mut total = 0;
-            for part in line.split('(').skip(1) {
-                let number: String = part.chars().take_while(char::is_ascii_digit).collect();
-                total += number.parse::<usize>().unwrap_or(0);
-            }
-            total
-        };
         for rooms in [1usize, 2, 3, 5, 8, 13, 21, 30, 40] {
             for current in [0, rooms / 2, rooms - 1] {
                 let mut view = ChatView {
@@ -1023,6 +1038,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ten_thousand_rooms_cost_a_status_line_in_proportion() {
+        let view = ChatView {
+            rooms: (0..10_000).map(|i| (format!("r{i}"), i % 2)).collect(),
+            current: 5_000,
+            room: "r5000".into(),
+            ..ChatView::default()
+        };
+        let started = std::time::Instant::now();
+        for width in [50, 80, 500] {
+            let line = view.status_line(width);
+            assert!(line.width() <= width, "{line:?}");
+            assert_eq!(counted(&line), 5000, "{line:?}");
+        }
+        // Quadratic work (10^8 steps and more) would take seconds even in a release build.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
