@@ -1780,6 +1780,12 @@ async fn panes_of_rooms_not_shown_are_bounded_and_a_dropped_one_shows_its_histor
     })
     .await;
 
+    // A line to #a after its pane was dropped waits in the store, not in a new pane.
+    in_a.send(text("after the drop")).await.unwrap();
+    tmux.wait("alice", "26 unread in #a", |s| {
+        status_line(s).contains("2:#a (26)")
+    })
+    .await;
     // #a shows the room's stored history, and says why.
     let dropped = "* the lines #a got while not shown took too much memory";
     tmux.type_line("alice", "/switch #a");
@@ -1787,6 +1793,11 @@ async fn panes_of_rooms_not_shown_are_bounded_and_a_dropped_one_shows_its_histor
         .wait("alice", "#a from its history", |s| s.contains(dropped))
         .await;
     assert!(screen.contains("<~web> last in a"), "{screen}");
+    assert_eq!(
+        screen.matches("<~web> after the drop").count(),
+        1,
+        "{screen}"
+    );
     // #c and #lobby kept their panes.
     tmux.keys("alice", &["M-3"]);
     let screen = tmux

@@ -364,6 +364,13 @@ impl Panes {
         lost
     }
 
+    /// Adds `line` to the pane of `room`, not shown, unless that pane was dropped.
+    fn add_hidden(&mut self, room: ChannelName, line: PaneLine) {
+        if room != self.shown && !self.dropped.contains(&room) {
+            self.hidden.entry(room).or_default().push(line);
+        }
+    }
+
     /// Drops the largest hidden panes until all of them hold at most [`HIDDEN_BYTES`].
     fn bound(&mut self) {
         let mut total: usize = self.hidden.values().map(ChatView::pane_bytes).sum();
@@ -383,17 +390,16 @@ impl Panes {
         }
     }
 
-    /// Adds the lines that came to rooms not shown to their panes; says whether one calls for
-    /// the user.
+    /// Adds the lines that came to rooms not shown to their panes (not to a dropped one: its
+    /// stored history shows them when it is shown); says whether one calls for the user.
     fn take_elsewhere(&mut self, session: &mut ChatSession) -> bool {
         let mut calls = false;
         for (room, shown) in session.take_elsewhere() {
-            if room == self.shown || !session.is_open(&room) {
-                continue;
-            }
             let line = pane_line(&shown, session.nick());
             calls |= line.kind == LineKind::Highlight;
-            self.hidden.entry(room).or_default().push(line);
+            if session.is_open(&room) {
+                self.add_hidden(room, line);
+            }
         }
         self.bound();
         calls
@@ -615,6 +621,17 @@ mod tests {
         assert_eq!(panes.hidden.len(), 2);
         let total: usize = panes.hidden.values().map(ChatView::pane_bytes).sum();
         assert!(total <= HIDDEN_BYTES);
+        // Later lines of the dropped room wait in the store, not in a new pane.
+        let line = || PaneLine::plain("later".into(), LineKind::Message);
+        panes.add_hidden(room("busy"), line());
+        panes.add_hidden(room("lobby"), line());
+        panes.add_hidden(room("quiet"), line());
+        assert!(!panes.hidden.contains_key(&room("busy")));
+        assert!(!panes.hidden.contains_key(&room("lobby")), "the room shown");
+        assert_eq!(
+            panes.hidden[&room("quiet")].pane_bytes(),
+            HIDDEN_BYTES / 8 + 5
+        );
     }
 
     #[test]
