@@ -38,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
         ) => {
             assert!(line.contains(argument.as_str()));
         }
+        Ok(Slash::Join(room) | Slash::Switch(room)) => assert!(line.contains(room.as_str())),
+        Ok(Slash::Bell(on)) => assert!(line.contains(if on { "on" } else { "off" })),
         Ok(Slash::Nick(name) | Slash::Release(Some(name))) => {
             assert!(line.contains(name.as_str()));
         }

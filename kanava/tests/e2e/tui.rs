@@ -309,12 +309,12 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
 
     tmux.type_line("alice", "/join #a");
     tmux.wait("alice", "#a current, #lobby open", |s| {
-        status_line(s) == " #a  2 here  #lobby"
+        status_line(s) == " #a  2 here  1:#lobby [2:#a]"
     })
     .await;
     tmux.type_line("alice", "/join #b");
     tmux.wait("alice", "#b current, #lobby and #a open", |s| {
-        status_line(s) == " #b  1 here  #lobby  #a"
+        status_line(s) == " #b  1 here  1:#lobby 2:#a [3:#b]"
     })
     .await;
 
@@ -324,7 +324,7 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
     lobby.send(text("hello lobby")).await.unwrap();
     let screen = tmux
         .wait("alice", "unread counts", |s| {
-            status_line(s) == " #b  1 here  #lobby (1)  #a (2)"
+            status_line(s) == " #b  1 here  1:#lobby (1) 2:#a (2) [3:#b]"
         })
         .await;
     assert!(
@@ -336,7 +336,7 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
     tmux.type_line("alice", "/join #a");
     let screen = tmux
         .wait("alice", "#a current again", |s| {
-            status_line(s) == " #a  2 here  #lobby (1)  #b"
+            status_line(s) == " #a  2 here  1:#lobby (1) [2:#a] 3:#b"
         })
         .await;
     let screen = if screen.contains("<~web> second in a") {
@@ -357,12 +357,15 @@ async fn other_open_rooms_show_unread_counts_until_switched_to() {
             s.contains("<~web> third in a")
         })
         .await;
-    assert_eq!(status_line(&screen), " #a  2 here  #lobby (1)  #b");
+    assert_eq!(
+        status_line(&screen),
+        " #a  2 here  1:#lobby (1) [2:#a] 3:#b"
+    );
 
     tmux.type_line("alice", "/join #lobby");
     let screen = tmux
         .wait("alice", "#lobby current, no counts left", |s| {
-            status_line(s) == " #lobby  2 here  #a  #b"
+            status_line(s) == " #lobby  2 here  [1:#lobby] 2:#a 3:#b"
         })
         .await;
     let screen = if screen.contains("<~lounger> hello lobby") {
@@ -1220,7 +1223,7 @@ async fn help_is_a_list_and_long_messages_wrap_at_spaces_under_their_text() {
         }
         assert_eq!(
             commands.len(),
-            20,
+            22,
             "one row each at {cols}x{rows}: {commands:?}\n{above}"
         );
         assert!(commands.contains("join") && commands.contains("msg"));
@@ -1685,4 +1688,475 @@ async fn a_chat_that_cannot_start_says_why_on_the_normal_screen() {
         "kanava: uid newbie is already a member of channel lobby",
     )
     .await;
+}
+
+#[tokio::test]
+async fn each_room_keeps_its_own_scrollback_with_private_messages_and_command_output() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let mut web = server.client().join("web", "a").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    for (user, key, cols, rows) in [("alice", "ed25519", 80, 24), ("carol", "ecdsa256", 133, 41)] {
+        tmux.login_ready(&server, &keys, key, user).await;
+        tmux.resize(user, cols, rows);
+        tmux.type_line(user, "/join #a");
+        tmux.wait(user, "#a shown", |s| status_line(s).starts_with(" #a "))
+            .await;
+        // Command output, a private message and room traffic, all while #a is shown.
+        let whois = format!("* {user}: name bound");
+        tmux.type_line(user, &format!("/whois {user}"));
+        tmux.wait(user, "the whois answer", |s| s.contains(&whois))
+            .await;
+        let private = format!("[PM from bob] psst {user}");
+        tmux.type_line("bob", &format!("/msg {user} psst {user}"));
+        tmux.wait(user, "bob's private message", |s| s.contains(&private))
+            .await;
+        let first = format!("<~web> first for {user}");
+        web.send(text(&format!("first for {user}"))).await.unwrap();
+        tmux.wait(user, "web's message", |s| s.contains(&first))
+            .await;
+
+        // #lobby's pane is as it was: the welcome, none of #a's lines.
+        let welcome = format!("* welcome, {user}.");
+        tmux.type_line(user, "/join #lobby");
+        let lobby = tmux
+            .wait(user, "#lobby with its own lines", |s| {
+                status_line(s).starts_with(" #lobby ") && s.contains(&welcome)
+            })
+            .await;
+        assert_eq!(lobby.lines().count(), usize::from(rows), "{lobby}");
+        for line in [&whois, &private, &first] {
+            assert!(!lobby.contains(line.as_str()), "{line} in #lobby:\n{lobby}");
+        }
+
+        // What comes to #a meanwhile is counted, and waits in #a's pane.
+        let second = format!("<~web> second for {user}");
+        web.send(text(&format!("second for {user}"))).await.unwrap();
+        tmux.wait(user, "the unread count", |s| {
+            status_line(s).contains(" 2:#a (1)")
+        })
+        .await;
+        tmux.type_line(user, "/switch #a");
+        let back = tmux
+            .wait(user, "#a's pane and what came meanwhile", |s| {
+                status_line(s).starts_with(" #a ") && s.contains(&second)
+            })
+            .await;
+        for line in [&whois, &private, &first, &second] {
+            assert_eq!(back.matches(line.as_str()).count(), 1, "{line}:\n{back}");
+        }
+        assert!(!back.contains(&welcome), "{back}");
+        assert!(status_line(&back).contains("[2:#a]"), "{back}");
+
+        // A room left is forgotten: opened again, it starts from its stored history.
+        tmux.type_line(user, "/part");
+        let parted = tmux
+            .wait(user, "#lobby again", |s| {
+                status_line(s).starts_with(" #lobby ") && s.contains("* you left #a")
+            })
+            .await;
+        assert!(parted.contains(&welcome), "{parted}");
+        assert!(!status_line(&parted).contains("#a"), "{parted}");
+        tmux.type_line(user, "/join #a");
+        let again = tmux
+            .wait(user, "#a from its history", |s| {
+                status_line(s).starts_with(" #a ") && s.contains(&second)
+            })
+            .await;
+        assert!(
+            !again.contains(&whois) && !again.contains(&private),
+            "{again}"
+        );
+    }
+}
+
+/// Whether a status line counts `unread` lines, for one room or in its summary.
+fn counts_unread(status: &str, unread: usize) -> bool {
+    status.contains(&format!(" ({unread})")) || status.contains(&format!("({unread} unread)"))
+}
+
+#[tokio::test]
+async fn alt_digits_and_ctrl_n_p_switch_rooms_and_the_status_line_fits_thirty_of_them() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-rooms-per-hour", "100"]).start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    // Thirty rooms: #lobby is 1, #project-room-NN is NN.
+    for n in 2..=30 {
+        tmux.type_line("alice", &format!("/join #project-room-{n:02}"));
+    }
+    tmux.wait("alice", "the thirtieth room", |s| {
+        status_line(s).starts_with(" 30:#project… ")
+    })
+    .await;
+
+    let shown = |n: usize| {
+        move |s: &str| {
+            let status = status_line(s);
+            let head = if n == 1 {
+                " 1:#lobby ".to_owned()
+            } else {
+                format!(" {n}:#project… ")
+            };
+            status.starts_with(&head)
+        }
+    };
+    tmux.keys("alice", &["M-1"]);
+    let screen = tmux.wait("alice", "room 1", shown(1)).await;
+    assert!(
+        screen.contains("* welcome, alice."),
+        "#lobby's pane:\n{screen}"
+    );
+    tmux.keys("alice", &["M-3"]);
+    tmux.wait("alice", "room 3", shown(3)).await;
+    tmux.keys("alice", &["C-n"]);
+    tmux.wait("alice", "room 4", shown(4)).await;
+    tmux.keys("alice", &["C-p", "C-p"]);
+    tmux.wait("alice", "room 2", shown(2)).await;
+    tmux.keys("alice", &["C-p", "C-p"]);
+    tmux.wait("alice", "round to room 30", shown(30)).await;
+    tmux.keys("alice", &["C-n"]);
+    tmux.wait("alice", "round to room 1", shown(1)).await;
+    assert_eq!(input_line(&tmux.screen("alice")), ">", "keys typed nothing");
+    // Bare /join of an open room, and /switch, switch to it; /switch opens nothing.
+    tmux.type_line("alice", "/join #project-room-07");
+    tmux.wait("alice", "room 7", shown(7)).await;
+    tmux.type_line("alice", "/switch #nowhere");
+    tmux.wait("alice", "the refusal", |s| {
+        s.contains("* #nowhere is not open; /join #nowhere opens it")
+    })
+    .await;
+    tmux.type_line("alice", "/switch #project-room-05");
+    tmux.wait("alice", "room 5", shown(5)).await;
+
+    // Traffic elsewhere counts; a pane scrolled up says so; both show at any width.
+    let mut web = server.client().join("web", "project-room-20").await;
+    for i in 0..3 {
+        web.send(text(&format!("unread {i}"))).await.unwrap();
+    }
+    // Twice: more than the tallest pane holds.
+    tmux.type_line("alice", "/help");
+    tmux.type_line("alice", "/help");
+    tmux.wait("alice", "the help", |s| {
+        s.matches("* commands:").count() == 1
+    })
+    .await;
+    tmux.keys("alice", &["PPage"]);
+    for (cols, rows) in [(80, 24), (50, 15), (133, 41)] {
+        tmux.resize("alice", cols, rows);
+        let screen = tmux
+            .wait("alice", "room 5, 3 unread, scrolled", |s| {
+                let status = status_line(s);
+                s.lines().count() == usize::from(rows)
+                    && shown(5)(s)
+                    && counts_unread(status, 3)
+                    && status.contains("[scrolled")
+            })
+            .await;
+        let status = status_line(&screen);
+        assert!(
+            status.chars().count() <= usize::from(cols),
+            "{cols}: {status:?}"
+        );
+    }
+    // Room 20 shows its three lines and no count once switched to (Alt reaches 1..9 only).
+    tmux.type_line("alice", "/switch #project-room-20");
+    let screen = tmux
+        .wait("alice", "room 20's lines", |s| {
+            shown(20)(s) && s.contains("<~web> unread 2")
+        })
+        .await;
+    assert!(screen.contains("<~web> unread 0"), "{screen}");
+    assert!(!counts_unread(status_line(&screen), 3), "{screen}");
+}
+
+/// Everything a pane received, as tmux's `pipe-pane` records it.
+struct Recording(std::path::PathBuf);
+
+impl Recording {
+    /// Starts recording everything `user`'s pane receives, into a file.
+    fn start(tmux: &Tmux, user: &str) -> Recording {
+        let file = tmux.dir().join(format!("{user}.raw"));
+        std::fs::write(&file, b"").unwrap();
+        let command = format!("cat >> {}", file.display());
+        tmux.run(&["pipe-pane", "-o", "-t", user, &command]);
+        Recording(file)
+    }
+
+    /// The bells (BEL bytes) received so far.
+    fn bells(&self) -> usize {
+        let raw = std::fs::read(&self.0).unwrap_or_default();
+        raw.iter().filter(|b| **b == 0x07).count()
+    }
+
+    /// The bells received before `marker` (a word drawn later) was: waits for the marker.
+    async fn bells_before(&self, marker: &str) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let raw = std::fs::read(&self.0).unwrap_or_default();
+            if let Some(at) = raw
+                .windows(marker.len())
+                .position(|w| w == marker.as_bytes())
+            {
+                return raw[..at].iter().filter(|b| **b == 0x07).count();
+            }
+            assert!(Instant::now() < deadline, "{marker} never drawn");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until more than `count` bells were received.
+    async fn wait_bells(&self, count: usize, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.bells() <= count {
+            assert!(Instant::now() < deadline, "no bell for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The styled row of a screen whose text contains `text`.
+fn styled_row<'a>(styled: &'a str, text: &str) -> &'a str {
+    styled
+        .lines()
+        .find(|row| strip_sgr(row).contains(text))
+        .unwrap_or_else(|| panic!("no row with {text:?}:\n{styled}"))
+}
+
+/// Whether a styled screen is drawn reversed (SGR 7) where `text` first starts: the SGR
+/// sequences before it, followed in order (colour arguments skipped), as tmux writes only
+/// changes, even from one row to the next.
+fn reversed_at(styled: &str, text: &str) -> bool {
+    let Some(at) = styled.find(text) else {
+        return false;
+    };
+    let mut reversed = false;
+    for sgr in styled[..at].split("\x1b[").skip(1) {
+        let Some(end) = sgr.find('m') else {
+            continue;
+        };
+        let params: Vec<&str> = sgr[..end].split(';').collect();
+        let mut i = 0;
+        while i < params.len() {
+            match params[i] {
+                "" | "0" | "27" => reversed = false,
+                "7" => reversed = true,
+                "38" | "48" if params.get(i + 1) == Some(&"5") => i += 2,
+                "38" | "48" if params.get(i + 1) == Some(&"2") => i += 4,
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    reversed
+}
+
+#[tokio::test]
+async fn a_mention_or_a_private_message_rings_the_bell_and_is_highlighted() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "rsa", "bob").await;
+    // Alice's terminal shows colours; vera's (a vt100, at an odd size) none.
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    let command = ssh_command(&server, &[&keys.path("ecdsa256")], "vera");
+    tmux.open(
+        "vera",
+        &format!("env TERM=vt100 {}", command_line(&command)),
+    );
+    tmux.welcomed("vera").await;
+    tmux.resize("vera", 50, 15);
+    let mut web = server.client().join("web", "lobby").await;
+    let bell_flag = |user: &str| {
+        tmux.run(&["display", "-p", "-t", user, "#{window_bell_flag}"])
+            .trim()
+            .to_owned()
+    };
+    let alice_bells = Recording::start(&tmux, "alice");
+    let vera_bells = Recording::start(&tmux, "vera");
+    for (user, rows, bells) in [("alice", 24, &alice_bells), ("vera", 15, &vera_bells)] {
+        tmux.wait(user, "the size", |s| s.lines().count() == rows)
+            .await;
+        // Markers are this user's own: the other one's screen shows them too.
+        let upper = user.to_uppercase();
+        // Nothing rings for traffic that does not name the user, nor for their own message.
+        tmux.type_line("bob", &format!("mal{user} and {user}2 and {user}-bot"));
+        tmux.type_line(user, &format!("{user} here"));
+        tmux.type_line("bob", &format!("QQQFIRST{upper}"));
+        assert_eq!(
+            bells.bells_before(&format!("QQQFIRST{upper}")).await,
+            0,
+            "rang for nothing"
+        );
+        let screen = tmux
+            .wait(user, "the traffic", |s| {
+                s.contains(&format!("QQQFIRST{upper}"))
+            })
+            .await;
+        assert!(
+            screen.contains(&format!("<{user}> {user} here")),
+            "{screen}"
+        );
+        assert_eq!(bell_flag(user), "0");
+        let styled = tmux.screen_styled(user);
+        for text in [
+            &format!("mal{user}"),
+            &format!("{user} here"),
+            &format!("QQQFIRST{upper}"),
+        ] {
+            assert!(!reversed_at(&styled, text), "{text}: {styled:?}");
+        }
+
+        // A mention in any case, as a whole word: one bell, the line reversed.
+        tmux.type_line("bob", &format!("hey {upper}, look"));
+        tmux.wait(user, "the mention", |s| s.contains(", look"))
+            .await;
+        bells.wait_bells(0, "the mention").await;
+        assert_eq!(bell_flag(user), "1", "tmux saw no bell");
+        let styled = tmux.screen_styled(user);
+        assert!(
+            reversed_at(&styled, ", look"),
+            "not highlighted: {styled:?}"
+        );
+        let coloured = styled_row(&styled, ", look").contains("38;5;");
+        assert_eq!(coloured, user == "alice", "colours: {styled:?}");
+
+        // A private message: another bell, highlighted.
+        tmux.type_line("bob", &format!("/msg {user} a word"));
+        tmux.wait(user, "the private message", |s| {
+            s.contains("[PM from bob] a word")
+        })
+        .await;
+        bells.wait_bells(1, "the private message").await;
+        let styled = tmux.screen_styled(user);
+        assert!(reversed_at(&styled, "a word"), "{styled:?}");
+
+        // A burst of mentions rings at most once a frame.
+        for i in 0..20 {
+            web.send(text(&format!("{user}: burst {i}"))).await.unwrap();
+        }
+        tmux.wait(user, "the burst", |s| {
+            s.contains(&format!("{user}: burst 19"))
+        })
+        .await;
+        tmux.type_line("bob", &format!("QQQBURST{upper}"));
+        let burst = bells.bells_before(&format!("QQQBURST{upper}")).await;
+        assert!(
+            (3..22).contains(&burst),
+            "{user}: {burst} bells, 2 of them before 20 mentions"
+        );
+
+        // /bell off: highlighted, silent; /bell on rings again.
+        tmux.type_line(user, "/bell off");
+        tmux.wait(user, "the answer", |s| s.contains("* bell off"))
+            .await;
+        let before = bells.bells();
+        tmux.type_line("bob", &format!("{user}: silent?"));
+        tmux.type_line("bob", &format!("/msg {user} silent too"));
+        tmux.type_line("bob", &format!("QQQSILENT{upper}"));
+        assert_eq!(
+            bells.bells_before(&format!("QQQSILENT{upper}")).await,
+            before,
+            "rang with the bell off"
+        );
+        tmux.wait(user, "bob's lines", |s| {
+            s.contains(&format!("QQQSILENT{upper}"))
+        })
+        .await;
+        let styled = tmux.screen_styled(user);
+        assert!(reversed_at(&styled, "silent?"), "{styled:?}");
+        assert!(reversed_at(&styled, "silent too"), "{styled:?}");
+        assert!(
+            !reversed_at(&styled, &format!("QQQSILENT{upper}")),
+            "{styled:?}"
+        );
+        tmux.type_line(user, "/bell on");
+        tmux.wait(user, "the answer", |s| s.contains("* bell on"))
+            .await;
+        tmux.type_line("bob", &format!("{user}: loud"));
+        bells.wait_bells(before, "a mention after /bell on").await;
+    }
+    // The BEL character sent over Mles by someone else rings nothing: it shows as ^G.
+    let before = alice_bells.bells();
+    web.send(text("ding\x07dong")).await.unwrap();
+    tmux.wait("alice", "the escaped bell", |s| s.contains("ding^Gdong"))
+        .await;
+    tmux.type_line("bob", "QQQLAST");
+    assert_eq!(alice_bells.bells_before("QQQLAST").await, before);
+}
+
+#[tokio::test]
+async fn panes_of_rooms_not_shown_are_bounded_and_a_dropped_one_shows_its_history_again() {
+    let _heavy = heavy().await;
+    let keys = Keys::new();
+    let server = Kanava::start();
+    let client = server.client();
+    let mut in_a = client.join("web", "a").await;
+    let mut in_c = client.join("web", "c").await;
+    let tmux = Tmux::new();
+    tmux.login_ready(&server, &keys, "ed25519", "alice").await;
+    for room in ["#a", "#c", "#b"] {
+        tmux.type_line("alice", &format!("/join {room}"));
+    }
+    tmux.wait("alice", "#b shown", |s| {
+        status_line(s) == " #b  1 here  1:#lobby 2:#a 3:#c [4:#b]"
+    })
+    .await;
+    // 1.5 MiB to #a, then 1.25 MiB to #c, while #b is shown: more than all hidden panes may
+    // hold together (2 MiB), so the largest, #a's, is dropped.
+    let big = "x".repeat(64 * 1024 - 8);
+    for i in 0..24 {
+        in_a.send(text(&format!("{i:02} {big}"))).await.unwrap();
+    }
+    in_a.send(text("last in a")).await.unwrap();
+    tmux.wait("alice", "25 unread in #a", |s| {
+        status_line(s).contains("2:#a (25)")
+    })
+    .await;
+    for i in 0..20 {
+        in_c.send(text(&format!("{i:02} {big}"))).await.unwrap();
+    }
+    in_c.send(text("last in c")).await.unwrap();
+    tmux.wait("alice", "21 unread in #c", |s| {
+        status_line(s).contains("3:#c (21)")
+    })
+    .await;
+
+    // A line to #a after its pane was dropped waits in the store, not in a new pane.
+    in_a.send(text("after the drop")).await.unwrap();
+    tmux.wait("alice", "26 unread in #a", |s| {
+        status_line(s).contains("2:#a (26)")
+    })
+    .await;
+    // #a shows the room's stored history, and says why.
+    let dropped = "* the lines #a got while not shown took too much memory";
+    tmux.type_line("alice", "/switch #a");
+    let screen = tmux
+        .wait("alice", "#a from its history", |s| s.contains(dropped))
+        .await;
+    assert!(screen.contains("<~web> last in a"), "{screen}");
+    assert_eq!(
+        screen.matches("<~web> after the drop").count(),
+        1,
+        "{screen}"
+    );
+    // #c and #lobby kept their panes.
+    tmux.keys("alice", &["M-3"]);
+    let screen = tmux
+        .wait("alice", "#c", |s| status_line(s).starts_with(" #c "))
+        .await;
+    assert!(screen.contains("<~web> last in c"), "{screen}");
+    assert!(!screen.contains("took too much memory"), "{screen}");
+    tmux.keys("alice", &["M-1"]);
+    let lobby = tmux
+        .wait("alice", "#lobby", |s| {
+            status_line(s).starts_with(" #lobby ")
+        })
+        .await;
+    assert!(lobby.contains("* welcome, alice."), "{lobby}");
+    assert!(!lobby.contains("took too much memory"), "{lobby}");
 }

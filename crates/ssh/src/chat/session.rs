@@ -3,7 +3,8 @@
 //! are two front ends over this.
 //!
 //! A user may have several rooms open; one is current. Messages go to the current room;
-//! traffic of the others counts as unread until the user switches to them with `/join`.
+//! traffic of the others counts as unread until the user switches to them (`/join`, `/switch`,
+//! or the full-screen chat's room keys).
 
 use std::future::poll_fn;
 use std::path::PathBuf;
@@ -124,6 +125,29 @@ pub(crate) struct Shown {
 }
 
 impl Shown {
+    /// Whether this line calls for `me`: someone else's message in a room naming `me` as a
+    /// whole word (in any case), or a private message to `me`. The full-screen chat highlights
+    /// it and rings the bell.
+    pub(crate) fn calls(&self, me: &Nick) -> bool {
+        match self.kind {
+            Kind::Private => self.text.starts_with(PM_FROM),
+            Kind::Room => {
+                let Some(sender) = &self.nick else {
+                    return false;
+                };
+                if sender.eq_ignore_ascii_case(me.as_str()) {
+                    return false;
+                }
+                let body = match self.text.find(sender.as_str()) {
+                    Some(at) => &self.text[at + sender.len()..],
+                    None => self.text.as_str(),
+                };
+                names(body, me)
+            }
+            Kind::Own | Kind::Notice | Kind::Reply => false,
+        }
+    }
+
     /// An answer to the user. It may quote what they typed (an unknown command, a pasted
     /// argument), so it is sanitised whole; sanitising twice changes nothing.
     fn reply(text: impl Into<String>) -> Self {
@@ -161,12 +185,12 @@ impl Shown {
     }
 
     fn private(message: &PrivateMessage, me: &Nick) -> Self {
-        let (direction, other) = if &message.to == me {
-            ("from", &message.from)
+        let (start, other) = if &message.to == me {
+            (PM_FROM, &message.from)
         } else {
-            ("to", &message.to)
+            ("[PM to ", &message.to)
         };
-        let prefix = format!("[PM {direction} {other}] ");
+        let prefix = format!("{start}{other}] ");
         Self {
             kind: Kind::Private,
             time_ms: message.time_ms,
@@ -175,6 +199,27 @@ impl Shown {
             lines: text::lines(&prefix, message.text.as_bytes()),
         }
     }
+}
+
+/// How a private message to the user starts.
+const PM_FROM: &str = "[PM from ";
+
+/// Whether `text` holds `name` as a whole word, in any case: not inside a longer name
+/// (`alice2`, `malice`, `alice-bot`), but before punctuation (`alice:`, `alice.`).
+fn names(text: &str, name: &Nick) -> bool {
+    let name = name.as_str().as_bytes();
+    let text = text.as_bytes();
+    let in_word = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
+    text.windows(name.len()).enumerate().any(|(at, window)| {
+        let end = at + name.len();
+        let before = at.checked_sub(1).map(|i| text[i]);
+        let after = text.get(end).copied();
+        let dotted = after == Some(b'.') && text.get(end + 1).is_some_and(|b| in_word(*b));
+        window.eq_ignore_ascii_case(name)
+            && !before.is_some_and(|b| in_word(b) || b == b'.')
+            && !after.is_some_and(in_word)
+            && !dotted
+    })
 }
 
 /// What the session's next event was.
@@ -202,7 +247,13 @@ pub(crate) enum Flow {
 struct OpenRoom {
     joined: Joined,
     unread: usize,
+    /// The oldest entry of the room shown so far, while another room is current.
+    oldest_seq: Option<u64>,
 }
+
+/// Lines of rooms not shown kept for a front end that keeps a pane per room, until it takes
+/// them: it takes them at each [`Next::Unread`], so this is only a bound.
+const ELSEWHERE: usize = 1024;
 
 /// A user's session.
 pub(crate) struct ChatSession {
@@ -228,6 +279,13 @@ pub(crate) struct ChatSession {
     /// The time zone the user reads times in (`/tz`, or the client's `TZ`); for this session
     /// only.
     zone: Zone,
+    /// Whether the front end keeps each room's lines itself (the full-screen chat): switching
+    /// to an open room then shows no backlog, and other rooms' traffic is kept for it.
+    keeps_panes: bool,
+    /// Traffic of rooms not shown, for a front end that keeps panes, with its room.
+    elsewhere: Vec<(ChannelName, Shown)>,
+    /// Whether a mention or a private message rings the terminal's bell (`/bell`).
+    bell: bool,
 }
 
 fn lobby() -> ChannelName {
@@ -264,7 +322,11 @@ impl ChatSession {
             ctx,
             nick,
             fingerprint,
-            rooms: vec![OpenRoom { joined, unread: 0 }],
+            rooms: vec![OpenRoom {
+                joined,
+                unread: 0,
+                oldest_seq: None,
+            }],
             current: 0,
             oldest_seq: None,
             registration,
@@ -273,6 +335,9 @@ impl ChatSession {
             backlog,
             refused: false,
             zone: Zone::utc(),
+            keeps_panes: false,
+            elsewhere: Vec::new(),
+            bell: true,
         };
         let history = std::mem::take(&mut session.rooms[0].joined.history);
         let mut shown = session.motd().await;
@@ -353,14 +418,47 @@ impl ChatSession {
         self.ctx.hub.member_count(self.room())
     }
 
-    /// The other open rooms with their unread counts, in the order they were opened.
-    pub(crate) fn other_rooms(&self) -> Vec<(String, usize)> {
-        self.rooms
+    /// The open rooms with their unread counts, in the order they were opened (the lobby
+    /// first), and which of them is current.
+    pub(crate) fn open_rooms(&self) -> (Vec<(String, usize)>, usize) {
+        let rooms = self
+            .rooms
             .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != self.current)
-            .map(|(_, r)| (label(r.joined.member.channel()), r.unread))
-            .collect()
+            .map(|r| (label(r.joined.member.channel()), r.unread))
+            .collect();
+        (rooms, self.current)
+    }
+
+    /// Whether `room` is open.
+    pub(crate) fn is_open(&self, room: &ChannelName) -> bool {
+        self.rooms.iter().any(|r| r.joined.member.channel() == room)
+    }
+
+    /// Tells the session that its front end keeps each room's lines (the full-screen chat):
+    /// switching to an open room shows no backlog again, and the traffic of rooms not shown
+    /// waits in [`take_elsewhere`](Self::take_elsewhere) after each [`Next::Unread`].
+    pub(crate) fn keep_panes(&mut self) {
+        self.keeps_panes = true;
+    }
+
+    /// The lines of rooms not shown that came since last asked, each with its room.
+    pub(crate) fn take_elsewhere(&mut self) -> Vec<(ChannelName, Shown)> {
+        std::mem::take(&mut self.elsewhere)
+    }
+
+    /// Whether mentions and private messages ring the bell (`/bell on`, the default).
+    pub(crate) fn bell(&self) -> bool {
+        self.bell
+    }
+
+    /// Makes the open room at `index` (in [`open_rooms`](Self::open_rooms)' order) current;
+    /// what to show, as `/join` of an open room.
+    pub(crate) async fn show_room(&mut self, index: usize) -> Vec<Shown> {
+        if index >= self.rooms.len() || index == self.current {
+            return Vec::new();
+        }
+        self.keep_oldest();
+        self.make_current(index).await
     }
 
     /// Names present in the current room, for completion.
@@ -456,6 +554,10 @@ impl ChatSession {
                     Next::Show(vec![shown])
                 } else {
                     self.rooms[i].unread += 1;
+                    if self.keeps_panes && self.elsewhere.len() < ELSEWHERE {
+                        let room = self.rooms[i].joined.member.channel().clone();
+                        self.elsewhere.push((room, shown));
+                    }
                     Next::Unread
                 }
             }
@@ -603,6 +705,22 @@ impl ChatSession {
             Slash::Who => reply(format!("* {}", who_text(&self.ctx.hub, self.room()))),
             Slash::Rooms => reply(format!("* {}", rooms_text(&self.ctx.hub))),
             Slash::Join(room) => self.switch(room).await,
+            Slash::Switch(room) if self.is_open(&room) => self.switch(room).await,
+            Slash::Switch(room) => reply(format!(
+                "* #{0} is not open; /join #{0} opens it",
+                label(&room)
+            )),
+            Slash::Bell(on) => {
+                self.bell = on;
+                reply(
+                    if on {
+                        "* bell on: in the full-screen chat, a mention of your name or a private message rings the bell"
+                    } else {
+                        "* bell off: the full-screen chat still highlights mentions and private messages, without the bell"
+                    }
+                    .into(),
+                )
+            }
             Slash::Part => self.part().await,
             Slash::Whois(name) => self.whois(&name).await,
             Slash::Me(action) => self
@@ -784,12 +902,24 @@ impl ChatSession {
             .iter()
             .position(|r| r.joined.member.channel() == &room)
         {
-            Some(i) => self.make_current(i).await,
+            Some(i) => {
+                self.keep_oldest();
+                self.make_current(i).await
+            }
             None => self.open(room).await,
         }
     }
 
-    /// Makes the open room `i` current; returns its backlog.
+    /// Remembers how far back the current room's lines go, before another room becomes
+    /// current, for a front end that keeps them.
+    fn keep_oldest(&mut self) {
+        if self.keeps_panes {
+            self.rooms[self.current].oldest_seq = self.oldest_seq;
+        }
+    }
+
+    /// Makes the open room `i` current; returns its backlog, unless the front end kept the
+    /// room's lines.
     async fn make_current(&mut self, i: usize) -> Vec<Shown> {
         self.current = i;
         self.rooms[i].unread = 0;
@@ -797,7 +927,17 @@ impl ChatSession {
         self.presence = member.presence();
         self.here = self.ctx.hub.members(member.channel());
         self.registration.moved_to(member.channel());
-        match self.ctx.hub.history(member.channel().clone()).await {
+        if self.keeps_panes {
+            self.oldest_seq = self.rooms[i].oldest_seq;
+            return Vec::new();
+        }
+        self.reload().await
+    }
+
+    /// The current room's recent history, as shown on entering it (for a front end that
+    /// keeps panes: when it had to drop the room's).
+    pub(crate) async fn reload(&mut self) -> Vec<Shown> {
+        match self.ctx.hub.history(self.room().clone()).await {
             Ok(history) => self.backlog(&history).await,
             Err(error) => vec![Shown::reply(format!("* {error}"))],
         }
@@ -814,7 +954,12 @@ impl ChatSession {
                 self.registration.moved_to(joined.member.channel());
                 self.presence = joined.member.presence();
                 self.here = self.ctx.hub.members(joined.member.channel());
-                self.rooms.push(OpenRoom { joined, unread: 0 });
+                self.keep_oldest();
+                self.rooms.push(OpenRoom {
+                    joined,
+                    unread: 0,
+                    oldest_seq: None,
+                });
                 self.current = self.rooms.len() - 1;
                 self.backlog(&history).await
             }
@@ -1235,4 +1380,56 @@ pub(crate) fn rooms_text(hub: &Hub) -> String {
         .map(|(r, n)| format!("#{} ({n})", sanitize(r.as_str().as_bytes())))
         .collect();
     format!("rooms: {}", rooms.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_found_as_a_whole_word_in_any_case() {
+        let alice = Nick::new("alice").unwrap();
+        for text in [
+            "alice",
+            "hi Alice!",
+            "ALICE: look",
+            "ping alice.",
+            "(alice)",
+            "@alice",
+        ] {
+            assert!(names(text, &alice), "{text:?}");
+        }
+        for text in [
+            "malice",
+            "alice2",
+            "alice-bot",
+            "alice_",
+            "bob.alice",
+            "alice.b",
+            "al ice",
+        ] {
+            assert!(!names(text, &alice), "{text:?}");
+        }
+        let shown = |kind, text: &str, nick: &str| Shown {
+            kind,
+            time_ms: 0,
+            text: text.to_owned(),
+            nick: Some(nick.to_owned()),
+            lines: Vec::new(),
+        };
+        assert!(shown(Kind::Room, "<bob> hey alice", "bob").calls(&alice));
+        assert!(!shown(Kind::Room, "<Alice> alice here", "Alice").calls(&alice));
+        assert!(!shown(Kind::Own, "<alice> alice here", "alice").calls(&alice));
+        assert!(!shown(Kind::Room, "<alice2> hi", "alice2").calls(&alice));
+        assert!(!shown(Kind::Notice, "* alice joined", "alice").calls(&alice));
+        let message = |from: &str, to: &str| PrivateMessage {
+            id: 0,
+            from: Nick::new(from).unwrap(),
+            to: Nick::new(to).unwrap(),
+            text: "psst".into(),
+            time_ms: 0,
+        };
+        assert!(Shown::private(&message("bob", "alice"), &alice).calls(&alice));
+        assert!(!Shown::private(&message("alice", "bob"), &alice).calls(&alice));
+    }
 }

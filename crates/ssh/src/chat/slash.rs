@@ -16,6 +16,10 @@ pub enum Slash {
     Quit,
     /// `/join ROOM`: move to a room, creating it.
     Join(ChannelName),
+    /// `/switch ROOM`: show an open room.
+    Switch(ChannelName),
+    /// `/bell on|off`: whether a mention or a private message rings the terminal's bell.
+    Bell(bool),
     /// `/part`: back to the default room.
     Part,
     /// `/who`, `/names`: who is in this room.
@@ -82,8 +86,12 @@ pub enum SlashError {
 }
 
 /// The commands and what each does, one line each.
-const COMMANDS: [(&str, &str); 20] = [
+const COMMANDS: [(&str, &str); 22] = [
     ("/join ROOM", "open a room, or switch to it"),
+    (
+        "/switch ROOM",
+        "show an open room (also Alt-1..9, Ctrl-N, Ctrl-P)",
+    ),
     ("/part", "leave this room"),
     ("/who", "who is in this room"),
     ("/rooms", "the rooms with people in them"),
@@ -103,6 +111,10 @@ const COMMANDS: [(&str, &str); 20] = [
     ),
     ("/unignore NAME", "show a name's messages again"),
     ("/topic [TEXT]", "show or set the room's topic"),
+    (
+        "/bell on|off",
+        "ring the bell on a mention or private message",
+    ),
     ("/key [add KEY | remove FINGERPRINT]", "your keys"),
     ("/nick NEW", "move your name and keys to NEW (once an hour)"),
     (
@@ -186,6 +198,17 @@ pub fn parse(line: &str) -> Result<Slash, SlashError> {
                 .map(Slash::Join)
                 .map_err(|e| SlashError::Argument(format!("bad room name: {e}"))),
             _ => Err(SlashError::Usage("/join ROOM")),
+        },
+        "switch" => match (first, second) {
+            (Some(word), None) => room(word)
+                .map(Slash::Switch)
+                .map_err(|e| SlashError::Argument(format!("bad room name: {e}"))),
+            _ => Err(SlashError::Usage("/switch ROOM")),
+        },
+        "bell" => match (first, second) {
+            (Some("on"), None) => Ok(Slash::Bell(true)),
+            (Some("off"), None) => Ok(Slash::Bell(false)),
+            _ => Err(SlashError::Usage("/bell on|off")),
         },
         "whois" if second.is_none() => Ok(Slash::Whois(nick(first, "/whois NAME")?)),
         "whois" => Err(SlashError::Usage("/whois NAME")),
@@ -301,6 +324,13 @@ mod tests {
             Ok(Slash::Release(Some(Nick::new("alice").unwrap())))
         );
         assert_eq!(parse("names"), Ok(Slash::Who));
+        assert_eq!(
+            parse("switch #dev"),
+            Ok(Slash::Switch(ChannelName::new("dev").unwrap()))
+        );
+        assert_eq!(parse("bell off"), Ok(Slash::Bell(false)));
+        assert_eq!(parse("bell on"), Ok(Slash::Bell(true)));
+        assert_eq!(parse("bell"), Err(SlashError::Usage("/bell on|off")));
         assert_eq!(parse("away  lunch "), Ok(Slash::Away("lunch".into())));
     }
 

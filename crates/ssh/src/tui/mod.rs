@@ -5,10 +5,11 @@
 mod screen;
 pub mod view;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kanava_core::Nick;
+use kanava_core::{ChannelName, Nick};
 use ratatui::layout::Rect;
 use terminput::Event;
 use tokio::sync::{mpsc, watch};
@@ -188,11 +189,12 @@ impl Pacing {
 const OLDER_PAGE: usize = 100;
 
 /// Commands offered by Tab completion.
-const COMMANDS: [&str; 22] = [
+const COMMANDS: [&str; 24] = [
     "/away",
     "/back",
     "/ban",
     "/banned",
+    "/bell",
     "/help",
     "/ignore",
     "/join",
@@ -206,6 +208,7 @@ const COMMANDS: [&str; 22] = [
     "/quit",
     "/reply",
     "/rooms",
+    "/switch",
     "/topic",
     "/unban",
     "/unignore",
@@ -232,8 +235,9 @@ fn shortened(text: &str) -> String {
 
 /// A line for the message pane: the time in the user's zone (with the date unless today),
 /// then the text, the sender's name coloured, a multi-line message's further lines (and rows
-/// wrapped from a long one) indented under its text.
-fn pane_line(shown: &Shown, zone: &Zone) -> PaneLine {
+/// wrapped from a long one) indented under its text; a line that calls for `me` (a mention, a
+/// private message to them) highlighted.
+fn pane_line(shown: &Shown, me: &Nick, zone: &Zone) -> PaneLine {
     let time = format!("{} ", zone.pane_time(shown.time_ms, crate::now_ms()));
     let body = if shown.lines.is_empty() {
         shortened(&shown.text)
@@ -241,6 +245,7 @@ fn pane_line(shown: &Shown, zone: &Zone) -> PaneLine {
         shortened(&shown.lines.join("\n"))
     };
     let kind = match shown.kind {
+        _ if shown.calls(me) => LineKind::Highlight,
         Kind::Room => LineKind::Message,
         Kind::Own => LineKind::Own,
         Kind::Private => LineKind::Private,
@@ -280,15 +285,127 @@ fn note(text: String, zone: &Zone) -> PaneLine {
     )
 }
 
-/// Shows session output in the pane; entering a room (a backlog) starts the pane afresh.
-fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) {
-    let room = label(session.room());
-    if view.room != room {
-        view.clear();
-        view.room = room;
-    }
+/// Shows session output in the pane of the room shown; says whether a line calls for the user.
+fn show(view: &mut ChatView, session: &ChatSession, shown: Vec<Shown>) -> bool {
+    let mut calls = false;
     for line in &shown {
-        view.push(pane_line(line, session.zone()));
+        let line = pane_line(line, session.nick(), session.zone());
+        calls |= line.kind == LineKind::Highlight;
+        view.push(line);
+    }
+    calls
+}
+
+/// Shows the session's current room, which the last action may have changed (a new room's
+/// pane starts empty), then `shown` in it. A room whose pane was dropped shows its history
+/// again, as on entering it, and says why.
+async fn switched(
+    view: &mut ChatView,
+    panes: &mut Panes,
+    session: &mut ChatSession,
+    shown: Vec<Shown>,
+) {
+    if panes.follow(view, session) {
+        let history = session.reload().await;
+        show(view, session, history);
+        view.push(note(
+            format!(
+                "* the lines #{} got while not shown took too much memory: above is its history",
+                label(session.room())
+            ),
+            session.zone(),
+        ));
+    }
+    show(view, session, shown);
+}
+
+/// Text all the hidden panes hold together, in bytes: past it, the largest is dropped.
+const HIDDEN_BYTES: usize = 2 * 1024 * 1024;
+
+/// The message panes of the open rooms not shown, each with its lines (private messages and
+/// command output included) and scroll, so that switching back shows what was there. Each is
+/// bounded as the shown one is, all of them together by [`HIDDEN_BYTES`], and a pane is
+/// forgotten when its room is left.
+struct Panes {
+    /// The room whose pane the view shows.
+    shown: ChannelName,
+    hidden: HashMap<ChannelName, ChatView>,
+    /// Open rooms whose panes were dropped to stay within [`HIDDEN_BYTES`].
+    dropped: HashSet<ChannelName>,
+}
+
+impl Panes {
+    fn new(session: &ChatSession) -> Self {
+        Self {
+            shown: session.room().clone(),
+            hidden: HashMap::new(),
+            dropped: HashSet::new(),
+        }
+    }
+
+    /// Shows the pane of the session's current room (a new room's starts empty), keeping the
+    /// one shown before while its room is open. Says whether the room shown now had its pane
+    /// dropped.
+    fn follow(&mut self, view: &mut ChatView, session: &ChatSession) -> bool {
+        let current = session.room();
+        let mut lost = false;
+        if &self.shown != current {
+            let mut pane = self.hidden.remove(current).unwrap_or_default();
+            view.swap_pane(&mut pane);
+            if session.is_open(&self.shown) {
+                self.hidden.insert(self.shown.clone(), pane);
+            }
+            self.shown = current.clone();
+            lost = self.dropped.remove(current);
+            // Rooms close only by being left, and only the current one: a switch is the time
+            // to forget their panes.
+            self.hidden.retain(|room, _| session.is_open(room));
+            self.dropped.retain(|room| session.is_open(room));
+            self.bound();
+        }
+        view.room = label(current);
+        lost
+    }
+
+    /// Adds `line` to the pane of `room`, not shown, unless that pane was dropped.
+    fn add_hidden(&mut self, room: ChannelName, line: PaneLine) {
+        if room != self.shown && !self.dropped.contains(&room) {
+            self.hidden.entry(room).or_default().push(line);
+        }
+    }
+
+    /// Drops the largest hidden panes until all of them hold at most [`HIDDEN_BYTES`].
+    fn bound(&mut self) {
+        let mut total: usize = self.hidden.values().map(ChatView::pane_bytes).sum();
+        while total > HIDDEN_BYTES {
+            let Some(largest) = self
+                .hidden
+                .iter()
+                .max_by_key(|(_, pane)| pane.pane_bytes())
+                .map(|(room, _)| room.clone())
+            else {
+                break;
+            };
+            if let Some(pane) = self.hidden.remove(&largest) {
+                total -= pane.pane_bytes();
+            }
+            self.dropped.insert(largest);
+        }
+    }
+
+    /// Adds the lines that came to rooms not shown to their panes (not to a dropped one: its
+    /// stored history shows them when it is shown); says whether one calls for the user.
+    fn take_elsewhere(&mut self, session: &mut ChatSession) -> bool {
+        let mut calls = false;
+        for (room, shown) in session.take_elsewhere() {
+            let line = pane_line(&shown, session.nick(), session.zone());
+            calls |= line.kind == LineKind::Highlight;
+            if session.is_open(&room) {
+                self.add_hidden(room, line);
+            }
+        }
+        self.bound();
+        calls
     }
 }
 
@@ -351,11 +468,16 @@ pub(crate) async fn run(
         }
     };
     session.set_zone(zone);
+    session.keep_panes();
+    let mut panes = Panes::new(&session);
+    view.room = label(session.room());
     show(&mut view, &session, shown);
     view.push(PaneLine::plain(
         format!("* welcome, {}. /help lists the commands.", session.nick()),
         LineKind::Notice,
     ));
+    // Whether something that calls for the user came since the last frame: one bell a frame.
+    let mut ring = false;
     let mut parser = InputParser::default();
     // Redraws follow the user's keys at once; other people's traffic is drawn at most once per
     // frame interval, and never while the previous frame still waits for the connection, so a
@@ -371,9 +493,12 @@ pub(crate) async fn run(
                 break 0;
             }
             view.members = session.member_count();
-            view.others = session.other_rooms();
+            (view.rooms, view.current) = session.open_rooms();
             if screen.draw(&view).is_err() {
                 break 0;
+            }
+            if std::mem::take(&mut ring) && session.bell() {
+                screen.ring();
             }
             pacing.drawn();
         }
@@ -394,11 +519,16 @@ pub(crate) async fn run(
             }
             next = session.next() => match next {
                 Next::Show(shown) => {
-                    show(&mut view, &session, shown);
+                    ring |= show(&mut view, &session, shown);
                     pacing.changed();
                     continue;
                 }
-                Next::Unread | Next::Members => {
+                Next::Unread => {
+                    ring |= panes.take_elsewhere(&mut session);
+                    pacing.changed();
+                    continue;
+                }
+                Next::Members => {
                     pacing.changed();
                     continue;
                 }
@@ -432,10 +562,25 @@ pub(crate) async fn run(
                     continue;
                 }
             };
-            match view.handle(&event, screen.page()) {
+            let action = view.handle(&event, screen.page());
+            match action {
                 Action::Redraw => {}
                 Action::Note(text) => view.push(note(text, session.zone())),
                 Action::Repaint => screen.repaint(),
+                Action::ShowRoom(index) => {
+                    let shown = session.show_room(index).await;
+                    switched(&mut view, &mut panes, &mut session, shown).await;
+                }
+                Action::NextRoom | Action::PreviousRoom => {
+                    let (rooms, current) = session.open_rooms();
+                    let step = if action == Action::NextRoom {
+                        1
+                    } else {
+                        rooms.len() - 1
+                    };
+                    let shown = session.show_room((current + step) % rooms.len()).await;
+                    switched(&mut view, &mut panes, &mut session, shown).await;
+                }
                 Action::Quit => break 'session 0,
                 Action::Complete => {
                     let mut candidates: Vec<String> =
@@ -445,7 +590,7 @@ pub(crate) async fn run(
                 }
                 Action::Submit(line) => {
                     let (shown, flow) = session.submit(&line).await;
-                    show(&mut view, &session, shown);
+                    switched(&mut view, &mut panes, &mut session, shown).await;
                     match flow {
                         Flow::Quit => break 'session 0,
                         Flow::Refused => view.keep_input(line),
@@ -456,7 +601,8 @@ pub(crate) async fn run(
         }
         if view.at_top(width, height) {
             let older = session.older(OLDER_PAGE).await;
-            view.prepend(older.iter().map(|l| pane_line(l, session.zone())).collect());
+            let (me, zone) = (session.nick(), session.zone());
+            view.prepend(older.iter().map(|line| pane_line(line, me, zone)).collect());
         }
         view.clamp_scroll(width, height);
     };
@@ -494,6 +640,43 @@ fn farewell(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_panes_together_stay_within_their_bytes_the_largest_dropped_first() {
+        let room = |name: &str| ChannelName::new(name).unwrap();
+        let filled = |bytes: usize| {
+            let mut pane = ChatView::default();
+            for _ in 0..bytes / 1024 {
+                pane.push(PaneLine::plain("x".repeat(1024), LineKind::Message));
+            }
+            pane
+        };
+        let mut panes = Panes {
+            shown: room("lobby"),
+            hidden: HashMap::from([
+                (room("busy"), filled(HIDDEN_BYTES * 3 / 4)),
+                (room("quiet"), filled(HIDDEN_BYTES / 8)),
+                (room("dev"), filled(HIDDEN_BYTES / 4)),
+            ]),
+            dropped: HashSet::new(),
+        };
+        panes.bound();
+        assert_eq!(panes.dropped, HashSet::from([room("busy")]));
+        assert_eq!(panes.hidden.len(), 2);
+        let total: usize = panes.hidden.values().map(ChatView::pane_bytes).sum();
+        assert!(total <= HIDDEN_BYTES);
+        // Later lines of the dropped room wait in the store, not in a new pane.
+        let line = || PaneLine::plain("later".into(), LineKind::Message);
+        panes.add_hidden(room("busy"), line());
+        panes.add_hidden(room("lobby"), line());
+        panes.add_hidden(room("quiet"), line());
+        assert!(!panes.hidden.contains_key(&room("busy")));
+        assert!(!panes.hidden.contains_key(&room("lobby")), "the room shown");
+        assert_eq!(
+            panes.hidden[&room("quiet")].pane_bytes(),
+            HIDDEN_BYTES / 8 + 5
+        );
+    }
 
     #[test]
     fn a_paste_is_one_event_across_packets_and_a_long_one_is_dropped_as_it_comes() {

@@ -56,12 +56,14 @@ impl Palette {
     }
 }
 
-/// The style of a pane row's text: private messages and notices set apart.
+/// The style of a pane row's text: private messages, notices and lines calling for the user set
+/// apart.
 fn row_style(kind: LineKind) -> Style {
     match kind {
         LineKind::Message | LineKind::Own => Style::default(),
         LineKind::Private => Style::default().add_modifier(Modifier::BOLD),
         LineKind::Notice => Style::default().add_modifier(Modifier::DIM),
+        LineKind::Highlight => Style::default().add_modifier(Modifier::REVERSED),
     }
 }
 
@@ -139,6 +141,9 @@ fn input_cells(text: &str, cursor: usize) -> (Vec<Cow<'_, str>>, usize) {
     let at = at.unwrap_or(cells.len());
     (cells, at)
 }
+
+/// The terminal's bell, rung after a frame for something that calls for the user.
+const BELL: &[u8] = b"\x07";
 
 /// Enter the alternate screen, clear it, turn on bracketed paste.
 pub const SETUP: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[H\x1b[?2004h";
@@ -338,6 +343,14 @@ impl Screen {
         self.area
     }
 
+    /// Rings the terminal's bell, after the frames queued so far; like a frame, it is dropped
+    /// when the connection's queue is full.
+    pub fn ring(&self) {
+        if let Ok(bell) = Outgoing::charge(&self.sink.memory, Bytes::from_static(BELL)) {
+            let _ = self.sink.frames.try_send(bell);
+        }
+    }
+
     /// Whether the connection has room for another frame now.
     pub fn ready(&self) -> bool {
         self.sink.frames.capacity() > 0
@@ -443,20 +456,7 @@ impl Screen {
             let start = end.saturating_sub(height);
             draw_rows(&rows[start..end], self.palette, pane, frame);
 
-            let scrolled = if view.scroll() > 0 {
-                "  [scrolled: PgDn]"
-            } else {
-                ""
-            };
-            let others: String = view
-                .others
-                .iter()
-                .map(|(room, unread)| match unread {
-                    0 => format!("  #{room}"),
-                    n => format!("  #{room} ({n})"),
-                })
-                .collect();
-            let status_text = format!(" #{}  {} here{others}{scrolled}", view.room, view.members);
+            let status_text = view.status_line(usize::from(status.width));
             Paragraph::new(status_text)
                 .style(Style::default().add_modifier(Modifier::REVERSED))
                 .render(status, frame);

@@ -9,7 +9,7 @@ use kanava_core::{MemoryBudget, Reservation};
 
 use terminput::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation;
-use unicode_width::UnicodeWidthChar;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Lines kept for scrollback.
 const SCROLLBACK: usize = 5000;
@@ -41,6 +41,12 @@ pub enum Action {
     Note(String),
     /// Repaint the whole screen, whatever the terminal shows now (Ctrl-L).
     Repaint,
+    /// Show the open room at this index (from 0) in the status line's order (Alt-1..9).
+    ShowRoom(usize),
+    /// Show the open room after the current one, the first after the last (Ctrl-N).
+    NextRoom,
+    /// Show the open room before the current one, the last before the first (Ctrl-P).
+    PreviousRoom,
 }
 
 /// The note for a paste of `bytes` that does not fit the input line of `max` bytes.
@@ -60,6 +66,8 @@ pub enum LineKind {
     Private,
     /// Announcements and answers from the server.
     Notice,
+    /// Something for the user: a message naming them, or a private message to them.
+    Highlight,
 }
 
 /// A line of the message pane: sanitised text, and where the sender's name is in it.
@@ -133,8 +141,11 @@ pub struct ChatView {
     pub room: String,
     /// Names present, for the status line.
     pub members: usize,
-    /// The user's other open rooms and their unread counts, for the status line.
-    pub others: Vec<(String, usize)>,
+    /// The user's open rooms and their unread counts, in the order the room keys go through
+    /// them, for the status line.
+    pub rooms: Vec<(String, usize)>,
+    /// Which of `rooms` is shown.
+    pub current: usize,
     /// Width of the message pane, for paging.
     pub pane_width: usize,
     /// Most bytes (UTF-8) the input line holds, the longest message: typing past it is dropped
@@ -158,7 +169,8 @@ impl Default for ChatView {
         Self {
             room: String::new(),
             members: 0,
-            others: Vec::new(),
+            rooms: Vec::new(),
+            current: 0,
             pane_width: 0,
             max_input: DEFAULT_MAX_INPUT,
             lines: VecDeque::new(),
@@ -242,12 +254,149 @@ impl ChatView {
         self.scroll = self.scroll.min(rows.saturating_sub(height));
     }
 
-    /// Empties the message pane (on changing rooms).
+    /// Empties the message pane.
     pub fn clear(&mut self) {
         self.lines.clear();
         self.line_bytes = 0;
         self.charged();
         self.scroll = 0;
+    }
+
+    /// Bytes of text in the message pane.
+    pub fn pane_bytes(&self) -> usize {
+        self.line_bytes
+    }
+
+    /// Exchanges the message pane (its lines and how far it is scrolled) with `other`'s: the
+    /// chat keeps a pane per open room and shows one.
+    pub fn swap_pane(&mut self, other: &mut ChatView) {
+        std::mem::swap(&mut self.lines, &mut other.lines);
+        std::mem::swap(&mut self.line_bytes, &mut other.line_bytes);
+        std::mem::swap(&mut self.scroll, &mut other.scroll);
+    }
+
+    /// The status line for a terminal `width` columns wide: the room shown and how many are
+    /// in it, then the open rooms numbered in the order of the room keys (the one shown in
+    /// brackets, unread counts in parentheses), and a marker while the pane is scrolled up.
+    /// What does not fit is abbreviated, then summed up as `+N more (U unread)`, so that the
+    /// room shown, the unread counts and the marker always show.
+    pub fn status_line(&self, width: usize) -> String {
+        let scrolled = if self.scroll > 0 {
+            "  [scrolled: PgDn]"
+        } else {
+            ""
+        };
+        let every = vec![true; self.rooms.len()];
+        for longest in [usize::MAX, 12, 8, 5] {
+            let head = format!(
+                " #{}  {} here",
+                abbreviated(&self.room, longest),
+                self.members
+            );
+            let line = format!("{head}{}{scrolled}", self.room_list(&every, longest));
+            if line.width() <= width {
+                return line;
+            }
+        }
+        // Too many rooms: the room shown with its number, as many others as fit (those with
+        // unread lines first), the rest summed up; then without the people count. Each try
+        // costs the number of rooms (and a sort), however many there are.
+        let number = self.current + 1;
+        let room = abbreviated(&self.room, 8);
+        let heads = [
+            (
+                format!(" {number}:#{room}  {} here", self.members),
+                scrolled,
+            ),
+            (
+                format!(" {number}:#{room}  {} here", self.members),
+                SCROLLED_SHORT,
+            ),
+            (format!(" {number}:#{room}"), SCROLLED_SHORT),
+        ];
+        let others: Vec<usize> = self
+            .status_order()
+            .into_iter()
+            .filter(|&i| i != self.current)
+            .collect();
+        let all_unread: usize = others.iter().map(|&i| self.rooms[i].1).sum();
+        for (head, marker) in heads {
+            let marker = if self.scroll > 0 { marker } else { "" };
+            let Some(space) = width.checked_sub(head.width() + marker.width()) else {
+                continue;
+            };
+            let mut chosen = vec![false; self.rooms.len()];
+            let (mut used, mut rest, mut unread) = (1, others.len(), all_unread);
+            for &index in &others {
+                let entry = 1 + self.room_entry(index, 5).width();
+                let count = self.rooms[index].1;
+                if used + entry + summary(rest - 1, unread - count).width() <= space {
+                    chosen[index] = true;
+                    used += entry;
+                    rest -= 1;
+                    unread -= count;
+                }
+            }
+            if used + summary(rest, unread).width() <= space {
+                return format!("{head}{}{marker}", self.room_list(&chosen, 5));
+            }
+        }
+        // Narrower than a room and the summary: the room, what is unread, the marker.
+        let unread = match all_unread {
+            0 => String::new(),
+            n => format!(" ({n} unread)"),
+        };
+        let marker = if self.scroll > 0 { SCROLLED_SHORT } else { "" };
+        format!(" #{room}{unread}{marker}")
+    }
+
+    /// The open rooms in the order the status line keeps them when not all fit: the one shown,
+    /// those with unread lines, then the others nearest the one shown first.
+    fn status_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.rooms.len()).collect();
+        order.sort_by_key(|&i| {
+            (
+                i != self.current,
+                self.rooms[i].1 == 0,
+                i.abs_diff(self.current),
+            )
+        });
+        order
+    }
+
+    /// The open room at `index` in the status line: `3:#dev (2)`, the name cut to `longest`
+    /// characters, in brackets when shown.
+    fn room_entry(&self, index: usize, longest: usize) -> String {
+        let (name, unread) = &self.rooms[index];
+        let mut entry = format!("{}:#{}", index + 1, abbreviated(name, longest));
+        if *unread > 0 {
+            entry.push_str(&format!(" ({unread})"));
+        }
+        if index == self.current {
+            entry = format!("[{entry}]");
+        }
+        entry
+    }
+
+    /// The entries of the `chosen` open rooms, names cut to `longest` characters, then
+    /// `+N more (U unread)` for the others but the room shown; nothing while one room is open.
+    fn room_list(&self, chosen: &[bool], longest: usize) -> String {
+        if self.rooms.len() < 2 {
+            return String::new();
+        }
+        let mut list = String::from(" ");
+        let (mut rest, mut unread) = (0, 0);
+        for (index, (_, count)) in self.rooms.iter().enumerate() {
+            if chosen[index] {
+                list.push(' ');
+                list.push_str(&self.room_entry(index, longest));
+            } else if index != self.current {
+                rest += 1;
+                unread += count;
+            }
+        }
+        list.push_str(&summary(rest, unread));
+        list
     }
 
     /// The input line and the cursor's position in it (in characters).
@@ -333,6 +482,11 @@ impl ChatView {
         match key.code {
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
             KeyCode::Char('l') if ctrl => return Action::Repaint,
+            KeyCode::Char('n') if ctrl => return Action::NextRoom,
+            KeyCode::Char('p') if ctrl => return Action::PreviousRoom,
+            KeyCode::Char(digit @ '1'..='9') if alt => {
+                return Action::ShowRoom(usize::from(digit as u8 - b'1'));
+            }
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.input.len(),
             KeyCode::Char('b') if ctrl => self.cursor = self.grapheme_before(),
@@ -515,6 +669,28 @@ impl ChatView {
         self.input = pos.map_or_else(Vec::new, |p| self.history[p].chars().collect());
         self.cursor = self.input.len();
     }
+}
+
+/// `+N more (U unread)` for `rest` rooms left out of the status line, with `unread` lines.
+fn summary(rest: usize, unread: usize) -> String {
+    match (rest, unread) {
+        (0, _) => String::new(),
+        (rest, 0) => format!(" +{rest} more"),
+        (rest, unread) => format!(" +{rest} more ({unread} unread)"),
+    }
+}
+
+/// The marker of a scrolled pane when the whole one does not fit.
+const SCROLLED_SHORT: &str = " [scrolled]";
+
+/// `name` cut to at most `longest` characters, an ellipsis for the rest.
+fn abbreviated(name: &str, longest: usize) -> String {
+    if name.chars().count() <= longest {
+        return name.to_owned();
+    }
+    let mut short: String = name.chars().take(longest.saturating_sub(1)).collect();
+    short.push('…');
+    short
 }
 
 /// Splits `line` into rows of at most `width` display columns (wide characters count 2): at
@@ -852,6 +1028,123 @@ mod tests {
         assert_eq!(texts(view.last_rows(4, 10)), ["abcd", "efgh", "ij"]);
         assert_eq!(texts(view.last_rows(4, 2)), ["efgh", "ij"]);
         assert!(view.last_rows(4, 0).is_empty());
+    }
+
+    #[test]
+    fn the_status_line_always_shows_the_room_the_unread_counts_and_the_marker() {
+        let mut view = ChatView {
+            room: "lobby".into(),
+            members: 3,
+            rooms: vec![("lobby".into(), 0), ("dev".into(), 2), ("ops".into(), 0)],
+            current: 0,
+            ..ChatView::default()
+        };
+        assert_eq!(
+            view.status_line(80),
+            " #lobby  3 here  [1:#lobby] 2:#dev (2) 3:#ops"
+        );
+        view.rooms.truncate(1);
+        assert_eq!(view.status_line(80), " #lobby  3 here", "one room: no list");
+
+        // Thirty rooms with long names, at 50 columns, scrolled up.
+        view.rooms = (1..=30)
+            .map(|i| (format!("project-room-{i}"), usize::from(i % 7 == 0)))
+            .collect();
+        view.current = 14;
+        view.room = view.rooms[14].0.clone();
+        for i in 0..40 {
+            view.push(PaneLine::plain(format!("line {i}"), LineKind::Message));
+        }
+        view.pane_width = 50;
+        view.handle(&key(KeyCode::PageUp), 5);
+        let line = view.status_line(50);
+        assert!(line.width() <= 50, "{line:?}");
+        assert!(line.starts_with(" 15:#project… "), "{line:?}");
+        assert!(line.ends_with(" [scrolled]"), "{line:?}");
+        // Every unread line is counted, in an entry or in the summary.
+        let shown: usize = [7, 14, 21, 28]
+            .iter()
+            .filter(|i| line.contains(&format!(" {i}:#proj… (1)")))
+            .count();
+        let summed = line
+            .split("more (")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map_or(0, |n| n.parse::<usize>().unwrap());
+        assert_eq!(shown + summed, 4, "{line:?}");
+        assert!(line.contains(" more"), "{line:?}");
+
+        let wide = view.status_line(133);
+        assert!(wide.width() <= 133 && wide.contains(" 3 here"), "{wide:?}");
+        assert!(wide.contains("[scrolled: PgDn]"), "{wide:?}");
+    }
+
+    /// The unread lines a status line shows: per room `(N)`, and in the summary.
+    fn counted(line: &str) -> usize {
+        let mut total = 0;
+        for part in line.split('(').skip(1) {
+            let number: String = part.chars().take_while(char::is_ascii_digit).collect();
+            total += number.parse::<usize>().unwrap_or(0);
+        }
+        total
+    }
+
+    #[test]
+    fn at_every_width_and_number_of_rooms_the_status_line_counts_every_unread_line() {
+        for rooms in [1usize, 2, 3, 5, 8, 13, 21, 30, 40] {
+            for current in [0, rooms / 2, rooms - 1] {
+                let mut view = ChatView {
+                    rooms: (0..rooms)
+                        .map(|i| (format!("room-with-a-long-name-{i}"), (i * 7) % 5))
+                        .collect(),
+                    current,
+                    members: 12,
+                    ..ChatView::default()
+                };
+                view.rooms[current].1 = 0;
+                view.room = view.rooms[current].0.clone();
+                let unread: usize = view.rooms.iter().map(|(_, n)| n).sum();
+                for scrolled in [false, true] {
+                    view.scroll = usize::from(scrolled);
+                    for width in (60..=200).step_by(7) {
+                        let line = view.status_line(width);
+                        assert!(line.width() <= width, "{width}: {line:?}");
+                        assert!(line.contains("#room"), "{width}: {line:?}");
+                        assert_eq!(counted(&line), unread, "{width}: {line:?}");
+                        assert_eq!(line.contains("[scrolled"), scrolled, "{line:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ten_thousand_rooms_cost_a_status_line_in_proportion() {
+        let view = ChatView {
+            rooms: (0..10_000).map(|i| (format!("r{i}"), i % 2)).collect(),
+            current: 5_000,
+            room: "r5000".into(),
+            ..ChatView::default()
+        };
+        let started = std::time::Instant::now();
+        for width in [50, 80, 500] {
+            let line = view.status_line(width);
+            assert!(line.width() <= width, "{line:?}");
+            assert_eq!(counted(&line), 5000, "{line:?}");
+        }
+        // Quadratic work (10^8 steps and more) would take seconds even in a release build.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn room_keys() {
+        let mut view = ChatView::default();
+        let alt = |c| Event::Key(KeyEvent::new(KeyCode::Char(c)).modifiers(KeyModifiers::ALT));
+        assert_eq!(view.handle(&alt('1'), 10), Action::ShowRoom(0));
+        assert_eq!(view.handle(&alt('9'), 10), Action::ShowRoom(8));
+        assert_eq!(view.handle(&ctrl('n'), 10), Action::NextRoom);
+        assert_eq!(view.handle(&ctrl('p'), 10), Action::PreviousRoom);
+        assert_eq!(view.input().0, "", "nothing typed");
     }
 
     #[test]
