@@ -1837,11 +1837,12 @@ async fn alt_digits_and_ctrl_n_p_switch_rooms_and_the_status_line_fits_thirty_of
     for i in 0..3 {
         web.send(text(&format!("unread {i}"))).await.unwrap();
     }
-    // Twice: more than the tallest pane holds.
+    // Twice: more than the tallest pane holds; then an answer that shows both were drawn.
     tmux.type_line("alice", "/help");
     tmux.type_line("alice", "/help");
-    tmux.wait("alice", "the help", |s| {
-        s.matches("* commands:").count() == 1
+    tmux.type_line("alice", "/whois alice");
+    tmux.wait("alice", "the help twice, then the whois answer", |s| {
+        s.contains("* alice: name bound")
     })
     .await;
     tmux.keys("alice", &["PPage"]);
@@ -2097,34 +2098,32 @@ async fn panes_of_rooms_not_shown_are_bounded_and_a_dropped_one_shows_its_histor
     let client = server.client();
     let mut in_a = client.join("web", "a").await;
     let mut in_c = client.join("web", "c").await;
+    let mut in_d = client.join("web", "d").await;
     let tmux = Tmux::new();
     tmux.login_ready(&server, &keys, "ed25519", "alice").await;
-    for room in ["#a", "#c", "#b"] {
+    for room in ["#a", "#c", "#d", "#b"] {
         tmux.type_line("alice", &format!("/join {room}"));
     }
     tmux.wait("alice", "#b shown", |s| {
-        status_line(s) == " #b  1 here  1:#lobby 2:#a 3:#c [4:#b]"
+        status_line(s) == " #b  1 here  1:#lobby 2:#a 3:#c 4:#d [5:#b]"
     })
     .await;
-    // 1.5 MiB to #a, then 1.25 MiB to #c, while #b is shown: more than all hidden panes may
-    // hold together (2 MiB), so the largest, #a's, is dropped.
+    // 1.5 MiB to #a (a pane keeps 1 MiB of it), then 0.75 MiB to #c and 0.5 MiB to #d, while
+    // #b is shown: more than all hidden panes may hold together (2 MiB), so the largest, #a's,
+    // is dropped.
     let big = "x".repeat(64 * 1024 - 8);
-    for i in 0..24 {
-        in_a.send(text(&format!("{i:02} {big}"))).await.unwrap();
+    for (room, count, last, unread) in [
+        (&mut in_a, 24, "last in a", "2:#a (25)"),
+        (&mut in_c, 12, "last in c", "3:#c (13)"),
+        (&mut in_d, 8, "last in d", "4:#d (9)"),
+    ] {
+        for i in 0..count {
+            room.send(text(&format!("{i:02} {big}"))).await.unwrap();
+        }
+        room.send(text(last)).await.unwrap();
+        tmux.wait("alice", unread, |s| status_line(s).contains(unread))
+            .await;
     }
-    in_a.send(text("last in a")).await.unwrap();
-    tmux.wait("alice", "25 unread in #a", |s| {
-        status_line(s).contains("2:#a (25)")
-    })
-    .await;
-    for i in 0..20 {
-        in_c.send(text(&format!("{i:02} {big}"))).await.unwrap();
-    }
-    in_c.send(text("last in c")).await.unwrap();
-    tmux.wait("alice", "21 unread in #c", |s| {
-        status_line(s).contains("3:#c (21)")
-    })
-    .await;
 
     // A line to #a after its pane was dropped waits in the store, not in a new pane.
     in_a.send(text("after the drop")).await.unwrap();
