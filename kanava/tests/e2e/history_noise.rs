@@ -135,3 +135,27 @@ async fn rooms_created_per_user_are_limited() {
     let answer = alice.ask(&format!("/join #{}", channel("new4"))).await;
     assert!(answer.contains("created too many rooms"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_session_holds_at_most_fifty_rooms_open() {
+    let keys = Keys::new();
+    let server = Start::new().args(&["--ssh-rooms-per-hour", "100"]).start();
+    let mut alice = LineSession::open(&server, &keys.path("ed25519"), "alice").await;
+    // The lobby and 49 more: joins answer nothing on stderr.
+    let rooms: Vec<String> = (1..=50).map(|i| channel(&format!("r{i}"))).collect();
+    for room in &rooms[..49] {
+        alice.send(&format!("/join #{room}")).await;
+    }
+    let refused = alice.ask(&format!("/join #{}", rooms[49])).await;
+    assert!(
+        refused.contains("50 rooms are open") && refused.contains("/part one first"),
+        "{refused}"
+    );
+    // Parting one makes room; an open room can still be switched to.
+    let left = alice.ask("/part").await;
+    assert!(left.contains(&format!("you left #{}", rooms[48])), "{left}");
+    alice.send(&format!("/join #{}", rooms[49])).await;
+    assert_eq!(alice.ask("/who").await, "kanava: 1 here: alice");
+    alice.send(&format!("/join #{}", rooms[0])).await;
+    assert_eq!(alice.ask("/who").await, "kanava: 1 here: alice");
+}

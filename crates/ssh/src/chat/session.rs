@@ -40,6 +40,10 @@ pub const RENAME_COOLDOWN: Duration = Duration::from_secs(3600);
 /// Events of a room shown on entering it, unless configured otherwise.
 pub const DEFAULT_BACKLOG: usize = 100;
 
+/// Rooms one session may hold open at once, the lobby included: each is a membership in the
+/// hub and, in the full-screen chat, a pane.
+pub const MAX_OPEN_ROOMS: usize = 50;
+
 /// Everything sessions share: the server's services and settings.
 #[derive(Clone)]
 pub(crate) struct ChatContext {
@@ -945,6 +949,11 @@ impl ChatSession {
 
     /// Joins `room` and makes it current; returns its backlog.
     async fn open(&mut self, room: ChannelName) -> Vec<Shown> {
+        if self.rooms.len() >= MAX_OPEN_ROOMS {
+            return vec![Shown::reply(format!(
+                "* not joined: {MAX_OPEN_ROOMS} rooms are open, the most one session may hold; /part one first"
+            ))];
+        }
         if let Err(refused) = self.ctx.may_enter(&self.nick, &room).await {
             return vec![Shown::reply(format!("* {refused}"))];
         }
