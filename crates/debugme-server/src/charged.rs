@@ -19,6 +19,8 @@ pub(crate) struct ReadCharge(Option<Arc<Mutex<Charge>>>);
 struct Charge {
     held: Reservation,
     refused: bool,
+    /// Whether reads are no longer charged: the connection is being drained before it closes.
+    draining: bool,
 }
 
 impl ReadCharge {
@@ -27,6 +29,7 @@ impl ReadCharge {
         Self(Some(Arc::new(Mutex::new(Charge {
             held: memory.empty(),
             refused: false,
+            draining: false,
         }))))
     }
 
@@ -39,6 +42,9 @@ impl ReadCharge {
     /// Charges `bytes` more read; false (and remembered) when they do not fit.
     fn grow(&self, bytes: usize) -> bool {
         self.with(|charge| {
+            if charge.draining {
+                return true;
+            }
             let fits = charge.held.grow(bytes).is_ok();
             charge.refused |= !fits;
             fits
@@ -49,6 +55,15 @@ impl ReadCharge {
     /// A whole message was received: what was read for it is no longer held.
     pub(crate) fn message_done(&self) {
         self.with(|charge| charge.held.shrink(charge.held.bytes()));
+    }
+
+    /// Gives back what is held and charges no more reads: what is read from now on is thrown
+    /// away as it comes (see [`drain`]), never kept.
+    pub(crate) fn stop(&self) {
+        self.with(|charge| {
+            charge.held.shrink(charge.held.bytes());
+            charge.draining = true;
+        });
     }
 
     /// Whether a read was refused because the budget was exhausted.
@@ -89,6 +104,29 @@ impl<S: AsyncRead + Unpin> AsyncRead for Charged<S> {
             other => other,
         }
     }
+}
+
+/// Reads and throws away what the client still sends, at most `limit` bytes and until
+/// `deadline`, in a small buffer: a client refused while it was sending then reads the refusal
+/// before the connection closes, instead of losing it to the reset that closing a socket with
+/// unread data sends.
+pub(crate) async fn drain<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: usize,
+    deadline: std::time::Duration,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 8 * 1024];
+    let mut read = 0;
+    let _ = tokio::time::timeout(deadline, async {
+        while read < limit {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Charged<S> {

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use kanava_hub::SessionBus;
 
-use crate::charged::{Charged, ReadCharge};
+use crate::charged::{Charged, ReadCharge, drain};
 use crate::handshake;
 use crate::mail::{MailSettings, Mailer};
 use crate::rate::PerSourceRate;
@@ -86,6 +86,10 @@ const READ_OVER_BUDGET: &str = "Server busy: its memory budget is exhausted";
 
 /// How long a closing connection has to take its Close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most bytes read and thrown away from a client refused mid-frame before its connection
+/// closes: the rest of the largest frame.
+const DRAIN_BYTES: usize = 2 * 1024 * 1024;
 
 /// How often a repeated warning (accept failures, refusals) is logged at most.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -276,12 +280,18 @@ impl DebugMeServer {
             finished = self.connection(&mut ws, peer.ip(), &charge) => finished,
             () = shutdown.cancelled() => None,
         };
-        if charge.refused() {
+        let refused = charge.refused();
+        if refused {
             metrics::counter!("kanava_debugme_clients_closed_total", "reason" => "memory")
                 .increment(1);
             refuse(&mut ws, READ_OVER_BUDGET, CLOSE_TIMEOUT).await;
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+        if refused {
+            // The client was cut off mid-frame and may still be sending it.
+            charge.stop();
+            drain(ws.get_mut(), DRAIN_BYTES, CLOSE_TIMEOUT).await;
+        }
         drop(ws);
         drop(slot);
         if let (Some(mailer), Some(finished)) = (&self.0.mailer, finished) {

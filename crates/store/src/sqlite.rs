@@ -1598,11 +1598,9 @@ mod tests {
         assert_eq!(mode, 2, "incremental");
     }
 
-    #[tokio::test]
-    async fn a_purge_of_many_channels_commits_in_chunks_and_misses_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
-        let count = PURGE_CHUNK * 2 + 7;
+    /// A store in `dir` holding channels `c0` … of one entry each, idle since time 100.
+    async fn idle_channels(dir: &Path, count: usize) -> SqliteStore {
+        let store = SqliteStore::open(&dir.join("db"), limits(10, 1000)).unwrap();
         store
             .append(
                 (0..count)
@@ -1611,6 +1609,14 @@ mod tests {
             )
             .await
             .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_purge_of_many_channels_commits_in_chunks_and_misses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = PURGE_CHUNK * 2 + 7;
+        let store = idle_channels(dir.path(), count).await;
         let kept = ChannelName::new(&format!("c{}", PURGE_CHUNK + 3)).unwrap();
         let purged = store.purge_idle(1000, vec![kept.clone()]).await.unwrap();
         assert_eq!(purged.len(), count - 1);
@@ -1623,16 +1629,8 @@ mod tests {
     #[tokio::test]
     async fn other_requests_are_served_while_a_purge_runs_and_a_channel_loaded_meanwhile_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db"), limits(10, 1000)).unwrap();
         let count = PURGE_CHUNK * 20;
-        store
-            .append(
-                (0..count)
-                    .map(|i| new_entry(&format!("c{i}"), 1, 1, 100))
-                    .collect(),
-            )
-            .await
-            .unwrap();
+        let store = idle_channels(dir.path(), count).await;
         let purge = store.purge_idle(1000, Vec::new());
         // Queued behind the purge: answered between its chunks, not after all of them.
         store
