@@ -91,6 +91,11 @@ pub fn describe_metrics() {
         "SSH sessions closed for their output, by reason: memory (a message or frame did not \
          fit --max-memory), stuck (the client read nothing for four keepalive intervals)"
     );
+    metrics::describe_counter!(
+        "kanava_ssh_frames_total",
+        "Frames drawn for full-screen chats (each sends what changed on one screen)"
+    );
+    metrics::counter!("kanava_ssh_frames_total").increment(0);
     for reason in ["memory", "stuck"] {
         metrics::counter!("kanava_ssh_sessions_closed_total", "reason" => reason).increment(0);
     }

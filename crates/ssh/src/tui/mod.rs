@@ -500,6 +500,7 @@ pub(crate) async fn run(
             if std::mem::take(&mut ring) && session.bell() {
                 screen.ring();
             }
+            metrics::counter!("kanava_ssh_frames_total").increment(1);
             pacing.drawn();
         }
         let event = tokio::select! {
