@@ -290,6 +290,16 @@ fn scrolled_rows(shown: &Buffer, next: &Buffer, pane: Rect) -> u16 {
     (1..pane.height).find(|&shift| same(shift)).unwrap_or(0)
 }
 
+/// The rows of `area` (the full width of `buffer`) as a buffer of their own, at their place.
+fn rows_of(buffer: &Buffer, area: Rect) -> Buffer {
+    let start = buffer.index_of(area.x, area.y);
+    Buffer {
+        area,
+        content: buffer.content[start..start + usize::from(area.width) * usize::from(area.height)]
+            .to_vec(),
+    }
+}
+
 /// Moves the rows of `pane` in `buffer` up by `rows`, blank rows coming in at the bottom: what
 /// the terminal does when its scrolling region is scrolled.
 fn scroll_up(buffer: &mut Buffer, pane: Rect, rows: u16) {
@@ -393,6 +403,8 @@ impl Screen {
         self.next.reset();
         let cursor = self.render(view);
         let frame = &mut self.next;
+        // Rows at the top that are known to be the same on the terminal and in the frame.
+        let mut same_rows = 0;
         if cursor.is_some() {
             let pane = pane_area(self.area);
             let rows = scrolled_rows(&self.shown, frame, pane);
@@ -405,10 +417,22 @@ impl Screen {
                     "\x1b[1;{bottom}r\x1b[{bottom};1H{feeds}\x1b[r"
                 )?;
                 scroll_up(&mut self.shown, pane, rows);
+                same_rows = pane.height - rows;
             }
         }
-        let changes = self.shown.diff(frame);
-        self.backend.draw(changes.into_iter())?;
+        if same_rows == 0 {
+            let changes = self.shown.diff(frame);
+            self.backend.draw(changes.into_iter())?;
+        } else {
+            // Only the rows below those the scroll kept need comparing.
+            let rest = Rect {
+                y: self.area.y + same_rows,
+                height: self.area.height - same_rows,
+                ..self.area
+            };
+            let (before, after) = (rows_of(&self.shown, rest), rows_of(frame, rest));
+            self.backend.draw(before.diff(&after).into_iter())?;
+        }
         match cursor {
             Some(position) => {
                 if self.cursor_hidden {
@@ -658,7 +682,11 @@ mod tests {
         for burst in [1, 1, 3, 10, 25, 1, 2] {
             for _ in 0..burst {
                 said += 1;
-                let text = format!("12:00 <n{said}> message {said} {}", "é".repeat(said % 7));
+                let wide = "日本".repeat(said % 3);
+                let text = format!(
+                    "12:00 <n{said}> message {said} {}{wide}",
+                    "é".repeat(said % 7)
+                );
                 view.push(super::super::view::PaneLine::with_nick(
                     text,
                     &format!("n{said}"),
