@@ -598,9 +598,13 @@ async fn the_shared_terminal_follows_resizes_and_is_restored_on_sigterm() {
             .success()
     );
     let screen = roles
-        .wait("user", "kanava share's exit", |s| {
-            s.contains("SHARE=") && s.contains("speed")
-        })
+        // `stty -a` prints its modes on lines after `speed`: wait for them (as `icanon` or
+        // `-icanon`), not for its first line.
+        .wait(
+            "user",
+            "kanava share's exit and the terminal's modes",
+            |s| s.contains("SHARE=") && s.contains("icanon") && s.contains("echo"),
+        )
         .await;
     let modes: Vec<&str> = screen.split_whitespace().collect();
     assert!(
