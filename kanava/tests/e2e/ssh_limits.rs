@@ -718,50 +718,6 @@ async fn no_compression_is_offered_before_authentication() {
     assert_eq!(lists[7], "none,zlib@openssh.com", "{lists:?}");
 }
 
-/// A pseudo-terminal of `cols`x`rows` whose master end nobody reads: what `ssh -tt` writes to
-/// it soon blocks, and the client stops taking what the server sends.
-struct UnreadTerminal {
-    _master: std::os::fd::OwnedFd,
-    slave: std::os::fd::OwnedFd,
-}
-
-impl UnreadTerminal {
-    fn new(cols: u16, rows: u16) -> UnreadTerminal {
-        use std::os::fd::FromRawFd;
-        let (mut master, mut slave) = (-1, -1);
-        let size = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty(3) with valid out-pointers; the fds it returns are ours to own.
-        let opened = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both fds were just opened and are owned by nothing else.
-        unsafe {
-            UnreadTerminal {
-                _master: std::os::fd::OwnedFd::from_raw_fd(master),
-                slave: std::os::fd::OwnedFd::from_raw_fd(slave),
-            }
-        }
-    }
-
-    /// `command` with this terminal as its stdin, stdout and stderr.
-    fn attach(&self, command: &mut Command) {
-        let fd = || Stdio::from(self.slave.try_clone().unwrap());
-        command.stdin(fd()).stdout(fd()).stderr(fd());
-    }
-}
-
 #[tokio::test]
 async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_while_others_chat()
 {
@@ -782,25 +738,27 @@ async fn full_screen_sessions_that_stop_reading_a_flood_are_charged_then_closed_
     )
     .await;
     // Full-screen sessions of 500x200 from 127.0.0.3 whose terminals nobody reads.
+    // debug-me's PTY, never read: what `ssh -tt` writes to it soon blocks, and the client
+    // stops taking what the server sends.
     let mut terminals = Vec::new();
-    let mut clients = Vec::new();
     for (i, key) in ["ed25519", "ecdsa256", "ecdsa384"].iter().enumerate() {
-        let terminal = UnreadTerminal::new(500, 200);
-        let mut command = ssh_from(
+        let command = ssh_from(
             &server,
             &keys.path(key),
             &format!("stuck{i}"),
             "127.0.0.3",
             &["-tt"],
         );
-        command.env("TERM", "xterm-256color");
-        terminal.attach(&mut command);
-        let client = tokio::process::Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        terminals.push(terminal);
-        clients.push(client);
+        let args: Vec<std::ffi::OsString> =
+            ["TERM=xterm-256color".into(), command.get_program().into()]
+                .into_iter()
+                .chain(command.get_args().map(Into::into))
+                .collect();
+        let size = kanava_debugme_client::pty::Size {
+            cols: 500,
+            rows: 200,
+        };
+        terminals.push(kanava_debugme_client::pty::Pty::spawn(&"env".into(), &args, size).unwrap());
     }
     server
         .wait_metric("kanava_ssh_sessions", STUCK as f64)
