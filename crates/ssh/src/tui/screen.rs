@@ -661,10 +661,16 @@ mod tests {
 
     /// Feeds the frames `out` holds to `terminal`, in order; returns their bytes.
     fn apply(terminal: &mut vt100::Parser, out: &mut mpsc::Receiver<Outgoing>) -> usize {
-        let mut bytes = 0;
+        let sent = received(out);
+        terminal.process(&sent);
+        sent.len()
+    }
+
+    /// The bytes of every frame `out` holds, in order.
+    fn received(out: &mut mpsc::Receiver<Outgoing>) -> Vec<u8> {
+        let mut bytes = Vec::new();
         while let Ok(frame) = out.try_recv() {
-            bytes += frame.data().len();
-            terminal.process(frame.data());
+            bytes.extend_from_slice(frame.data());
         }
         bytes
     }
@@ -747,10 +753,7 @@ mod tests {
         screen.draw(&view).unwrap();
         screen.resize(clamp(100, 30)).unwrap();
         screen.draw(&view).unwrap();
-        let mut all = Vec::new();
-        while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(frame.data());
-        }
+        let all = received(&mut out);
         // The status line moved to row 29 (1-based), the input line to row 30.
         let text = String::from_utf8_lossy(&all);
         assert!(
@@ -773,10 +776,7 @@ mod tests {
         while out.try_recv().is_ok() {}
         screen.repaint();
         screen.draw(&view).unwrap();
-        let mut frames = Vec::new();
-        while let Ok(frame) = out.try_recv() {
-            frames.extend_from_slice(frame.data());
-        }
+        let frames = received(&mut out);
         let text = String::from_utf8_lossy(&frames);
         assert!(text.starts_with("\x1b[0m\x1b[2J"), "{text:?}");
         assert!(text.contains("hello"), "{text:?}");
@@ -789,10 +789,7 @@ mod tests {
         let mut view = ChatView::default();
         view.room = "lobby".into();
         screen.draw(&view).unwrap();
-        let mut all = Vec::new();
-        while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(frame.data());
-        }
+        let all = received(&mut out);
         let text = String::from_utf8_lossy(&all);
         assert!(
             text.contains("terminal") && text.contains("small"),
@@ -801,10 +798,7 @@ mod tests {
         assert!(!text.contains("#lobby"), "{text:?}");
         screen.resize(clamp(40, 10)).unwrap();
         screen.draw(&view).unwrap();
-        let mut all = Vec::new();
-        while let Ok(frame) = out.try_recv() {
-            all.extend_from_slice(frame.data());
-        }
+        let all = received(&mut out);
         assert!(String::from_utf8_lossy(&all).contains("#lobby"));
     }
 }
