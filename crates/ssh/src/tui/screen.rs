@@ -274,15 +274,21 @@ fn pane_area(area: Rect) -> Rect {
 }
 
 /// By how many rows the content of `pane` moved up from `shown` to `next` (new messages
-/// pushed the older ones up), if it did and some rows stayed; 0 otherwise.
+/// pushed the older ones up), if it did and some rows stayed; 0 otherwise. The search compares
+/// at most twice the pane's rows in all, as a plain scroll needs: a pane of near-identical
+/// lines (which anyone can send) would otherwise cost a comparison of the whole pane per
+/// candidate shift, its height times per frame.
 fn scrolled_rows(shown: &Buffer, next: &Buffer, pane: Rect) -> u16 {
     fn row(buffer: &Buffer, pane: Rect, y: u16) -> &[Cell] {
         let start = buffer.index_of(pane.x, y);
         &buffer.content[start..start + usize::from(pane.width)]
     }
-    let same = |shift: u16| {
-        (pane.top()..pane.bottom() - shift)
-            .all(|y| row(shown, pane, y + shift) == row(next, pane, y))
+    let mut budget = 2 * usize::from(pane.height);
+    let mut same = |shift: u16| {
+        (pane.top()..pane.bottom() - shift).all(|y| {
+            budget = budget.saturating_sub(1);
+            budget > 0 && row(shown, pane, y + shift) == row(next, pane, y)
+        })
     };
     if pane.is_empty() || same(0) {
         return 0;
@@ -673,6 +679,39 @@ mod tests {
             bytes.extend_from_slice(frame.data());
         }
         bytes
+    }
+
+    #[test]
+    fn the_scroll_search_gives_up_within_twice_the_pane_on_near_identical_lines() {
+        let pane = Rect::new(0, 0, 40, 20);
+        // The pane after `shift` new lines, its rows made by `line` from their line number.
+        let scrolled = |shift: usize, line: &dyn Fn(usize) -> String| -> Buffer {
+            let mut buffer = Buffer::empty(pane);
+            for y in 0..20 {
+                buffer.set_string(0, y as u16, line(y + shift), Style::default());
+            }
+            buffer
+        };
+        // A chat's distinct lines, scrolled by 3: found.
+        let chat = |n: usize| format!("line {n}");
+        assert_eq!(
+            scrolled_rows(&scrolled(0, &chat), &scrolled(3, &chat), pane),
+            3
+        );
+        // Lines that are all the same but one: each candidate shift would match up to that
+        // one, a whole pane's comparison per shift. The search gives up (a full comparison
+        // of the frame follows) instead of finding the shift of 3.
+        let flood = |n: usize| {
+            if n == 19 {
+                "odd".to_owned()
+            } else {
+                "same".to_owned()
+            }
+        };
+        assert_eq!(
+            scrolled_rows(&scrolled(0, &flood), &scrolled(3, &flood), pane),
+            0
+        );
     }
 
     #[tokio::test]
