@@ -313,7 +313,6 @@ impl SqliteStore {
             channel_ids: HashMap::new(),
             shared: Arc::clone(&shared),
             probe_path: probe.into(),
-            purging: false,
         };
         thread::Builder::new()
             .name("kanava-store".into())
@@ -606,9 +605,6 @@ struct Writer {
     shared: Arc<Shared>,
     /// A file next to the database that probes write to see whether the disk takes writes.
     probe_path: PathBuf,
-    /// Whether a purge is under way: a channel loaded meanwhile counts as active, so that it
-    /// is not purged under its new members.
-    purging: bool,
 }
 
 /// A purge of idle channels under way. It deletes a chunk of channels at a time, then gives
@@ -665,7 +661,6 @@ impl Writer {
                     // The purge under way covers it.
                     request.reply(Outcome::Purged(Vec::new()));
                 } else {
-                    self.purging = true;
                     purge = Some(PurgeRun {
                         before,
                         keep,
@@ -678,19 +673,17 @@ impl Writer {
                 continue;
             }
             if !batch.is_empty() {
-                self.commit(batch);
+                self.commit(batch, purge.is_some());
             }
             if let Some(run) = &mut purge {
                 match self.purge_step(run) {
                     Ok(false) => {}
                     Ok(true) => {
-                        self.purging = false;
                         if let Some(run) = purge.take() {
                             run.request.reply(Outcome::Purged(run.deleted));
                         }
                     }
                     Err(error) => {
-                        self.purging = false;
                         tracing::error!(%error, "purging idle channels failed");
                         if let Some(reason) = write_failure(&error) {
                             self.shared.set_unwritable(Some(reason));
@@ -705,14 +698,15 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Applies a batch of requests in one transaction and answers them.
-    fn commit(&mut self, mut batch: Vec<Request>) {
+    /// Applies a batch of requests in one transaction and answers them; `purging` says a purge
+    /// is under way (see [`apply`](Self::apply)).
+    fn commit(&mut self, mut batch: Vec<Request>, purging: bool) {
         // Only a batch that certainly wrote says the disk takes writes again: a read-only
         // transaction commits whatever the disk's state.
         let writes = batch.iter().any(|r| matches!(r, Request::Append(..)));
         let started = Instant::now();
         let mut released = Released::new();
-        match self.apply(&mut batch, &mut released) {
+        match self.apply(&mut batch, &mut released, purging) {
             Ok(outcomes) => {
                 metrics::histogram!("kanava_store_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -860,10 +854,13 @@ impl Writer {
     }
 
     /// Applies the batch in one transaction; the outcomes are valid only once it has committed.
+    /// While a purge is under way (`purging`), a channel loaded counts as active, so that it is
+    /// not purged under its new members.
     fn apply(
         &mut self,
         batch: &mut [Request],
         released: &mut Released,
+        purging: bool,
     ) -> Result<Vec<Outcome>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut touched: HashSet<i64> = HashSet::new();
@@ -890,7 +887,7 @@ impl Writer {
                             if touched.remove(&id) {
                                 evict(&tx, id, self.limits, released)?;
                             }
-                            if self.purging {
+                            if purging {
                                 // Joined during a purge: active, whatever it was before.
                                 tx.prepare_cached(
                                     "UPDATE channel SET last_activity_ms = ?2 WHERE id = ?1",
