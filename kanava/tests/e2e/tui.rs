@@ -1895,27 +1895,22 @@ impl Recording {
 
     /// The bells received before `marker` (a word drawn later) was: waits for the marker.
     async fn bells_before(&self, marker: &str) -> usize {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let mut bells = None;
+        wait_until(&format!("{marker} drawn"), || {
             let raw = std::fs::read(&self.0).unwrap_or_default();
-            if let Some(at) = raw
+            bells = raw
                 .windows(marker.len())
                 .position(|w| w == marker.as_bytes())
-            {
-                return raw[..at].iter().filter(|b| **b == 0x07).count();
-            }
-            assert!(Instant::now() < deadline, "{marker} never drawn");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .map(|at| raw[..at].iter().filter(|b| **b == 0x07).count());
+            bells.is_some()
+        })
+        .await;
+        bells.unwrap_or_default()
     }
 
     /// Waits until more than `count` bells were received.
     async fn wait_bells(&self, count: usize, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while self.bells() <= count {
-            assert!(Instant::now() < deadline, "no bell for {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(&format!("a bell for {what}"), || self.bells() > count).await;
     }
 }
 
