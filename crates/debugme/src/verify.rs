@@ -25,7 +25,9 @@ use crate::model::{
     Activity, AnyMessage, Control, ControlAction, Hash, LogLine, Message, PerhapsSigned, PublicKey,
     Signature,
 };
-use crate::recover::{Pointers, Recovery, Side, Signable, WINDOW};
+use crate::recover::{
+    CHECKS_PER_LINE, MAX_CHECKS_PER_LINE, Pointers, Recovery, Side, Signable, WINDOW,
+};
 
 /// Most GnuPG-signed session keys a log may have: each is checked by running `gpg`, tens of
 /// milliseconds, and a real session has one per developer who joined.
@@ -83,7 +85,9 @@ pub enum VerifyError {
     /// with the square of the log).
     #[error(
         "line {line}: cannot recover the chain within {checks} candidates: no session key \
-         signed it with the pairs of pointers tried, to the {WINDOW} latest activities of each side"
+         signed it with the pairs of pointers tried, to the {WINDOW} latest activities of each \
+         side{}",
+        allowance_note(*checks)
     )]
     Unrecovered {
         /// The line.
@@ -95,7 +99,8 @@ pub enum VerifyError {
     /// than one line may try.
     #[error(
         "line {line}: cannot verify the signature within {checks} candidates: none of the \
-         session keys tried signed it, and the log holds more than one line may try"
+         session keys tried signed it, and the log holds more than one line may try{}",
+        allowance_note(*checks)
     )]
     TooManyKeys {
         /// The line.
@@ -112,6 +117,18 @@ pub enum VerifyError {
         /// The line.
         line: usize,
     },
+}
+
+/// Why a line stopped short of [`MAX_CHECKS_PER_LINE`]: the lines before it spent what the
+/// log had earned.
+fn allowance_note(checks: u64) -> String {
+    if checks < MAX_CHECKS_PER_LINE {
+        format!(
+            " (the lines before it spent the log's allowance of {CHECKS_PER_LINE} checks a line)"
+        )
+    } else {
+        String::new()
+    }
 }
 
 impl VerifyError {
@@ -641,7 +658,6 @@ mod tests {
         );
     }
 
-    use crate::recover::{CHECKS_PER_LINE, MAX_CHECKS_PER_LINE};
     use crate::synthetic::{
         self, Flavour, SyntheticLog, many_keys, misordered_tail, skipping_chain, typing_session,
     };
@@ -722,12 +738,17 @@ mod tests {
             &skipping_chain(3_021, Flavour::Server).text(),
             &mut StatementHolds,
         );
-        let Err(VerifyError::Unrecovered { line, checks }) = verification.outcome else {
+        let Err(error @ VerifyError::Unrecovered { line, checks }) = &verification.outcome else {
             panic!("{:?}", verification.outcome);
         };
         assert!(
-            line > 40 && checks >= CHECKS_PER_LINE,
+            *line > 40 && (CHECKS_PER_LINE..MAX_CHECKS_PER_LINE).contains(checks),
             "line {line}, {checks} checks"
+        );
+        // It says why it stopped short of a line's maximum.
+        assert!(
+            error.to_string().ends_with("allowance of 4 checks a line)"),
+            "{error}"
         );
         assert!(verification.signature_checks <= linear_bound(3_021));
         // The user's flavour has the pointers: one check a line (a few more for the first two
