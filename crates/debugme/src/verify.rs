@@ -458,61 +458,57 @@ impl Verifier<'_> {
         // Whether the pointers written in the line were tried under every key and failed.
         let mut written_refuted = false;
         let mut tried = Vec::new();
-        if any_written {
-            let earlier =
-                self.recovery.is_earlier(&written.0) && self.recovery.is_earlier(&written.1);
-            match signable.signer(&written, &keys, &mut self.recovery.budget) {
-                Some(Some(key)) if earlier => {
-                    self.accept(line, side, &signable, order[key], written, logged, true);
-                    return Ok(());
+        let (key, pointers) = 'found: {
+            if any_written {
+                let earlier =
+                    self.recovery.is_earlier(&written.0) && self.recovery.is_earlier(&written.1);
+                match signable.signer(&written, &keys, &mut self.recovery.budget) {
+                    Some(Some(key)) if earlier => break 'found (key, written.clone()),
+                    Some(Some(_)) => {
+                        return Err(VerifyError::Chain {
+                            line,
+                            target: later_target(&written, later),
+                        });
+                    }
+                    Some(None) => written_refuted = complete,
+                    None => {}
                 }
-                Some(Some(_)) => {
-                    return Err(VerifyError::Chain {
+                tried.push(written.clone());
+            }
+            match self.recovery.find(&signable, side, &keys, &tried) {
+                Ok(found) => (found.key, found.pointers),
+                Err(unrecovered) if written_refuted || (unrecovered.every_pair && complete) => {
+                    return Err(VerifyError::Signature { line });
+                }
+                Err(_) => {
+                    return Err(VerifyError::Unrecovered {
                         line,
-                        target: later_target(&written, later),
+                        checks: self.recovery.budget.line_spent(),
                     });
                 }
-                Some(None) => written_refuted = complete,
-                None => {}
             }
-            tried.push(written.clone());
+        };
+        let chain_hash = signable.chain_hash(&pointers);
+        // A server logs the hash of the activity as it relayed it, without pointers.
+        let logged_right = logged.is_none_or(|logged| {
+            *logged == chain_hash || *logged == signable.chain_hash(&(None, None))
+        });
+        if (any_written && pointers != written) || !logged_right {
+            self.report.rewritten.add(line);
         }
-        match self.recovery.find(&signable, side, &keys, &tried) {
-            Ok(found) => {
-                let rewritten = any_written && found.pointers != written;
-                self.accept(
-                    line,
-                    side,
-                    &signable,
-                    order[found.key],
-                    found.pointers,
-                    logged,
-                    !rewritten,
-                );
-                Ok(())
-            }
-            Err(unrecovered) if written_refuted || (unrecovered.every_pair && complete) => {
-                Err(VerifyError::Signature { line })
-            }
-            Err(_) => Err(VerifyError::Unrecovered {
-                line,
-                checks: self.recovery.budget.line_spent(),
-            }),
-        }
+        self.accept(line, side, order[key], pointers, chain_hash);
+        Ok(())
     }
 
-    /// Adds an activity signed by `signer` with `pointers` to the chain, noting what the
-    /// report warns about. `pointers_as_written` is false when the line holds other pointers.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds an activity of `side` signed by `signer` with `pointers` to the chain, noting who
+    /// signed it and whether they should have.
     fn accept(
         &mut self,
         line: usize,
         side: Side,
-        signable: &Signable<'_>,
         signer: usize,
         pointers: Pointers,
-        logged: Option<&Hash>,
-        pointers_as_written: bool,
+        chain_hash: Hash,
     ) {
         self.last_signer[side.index()] = Some(signer);
         let Signer {
@@ -528,14 +524,6 @@ impl Verifier<'_> {
         }
         if key_side == Side::Developer && !accepted {
             info.signed_unaccepted.add(line);
-        }
-        let chain_hash = signable.chain_hash(&pointers);
-        // A server logs the hash of the activity as it relayed it, without pointers.
-        let logged_right = logged.is_none_or(|logged| {
-            *logged == chain_hash || *logged == signable.chain_hash(&(None, None))
-        });
-        if !pointers_as_written || !logged_right {
-            self.report.rewritten.add(line);
         }
         self.recovery.push(side, pointers, chain_hash);
     }
