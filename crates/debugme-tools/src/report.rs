@@ -48,11 +48,20 @@ pub fn verify_path(path: &Path, gpg: &mut dyn GpgCheck) -> Verdict {
             Err(error) => {
                 let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-                Err(Rejection {
-                    line: Some(line),
-                    message: format!(
-                        "line {line}: failed to parse a line of the log: invalid UTF-8"
-                    ),
+                // The lines before it are verified first, as the reference reads a log.
+                let whole_lines = valid
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(&valid[..0], |end| &valid[..=end]);
+                let verification = verify_log(&String::from_utf8_lossy(whole_lines), gpg);
+                signature_checks = verification.signature_checks;
+                verification.outcome.map_err(Rejection::from).and_then(|_| {
+                    Err(Rejection {
+                        line: Some(line),
+                        message: format!(
+                            "line {line}: failed to parse a line of the log: invalid UTF-8"
+                        ),
+                    })
                 })
             }
             Ok(text) => {
@@ -292,6 +301,27 @@ mod tests {
             text.contains("decisions (consent, rejections) on 1 line (first at line 23)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_the_verdict_only_when_the_lines_before_it_verify() {
+        let log = synthetic::misordered_tail(10).text();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = log.clone().into_bytes();
+        bytes.extend(b"\xff\n");
+        std::fs::write(file.path(), &bytes).unwrap();
+        let verdict = verify_path(file.path(), &mut NoGpg);
+        assert_eq!(verdict.outcome.unwrap_err().line, Some(9));
+        let honest = typing_session(10, Flavour::User).text();
+        let mut bytes = honest.into_bytes();
+        bytes.extend(b"\xff\n");
+        std::fs::write(file.path(), &bytes).unwrap();
+        let verdict = verify_path(file.path(), &mut NoGpg);
+        assert_eq!(
+            verdict.outcome.unwrap_err().message,
+            "line 11: failed to parse a line of the log: invalid UTF-8"
+        );
+        assert!(verdict.signature_checks >= 10);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use crate::hash::{self, ActivityKind};
 use crate::json::{JsonError, decode_line};
 use crate::model::{
-    Activity, AnyMessage, Control, ControlAction, Hash, LogLine, Message, PerhapsSigned, PublicKey,
+    Activity, AnyMessage, Control, ControlAction, Hash, Message, PerhapsSigned, PublicKey,
     Signature,
 };
 use crate::recover::{
@@ -268,34 +268,33 @@ pub fn verify_log(text: &str, gpg: &mut dyn GpgCheck) -> Verification {
 }
 
 impl Verifier<'_> {
+    /// Verifies the lines in order, each parsed when it is reached: as the reference does, a
+    /// line that is not a log line is the verdict only if every line before it verified.
     fn run(&mut self, text: &str) -> Result<(), VerifyError> {
-        let lines: Vec<(usize, LogLine)> = text
+        let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                decode_line(l)
-                    .map(|parsed| (i + 1, parsed))
-                    .map_err(|error| VerifyError::Parse { line: i + 1, error })
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|(i, l)| (i + 1, l))
+            .collect();
         self.report.lines = lines.len();
-        for (index, (line, log_line)) in lines.iter().enumerate() {
+        for (index, &(line, raw)) in lines.iter().enumerate() {
+            let log_line = decode_line(raw).map_err(|error| VerifyError::Parse { line, error })?;
             self.recovery.budget.start_line();
             let later = &lines[index + 1..];
             let logged = log_line.hash.as_ref();
             match &log_line.message {
                 AnyMessage::User(Message::Control(control)) => {
-                    self.control(*line, Side::User, control)?;
+                    self.control(line, Side::User, control)?;
                 }
                 AnyMessage::Developer(Message::Control(control)) => {
-                    self.control(*line, Side::Developer, control)?;
+                    self.control(line, Side::Developer, control)?;
                 }
                 AnyMessage::User(Message::Activity(activity)) => {
-                    self.activity(*line, Side::User, activity, logged, later)?;
+                    self.activity(line, Side::User, activity, logged, later)?;
                 }
                 AnyMessage::Developer(Message::Activity(activity)) => {
-                    self.activity(*line, Side::Developer, activity, logged, later)?;
+                    self.activity(line, Side::Developer, activity, logged, later)?;
                 }
             }
         }
@@ -440,7 +439,7 @@ impl Verifier<'_> {
         side: Side,
         activity: &Activity<A>,
         logged: Option<&Hash>,
-        later: &[(usize, LogLine)],
+        later: &[(usize, &str)],
     ) -> Result<(), VerifyError> {
         self.report.activities += 1;
         // Nothing can explain a signature that is not Ed25519's 64 bytes.
@@ -530,11 +529,13 @@ impl Verifier<'_> {
 }
 
 /// The later line a pointer names, if any: a later activity's chain hash as written (with the
-/// pointers in the line, or its `loggedHash`). Searched once, for the verdict.
-fn later_target(pointers: &Pointers, later: &[(usize, LogLine)]) -> Option<usize> {
+/// pointers in the line, or its `loggedHash`). Searched once, for the verdict; lines that do
+/// not parse name nothing.
+fn later_target(pointers: &Pointers, later: &[(usize, &str)]) -> Option<usize> {
     let names =
         |hash: &Hash| pointers.0.as_ref() == Some(hash) || pointers.1.as_ref() == Some(hash);
-    later.iter().find_map(|(target, line)| {
+    later.iter().find_map(|&(target, raw)| {
+        let line = decode_line(raw).ok()?;
         let written = match &line.message {
             AnyMessage::User(Message::Activity(a)) if a.prev_activity.is_some() => {
                 Some(hash::activity(a))
@@ -545,7 +546,7 @@ fn later_target(pointers: &Pointers, later: &[(usize, LogLine)]) -> Option<usize
             _ => None,
         };
         let named = written.iter().chain(line.hash.as_ref()).any(names);
-        named.then_some(*target)
+        named.then_some(target)
     })
 }
 
@@ -619,6 +620,13 @@ mod tests {
             verify(&garbage, &mut StatementHolds),
             Err(VerifyError::Parse { line: 2, .. })
         ));
+        // Lines are verified as they are read: a bad line before one that does not parse is
+        // the verdict, as debug-me reads a log.
+        let flipped_then_garbage = format!("{}not json\n", flipped);
+        assert_eq!(
+            verify(&flipped_then_garbage, &mut StatementHolds),
+            Err(VerifyError::Signature { line: 3 })
+        );
     }
 
     #[test]

@@ -373,3 +373,94 @@ fn an_appended_user_key_verifies_with_a_warning() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("second user key"));
 }
+
+/// A small deterministic generator (xorshift64) for the mutations below.
+struct Mutator(u64);
+
+impl Mutator {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    /// `log` with one or two of: two lines swapped, a line deleted, a line repeated elsewhere,
+    /// a hex digit changed (in a key, a signature, a pointer or a hash).
+    fn mutate(&mut self, log: &str) -> String {
+        let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
+        for _ in 0..1 + self.below(2) {
+            let n = lines.len();
+            let at = self.below(n);
+            match self.below(4) {
+                0 => lines.swap(at, self.below(n)),
+                1 if n > 1 => {
+                    lines.remove(at);
+                }
+                2 => {
+                    let copy = lines[at].clone();
+                    lines.insert(self.below(n), copy);
+                }
+                _ => {
+                    let mut bytes = lines[at].clone().into_bytes();
+                    let digits: Vec<usize> = (0..bytes.len())
+                        .filter(|&i| bytes[i].is_ascii_hexdigit())
+                        .collect();
+                    let i = digits[self.below(digits.len())];
+                    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+                    lines[at] = String::from_utf8(bytes).unwrap();
+                }
+            }
+        }
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+#[test]
+fn mutated_logs_of_every_shape_get_debug_mes_verdict_on_the_same_line() {
+    let scratch = Scratch::new();
+    let shapes = [
+        typing_session(16, Flavour::User),
+        typing_session(16, Flavour::Server),
+        skipping_chain(12),
+        misordered_tail(12),
+        many_keys(12),
+    ]
+    .map(|log| log.text());
+    let mut mutator = Mutator(0x9e37_79b9_7f4a_7c15);
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    for run in 0..120 {
+        let log = mutator.mutate(&shapes[run % shapes.len()]);
+        let path = scratch.write(&format!("mutated-{run}.log"), log.as_bytes());
+        let reference = scratch.debug_me_verify(&path);
+        expected.push((reference.status.success(), reference_line(&reference)));
+        paths.push(path);
+    }
+    let refused = expected.iter().filter(|(verified, _)| !verified).count();
+    assert!(
+        (30..=110).contains(&refused),
+        "{refused} of 120 refused: the mutations should break some logs and not others"
+    );
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["verify", "--json"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let reports: Vec<serde_json::Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), paths.len());
+    for ((report, (verified, line)), path) in reports.iter().zip(&expected).zip(&paths) {
+        assert_eq!(
+            (report["verified"].as_bool(), report["line"].as_u64()),
+            (Some(*verified), line.map(|l| l as u64)),
+            "{}: debug-me and kanava disagree: {report}",
+            path.display()
+        );
+    }
+}
