@@ -341,6 +341,10 @@ impl Recovery {
         keys: &[&PublicKey],
         tried: &[Pointers],
     ) -> Result<Recovered, Unrecovered> {
+        if keys.is_empty() {
+            // Nobody can have signed it (and no pair would spend a check, so none is tried).
+            return Err(Unrecovered { every_pair: true });
+        }
         let mut tried: HashSet<Pointers> = tried.iter().cloned().collect();
         for pointers in self.likely(side) {
             if !tried.insert(pointers.clone()) {
