@@ -163,7 +163,7 @@ impl Lines {
     }
 }
 
-/// A session key the log introduced.
+/// A session key the log introduced (a key announced again is listed once, at its first line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionKeyInfo {
     /// The line of its SessionKey message.
@@ -178,7 +178,7 @@ pub struct SessionKeyInfo {
     pub accepted_at: Vec<usize>,
     /// Lines where the user rejected it.
     pub rejected_at: Vec<usize>,
-    /// Activities it signed (for a key announced twice, counted on its first announcement).
+    /// Activities it signed.
     pub signed: Lines,
     /// Activities of the other side it signed: a user key's Entered, a developer key's Seen.
     pub signed_for_other_side: Lines,
@@ -216,7 +216,7 @@ pub struct Verification {
     pub signature_checks: u64,
 }
 
-/// A session key that may sign: the first announcement of each distinct key.
+/// A session key that may sign, with its state.
 struct Signer {
     key: PublicKey,
     side: Side,
@@ -388,9 +388,9 @@ impl Verifier<'_> {
                 }
                 let accepted = matches!(control.control, ControlAction::SessionKeyAccepted(_));
                 if let Some(&decided) = self.by_key.get(key) {
-                    self.signers[decided].accepted = accepted;
-                }
-                for info in self.report.keys.iter_mut().filter(|k| &k.key == key) {
+                    let decided = &mut self.signers[decided];
+                    decided.accepted = accepted;
+                    let info = &mut self.report.keys[decided.info];
                     if accepted {
                         info.accepted_at.push(line);
                     } else {
@@ -406,8 +406,12 @@ impl Verifier<'_> {
         Ok(())
     }
 
-    /// Records a session key whose SessionKey message verified.
+    /// Records a session key whose SessionKey message verified; a key announced again is
+    /// already known (and listed once, at its first line).
     fn introduce(&mut self, line: usize, side: Side, key: &PublicKey, gpg_signer: Option<String>) {
+        if self.by_key.contains_key(key) {
+            return;
+        }
         let info = self.report.keys.len();
         self.report.keys.push(SessionKeyInfo {
             line,
@@ -420,17 +424,15 @@ impl Verifier<'_> {
             signed_for_other_side: Lines::default(),
             signed_unaccepted: Lines::default(),
         });
-        if !self.by_key.contains_key(key) {
-            let signer = self.signers.len();
-            self.signers.push(Signer {
-                key: key.clone(),
-                side,
-                info,
-                accepted: false,
-            });
-            self.by_key.insert(key.clone(), signer);
-            self.by_side[side.index()].push(signer);
-        }
+        let signer = self.signers.len();
+        self.signers.push(Signer {
+            key: key.clone(),
+            side,
+            info,
+            accepted: false,
+        });
+        self.by_key.insert(key.clone(), signer);
+        self.by_side[side.index()].push(signer);
     }
 
     fn activity<A: ActivityKind>(
@@ -836,6 +838,21 @@ mod tests {
                 first: Some(23)
             }
         );
+    }
+
+    #[test]
+    fn a_key_announced_again_is_listed_once_with_every_decision() {
+        let report = session_and(|log| {
+            let (user, developer) = (synthetic::key(1), synthetic::key(2));
+            for _ in 0..3 {
+                log.session_key(Side::Developer, &developer);
+                let accepted = ControlAction::SessionKeyAccepted(developer.public());
+                log.control(Side::User, &user, accepted);
+            }
+        });
+        assert_eq!(report.keys.len(), 2);
+        assert_eq!(report.keys[1].accepted_at, [3, 22, 24, 26]);
+        assert_eq!(report.controls, 9);
     }
 
     #[test]
