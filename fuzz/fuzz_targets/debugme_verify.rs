@@ -3,7 +3,7 @@
 //! `kanava_debugme_tools::chain::links` (what `kanava graphviz` runs).
 //!
 //! Beyond "no panic": the work is bounded by the log's length (at most
-//! `MAX_CHECKS_PER_LINE + CHECKS_PER_LINE` signature checks per line, whatever the input); a
+//! `MAX_CHECKS_PER_LINE + CHECKS_PER_LINE × lines` signature checks, whatever the input); a
 //! rejection names a line of the input; a log that verifies counts each of its lines as an
 //! activity or a control, and each key's signed activities add up to the activities.
 
