@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kanava_core::{Budgets, ConnectionBudget, DiskBudget, HistoryLimits, MemoryBudget};
 use kanava_debugme_server::DebugMeServer;
-use kanava_hub::{Hub, HubConfig, QueueLimits};
+use kanava_hub::{Hub, HubConfig, Logins, QueueLimits};
 use kanava_mles::{Endpoint, MlesConfig, RoutedConnection, Routes};
 use kanava_store::{SqliteStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -189,6 +189,13 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             ..HubConfig::default()
         },
     );
+    // One set of binding rules and per-source limits for every transport that logs in by key.
+    let logins = Logins::new(
+        hub.accounts(),
+        settings.ssh.key_sharing,
+        settings.ssh.bindings_burst,
+        settings.ssh.bindings_per_hour,
+    );
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
     let mles_listener = TcpListener::bind(settings.mles_listen)
         .await
@@ -257,6 +264,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             settings.ssh.clone(),
             host_key.key,
             budgets.clone(),
+            logins.clone(),
             shutdown.clone(),
         )),
         debug_me: tokio::spawn({
