@@ -168,6 +168,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     kanava_mles::describe_metrics();
     kanava_ssh::describe_metrics();
     kanava_debugme_server::describe_metrics();
+    kanava_web::describe_metrics();
     admin::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
@@ -232,7 +233,15 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
     let mut routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
     if settings.web {
-        routes = routes.pages(Arc::new(kanava_web::FrontEnd));
+        let web = kanava_web::Web::new(
+            hub.clone(),
+            logins.clone(),
+            web_config(&settings),
+            Arc::clone(&budgets.memory),
+        );
+        routes = routes
+            .route(kanava_web::PATH, Arc::new(web))
+            .pages(Arc::new(kanava_web::FrontEnd));
     }
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
@@ -322,6 +331,17 @@ async fn open_store(
     }
     tracing::info!(node = %cluster.node, servers = %cluster.servers.join(","), "joined the cluster");
     Ok(Arc::new(store))
+}
+
+/// The browser chat's settings: its messages are the SSH chat's (at most `--ssh-max-message`,
+/// and never beyond `--max-frame`), and its deadlines the Mles listener's.
+fn web_config(settings: &Settings) -> kanava_web::WebConfig {
+    kanava_web::WebConfig {
+        max_text: settings.ssh.max_message_bytes.min(settings.mles.max_frame),
+        handshake_timeout: settings.mles.handshake_timeout,
+        ping_interval: settings.mles.ping_interval,
+        ..kanava_web::WebConfig::default()
+    }
 }
 
 /// The debug-me sessions on the Mles TLS listener, for kanava's own clients.
