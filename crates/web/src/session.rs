@@ -404,17 +404,31 @@ async fn write(
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 ending.end(CloseCode::Normal, "");
-                break;
+                return sink;
             }
             Err(_) => {
                 ending.end(
                     CloseCode::Policy,
                     "too slow: a write did not complete in time",
                 );
-                break;
+                return sink;
             }
         }
     }
+    // What was queued before the end (a refusal, the last replies) goes out before the close,
+    // if the client takes it in time.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Out::Text(text, charge)) = queue.try_next() {
+            let bytes = text.len();
+            let sent = sink.send(Message::Text(text.into())).await;
+            queue.written(bytes);
+            drop(charge);
+            if sent.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
     sink
 }
 
