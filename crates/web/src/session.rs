@@ -20,7 +20,7 @@ use kanava_core::{
 };
 use kanava_hub::{
     ANNOUNCEMENT_BURST, HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member,
-    TokenBucket,
+    RoomNotice, TokenBucket,
 };
 use kanava_mles::RoutedConnection;
 use serde_json::{Value, json};
@@ -853,7 +853,10 @@ impl Session {
             .set_topic(topic.clone())
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        self.shared.directory.topic(&topic);
+        self.shared
+            .hub
+            .chat()
+            .announce(&room, RoomNotice::Topic(topic));
         Ok(Some(json!({"room": room.as_str()})))
     }
 
@@ -873,7 +876,8 @@ impl Session {
             .await
             .map_err(|e| hub_refusal(&e, &ending))?
             .ok_or_else(|| Refused::new("no_such_user", format!("no user is called {to}")))?;
-        let online = self.shared.directory.online(&identity.nick);
+        let chat = self.shared.hub.chat();
+        let online = chat.online(&identity.nick);
         let message = PrivateMessage {
             id: 0,
             from: self.nick.clone(),
@@ -885,7 +889,7 @@ impl Session {
             .send_private(message, !online)
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        self.shared.directory.private(&stored);
+        chat.deliver_private(&stored);
         Ok(Some(
             json!({"to": stored.to.as_str(), "online": online, "pm": stored.id}),
         ))

@@ -143,6 +143,16 @@ impl Bot {
         next_json(&mut self.ws).await
     }
 
+    /// Skips frames until one of type `kind` comes, and returns it.
+    async fn until_type(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
     /// The reply to request `id` (ok, error or a typed reply), skipping events.
     async fn reply(&mut self, id: u64) -> Value {
         loop {
@@ -733,4 +743,74 @@ async fn shutdown_closes_web_clients_with_1001() {
     assert_eq!(code, CloseCode::Away, "{reason}");
     let _ = tokio::time::timeout(Duration::from_secs(5), bot.ws.next()).await;
     drop(server);
+}
+
+#[tokio::test]
+async fn private_messages_and_topics_cross_between_web_and_ssh() {
+    let server = Start::new().start();
+    let (ssh_key, web_key, later_key) = (Key::new(), Key::new(), Key::new());
+    let mut later = Bot::logged_in(&server, None, "later", &later_key).await;
+    drop(later.ws.close(None).await);
+    let mut carol = LineSession::open(&server, &ssh_key.path(), "carol").await;
+    let mut bot = Bot::logged_in(&server, None, "webpm", &web_key).await;
+    bot.join("lobby", None).await;
+
+    // SSH to web, and web to SSH, live.
+    carol.send("/msg webpm hello web").await;
+    let pm = bot.until_type("pm").await;
+    assert_eq!(
+        (&pm["from"], &pm["to"], &pm["text"]),
+        (&json!("carol"), &json!("webpm"), &json!("hello web")),
+        "{pm}"
+    );
+    bot.send(json!({"type": "pm", "to": "carol", "text": "hello ssh", "id": 5}))
+        .await;
+    // The sender's own copy comes back as a pm event too, before the ok.
+    let copy = bot.until_type("pm").await;
+    assert_eq!(
+        (&copy["from"], &copy["to"]),
+        (&json!("webpm"), &json!("carol"))
+    );
+    let ok = bot.reply(5).await;
+    assert_eq!(
+        (&ok["type"], &ok["online"]),
+        (&json!("ok"), &json!(true)),
+        "{ok}"
+    );
+    carol
+        .out_line("the web's PM", |l| l.ends_with("[PM from webpm] hello ssh"))
+        .await;
+
+    // Topics, both ways.
+    bot.send(json!({"type": "topic", "room": "#lobby", "text": "web rules", "id": 6}))
+        .await;
+    let topic = bot.until_type("topic").await;
+    assert_eq!(
+        (&topic["text"], &topic["by"]),
+        (&json!("web rules"), &json!("webpm"))
+    );
+    carol
+        .out_line("the web's topic", |l| l.contains("web rules"))
+        .await;
+    carol.send("/topic ssh rules").await;
+    let topic = bot.until_type("topic").await;
+    assert_eq!(
+        (&topic["text"], &topic["by"], &topic["room"]),
+        (&json!("ssh rules"), &json!("carol"), &json!("lobby"))
+    );
+
+    // To a web user who is away: stored, and shown at the next login.
+    bot.send(json!({"type": "pm", "to": "later", "text": "see you", "id": 7}))
+        .await;
+    let ok = bot.reply(7).await;
+    assert_eq!(ok["online"], false, "{ok}");
+    bot.send(json!({"type": "pm", "to": "nobody", "text": "x", "id": 8}))
+        .await;
+    assert_eq!(bot.reply(8).await["code"], "no_such_user");
+    let mut later = Bot::logged_in(&server, None, "later", &later_key).await;
+    let pm = later.until_type("pm").await;
+    assert_eq!(
+        (&pm["from"], &pm["text"]),
+        (&json!("webpm"), &json!("see you"))
+    );
 }
