@@ -814,3 +814,53 @@ async fn private_messages_and_topics_cross_between_web_and_ssh() {
         (&json!("webpm"), &json!("see you"))
     );
 }
+
+#[tokio::test]
+async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
+    let server = Start::new().start();
+    let key = Key::new();
+    let mut bot = Bot::logged_in(&server, None, "roamer", &key).await;
+    bot.send(json!({"type": "send", "room": "nowhere", "text": "x", "id": 1}))
+        .await;
+    assert_eq!(bot.reply(1).await["code"], "not_joined");
+
+    // 50 rooms at most; requests are paced under the 20-a-second limit.
+    let max_rooms = bot.hello["limits"]["max_rooms"].as_u64().unwrap();
+    assert_eq!(max_rooms, 50);
+    for n in 0..=max_rooms {
+        bot.send(json!({"type": "join", "room": format!("r{n}"), "id": 100 + n}))
+            .await;
+        let reply = bot.reply(100 + n).await;
+        if n < max_rooms {
+            assert_eq!(reply["type"], "joined", "{reply}");
+        } else {
+            assert_eq!(reply["code"], "too_many_rooms", "{reply}");
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    bot.send(json!({"type": "leave", "room": "r0", "id": 2}))
+        .await;
+    assert_eq!(bot.reply(2).await["type"], "ok");
+    bot.send(json!({"type": "join", "room": "r-last", "id": 3}))
+        .await;
+    assert_eq!(bot.reply(3).await["type"], "joined");
+    bot.send(json!({"type": "rooms", "id": 4})).await;
+    let rooms = bot.reply(4).await;
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 50, "{rooms}");
+
+    // A Mles client holding a free name in a room keeps it there, even once the name is bound.
+    let _mles = server.client().join("squatter", "held").await;
+    server.wait_metric("kanava_members", 51.0).await;
+    let mut other = Bot::logged_in(&server, None, "squatter", &Key::new()).await;
+    other
+        .send(json!({"type": "join", "room": "held", "id": 5}))
+        .await;
+    let refused = other.reply(5).await;
+    assert_eq!(refused["code"], "duplicate", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("as a Mles client")
+    );
+}
