@@ -262,7 +262,10 @@ mod tests {
             "é".repeat(1000)
         );
         let reason = refused(&quoted).reason;
-        assert!(reason.len() <= MAX_REASON && reason.ends_with("..."), "{reason}");
+        assert!(
+            reason.len() <= MAX_REASON && reason.ends_with("..."),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -223,12 +223,10 @@ fn nonce() -> String {
         // Without randomness a nonce could repeat; a login would still need the key, and the
         // clock makes repeats unlikely.
         tracing::error!(%error, "no randomness for a web nonce");
-        bytes[..16].copy_from_slice(
-            &SystemTime::now()
-                .elapsed()
-                .map_or(0, |d| d.as_nanos())
-                .to_le_bytes(),
-        );
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
     });
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -284,7 +282,13 @@ async fn login(
         let (name, key, signature) = request;
         let refused = |code: &'static str, reason: &str| {
             refuse(out, code, reason);
-            out.ending().end(CloseCode::Policy, "login refused");
+            if code == "unavailable" {
+                // The store could not answer: the same login may pass in a moment.
+                out.ending()
+                    .end(CloseCode::Again, "names cannot be checked just now");
+            } else {
+                out.ending().end(CloseCode::Policy, "login refused");
+            }
             None
         };
         let identity = match proof::identity_key(&key, now_ms()) {
