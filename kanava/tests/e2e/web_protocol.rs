@@ -864,3 +864,53 @@ async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
             .contains("as a Mles client")
     );
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_while_another_is_served() {
+    let server = Start::new().start();
+    let room = channel("webslow");
+    // A room of large messages, from a Mles client (no chat limit applies to it).
+    let mut mles = server.client().join("filler", &room).await;
+    let large = "y".repeat(60 * 1024);
+    for _ in 0..100 {
+        mles.send(text(&large)).await.unwrap();
+    }
+    server.wait_metric("kanava_frames_in_total", 100.0).await;
+
+    let mut honest = Bot::logged_in(&server, Some("127.0.0.3"), "honest", &Key::new()).await;
+    honest.join(&room, None).await;
+    let mut stalled = Bot::logged_in(&server, Some("127.0.0.2"), "stalled", &Key::new()).await;
+    // It asks for page after page of history and never reads a byte of the answers.
+    let mut id = 0;
+    while server
+        .metric("kanava_web_refusals_total{code=\"slow_reader\"}")
+        .await
+        < 1.0
+    {
+        assert!(id < 400, "still not closed after {id} history pages unread");
+        for _ in 0..10 {
+            id += 1;
+            let request = json!({"type": "history", "room": room, "before": 1u64 << 40, "id": id});
+            if stalled
+                .ws
+                .send(Message::text(request.to_string()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Closed, its queue given back; the other user is served meanwhile and after.
+    honest.say(&room, "served while the other stalls", 1).await;
+    wait_until_async("the stalled session is gone", || async {
+        server.metric("kanava_web_sessions").await < 2.0
+    })
+    .await;
+    wait_until_async("the stalled queue is given back", || async {
+        server.metric("kanava_memory_payload_bytes").await < (1 << 20) as f64
+    })
+    .await;
+    honest.say(&room, "and after", 2).await;
+}
