@@ -914,3 +914,29 @@ async fn a_client_that_does_not_read_is_closed_while_another_is_served() {
     .await;
     honest.say(&room, "and after", 2).await;
 }
+
+#[tokio::test]
+async fn presence_follows_people_coming_and_going_over_every_transport() {
+    let server = Start::new().start();
+    let room = channel("webpresence");
+    let mut bot = Bot::logged_in(&server, None, "watcher", &Key::new()).await;
+    let (joined, _) = bot.join(&room, None).await;
+    assert_eq!(
+        joined["members"],
+        json!([{"name": "watcher", "verified": true}])
+    );
+    // A join header is stored for later joiners, not relayed live: presence says who came.
+    let mles = server.client().join("visitor", &room).await;
+    let presence = bot.until_type("presence").await;
+    assert_eq!(presence["room"], room.as_str());
+    assert_eq!(
+        presence["members"],
+        json!([{"name": "visitor", "verified": false}, {"name": "watcher", "verified": true}])
+    );
+    drop(mles);
+    let presence = bot.until_type("presence").await;
+    assert_eq!(
+        presence["members"],
+        json!([{"name": "watcher", "verified": true}])
+    );
+}
