@@ -8,6 +8,7 @@
 //! opens.
 
 mod events;
+mod limits;
 mod outgoing;
 mod pages;
 pub mod proof;

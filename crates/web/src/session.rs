@@ -20,8 +20,7 @@ use kanava_core::{
     ChannelName, Claim, Entry, FrameKind, KeyAdded, Nick, PrivateMessage, Topic, Uid,
 };
 use kanava_hub::{
-    ANNOUNCEMENT_BURST, HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member,
-    RoomNotice, TokenBucket,
+    HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member, RoomNotice, TokenBucket,
 };
 use kanava_mles::RoutedConnection;
 use serde_json::{Value, json};
@@ -88,9 +87,6 @@ fn latest_fitting<E: Borrow<Entry>>(mut entries: Vec<E>, page: usize) -> Vec<E> 
     entries
 }
 
-/// Topic changes one connection may make a minute, after [`ANNOUNCEMENT_BURST`].
-const TOPICS_PER_MINUTE: f64 = 1.0;
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -156,8 +152,6 @@ struct Session {
     out: Outgoing,
     rooms: HashMap<ChannelName, Room>,
     requests: TokenBucket,
-    messages: TokenBucket,
-    topics: TokenBucket,
 }
 
 /// Serves one connection upgraded at `/kanava`.
@@ -236,8 +230,6 @@ pub(crate) async fn run(
                 f64::from(shared.config.requests_per_second),
                 f64::from(shared.config.requests_per_second),
             ),
-            messages: TokenBucket::new(MESSAGE_BURST, MESSAGE_RATE),
-            topics: TokenBucket::new(ANNOUNCEMENT_BURST, TOPICS_PER_MINUTE / 60.0),
         };
         session.welcome_back().await;
         session.serve(&mut stream, &shutdown).await;
@@ -563,7 +555,7 @@ impl Session {
         let Envelope { id, request } = envelope;
         metrics::counter!("kanava_web_requests_total", "type" => request.label()).increment(1);
         let limited = match &request {
-            Request::Send { .. } | Request::Pm { .. } => !self.messages.take(1.0),
+            Request::Send { .. } | Request::Pm { .. } => !self.shared.limits.message(&self.nick),
             _ => !self.requests.take(1.0),
         };
         if limited {
@@ -664,6 +656,7 @@ impl Session {
                 format!("too many rooms open: at most {max_rooms}; leave one first"),
             ));
         }
+        self.may_create(&hub, &room).await?;
         let uid = Uid::new(self.nick.as_str()).expect("chat names are valid uids");
         let header =
             Bytes::from(json!({"uid": self.nick.as_str(), "channel": room.as_str()}).to_string());
@@ -691,6 +684,29 @@ impl Session {
             },
         );
         Ok(None)
+    }
+
+    /// Whether the user may enter `room`, as in the SSH chat: a room that exists (someone is
+    /// in it, or it has history) always; a new one within the user's rooms-per-hour limit.
+    async fn may_create(&self, hub: &kanava_hub::Hub, room: &ChannelName) -> Result<(), Refused> {
+        if hub.member_count(room) > 0 {
+            return Ok(());
+        }
+        // One entry says whether the room has history; its whole history may be megabytes.
+        let newest = hub
+            .history_before(room.clone(), u64::MAX, 1)
+            .await
+            .map_err(|e| hub_refusal(&e, self.out.ending()))?;
+        if !newest.is_empty() || self.shared.limits.new_room(&self.nick) {
+            return Ok(());
+        }
+        Err(Refused::new(
+            "rate",
+            format!(
+                "room not created: at most {} new rooms an hour; join one that exists",
+                self.shared.limits.rooms_per_hour()
+            ),
+        ))
     }
 
     /// Sends `joined` and the events a client joining with `after` is owed.
@@ -869,7 +885,7 @@ impl Session {
     async fn topic(&mut self, room: &str, text: String) -> Result<Option<Value>, Refused> {
         self.text_fits(&text)?;
         let (room, _) = self.open_room(room)?;
-        if !self.topics.take(1.0) {
+        if !self.shared.limits.topic(&self.nick) {
             return Err(Refused::new(
                 "rate",
                 "topic not changed: at most 3 changes at once, then one a minute",

@@ -817,7 +817,7 @@ async fn private_messages_and_topics_cross_between_web_and_ssh() {
 
 #[tokio::test]
 async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
-    let server = Start::new().start();
+    let server = Start::new().args(&["--ssh-rooms-per-hour", "52"]).start();
     let key = Key::new();
     let mut bot = Bot::logged_in(&server, None, "roamer", &key).await;
     bot.send(json!({"type": "send", "room": "nowhere", "text": "x", "id": 1}))
@@ -848,9 +848,36 @@ async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
     let rooms = bot.reply(4).await;
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 50, "{rooms}");
 
+    // New rooms, as over SSH: --ssh-rooms-per-hour of them (52 here: 51 made so far); a room
+    // that exists (it has history) can always be entered again.
+    for (n, room, outcome) in [
+        (6, "r-52nd", "joined"),
+        (7, "r-53rd", "error"),
+        (8, "r0", "joined"),
+    ] {
+        bot.send(json!({"type": "leave", "room": format!("r{}", n - 5), "id": 10 + n}))
+            .await;
+        assert_eq!(bot.reply(10 + n).await["type"], "ok");
+        bot.send(json!({"type": "join", "room": room, "id": n}))
+            .await;
+        let reply = bot.reply(n).await;
+        assert_eq!(reply["type"], outcome, "{room}: {reply}");
+        if outcome == "error" {
+            assert_eq!(reply["code"], "rate");
+            assert!(
+                reply["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at most 52 new rooms an hour"),
+                "{reply}"
+            );
+        }
+    }
+
     // A Mles client holding a free name in a room keeps it there, even once the name is bound.
     let _mles = server.client().join("squatter", "held").await;
-    server.wait_metric("kanava_members", 51.0).await;
+    // The bot holds 49 rooms now (two left for a refused one), so with the squatter 50.
+    server.wait_metric("kanava_members", 50.0).await;
     let mut other = Bot::logged_in(&server, None, "squatter", &Key::new()).await;
     other
         .send(json!({"type": "join", "room": "held", "id": 5}))
