@@ -57,6 +57,10 @@ pub const FRAME_OVERHEAD: usize = 1024;
 /// room of large messages never closes a client that reads.
 const MAX_BACKLOG_BYTES: usize = 1 << 20;
 
+/// Rooms a `rooms` reply lists at most (the busiest), so that it stays a small frame however
+/// many rooms the server holds.
+const MAX_ROOMS_LISTED: usize = 500;
+
 /// Pages of missed events a resuming client is sent at once; past that it starts afresh.
 const RESUME_PAGES: usize = 4;
 
@@ -535,7 +539,16 @@ impl Session {
             match incoming {
                 None => return,
                 Some(Incoming::Other) => {}
-                Some(Incoming::Text(text)) => self.request(&text).await,
+                Some(Incoming::Text(text)) => {
+                    // The frame is held until its request is answered: charge it meanwhile.
+                    let Ok(_held) = self.shared.memory.reserve(text.len()) else {
+                        metrics::counter!("kanava_web_refusals_total", "code" => "memory")
+                            .increment(1);
+                        ending.end(CloseCode::Again, "server memory budget exhausted");
+                        return;
+                    };
+                    self.request(&text).await;
+                }
             }
             if ending.is_ended() {
                 return;
@@ -1030,15 +1043,17 @@ impl Session {
         }
     }
 
+    /// The busiest rooms (at most [`MAX_ROOMS_LISTED`]), busiest first.
     fn rooms(&self) -> Value {
-        let rooms: Vec<Value> = self
-            .shared
-            .hub
-            .rooms()
+        let mut all = self.shared.hub.rooms();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let more = all.len() > MAX_ROOMS_LISTED;
+        let rooms: Vec<Value> = all
             .iter()
+            .take(MAX_ROOMS_LISTED)
             .map(|(room, members)| json!({"room": room.as_str(), "members": members}))
             .collect();
-        json!({"type": "rooms", "rooms": rooms})
+        json!({"type": "rooms", "rooms": rooms, "more": more})
     }
 }
 
