@@ -538,6 +538,48 @@ async fn names_follow_the_ssh_rules_with_reasons() {
     assert_eq!(eve.login("eve", &eve_key).await["outcome"], "bound");
     let taken = ssh(&server, &[&ssh_key.path()], "eve", &["say", "#lobby", "x"]).await;
     assert!(!taken.status.success());
+
+    // The browser lets an SSH key in: pending until its first login over SSH, then active;
+    // then the browser removes it again.
+    let laptop = Key::new();
+    eve.send(json!({"type": "key_add", "key": laptop.public(), "id": 20}))
+        .await;
+    let added = eve.reply(20).await;
+    assert_eq!(
+        (&added["type"], &added["outcome"]),
+        (&json!("ok"), &json!("pending")),
+        "{added}"
+    );
+    let said = ssh(
+        &server,
+        &[&laptop.path()],
+        "eve",
+        &["say", "#lobby", "from the laptop"],
+    )
+    .await;
+    assert!(said.status.success(), "{}", stderr(&said));
+    eve.send(json!({"type": "keys", "id": 21})).await;
+    let keys = eve.reply(21).await;
+    let listed: Vec<(bool, bool)> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["pending"].as_bool().unwrap(),
+                k["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(false, true), (false, false)], "{keys}");
+    eve.send(json!({"type": "key_remove", "fingerprint": added["fingerprint"], "id": 22}))
+        .await;
+    assert_eq!(eve.reply(22).await["type"], "ok");
+    let refused = ssh(&server, &[&laptop.path()], "eve", &["say", "#lobby", "x"]).await;
+    assert!(!refused.status.success());
+    eve.send(json!({"type": "key_remove", "fingerprint": "SHA256:nothing", "id": 23}))
+        .await;
+    assert_eq!(eve.reply(23).await["code"], "not_found");
 }
 
 #[tokio::test]
