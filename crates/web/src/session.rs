@@ -421,10 +421,7 @@ async fn write(
             next = queue.next() => next,
         };
         let (message, written) = match next {
-            Some(Out::Text(text, charge)) => {
-                let bytes = text.len();
-                (Message::Text(text.into()), Some((bytes, charge)))
-            }
+            Some(Out::Text(text, charge)) => (Message::Text(text.into()), Some(charge)),
             Some(Out::Ping) => (Message::Ping(Bytes::new()), None),
             None => break,
         };
@@ -432,9 +429,8 @@ async fn write(
             () = ending.ended() => break,
             sent = tokio::time::timeout(deadline, sink.send(message)) => sent,
         };
-        if let Some((bytes, charge)) = written {
-            queue.written(bytes);
-            drop(charge);
+        if let Some(charge) = written {
+            queue.written(charge.bytes());
         }
         match sent {
             Ok(Ok(())) => {}
@@ -455,10 +451,8 @@ async fn write(
     // if the client takes it in time.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(Out::Text(text, charge)) = queue.try_next() {
-            let bytes = text.len();
             let sent = sink.send(Message::Text(text.into())).await;
-            queue.written(bytes);
-            drop(charge);
+            queue.written(charge.bytes());
             if sent.is_err() {
                 break;
             }
