@@ -237,8 +237,6 @@ pub(crate) async fn run(
         };
         session.welcome_back().await;
         session.serve(&mut stream, &shutdown).await;
-        shared.directory.remove(&session.nick, session.id);
-        session.rooms.clear();
     }
     drop(out);
     if !ending.is_ended() {
@@ -485,6 +483,14 @@ async fn finish(
         }
     })
     .await;
+}
+
+impl Drop for Session {
+    /// The session leaves its rooms and the directory, however the connection ends.
+    fn drop(&mut self) {
+        self.rooms.clear();
+        self.shared.directory.remove(&self.nick, self.id);
+    }
 }
 
 impl Session {
