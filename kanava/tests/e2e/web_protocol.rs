@@ -1009,3 +1009,37 @@ async fn presence_follows_people_coming_and_going_over_every_transport() {
         json!([{"name": "watcher", "verified": true}])
     );
 }
+
+#[tokio::test]
+async fn a_sender_past_its_disk_share_is_refused_with_the_reason_while_another_posts() {
+    let server = Start::new()
+        .args(&["--max-disk-per-source", "48KiB"])
+        .start();
+    let room = channel("webdisk");
+    let mut filler = Bot::logged_in(&server, Some("127.0.0.2"), "filler", &Key::new()).await;
+    let mut honest = Bot::logged_in(&server, Some("127.0.0.3"), "poster", &Key::new()).await;
+    filler.join(&room, None).await;
+    honest.join(&room, None).await;
+    let block = "z".repeat(4000);
+    let mut refusal = None;
+    for id in 1..=20 {
+        filler
+            .send(json!({"type": "send", "room": room, "text": block, "id": id}))
+            .await;
+        let reply = filler.reply(id).await;
+        if reply["type"] == "error" {
+            refusal = Some(reply);
+            break;
+        }
+    }
+    let refusal = refusal.expect("refused within 20 messages of 4000 bytes");
+    assert_eq!(refusal["code"], "disk", "{refusal}");
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("your address has used its share of the server's disk"),
+        "{refusal}"
+    );
+    honest.say(&room, "another address still posts", 1).await;
+}
