@@ -1043,3 +1043,23 @@ async fn a_sender_past_its_disk_share_is_refused_with_the_reason_while_another_p
     );
     honest.say(&room, "another address still posts", 1).await;
 }
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_four_pings_and_a_reading_one_stays() {
+    let server = Start::new().args(&["--ping-interval", "1s"]).start();
+    let mut silent = Bot::logged_in(&server, Some("127.0.0.2"), "silent", &Key::new()).await;
+    let mut awake = Bot::logged_in(&server, Some("127.0.0.3"), "awake", &Key::new()).await;
+    // The reading client answers every ping (tungstenite does, as browsers do) while the
+    // silent one reads nothing for five intervals.
+    let started = std::time::Instant::now();
+    let quiet = drain_for(&mut awake.ws, Duration::from_secs(5)).await;
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let (code, reason) = close_frame(&mut silent.ws).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Policy, "no answer to pings")
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    awake.send(json!({"type": "rooms", "id": 1})).await;
+    assert_eq!(awake.reply(1).await["type"], "rooms");
+}
