@@ -1063,3 +1063,39 @@ async fn a_silent_client_is_closed_after_four_pings_and_a_reading_one_stays() {
     awake.send(json!({"type": "rooms", "id": 1})).await;
     assert_eq!(awake.reply(1).await["type"], "rooms");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_users_on_two_nodes_of_a_cluster_talk_with_seqs_and_private_messages() {
+    let _heavy = heavy().await;
+    let nats = crate::nats::NatsCluster::start().await;
+    let urls = nats.urls();
+    let (a, b) = (
+        crate::cluster::node(&urls, "web-a", &[]),
+        crate::cluster::node(&urls, "web-b", &[]),
+    );
+    let room = channel("webcluster");
+    let mut ann = Bot::logged_in(&a, None, "ann", &Key::new()).await;
+    let mut ben = Bot::logged_in(&b, None, "ben", &Key::new()).await;
+    ann.join(&room, None).await;
+    ben.join(&room, None).await;
+
+    // The sender's own event and seq come back on its node; the other node's user gets the
+    // same seq.
+    let (ok, own) = ann.say(&room, "across the cluster", 1).await;
+    assert_eq!(own["seq"], ok["seq"], "{ok} {own}");
+    let seen = ben.event_with_text("across the cluster").await;
+    assert_eq!(
+        (&seen["seq"], &seen["from"], &seen["verified"]),
+        (&own["seq"], &json!("ann"), &json!(true))
+    );
+    let (_, answer) = ben.say(&room, "heard you", 2).await;
+    let heard = ann.event_with_text("heard you").await;
+    assert_eq!(heard["seq"], answer["seq"]);
+    assert!(heard["seq"].as_u64() > own["seq"].as_u64());
+
+    // A private message crosses nodes too.
+    ben.send(json!({"type": "pm", "to": "ann", "text": "psst", "id": 3}))
+        .await;
+    let pm = ann.until_type("pm").await;
+    assert_eq!((&pm["from"], &pm["text"]), (&json!("ben"), &json!("psst")));
+}
