@@ -778,6 +778,11 @@ impl Session {
         let Some(after) = after else {
             return (latest_fitting(shown, page), false);
         };
+        // A seq beyond the newest is not this room's (its history was purged, or the server's
+        // store replaced): the client starts afresh.
+        if after > window.last().map_or(0, |e| e.seq) {
+            return (latest_fitting(shown, page), false);
+        }
         let newer: Vec<Arc<Entry>> = shown.iter().filter(|e| e.seq > after).cloned().collect();
         let missed = match window.first().map(|e| e.seq) {
             // The window reaches back to what the client has: nothing is missing.

@@ -464,6 +464,9 @@ async fn resuming_after_a_restart_gives_exactly_the_missing_events() {
         seqs[0] > last && seqs.windows(2).all(|w| w[0] < w[1]),
         "{seqs:?} after {last}"
     );
+    // A seq from elsewhere (beyond the newest) starts afresh.
+    let (joined, _) = bot.join(&room, Some(1 << 40)).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
     // Live from then on, nothing twice.
     mles.send(text("live")).await.unwrap();
     let live = bot.event_with_text("live").await;
