@@ -80,6 +80,8 @@ pub struct Settings {
     pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
     /// Run as a node of a cluster instead of on the embedded store.
     pub cluster: Option<ClusterSettings>,
+    /// Serve the browser chat (its pages and `/kanava`) on the Mles listener.
+    pub web: bool,
     /// Most connections open at once over every listener, if the operator set it; otherwise
     /// [`connection_budget`] derives it from the open-file limit.
     pub max_connections: Option<usize>,
@@ -168,6 +170,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     kanava_mles::describe_metrics();
     kanava_ssh::describe_metrics();
     kanava_debugme_server::describe_metrics();
+    kanava_web::describe_metrics();
     admin::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
@@ -231,7 +234,18 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         hub.sessions(),
     )
     .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
-    let routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
+    let mut routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
+    if settings.web {
+        let web = kanava_web::Web::new(
+            hub.clone(),
+            logins.clone(),
+            web_config(&settings),
+            Arc::clone(&budgets.memory),
+        );
+        routes = routes
+            .route(kanava_web::PATH, Arc::new(web))
+            .pages(Arc::new(kanava_web::FrontEnd));
+    }
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
@@ -320,6 +334,19 @@ async fn open_store(
     }
     tracing::info!(node = %cluster.node, servers = %cluster.servers.join(","), "joined the cluster");
     Ok(Arc::new(store))
+}
+
+/// The browser chat's settings: its messages and new rooms are the SSH chat's (at most
+/// `--ssh-max-message`, and never beyond `--max-frame`; `--ssh-rooms-per-hour`), and its
+/// deadlines the Mles listener's.
+fn web_config(settings: &Settings) -> kanava_web::WebConfig {
+    kanava_web::WebConfig {
+        max_text: settings.ssh.max_message_bytes.min(settings.mles.max_frame),
+        handshake_timeout: settings.mles.handshake_timeout,
+        ping_interval: settings.mles.ping_interval,
+        rooms_per_hour: settings.ssh.rooms_per_hour,
+        ..kanava_web::WebConfig::default()
+    }
 }
 
 /// The debug-me sessions on the Mles TLS listener, for kanava's own clients.
