@@ -336,15 +336,13 @@ async fn open_store(
     Ok(Arc::new(store))
 }
 
-/// The browser chat's settings: its messages and new rooms are the SSH chat's (at most
-/// `--ssh-max-message`, and never beyond `--max-frame`; `--ssh-rooms-per-hour`), and its
-/// deadlines the Mles listener's.
+/// The browser chat's settings: its messages are the SSH chat's (at most `--ssh-max-message`,
+/// and never beyond `--max-frame`), and its deadlines the Mles listener's.
 fn web_config(settings: &Settings) -> kanava_web::WebConfig {
     kanava_web::WebConfig {
         max_text: settings.ssh.max_message_bytes.min(settings.mles.max_frame),
         handshake_timeout: settings.mles.handshake_timeout,
         ping_interval: settings.mles.ping_interval,
-        rooms_per_hour: settings.ssh.rooms_per_hour,
         ..kanava_web::WebConfig::default()
     }
 }

@@ -8,7 +8,6 @@
 //! opens.
 
 mod events;
-mod limits;
 mod outgoing;
 mod pages;
 pub mod proof;

@@ -571,7 +571,7 @@ impl Session {
         let Envelope { id, request } = envelope;
         metrics::counter!("kanava_web_requests_total", "type" => request.label()).increment(1);
         let limited = match &request {
-            Request::Send { .. } | Request::Pm { .. } => !self.shared.limits.message(&self.nick),
+            Request::Send { .. } | Request::Pm { .. } => !self.shared.limits.allow(&self.nick),
             _ => !self.requests.take(1.0),
         };
         if limited {
@@ -713,14 +713,14 @@ impl Session {
             .history_before(room.clone(), u64::MAX, 1)
             .await
             .map_err(|e| hub_refusal(&e, self.out.ending()))?;
-        if !newest.is_empty() || self.shared.limits.new_room(&self.nick) {
+        if !newest.is_empty() || self.shared.limits.allow_new_room(&self.nick) {
             return Ok(());
         }
         Err(Refused::new(
             "rate",
             format!(
                 "room not created: at most {} new rooms an hour; join one that exists",
-                self.shared.limits.rooms_per_hour()
+                self.shared.limits.rates().rooms_per_hour.max(1)
             ),
         ))
     }
@@ -915,7 +915,7 @@ impl Session {
     async fn topic(&mut self, room: &str, text: String) -> Result<Option<Value>, Refused> {
         self.text_fits(&text)?;
         let (room, _) = self.open_room(room)?;
-        if !self.shared.limits.topic(&self.nick) {
+        if !self.shared.limits.allow_announcement(&self.nick) {
             return Err(Refused::new(
                 "rate",
                 "topic not changed: at most 3 changes at once, then one a minute",

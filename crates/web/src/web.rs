@@ -16,7 +16,6 @@ use kanava_mles::{Endpoint, RoutedConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::events;
-use crate::limits::UserLimits;
 use crate::outgoing::Outgoing;
 use crate::session;
 
@@ -41,9 +40,6 @@ pub struct WebConfig {
     pub requests_per_second: u32,
     /// Bytes queued for one connection before it is closed as not reading.
     pub max_queued_bytes: usize,
-    /// Rooms one user may create in an hour (all at once, at most): the SSH chat's
-    /// `--ssh-rooms-per-hour`.
-    pub rooms_per_hour: u32,
 }
 
 impl Default for WebConfig {
@@ -56,7 +52,6 @@ impl Default for WebConfig {
             ping_interval: Duration::from_secs(24),
             requests_per_second: 20,
             max_queued_bytes: 4 << 20,
-            rooms_per_hour: 30,
         }
     }
 }
@@ -71,7 +66,8 @@ pub(crate) struct Shared {
     pub(crate) config: WebConfig,
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) directory: Directory,
-    pub(crate) limits: UserLimits,
+    /// What each user may do, counted with their other connections on every transport.
+    pub(crate) limits: Arc<kanava_hub::UserLimits>,
 }
 
 /// The browser chat's WebSocket endpoint, to route at [`PATH`]. Cheap to clone.
@@ -97,9 +93,9 @@ impl Web {
         hub.chat().add_sink(Arc::new(directory.clone()));
         Self {
             shared: Arc::new(Shared {
+                limits: hub.user_limits(),
                 hub,
                 logins,
-                limits: UserLimits::new(config.rooms_per_hour),
                 config,
                 memory,
                 directory,
