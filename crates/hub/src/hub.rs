@@ -323,7 +323,7 @@ impl Hub {
             let in_flight = Arc::new(Semaphore::new(self.inner.config.max_in_flight_bytes.max(1)));
             if let Some(submitted) = submitted {
                 let header_permit = Arc::clone(&in_flight).try_acquire_owned().ok();
-                self.complete(&entry, submitted, id, header_permit);
+                self.complete(&entry, submitted, id, header_permit, None);
             }
             metrics::gauge!("kanava_members").increment(1.0);
             metrics::counter!("kanava_joins_total").increment(1);
@@ -383,15 +383,19 @@ impl Hub {
         member: MemberId,
     ) -> Submitted {
         match &self.inner.cluster {
-            Some(cluster) => Submitted::Bus(cluster.bus.publish(Outgoing {
-                channel: channel.name.clone(),
-                kind,
-                sender,
-                verified,
-                payload,
-                time_ms: now_ms(),
-                member,
-            })),
+            Some(cluster) => {
+                let time_ms = now_ms();
+                let pending = cluster.bus.publish(Outgoing {
+                    channel: channel.name.clone(),
+                    kind,
+                    sender,
+                    verified,
+                    payload,
+                    time_ms,
+                    member,
+                });
+                Submitted::Bus(pending, time_ms)
+            }
             None => {
                 let entry = state.sequence(kind, sender, verified, payload, now_ms(), member);
                 let pending = self.inner.store.append_from(
@@ -435,37 +439,42 @@ impl Hub {
         submitted: Submitted,
         origin: MemberId,
         permit: Option<OwnedSemaphorePermit>,
+        stored_to: Option<StoredTo>,
     ) {
         let hub = self.clone();
         let channel = Arc::clone(channel);
         let (entry, pending) = match submitted {
             Submitted::Local(entry, pending) => (entry, pending),
-            Submitted::Bus(pending) => {
+            Submitted::Bus(pending, time_ms) => {
                 tokio::spawn(async move {
-                    if let Err(error) = pending.await {
+                    let stored = pending.await;
+                    if let Err(error) = &stored {
                         tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
                         channel.lock().kick_member(origin, KickReason::StoreFailed);
                     }
                     drop(permit);
+                    if let Some(stored_to) = stored_to {
+                        let _ = stored_to.send(stored.map(|seq| (seq, time_ms)));
+                    }
                 });
                 return;
             }
         };
         tokio::spawn(async move {
-            let committed = match pending.await {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
-                    false
-                }
-            };
+            let stored = pending.await;
+            if let Err(error) = &stored {
+                tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
+            }
             let mut released = Released::default();
             let idle = {
                 let mut state = channel.lock();
-                state.confirm(entry.seq, committed, &mut released);
+                state.confirm(entry.seq, stored.is_ok(), &mut released);
                 state.is_idle()
             };
             drop(permit);
+            if let Some(stored_to) = stored_to {
+                let _ = stored_to.send(stored.map(|()| (entry.seq, entry.time_ms)));
+            }
             hub.count_released(&channel, &released);
             if idle {
                 hub.retire_if_idle(&channel);
@@ -677,6 +686,33 @@ impl Member {
     /// the other members once it is durable. Waits only while this member already has
     /// [`HubConfig::max_in_flight_bytes`] awaiting commit.
     pub async fn publish(&self, kind: FrameKind, payload: Bytes) -> Result<(), HubError> {
+        self.submit(kind, payload, None).await
+    }
+
+    /// Sends a frame like [`publish`](Self::publish), then waits until it is stored and
+    /// released to the channel, and returns it as the others receive it, with its seq: for a
+    /// sender that shows its own message in the channel's order (its own frames never come
+    /// back through its outbox).
+    pub async fn publish_stored(&self, kind: FrameKind, payload: Bytes) -> Result<Entry, HubError> {
+        let (stored_to, stored) = tokio::sync::oneshot::channel();
+        self.submit(kind, payload.clone(), Some(stored_to)).await?;
+        let (seq, time_ms) = stored.await.map_err(|_| HubError::ShuttingDown)??;
+        Ok(Entry {
+            seq,
+            kind,
+            sender: self.uid.clone(),
+            verified: self.verified,
+            payload,
+            time_ms,
+        })
+    }
+
+    async fn submit(
+        &self,
+        kind: FrameKind,
+        payload: Bytes,
+        stored_to: Option<StoredTo>,
+    ) -> Result<(), HubError> {
         let size = payload.len();
         // Every frame holds at least one permit; one larger than the whole budget takes all of it.
         let budget = self.hub.inner.config.max_in_flight_bytes.max(1);
@@ -700,7 +736,7 @@ impl Member {
         metrics::counter!("kanava_frames_in_total").increment(1);
         metrics::counter!("kanava_bytes_in_total").increment(size as u64);
         self.hub
-            .complete(&self.channel, submitted, self.id, Some(permit));
+            .complete(&self.channel, submitted, self.id, Some(permit), stored_to);
         Ok(())
     }
 }
@@ -743,8 +779,13 @@ impl Drop for Member {
 /// to the bus, which numbers and delivers it (a cluster).
 enum Submitted {
     Local(Arc<Entry>, Pending<()>),
-    Bus(Pending<u64>),
+    /// A frame handed to the cluster's bus: its seq once stored, and the time it was given.
+    Bus(Pending<u64>, u64),
 }
+
+/// Where a publisher that waits for its frame learns the frame's seq and time once it is
+/// stored, or why it was not.
+type StoredTo = tokio::sync::oneshot::Sender<Result<(u64, u64), StoreError>>;
 
 /// Hands each frame the bus delivers to its channel on this node, if the channel is held here.
 async fn relay_deliveries(hub: Weak<Inner>, mut deliveries: mpsc::Receiver<Delivered>) {

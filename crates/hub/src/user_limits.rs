@@ -123,7 +123,9 @@ mod tests {
         assert!(limits.allow_new_room(&Nick::new("bob").unwrap()));
         let burst = (0..100).filter(|_| limits.allow(&alice)).count();
         assert_eq!(burst, MESSAGE_BURST as usize);
-        let announcements = (0..10).filter(|_| limits.allow_announcement(&alice)).count();
+        let announcements = (0..10)
+            .filter(|_| limits.allow_announcement(&alice))
+            .count();
         assert_eq!(announcements, ANNOUNCEMENT_BURST as usize);
     }
 }

@@ -436,3 +436,40 @@ async fn a_member_joined_without_a_header_stores_only_what_it_posts() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_that_waits_for_its_frame_learns_the_seq_the_others_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_at(dir.path(), HubConfig::default());
+    let alice = join(&hub, "seq", "alice").await;
+    let mut bob = join(&hub, "seq", "bob").await;
+    let mut sent = Vec::new();
+    for text in ["one", "two", "three"] {
+        let own = alice
+            .member
+            .publish_stored(FrameKind::Text, Bytes::from(text))
+            .await
+            .unwrap();
+        assert_eq!(
+            (own.sender.as_str(), &own.payload[..]),
+            ("alice", text.as_bytes())
+        );
+        sent.push(own);
+    }
+    for own in &sent {
+        let received = next_data(&mut bob).await;
+        assert_eq!(*received, *own);
+    }
+    // And the store holds each at that seq.
+    let stored = hub
+        .history_before(ChannelName::new("seq").unwrap(), u64::MAX, 10)
+        .await
+        .unwrap();
+    let stored: Vec<_> = stored
+        .into_iter()
+        .filter(|e| e.kind == FrameKind::Text)
+        .map(|e| (e.seq, e.payload))
+        .collect();
+    let sent: Vec<_> = sent.into_iter().map(|e| (e.seq, e.payload)).collect();
+    assert_eq!(stored, sent);
+}

@@ -61,9 +61,6 @@ const MAX_BACKLOG_BYTES: usize = 1 << 20;
 /// many rooms the server holds.
 const MAX_ROOMS_LISTED: usize = 500;
 
-/// Newest stored entries searched for a sent message that is not in its room's window yet.
-const OWN_SEARCH: usize = 64;
-
 /// Pages of missed events a resuming client is sent at once; past that it starts afresh.
 const RESUME_PAGES: usize = 4;
 
@@ -832,52 +829,20 @@ impl Session {
         let (room, open) = self.open_room(room)?;
         let member = Arc::clone(&open.member);
         let kick = open.kick.clone();
-        let hub = self.shared.hub.clone();
-        let watermark = hub
-            .history(room.clone())
-            .await
-            .ok()
-            .and_then(|h| h.last().map(|e| e.seq))
-            .unwrap_or(0);
-        let payload = Bytes::from(text);
-        member
-            .publish(FrameKind::Text, payload.clone())
+        let own = member
+            .publish_stored(FrameKind::Text, Bytes::from(text))
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        member.flush().await.map_err(|e| hub_refusal(&e, &ending))?;
         if let Some(reason) = kick.reason() {
             self.rooms.remove(&room);
             let refused = kicked(reason, &ending);
             return Err(refused);
         }
-        // The sender's own frame does not come back through its outbox: find its place, in
-        // the room's window or (in a cluster, where the frame may reach the window a little
-        // after it is stored) among the newest stored entries.
-        let mine = |e: &Entry| {
-            e.seq > watermark
-                && e.kind == FrameKind::Text
-                && e.sender.as_str() == self.nick.as_str()
-                && e.payload == payload
-        };
-        let mut own = hub
-            .history(room.clone())
-            .await
-            .ok()
-            .and_then(|window| window.iter().find(|e| mine(e)).cloned());
-        if own.is_none() {
-            own = hub
-                .history_before(room.clone(), u64::MAX, OWN_SEARCH)
-                .await
-                .ok()
-                .and_then(|stored| stored.into_iter().find(|e| mine(e)).map(Arc::new));
+        // The sender's own frame does not come back through its outbox: it is shown from here.
+        if let Some(event) = events::event(&room, &own) {
+            self.out.send(&event);
         }
-        let mut ok = json!({"room": room.as_str()});
-        if let Some(entry) = own {
-            ok["seq"] = entry.seq.into();
-            if let Some(event) = events::event(&room, &entry) {
-                self.out.send(&event);
-            }
-        }
+        let ok = json!({"room": room.as_str(), "seq": own.seq});
         Ok(Some(ok))
     }
 
