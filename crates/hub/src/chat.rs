@@ -23,6 +23,9 @@ pub trait ChatSink: Send + Sync + 'static {
     fn online(&self, nick: &Nick) -> bool;
     /// Shows a room notice to the local sessions in `room`.
     fn room_notice(&self, room: &ChannelName, notice: &RoomNotice);
+    /// Ends every local session of `nick` on this transport, telling it `reason` (already
+    /// sanitised, one line): a kick, a ban, a rename or a release. Returns how many it ended.
+    fn end_sessions(&self, nick: &Nick, reason: &str) -> usize;
 }
 
 /// A notice to the people in a room, beyond its traffic.
@@ -112,6 +115,15 @@ impl Chat {
         }
     }
 
+    /// Ends every session of `nick` on this node, on every transport, telling each `reason`;
+    /// returns how many there were.
+    pub fn end_sessions(&self, nick: &Nick, reason: &str) -> usize {
+        self.sinks()
+            .iter()
+            .map(|sink| sink.end_sessions(nick, reason))
+            .sum()
+    }
+
     /// Delivers the private messages of `feed` (stored on other nodes), in a task that ends
     /// when the feed closes or the chat is gone.
     pub(crate) fn pump(&self, feed: mpsc::Receiver<PrivateMessage>) -> JoinHandle<()> {
@@ -136,6 +148,7 @@ mod tests {
         online: Vec<Nick>,
         privates: Mutex<Vec<(Nick, String)>>,
         notices: Mutex<Vec<(ChannelName, String)>>,
+        ended: Mutex<Vec<(Nick, String)>>,
     }
 
     impl Recording {
@@ -178,6 +191,17 @@ mod tests {
                 RoomNotice::Info(text) => text.clone(),
             };
             self.notices.lock().unwrap().push((room.clone(), text));
+        }
+
+        fn end_sessions(&self, nick: &Nick, reason: &str) -> usize {
+            let online = self.online.contains(nick);
+            if online {
+                self.ended
+                    .lock()
+                    .unwrap()
+                    .push((nick.clone(), reason.to_owned()));
+            }
+            usize::from(online)
         }
     }
 
@@ -249,6 +273,25 @@ mod tests {
                     (dev.clone(), "topic: release day".into()),
                     (dev.clone(), "* alice is now bob".into())
                 ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_kick_ends_the_sessions_on_every_transport_and_counts_them() {
+        let chat = Chat::new(None);
+        let (ssh, web) = (
+            Recording::with(&["alice"]),
+            Recording::with(&["alice", "bob"]),
+        );
+        chat.add_sink(ssh.clone());
+        chat.add_sink(web.clone());
+        assert_eq!(chat.end_sessions(&nick("alice"), "kicked by op"), 2);
+        assert_eq!(chat.end_sessions(&nick("carol"), "kicked by op"), 0);
+        for sink in [&ssh, &web] {
+            assert_eq!(
+                *sink.ended.lock().unwrap(),
+                [(nick("alice"), "kicked by op".to_owned())]
             );
         }
     }

@@ -13,6 +13,8 @@ use std::time::Duration;
 use kanava_core::{ChannelName, MemoryBudget, Nick, PrivateMessage};
 use kanava_hub::{ChatSink, Hub, Logins, RoomNotice};
 use kanava_mles::{Endpoint, RoutedConnection};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::events;
@@ -229,6 +231,25 @@ impl ChatSink for Directory {
             out.send(&event);
         }
     }
+
+    fn end_sessions(&self, nick: &Nick, reason: &str) -> usize {
+        let sessions = self.of(nick);
+        let told = json!({"type": "notice", "text": format!("* {reason}")});
+        for out in &sessions {
+            out.send(&told);
+            out.ending().end(CloseCode::Policy, close_reason(reason));
+        }
+        sessions.len()
+    }
+}
+
+/// `reason` cut to what a close frame carries (123 bytes), at a character boundary.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 #[cfg(test)]
@@ -294,5 +315,33 @@ mod tests {
             directory.online(&Nick::new("alice").unwrap()),
             "one session left"
         );
+    }
+
+    #[test]
+    fn a_kick_tells_every_session_of_the_name_why_and_ends_it() {
+        let directory = Directory::default();
+        let ending = |name: &str| {
+            let memory = MemoryBudget::new(1 << 20);
+            let ending = Arc::new(Ending::default());
+            let (out, queue) = outgoing::queue(1 << 16, memory, Arc::clone(&ending));
+            directory.add(&Nick::new(name).unwrap(), out);
+            (ending, queue)
+        };
+        let (alice_ending, mut alice) = ending("alice");
+        let (bob_ending, mut bob) = ending("bob");
+        let long = format!("kicked by op: {}", "é".repeat(100));
+        assert_eq!(
+            directory.end_sessions(&Nick::new("ALICE").unwrap(), &long),
+            1
+        );
+        assert_eq!(
+            received(&mut alice),
+            [serde_json::json!({"type": "notice", "text": format!("* {long}")})]
+        );
+        let (code, reason) = alice_ending.why().unwrap();
+        assert_eq!(code, CloseCode::Policy);
+        assert!(reason.len() <= 123 && long.starts_with(&reason), "{reason}");
+        assert!(bob_ending.why().is_none() && received(&mut bob).is_empty());
+        assert_eq!(directory.end_sessions(&Nick::new("carol").unwrap(), "x"), 0);
     }
 }

@@ -861,6 +861,48 @@ async fn private_messages_and_topics_cross_between_web_and_ssh() {
 }
 
 #[tokio::test]
+async fn an_ssh_operator_kicks_and_bans_a_web_user_who_is_told_why() {
+    let (op_key, web_key) = (Key::new(), Key::new());
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops");
+    std::fs::write(&ops, format!("{}\n", op_key.public())).unwrap();
+    let server = Start::new()
+        .args(&["--ssh-ops", ops.to_str().unwrap()])
+        .start();
+    let mut op = LineSession::open(&server, &op_key.path(), "op").await;
+    let mut web = Bot::logged_in(&server, None, "pest", &web_key).await;
+    web.join("lobby", None).await;
+
+    op.send("/kick pest spamming").await;
+    let told = web.until_type("notice").await;
+    assert_eq!(told["text"], "* kicked by op: spamming", "{told}");
+    let (code, _) = closed(&mut web.ws).await;
+    assert_eq!(code, Some(CloseCode::Policy));
+    op.out_line("the kick announced", |l| {
+        l.contains("pest was kicked by op: spamming")
+    })
+    .await;
+
+    // A kick is not a ban: the web user comes back, and is banned, then refused.
+    let mut web = Bot::logged_in(&server, None, "pest", &web_key).await;
+    web.join("lobby", None).await;
+    op.send("/ban pest").await;
+    let told = web.until_type("notice").await;
+    assert!(
+        told["text"].as_str().unwrap().starts_with("* banned by op"),
+        "{told}"
+    );
+    assert_eq!(closed(&mut web.ws).await.0, Some(CloseCode::Policy));
+    let mut again = Bot::connect(&server, None).await;
+    let refused = again.login("pest", &web_key).await;
+    assert_eq!(
+        (&refused["type"], &refused["code"]),
+        (&json!("refused"), &json!("banned")),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
     let server = Start::new().args(&["--ssh-rooms-per-hour", "52"]).start();
     let key = Key::new();

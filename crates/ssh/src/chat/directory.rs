@@ -320,6 +320,10 @@ impl ChatSink for Directory {
         };
         self.notify_room(room, &Notice::Info(text));
     }
+
+    fn end_sessions(&self, nick: &Nick, reason: &str) -> usize {
+        self.kick(nick, reason)
+    }
 }
 
 #[cfg(test)]

@@ -832,8 +832,9 @@ impl ChatSession {
                     .unwrap_or_default();
                 let count = self
                     .ctx
-                    .directory
-                    .kick(&name, &format!("kicked by {}{why}", self.nick));
+                    .hub
+                    .chat()
+                    .end_sessions(&name, &format!("kicked by {}{why}", self.nick));
                 if count == 0 {
                     reply(format!("* {name} is not connected"))
                 } else {
@@ -1228,7 +1229,7 @@ impl ChatSession {
                 for room in &self.rooms {
                     chat.announce(room.joined.member.channel(), told.clone());
                 }
-                self.ctx.directory.kick(
+                chat.end_sessions(
                     &old,
                     &format!("you are now {new}: log in again as ssh {new}@… with the same key"),
                 );
@@ -1255,7 +1256,7 @@ impl ChatSession {
         }
         match self.ctx.accounts.release(nick.clone()).await {
             Ok(_) => {
-                self.ctx.directory.kick(
+                self.ctx.hub.chat().end_sessions(
                     &nick,
                     &format!("{nick} is released: your key holds no name now"),
                 );
@@ -1302,8 +1303,9 @@ impl ChatSession {
             None => "for good".to_owned(),
         };
         self.ctx
-            .directory
-            .kick(&identity.nick, &format!("banned by {} {span}", self.nick));
+            .hub
+            .chat()
+            .end_sessions(&identity.nick, &format!("banned by {} {span}", self.nick));
         self.announce(format!(
             "* {} was banned by {} {span}",
             identity.nick, self.nick
