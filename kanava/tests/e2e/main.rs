@@ -33,3 +33,4 @@ mod ssh;
 mod ssh_limits;
 mod store_limits;
 mod tui;
+mod web_browser;
