@@ -182,6 +182,16 @@ const commands = {
     await entry(page).page.screenshot({ path, fullPage, animations: 'disabled', caret: 'hide' });
   },
 
+  // Changes the page's viewport, as turning a phone or resizing a window does.
+  async viewport({ page, viewport }) {
+    await entry(page).page.setViewportSize({ width: viewport[0], height: viewport[1] });
+  },
+
+  // Switches the page's prefers-color-scheme to "light" or "dark".
+  async colorScheme({ page, colorScheme }) {
+    await entry(page).page.emulateMedia({ colorScheme });
+  },
+
   async offline({ page, offline }) {
     await entry(page).context.setOffline(Boolean(offline));
   },

@@ -293,7 +293,7 @@ impl Browser {
         self.wait_for_within(
             page,
             limit,
-            "() => /\\bconnected\\b/i.test(document.getElementById('status')?.textContent ?? '')",
+            "() => /^connected\\b/.test((document.getElementById('status')?.textContent ?? '').trim())",
             Value::Null,
         )
         .await;
