@@ -207,8 +207,23 @@ impl Browser {
         self.wait_for_within(page, WAIT, expression, arg).await
     }
 
+    /// Waits until the page has its key (made on first use) and shows it under "Your key";
+    /// returns it (`ssh-ed25519 AAAA… kanava-web`).
+    async fn key(&mut self, page: &str) -> String {
+        let key = self
+            .wait_for(
+                page,
+                "() => { const k = document.querySelector('#identity code')?.textContent.trim();
+                    return k && k.startsWith('ssh-') && k; }",
+                Value::Null,
+            )
+            .await;
+        key.as_str().unwrap().to_owned()
+    }
+
     /// Fills the login form and enters; returns once the chat is shown.
     async fn enter(&mut self, page: &str, name: &str, room: &str) {
+        self.key(page).await;
         self.fill(page, "Name", name).await;
         self.fill(page, "Room", room).await;
         self.click_button(page, "Enter").await;
@@ -218,6 +233,7 @@ impl Browser {
 
     /// Fills the login form and enters, expecting a refusal; returns the refusal's text.
     async fn enter_refused(&mut self, page: &str, name: &str, room: &str) -> String {
+        self.key(page).await;
         self.fill(page, "Name", name).await;
         self.fill(page, "Room", room).await;
         self.click_button(page, "Enter").await;
@@ -494,6 +510,7 @@ async fn keyboard_only_logs_in_and_sends_with_enter_and_new_lines_with_shift_ent
         room == "dev" || room == "#dev",
         "the room field holds {room}"
     );
+    browser.key("kbd").await;
     browser.press("kbd", "Enter").await;
     browser
         .call(json!({"cmd": "wait", "page": "kbd", "target": {"css": "#composer"}}))
@@ -569,17 +586,8 @@ async fn the_page_is_served_with_a_strict_csp_and_reports_no_violation() {
     browser
         .call(json!({"cmd": "click", "page": "csp", "target": {"css": "#identity summary"}}))
         .await;
-    let key = browser
-        .wait_for(
-            "csp",
-            "() => document.querySelector('#identity code')?.textContent.trim()",
-            Value::Null,
-        )
-        .await;
-    assert!(
-        key.as_str().unwrap().starts_with("ssh-ed25519 AAAA"),
-        "the key shown: {key}"
-    );
+    let key = browser.key("csp").await;
+    assert!(key.starts_with("ssh-ed25519 AAAA"), "the key shown: {key}");
     browser.assert_clean("csp").await;
 }
 
@@ -747,17 +755,7 @@ async fn names_follow_the_ssh_rules_and_an_ssh_user_lets_a_new_browser_in() {
     );
 
     // sam lets the laptop in: adds the key the laptop shows, after which it enters as sam.
-    let laptop_key = browser
-        .eval(
-            "laptop",
-            "() => document.querySelector('#identity code')?.textContent.trim()",
-            Value::Null,
-        )
-        .await;
-    let laptop_key = laptop_key
-        .as_str()
-        .expect("the refused page shows its key in #identity")
-        .to_owned();
+    let laptop_key = browser.key("laptop").await;
     assert!(laptop_key.starts_with("ssh-ed25519 AAAA"), "{laptop_key}");
     std::fs::write(dir.path().join("laptop.pub"), format!("{laptop_key}\n")).unwrap();
     let laptop_fingerprint = fingerprint(&dir.path().join("laptop"));
