@@ -14,6 +14,10 @@ const DEFAULT_ROOM = "lobby";
 /** How often an idle connection is checked, and how long its answer may take, in ms. */
 const PROBE_EVERY = 30_000;
 const PROBE_WAIT = 10_000;
+/** Private message ids remembered so that one sent again after a reconnect is shown once. */
+const MAX_PM_IDS = 10_000;
+/** Room in a request frame beside the text (the server allows max_text plus 1 KiB of JSON). */
+const FRAME_SLACK = 768;
 /** Limits assumed until the server's hello says otherwise. */
 const DEFAULT_LIMITS = { max_text: 65536, history_page: 200, max_rooms: 50 };
 
@@ -102,11 +106,20 @@ function textSpan(text) {
   return element;
 }
 
+function isMe(name) {
+  return String(name).toLowerCase() === state.name?.toLowerCase();
+}
+
+/** Whether a row is someone else's message naming you. */
+function mentionsMe(row) {
+  return (row.kind === "message" || row.kind === "emote") && !isMe(row.from) && state.mentions(row.text);
+}
+
 /** One row of the log. */
 function renderRow(row) {
   const li = document.createElement("li");
   li.className = row.kind;
-  if (row.mention) li.classList.add("mention");
+  if (mentionsMe(row)) li.classList.add("mention");
   if (row.seq !== undefined) li.dataset.seq = String(row.seq);
   if (Number.isFinite(row.time)) {
     li.dataset.time = clock(row.time);
@@ -324,11 +337,8 @@ function liveEvent(message) {
   if (!room) return;
   const row = room.addEvent(message, watching(room));
   if (!row) return;
-  const spoken = row.kind === "message" || row.kind === "emote";
-  const mine = String(row.from).toLowerCase() === state.name?.toLowerCase();
-  if (spoken && !mine && state.mentions(row.text)) {
-    row.mention = true;
-    if (row.fresh) alertUser(`${shownName(row.from, row.verified)} in ${shownRoom(room.name)}`, row.text);
+  if (row.fresh && mentionsMe(row)) {
+    alertUser(`${shownName(row.from, row.verified)} in ${shownRoom(room.name)}`, row.text);
   }
   if (room.name === state.current) {
     log.changed();
@@ -365,11 +375,11 @@ function privateMessage(message) {
   if (message.id !== undefined) {
     const key = String(message.id);
     if (state.pmSeen.has(key)) return;
+    if (state.pmSeen.size >= MAX_PM_IDS) state.pmSeen.clear();
     state.pmSeen.add(key);
   }
   addRow(localRow("pm", { from: message.from, to: message.to, text: message.text ?? "", time: message.time }));
-  const mine = String(message.from).toLowerCase() === state.name?.toLowerCase();
-  if (!mine) alertUser(`${shownName(message.from)} (private)`, message.text ?? "");
+  if (!isMe(message.from)) alertUser(`${shownName(message.from)} (private)`, message.text ?? "");
 }
 
 function olderEvents(message) {
@@ -578,11 +588,22 @@ function perform(request, describe, keep) {
   return true;
 }
 
+/**
+ * Whether text is over the server's limit (refused here, so nothing is lost): its UTF-8 bytes,
+ * and its JSON encoding, which escapes controls, beside the frame's other fields.
+ */
 function tooLarge(text) {
+  const max = state.limits.max_text;
   const bytes = encoder.encode(text).length;
-  if (bytes <= state.limits.max_text) return false;
-  setStatus(`message too large: ${bytes} bytes, at most ${state.limits.max_text}`, true);
-  return true;
+  if (bytes > max) {
+    setStatus(`message too large: ${bytes} bytes, at most ${max}`, true);
+    return true;
+  }
+  if (encoder.encode(JSON.stringify(text)).length > max + FRAME_SLACK) {
+    setStatus(`message too large once encoded (control characters take 6 bytes each): at most ${max} bytes`, true);
+    return true;
+  }
+  return false;
 }
 
 function lines(title, entries) {

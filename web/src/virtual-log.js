@@ -19,9 +19,14 @@ export class VirtualLog {
   constructor(scroller, list, renderRow, onTop) {
     Object.assign(this, { scroller, list, renderRow, onTop });
     this.room = null;
+    /** Elements in the DOM by row key, and the key of each. */
     this.shown = new Map();
+    this.keyOf = new WeakMap();
     this.atBottom = true;
+    /** The row at the top of the view: `{key, delta}`, delta the pixels scrolled past its top. */
     this.anchor = null;
+    /** Whether the next update places the view from the anchor set (not from the DOM). */
+    this.placed = true;
     this.frame = 0;
     this.width = 0;
     this.adjusting = false;
@@ -31,12 +36,16 @@ export class VirtualLog {
 
   /** Shows a room (its rows and the scroll position it had). */
   show(room) {
-    if (this.room) this.room.anchor = this.atBottom ? null : this.anchor;
+    if (this.room) {
+      this.capture();
+      this.room.anchor = this.atBottom ? null : this.anchor;
+    }
     this.room = room;
     this.list.replaceChildren();
     this.shown.clear();
     this.anchor = room.anchor;
     this.atBottom = room.anchor === null;
+    this.placed = true;
     this.update();
   }
 
@@ -45,15 +54,11 @@ export class VirtualLog {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.update());
   }
 
-  /** Drops the shown element of a row so that it is rendered again (e.g. a mention found). */
-  forget(key) {
-    this.shown.get(key)?.remove();
-    this.shown.delete(key);
-  }
-
   /** Scrolls to the newest row. */
   toBottom() {
     this.atBottom = true;
+    this.anchor = null;
+    this.placed = true;
     this.update();
   }
 
@@ -78,11 +83,8 @@ export class VirtualLog {
 
   scrolled() {
     if (!this.room || this.adjusting) return;
-    const { scrollTop, scrollHeight, clientHeight } = this.scroller;
-    this.atBottom = scrollHeight - scrollTop - clientHeight <= BOTTOM_SLACK;
-    this.anchor = this.atBottom ? null : this.anchorAt(scrollTop);
     this.changed();
-    if (scrollTop < MARGIN / 2) this.onTop();
+    if (this.scroller.scrollTop < MARGIN / 2) this.onTop();
   }
 
   resized() {
@@ -92,16 +94,22 @@ export class VirtualLog {
     this.changed();
   }
 
-  /** The row at the top of the view and how far the view starts below its top. */
-  anchorAt(scrollTop) {
-    const top = scrollTop - this.padding();
-    let y = 0;
-    for (const row of this.room.rows) {
-      const h = this.height(row);
-      if (y + h > top) return { key: row.key, delta: top - y };
-      y += h;
+  /**
+   * Reads where the view is from the DOM as last rendered (so that neither a scroll nor rows
+   * added since can mislead it): at the bottom, or which row is at the top of the view.
+   */
+  capture() {
+    if (this.placed || !this.list.firstElementChild) return;
+    const { scrollTop, scrollHeight, clientHeight } = this.scroller;
+    this.atBottom = scrollHeight - scrollTop - clientHeight <= BOTTOM_SLACK;
+    this.anchor = null;
+    if (this.atBottom) return;
+    for (let element = this.list.firstElementChild; element; element = element.nextElementSibling) {
+      if (element.offsetTop + element.offsetHeight > scrollTop) {
+        this.anchor = { key: this.keyOf.get(element), delta: scrollTop - element.offsetTop };
+        return;
+      }
     }
-    return null;
   }
 
   /** The list's own top offset inside the scroller (which is positioned), above the spacer. */
@@ -115,6 +123,8 @@ export class VirtualLog {
     if (!this.room || this.scroller.clientHeight === 0) return;
     this.adjusting = true;
     try {
+      this.capture();
+      this.placed = false;
       for (let pass = 0; pass < 4; pass++) {
         const moved = this.place();
         const stable = this.render();
@@ -178,6 +188,7 @@ export class VirtualLog {
       }
       const element = existing ?? this.renderRow(row);
       this.shown.set(row.key, element);
+      this.keyOf.set(element, row.key);
       this.list.insertBefore(element, cursor);
     }
     let stable = true;
