@@ -121,10 +121,7 @@ function renderRow(row) {
   li.className = row.kind;
   if (mentionsMe(row)) li.classList.add("mention");
   if (row.seq !== undefined) li.dataset.seq = String(row.seq);
-  if (Number.isFinite(row.time)) {
-    li.dataset.time = clock(row.time);
-    li.title = new Date(row.time).toLocaleString();
-  }
+  if (Number.isFinite(row.time)) li.dataset.time = clock(row.time);
   switch (row.kind) {
     case "message":
     case "emote":
