@@ -776,6 +776,9 @@ ui.copyKey.addEventListener("click", async () => {
   try {
     await navigator.clipboard.writeText(state.identity?.openSsh ?? "");
     ui.copyKey.textContent = "Copied";
+    setTimeout(() => {
+      ui.copyKey.textContent = "Copy key";
+    }, 2000);
   } catch {
     getSelection()?.selectAllChildren(ui.identityKey);
   }

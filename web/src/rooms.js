@@ -19,7 +19,7 @@ let localKeys = 0;
 /** A row of the page's own (no seq): `kind` is join, leave, notice or pm. */
 export function localRow(kind, fields) {
   localKeys += 1;
-  return { key: `l${localKeys}`, kind, time: Date.now(), ...fields };
+  return { key: `l${localKeys}`, kind, ...fields, time: fields.time ?? Date.now() };
 }
 
 /** The row of a stored event: `message` for text, else the event's kind. */

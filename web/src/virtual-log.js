@@ -5,7 +5,7 @@
 // the top of the view where it is when rows are added above it (older history) or measured.
 
 /** Pixels rendered beyond each edge of the view. */
-const MARGIN = 800;
+const MARGIN = 1500;
 /** Within this many pixels of the bottom counts as at the bottom. */
 const BOTTOM_SLACK = 24;
 /** Height assumed for a row never measured. */
