@@ -78,6 +78,8 @@ pub struct Settings {
     pub debug_me_mail: Option<kanava_debugme_server::MailSettings>,
     /// Run as a node of a cluster instead of on the embedded store.
     pub cluster: Option<ClusterSettings>,
+    /// Serve the browser chat (its pages and `/kanava`) on the Mles listener.
+    pub web: bool,
     /// Most connections open at once over every listener, if the operator set it; otherwise
     /// [`connection_budget`] derives it from the open-file limit.
     pub max_connections: Option<usize>,
@@ -221,7 +223,10 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         hub.sessions(),
     )
     .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
-    let routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
+    let mut routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
+    if settings.web {
+        routes = routes.pages(Arc::new(kanava_web::FrontEnd));
+    }
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;

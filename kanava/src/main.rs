@@ -539,6 +539,10 @@ struct ServeArgs {
     /// Let one SSH key hold several names (by default a key's second name is refused).
     #[arg(long, env = "KANAVA_SSH_SHARED_KEYS")]
     ssh_shared_keys: bool,
+    /// Serve neither the browser chat's pages nor its WebSocket (`/kanava`) on the Mles
+    /// listener: a plain GET gets 426, as with Mles alone.
+    #[arg(long, env = "KANAVA_NO_WEB")]
+    no_web: bool,
     /// Log format: text or json. [default: text]
     #[arg(long, env = "KANAVA_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -629,6 +633,7 @@ struct FileConfig {
     ssh_ops: Option<PathBuf>,
     motd: Option<PathBuf>,
     ssh_shared_keys: Option<bool>,
+    no_web: Option<bool>,
     ssh_input_rate: Option<u64>,
     ssh_max_sessions: Option<usize>,
     ssh_max_sessions_per_user: Option<usize>,
@@ -961,6 +966,7 @@ impl ServeArgs {
                 ..ssh_defaults
             },
             cluster,
+            web: !(self.no_web || file.no_web == Some(true)),
             max_connections: self.max_connections.or(file.max_connections),
             max_memory: usize::try_from(
                 self.max_memory

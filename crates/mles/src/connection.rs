@@ -96,6 +96,8 @@ enum Upgraded {
     Mles(Box<Ws>, Arc<Meter>),
     /// A connection for an endpoint routed by path.
     Routed(Arc<dyn Endpoint>, Box<RoutedConnection>),
+    /// A plain request answered by the listener's pages; the connection is done.
+    Page,
 }
 
 /// What every connection of the listener shares.
@@ -138,6 +140,7 @@ pub(crate) async fn run(
             Ok(Ok(Upgraded::Routed(endpoint, connection))) => {
                 return endpoint.serve(*connection, peer, shutdown).await;
             }
+            Ok(Ok(Upgraded::Page)) => return,
             Ok(Err(reason)) => {
                 metrics::counter!("kanava_handshake_failures_total").increment(1);
                 tracing::debug!(reason, "handshake failed");
@@ -188,6 +191,18 @@ async fn handshake(
         match upgrade::parse_request(&buf) {
             Ok(Parsed::Partial) => continue,
             Ok(Parsed::Complete { request, head_len }) => break (request, head_len),
+            Err(refusal @ (Refusal::NotWebSocket | Refusal::NotGet)) => {
+                let page = routes.page_server().zip(upgrade::parse_page_request(&buf));
+                if let Some((pages, request)) = page {
+                    let response = pages.respond(&request);
+                    let _ = stream.write_all(&response).await;
+                    let _ = stream.shutdown().await;
+                    tracing::debug!(target = %request.target.escape_debug(), "page served");
+                    return Ok(Upgraded::Page);
+                }
+                refuse(&mut stream, refusal).await;
+                return Err("upgrade refused");
+            }
             Err(refusal) => {
                 refuse(&mut stream, refusal).await;
                 return Err("upgrade refused");

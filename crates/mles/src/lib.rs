@@ -18,7 +18,7 @@ mod tls;
 pub mod upgrade;
 
 pub use header::{Header, HeaderError};
-pub use route::{Endpoint, RoutedConnection, Routes};
+pub use route::{Endpoint, Pages, RoutedConnection, Routes};
 pub use server::{MlesConfig, serve};
 pub use tls::ServerTls;
 

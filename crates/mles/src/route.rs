@@ -2,6 +2,9 @@
 //! TLS port serves them all (kanava serves its debug-me sessions at `/debug-me`). A request for
 //! any other path is a Mles connection, as the reference server accepts any path.
 //!
+//! A plain GET or HEAD (not an upgrade) is answered by the listener's [`Pages`], when the binary
+//! gives it some (kanava serves its browser chat that way); without pages it gets 426.
+//!
 //! The listener answers the upgrade and hands the endpoint the stream itself, not a WebSocket
 //! built on it, so that the endpoint can wrap the stream first (debug-me charges what it reads
 //! to the memory budget) and choose its own WebSocket limits.
@@ -14,6 +17,8 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::upgrade::PageRequest;
 
 /// A connection upgraded to a WebSocket under a routed path, before its first frame.
 #[derive(Debug)]
@@ -37,10 +42,18 @@ pub trait Endpoint: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
-/// The endpoints of the listener, by path.
+/// What answers plain HTTP requests (GET or HEAD without an upgrade) on the listener.
+pub trait Pages: Send + Sync + 'static {
+    /// The complete HTTP/1.1 response to `request` (head and, unless HEAD, body), sent before
+    /// the connection is closed.
+    fn respond(&self, request: &PageRequest) -> Vec<u8>;
+}
+
+/// The endpoints of the listener, by path, and its pages.
 #[derive(Clone, Default)]
 pub struct Routes {
     routes: Vec<(String, Arc<dyn Endpoint>)>,
+    pages: Option<Arc<dyn Pages>>,
 }
 
 impl Routes {
@@ -56,6 +69,17 @@ impl Routes {
         self
     }
 
+    /// Answers plain GET and HEAD requests with `pages` instead of 426.
+    pub fn pages(mut self, pages: Arc<dyn Pages>) -> Self {
+        self.pages = Some(pages);
+        self
+    }
+
+    /// The pages, if any.
+    pub fn page_server(&self) -> Option<&Arc<dyn Pages>> {
+        self.pages.as_ref()
+    }
+
     /// The endpoint for a request target, if one is routed there.
     pub fn find(&self, target: &str) -> Option<&Arc<dyn Endpoint>> {
         self.routes
@@ -67,8 +91,12 @@ impl Routes {
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.routes.iter().map(|(path, _)| path))
+        f.debug_struct("Routes")
+            .field(
+                "paths",
+                &self.routes.iter().map(|(path, _)| path).collect::<Vec<_>>(),
+            )
+            .field("pages", &self.pages.is_some())
             .finish()
     }
 }

@@ -224,6 +224,76 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
     })
 }
 
+/// A plain GET or HEAD, not a WebSocket upgrade: a request for a page, answered by the
+/// listener's [`Pages`](crate::Pages) when it has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Whether the method is HEAD (the response carries no body).
+    pub head: bool,
+    /// The request target as sent (path and query).
+    pub target: String,
+    /// Whether `Accept-Encoding` lists `gzip` (with a non-zero quality).
+    pub accepts_gzip: bool,
+    /// The `If-None-Match` values (entity tags), at most [`MAX_ETAGS`] of them.
+    pub if_none_match: Vec<String>,
+}
+
+/// Most entity tags of `If-None-Match` looked at.
+pub const MAX_ETAGS: usize = 16;
+
+/// Parses a complete request head refused as [`Refusal::NotWebSocket`] or [`Refusal::NotGet`]
+/// as a page request: `None` unless it is a well-formed HTTP/1.1 GET or HEAD with one `Host`.
+pub fn parse_page_request(buf: &[u8]) -> Option<PageRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = request.parse(buf).ok()? else {
+        return None;
+    };
+    if head_len > MAX_REQUEST_HEAD || request.version != Some(1) {
+        return None;
+    }
+    let head = match request.method? {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return None,
+    };
+    let headers: &[httparse::Header<'_>] = request.headers;
+    let all = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let mut hosts = all("host");
+    if hosts.next().is_none_or(|h| h.trim_ascii().is_empty()) || hosts.next().is_some() {
+        return None;
+    }
+    let accepts_gzip = all("accept-encoding").any(|v| {
+        v.split(|b| *b == b',').any(|item| {
+            let mut parts = item.split(|b| *b == b';').map(<[u8]>::trim_ascii);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix(b"q=")
+                    .is_some_and(|q| q.iter().all(|b| matches!(b, b'0' | b'.')))
+            });
+            (coding.eq_ignore_ascii_case(b"gzip") || coding == b"*") && !refused
+        })
+    });
+    let if_none_match = all("if-none-match")
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|tag| !tag.is_empty())
+        .take(MAX_ETAGS)
+        .map(|tag| String::from_utf8_lossy(tag).into_owned())
+        .collect();
+    Some(PageRequest {
+        head,
+        target: request.path.unwrap_or("/").to_owned(),
+        accepts_gzip,
+        if_none_match,
+    })
+}
+
 /// The 101 response accepting `request`, with no extension, echoing `subprotocol` if any
 /// (exactly `mles-websocket` for a Mles connection).
 pub fn accept_response(request: &UpgradeRequest, subprotocol: Option<&str>) -> Vec<u8> {
@@ -298,6 +368,49 @@ mod tests {
         assert_eq!(
             refused(GOOD.replace(version, &format!("{version}{version}"))),
             Refusal::BadVersion
+        );
+    }
+
+    #[test]
+    fn plain_gets_and_heads_are_page_requests() {
+        let page = parse_page_request(
+            b"GET /src/app.js?v=1 HTTP/1.1\r\nHost: h\r\nAccept-Encoding: br, GZIP;q=0.5\r\n\
+              If-None-Match: \"a\", W/\"b\"\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            page,
+            PageRequest {
+                head: false,
+                target: "/src/app.js?v=1".into(),
+                accepts_gzip: true,
+                if_none_match: vec!["\"a\"".into(), "W/\"b\"".into()],
+            }
+        );
+        let head =
+            parse_page_request(b"HEAD / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip;q=0\r\n\r\n")
+                .unwrap();
+        assert!(head.head && !head.accepts_gzip && head.if_none_match.is_empty());
+        assert_eq!(
+            parse_page_request(b"POST / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            None
+        );
+        assert_eq!(parse_page_request(b"GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(
+            parse_page_request(b"GET / HTTP/1.0\r\nHost: h\r\n\r\n"),
+            None
+        );
+        assert_eq!(parse_page_request(b"GET / HTTP/1.1\r\nHost: h\r\n"), None);
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: {}\r\n\r\n",
+            vec!["\"x\""; 100].join(",")
+        );
+        assert_eq!(
+            parse_page_request(many.as_bytes())
+                .unwrap()
+                .if_none_match
+                .len(),
+            MAX_ETAGS
         );
     }
 

@@ -65,13 +65,28 @@ async fn bad_headers_are_closed_within_a_second_with_1008() {
 }
 
 #[tokio::test]
-async fn garbage_before_the_upgrade_gets_400_and_plain_get_gets_426() {
+async fn garbage_before_the_upgrade_gets_400_and_plain_get_gets_the_page_or_426() {
     let server = Kanava::start();
     let client = server.client();
-    for (request, status) in [
-        (&b"\x00\x01\x02garbage\xff\r\n\r\n"[..], "HTTP/1.1 400"),
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426"),
+    let without_web = Start::new().args(&["--no-web"]).start();
+    for (client, request, status) in [
         (
+            &client,
+            &b"\x00\x01\x02garbage\xff\r\n\r\n"[..],
+            "HTTP/1.1 400",
+        ),
+        (
+            &client,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+        (
+            &without_web.client(),
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        (
+            &client,
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             "HTTP/1.1 405",
         ),
