@@ -221,31 +221,48 @@ impl Browser {
         key.as_str().unwrap().to_owned()
     }
 
-    /// Fills the login form and enters; returns once the chat is shown.
+    /// Fills the login form and enters; returns once the chat is shown (fails with the
+    /// refusal's text if one is shown instead).
     async fn enter(&mut self, page: &str, name: &str, room: &str) {
-        self.key(page).await;
-        self.fill(page, "Name", name).await;
-        self.fill(page, "Room", room).await;
-        self.click_button(page, "Enter").await;
-        self.call(json!({"cmd": "wait", "page": page, "target": {"css": "#composer"}}))
-            .await;
+        let outcome = self.submit_login(page, name, room).await;
+        assert_eq!(
+            outcome["entered"], true,
+            "{page} did not get in as {name}: {outcome}"
+        );
     }
 
     /// Fills the login form and enters, expecting a refusal; returns the refusal's text.
     async fn enter_refused(&mut self, page: &str, name: &str, room: &str) -> String {
+        let outcome = self.submit_login(page, name, room).await;
+        outcome["refused"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{page} got in as {name}: {outcome}"))
+            .to_owned()
+    }
+
+    /// Fills the login form (once the page has its key), enters, and waits for the outcome:
+    /// `{"entered": true}` or `{"refused": TEXT}`.
+    async fn submit_login(&mut self, page: &str, name: &str, room: &str) -> Value {
         self.key(page).await;
         self.fill(page, "Name", name).await;
         self.fill(page, "Room", room).await;
         self.click_button(page, "Enter").await;
-        let shown = self
-            .wait_for(
-                page,
-                "() => { const e = document.querySelector('#login-error[role=alert]');
-                    return e && e.textContent.trim(); }",
-                Value::Null,
-            )
-            .await;
-        shown.as_str().unwrap().to_owned()
+        self.wait_outcome(page).await
+    }
+
+    /// Waits until the page shows the chat or a login refusal (see [`Self::submit_login`]).
+    async fn wait_outcome(&mut self, page: &str) -> Value {
+        self.wait_for(
+            page,
+            "() => {
+                const composer = document.getElementById('composer');
+                if (composer && composer.checkVisibility()) return { entered: true };
+                const error = document.querySelector('#login-error[role=alert]')?.textContent.trim();
+                return error ? { refused: error } : null;
+            }",
+            Value::Null,
+        )
+        .await
     }
 
     async fn click_button(&mut self, page: &str, name: &str) {
@@ -512,9 +529,8 @@ async fn keyboard_only_logs_in_and_sends_with_enter_and_new_lines_with_shift_ent
     );
     browser.key("kbd").await;
     browser.press("kbd", "Enter").await;
-    browser
-        .call(json!({"cmd": "wait", "page": "kbd", "target": {"css": "#composer"}}))
-        .await;
+    let outcome = browser.wait_outcome("kbd").await;
+    assert_eq!(outcome["entered"], true, "{outcome}");
     tab_to(&mut browser, "kbd", "Message").await;
     browser.type_text("kbd", "first line").await;
     browser.press("kbd", "Shift+Enter").await;
@@ -765,9 +781,11 @@ async fn names_follow_the_ssh_rules_and_an_ssh_user_lets_a_new_browser_in() {
         "{added}"
     );
     browser.click_button("laptop", "Enter").await;
-    browser
-        .call(json!({"cmd": "wait", "page": "laptop", "target": {"css": "#composer"}}))
-        .await;
+    let outcome = browser.wait_outcome("laptop").await;
+    assert_eq!(
+        outcome["entered"], true,
+        "the added key did not let the laptop in: {outcome}"
+    );
     browser.say("laptop", "sam, from the laptop").await;
     sam.out_line("the laptop's line", |l| {
         l.ends_with(" <sam> sam, from the laptop")
