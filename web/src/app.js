@@ -257,9 +257,10 @@ function notice(text, roomName) {
 
 /** Keeps the name, the open rooms and what was read, for the next visit. */
 function remember() {
-  const read = { ...state.settings.read };
+  const read = {};
   for (const room of state.rooms.values()) {
-    if (room.readMark !== null) read[room.name] = room.readMark;
+    const mark = room.readMark ?? state.settings.read[room.name];
+    if (Number.isSafeInteger(mark)) read[room.name] = mark;
   }
   state.settings = {
     name: state.name,
