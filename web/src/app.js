@@ -257,9 +257,10 @@ function notice(text, roomName) {
 
 /** Keeps the name, the open rooms and what was read, for the next visit. */
 function remember() {
-  const read = { ...state.settings.read };
+  const read = {};
   for (const room of state.rooms.values()) {
-    if (room.readMark !== null) read[room.name] = room.readMark;
+    const mark = room.readMark ?? state.settings.read[room.name];
+    if (Number.isSafeInteger(mark)) read[room.name] = mark;
   }
   state.settings = {
     name: state.name,
@@ -751,15 +752,12 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
-ui.login.addEventListener("submit", (e) => {
+ui.login.addEventListener("submit", async (e) => {
   e.preventDefault();
   const name = ui.loginName.value.trim();
   const room = roomName(ui.loginRoom.value.trim()) || DEFAULT_ROOM;
   ui.loginError.textContent = "";
-  if (!state.identity) {
-    ui.loginError.textContent = "this browser has no key yet; see the message above";
-    return;
-  }
+  if (!(await identityReady)) return;
   ui.loginSubmit.disabled = true;
   setTimeout(() => {
     ui.loginSubmit.disabled = false;
@@ -811,27 +809,33 @@ function roomFromAddress() {
   }
 }
 
-async function boot() {
-  const fromAddress = roomFromAddress();
-  ui.loginRoom.value = fromAddress || state.settings.current || DEFAULT_ROOM;
-  if (state.settings.name) ui.loginName.value = state.settings.name;
+/** The browser's key, loaded or made; false (with the reason shown) when the browser cannot. */
+async function prepareIdentity() {
   try {
     state.identity = await loadIdentity();
   } catch (error) {
     ui.loginError.textContent =
       `this browser cannot make or keep an Ed25519 key (WebCrypto and IndexedDB are needed): ${error.message}`;
     ui.loginSubmit.disabled = true;
-    return;
+    return false;
   }
   ui.identityKey.textContent = state.identity.openSsh;
   ui.identityFingerprint.textContent = state.identity.fingerprint;
+  return true;
+}
+
+const identityReady = prepareIdentity();
+
+async function boot() {
+  const fromAddress = roomFromAddress();
+  ui.loginRoom.value = fromAddress || state.settings.current || DEFAULT_ROOM;
+  if (state.settings.name) ui.loginName.value = state.settings.name;
+  if (!(await identityReady)) return;
   if (state.settings.name) {
     const rooms = [...state.settings.rooms];
     if (fromAddress && !rooms.includes(fromAddress)) rooms.push(fromAddress);
     if (rooms.length === 0) rooms.push(DEFAULT_ROOM);
     start(state.settings.name, rooms, fromAddress || state.settings.current || rooms[0]);
-  } else {
-    ui.loginName.focus();
   }
 }
 

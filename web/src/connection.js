@@ -134,8 +134,8 @@ export class Connection {
       case "welcome":
         this.welcomed = true;
         this.attempt = 0;
-        this.onState("connected");
         this.onWelcome(message, this.hello);
+        this.onState("connected");
         break;
       case "refused":
         this.stopped = true;

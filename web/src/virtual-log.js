@@ -5,7 +5,7 @@
 // the top of the view where it is when rows are added above it (older history) or measured.
 
 /** Pixels rendered beyond each edge of the view. */
-const MARGIN = 1500;
+const MARGIN = 1000;
 /** Within this many pixels of the bottom counts as at the bottom. */
 const BOTTOM_SLACK = 24;
 /** Height assumed for a row never measured. */
@@ -89,7 +89,12 @@ export class VirtualLog {
 
   resized() {
     const width = this.scroller.clientWidth;
-    if (this.room && width !== this.width) this.room.heights.clear();
+    if (this.room && width !== this.width) {
+      // Rows rewrapped: every height changes, and the DOM no longer shows where the user was;
+      // the anchor from the last update still does.
+      this.room.heights.clear();
+      this.placed = true;
+    }
     this.width = width;
     this.changed();
   }
@@ -125,9 +130,10 @@ export class VirtualLog {
     try {
       this.capture();
       this.placed = false;
+      this.place();
       for (let pass = 0; pass < 4; pass++) {
-        const moved = this.place();
         const stable = this.render();
+        const moved = this.place();
         if (stable && !moved) break;
       }
     } finally {
@@ -135,16 +141,24 @@ export class VirtualLog {
     }
   }
 
-  /** Sets the scroll position from the anchor; returns whether it moved. */
+  /**
+   * Sets the scroll position from the anchor; returns whether it moved or could not get there
+   * yet (the spacers of what was shown before may be too short).
+   */
   place() {
     const before = this.scroller.scrollTop;
+    let target = before;
     if (this.atBottom) {
-      this.scroller.scrollTop = this.scroller.scrollHeight;
+      target = this.scroller.scrollHeight - this.scroller.clientHeight;
     } else if (this.anchor) {
-      const offset = this.offsetOf(this.anchor.key);
-      if (offset !== null) this.scroller.scrollTop = offset + this.anchor.delta + this.padding();
+      // The row's element where it is shown (what capture() measured), else the model's sum.
+      const element = this.shown.get(this.anchor.key);
+      const offset = element ? element.offsetTop : this.offsetOf(this.anchor.key);
+      if (offset !== null) target = offset + this.anchor.delta + (element ? 0 : this.padding());
     }
-    return Math.abs(this.scroller.scrollTop - before) >= 1;
+    this.scroller.scrollTop = target;
+    const now = this.scroller.scrollTop;
+    return Math.abs(now - before) >= 1 || Math.abs(now - target) >= 1;
   }
 
   /** Puts the rows in view into the DOM and measures them; returns whether no height changed. */
