@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kanava_core::{Budgets, ConnectionBudget, DiskBudget, HistoryLimits, MemoryBudget};
 use kanava_debugme_server::DebugMeServer;
-use kanava_hub::{Hub, HubConfig, QueueLimits};
+use kanava_hub::{Hub, HubConfig, Logins, QueueLimits};
 use kanava_mles::{Endpoint, MlesConfig, RoutedConnection, Routes};
 use kanava_store::{SqliteStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -168,6 +168,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     kanava_mles::describe_metrics();
     kanava_ssh::describe_metrics();
     kanava_debugme_server::describe_metrics();
+    kanava_web::describe_metrics();
     admin::describe_metrics();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
@@ -188,6 +189,13 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             memory: Arc::clone(&budgets.memory),
             ..HubConfig::default()
         },
+    );
+    // One set of binding rules and per-source limits for every transport that logs in by key.
+    let logins = Logins::new(
+        hub.accounts(),
+        settings.ssh.key_sharing,
+        settings.ssh.bindings_burst,
+        settings.ssh.bindings_per_hour,
     );
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
     let mles_listener = TcpListener::bind(settings.mles_listen)
@@ -225,7 +233,15 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     .with_context(|| format!("opening the debug-me log directory {}", log_dir.display()))?;
     let mut routes = Routes::new().route(DEBUG_ME_PATH, Arc::new(DebugMeRoute(debug_me.clone())));
     if settings.web {
-        routes = routes.pages(Arc::new(kanava_web::FrontEnd));
+        let web = kanava_web::Web::new(
+            hub.clone(),
+            logins.clone(),
+            web_config(&settings),
+            Arc::clone(&budgets.memory),
+        );
+        routes = routes
+            .route(kanava_web::PATH, Arc::new(web))
+            .pages(Arc::new(kanava_web::FrontEnd));
     }
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
@@ -257,6 +273,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             settings.ssh.clone(),
             host_key.key,
             budgets.clone(),
+            logins.clone(),
             shutdown.clone(),
         )),
         debug_me: tokio::spawn({
@@ -314,6 +331,17 @@ async fn open_store(
     }
     tracing::info!(node = %cluster.node, servers = %cluster.servers.join(","), "joined the cluster");
     Ok(Arc::new(store))
+}
+
+/// The browser chat's settings: its messages are the SSH chat's (at most `--ssh-max-message`,
+/// and never beyond `--max-frame`), and its deadlines the Mles listener's.
+fn web_config(settings: &Settings) -> kanava_web::WebConfig {
+    kanava_web::WebConfig {
+        max_text: settings.ssh.max_message_bytes.min(settings.mles.max_frame),
+        handshake_timeout: settings.mles.handshake_timeout,
+        ping_interval: settings.mles.ping_interval,
+        ..kanava_web::WebConfig::default()
+    }
 }
 
 /// The debug-me sessions on the Mles TLS listener, for kanava's own clients.

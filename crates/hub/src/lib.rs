@@ -6,6 +6,9 @@
 //! refusal, writing each frame to the [`Store`](kanava_store::Store) before anyone receives it,
 //! the per-channel total order, fan-out into bounded per-member queues, and history replay.
 //!
+//! Logging in under a name ([`Logins`]) follows the same rules and per-source limits on every
+//! transport.
+//!
 //! No lock is held across an `.await`, and fan-out never waits on a member: a member whose queue
 //! is full is kicked instead, so one slow reader cannot slow anyone else.
 
@@ -13,7 +16,9 @@ mod accounts;
 mod channel;
 mod error;
 mod hub;
+mod logins;
 mod outbox;
+mod rate;
 
 pub use accounts::Accounts;
 pub use error::HubError;
@@ -22,7 +27,9 @@ pub use kanava_store::{
     InboundMessage, Origin, Pending, Present, SessionBus, SessionEvent, SessionMessage, StoreError,
     StoreHealth,
 };
+pub use logins::{LoginRefusal, Logins};
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
+pub use rate::{ANNOUNCEMENT_BURST, MESSAGE_BURST, MESSAGE_RATE, TokenBucket};
 
 /// Describes the hub's metrics and registers them at zero, so that `/metrics` lists every series
 /// from the start.

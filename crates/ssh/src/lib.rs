@@ -79,8 +79,8 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         "kanava_ssh_logins_refused_total",
-        "SSH logins refused, by reason (bound, key_holds_name, bad_name, binding_rate, banned); \
-         the client is told why in a banner"
+        "SSH logins refused, by reason (bound, key_holds_name, bad_name, binding_rate, banned, \
+         unavailable: the store failed); the client is told why in a banner"
     );
     metrics::describe_counter!(
         "kanava_ssh_names_expired_total",
@@ -101,13 +101,7 @@ pub fn describe_metrics() {
     }
     metrics::counter!("kanava_ssh_bindings_total").increment(0);
     metrics::counter!("kanava_ssh_names_expired_total").increment(0);
-    for reason in [
-        "bound",
-        "key_holds_name",
-        "bad_name",
-        "binding_rate",
-        "banned",
-    ] {
+    for reason in kanava_hub::LoginRefusal::LABELS {
         metrics::counter!("kanava_ssh_logins_refused_total", "reason" => reason).increment(0);
     }
     metrics::gauge!("kanava_ssh_connections").increment(0.0);

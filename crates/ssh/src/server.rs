@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kanava_core::{Budgets, Claim, KeySharing, MemoryBudget, Nick, Sources};
-use kanava_hub::Hub;
+use kanava_hub::{Hub, LoginRefusal, Logins, TokenBucket};
 use ratatui::layout::Rect;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -27,10 +27,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::SshError;
-use crate::binding::{BindingLimits, LoginRefusal};
+use crate::binding::banner;
 use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode, Notice};
-use crate::chat::rate_limit::{RateLimits, TokenBucket};
+use crate::chat::rate_limit::RateLimits;
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::clock::Zone;
 use crate::deadline::WriteDeadline;
@@ -84,7 +84,8 @@ pub struct SshConfig {
     pub ops_file: Option<PathBuf>,
     /// A message of the day, shown on entering the chat (read at each login).
     pub motd_file: Option<PathBuf>,
-    /// Whether one key may hold several names.
+    /// Whether one key may hold several names. Read by whoever builds the server's
+    /// [`Logins`] (the kanava binary), which [`serve`] follows.
     pub key_sharing: KeySharing,
     /// Bytes per second a connection may send, on average; it may send 64 seconds' worth at
     /// once. Past that it is disconnected. A window-change counts as 4 KiB.
@@ -103,9 +104,10 @@ pub struct SshConfig {
     pub announcements_per_minute: u32,
     /// New names (trust-on-first-use bindings) one source (IPv4 address or IPv6 /64) may bind
     /// per hour, after a burst; 0 for no limit. Logging in under a name the key holds is
-    /// never limited.
+    /// never limited. Read by whoever builds the server's [`Logins`], which every transport
+    /// shares.
     pub bindings_per_hour: u32,
-    /// New names one source may bind at once.
+    /// New names one source may bind at once (see [`bindings_per_hour`](Self::bindings_per_hour)).
     pub bindings_burst: u32,
     /// Names not logged in for this long are freed; `None` keeps them for good.
     pub name_expiry: Option<Duration>,
@@ -146,12 +148,14 @@ impl Default for SshConfig {
 }
 
 /// Serves SSH on `listener` until `shutdown` is cancelled; returns once every connection ended.
+/// Names are bound under `logins`, the server's one instance shared with the other transports.
 pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     config: SshConfig,
     host_key: PrivateKey,
     budgets: Budgets,
+    logins: Logins,
     shutdown: CancellationToken,
 ) {
     let russh_config = Arc::new(russh::server::Config {
@@ -188,15 +192,11 @@ pub async fn serve(
         )),
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
-        key_sharing: config.key_sharing,
+        key_sharing: logins.sharing(),
         motd_file: config.motd_file.clone(),
         frame_interval: config.frame_interval,
         shutdown: shutdown.clone(),
     };
-    let bindings = Arc::new(BindingLimits::new(
-        config.bindings_burst,
-        config.bindings_per_hour,
-    ));
     let user_sessions = UserSessions::default();
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let config = Arc::new(config);
@@ -253,7 +253,7 @@ pub async fn serve(
             config: Arc::clone(&config),
             peer,
             user: None,
-            bindings: Arc::clone(&bindings),
+            logins: logins.clone(),
             refusal: None,
             last_banner: None,
             confirmed: None,
@@ -448,8 +448,8 @@ struct Connection {
     peer: SocketAddr,
     /// The name logged in and the fingerprint of the key it used.
     user: Option<(Nick, String)>,
-    /// The new-binding limits of every source.
-    bindings: Arc<BindingLimits>,
+    /// The binding rules and the new-binding limits of every source, over every transport.
+    logins: Logins,
     /// Why the last authentication request was refused, for the banner sent with the refusal.
     refusal: Option<LoginRefusal>,
     /// The last banner sent, so that a client offering key after key sees each reason once.
@@ -488,7 +488,7 @@ struct Connection {
     memory: Arc<MemoryBudget>,
 }
 
-use crate::{fingerprint, now_ms};
+use crate::now_ms;
 
 impl Connection {
     /// Refuses a channel kanava does not offer (X11, port forwarding), after charging the
@@ -538,19 +538,6 @@ impl Connection {
         self.refusal = Some(why);
         Auth::reject()
     }
-
-    /// Whether the key is banned now.
-    async fn banned(&self, key_fingerprint: &str) -> Result<bool, SshError> {
-        let ban = self
-            .chat
-            .accounts
-            .ban_of(key_fingerprint.to_owned(), now_ms())
-            .await?;
-        if ban.is_some() {
-            tracing::info!(peer = %self.peer, fingerprint = key_fingerprint, "banned key refused");
-        }
-        Ok(ban.is_some())
-    }
 }
 
 impl russh::server::Handler for Connection {
@@ -561,21 +548,12 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, SshError> {
-        let Ok(nick) = Nick::new(user) else {
-            return Ok(self.refuse(LoginRefusal::BadName));
-        };
         // Refuse another key for a bound name, a banned key, or a new name past the source's
         // limit, before any signature, so the client tries its next.
-        let offered = fingerprint(offer.public_key);
-        if self.banned(&offered).await? {
-            return Ok(self.refuse(LoginRefusal::Banned));
-        }
-        Ok(match self.chat.accounts.identity(nick).await? {
-            Some(bound) if !bound.holds(&offered) && !bound.awaits(&offered, now_ms()) => {
-                self.refuse(LoginRefusal::BoundToOther(bound.nick))
-            }
-            None if !self.bindings.allows(self.peer.ip()) => self.refuse(LoginRefusal::BindingRate),
-            _ => Auth::Accept,
+        let key = crate::identity_key_of(offer.public_key)?;
+        Ok(match self.logins.check(user, &key, self.peer.ip()).await {
+            Ok(_) => Auth::Accept,
+            Err(why) => self.refuse(why),
         })
     }
 
@@ -584,64 +562,29 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, SshError> {
-        let Ok(nick) = Nick::new(user) else {
-            return Ok(self.refuse(LoginRefusal::BadName));
-        };
         let key = crate::identity_key_of(key.public_key)?;
-        if self.banned(&key.fingerprint).await? {
-            return Ok(self.refuse(LoginRefusal::Banned));
-        }
-        // Only a new binding takes from the source's limit; a login under a name the key
-        // holds (or is pending on) never does.
-        let new_name = self.chat.accounts.identity(nick.clone()).await?.is_none();
-        if new_name && !self.bindings.take(self.peer.ip()) {
-            return Ok(self.refuse(LoginRefusal::BindingRate));
-        }
         let fingerprint = key.fingerprint.clone();
-        let claim = self
-            .chat
-            .accounts
-            .claim_identity(nick.clone(), key, self.config.key_sharing)
-            .await;
-        let claim = match claim {
-            Ok(claim) => claim,
-            Err(error) => {
-                if new_name {
-                    self.bindings.give_back(self.peer.ip());
-                }
-                return Err(error.into());
-            }
+        let (nick, claim) = match self.logins.login(user, key, self.peer.ip()).await {
+            Ok(logged_in) => logged_in,
+            Err(why) => return Ok(self.refuse(why)),
         };
-        if new_name && claim != Claim::Bound {
-            self.bindings.give_back(self.peer.ip());
+        tracing::info!(peer = %self.peer, %nick, %fingerprint, ?claim, "ssh login");
+        if claim == Claim::Bound {
+            metrics::counter!("kanava_ssh_bindings_total").increment(1);
         }
-        match claim {
-            Claim::Bound | Claim::Yours | Claim::Confirmed => {
-                tracing::info!(peer = %self.peer, %nick, %fingerprint, ?claim, "ssh login");
-                if claim == Claim::Bound {
-                    metrics::counter!("kanava_ssh_bindings_total").increment(1);
-                }
-                if claim == Claim::Confirmed {
-                    self.confirmed = Some(fingerprint.clone());
-                }
-                self.user = Some((nick, fingerprint));
-                self.authenticated.store(true, Ordering::Release);
-                Ok(Auth::Accept)
-            }
-            Claim::Taken(_) => {
-                let spelling = self.chat.accounts.identity(nick.clone()).await?;
-                let bound = spelling.map_or(nick, |i| i.nick);
-                Ok(self.refuse(LoginRefusal::BoundToOther(bound)))
-            }
-            Claim::KeyHoldsName(_) => Ok(self.refuse(LoginRefusal::KeyHoldsName)),
+        if claim == Claim::Confirmed {
+            self.confirmed = Some(fingerprint.clone());
         }
+        self.user = Some((nick, fingerprint));
+        self.authenticated.store(true, Ordering::Release);
+        Ok(Auth::Accept)
     }
 
     async fn auth_rejection_banner(&mut self) -> Result<Option<String>, SshError> {
         let Some(refusal) = self.refusal.take() else {
             return Ok(None);
         };
-        let banner = refusal.banner();
+        let banner = banner(&refusal);
         if self.last_banner.as_ref() == Some(&banner) {
             return Ok(None);
         }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::debugme_server::{Roles, open_session, raw_send, user_messages, versioned};
+use crate::debugme_server::{Roles, SCREEN_WAIT, open_session, raw_send, user_messages, versioned};
 use crate::support::*;
 
 fn kanava(args: &[&str]) -> Command {
@@ -414,9 +414,15 @@ async fn pairing(server_program: Program, user: Program, developer: Program) {
     }
     roles.keys(consent, "hello from the user");
     let server_log = server.log(&id);
-    wait_until("the user's chat is in the server's log", || {
-        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
-    })
+    // As long as the screens are given: the chat goes through the user's debug-me, which may
+    // be slow to sign under load, before the server writes it.
+    wait_until_async_within(
+        "the user's chat is in the server's log",
+        SCREEN_WAIT,
+        || async {
+            std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
+        },
+    )
     .await;
     if developer == Program::Kanava {
         roles

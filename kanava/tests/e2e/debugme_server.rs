@@ -11,6 +11,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::support::*;
 
+/// How long a terminal of the real debug-me is given to show what a step awaits: its programs
+/// sign every message and are slow on a loaded machine.
+pub(crate) const SCREEN_WAIT: Duration = Duration::from_secs(30);
+
 /// A private tmux server running each role with its own `~/.debug-me` (debug-me takes it from
 /// the passwd entry, so a scratch directory is bind-mounted over it in a private mount
 /// namespace), and its own GnuPG home. Killed on drop.
@@ -168,7 +172,7 @@ impl Roles {
         what: &str,
         check: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + SCREEN_WAIT;
         loop {
             let screen = self.screen(role);
             if check(&screen) {

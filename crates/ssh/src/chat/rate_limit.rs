@@ -1,21 +1,12 @@
-//! Token buckets: the per-user limits, shared by all their connections and sessions, on
-//! messages (whose burst lets a pasted block through), room announcements and rooms created;
-//! and the byte rate limit of a connection.
+//! The per-user limits, shared by all their connections and sessions, on messages (whose burst
+//! lets a pasted block through), room announcements and rooms created. The buckets and the
+//! message-rate defaults are the hub's, which every transport applies alike.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use kanava_core::Nick;
-
-/// Messages a user may send at once: a pasted block of this many lines goes through.
-const BURST: f64 = 20.0;
-
-/// Messages per second a user may keep sending after the burst.
-const RATE: f64 = 2.0;
-
-/// Announcements (`/away`, `/back`, `/topic`) a user may make at once, at least.
-const ANNOUNCEMENT_BURST: f64 = 3.0;
+use kanava_hub::{ANNOUNCEMENT_BURST, MESSAGE_BURST, MESSAGE_RATE, TokenBucket};
 
 /// Users tracked per limit before buckets that are full again are forgotten.
 const TRACKED_USERS: usize = 10_000;
@@ -35,7 +26,7 @@ impl RateLimits {
         let rooms = f64::from(rooms_per_hour.max(1));
         let announcements = f64::from(announcements_per_minute.max(1));
         Self {
-            messages: Buckets::new(BURST, RATE),
+            messages: Buckets::new(MESSAGE_BURST, MESSAGE_RATE),
             announcements: Buckets::new(
                 announcements.max(ANNOUNCEMENT_BURST),
                 announcements / 60.0,
@@ -85,70 +76,5 @@ impl Buckets {
             .entry(nick.key())
             .or_insert_with(|| TokenBucket::new(self.burst, self.rate))
             .take(1.0)
-    }
-}
-
-/// A token bucket: `burst` at once, then `rate` per second.
-pub(crate) struct TokenBucket {
-    tokens: f64,
-    burst: f64,
-    rate: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub(crate) fn new(burst: f64, rate: f64) -> Self {
-        Self {
-            tokens: burst,
-            burst,
-            rate,
-            last: Instant::now(),
-        }
-    }
-
-    /// Whether `amount` tokens are there now, without taking them.
-    pub(crate) fn has(&self, amount: f64) -> bool {
-        let refill = self.last.elapsed().as_secs_f64() * self.rate;
-        (self.tokens + refill).min(self.burst) >= amount
-    }
-
-    /// Puts back `amount` tokens taken for something that did not happen.
-    pub(crate) fn give(&mut self, amount: f64) {
-        self.tokens = (self.tokens + amount).min(self.burst);
-    }
-
-    pub(crate) fn is_full(&self) -> bool {
-        self.tokens + self.last.elapsed().as_secs_f64() * self.rate >= self.burst
-    }
-
-    /// Takes `amount` tokens if there are that many; says whether it did.
-    pub(crate) fn take(&mut self, amount: f64) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= amount {
-            self.tokens -= amount;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_lets_a_paste_through_then_limits() {
-        use std::time::Duration;
-        let mut limit = TokenBucket::new(BURST, RATE);
-        assert!((0..20).all(|_| limit.take(1.0)), "a 20-line paste");
-        assert!(!limit.take(1.0));
-        limit.last -= Duration::from_secs(1);
-        assert!(limit.take(1.0) && limit.take(1.0));
-        assert!(!limit.take(1.0));
     }
 }
