@@ -804,10 +804,13 @@ async fn names_follow_the_ssh_rules_and_an_ssh_user_lets_a_new_browser_in() {
         "the added key did not let the laptop in: {outcome}"
     );
     browser.say("laptop", "sam, from the laptop").await;
-    sam.out_line("the laptop's line", |l| {
-        l.ends_with(" <sam> sam, from the laptop")
-    })
-    .await;
+    let seen = browser
+        .wait_row_from("web", "sam", "sam, from the laptop")
+        .await;
+    assert!(
+        !seen.from_classes.iter().any(|c| c == "unverified"),
+        "{seen:?}"
+    );
     // SSH's /key now lists the browser's key as active on the name.
     let keys = [
         sam.ask("/key").await,
