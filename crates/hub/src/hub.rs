@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::channel::{Channel, ChannelState, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
-use crate::{Accounts, HubError};
+use crate::{Accounts, Chat, HubError};
 
 /// How the hub retains history and bounds each member.
 #[derive(Debug, Clone)]
@@ -72,6 +72,8 @@ struct Inner {
     members: Mutex<HashMap<MemberId, Arc<outbox::Shared>>>,
     next_member: AtomicU64,
     shutting_down: AtomicBool,
+    /// Private messages and room notices across transports.
+    chat: Chat,
 }
 
 /// What a successful join returns.
@@ -132,16 +134,22 @@ struct Cluster {
 
 impl Hub {
     /// A hub over `store`. When the store has a [`Bus`] (a cluster), the hub relays what the bus
-    /// delivers and follows the other nodes' presence, in tasks on the current Tokio runtime.
+    /// delivers, follows the other nodes' presence, and hands the private messages stored on
+    /// them to its [`Chat`], in tasks on the current Tokio runtime.
     pub fn new(store: Arc<dyn Store>, config: HubConfig) -> Self {
         let bus = store.bus();
         let cluster = bus.as_ref().map(|bus| Cluster {
             bus: Arc::clone(bus),
             remote: bus.remote_presence(),
         });
+        let chat = Chat::new(cluster.as_ref().map(|c| c.remote.clone()));
+        if let Some(feed) = store.private_feed() {
+            chat.pump(feed);
+        }
         let hub = Self {
             source: None,
             inner: Arc::new(Inner {
+                chat,
                 store,
                 config,
                 cluster,
@@ -571,18 +579,14 @@ impl Hub {
 
     /// Whether `uid` is in some channel on another node of the cluster.
     pub fn present_elsewhere(&self, uid: &Uid) -> bool {
-        self.inner.cluster.as_ref().is_some_and(|c| {
-            c.remote
-                .borrow()
-                .values()
-                .any(|members| members.iter().any(|p| p.uid == *uid))
-        })
+        self.inner.chat.present_elsewhere(uid.as_str())
     }
 
-    /// In a cluster: the private messages that sessions on other nodes store from now on, for
-    /// the recipients' sessions here. Taken once.
-    pub fn private_feed(&self) -> Option<mpsc::Receiver<kanava_core::PrivateMessage>> {
-        self.inner.store.private_feed()
+    /// Private messages and room notices across every transport: each registers a sink, and
+    /// sends through it. In a cluster, the private messages stored on other nodes reach the
+    /// sinks here by themselves.
+    pub fn chat(&self) -> Chat {
+        self.inner.chat.clone()
     }
 
     /// How debug-me sessions reach the other nodes, when the hub is one node of a cluster.

@@ -7,13 +7,15 @@
 //! the per-channel total order, fan-out into bounded per-member queues, and history replay.
 //!
 //! Logging in under a name ([`Logins`]) follows the same rules and per-source limits on every
-//! transport.
+//! transport, and private messages and room notices reach the sessions of every transport
+//! ([`Chat`]).
 //!
 //! No lock is held across an `.await`, and fan-out never waits on a member: a member whose queue
 //! is full is kicked instead, so one slow reader cannot slow anyone else.
 
 mod accounts;
 mod channel;
+mod chat;
 mod error;
 mod hub;
 mod logins;
@@ -21,6 +23,7 @@ mod outbox;
 mod rate;
 
 pub use accounts::Accounts;
+pub use chat::{Chat, ChatSink, RoomNotice};
 pub use error::HubError;
 pub use hub::{Hub, HubConfig, Joined, Member};
 pub use kanava_store::{

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::SshError;
 use crate::binding::banner;
 use crate::chat::Input;
-use crate::chat::directory::{Directory, Mode, Notice};
+use crate::chat::directory::{Directory, Mode};
 use crate::chat::rate_limit::RateLimits;
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::clock::Zone;
@@ -208,13 +208,9 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
-    if let Some(feed) = chat.hub.private_feed() {
-        tracker.spawn(show_private_from_other_nodes(
-            feed,
-            chat.directory.clone(),
-            shutdown.clone(),
-        ));
-    }
+    // Private messages and room notices from every transport (and, in a cluster, the private
+    // messages stored on other nodes) reach the SSH sessions through the directory.
+    chat.hub.chat().add_sink(Arc::new(chat.directory.clone()));
     loop {
         let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -993,31 +989,6 @@ async fn expire_names(
                 );
             }
             Err(error) => tracing::warn!(%error, "expiring unused names failed"),
-        }
-    }
-}
-
-/// In a cluster: shows the private messages sent from other nodes to the sessions here of their
-/// recipient (unless it ignores the sender) and of their sender, as a message sent here is shown.
-async fn show_private_from_other_nodes(
-    mut feed: tokio::sync::mpsc::Receiver<kanava_core::PrivateMessage>,
-    directory: Directory,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return,
-            message = feed.recv() => match message {
-                Some(message) => message,
-                None => return,
-            },
-        };
-        let notice = Notice::Private(message.clone());
-        if !directory.ignores(&message.to, message.from.as_str()) {
-            directory.notify(&message.to, &notice);
-        }
-        if message.from != message.to {
-            directory.notify(&message.from, &notice);
         }
     }
 }

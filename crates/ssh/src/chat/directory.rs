@@ -1,5 +1,7 @@
 //! Who is connected over SSH right now, and the state that lives as long as the server does:
 //! away messages, ignore lists, mutes, and whom to `/reply` to. Shared by every connection.
+//! It is SSH's sink of the hub's [`Chat`](kanava_hub::Chat): private messages and room notices
+//! from every transport reach the SSH sessions through it.
 //!
 //! The lock is never held across an `.await`; notices go to sessions through bounded queues.
 
@@ -7,10 +9,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kanava_core::{ChannelName, Nick, PrivateMessage};
+use kanava_hub::{ChatSink, RoomNotice};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::session::label;
+use super::session::{label, topic_changed};
 
 /// Notices a session can hold before further ones are dropped.
 const NOTICE_QUEUE: usize = 256;
@@ -185,6 +188,11 @@ impl Directory {
         count
     }
 
+    /// Whether `nick` has a session here.
+    pub(crate) fn has_session(&self, nick: &Nick) -> bool {
+        self.lock().sessions.values().any(|s| &s.nick == nick)
+    }
+
     /// The live sessions of `nick`, if any.
     pub(crate) fn presence(&self, nick: &Nick) -> Option<Presence> {
         let state = self.lock();
@@ -286,6 +294,31 @@ impl Directory {
     /// Who last sent `nick` a private message.
     pub(crate) fn last_sender(&self, nick: &Nick) -> Option<Nick> {
         self.lock().last_sender.get(&nick.key()).cloned()
+    }
+}
+
+impl ChatSink for Directory {
+    fn private(&self, message: &PrivateMessage) -> bool {
+        let notice = Notice::Private(message.clone());
+        let seen = !self.ignores(&message.to, message.from.as_str())
+            && self.notify(&message.to, &notice) > 0;
+        // Every session of the sender shows the message, the one that sent it included.
+        if message.from != message.to {
+            self.notify(&message.from, &notice);
+        }
+        seen
+    }
+
+    fn online(&self, nick: &Nick) -> bool {
+        self.has_session(nick)
+    }
+
+    fn room_notice(&self, room: &ChannelName, notice: &RoomNotice) {
+        let text = match notice {
+            RoomNotice::Topic(topic) => topic_changed(topic),
+            RoomNotice::Info(text) => text.clone(),
+        };
+        self.notify_room(room, &Notice::Info(text));
     }
 }
 

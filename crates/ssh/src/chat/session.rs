@@ -16,7 +16,7 @@ use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Entry, FrameKind, KeyAdded, KeySharing, Nick, PrivateMessage, Rename, Topic,
 };
-use kanava_hub::{Accounts, Hub, Joined, Present};
+use kanava_hub::{Accounts, Hub, Joined, Present, RoomNotice};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -873,11 +873,12 @@ impl ChatSession {
         (shown, Flow::Continue)
     }
 
-    /// Tells everyone in the current room (over SSH) something.
+    /// Tells everyone in the current room (over every transport) something.
     fn announce(&self, text: String) {
         self.ctx
-            .directory
-            .notify_room(self.room(), &Notice::Info(text));
+            .hub
+            .chat()
+            .announce(self.room(), RoomNotice::Info(text));
     }
 
     /// Announces a change the user made to themselves (away, back) within the announcement
@@ -1018,8 +1019,8 @@ impl ChatSession {
                     time_ms: now_ms(),
                 };
                 let ignored = self.ctx.directory.ignores(&message.to, self.nick.as_str());
-                let online = self.ctx.directory.presence(&message.to).is_some()
-                    || self.ctx.hub.present_elsewhere(&uid(&message.to));
+                let chat = self.ctx.hub.chat();
+                let online = chat.online(&message.to);
                 let stored = match self
                     .ctx
                     .accounts
@@ -1029,15 +1030,9 @@ impl ChatSession {
                     Ok(stored) => stored,
                     Err(error) => return vec![Shown::reply(format!("* not sent: {error}"))],
                 };
-                if !ignored && stored.to != self.nick {
-                    self.ctx
-                        .directory
-                        .notify(&stored.to, &Notice::Private(stored.clone()));
-                }
-                // Every session of the sender shows the message, this one included.
-                self.ctx
-                    .directory
-                    .notify(&self.nick, &Notice::Private(stored.clone()));
+                // The recipient's sessions on every transport show it, and every session of
+                // the sender, this one included.
+                chat.deliver_private(&stored);
                 match self.ctx.directory.away(&stored.to) {
                     Some(reason) => vec![Shown::reply(format!(
                         "* {} is away: {}",
@@ -1073,12 +1068,11 @@ impl ChatSession {
         };
         match self.ctx.accounts.set_topic(topic.clone()).await {
             Ok(()) => {
-                self.announce(format!(
-                    "* {} set the topic of #{}: {}",
-                    self.nick,
-                    label(&topic.room),
-                    sanitize(topic.text.as_bytes())
-                ));
+                let room = topic.room.clone();
+                self.ctx
+                    .hub
+                    .chat()
+                    .announce(&room, RoomNotice::Topic(topic));
                 Vec::new()
             }
             Err(error) => vec![Shown::reply(format!("* {error}"))],
@@ -1230,11 +1224,10 @@ impl ChatSession {
         let reply = |text: String| vec![Shown::reply(text)];
         match renamed {
             Ok(Rename::Renamed) => {
-                let told = Notice::Info(format!("* {old} is now {new}"));
+                let told = RoomNotice::Info(format!("* {old} is now {new}"));
+                let chat = self.ctx.hub.chat();
                 for room in &self.rooms {
-                    self.ctx
-                        .directory
-                        .notify_room(room.joined.member.channel(), &told);
+                    chat.announce(room.joined.member.channel(), told.clone());
                 }
                 self.ctx.directory.kick(
                     &old,
@@ -1337,6 +1330,16 @@ const ANNOUNCEMENTS: &str =
 /// A room's name as shown to a terminal: rooms made over Mles may hold control characters.
 pub(crate) fn label(room: &ChannelName) -> String {
     sanitize(room.as_str().as_bytes())
+}
+
+/// The announcement of a topic change, as the people in the room see it.
+pub(crate) fn topic_changed(topic: &Topic) -> String {
+    format!(
+        "* {} set the topic of #{}: {}",
+        topic.set_by,
+        label(&topic.room),
+        sanitize(topic.text.as_bytes())
+    )
 }
 
 fn topic_line(topic: &Topic) -> Shown {
