@@ -73,6 +73,11 @@ pub(crate) fn private(message: &PrivateMessage) -> Value {
     })
 }
 
+/// A `notice` in a room.
+pub(crate) fn notice(room: &ChannelName, text: &str) -> Value {
+    json!({"type": "notice", "room": room.as_str(), "text": text})
+}
+
 /// An `error` answering request `id`.
 pub(crate) fn error(id: Option<u64>, code: &str, reason: &str) -> Value {
     with_id(json!({"type": "error", "code": code, "reason": reason}), id)

@@ -75,6 +75,11 @@ impl Queue {
         self.rx.recv().await
     }
 
+    /// The next frame if one is queued now.
+    pub(crate) fn try_next(&mut self) -> Option<Out> {
+        self.rx.try_recv().ok()
+    }
+
     /// Marks a text frame of `bytes` as written.
     pub(crate) fn written(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::AcqRel);

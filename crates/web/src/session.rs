@@ -20,7 +20,7 @@ use kanava_core::{
 };
 use kanava_hub::{
     ANNOUNCEMENT_BURST, HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member,
-    TokenBucket,
+    RoomNotice, TokenBucket,
 };
 use kanava_mles::RoutedConnection;
 use serde_json::{Value, json};
@@ -404,17 +404,31 @@ async fn write(
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 ending.end(CloseCode::Normal, "");
-                break;
+                return sink;
             }
             Err(_) => {
                 ending.end(
                     CloseCode::Policy,
                     "too slow: a write did not complete in time",
                 );
-                break;
+                return sink;
             }
         }
     }
+    // What was queued before the end (a refusal, the last replies) goes out before the close,
+    // if the client takes it in time.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Out::Text(text, charge)) = queue.try_next() {
+            let bytes = text.len();
+            let sent = sink.send(Message::Text(text.into())).await;
+            queue.written(bytes);
+            drop(charge);
+            if sent.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
     sink
 }
 
@@ -839,7 +853,10 @@ impl Session {
             .set_topic(topic.clone())
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        self.shared.directory.topic(&topic);
+        self.shared
+            .hub
+            .chat()
+            .announce(&room, RoomNotice::Topic(topic));
         Ok(Some(json!({"room": room.as_str()})))
     }
 
@@ -859,7 +876,8 @@ impl Session {
             .await
             .map_err(|e| hub_refusal(&e, &ending))?
             .ok_or_else(|| Refused::new("no_such_user", format!("no user is called {to}")))?;
-        let online = self.shared.directory.online(&identity.nick);
+        let chat = self.shared.hub.chat();
+        let online = chat.online(&identity.nick);
         let message = PrivateMessage {
             id: 0,
             from: self.nick.clone(),
@@ -871,7 +889,7 @@ impl Session {
             .send_private(message, !online)
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        self.shared.directory.private(&stored);
+        chat.deliver_private(&stored);
         Ok(Some(
             json!({"to": stored.to.as_str(), "online": online, "pm": stored.id}),
         ))

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kanava_core::{ChannelName, MemoryBudget, Nick, PrivateMessage, Topic};
-use kanava_hub::{Hub, Logins};
+use kanava_core::{ChannelName, MemoryBudget, Nick, PrivateMessage};
+use kanava_hub::{ChatSink, Hub, Logins, RoomNotice};
 use kanava_mles::{Endpoint, RoutedConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -84,9 +84,11 @@ impl std::fmt::Debug for Web {
 
 impl Web {
     /// The endpoint over `hub`, logging users in through `logins` (the one the SSH chat uses),
-    /// charging what it queues to `memory`.
+    /// charging what it queues to `memory`. Registers its sessions with the hub's chat, so that
+    /// private messages and room notices from any transport reach them.
     pub fn new(hub: Hub, logins: Logins, config: WebConfig, memory: Arc<MemoryBudget>) -> Self {
         let directory = Directory::default();
+        hub.chat().add_sink(Arc::new(directory.clone()));
         Self {
             shared: Arc::new(Shared {
                 hub,
@@ -189,10 +191,8 @@ impl Directory {
     }
 }
 
-impl Directory {
-    /// Shows a private message to the sessions of its recipient and of its sender; returns
-    /// whether a session of the recipient showed it.
-    pub(crate) fn private(&self, message: &PrivateMessage) -> bool {
+impl ChatSink for Directory {
+    fn private(&self, message: &PrivateMessage) -> bool {
         let event = events::private(message);
         let mut shown = false;
         for out in self.of(&message.to) {
@@ -206,15 +206,15 @@ impl Directory {
         shown
     }
 
-    /// Whether `nick` has a web session here.
-    pub(crate) fn online(&self, nick: &Nick) -> bool {
+    fn online(&self, nick: &Nick) -> bool {
         self.lock().contains_key(&key(nick))
     }
 
-    /// Shows a topic change to the sessions that have its room open.
-    pub(crate) fn topic(&self, topic: &Topic) {
-        let event = events::topic_event(topic);
-        let room = &topic.room;
+    fn room_notice(&self, room: &ChannelName, notice: &RoomNotice) {
+        let event = match notice {
+            RoomNotice::Topic(topic) => events::topic_event(topic),
+            RoomNotice::Info(text) => events::notice(room, text),
+        };
         let queues: Vec<Outgoing> = self
             .lock()
             .values()

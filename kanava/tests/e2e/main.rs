@@ -34,3 +34,4 @@ mod ssh_limits;
 mod store_limits;
 mod tui;
 mod web_browser;
+mod web_protocol;
