@@ -578,10 +578,18 @@ function perform(request, describe, keep) {
   }
   state.connection
     .request(request)
-    .then((reply) => describe?.(reply))
+    .then((reply) => {
+      if (ui.status.classList.contains("problem") && state.connection?.ready) {
+        setStatus(`connected as ${state.name}`);
+      }
+      describe?.(reply);
+    })
     .catch((refusal) => {
       setStatus(refusal.message, true);
-      if (keep && ui.message.value === "") ui.message.value = keep;
+      if (!keep) return;
+      // Give the text back; when something else is being typed, show it so it is not lost.
+      if (ui.message.value === "") ui.message.value = keep;
+      else notice(`not sent (${refusal.message}): ${keep}`);
     });
   return true;
 }
@@ -594,11 +602,11 @@ function tooLarge(text) {
   const max = state.limits.max_text;
   const bytes = encoder.encode(text).length;
   if (bytes > max) {
-    setStatus(`message too large: ${bytes} bytes, at most ${max}`, true);
+    setStatus(`message too large: at most ${max} bytes (this one has ${bytes}); nothing was sent`, true);
     return true;
   }
   if (encoder.encode(JSON.stringify(text)).length > max + FRAME_SLACK) {
-    setStatus(`message too large once encoded (control characters take 6 bytes each): at most ${max} bytes`, true);
+    setStatus(`message too large once encoded (a control character takes 6 bytes): at most ${max} bytes; nothing was sent`, true);
     return true;
   }
   return false;
