@@ -69,6 +69,8 @@ const state = {
   countdown: 0,
   probe: 0,
   readSave: 0,
+  /** What the first login did to the name, said once in the status. */
+  outcome: undefined,
 };
 
 const log = new VirtualLog(ui.scroller, ui.messages, renderRow, loadOlder);
@@ -448,7 +450,8 @@ function connectionState(what, delay, closed) {
       else ui.loginStatus.textContent = "connecting…";
       break;
     case "connected":
-      setStatus(`connected as ${state.connection.name}`);
+      setStatus(`connected as ${shownName(state.name)}${state.outcome ? `; ${state.outcome}` : ""}`);
+      state.outcome = undefined;
       ui.loginStatus.textContent = "";
       break;
     case "waiting": {
@@ -483,11 +486,10 @@ function welcomed(welcome, hello) {
     ui.loginError.textContent = "";
     offerNotifications();
     ui.message.focus();
-    if (welcome.outcome === "bound") {
-      notice(`the name ${shownName(state.name)} is now bound to this browser's key`);
-    } else if (welcome.outcome === "confirmed") {
-      notice(`this browser's key is now one of ${shownName(state.name)}'s keys`);
-    }
+    state.outcome = {
+      bound: "the name is now bound to this browser's key",
+      confirmed: "this browser's key is now one of the name's keys",
+    }[welcome.outcome];
   }
   remember();
   if (state.rooms.size > 0) {
@@ -580,7 +582,7 @@ function perform(request, describe, keep) {
     .request(request)
     .then((reply) => {
       if (ui.status.classList.contains("problem") && state.connection?.ready) {
-        setStatus(`connected as ${state.name}`);
+        setStatus(`connected as ${shownName(state.name)}`);
       }
       describe?.(reply);
     })
