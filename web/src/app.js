@@ -86,8 +86,7 @@ function span(className, text) {
 
 /** The sender's name: `~uid` and class `unverified` when the sender did not prove it. */
 function fromSpan(name, verified) {
-  const element = span(verified ? "from" : "from unverified", shownName(name ?? "", verified));
-  return element;
+  return span(verified ? "from" : "from unverified", shownName(name ?? "", verified));
 }
 
 /** Shown text with its http(s) links as links (no previews, no referrer, a new tab). */
@@ -139,7 +138,13 @@ function renderRow(row) {
       li.append(fromSpan(row.from, row.verified), " ", span("text", "left"));
       break;
     case "pm":
-      li.append(fromSpan(row.from, true), " → ", span("to", shownName(row.to ?? "")), ": ", textSpan(row.text));
+      li.append(
+        fromSpan(row.from, true),
+        " → ",
+        span("to", shownName(row.to ?? "")),
+        ": ",
+        textSpan(row.text),
+      );
       break;
     default:
       li.append(textSpan(row.text ?? ""));
@@ -364,7 +369,8 @@ function topic(message) {
   if (!room) return;
   room.topic = { text: message.text ?? "", by: message.by, time: message.time };
   const text = message.text ? `set the topic: ${message.text}` : "cleared the topic";
-  room.addLocal(localRow("notice", { text: `${shownName(message.by ?? "someone")} ${text}`, time: message.time }));
+  const by = shownName(message.by ?? "someone");
+  room.addLocal(localRow("notice", { text: `${by} ${text}`, time: message.time }));
   if (room.name === state.current) {
     renderTopic();
     log.changed();
@@ -378,7 +384,8 @@ function privateMessage(message) {
     if (state.pmSeen.size >= MAX_PM_IDS) state.pmSeen.clear();
     state.pmSeen.add(key);
   }
-  addRow(localRow("pm", { from: message.from, to: message.to, text: message.text ?? "", time: message.time }));
+  const { from, to, time } = message;
+  addRow(localRow("pm", { from, to, text: message.text ?? "", time }));
   if (!isMe(message.from)) alertUser(`${shownName(message.from)} (private)`, message.text ?? "");
 }
 
@@ -402,7 +409,7 @@ function received(message) {
     case "pm":
       return privateMessage(message);
     case "notice":
-      return notice(message.text ?? "", typeof message.room === "string" && state.rooms.has(message.room) ? message.room : state.current);
+      return notice(message.text ?? "", state.rooms.has(message.room) ? message.room : state.current);
     case "history":
       return olderEvents(message);
     case "error":
@@ -608,7 +615,10 @@ function tooLarge(text) {
     return true;
   }
   if (encoder.encode(JSON.stringify(text)).length > max + FRAME_SLACK) {
-    setStatus(`message too large once encoded (a control character takes 6 bytes): at most ${max} bytes; nothing was sent`, true);
+    setStatus(
+      `message too large once encoded (a control character takes 6 bytes): at most ${max} bytes; nothing was sent`,
+      true,
+    );
     return true;
   }
   return false;
@@ -824,8 +834,8 @@ async function prepareIdentity() {
   try {
     state.identity = await loadIdentity();
   } catch (error) {
-    ui.loginError.textContent =
-      `this browser cannot make or keep an Ed25519 key (WebCrypto and IndexedDB are needed): ${error.message}`;
+    const why = "this browser cannot make or keep an Ed25519 key (WebCrypto and IndexedDB are needed)";
+    ui.loginError.textContent = `${why}: ${error.message}`;
     ui.loginSubmit.disabled = true;
     return false;
   }

@@ -162,7 +162,8 @@ export class Connection {
       // message did not arrive first. Trying again would be refused again.
       this.stopped = true;
       this.onState("refused");
-      this.onRefused({ type: "refused", code: "refused", reason: event.reason || "the server refused the login" });
+      const reason = event.reason || "the server refused the login";
+      this.onRefused({ type: "refused", code: "refused", reason });
       return;
     }
     const delay = backoff(this.attempt);
