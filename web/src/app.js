@@ -820,6 +820,13 @@ document.addEventListener("visibilitychange", () => {
 
 window.addEventListener("online", () => state.connection?.connect());
 
+// A room typed into the address (`…/#ops`) while chatting opens it, as `/join ops` would.
+window.addEventListener("hashchange", () => {
+  const room = roomFromAddress();
+  if (ui.chatView.hidden || !room || room === state.current) return;
+  submit(`/join ${room}`);
+});
+
 /** The room named in the address (`/#dev`), if any. */
 function roomFromAddress() {
   try {
