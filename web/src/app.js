@@ -69,6 +69,8 @@ const state = {
   countdown: 0,
   probe: 0,
   readSave: 0,
+  /** What the first login did to the name, said once in the status. */
+  outcome: undefined,
 };
 
 const log = new VirtualLog(ui.scroller, ui.messages, renderRow, loadOlder);
@@ -84,8 +86,7 @@ function span(className, text) {
 
 /** The sender's name: `~uid` and class `unverified` when the sender did not prove it. */
 function fromSpan(name, verified) {
-  const element = span(verified ? "from" : "from unverified", shownName(name ?? "", verified));
-  return element;
+  return span(verified ? "from" : "from unverified", shownName(name ?? "", verified));
 }
 
 /** Shown text with its http(s) links as links (no previews, no referrer, a new tab). */
@@ -137,7 +138,13 @@ function renderRow(row) {
       li.append(fromSpan(row.from, row.verified), " ", span("text", "left"));
       break;
     case "pm":
-      li.append(fromSpan(row.from, true), " → ", span("to", shownName(row.to ?? "")), ": ", textSpan(row.text));
+      li.append(
+        fromSpan(row.from, true),
+        " → ",
+        span("to", shownName(row.to ?? "")),
+        ": ",
+        textSpan(row.text),
+      );
       break;
     default:
       li.append(textSpan(row.text ?? ""));
@@ -362,7 +369,8 @@ function topic(message) {
   if (!room) return;
   room.topic = { text: message.text ?? "", by: message.by, time: message.time };
   const text = message.text ? `set the topic: ${message.text}` : "cleared the topic";
-  room.addLocal(localRow("notice", { text: `${shownName(message.by ?? "someone")} ${text}`, time: message.time }));
+  const by = shownName(message.by ?? "someone");
+  room.addLocal(localRow("notice", { text: `${by} ${text}`, time: message.time }));
   if (room.name === state.current) {
     renderTopic();
     log.changed();
@@ -376,7 +384,8 @@ function privateMessage(message) {
     if (state.pmSeen.size >= MAX_PM_IDS) state.pmSeen.clear();
     state.pmSeen.add(key);
   }
-  addRow(localRow("pm", { from: message.from, to: message.to, text: message.text ?? "", time: message.time }));
+  const { from, to, time } = message;
+  addRow(localRow("pm", { from, to, text: message.text ?? "", time }));
   if (!isMe(message.from)) alertUser(`${shownName(message.from)} (private)`, message.text ?? "");
 }
 
@@ -400,7 +409,7 @@ function received(message) {
     case "pm":
       return privateMessage(message);
     case "notice":
-      return notice(message.text ?? "", typeof message.room === "string" && state.rooms.has(message.room) ? message.room : state.current);
+      return notice(message.text ?? "", state.rooms.has(message.room) ? message.room : state.current);
     case "history":
       return olderEvents(message);
     case "error":
@@ -448,7 +457,8 @@ function connectionState(what, delay, closed) {
       else ui.loginStatus.textContent = "connecting…";
       break;
     case "connected":
-      setStatus(`connected as ${state.connection.name}`);
+      setStatus(`connected as ${shownName(state.name)}${state.outcome ? `; ${state.outcome}` : ""}`);
+      state.outcome = undefined;
       ui.loginStatus.textContent = "";
       break;
     case "waiting": {
@@ -483,11 +493,10 @@ function welcomed(welcome, hello) {
     ui.loginError.textContent = "";
     offerNotifications();
     ui.message.focus();
-    if (welcome.outcome === "bound") {
-      notice(`the name ${shownName(state.name)} is now bound to this browser's key`);
-    } else if (welcome.outcome === "confirmed") {
-      notice(`this browser's key is now one of ${shownName(state.name)}'s keys`);
-    }
+    state.outcome = {
+      bound: "the name is now bound to this browser's key",
+      confirmed: "this browser's key is now one of the name's keys",
+    }[welcome.outcome];
   }
   remember();
   if (state.rooms.size > 0) {
@@ -578,10 +587,18 @@ function perform(request, describe, keep) {
   }
   state.connection
     .request(request)
-    .then((reply) => describe?.(reply))
+    .then((reply) => {
+      if (ui.status.classList.contains("problem") && state.connection?.ready) {
+        setStatus(`connected as ${shownName(state.name)}`);
+      }
+      describe?.(reply);
+    })
     .catch((refusal) => {
       setStatus(refusal.message, true);
-      if (keep && ui.message.value === "") ui.message.value = keep;
+      if (!keep) return;
+      // Give the text back; when something else is being typed, show it so it is not lost.
+      if (ui.message.value === "") ui.message.value = keep;
+      else notice(`not sent (${refusal.message}): ${keep}`);
     });
   return true;
 }
@@ -594,11 +611,14 @@ function tooLarge(text) {
   const max = state.limits.max_text;
   const bytes = encoder.encode(text).length;
   if (bytes > max) {
-    setStatus(`message too large: ${bytes} bytes, at most ${max}`, true);
+    setStatus(`message too large: at most ${max} bytes (this one has ${bytes}); nothing was sent`, true);
     return true;
   }
   if (encoder.encode(JSON.stringify(text)).length > max + FRAME_SLACK) {
-    setStatus(`message too large once encoded (control characters take 6 bytes each): at most ${max} bytes`, true);
+    setStatus(
+      `message too large once encoded (a control character takes 6 bytes): at most ${max} bytes; nothing was sent`,
+      true,
+    );
     return true;
   }
   return false;
@@ -800,6 +820,13 @@ document.addEventListener("visibilitychange", () => {
 
 window.addEventListener("online", () => state.connection?.connect());
 
+// A room typed into the address (`…/#ops`) while chatting opens it, as `/join ops` would.
+window.addEventListener("hashchange", () => {
+  const room = roomFromAddress();
+  if (ui.chatView.hidden || !room || room === state.current) return;
+  submit(`/join ${room}`);
+});
+
 /** The room named in the address (`/#dev`), if any. */
 function roomFromAddress() {
   try {
@@ -814,8 +841,8 @@ async function prepareIdentity() {
   try {
     state.identity = await loadIdentity();
   } catch (error) {
-    ui.loginError.textContent =
-      `this browser cannot make or keep an Ed25519 key (WebCrypto and IndexedDB are needed): ${error.message}`;
+    const why = "this browser cannot make or keep an Ed25519 key (WebCrypto and IndexedDB are needed)";
+    ui.loginError.textContent = `${why}: ${error.message}`;
     ui.loginSubmit.disabled = true;
     return false;
   }

@@ -18,6 +18,9 @@ export function backoff(attempt, random = Math.random) {
   return Math.round(full * (1 - random() * 0.25));
 }
 
+/** The close code of a refused login or another breach of policy. */
+const CLOSE_POLICY = 1008;
+
 /** A request the server refused: its `code` and `reason`. */
 export class Refusal extends Error {
   constructor(code, reason) {
@@ -51,6 +54,7 @@ export class Connection {
     clearTimeout(this.timer);
     this.timer = null;
     this.welcomed = false;
+    this.hello = null;
     this.onState("connecting");
     const socket = new WebSocket(this.url);
     this.socket = socket;
@@ -148,10 +152,20 @@ export class Connection {
   }
 
   closed(event) {
+    const welcomed = this.welcomed;
     this.socket = null;
     this.welcomed = false;
     this.failPending("the connection was lost");
     if (this.stopped) return;
+    if (!welcomed && event.code === CLOSE_POLICY && this.hello) {
+      // Closed for policy before the welcome: the login was refused, even if the `refused`
+      // message did not arrive first. Trying again would be refused again.
+      this.stopped = true;
+      this.onState("refused");
+      const reason = event.reason || "the server refused the login";
+      this.onRefused({ type: "refused", code: "refused", reason });
+      return;
+    }
     const delay = backoff(this.attempt);
     this.attempt += 1;
     this.onState("waiting", delay, event);

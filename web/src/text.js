@@ -90,9 +90,15 @@ export function mentionTest(name) {
   return (text) => pattern.test(text);
 }
 
-/** Hours and minutes of a Unix millisecond time, in the browser's time zone. */
-export function clock(ms) {
+/**
+ * When a Unix millisecond time was, in the browser's time zone: hours and minutes, with the date
+ * before them when it was not on the day of `now`.
+ */
+export function clock(ms, now = Date.now()) {
   const date = new Date(ms);
+  const today = new Date(now);
   const pad = (n) => String(n).padStart(2, "0");
-  return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  if (date.toDateString() === today.toDateString()) return time;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${time}`;
 }

@@ -4,7 +4,7 @@
 // The view stays at the bottom while the user is at the bottom, and otherwise keeps the row at
 // the top of the view where it is when rows are added above it (older history) or measured.
 
-/** Pixels rendered beyond each edge of the view. */
+/** Pixels rendered beyond each edge of the view, at least; two views' heights on a tall screen. */
 const MARGIN = 1000;
 /** Within this many pixels of the bottom counts as at the bottom. */
 const BOTTOM_SLACK = 24;
@@ -164,8 +164,9 @@ export class VirtualLog {
   /** Puts the rows in view into the DOM and measures them; returns whether no height changed. */
   render() {
     const rows = this.room.rows;
-    const top = this.scroller.scrollTop - this.padding() - MARGIN;
-    const bottom = this.scroller.scrollTop + this.scroller.clientHeight + MARGIN;
+    const margin = Math.max(MARGIN, 2 * this.scroller.clientHeight);
+    const top = this.scroller.scrollTop - this.padding() - margin;
+    const bottom = this.scroller.scrollTop + this.scroller.clientHeight + margin;
     let y = 0;
     let first = rows.length;
     let last = rows.length - 1;

@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { webcrypto } from "node:crypto";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,15 +12,19 @@ import {
   armour,
   fingerprint,
   loginMessage,
+  NAMESPACE,
   openSshPublicKey,
   publicKeyBlob,
   sign,
 } from "../src/sshsig.js";
 
+// Node's WebCrypto, passed explicitly: Node 18 (Debian 12) has no global `crypto`.
+const { subtle } = webcrypto;
+
 /** A fresh key pair the way the page makes one: the private key non-extractable. */
 async function keyPair() {
-  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
-  const publicRaw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const pair = await subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const publicRaw = new Uint8Array(await subtle.exportKey("raw", pair.publicKey));
   return { privateKey: pair.privateKey, publicRaw };
 }
 
@@ -42,7 +47,7 @@ function withDir(body) {
 test("ssh-keygen accepts a login signature and refuses it for a tampered message", async () => {
   const key = await keyPair();
   const message = loginMessage("alice", "q1XgY2+/nonce==");
-  const blob = await sign(key, message);
+  const blob = await sign(key, message, NAMESPACE, subtle);
   withDir((dir) => {
     const file = join(dir, "login.sig");
     writeFileSync(file, armour(blob));
@@ -62,7 +67,7 @@ test("ssh-keygen accepts a login signature and refuses it for a tampered message
 test("a signature over UTF-8 text and a long message verifies", async () => {
   const key = await keyPair();
   const message = `päivää ✓\n${"x".repeat(100_000)}`;
-  const blob = await sign(key, message);
+  const blob = await sign(key, message, NAMESPACE, subtle);
   withDir((dir) => {
     const file = join(dir, "long.sig");
     writeFileSync(file, armour(blob));
@@ -75,7 +80,7 @@ test("the signature verifies only with the signer's key", async () => {
   const key = await keyPair();
   const other = await keyPair();
   const message = loginMessage("alice", "nonce");
-  const blob = await sign(key, message);
+  const blob = await sign(key, message, NAMESPACE, subtle);
   withDir((dir) => {
     const file = join(dir, "login.sig");
     const signers = join(dir, "allowed_signers");
@@ -99,7 +104,7 @@ test("the OpenSSH public key and its fingerprint are those ssh-keygen reads", as
   const key = await keyPair();
   const line = openSshPublicKey(key.publicRaw);
   assert.match(line, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]+=* kanava-web$/);
-  const expected = await fingerprint(key.publicRaw);
+  const expected = await fingerprint(key.publicRaw, subtle);
   withDir((dir) => {
     const file = join(dir, "key.pub");
     writeFileSync(file, `${line}\n`);
@@ -112,7 +117,7 @@ test("the OpenSSH public key and its fingerprint are those ssh-keygen reads", as
 
 test("armour wraps base64 at 70 columns", async () => {
   const key = await keyPair();
-  const text = armour(await sign(key, "m"));
+  const text = armour(await sign(key, "m", NAMESPACE, subtle));
   const lines = text.trimEnd().split("\n");
   assert.equal(lines[0], "-----BEGIN SSH SIGNATURE-----");
   assert.equal(lines.at(-1), "-----END SSH SIGNATURE-----");

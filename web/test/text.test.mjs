@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { MAX_SHOWN, mentionTest, sanitize, segments, shownName, shownText } from "../src/text.js";
+import { MAX_SHOWN, clock, mentionTest, sanitize, segments, shownName, shownText } from "../src/text.js";
 
 test("controls are shown visibly and bidi controls neutralised, as in the SSH chat", () => {
   const attack = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\u009b31m\r";
@@ -70,4 +70,10 @@ test("a mention is the name as a whole word, in any case", () => {
   assert.ok(dotted("hey a.b"));
   assert.ok(!dotted("hey axb"), "a dot in a name is not a wildcard");
   assert.ok(!mentionTest("")("anything"));
+});
+
+test("a time is shown as hours and minutes, with its date when not today", () => {
+  const now = new Date(2026, 11, 7, 15, 0).getTime();
+  assert.equal(clock(new Date(2026, 11, 7, 9, 5).getTime(), now), "09:05");
+  assert.equal(clock(new Date(2026, 11, 6, 23, 59).getTime(), now), "2026-12-06 23:59");
 });
