@@ -478,6 +478,42 @@ async fn two_browsers_and_an_ssh_user_talk_in_one_room_both_ways() {
         })
         .await;
 
+    // Topics and private messages cross too: a topic set over SSH shows in both pages, a PM
+    // from a page reaches the terminal, and one from the terminal reaches only its page.
+    carol.send("/topic set from a terminal").await;
+    for page in ["alice", "bob"] {
+        browser
+            .wait_for(
+                page,
+                "() => document.getElementById('topic')?.textContent.includes('set from a terminal')",
+                Value::Null,
+            )
+            .await;
+    }
+    browser.say("alice", "/msg carol psst, carol").await;
+    carol
+        .out_line("alice's PM", |l| {
+            l.ends_with(" [PM from alice] psst, carol")
+        })
+        .await;
+    carol.send("/msg bob only for bob").await;
+    browser
+        .wait_for(
+            "bob",
+            "() => [...document.querySelectorAll('#messages li.pm .text')]
+                .some((e) => e.textContent === 'only for bob')",
+            Value::Null,
+        )
+        .await;
+    let leaked = browser
+        .eval(
+            "alice",
+            "() => document.getElementById('messages').textContent.includes('only for bob')",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(leaked, false, "bob's PM shown to alice");
+
     // Each page shows each message once, in the same order, with the same seqs.
     let alice_rows = browser.rows("alice").await;
     let bob_rows = browser.rows("bob").await;
@@ -1031,6 +1067,16 @@ async fn ten_thousand_messages_in_a_room_stay_virtualised() {
         .as_u64()
         .unwrap();
     assert!(in_dom < 500, "{in_dom} rows in the DOM");
+    // The log stands for every message (it is as tall as 10,000 rows), not only for the few
+    // rows in the DOM.
+    let heights = format!(
+        "() => {{ {SCROLLER}; const s = scroller(); return [s.scrollHeight, s.clientHeight]; }}"
+    );
+    let heights = browser.eval("page", &heights, Value::Null).await;
+    assert!(
+        heights[0].as_f64().unwrap() > 100.0 * heights[1].as_f64().unwrap(),
+        "the log is not as tall as 10,000 rows: {heights}"
+    );
 
     // Scrolling half way up shows the messages there, still few rows in the DOM.
     let middle = format!(
@@ -1038,7 +1084,8 @@ async fn ten_thousand_messages_in_a_room_stay_virtualised() {
             const shown = [...document.querySelectorAll('#messages li .text')]
                 .map((e) => Number(e.textContent.replace(/^m /, '')))
                 .filter((n) => Number.isInteger(n));
-            return shown.length > 0 && Math.max(...shown) < {} && shown; }}",
+            return shown.length > 0 && Math.min(...shown) > {} && Math.max(...shown) < {} && shown; }}",
+        1000,
         MESSAGES - 1000
     );
     let shown = browser.wait_for("page", &middle, Value::Null).await;
