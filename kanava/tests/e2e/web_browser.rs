@@ -543,6 +543,32 @@ async fn two_browsers_and_an_ssh_user_talk_in_one_room_both_ways() {
         .await;
     assert_eq!(tab[1], "true", "{tab}");
     assert!(tab[0].as_str().unwrap().starts_with("#dev"), "{tab}");
+
+    // A second room: while alice looks at #ops, #dev counts what she has not read.
+    browser.say("alice", "/join ops").await;
+    browser
+        .wait_for(
+            "alice",
+            "() => document.querySelector('nav[aria-label=Rooms] button[data-room=ops]')
+                ?.getAttribute('aria-current') === 'true'",
+            Value::Null,
+        )
+        .await;
+    browser.say("bob", "unread one").await;
+    carol.send("unread two").await;
+    let unread = "() => document.querySelector(
+        'nav[aria-label=Rooms] button[data-room=dev] .unread')?.textContent ?? ''";
+    browser
+        .wait_for("alice", &format!("() => ({unread})() === '2'"), Value::Null)
+        .await;
+    browser
+        .call(json!({"cmd": "click", "page": "alice",
+            "target": {"css": "nav[aria-label=Rooms] button[data-room=dev]"}}))
+        .await;
+    browser.wait_row("alice", "unread two").await;
+    browser
+        .wait_for("alice", &format!("() => ({unread})() === ''"), Value::Null)
+        .await;
     browser.assert_clean("alice").await;
     browser.assert_clean("bob").await;
 }
@@ -786,6 +812,14 @@ async fn a_server_restart_loses_nothing_and_shows_nothing_twice() {
         assert_eq!(reports["violations"], json!([]), "{page}");
         assert_eq!(reports["errors"], json!([]), "{page}");
     }
+
+    // A reload logs in again by itself (the name and key are remembered) and shows the same.
+    browser.call(json!({"cmd": "reload", "page": "bob"})).await;
+    browser.wait_connected("bob", WAIT).await;
+    browser.wait_row("bob", "four").await;
+    let rows = browser.rows("bob").await;
+    assert_each_seq_once("bob", &rows);
+    assert_eq!(message_texts(&rows), expected, "after a reload: {rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -900,7 +934,13 @@ async fn hostile_text_is_rendered_inert() {
     let mut browser = Browser::launch().await;
     browser.open_desktop("page", &server).await;
     browser.enter("page", "victim", "dev").await;
-    let mut mles = server.client().join("mallory", "dev").await;
+    // The attacker comes from its own address; the page is served all along (its own message
+    // comes back).
+    let mut mles = server
+        .client()
+        .with_source("127.0.0.2")
+        .join("mallory", "dev")
+        .await;
     let markup = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script><b>bold</b>";
     let long = "W".repeat(4096);
     let hostile = [
