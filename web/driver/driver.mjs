@@ -63,7 +63,9 @@ function reportViolations() {
 }
 
 const commands = {
-  async open({ page: name, url, viewport = [1280, 800], colorScheme = 'light' }) {
+  // With `clock`, the page's timers run on Playwright's clock (time still flows; fastForward
+  // jumps it), for what a page only does after a long wait.
+  async open({ page: name, url, viewport = [1280, 800], colorScheme = 'light', clock = false }) {
     if (pages.has(name)) throw new Error(`page ${name} is already open`);
     const context = await browser.newContext({
       ignoreHTTPSErrors: true,
@@ -75,6 +77,7 @@ const commands = {
       record.violations.push(violation);
     });
     await context.addInitScript(reportViolations);
+    if (clock) await context.clock.install();
     const page = await context.newPage();
     page.setDefaultTimeout(DEFAULT_TIMEOUT);
     page.on('console', (message) => {
@@ -190,6 +193,11 @@ const commands = {
   // Switches the page's prefers-color-scheme to "light" or "dark".
   async colorScheme({ page, colorScheme }) {
     await entry(page).page.emulateMedia({ colorScheme });
+  },
+
+  // Moves the page's clock (opened with `clock`) `ms` milliseconds ahead, firing its timers.
+  async fastForward({ page, ms }) {
+    await entry(page).context.clock.fastForward(ms);
   },
 
   async offline({ page, offline }) {

@@ -1256,3 +1256,50 @@ async fn screenshots_of_the_main_views() {
     browser.assert_clean("alice").await;
     browser.assert_clean("carol").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_drop_is_survived_without_loss_or_duplicate() {
+    let server = Kanava::start();
+    let mut browser = Browser::launch().await;
+    // alice's timers run on a clock the test can move: the page finds out that its connection
+    // stopped answering only after its probe's period (tens of seconds).
+    browser
+        .call(json!({"cmd": "open", "page": "alice", "url": url(&server, ""), "clock": true}))
+        .await;
+    browser.enter("alice", "alice", "dev").await;
+    browser.open_desktop("bob", &server).await;
+    browser.enter("bob", "bob", "dev").await;
+    browser.say("bob", "before the drop").await;
+    browser.wait_row("alice", "before the drop").await;
+    browser
+        .call(json!({"cmd": "offline", "page": "alice", "offline": true}))
+        .await;
+    browser
+        .call(json!({"cmd": "fastForward", "page": "alice", "ms": 60_000}))
+        .await;
+    browser
+        .wait_for(
+            "alice",
+            "() => /reconnecting/i.test(document.getElementById('status')?.textContent ?? '')",
+            Value::Null,
+        )
+        .await;
+    browser.say("bob", "during the drop").await;
+    browser.wait_row("bob", "during the drop").await;
+    browser
+        .call(json!({"cmd": "offline", "page": "alice", "offline": false}))
+        .await;
+    browser
+        .wait_connected("alice", Duration::from_secs(30))
+        .await;
+    browser.wait_row("alice", "during the drop").await;
+    browser.say("alice", "back").await;
+    browser.wait_row("bob", "back").await;
+    browser.wait_row("alice", "back").await;
+    let rows = browser.rows("alice").await;
+    assert_each_seq_once("alice", &rows);
+    assert_eq!(
+        message_texts(&rows),
+        ["before the drop", "during the drop", "back"]
+    );
+}
