@@ -6,7 +6,7 @@
 // Command: {"cmd": NAME, "page": "alice", ...}. Answer: {"ok": true, "value": ...} or
 // {"ok": false, "error": "..."}. Targets of fill/press/click/text/...: {"role", "name"} (by
 // accessible role and exact name), {"label"} (by accessible label) or {"css"}.
-// Chromium is Debian's (/usr/bin/chromium, or $KANAVA_CHROMIUM); no browser is ever downloaded.
+// Chromium is Debian's (/usr/bin/chromium); no browser is ever downloaded.
 
 import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
@@ -18,7 +18,7 @@ const DEFAULT_TIMEOUT = 10_000;
 const POLL_MS = 25;
 
 const browser = await chromium.launch({
-  executablePath: process.env.KANAVA_CHROMIUM || '/usr/bin/chromium',
+  executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic'],
 });
 

@@ -21,6 +21,10 @@ use crate::support::*;
 /// out well before this, with a better message).
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long a page may take to show what a test waits for: longer than support's `WAIT`, as a
+/// page's work (rendering, WebCrypto) competes with the rest of the suite for the machine.
+const PAGE_WAIT: Duration = Duration::from_secs(20);
+
 /// How many Chromiums the tests of this module run at once: each is a few processes and the
 /// machine is shared; more in parallel only makes every wait slower.
 static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
@@ -208,7 +212,7 @@ impl Browser {
     }
 
     async fn wait_for(&mut self, page: &str, expression: &str, arg: Value) -> Value {
-        self.wait_for_within(page, WAIT, expression, arg).await
+        self.wait_for_within(page, PAGE_WAIT, expression, arg).await
     }
 
     /// Waits until the page has its key (made on first use) and shows it under "Your key";
@@ -257,7 +261,7 @@ impl Browser {
     /// Waits until the page shows the chat or a login refusal (see [`Self::submit_login`]).
     async fn wait_outcome(&mut self, page: &str) -> Value {
         let outcome = self
-            .try_call(json!({"cmd": "waitFor", "page": page, "expression": "() => {
+            .try_call(json!({"cmd": "waitFor", "page": page, "timeout": PAGE_WAIT.as_millis() as u64, "expression": "() => {
                 const composer = document.getElementById('composer');
                 if (composer && composer.checkVisibility()) return { entered: true };
                 const error = document.querySelector('#login-error[role=alert]')?.textContent.trim();
@@ -302,7 +306,7 @@ impl Browser {
 
     /// Waits until a row of the log has exactly `text` as its text; returns that row.
     async fn wait_row(&mut self, page: &str, text: &str) -> Row {
-        self.wait_row_within(page, WAIT, text).await
+        self.wait_row_within(page, PAGE_WAIT, text).await
     }
 
     async fn wait_row_within(&mut self, page: &str, limit: Duration, text: &str) -> Row {
@@ -815,7 +819,7 @@ async fn a_server_restart_loses_nothing_and_shows_nothing_twice() {
 
     // A reload logs in again by itself (the name and key are remembered) and shows the same.
     browser.call(json!({"cmd": "reload", "page": "bob"})).await;
-    browser.wait_connected("bob", WAIT).await;
+    browser.wait_connected("bob", PAGE_WAIT).await;
     browser.wait_row("bob", "four").await;
     let rows = browser.rows("bob").await;
     assert_each_seq_once("bob", &rows);
