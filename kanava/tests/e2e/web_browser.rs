@@ -1307,3 +1307,38 @@ async fn a_network_drop_is_survived_without_loss_or_duplicate() {
         ["before the drop", "during the drop", "back"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_paints_within_a_second_and_weighs_under_150_kb() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let mut browser = Browser::launch().await;
+    browser.open_desktop("first", &server).await;
+    browser.key("first").await;
+    let measured = browser
+        .wait_for(
+            "first",
+            "() => {
+                const paint = performance.getEntriesByName('first-contentful-paint')[0];
+                if (!paint) return null;
+                const entries = [...performance.getEntriesByType('navigation'),
+                    ...performance.getEntriesByType('resource')];
+                return {
+                    paint: paint.startTime,
+                    bytes: entries.reduce((sum, e) => sum + e.transferSize, 0),
+                    files: entries.map((e) => [e.name, e.transferSize, e.decodedBodySize]),
+                };
+            }",
+            Value::Null,
+        )
+        .await;
+    let paint = measured["paint"].as_f64().unwrap();
+    assert!(paint < 1000.0, "first paint after {paint} ms: {measured}");
+    // What the browser fetched over the wire (compressed, headers included).
+    let bytes = measured["bytes"].as_f64().unwrap();
+    assert!(
+        bytes > 0.0 && bytes < 150.0 * 1024.0,
+        "the page weighs {bytes} bytes: {measured}"
+    );
+    browser.assert_clean("first").await;
+}
