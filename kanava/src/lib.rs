@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kanava_core::{Budgets, ConnectionBudget, DiskBudget, HistoryLimits, MemoryBudget};
 use kanava_debugme_server::DebugMeServer;
-use kanava_hub::{Hub, HubConfig, Logins, QueueLimits};
+use kanava_hub::{Hub, HubConfig, Logins, QueueLimits, UserRates};
 use kanava_mles::{Endpoint, MlesConfig, RoutedConnection, Routes};
 use kanava_store::{SqliteStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -51,6 +51,8 @@ pub struct Settings {
     pub queue: QueueLimits,
     /// Channels with no activity for this long (and nobody in them) are deleted.
     pub channel_max_idle: Duration,
+    /// What each user may do, over all their connections on every transport.
+    pub user_rates: UserRates,
     /// The Mles listener's settings.
     pub mles: MlesConfig,
     /// Where the certificate comes from.
@@ -187,6 +189,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             history: settings.history,
             queue: settings.queue,
             memory: Arc::clone(&budgets.memory),
+            user_rates: settings.user_rates,
             ..HubConfig::default()
         },
     );

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kanava::{AcmeSettings, ClusterSettings, Settings, TlsSource};
 use kanava_core::{HistoryLimits, parse_duration, parse_size};
-use kanava_hub::QueueLimits;
+use kanava_hub::{QueueLimits, UserRates};
 use kanava_mles::MlesConfig;
 use serde::Deserialize;
 
@@ -795,6 +795,7 @@ impl ServeArgs {
         let history = HistoryLimits::default();
         let queue = QueueLimits::default();
         let ssh_defaults = kanava_ssh::SshConfig::default();
+        let user_rates = UserRates::default();
         let ping_interval = self
             .ping_interval
             .or(file.ping_interval)
@@ -836,6 +837,16 @@ impl ServeArgs {
                 .channel_idle
                 .or(file.channel_idle)
                 .unwrap_or(Duration::from_secs(30 * 86_400)),
+            user_rates: UserRates {
+                rooms_per_hour: self
+                    .ssh_rooms_per_hour
+                    .or(file.ssh_rooms_per_hour)
+                    .unwrap_or(user_rates.rooms_per_hour),
+                announcements_per_minute: self
+                    .ssh_announcements_per_minute
+                    .or(file.ssh_announcements_per_minute)
+                    .unwrap_or(user_rates.announcements_per_minute),
+            },
             mles: MlesConfig {
                 max_frame: self
                     .max_frame
@@ -937,14 +948,6 @@ impl ServeArgs {
                     .ssh_max_sessions_per_user
                     .or(file.ssh_max_sessions_per_user)
                     .unwrap_or(ssh_defaults.max_sessions_per_user),
-                rooms_per_hour: self
-                    .ssh_rooms_per_hour
-                    .or(file.ssh_rooms_per_hour)
-                    .unwrap_or(ssh_defaults.rooms_per_hour),
-                announcements_per_minute: self
-                    .ssh_announcements_per_minute
-                    .or(file.ssh_announcements_per_minute)
-                    .unwrap_or(ssh_defaults.announcements_per_minute),
                 bindings_per_hour: self
                     .ssh_bindings_per_hour
                     .or(file.ssh_bindings_per_hour)

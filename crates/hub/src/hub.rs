@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::channel::{Channel, ChannelState, MemberId, MemberSlot, Released};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
-use crate::{Accounts, Chat, HubError};
+use crate::{Accounts, Chat, HubError, UserLimits, UserRates};
 
 /// How the hub retains history and bounds each member.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct HubConfig {
     /// The server's budget of buffered payload: members' backlogs are charged to it, and a
     /// member whose backlog does not fit is closed ([`KickReason::MemoryBudget`]).
     pub memory: Arc<MemoryBudget>,
+    /// What each user may do over all their connections on every transport.
+    pub user_rates: UserRates,
 }
 
 impl Default for HubConfig {
@@ -41,6 +43,7 @@ impl Default for HubConfig {
             queue: QueueLimits::default(),
             max_in_flight_bytes: 256 * 1024,
             memory: MemoryBudget::new(usize::MAX),
+            user_rates: UserRates::default(),
         }
     }
 }
@@ -74,6 +77,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Private messages and room notices across transports.
     chat: Chat,
+    /// Per-user rates, shared by every transport.
+    user_limits: Arc<UserLimits>,
 }
 
 /// What a successful join returns.
@@ -150,6 +155,7 @@ impl Hub {
             source: None,
             inner: Arc::new(Inner {
                 chat,
+                user_limits: Arc::new(UserLimits::new(config.user_rates)),
                 store,
                 config,
                 cluster,
@@ -627,6 +633,12 @@ impl Hub {
             .store
             .history_before(channel, before_seq, limit)
             .await?)
+    }
+
+    /// What each user may still do now (messages, announcements, new rooms), counted over all
+    /// their connections on every transport.
+    pub fn user_limits(&self) -> Arc<UserLimits> {
+        Arc::clone(&self.inner.user_limits)
     }
 
     /// The account records: names and keys, private messages, bans, topics.

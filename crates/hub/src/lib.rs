@@ -21,6 +21,7 @@ mod hub;
 mod logins;
 mod outbox;
 mod rate;
+mod user_limits;
 
 pub use accounts::Accounts;
 pub use chat::{Chat, ChatSink, RoomNotice};
@@ -33,6 +34,7 @@ pub use kanava_store::{
 pub use logins::{LoginRefusal, Logins};
 pub use outbox::{KickReason, KickSignal, Outbox, QueueLimits};
 pub use rate::{ANNOUNCEMENT_BURST, MESSAGE_BURST, MESSAGE_RATE, TokenBucket};
+pub use user_limits::{UserLimits, UserRates};
 
 /// Describes the hub's metrics and registers them at zero, so that `/metrics` lists every series
 /// from the start.

@@ -30,7 +30,6 @@ use crate::SshError;
 use crate::binding::banner;
 use crate::chat::Input;
 use crate::chat::directory::{Directory, Mode};
-use crate::chat::rate_limit::RateLimits;
 use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::clock::Zone;
 use crate::deadline::WriteDeadline;
@@ -97,11 +96,6 @@ pub struct SshConfig {
     pub max_sessions_per_connection: usize,
     /// Most session channels open at once for one user, over all their connections.
     pub max_sessions_per_user: usize,
-    /// Rooms one user may create in an hour (all at once, at most).
-    pub rooms_per_hour: u32,
-    /// Announcements (away, back, topic) one user may make a minute, after a burst of at
-    /// least three.
-    pub announcements_per_minute: u32,
     /// New names (trust-on-first-use bindings) one source (IPv4 address or IPv6 /64) may bind
     /// per hour, after a burst; 0 for no limit. Logging in under a name the key holds is
     /// never limited. Read by whoever builds the server's [`Logins`], which every transport
@@ -137,8 +131,6 @@ impl Default for SshConfig {
             keepalive_interval: Duration::from_secs(24),
             max_sessions_per_connection: 4,
             max_sessions_per_user: 16,
-            rooms_per_hour: 30,
-            announcements_per_minute: 1,
             bindings_per_hour: 60,
             bindings_burst: 30,
             name_expiry: None,
@@ -183,13 +175,10 @@ pub async fn serve(
     );
     let chat = ChatContext {
         accounts: hub.accounts(),
+        limits: hub.user_limits(),
         hub,
         directory: Directory::default(),
         ops: Arc::new(Ops::new(config.ops_file.clone())),
-        limits: Arc::new(RateLimits::new(
-            config.rooms_per_hour,
-            config.announcements_per_minute,
-        )),
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
         key_sharing: logins.sharing(),

@@ -2,7 +2,6 @@
 //! connected, rate limits, and one user's session.
 
 pub(crate) mod directory;
-pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub mod slash;
 pub(crate) mod text;

@@ -21,7 +21,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::{Directory, Mode, Notice, Registration};
-use super::rate_limit::RateLimits;
 use super::slash::{self, Slash};
 use super::text;
 use crate::clock::Zone;
@@ -51,7 +50,7 @@ pub(crate) struct ChatContext {
     pub(crate) accounts: Accounts,
     pub(crate) directory: Directory,
     pub(crate) ops: Arc<Ops>,
-    pub(crate) limits: Arc<RateLimits>,
+    pub(crate) limits: Arc<kanava_hub::UserLimits>,
     pub(crate) max_message_bytes: usize,
     pub(crate) backlog: usize,
     pub(crate) key_sharing: KeySharing,

@@ -1,30 +1,50 @@
-//! The per-user limits, shared by all their connections and sessions, on messages (whose burst
-//! lets a pasted block through), room announcements and rooms created. The buckets and the
-//! message-rate defaults are the hub's, which every transport applies alike.
+//! The per-user limits, shared by all their connections and sessions on every transport, on
+//! messages (whose burst lets a pasted block through), room announcements and rooms created:
+//! one instance per hub, so that a user on SSH and in the browser at once has one budget.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::rate::{ANNOUNCEMENT_BURST, MESSAGE_BURST, MESSAGE_RATE, TokenBucket};
 use kanava_core::Nick;
-use kanava_hub::{ANNOUNCEMENT_BURST, MESSAGE_BURST, MESSAGE_RATE, TokenBucket};
 
 /// Users tracked per limit before buckets that are full again are forgotten.
 const TRACKED_USERS: usize = 10_000;
 
+/// The configurable per-user rates (the message rate is fixed: [`MESSAGE_BURST`],
+/// [`MESSAGE_RATE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRates {
+    /// Rooms one user may create in an hour (all at once, at most).
+    pub rooms_per_hour: u32,
+    /// Announcements (away, back, topic) one user may make a minute, after a burst of at
+    /// least three.
+    pub announcements_per_minute: u32,
+}
+
+impl Default for UserRates {
+    fn default() -> Self {
+        Self {
+            rooms_per_hour: 30,
+            announcements_per_minute: 1,
+        }
+    }
+}
+
 /// What each user may do, limited over all their connections and sessions: messages, room
 /// announcements, and rooms created.
-pub(crate) struct RateLimits {
+pub struct UserLimits {
     messages: Buckets,
     announcements: Buckets,
     new_rooms: Buckets,
 }
 
-impl RateLimits {
-    /// The limits, with `rooms_per_hour` new rooms per user (all of them at once, at most) and
-    /// `announcements_per_minute` (after a burst of at least three).
-    pub(crate) fn new(rooms_per_hour: u32, announcements_per_minute: u32) -> Self {
-        let rooms = f64::from(rooms_per_hour.max(1));
-        let announcements = f64::from(announcements_per_minute.max(1));
+impl UserLimits {
+    /// The limits, with `rates.rooms_per_hour` new rooms per user (all of them at once, at
+    /// most) and `rates.announcements_per_minute` (after a burst of at least three).
+    pub fn new(rates: UserRates) -> Self {
+        let rooms = f64::from(rates.rooms_per_hour.max(1));
+        let announcements = f64::from(rates.announcements_per_minute.max(1));
         Self {
             messages: Buckets::new(MESSAGE_BURST, MESSAGE_RATE),
             announcements: Buckets::new(
@@ -36,17 +56,17 @@ impl RateLimits {
     }
 
     /// Whether `nick` may send a message now (taking a token if so).
-    pub(crate) fn allow(&self, nick: &Nick) -> bool {
+    pub fn allow(&self, nick: &Nick) -> bool {
         self.messages.take(nick)
     }
 
     /// Whether `nick` may make an announcement to a room now: away, back, a topic.
-    pub(crate) fn allow_announcement(&self, nick: &Nick) -> bool {
+    pub fn allow_announcement(&self, nick: &Nick) -> bool {
         self.announcements.take(nick)
     }
 
     /// Whether `nick` may create a room now.
-    pub(crate) fn allow_new_room(&self, nick: &Nick) -> bool {
+    pub fn allow_new_room(&self, nick: &Nick) -> bool {
         self.new_rooms.take(nick)
     }
 }
