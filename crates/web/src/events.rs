@@ -4,6 +4,10 @@ use kanava_core::{ChannelName, Entry, FrameKind, PrivateMessage, Topic};
 use kanava_hub::Present;
 use serde_json::{Value, json};
 
+/// Longest text an event carries: a longer message (a Mles client may send megabytes) is cut
+/// here, and its event says how long it was (`truncated`).
+pub(crate) const MAX_EVENT_TEXT: usize = 64 * 1024;
+
 /// A room's entry as an `event`; `None` for what a reader does not show (pings).
 pub(crate) fn event(room: &ChannelName, entry: &Entry) -> Option<Value> {
     let mut event = json!({
@@ -31,7 +35,16 @@ pub(crate) fn event(room: &ChannelName, entry: &Entry) -> Option<Value> {
                 None => ("text", &*text),
             };
             fields.insert("kind".into(), kind.into());
-            fields.insert("text".into(), text.into());
+            if text.len() > MAX_EVENT_TEXT {
+                let mut end = MAX_EVENT_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                fields.insert("text".into(), text[..end].into());
+                fields.insert("truncated".into(), entry.payload.len().into());
+            } else {
+                fields.insert("text".into(), text.into());
+            }
         }
     }
     Some(event)
@@ -135,6 +148,13 @@ mod tests {
             "join"
         );
         assert_eq!(event(&room, &entry(FrameKind::Ping, b"")), None);
+        let long = Entry {
+            payload: Bytes::from("é".repeat(MAX_EVENT_TEXT)),
+            ..entry(FrameKind::Text, b"")
+        };
+        let cut = event(&room, &long).unwrap();
+        assert!(cut["text"].as_str().unwrap().len() <= MAX_EVENT_TEXT);
+        assert_eq!(cut["truncated"], 2 * MAX_EVENT_TEXT);
     }
 
     #[test]

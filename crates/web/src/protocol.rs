@@ -135,12 +135,22 @@ pub struct BadRequest {
     pub reason: String,
 }
 
+/// Longest reason of a [`BadRequest`]: serde's messages quote what they could not take, which
+/// may be most of a frame.
+pub const MAX_REASON: usize = 200;
+
 impl BadRequest {
     fn new(id: Option<u64>, reason: impl Into<String>) -> Self {
-        Self {
-            id,
-            reason: reason.into(),
+        let mut reason: String = reason.into();
+        if reason.len() > MAX_REASON {
+            let mut end = MAX_REASON - 3;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str("...");
         }
+        Self { id, reason }
     }
 }
 
@@ -247,6 +257,15 @@ mod tests {
         }
         let long = format!(r#"{{"type":"{}"}}"#, "\\u0000".repeat(100));
         assert!(refused(&long).reason.len() < 120);
+        let quoted = format!(
+            r#"{{"type":"history","room":"x","before":"{}"}}"#,
+            "é".repeat(1000)
+        );
+        let reason = refused(&quoted).reason;
+        assert!(
+            reason.len() <= MAX_REASON && reason.ends_with("..."),
+            "{reason}"
+        );
     }
 
     #[test]

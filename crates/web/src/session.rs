@@ -6,6 +6,7 @@
 //! ([`crate::outgoing`]). Whoever decides that the connection ends says why ([`Ending`]), and
 //! the close frame carries it.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,41 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes of JSON allowed around a text of the largest size in one client frame.
 pub const FRAME_OVERHEAD: usize = 1024;
+
+/// Bytes of events sent at once for a join or a history page (counting each event's text as
+/// at most [`events::MAX_EVENT_TEXT`]): within what a connection may have queued, so that a
+/// room of large messages never closes a client that reads.
+const MAX_BACKLOG_BYTES: usize = 1 << 20;
+
+/// Pages of missed events a resuming client is sent at once; past that it starts afresh.
+const RESUME_PAGES: usize = 4;
+
+/// About what an event costs beyond its text, in bytes.
+const EVENT_OVERHEAD: usize = 160;
+
+/// What sending `entries` as events costs, about.
+fn backlog_bytes(entries: &[impl Borrow<Entry>]) -> usize {
+    entries
+        .iter()
+        .map(|e| e.borrow().payload.len().min(events::MAX_EVENT_TEXT) + EVENT_OVERHEAD)
+        .sum()
+}
+
+/// The latest of `entries` (oldest first) that fit one backlog: at most `page`, and at most
+/// [`MAX_BACKLOG_BYTES`] (but at least one).
+fn latest_fitting<E: Borrow<Entry>>(mut entries: Vec<E>, page: usize) -> Vec<E> {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for entry in entries.iter().rev().take(page) {
+        bytes += backlog_bytes(std::slice::from_ref(entry));
+        if bytes > MAX_BACKLOG_BYTES && keep > 0 {
+            break;
+        }
+        keep += 1;
+    }
+    entries.drain(..entries.len() - keep);
+    entries
+}
 
 /// Topic changes one connection may make a minute, after [`ANNOUNCEMENT_BURST`].
 const TOPICS_PER_MINUTE: f64 = 1.0;
@@ -223,12 +259,10 @@ fn nonce() -> String {
         // Without randomness a nonce could repeat; a login would still need the key, and the
         // clock makes repeats unlikely.
         tracing::error!(%error, "no randomness for a web nonce");
-        bytes[..16].copy_from_slice(
-            &SystemTime::now()
-                .elapsed()
-                .map_or(0, |d| d.as_nanos())
-                .to_le_bytes(),
-        );
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
     });
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -284,7 +318,13 @@ async fn login(
         let (name, key, signature) = request;
         let refused = |code: &'static str, reason: &str| {
             refuse(out, code, reason);
-            out.ending().end(CloseCode::Policy, "login refused");
+            if code == "unavailable" {
+                // The store could not answer: the same login may pass in a moment.
+                out.ending()
+                    .end(CloseCode::Again, "names cannot be checked just now");
+            } else {
+                out.ending().end(CloseCode::Policy, "login refused");
+            }
             None
         };
         let identity = match proof::identity_key(&key, now_ms()) {
@@ -690,7 +730,7 @@ impl Session {
     }
 
     /// The events owed to a client that last showed `after`: all of them when the server still
-    /// has them (`true`), else the latest page (`false`).
+    /// has them and they fit one backlog (`true`), else the latest that fit (`false`).
     async fn owed(
         &self,
         room: &ChannelName,
@@ -698,29 +738,19 @@ impl Session {
         after: Option<u64>,
         page: usize,
     ) -> (Vec<Arc<Entry>>, bool) {
-        let shown = |entries: &[Arc<Entry>]| -> Vec<Arc<Entry>> {
-            entries
-                .iter()
-                .filter(|e| e.kind != FrameKind::Ping)
-                .cloned()
-                .collect()
-        };
-        let latest = |entries: Vec<Arc<Entry>>| {
-            let skip = entries.len().saturating_sub(page);
-            entries.into_iter().skip(skip).collect::<Vec<_>>()
-        };
-        let Some(after) = after else {
-            return (latest(shown(window)), false);
-        };
-        let newer: Vec<Arc<Entry>> = shown(window)
-            .into_iter()
-            .filter(|e| e.seq > after)
+        let shown: Vec<Arc<Entry>> = window
+            .iter()
+            .filter(|e| e.kind != FrameKind::Ping)
+            .cloned()
             .collect();
-        let oldest_held = window.first().map(|e| e.seq);
-        match oldest_held {
+        let Some(after) = after else {
+            return (latest_fitting(shown, page), false);
+        };
+        let newer: Vec<Arc<Entry>> = shown.iter().filter(|e| e.seq > after).cloned().collect();
+        let missed = match window.first().map(|e| e.seq) {
             // The window reaches back to what the client has: nothing is missing.
-            Some(oldest) if oldest <= after.saturating_add(1) => (newer, true),
-            None => (newer, true),
+            Some(oldest) if oldest <= after.saturating_add(1) => Some(newer),
+            None => Some(newer),
             // The gap below the window may still be in the store, if it is at most a page.
             Some(oldest) => {
                 let gap = self
@@ -732,17 +762,23 @@ impl Session {
                 let reaches = gap
                     .first()
                     .is_some_and(|e| e.seq <= after.saturating_add(1));
-                let gap: Vec<Arc<Entry>> = gap
-                    .into_iter()
-                    .filter(|e| e.seq > after && e.kind != FrameKind::Ping)
-                    .map(Arc::new)
-                    .collect();
-                if reaches && gap.len() + newer.len() <= page.saturating_mul(4) {
-                    (gap.into_iter().chain(newer).collect(), true)
-                } else {
-                    (latest(shown(window)), false)
-                }
+                reaches.then(|| {
+                    gap.into_iter()
+                        .filter(|e| e.seq > after && e.kind != FrameKind::Ping)
+                        .map(Arc::new)
+                        .chain(newer)
+                        .collect()
+                })
             }
+        };
+        match missed {
+            Some(missed)
+                if missed.len() <= page.saturating_mul(RESUME_PAGES)
+                    && backlog_bytes(&missed) <= MAX_BACKLOG_BYTES =>
+            {
+                (missed, true)
+            }
+            _ => (latest_fitting(shown, page), false),
         }
     }
 
@@ -810,16 +846,15 @@ impl Session {
         let page = self.shared.config.history_page;
         let limit = limit.map_or(page, |l| usize::try_from(l).unwrap_or(page).clamp(1, page));
         let ending = Arc::clone(self.out.ending());
-        let mut entries = self
+        let entries = self
             .shared
             .hub
             .history_before(room.clone(), before, limit + 1)
             .await
             .map_err(|e| hub_refusal(&e, &ending))?;
-        let more = entries.len() > limit;
-        if more {
-            entries.drain(..entries.len() - limit);
-        }
+        let held = entries.len();
+        let entries = latest_fitting(entries, limit);
+        let more = held > entries.len();
         let events: Vec<Value> = entries
             .iter()
             .filter_map(|e| events::event(&room, e))
@@ -1057,5 +1092,42 @@ async fn forward(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kanava_core::Uid;
+
+    use super::*;
+
+    fn entry(seq: u64, bytes: usize) -> Entry {
+        Entry {
+            seq,
+            kind: FrameKind::Text,
+            sender: Uid::new("a").unwrap(),
+            verified: false,
+            payload: Bytes::from(vec![b'x'; bytes]),
+            time_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_backlog_is_the_latest_that_fit_a_page_and_the_byte_budget() {
+        let small: Vec<Entry> = (1..=10).map(|seq| entry(seq, 10)).collect();
+        let kept = latest_fitting(small, 4);
+        assert_eq!(
+            kept.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [7, 8, 9, 10]
+        );
+        let large: Vec<Entry> = (1..=40).map(|seq| entry(seq, 1 << 20)).collect();
+        let kept = latest_fitting(large, 200);
+        // Each counts as MAX_EVENT_TEXT: about 15 fit one backlog.
+        assert_eq!(kept.last().unwrap().seq, 40);
+        assert!(backlog_bytes(&kept) <= MAX_BACKLOG_BYTES);
+        assert!(kept.len() >= 10 && kept.len() < 40, "{}", kept.len());
+        let huge = vec![entry(1, 1 << 24)];
+        assert_eq!(latest_fitting(huge, 200).len(), 1, "at least one");
+        assert!(latest_fitting(Vec::<Entry>::new(), 200).is_empty());
     }
 }

@@ -814,3 +814,129 @@ async fn private_messages_and_topics_cross_between_web_and_ssh() {
         (&json!("webpm"), &json!("see you"))
     );
 }
+
+#[tokio::test]
+async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
+    let server = Start::new().start();
+    let key = Key::new();
+    let mut bot = Bot::logged_in(&server, None, "roamer", &key).await;
+    bot.send(json!({"type": "send", "room": "nowhere", "text": "x", "id": 1}))
+        .await;
+    assert_eq!(bot.reply(1).await["code"], "not_joined");
+
+    // 50 rooms at most; requests are paced under the 20-a-second limit.
+    let max_rooms = bot.hello["limits"]["max_rooms"].as_u64().unwrap();
+    assert_eq!(max_rooms, 50);
+    for n in 0..=max_rooms {
+        bot.send(json!({"type": "join", "room": format!("r{n}"), "id": 100 + n}))
+            .await;
+        let reply = bot.reply(100 + n).await;
+        if n < max_rooms {
+            assert_eq!(reply["type"], "joined", "{reply}");
+        } else {
+            assert_eq!(reply["code"], "too_many_rooms", "{reply}");
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    bot.send(json!({"type": "leave", "room": "r0", "id": 2}))
+        .await;
+    assert_eq!(bot.reply(2).await["type"], "ok");
+    bot.send(json!({"type": "join", "room": "r-last", "id": 3}))
+        .await;
+    assert_eq!(bot.reply(3).await["type"], "joined");
+    bot.send(json!({"type": "rooms", "id": 4})).await;
+    let rooms = bot.reply(4).await;
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 50, "{rooms}");
+
+    // A Mles client holding a free name in a room keeps it there, even once the name is bound.
+    let _mles = server.client().join("squatter", "held").await;
+    server.wait_metric("kanava_members", 51.0).await;
+    let mut other = Bot::logged_in(&server, None, "squatter", &Key::new()).await;
+    other
+        .send(json!({"type": "join", "room": "held", "id": 5}))
+        .await;
+    let refused = other.reply(5).await;
+    assert_eq!(refused["code"], "duplicate", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("as a Mles client")
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_while_another_is_served() {
+    let server = Start::new().start();
+    let room = channel("webslow");
+    // A room of large messages, from a Mles client (no chat limit applies to it).
+    let mut mles = server.client().join("filler", &room).await;
+    let large = "y".repeat(60 * 1024);
+    for _ in 0..100 {
+        mles.send(text(&large)).await.unwrap();
+    }
+    server.wait_metric("kanava_frames_in_total", 100.0).await;
+
+    let mut honest = Bot::logged_in(&server, Some("127.0.0.3"), "honest", &Key::new()).await;
+    honest.join(&room, None).await;
+    let mut stalled = Bot::logged_in(&server, Some("127.0.0.2"), "stalled", &Key::new()).await;
+    // It asks for page after page of history and never reads a byte of the answers.
+    let mut id = 0;
+    while server
+        .metric("kanava_web_refusals_total{code=\"slow_reader\"}")
+        .await
+        < 1.0
+    {
+        assert!(id < 400, "still not closed after {id} history pages unread");
+        for _ in 0..10 {
+            id += 1;
+            let request = json!({"type": "history", "room": room, "before": 1u64 << 40, "id": id});
+            if stalled
+                .ws
+                .send(Message::text(request.to_string()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Closed, its queue given back; the other user is served meanwhile and after.
+    honest.say(&room, "served while the other stalls", 1).await;
+    wait_until_async("the stalled session is gone", || async {
+        server.metric("kanava_web_sessions").await < 2.0
+    })
+    .await;
+    wait_until_async("the stalled queue is given back", || async {
+        server.metric("kanava_memory_payload_bytes").await < (1 << 20) as f64
+    })
+    .await;
+    honest.say(&room, "and after", 2).await;
+}
+
+#[tokio::test]
+async fn presence_follows_people_coming_and_going_over_every_transport() {
+    let server = Start::new().start();
+    let room = channel("webpresence");
+    let mut bot = Bot::logged_in(&server, None, "watcher", &Key::new()).await;
+    let (joined, _) = bot.join(&room, None).await;
+    assert_eq!(
+        joined["members"],
+        json!([{"name": "watcher", "verified": true}])
+    );
+    // A join header is stored for later joiners, not relayed live: presence says who came.
+    let mles = server.client().join("visitor", &room).await;
+    let presence = bot.until_type("presence").await;
+    assert_eq!(presence["room"], room.as_str());
+    assert_eq!(
+        presence["members"],
+        json!([{"name": "visitor", "verified": false}, {"name": "watcher", "verified": true}])
+    );
+    drop(mles);
+    let presence = bot.until_type("presence").await;
+    assert_eq!(
+        presence["members"],
+        json!([{"name": "watcher", "verified": true}])
+    );
+}
