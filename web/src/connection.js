@@ -155,7 +155,7 @@ export class Connection {
     const welcomed = this.welcomed;
     this.socket = null;
     this.welcomed = false;
-    this.failPending("the connection was lost");
+    this.failPending("the connection was lost before the server answered (look before sending again)");
     if (this.stopped) return;
     if (!welcomed && event.code === CLOSE_POLICY && this.hello) {
       // Closed for policy before the welcome: the login was refused, even if the `refused`
