@@ -204,11 +204,20 @@ impl Browser {
         expression: &str,
         arg: Value,
     ) -> Value {
-        self.call(
-            json!({"cmd": "waitFor", "page": page, "expression": expression, "arg": arg,
-            "timeout": limit.as_millis() as u64}),
-        )
-        .await
+        let waited = self
+            .try_call(
+                json!({"cmd": "waitFor", "page": page, "expression": expression, "arg": arg,
+                "timeout": limit.as_millis() as u64}),
+            )
+            .await;
+        match waited {
+            Ok(value) => value,
+            Err(error) => {
+                let shown = self.eval(page, SHOWN, Value::Null).await;
+                let rows = self.rows(page).await;
+                panic!("{page}: {error}\nthe page shows {shown}\nits rows: {rows:?}")
+            }
+        }
     }
 
     async fn wait_for(&mut self, page: &str, expression: &str, arg: Value) -> Value {
