@@ -54,8 +54,13 @@ const ROWS: &str = "() => [...document.querySelectorAll('#messages li[data-seq]'
 }))";
 
 /// What the page tells its user about its state (for a failing test's message).
-const SHOWN: &str = "() => Object.fromEntries(['status', 'login-status', 'login-error', 'topic']
-    .map((id) => [id, document.getElementById(id)?.textContent ?? null]))";
+const SHOWN: &str = "() => ({
+    ...Object.fromEntries(['status', 'login-status', 'login-error', 'topic', 'rooms', 'people']
+        .map((id) => [id, document.getElementById(id)?.textContent ?? null])),
+    log: ((m) => m && { items: m.children.length, height: m.offsetHeight,
+        scroller: [m.parentElement.scrollTop, m.parentElement.scrollHeight, m.parentElement.clientHeight] })(
+        document.getElementById('messages')),
+})";
 
 /// One row of the message log.
 #[derive(Debug, Clone)]
@@ -528,6 +533,7 @@ async fn two_browsers_and_an_ssh_user_talk_in_one_room_both_ways() {
     assert_eq!(leaked, false, "bob's PM shown to alice");
 
     // Each page shows each message once, in the same order, with the same seqs.
+    browser.wait_row("bob", "and from bob").await;
     let alice_rows = browser.rows("alice").await;
     let bob_rows = browser.rows("bob").await;
     assert_each_seq_once("alice", &alice_rows);
@@ -813,6 +819,7 @@ async fn a_server_restart_loses_nothing_and_shows_nothing_twice() {
 
     let expected = ["one", "two", "while you were away", "three", "four"];
     for page in ["alice", "bob"] {
+        browser.wait_row(page, "four").await;
         let rows = browser.rows(page).await;
         assert_each_seq_once(page, &rows);
         assert_eq!(message_texts(&rows), expected, "{page}: {rows:?}");
