@@ -60,6 +60,9 @@ const SHOWN: &str = "() => ({
     log: ((m) => m && { items: m.children.length, height: m.offsetHeight,
         scroller: [m.parentElement.scrollTop, m.parentElement.scrollHeight, m.parentElement.clientHeight] })(
         document.getElementById('messages')),
+    window: [innerWidth, innerHeight, document.visibilityState],
+    composer: document.getElementById('message')?.value ?? null,
+    chat: ((r) => r && [r.width, r.height])(document.getElementById('chat-view')?.getBoundingClientRect()),
 })";
 
 /// One row of the message log.
@@ -924,6 +927,8 @@ async fn an_unverified_mles_client_is_shown_as_tilde_uid() {
     let mut browser = Browser::launch().await;
     browser.open_desktop("page", &server).await;
     browser.enter("page", "viewer", "dev").await;
+    // In the room first (its members shown), so that the Mles client's arrival is live.
+    browser.wait_people("page", &["viewer"]).await;
     let mut mles = server.client().join("mlesbot", "dev").await;
     browser.wait_people("page", &["viewer", "~mlesbot"]).await;
     mles.send(text("beep from mles")).await.unwrap();
@@ -1105,20 +1110,30 @@ async fn ten_thousand_messages_in_a_room_stay_virtualised() {
     const MESSAGES: usize = 10_000;
     let _heavy = heavy().await;
     let server = Start::new().args(&["--history-limit", "20000"]).start();
-    let mut browser = Browser::launch().await;
-    browser.open_desktop("page", &server).await;
-    browser.enter("page", "reader", "dev").await;
     let mut feeder = server.client().join("feeder", "dev").await;
     for i in 0..MESSAGES {
         feeder.feed(text(&format!("m {i}"))).await.unwrap();
     }
     feeder.flush().await.unwrap();
+    server
+        .wait_metric("kanava_frames_in_total", MESSAGES as f64)
+        .await;
+    drop(feeder);
+    // The page enters with the latest page of the room and scrolls up through all the others,
+    // so that it holds every message.
+    let mut browser = Browser::launch().await;
+    browser.open_desktop("page", &server).await;
+    browser.enter("page", "reader", "dev").await;
     browser
-        .wait_row_within(
-            "page",
-            Duration::from_secs(120),
-            &format!("m {}", MESSAGES - 1),
-        )
+        .wait_row("page", &format!("m {}", MESSAGES - 1))
+        .await;
+    let to_the_top = format!(
+        "(text) => {{ {SCROLLER}; const s = scroller(); s.scrollTop = 0;
+            return [...document.querySelectorAll('#messages li .text')]
+                .some((e) => e.textContent === text); }}"
+    );
+    browser
+        .wait_for_within("page", Duration::from_secs(120), &to_the_top, json!("m 0"))
         .await;
     let count = "() => document.querySelectorAll('#messages li').length";
     let in_dom = browser
@@ -1181,6 +1196,9 @@ async fn screenshots_of_the_main_views() {
     browser.enter("alice", "alice", "dev").await;
     browser.open_desktop("carol", &server).await;
     browser.enter("carol", "carol", "dev").await;
+    browser
+        .wait_people("alice", &["alice", "bob", "carol"])
+        .await;
     let mut bot = server.client().join("ci-bot", "dev").await;
     browser
         .wait_people("alice", &["alice", "bob", "carol", "~ci-bot"])
