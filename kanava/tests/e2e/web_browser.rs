@@ -254,6 +254,19 @@ impl Browser {
             outcome["entered"], true,
             "{page} did not get in as {name}: {outcome}"
         );
+        self.wait_room(page, room.trim_start_matches('#')).await;
+    }
+
+    /// Waits until `room`'s tab is there and current: the room is open (what a person sees
+    /// before typing into it; the page ignores a line sent before).
+    async fn wait_room(&mut self, page: &str, room: &str) {
+        self.wait_for(
+            page,
+            "(room) => [...document.querySelectorAll('nav[aria-label=Rooms] button')]
+                .some((b) => b.dataset.room === room && b.getAttribute('aria-current') === 'true')",
+            json!(room),
+        )
+        .await;
     }
 
     /// Fills the login form and enters, expecting a refusal; returns the refusal's text.
@@ -632,6 +645,7 @@ async fn keyboard_only_logs_in_and_sends_with_enter_and_new_lines_with_shift_ent
     browser.press("kbd", "Enter").await;
     let outcome = browser.wait_outcome("kbd").await;
     assert_eq!(outcome["entered"], true, "{outcome}");
+    browser.wait_room("kbd", "dev").await;
     tab_to(&mut browser, "kbd", "Message").await;
     browser.type_text("kbd", "first line").await;
     browser.press("kbd", "Shift+Enter").await;
@@ -896,6 +910,7 @@ async fn names_follow_the_ssh_rules_and_an_ssh_user_lets_a_new_browser_in() {
         outcome["entered"], true,
         "the added key did not let the laptop in: {outcome}"
     );
+    browser.wait_room("laptop", "dev").await;
     browser.say("laptop", "sam, from the laptop").await;
     let seen = browser
         .wait_row_from("web", "sam", "sam, from the laptop")
