@@ -223,7 +223,16 @@ impl Browser {
             Err(error) => {
                 let shown = self.eval(page, SHOWN, Value::Null).await;
                 let rows = self.rows(page).await;
-                panic!("{page}: {error}\nthe page shows {shown}\nits rows: {rows:?}")
+                let picture = std::env::temp_dir().join(format!(
+                    "kanava-web-browser-{}-{page}.png",
+                    std::process::id()
+                ));
+                self.screenshot(page, &picture).await;
+                let reports = self.reports(page).await;
+                panic!(
+                    "{page}: {error}\nthe page shows {shown} (screenshot: {})\nits reports: {reports}\nits rows: {rows:?}",
+                    picture.display()
+                )
             }
         }
     }
