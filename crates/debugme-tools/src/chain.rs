@@ -1,19 +1,16 @@
 //! The hash chain of a log, for drawing it: each activity's pointers and chain hash.
 //!
 //! Server logs carry no pointers (the wire drops them), so they are recovered from the
-//! signatures, as the verifier does ([`Recovery`]). This is not verification: an activity no
-//! pair explains keeps the pointers written in the file and is marked unverified, and keys are
-//! taken from anywhere in the log.
+//! signatures, as the verifier does ([`Recovery`], within the same bounds, so that drawing
+//! any log takes time proportional to its length). This is not verification: an activity
+//! no pair explains keeps the pointers written in the file and is marked unverified, and keys
+//! are taken from anywhere in the log.
 
 use kanava_debugme::hash::ActivityKind;
 use kanava_debugme::model::{Activity, AnyMessage, ControlAction, Hash, Message, PublicKey};
-use kanava_debugme::recover::Recovery;
+use kanava_debugme::recover::{MAX_CHECKS_PER_LINE, Pointers, Recovery, Side, Signable};
 
 use crate::log::Line;
-
-/// How far back prevActivity is searched for an activity that the likely pairs do not explain
-/// (prevEntered is searched over the whole chain, as it may name an Entered long past).
-pub const SEARCH_WINDOW: usize = 64;
 
 /// An activity's place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,33 +39,56 @@ pub fn links(lines: &[Line]) -> Vec<Option<Link>> {
             _ => None,
         })
         .collect();
+    // A line never checks more keys than its budget allows.
+    let keys: Vec<&PublicKey> = keys.iter().take(MAX_CHECKS_PER_LINE as usize).collect();
     let mut recovery = Recovery::default();
     lines
         .iter()
-        .map(|line| match &line.line.message {
-            AnyMessage::User(Message::Activity(a)) => Some(link(&mut recovery, &keys, a)),
-            AnyMessage::Developer(Message::Activity(a)) => Some(link(&mut recovery, &keys, a)),
-            _ => None,
+        .map(|line| {
+            recovery.budget.start_line();
+            match &line.line.message {
+                AnyMessage::User(Message::Activity(a)) => {
+                    Some(link(&mut recovery, &keys, Side::User, a))
+                }
+                AnyMessage::Developer(Message::Activity(a)) => {
+                    Some(link(&mut recovery, &keys, Side::Developer, a))
+                }
+                _ => None,
+            }
         })
         .collect()
 }
 
-fn link<A: ActivityKind + Clone>(
+fn link<A: ActivityKind>(
     recovery: &mut Recovery,
-    keys: &[PublicKey],
+    keys: &[&PublicKey],
+    side: Side,
     activity: &Activity<A>,
 ) -> Link {
-    let (pointers, verified) = match recovery.find(activity, keys, SEARCH_WINDOW) {
-        Some(found) => (found, true),
-        None => (
-            (
-                activity.prev_activity.clone(),
-                activity.prev_entered.clone(),
-            ),
-            false,
-        ),
-    };
-    let hash = recovery.push(activity, pointers.clone());
+    let signable = Signable::new(activity);
+    let written: Pointers = (
+        activity.prev_activity.clone(),
+        activity.prev_entered.clone(),
+    );
+    let mut tried = Vec::new();
+    let mut found = None;
+    let any_written = written.0.is_some() || written.1.is_some();
+    if any_written && recovery.is_earlier(&written.0) && recovery.is_earlier(&written.1) {
+        if let Some(Some(_)) = signable.signer(&written, keys, &mut recovery.budget) {
+            found = Some(written.clone());
+        }
+        tried.push(written.clone());
+    }
+    let found = found.or_else(|| {
+        recovery
+            .find(&signable, side, keys, &tried)
+            .ok()
+            .map(|recovered| recovered.pointers)
+    });
+    let verified = found.is_some();
+    let pointers = found.unwrap_or(written);
+    let hash = signable.chain_hash(&pointers);
+    recovery.push(side, pointers.clone(), hash.clone());
     Link {
         prev_activity: pointers.0,
         prev_entered: pointers.1,

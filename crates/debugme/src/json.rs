@@ -36,7 +36,7 @@ pub fn decode_line(line: &str) -> Result<LogLine> {
     let value: Value = serde_json::from_str(line).map_err(|e| JsonError::Syntax(e.to_string()))?;
     let at = At::root();
     let object = at.object(&value)?;
-    let hash = match at.field(object, "loggedHash")? {
+    let hash = match At::optional_field(object, "loggedHash") {
         Value::Null => None,
         value => Some(hash(&at.key("loggedHash"), value)?),
     };
@@ -103,6 +103,12 @@ impl At {
         object
             .get(key)
             .ok_or_else(|| self.key(key).expected("this key"))
+    }
+
+    /// An optional field: absent reads as `null`, as debug-me (aeson) reads its `Maybe` fields.
+    fn optional_field<'v>(object: &'v Map<String, Value>, key: &str) -> &'v Value {
+        static NULL: Value = Value::Null;
+        object.get(key).unwrap_or(&NULL)
     }
 
     /// The constructor of a one-key object and its contents.
@@ -247,7 +253,7 @@ fn control_action(at: &At, value: &Value) -> Result<ControlAction> {
                 )?,
                 entered_last_accepted: optional_hash(
                     &at.key("enteredLastAccepted"),
-                    at.field(object, "enteredLastAccepted")?,
+                    At::optional_field(object, "enteredLastAccepted"),
                 )?,
             })
         }
@@ -359,11 +365,11 @@ fn message<A: ActivityJson>(at: &At, value: &Value) -> Result<Message<A>> {
                 activity: A::read(&at.key("activity"), at.field(object, "activity")?)?,
                 prev_activity: optional_hash(
                     &at.key("prevActivity"),
-                    at.field(object, "prevActivity")?,
+                    At::optional_field(object, "prevActivity"),
                 )?,
                 prev_entered: optional_hash(
                     &at.key("prevEntered"),
-                    at.field(object, "prevEntered")?,
+                    At::optional_field(object, "prevEntered"),
                 )?,
                 elapsed_time: at
                     .field(object, "elapsedTime")?

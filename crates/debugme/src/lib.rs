@@ -12,6 +12,7 @@ pub mod json;
 pub mod model;
 pub mod recover;
 pub mod sign;
+pub mod synthetic;
 pub mod user;
 pub mod verify;
 pub mod wire;

@@ -1,19 +1,21 @@
 //! Recovering the pointers the wire drops (`prevActivity`, `prevEntered`) from the signatures:
 //! the pair of earlier activities, or none, under which a session key signed an activity.
-//! The verifier and the chain drawing both walk a log this way.
+//! The verifier and the chain drawing walk a whole log this way with [`Recovery`]; the session
+//! roles (user, developer) search their own candidates instead, with [`pairs`] and
+//! [`first_signed`].
 //!
-//! Likely pairs come first (the pointers written in the file when they name earlier
-//! activities, the newest activity with the previous line's `prevEntered`), so an honest log
-//! costs about one signature check per line; only an activity none of them explains gets the
-//! search over every pair.
-//!
-//! The session roles (user, developer) search their own candidates instead of a whole log,
-//! with [`pairs`] and [`first_signed`].
+//! The reference verifier tries every pair of earlier activities for every line, a cost that
+//! grows with the square of the log (and hours for a log crafted to need it). [`Recovery`]
+//! tries the likely pairs first (an honest log costs about one signature check per line),
+//! then pairs of the [`WINDOW`] latest activities of each side, most likely first, and spends
+//! at most [`MAX_CHECKS_PER_LINE`] signature checks on a line and [`CHECKS_PER_LINE`] a line
+//! on average over the log ([`CheckBudget`]): verification costs time proportional to the
+//! log's length, whatever the log.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::hash::{self, ActivityKind};
-use crate::model::{Activity, Hash, PublicKey};
+use crate::model::{Activity, Hash, PublicKey, Signature};
 use crate::sign;
 
 /// An activity's `(prevActivity, prevEntered)`.
@@ -76,107 +78,327 @@ pub fn first_signed<A: ActivityKind + Clone>(
     None
 }
 
-/// The chain so far, oldest first, and the search for the next activity's pointers.
+/// How many of the latest activities of each side (the user's Seen, the developers' Entered)
+/// a recovered `prevActivity` may name, and how many of the latest Entered a `prevEntered`
+/// may name beyond those the recent activities named. An honest peer names the newest
+/// activity it has seen; 64 leaves room for a developer typing through a burst of output.
+pub const WINDOW: usize = 64;
+
+/// Most signature checks (one pair of pointers under one key) one line of a log may cost.
+pub const MAX_CHECKS_PER_LINE: u64 = 256;
+
+/// Signature checks each line adds to the log's allowance: the average cost of a line, when
+/// lines that need a search follow lines that did not. Over a log of `n` lines verification
+/// makes at most `MAX_CHECKS_PER_LINE + CHECKS_PER_LINE × n` checks.
+pub const CHECKS_PER_LINE: u64 = 4;
+
+/// How many distinct `prevEntered` of the latest activities are kept as candidates: the last
+/// accepted Entered may be far back, but the activities after it keep naming it.
+const RECENT_ENTERED_POINTERS: usize = 8;
+
+/// The signature checks a log may still spend: each line earns [`CHECKS_PER_LINE`], a line
+/// may spend at most [`MAX_CHECKS_PER_LINE`] of what is left, and the log starts with one
+/// line's maximum (so that a short log is searched exhaustively, as the reference does).
+#[derive(Debug)]
+pub struct CheckBudget {
+    spent: u64,
+    available: u64,
+    line_limit: u64,
+    line_spent: u64,
+}
+
+impl Default for CheckBudget {
+    fn default() -> Self {
+        Self {
+            spent: 0,
+            available: MAX_CHECKS_PER_LINE,
+            line_limit: 0,
+            line_spent: 0,
+        }
+    }
+}
+
+impl CheckBudget {
+    /// Starts a line: earns its share and sets what it may spend.
+    pub fn start_line(&mut self) {
+        self.available += CHECKS_PER_LINE;
+        self.line_limit = self.available.min(MAX_CHECKS_PER_LINE);
+        self.line_spent = 0;
+    }
+
+    /// Checks the current line may still make.
+    pub fn line_left(&self) -> u64 {
+        self.line_limit - self.line_spent
+    }
+
+    /// Checks the current line made.
+    pub fn line_spent(&self) -> u64 {
+        self.line_spent
+    }
+
+    /// Checks made in all.
+    pub fn spent(&self) -> u64 {
+        self.spent
+    }
+
+    /// Whether `signature` is `key`'s over `bytes`, or `None` when the line has no check left.
+    pub fn verify(&mut self, key: &PublicKey, bytes: &[u8], signature: &Signature) -> Option<bool> {
+        if self.line_spent >= self.line_limit {
+            return None;
+        }
+        self.line_spent += 1;
+        self.spent += 1;
+        self.available -= 1;
+        Some(sign::verifies(key, bytes, signature))
+    }
+}
+
+/// Which side of a session an activity or a key is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The user: Seen activities, the user's session key and decisions.
+    User,
+    /// A developer: Entered activities, developers' session keys.
+    Developer,
+}
+
+impl Side {
+    /// 0 for the user, 1 for a developer: the side's place in per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::User => 0,
+            Side::Developer => 1,
+        }
+    }
+}
+
+/// An activity's hashes that do not depend on its pointers, computed once per line however
+/// many pairs are tried.
+pub struct Signable<'a> {
+    activity: Vec<u8>,
+    elapsed: Vec<u8>,
+    signature: &'a Signature,
+}
+
+impl<'a> Signable<'a> {
+    /// The parts of `activity`.
+    pub fn new<A: ActivityKind>(activity: &'a Activity<A>) -> Self {
+        Self {
+            activity: activity.activity.hash(),
+            elapsed: hash::elapsed_time(activity.elapsed_time),
+            signature: &activity.signature,
+        }
+    }
+
+    /// What the signature covers with `pointers`.
+    fn signed(&self, pointers: &Pointers) -> Vec<u8> {
+        hash::t(
+            "Activity",
+            &hash::l(&[
+                &self.activity,
+                &hash::u(pointers.0.as_ref()),
+                &hash::u(pointers.1.as_ref()),
+                &self.elapsed,
+            ]),
+        )
+    }
+
+    /// The chain hash with `pointers`.
+    pub fn chain_hash(&self, pointers: &Pointers) -> Hash {
+        hash::sha512(hash::t(
+            "Activity",
+            &hash::l(&[
+                &self.activity,
+                &hash::u(pointers.0.as_ref()),
+                &hash::u(pointers.1.as_ref()),
+                &self.elapsed,
+                &hash::signature(self.signature),
+            ]),
+        ))
+    }
+
+    /// The first of `keys` that signed it with `pointers`: `Some(None)` when none did, `None`
+    /// when the budget ran out before every key was tried.
+    pub fn signer(
+        &self,
+        pointers: &Pointers,
+        keys: &[&PublicKey],
+        budget: &mut CheckBudget,
+    ) -> Option<Option<usize>> {
+        let signed = self.signed(pointers);
+        for (index, key) in keys.iter().enumerate() {
+            if budget.verify(key, &signed, self.signature)? {
+                return Some(Some(index));
+            }
+        }
+        Some(None)
+    }
+}
+
+/// Pointers found for an activity, and which of the keys signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The pointers.
+    pub pointers: Pointers,
+    /// The index of the signer in the keys given.
+    pub key: usize,
+}
+
+/// No pair tried explains an activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unrecovered {
+    /// Whether every pair of earlier activities (and none) was tried under every key given,
+    /// so that no pointers at all can explain the signature, as the reference would find.
+    pub every_pair: bool,
+}
+
+/// The chain so far and the search for the next activity's pointers.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    chain: Vec<Hash>,
+    /// Every chain hash so far.
     known: HashSet<Hash>,
-    last: Pointers,
-    checks: u64,
+    /// The [`WINDOW`] latest activities of each side with their places, oldest first.
+    recent: [VecDeque<(usize, Hash)>; 2],
+    /// Activities of each side so far.
+    count: [usize; 2],
+    /// The newest activity, its side and its pointers.
+    newest: Option<(Side, Hash, Pointers)>,
+    /// The newest activity of each side and its pointers.
+    newest_of: [Option<(Hash, Pointers)>; 2],
+    /// Distinct `prevEntered` of the latest activities, newest first.
+    recent_entered_pointers: VecDeque<Option<Hash>>,
+    /// The log's signature checks.
+    pub budget: CheckBudget,
 }
 
 impl Recovery {
-    /// Signature checks made so far (one per key tried), a measure of the work.
-    pub fn checks(&self) -> u64 {
-        self.checks
-    }
-
-    /// Whether one of `keys` signed `activity` with `pointers`.
-    pub fn signed_with<A: ActivityKind + Clone>(
-        &mut self,
-        activity: &Activity<A>,
-        pointers: &Pointers,
-        keys: &[PublicKey],
-    ) -> bool {
-        let candidate = with_pointers(activity, pointers);
-        let signed = hash::activity_signed(&candidate);
-        self.checks += keys.len() as u64;
-        keys.iter()
-            .any(|key| sign::verifies(key, &signed, &candidate.signature))
-    }
-
-    /// Absent, then every activity so far, newest first: what a pointer may name.
-    pub fn candidates(&self) -> Vec<Option<Hash>> {
-        std::iter::once(None)
-            .chain(self.chain.iter().rev().cloned().map(Some))
-            .collect()
-    }
-
-    fn is_earlier(&self, pointer: &Option<Hash>) -> bool {
+    /// Whether `pointer` is absent or names an activity already in the chain.
+    pub fn is_earlier(&self, pointer: &Option<Hash>) -> bool {
         pointer.as_ref().is_none_or(|h| self.known.contains(h))
     }
 
-    /// Pointers naming earlier activities (or none) under which one of `keys` signed
-    /// `activity`. The full search looks for `prevActivity` among the `window` newest
-    /// activities only (`usize::MAX` for all), and for `prevEntered` among all.
-    pub fn find<A: ActivityKind + Clone>(
-        &mut self,
-        activity: &Activity<A>,
-        keys: &[PublicKey],
-        window: usize,
-    ) -> Option<Pointers> {
-        if keys.is_empty() {
-            return None;
-        }
-        let newest = self.chain.last().cloned();
-        let written = (
-            activity.prev_activity.clone(),
-            activity.prev_entered.clone(),
-        );
+    /// The likely pairs for an activity of `side`, most likely first.
+    fn likely(&self, side: Side) -> Vec<Pointers> {
         let mut likely = Vec::with_capacity(6);
-        // Pointers written in the line come first, when there are any: a server's log and the
-        // wire have none, and (None, None) is tried last below.
-        let any_written = written.0.is_some() || written.1.is_some();
-        if any_written && self.is_earlier(&written.0) && self.is_earlier(&written.1) {
-            likely.push(written);
+        if let Some((newest_side, newest, last)) = &self.newest {
+            let newest = Some(newest.clone());
+            // After an accepted Entered the user's next Seen names it twice; after a Seen
+            // everyone keeps the last accepted Entered.
+            if *newest_side == Side::Developer {
+                likely.push((newest.clone(), newest.clone()));
+                likely.push((newest.clone(), last.1.clone()));
+            } else {
+                likely.push((newest.clone(), last.1.clone()));
+                likely.push((newest.clone(), newest.clone()));
+            }
+            likely.push((newest, None));
+            likely.push(last.clone());
         }
-        likely.extend([
-            (newest.clone(), self.last.1.clone()),
-            (newest.clone(), newest.clone()),
-            (newest, None),
-            self.last.clone(),
-            (None, None),
-        ]);
-        if let Some(found) = likely
+        // In wire order, a side's message may follow the other side's newer ones it had not
+        // seen yet: it names its own side's newest activity.
+        if let Some((own, pointers)) = &self.newest_of[side.index()] {
+            likely.push((Some(own.clone()), pointers.1.clone()));
+        }
+        likely.push((None, None));
+        likely
+    }
+
+    /// Candidates for `prevActivity` beyond the likely pairs: the window of each side, newest
+    /// first, then none.
+    fn activity_candidates(&self) -> Vec<Option<Hash>> {
+        let [user, developer] = &self.recent;
+        let mut merged: Vec<&(usize, Hash)> = user.iter().chain(developer).collect();
+        merged.sort_unstable_by_key(|(place, _)| std::cmp::Reverse(*place));
+        merged
             .into_iter()
-            .find(|pointers| self.signed_with(activity, pointers, keys))
-        {
-            return Some(found);
+            .map(|(_, h)| Some(h.clone()))
+            .chain(std::iter::once(None))
+            .collect()
+    }
+
+    /// Candidates for `prevEntered`: what the latest activities named, the window of Entered,
+    /// none, then the window of Seen (a pointer may name any activity).
+    fn entered_candidates(&self) -> Vec<Option<Hash>> {
+        let mut seen = HashSet::new();
+        let [user, developer] = &self.recent;
+        self.recent_entered_pointers
+            .iter()
+            .cloned()
+            .chain(developer.iter().rev().map(|(_, h)| Some(h.clone())))
+            .chain(std::iter::once(None))
+            .chain(user.iter().rev().map(|(_, h)| Some(h.clone())))
+            .filter(|candidate| seen.insert(candidate.clone()))
+            .collect()
+    }
+
+    /// Pointers naming earlier activities (or none) under which one of `keys` signed the
+    /// activity: the likely pairs first, then pairs from the window by increasing distance
+    /// from the most likely, until the line's budget runs out. Pairs in `tried` are skipped.
+    pub fn find(
+        &mut self,
+        activity: &Signable<'_>,
+        side: Side,
+        keys: &[&PublicKey],
+        tried: &[Pointers],
+    ) -> Result<Recovered, Unrecovered> {
+        if keys.is_empty() {
+            // Nobody can have signed it (and no pair would spend a check, so none is tried).
+            return Err(Unrecovered { every_pair: true });
         }
-        let all = self.candidates();
-        let recent = &all[..all.len().min(window.saturating_add(1))];
-        for pa in recent {
-            for pe in &all {
-                let pointers = (pa.clone(), pe.clone());
-                if self.signed_with(activity, &pointers, keys) {
-                    return Some(pointers);
+        let mut tried: HashSet<Pointers> = tried.iter().cloned().collect();
+        for pointers in self.likely(side) {
+            if !tried.insert(pointers.clone()) {
+                continue;
+            }
+            match activity.signer(&pointers, keys, &mut self.budget) {
+                Some(Some(key)) => return Ok(Recovered { pointers, key }),
+                Some(None) => {}
+                None => return Err(Unrecovered { every_pair: false }),
+            }
+        }
+        let activities = self.activity_candidates();
+        let entered = self.entered_candidates();
+        for distance in 0..activities.len() + entered.len() - 1 {
+            let first = distance.saturating_sub(entered.len() - 1);
+            for a in first..=distance.min(activities.len() - 1) {
+                let pointers = (activities[a].clone(), entered[distance - a].clone());
+                if !tried.insert(pointers.clone()) {
+                    continue;
+                }
+                match activity.signer(&pointers, keys, &mut self.budget) {
+                    Some(Some(key)) => return Ok(Recovered { pointers, key }),
+                    Some(None) => {}
+                    None => return Err(Unrecovered { every_pair: false }),
                 }
             }
         }
-        None
+        Err(Unrecovered {
+            every_pair: self.count.iter().all(|n| *n <= WINDOW),
+        })
     }
 
-    /// Adds `activity`, with `pointers`, to the chain; returns its chain hash.
-    pub fn push<A: ActivityKind + Clone>(
-        &mut self,
-        activity: &Activity<A>,
-        pointers: Pointers,
-    ) -> Hash {
-        let chain_hash = hash::activity(&with_pointers(activity, &pointers));
-        self.chain.push(chain_hash.clone());
+    /// Adds an activity of `side` with `pointers` and chain hash `chain_hash` to the chain.
+    pub fn push(&mut self, side: Side, pointers: Pointers, chain_hash: Hash) {
+        let place = self.count.iter().sum();
         self.known.insert(chain_hash.clone());
-        self.last = pointers;
-        chain_hash
+        let recent = &mut self.recent[side.index()];
+        recent.push_back((place, chain_hash.clone()));
+        if recent.len() > WINDOW {
+            recent.pop_front();
+        }
+        self.count[side.index()] += 1;
+        if let Some(at) = self
+            .recent_entered_pointers
+            .iter()
+            .position(|p| *p == pointers.1)
+        {
+            self.recent_entered_pointers.remove(at);
+        }
+        self.recent_entered_pointers.push_front(pointers.1.clone());
+        self.recent_entered_pointers
+            .truncate(RECENT_ENTERED_POINTERS);
+        self.newest_of[side.index()] = Some((chain_hash.clone(), pointers.clone()));
+        self.newest = Some((side, chain_hash, pointers));
     }
 }
 

@@ -143,6 +143,39 @@ fn lines_survive_a_round_trip_through_the_writer() {
 }
 
 #[test]
+fn absent_optional_keys_read_as_null_and_unknown_keys_are_ignored_as_debug_me_reads_them() {
+    for text in [
+        include_str!("../testdata/appendix-a.log"),
+        include_str!("../testdata/appendix-b-controls.log"),
+    ] {
+        for line in lines(text) {
+            let mut value: serde_json::Value = serde_json::from_str(&encode_line(&line)).unwrap();
+            let object = value.as_object_mut().unwrap();
+            object.insert("comment".into(), "not debug-me's".into());
+            if object["loggedHash"].is_null() {
+                object.remove("loggedHash");
+            }
+            let message = object["loggedMessage"].as_object_mut().unwrap();
+            let side = message
+                .values_mut()
+                .next()
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            if let Some(activity) = side.get_mut("ActivityMessage") {
+                let activity = activity.as_object_mut().unwrap();
+                for key in ["prevActivity", "prevEntered"] {
+                    if activity[key].is_null() {
+                        activity.remove(key);
+                    }
+                }
+            }
+            assert_eq!(decode_line(&value.to_string()).unwrap(), line, "{value}");
+        }
+    }
+}
+
+#[test]
 fn bad_lines_say_where_they_are_wrong() {
     use crate::json::JsonError;
     assert!(matches!(decode_line("{"), Err(JsonError::Syntax(_))));

@@ -34,6 +34,7 @@ impl Default for UserRates {
 /// What each user may do, limited over all their connections and sessions: messages, room
 /// announcements, and rooms created.
 pub struct UserLimits {
+    rates: UserRates,
     messages: Buckets,
     announcements: Buckets,
     new_rooms: Buckets,
@@ -46,6 +47,7 @@ impl UserLimits {
         let rooms = f64::from(rates.rooms_per_hour.max(1));
         let announcements = f64::from(rates.announcements_per_minute.max(1));
         Self {
+            rates,
             messages: Buckets::new(MESSAGE_BURST, MESSAGE_RATE),
             announcements: Buckets::new(
                 announcements.max(ANNOUNCEMENT_BURST),
@@ -68,6 +70,11 @@ impl UserLimits {
     /// Whether `nick` may create a room now.
     pub fn allow_new_room(&self, nick: &Nick) -> bool {
         self.new_rooms.take(nick)
+    }
+
+    /// The rates these limits apply, for refusals that say them.
+    pub fn rates(&self) -> UserRates {
+        self.rates
     }
 }
 
@@ -96,5 +103,27 @@ impl Buckets {
             .entry(nick.key())
             .or_insert_with(|| TokenBucket::new(self.burst, self.rate))
             .take(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_per_user_in_any_spelling() {
+        let limits = UserLimits::new(UserRates {
+            rooms_per_hour: 2,
+            announcements_per_minute: 1,
+        });
+        let (alice, shouting) = (Nick::new("alice").unwrap(), Nick::new("ALICE").unwrap());
+        assert!(limits.allow_new_room(&alice));
+        assert!(limits.allow_new_room(&shouting));
+        assert!(!limits.allow_new_room(&alice));
+        assert!(limits.allow_new_room(&Nick::new("bob").unwrap()));
+        let burst = (0..100).filter(|_| limits.allow(&alice)).count();
+        assert_eq!(burst, MESSAGE_BURST as usize);
+        let announcements = (0..10).filter(|_| limits.allow_announcement(&alice)).count();
+        assert_eq!(announcements, ANNOUNCEMENT_BURST as usize);
     }
 }

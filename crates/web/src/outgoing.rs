@@ -10,6 +10,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+/// What a queued frame costs beyond its text (its place in the queue, its reservation), so
+/// that many small frames count too.
+const QUEUED_OVERHEAD: usize = 64;
+
 /// One queued frame.
 #[derive(Debug)]
 pub(crate) enum Out {
@@ -80,7 +84,7 @@ impl Queue {
         self.rx.try_recv().ok()
     }
 
-    /// Marks a text frame of `bytes` as written.
+    /// Marks a text frame as written, given what it held of the budget.
     pub(crate) fn written(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
     }
@@ -114,7 +118,7 @@ impl Outgoing {
             return false;
         }
         let text = message.to_string();
-        let bytes = text.len();
+        let bytes = text.len() + QUEUED_OVERHEAD;
         let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
         if before + bytes > self.max_bytes {
             self.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -158,7 +162,7 @@ mod tests {
     async fn a_client_that_does_not_read_is_closed_past_the_queue_bytes() {
         let memory = MemoryBudget::new(1 << 20);
         let ending = Arc::new(Ending::default());
-        let (out, mut queue) = queue(100, Arc::clone(&memory), Arc::clone(&ending));
+        let (out, mut queue) = queue(250, Arc::clone(&memory), Arc::clone(&ending));
         let message = serde_json::json!({"text": "x".repeat(30)});
         assert!(out.send(&message));
         assert!(out.send(&message));
@@ -170,9 +174,10 @@ mod tests {
         let Some(Out::Text(text, charge)) = queue.next().await else {
             panic!("a frame was queued")
         };
-        queue.written(text.len());
+        assert_eq!(charge.bytes(), text.len() + QUEUED_OVERHEAD);
+        queue.written(charge.bytes());
         drop(charge);
-        assert!(memory.used() < 100);
+        assert!(memory.used() < 250);
     }
 
     #[tokio::test]

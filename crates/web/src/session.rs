@@ -20,8 +20,7 @@ use kanava_core::{
     ChannelName, Claim, Entry, FrameKind, KeyAdded, Nick, PrivateMessage, Topic, Uid,
 };
 use kanava_hub::{
-    ANNOUNCEMENT_BURST, HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member,
-    RoomNotice, TokenBucket,
+    HubError, KickReason, KickSignal, MESSAGE_BURST, MESSAGE_RATE, Member, RoomNotice, TokenBucket,
 };
 use kanava_mles::RoutedConnection;
 use serde_json::{Value, json};
@@ -58,6 +57,13 @@ pub const FRAME_OVERHEAD: usize = 1024;
 /// room of large messages never closes a client that reads.
 const MAX_BACKLOG_BYTES: usize = 1 << 20;
 
+/// Rooms a `rooms` reply lists at most (the busiest), so that it stays a small frame however
+/// many rooms the server holds.
+const MAX_ROOMS_LISTED: usize = 500;
+
+/// Newest stored entries searched for a sent message that is not in its room's window yet.
+const OWN_SEARCH: usize = 64;
+
 /// Pages of missed events a resuming client is sent at once; past that it starts afresh.
 const RESUME_PAGES: usize = 4;
 
@@ -87,9 +93,6 @@ fn latest_fitting<E: Borrow<Entry>>(mut entries: Vec<E>, page: usize) -> Vec<E> 
     entries.drain(..entries.len() - keep);
     entries
 }
-
-/// Topic changes one connection may make a minute, after [`ANNOUNCEMENT_BURST`].
-const TOPICS_PER_MINUTE: f64 = 1.0;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -156,8 +159,6 @@ struct Session {
     out: Outgoing,
     rooms: HashMap<ChannelName, Room>,
     requests: TokenBucket,
-    messages: TokenBucket,
-    topics: TokenBucket,
 }
 
 /// Serves one connection upgraded at `/kanava`.
@@ -236,13 +237,9 @@ pub(crate) async fn run(
                 f64::from(shared.config.requests_per_second),
                 f64::from(shared.config.requests_per_second),
             ),
-            messages: TokenBucket::new(MESSAGE_BURST, MESSAGE_RATE),
-            topics: TokenBucket::new(ANNOUNCEMENT_BURST, TOPICS_PER_MINUTE / 60.0),
         };
         session.welcome_back().await;
         session.serve(&mut stream, &shutdown).await;
-        shared.directory.remove(&session.nick, session.id);
-        session.rooms.clear();
     }
     drop(out);
     if !ending.is_ended() {
@@ -425,10 +422,7 @@ async fn write(
             next = queue.next() => next,
         };
         let (message, written) = match next {
-            Some(Out::Text(text, charge)) => {
-                let bytes = text.len();
-                (Message::Text(text.into()), Some((bytes, charge)))
-            }
+            Some(Out::Text(text, charge)) => (Message::Text(text.into()), Some(charge)),
             Some(Out::Ping) => (Message::Ping(Bytes::new()), None),
             None => break,
         };
@@ -436,9 +430,8 @@ async fn write(
             () = ending.ended() => break,
             sent = tokio::time::timeout(deadline, sink.send(message)) => sent,
         };
-        if let Some((bytes, charge)) = written {
-            queue.written(bytes);
-            drop(charge);
+        if let Some(charge) = written {
+            queue.written(charge.bytes());
         }
         match sent {
             Ok(Ok(())) => {}
@@ -459,10 +452,8 @@ async fn write(
     // if the client takes it in time.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(Out::Text(text, charge)) = queue.try_next() {
-            let bytes = text.len();
             let sent = sink.send(Message::Text(text.into())).await;
-            queue.written(bytes);
-            drop(charge);
+            queue.written(charge.bytes());
             if sent.is_err() {
                 break;
             }
@@ -495,6 +486,14 @@ async fn finish(
         }
     })
     .await;
+}
+
+impl Drop for Session {
+    /// The session leaves its rooms and the directory, however the connection ends.
+    fn drop(&mut self) {
+        self.rooms.clear();
+        self.shared.directory.remove(&self.nick, self.id);
+    }
 }
 
 impl Session {
@@ -543,7 +542,16 @@ impl Session {
             match incoming {
                 None => return,
                 Some(Incoming::Other) => {}
-                Some(Incoming::Text(text)) => self.request(&text).await,
+                Some(Incoming::Text(text)) => {
+                    // The frame is held until its request is answered: charge it meanwhile.
+                    let Ok(_held) = self.shared.memory.reserve(text.len()) else {
+                        metrics::counter!("kanava_web_refusals_total", "code" => "memory")
+                            .increment(1);
+                        ending.end(CloseCode::Again, "server memory budget exhausted");
+                        return;
+                    };
+                    self.request(&text).await;
+                }
             }
             if ending.is_ended() {
                 return;
@@ -563,7 +571,7 @@ impl Session {
         let Envelope { id, request } = envelope;
         metrics::counter!("kanava_web_requests_total", "type" => request.label()).increment(1);
         let limited = match &request {
-            Request::Send { .. } | Request::Pm { .. } => !self.messages.take(1.0),
+            Request::Send { .. } | Request::Pm { .. } => !self.shared.limits.allow(&self.nick),
             _ => !self.requests.take(1.0),
         };
         if limited {
@@ -664,6 +672,7 @@ impl Session {
                 format!("too many rooms open: at most {max_rooms}; leave one first"),
             ));
         }
+        self.may_create(&hub, &room).await?;
         let uid = Uid::new(self.nick.as_str()).expect("chat names are valid uids");
         let header =
             Bytes::from(json!({"uid": self.nick.as_str(), "channel": room.as_str()}).to_string());
@@ -691,6 +700,29 @@ impl Session {
             },
         );
         Ok(None)
+    }
+
+    /// Whether the user may enter `room`, as in the SSH chat: a room that exists (someone is
+    /// in it, or it has history) always; a new one within the user's rooms-per-hour limit.
+    async fn may_create(&self, hub: &kanava_hub::Hub, room: &ChannelName) -> Result<(), Refused> {
+        if hub.member_count(room) > 0 {
+            return Ok(());
+        }
+        // One entry says whether the room has history; its whole history may be megabytes.
+        let newest = hub
+            .history_before(room.clone(), u64::MAX, 1)
+            .await
+            .map_err(|e| hub_refusal(&e, self.out.ending()))?;
+        if !newest.is_empty() || self.shared.limits.allow_new_room(&self.nick) {
+            return Ok(());
+        }
+        Err(Refused::new(
+            "rate",
+            format!(
+                "room not created: at most {} new rooms an hour; join one that exists",
+                self.shared.limits.rates().rooms_per_hour.max(1)
+            ),
+        ))
     }
 
     /// Sends `joined` and the events a client joining with `after` is owed.
@@ -746,6 +778,11 @@ impl Session {
         let Some(after) = after else {
             return (latest_fitting(shown, page), false);
         };
+        // A seq beyond the newest is not this room's (its history was purged, or the server's
+        // store replaced): the client starts afresh.
+        if after > window.last().map_or(0, |e| e.seq) {
+            return (latest_fitting(shown, page), false);
+        }
         let newer: Vec<Arc<Entry>> = shown.iter().filter(|e| e.seq > after).cloned().collect();
         let missed = match window.first().map(|e| e.seq) {
             // The window reaches back to what the client has: nothing is missing.
@@ -813,18 +850,27 @@ impl Session {
             let refused = kicked(reason, &ending);
             return Err(refused);
         }
-        // The sender's own frame does not come back through its outbox: find its place.
-        let own = hub.history(room.clone()).await.ok().and_then(|history| {
-            history
-                .iter()
-                .find(|e| {
-                    e.seq > watermark
-                        && e.kind == FrameKind::Text
-                        && e.sender.as_str() == self.nick.as_str()
-                        && e.payload == payload
-                })
-                .cloned()
-        });
+        // The sender's own frame does not come back through its outbox: find its place, in
+        // the room's window or (in a cluster, where the frame may reach the window a little
+        // after it is stored) among the newest stored entries.
+        let mine = |e: &Entry| {
+            e.seq > watermark
+                && e.kind == FrameKind::Text
+                && e.sender.as_str() == self.nick.as_str()
+                && e.payload == payload
+        };
+        let mut own = hub
+            .history(room.clone())
+            .await
+            .ok()
+            .and_then(|window| window.iter().find(|e| mine(e)).cloned());
+        if own.is_none() {
+            own = hub
+                .history_before(room.clone(), u64::MAX, OWN_SEARCH)
+                .await
+                .ok()
+                .and_then(|stored| stored.into_iter().find(|e| mine(e)).map(Arc::new));
+        }
         let mut ok = json!({"room": room.as_str()});
         if let Some(entry) = own {
             ok["seq"] = entry.seq.into();
@@ -869,7 +915,7 @@ impl Session {
     async fn topic(&mut self, room: &str, text: String) -> Result<Option<Value>, Refused> {
         self.text_fits(&text)?;
         let (room, _) = self.open_room(room)?;
-        if !self.topics.take(1.0) {
+        if !self.shared.limits.allow_announcement(&self.nick) {
             return Err(Refused::new(
                 "rate",
                 "topic not changed: at most 3 changes at once, then one a minute",
@@ -1014,15 +1060,17 @@ impl Session {
         }
     }
 
+    /// The busiest rooms (at most [`MAX_ROOMS_LISTED`]), busiest first.
     fn rooms(&self) -> Value {
-        let rooms: Vec<Value> = self
-            .shared
-            .hub
-            .rooms()
+        let mut all = self.shared.hub.rooms();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let more = all.len() > MAX_ROOMS_LISTED;
+        let rooms: Vec<Value> = all
             .iter()
+            .take(MAX_ROOMS_LISTED)
             .map(|(room, members)| json!({"room": room.as_str(), "members": members}))
             .collect();
-        json!({"type": "rooms", "rooms": rooms})
+        json!({"type": "rooms", "rooms": rooms, "more": more})
     }
 }
 

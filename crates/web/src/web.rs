@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) config: WebConfig,
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) directory: Directory,
+    /// What each user may do, counted with their other connections on every transport.
+    pub(crate) limits: Arc<kanava_hub::UserLimits>,
 }
 
 /// The browser chat's WebSocket endpoint, to route at [`PATH`]. Cheap to clone.
@@ -91,6 +93,7 @@ impl Web {
         hub.chat().add_sink(Arc::new(directory.clone()));
         Self {
             shared: Arc::new(Shared {
+                limits: hub.user_limits(),
                 hub,
                 logins,
                 config,
@@ -225,5 +228,71 @@ impl ChatSink for Directory {
         for out in queues {
             out.send(&event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outgoing::{self, Ending, Out, Queue};
+
+    fn session(directory: &Directory, name: &str) -> (SessionId, Queue) {
+        let memory = MemoryBudget::new(1 << 20);
+        let (out, queue) = outgoing::queue(1 << 16, memory, Arc::new(Ending::default()));
+        (directory.add(&Nick::new(name).unwrap(), out), queue)
+    }
+
+    fn received(queue: &mut Queue) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| queue.try_next())
+            .filter_map(|out| match out {
+                Out::Text(text, _) => Some(serde_json::from_str(&text).unwrap()),
+                Out::Ping => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn private_messages_reach_both_sides_and_notices_the_open_rooms() {
+        let directory = Directory::default();
+        let (alice_id, mut alice) = session(&directory, "alice");
+        let (_, mut alice_too) = session(&directory, "Alice");
+        let (_, mut bob) = session(&directory, "bob");
+        let message = PrivateMessage {
+            id: 9,
+            from: Nick::new("bob").unwrap(),
+            to: Nick::new("ALICE").unwrap(),
+            text: "hi".into(),
+            time_ms: 1,
+        };
+        assert!(directory.private(&message));
+        assert_eq!(received(&mut alice).len(), 1);
+        assert_eq!(received(&mut alice_too).len(), 1);
+        assert_eq!(received(&mut bob)[0]["text"], "hi");
+        let to_carol = PrivateMessage {
+            to: Nick::new("carol").unwrap(),
+            ..message
+        };
+        assert!(!directory.private(&to_carol), "carol has no session");
+        assert_eq!(received(&mut bob).len(), 1, "the sender's copy");
+        assert!(directory.online(&Nick::new("ALICE").unwrap()));
+        assert!(!directory.online(&Nick::new("carol").unwrap()));
+
+        let dev = ChannelName::new("dev").unwrap();
+        directory.opened(&Nick::new("alice").unwrap(), alice_id, &dev);
+        directory.room_notice(&dev, &RoomNotice::Info("* bob is now rob".into()));
+        assert_eq!(
+            received(&mut alice),
+            [serde_json::json!({"type": "notice", "room": "dev", "text": "* bob is now rob"})]
+        );
+        assert!(received(&mut alice_too).is_empty() && received(&mut bob).is_empty());
+        directory.closed(&Nick::new("alice").unwrap(), alice_id, &dev);
+        directory.room_notice(&dev, &RoomNotice::Info("x".into()));
+        assert!(received(&mut alice).is_empty());
+
+        directory.remove(&Nick::new("alice").unwrap(), alice_id);
+        assert!(
+            directory.online(&Nick::new("alice").unwrap()),
+            "one session left"
+        );
     }
 }

@@ -1,9 +1,16 @@
 //! debug-me logs through `kanava verify` and the real `debug-me --verify`: real logs from the
 //! reference program, and tampered copies of them, get the same verdict from both, with the
-//! failure on the same line.
+//! failure on the same line. Logs crafted against the verifier (a long log misordered at its
+//! end, lines that need a search, many keys) get their verdict in work linear in their length,
+//! and a log with an appended user key verifies, as protocol 1 wants, with a warning.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use kanava_debugme::recover::{CHECKS_PER_LINE, MAX_CHECKS_PER_LINE, Side};
+use kanava_debugme::synthetic::{
+    self, Flavour, SyntheticLog, many_keys, misordered_tail, typing_session,
+};
 
 use crate::support::private_dir;
 
@@ -244,4 +251,216 @@ fn verify_reports_keys_gpg_signers_and_what_protocol_1_cannot_prove() {
     assert!(text.contains("line 2: "), "{text}");
     let reference = scratch.debug_me_verify(&path);
     assert!(!reference.status.success());
+}
+
+/// `kanava verify --json` on one log: its report.
+fn kanava_verify_json(log: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["verify", "--json"])
+        .arg(log)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The most signature checks `kanava verify` may make on a log of `lines` lines.
+fn linear_bound(lines: usize) -> u64 {
+    MAX_CHECKS_PER_LINE + CHECKS_PER_LINE * lines as u64
+}
+
+#[test]
+fn a_long_log_misordered_at_its_end_gets_its_verdict_in_linear_work() {
+    let scratch = Scratch::new();
+    // Short enough for debug-me, whose search over every pair grows with the square: both
+    // name the line before the last.
+    let short = scratch.write("short.log", misordered_tail(40).text().as_bytes());
+    let reference = scratch.debug_me_verify(&short);
+    let said = String::from_utf8_lossy(&reference.stderr);
+    assert!(said.contains("Line 39: Invalid hash chain"), "{said}");
+    let ours = kanava_verify_json(&short);
+    assert_eq!(ours["line"], 39, "{ours}");
+    // As long as the real user log debug-me took 51 minutes over: the same verdict, with about
+    // one signature check a line.
+    let long = scratch.write("long.log", misordered_tail(3_021).text().as_bytes());
+    let report = kanava_verify_json(&long);
+    assert_eq!(report["verified"], false);
+    assert_eq!(
+        report["error"],
+        "line 3020: invalid hash chain: it points to line 3021, which comes after it"
+    );
+    let checks = report["signature_checks"].as_u64().unwrap();
+    assert!((3_000..=3_021).contains(&checks), "{checks} checks");
+}
+
+#[test]
+fn crafted_worst_cases_get_a_verdict_naming_the_line_in_linear_work() {
+    let scratch = Scratch::new();
+    let crafted = [
+        (
+            "skipping-chain",
+            skipping_chain as fn(usize) -> SyntheticLog,
+        ),
+        ("many-keys", many_keys),
+    ];
+    for (name, log) in crafted {
+        // Short: both verifiers find every pointer and signer.
+        let short = scratch.write(&format!("{name}-40.log"), log(40).text().as_bytes());
+        let reference = scratch.debug_me_verify(&short);
+        assert!(
+            reference.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&reference.stderr)
+        );
+        let ours = kanava_verify_json(&short);
+        assert_eq!(ours["verified"], true, "{name}: {ours}");
+        // Long: the search is bounded, and the line where it gives up is named.
+        let long = scratch.write(&format!("{name}-3021.log"), log(3_021).text().as_bytes());
+        let report = kanava_verify_json(&long);
+        assert_eq!(report["verified"], false, "{name}: {report}");
+        let line = report["line"].as_u64().unwrap();
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("line {line}: cannot recover the chain within ")),
+            "{name}: {error}"
+        );
+        let checks = report["signature_checks"].as_u64().unwrap();
+        assert!(checks <= linear_bound(3_021), "{name}: {checks} checks");
+    }
+}
+
+/// A server's log of `lines` lines in which every Seen needs a search.
+fn skipping_chain(lines: usize) -> SyntheticLog {
+    synthetic::skipping_chain(lines, Flavour::Server)
+}
+
+#[test]
+fn an_appended_user_key_verifies_with_a_warning() {
+    let scratch = Scratch::new();
+    let mut log = typing_session(20, Flavour::User);
+    let intruder = synthetic::key(9);
+    log.session_key(Side::User, &intruder);
+    log.seen(&intruder, b"rm -rf ~\r\n", log.honest_pointers(), 0.1);
+    let path = scratch.write("appended.log", log.text().as_bytes());
+    // Protocol 1 takes any user key: debug-me says the log verifies, and so does kanava.
+    let reference = scratch.debug_me_verify(&path);
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let out = kanava_verify(&[&path]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let intruder = base16ct::lower::encode_string(&intruder.public().0);
+    assert!(
+        text.contains(&format!(
+            "warning: user key {intruder} (line 21) is a second user key"
+        )) && text.contains("it signed 1 activity (first at line 22)"),
+        "{text}"
+    );
+    // Without the appended lines, no such warning.
+    let honest = scratch.write(
+        "honest.log",
+        typing_session(20, Flavour::User).text().as_bytes(),
+    );
+    let out = kanava_verify(&[&honest]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("second user key"));
+}
+
+/// A small deterministic generator (xorshift64) for the mutations below.
+struct Mutator(u64);
+
+impl Mutator {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    /// `log` with one or two of: two lines swapped, a line deleted, a line repeated elsewhere,
+    /// a hex digit changed (in a key, a signature, a pointer or a hash).
+    fn mutate(&mut self, log: &str) -> String {
+        let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
+        for _ in 0..1 + self.below(2) {
+            let n = lines.len();
+            let at = self.below(n);
+            match self.below(4) {
+                0 => lines.swap(at, self.below(n)),
+                1 if n > 1 => {
+                    lines.remove(at);
+                }
+                2 => {
+                    let copy = lines[at].clone();
+                    lines.insert(self.below(n), copy);
+                }
+                _ => {
+                    let mut bytes = lines[at].clone().into_bytes();
+                    let digits: Vec<usize> = (0..bytes.len())
+                        .filter(|&i| bytes[i].is_ascii_hexdigit())
+                        .collect();
+                    let i = digits[self.below(digits.len())];
+                    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+                    lines[at] = String::from_utf8(bytes).unwrap();
+                }
+            }
+        }
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+#[test]
+fn mutated_logs_of_every_shape_get_debug_mes_verdict_on_the_same_line() {
+    let scratch = Scratch::new();
+    let shapes = [
+        typing_session(16, Flavour::User),
+        typing_session(16, Flavour::Server),
+        skipping_chain(12),
+        misordered_tail(12),
+        many_keys(12),
+    ]
+    .map(|log| log.text());
+    let mut mutator = Mutator(0x9e37_79b9_7f4a_7c15);
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    for run in 0..120 {
+        let log = mutator.mutate(&shapes[run % shapes.len()]);
+        let path = scratch.write(&format!("mutated-{run}.log"), log.as_bytes());
+        let reference = scratch.debug_me_verify(&path);
+        expected.push((reference.status.success(), reference_line(&reference)));
+        paths.push(path);
+    }
+    let refused = expected.iter().filter(|(verified, _)| !verified).count();
+    assert!(
+        (30..=110).contains(&refused),
+        "{refused} of 120 refused: the mutations should break some logs and not others"
+    );
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["verify", "--json"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let reports: Vec<serde_json::Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), paths.len());
+    for ((report, (verified, line)), path) in reports.iter().zip(&expected).zip(&paths) {
+        assert_eq!(
+            (report["verified"].as_bool(), report["line"].as_u64()),
+            (Some(*verified), line.map(|l| l as u64)),
+            "{}: debug-me and kanava disagree: {report}",
+            path.display()
+        );
+    }
 }

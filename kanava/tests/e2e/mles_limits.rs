@@ -100,7 +100,9 @@ impl Pair {
         let mut b = join_from(server, source, "b", &ch).await;
         let mut first = recv(&mut b).await;
         if first == hello {
-            // b came first, so its own header leads the history the new b is replayed.
+            // b came first, so its header leads the history a was replayed and the one the new
+            // b is replayed.
+            assert_eq!(json(&recv(&mut a).await)["uid"], "b");
             b = join_from(server, source, "b2", &ch).await;
             assert_eq!(json(&recv(&mut b).await)["uid"], "b");
             first = recv(&mut b).await;

@@ -464,6 +464,9 @@ async fn resuming_after_a_restart_gives_exactly_the_missing_events() {
         seqs[0] > last && seqs.windows(2).all(|w| w[0] < w[1]),
         "{seqs:?} after {last}"
     );
+    // A seq from elsewhere (beyond the newest) starts afresh.
+    let (joined, _) = bot.join(&room, Some(1 << 40)).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
     // Live from then on, nothing twice.
     mles.send(text("live")).await.unwrap();
     let live = bot.event_with_text("live").await;
@@ -538,6 +541,48 @@ async fn names_follow_the_ssh_rules_with_reasons() {
     assert_eq!(eve.login("eve", &eve_key).await["outcome"], "bound");
     let taken = ssh(&server, &[&ssh_key.path()], "eve", &["say", "#lobby", "x"]).await;
     assert!(!taken.status.success());
+
+    // The browser lets an SSH key in: pending until its first login over SSH, then active;
+    // then the browser removes it again.
+    let laptop = Key::new();
+    eve.send(json!({"type": "key_add", "key": laptop.public(), "id": 20}))
+        .await;
+    let added = eve.reply(20).await;
+    assert_eq!(
+        (&added["type"], &added["outcome"]),
+        (&json!("ok"), &json!("pending")),
+        "{added}"
+    );
+    let said = ssh(
+        &server,
+        &[&laptop.path()],
+        "eve",
+        &["say", "#lobby", "from the laptop"],
+    )
+    .await;
+    assert!(said.status.success(), "{}", stderr(&said));
+    eve.send(json!({"type": "keys", "id": 21})).await;
+    let keys = eve.reply(21).await;
+    let listed: Vec<(bool, bool)> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["pending"].as_bool().unwrap(),
+                k["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(false, true), (false, false)], "{keys}");
+    eve.send(json!({"type": "key_remove", "fingerprint": added["fingerprint"], "id": 22}))
+        .await;
+    assert_eq!(eve.reply(22).await["type"], "ok");
+    let refused = ssh(&server, &[&laptop.path()], "eve", &["say", "#lobby", "x"]).await;
+    assert!(!refused.status.success());
+    eve.send(json!({"type": "key_remove", "fingerprint": "SHA256:nothing", "id": 23}))
+        .await;
+    assert_eq!(eve.reply(23).await["code"], "not_found");
 }
 
 #[tokio::test]
@@ -817,7 +862,7 @@ async fn private_messages_and_topics_cross_between_web_and_ssh() {
 
 #[tokio::test]
 async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
-    let server = Start::new().start();
+    let server = Start::new().args(&["--ssh-rooms-per-hour", "52"]).start();
     let key = Key::new();
     let mut bot = Bot::logged_in(&server, None, "roamer", &key).await;
     bot.send(json!({"type": "send", "room": "nowhere", "text": "x", "id": 1}))
@@ -848,9 +893,36 @@ async fn rooms_per_connection_are_bounded_and_a_mles_client_keeps_its_uid() {
     let rooms = bot.reply(4).await;
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 50, "{rooms}");
 
+    // New rooms, as over SSH: --ssh-rooms-per-hour of them (52 here: 51 made so far); a room
+    // that exists (it has history) can always be entered again.
+    for (n, room, outcome) in [
+        (6, "r-52nd", "joined"),
+        (7, "r-53rd", "error"),
+        (8, "r0", "joined"),
+    ] {
+        bot.send(json!({"type": "leave", "room": format!("r{}", n - 5), "id": 10 + n}))
+            .await;
+        assert_eq!(bot.reply(10 + n).await["type"], "ok");
+        bot.send(json!({"type": "join", "room": room, "id": n}))
+            .await;
+        let reply = bot.reply(n).await;
+        assert_eq!(reply["type"], outcome, "{room}: {reply}");
+        if outcome == "error" {
+            assert_eq!(reply["code"], "rate");
+            assert!(
+                reply["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at most 52 new rooms an hour"),
+                "{reply}"
+            );
+        }
+    }
+
     // A Mles client holding a free name in a room keeps it there, even once the name is bound.
     let _mles = server.client().join("squatter", "held").await;
-    server.wait_metric("kanava_members", 51.0).await;
+    // The bot holds 49 rooms now (two left for a refused one), so with the squatter 50.
+    server.wait_metric("kanava_members", 50.0).await;
     let mut other = Bot::logged_in(&server, None, "squatter", &Key::new()).await;
     other
         .send(json!({"type": "join", "room": "held", "id": 5}))
@@ -939,4 +1011,94 @@ async fn presence_follows_people_coming_and_going_over_every_transport() {
         presence["members"],
         json!([{"name": "watcher", "verified": true}])
     );
+}
+
+#[tokio::test]
+async fn a_sender_past_its_disk_share_is_refused_with_the_reason_while_another_posts() {
+    let server = Start::new()
+        .args(&["--max-disk-per-source", "48KiB"])
+        .start();
+    let room = channel("webdisk");
+    let mut filler = Bot::logged_in(&server, Some("127.0.0.2"), "filler", &Key::new()).await;
+    let mut honest = Bot::logged_in(&server, Some("127.0.0.3"), "poster", &Key::new()).await;
+    filler.join(&room, None).await;
+    honest.join(&room, None).await;
+    let block = "z".repeat(4000);
+    let mut refusal = None;
+    for id in 1..=20 {
+        filler
+            .send(json!({"type": "send", "room": room, "text": block, "id": id}))
+            .await;
+        let reply = filler.reply(id).await;
+        if reply["type"] == "error" {
+            refusal = Some(reply);
+            break;
+        }
+    }
+    let refusal = refusal.expect("refused within 20 messages of 4000 bytes");
+    assert_eq!(refusal["code"], "disk", "{refusal}");
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("your address has used its share of the server's disk"),
+        "{refusal}"
+    );
+    honest.say(&room, "another address still posts", 1).await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_four_pings_and_a_reading_one_stays() {
+    let server = Start::new().args(&["--ping-interval", "1s"]).start();
+    let mut silent = Bot::logged_in(&server, Some("127.0.0.2"), "silent", &Key::new()).await;
+    let mut awake = Bot::logged_in(&server, Some("127.0.0.3"), "awake", &Key::new()).await;
+    // The reading client answers every ping (tungstenite does, as browsers do) while the
+    // silent one reads nothing for five intervals.
+    let started = std::time::Instant::now();
+    let quiet = drain_for(&mut awake.ws, Duration::from_secs(5)).await;
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let (code, reason) = close_frame(&mut silent.ws).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Policy, "no answer to pings")
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    awake.send(json!({"type": "rooms", "id": 1})).await;
+    assert_eq!(awake.reply(1).await["type"], "rooms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_users_on_two_nodes_of_a_cluster_talk_with_seqs_and_private_messages() {
+    let _heavy = heavy().await;
+    let nats = crate::nats::NatsCluster::start().await;
+    let urls = nats.urls();
+    let (a, b) = (
+        crate::cluster::node(&urls, "web-a", &[]),
+        crate::cluster::node(&urls, "web-b", &[]),
+    );
+    let room = channel("webcluster");
+    let mut ann = Bot::logged_in(&a, None, "ann", &Key::new()).await;
+    let mut ben = Bot::logged_in(&b, None, "ben", &Key::new()).await;
+    ann.join(&room, None).await;
+    ben.join(&room, None).await;
+
+    // The sender's own event and seq come back on its node; the other node's user gets the
+    // same seq.
+    let (ok, own) = ann.say(&room, "across the cluster", 1).await;
+    assert_eq!(own["seq"], ok["seq"], "{ok} {own}");
+    let seen = ben.event_with_text("across the cluster").await;
+    assert_eq!(
+        (&seen["seq"], &seen["from"], &seen["verified"]),
+        (&own["seq"], &json!("ann"), &json!(true))
+    );
+    let (_, answer) = ben.say(&room, "heard you", 2).await;
+    let heard = ann.event_with_text("heard you").await;
+    assert_eq!(heard["seq"], answer["seq"]);
+    assert!(heard["seq"].as_u64() > own["seq"].as_u64());
+
+    // A private message crosses nodes too.
+    ben.send(json!({"type": "pm", "to": "ann", "text": "psst", "id": 3}))
+        .await;
+    let pm = ann.until_type("pm").await;
+    assert_eq!((&pm["from"], &pm["text"]), (&json!("ben"), &json!("psst")));
 }
