@@ -169,11 +169,30 @@ impl Browser {
     /// Opens page `page` at `url` in a new browser context; returns the response's status and
     /// headers.
     async fn open(&mut self, page: &str, url: &str, viewport: [u32; 2], scheme: &str) -> Value {
-        self.call(
-            json!({"cmd": "open", "page": page, "url": url, "viewport": viewport,
-            "colorScheme": scheme}),
-        )
-        .await
+        let response = self
+            .call(
+                json!({"cmd": "open", "page": page, "url": url, "viewport": viewport,
+                "colorScheme": scheme}),
+            )
+            .await;
+        self.assert_loaded(page).await;
+        response
+    }
+
+    /// Asserts that the page loaded its stylesheet and started its script (the key it makes on
+    /// first use comes later): a file that failed to load says so here, not as a later timeout.
+    async fn assert_loaded(&mut self, page: &str) {
+        let loaded = "() => [...document.styleSheets].some((s) => s.href?.endsWith('/src/app.css')
+            && s.cssRules.length > 0)";
+        if self
+            .try_call(json!({"cmd": "waitFor", "page": page, "expression": loaded,
+                "timeout": PAGE_WAIT.as_millis() as u64}))
+            .await
+            .is_err()
+        {
+            let reports = self.reports(page).await;
+            panic!("{page} did not load its stylesheet: {reports}");
+        }
     }
 
     /// Opens `page` on a desktop-sized light page at the server's root.
@@ -1328,6 +1347,7 @@ async fn a_network_drop_is_survived_without_loss_or_duplicate() {
     browser
         .call(json!({"cmd": "open", "page": "alice", "url": url(&server, ""), "clock": true}))
         .await;
+    browser.assert_loaded("alice").await;
     browser.enter("alice", "alice", "dev").await;
     browser.open_desktop("bob", &server).await;
     browser.enter("bob", "bob", "dev").await;
