@@ -33,4 +33,5 @@ mod ssh;
 mod ssh_limits;
 mod store_limits;
 mod tui;
+mod web_browser;
 mod web_protocol;
