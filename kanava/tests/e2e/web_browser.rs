@@ -1420,3 +1420,73 @@ async fn the_page_paints_within_a_second_and_weighs_under_150_kb() {
     );
     browser.assert_clean("first").await;
 }
+
+/// Replaces the page's `Notification` with one that records what it is asked to show, as if the
+/// user had allowed notifications, and lets the test say whether the page is hidden.
+const RECORD_NOTIFICATIONS: &str = "() => {
+    window.__shown = [];
+    window.__hidden = false;
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => window.__hidden });
+    window.Notification = class {
+        static get permission() { return 'granted'; }
+        static requestPermission() { return Promise.resolve('granted'); }
+        constructor(title, options) { window.__shown.push({ title, body: options?.body }); }
+        close() {}
+    };
+}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_and_private_messages_notify_only_while_the_page_is_hidden() {
+    let server = Start::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch().await;
+    browser.open_desktop("carol", &server).await;
+    browser.enter("carol", "carol", "dev").await;
+    // Permission is asked for only when the user presses the button: the page offers it.
+    let offered = browser
+        .eval(
+            "carol",
+            "() => [Notification.permission, !document.querySelector('#notify').hidden]",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(offered, json!(["default", true]), "{offered}");
+    browser
+        .eval("carol", RECORD_NOTIFICATIONS, Value::Null)
+        .await;
+    let mut bob = ssh_user_in(&server, dir.path(), "bob", "dev").await;
+    let shown = "() => window.__shown";
+
+    // Seen on screen: a mention is highlighted, nobody is notified.
+    bob.send("carol: while you look").await;
+    let row = browser.wait_row("carol", "carol: while you look").await;
+    assert!(row.is("mention"), "{row:?}");
+    // Hidden: a mention and a private message notify; other lines do not.
+    browser
+        .eval("carol", "() => { window.__hidden = true; }", Value::Null)
+        .await;
+    bob.send("just chatting").await;
+    bob.send("Carol, are you there?").await;
+    bob.send("/msg carol psst").await;
+    browser
+        .wait_for(
+            "carol",
+            "() => window.__shown.length >= 2 && window.__shown",
+            Value::Null,
+        )
+        .await;
+    browser.wait_row("carol", "just chatting").await;
+    let notified = browser.eval("carol", shown, Value::Null).await;
+    let notified = notified.as_array().unwrap();
+    assert_eq!(notified.len(), 2, "{notified:?}");
+    assert!(
+        notified[0]["title"].as_str().unwrap().contains("bob")
+            && notified[0]["body"] == "Carol, are you there?",
+        "{notified:?}"
+    );
+    assert!(
+        notified[1]["title"].as_str().unwrap().contains("bob") && notified[1]["body"] == "psst",
+        "{notified:?}"
+    );
+    browser.assert_clean("carol").await;
+}
