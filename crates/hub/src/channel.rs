@@ -57,7 +57,14 @@ struct InFlight {
     origin: MemberId,
     commit: Commit,
     numbered: Numbered,
+    /// Who waits to learn the frame's seq once it is released (see `Member::publish_stored`).
+    stored_to: Option<StoredTo>,
 }
+
+/// Where a publisher that waits for its frame learns the frame's seq and time once it is
+/// stored and released to the channel (after every earlier frame), or why it was not stored.
+pub(crate) type StoredTo =
+    tokio::sync::oneshot::Sender<Result<(u64, u64), kanava_store::StoreError>>;
 
 /// Who numbered a frame, which decides who missed a join header in their snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +92,9 @@ pub(crate) struct ChannelState {
     /// is loaded), and the frames delivered while it loaded.
     applied: Option<u64>,
     early: Vec<(Arc<Entry>, Option<MemberId>)>,
+    /// In a cluster: publishers of this node waiting for their stored frame (by seq) to come
+    /// back from the bus and take its place, after every earlier frame.
+    awaiting: HashMap<u64, StoredTo>,
     /// The uids present on other nodes, and how each is held there.
     remote: HashMap<Uid, Present>,
     /// The number of distinct uids present, for members that show it.
@@ -122,6 +132,7 @@ impl Channel {
                 in_flight: VecDeque::new(),
                 applied: None,
                 early: Vec::new(),
+                awaiting: HashMap::new(),
                 remote: HashMap::new(),
             }),
         }
@@ -159,14 +170,21 @@ impl ChannelState {
             origin,
             commit: Commit::Waiting,
             numbered: Numbered::Here,
+            stored_to: None,
         });
         entry
     }
 
     /// Records the store's verdict on frame `seq`, then releases the confirmed prefix: committed
     /// frames go into history and (except join headers) to every member but their sender; failed
-    /// frames are dropped. Returns the origin of a failed frame so that it can be kicked.
-    pub(crate) fn confirm(&mut self, seq: u64, committed: bool, released: &mut Released) {
+    /// frames are dropped. A committed frame's `stored_to` learns its seq when it is released.
+    pub(crate) fn confirm(
+        &mut self,
+        seq: u64,
+        committed: bool,
+        stored_to: Option<StoredTo>,
+        released: &mut Released,
+    ) {
         let Some(front) = self.in_flight.front() else {
             return;
         };
@@ -181,6 +199,7 @@ impl ChannelState {
         } else {
             Commit::Failed
         };
+        slot.stored_to = stored_to;
         if !committed && let Some(member) = self.members.get(&slot.origin) {
             member.outbox.kick(KickReason::StoreFailed);
         }
@@ -236,6 +255,9 @@ impl ChannelState {
         released.overflows += overflowed.len() as u64;
         for id in overflowed {
             self.remove_member(id);
+        }
+        if let Some(stored_to) = frame.stored_to {
+            let _ = stored_to.send(Ok((seq, frame.entry.time_ms)));
         }
         self.history.push(frame.entry);
     }
@@ -368,12 +390,25 @@ impl ChannelState {
         let mut applied = 0;
         for entry in entries {
             applied = entry.seq;
+            if let Some(stored_to) = self.awaiting.remove(&entry.seq) {
+                let _ = stored_to.send(Ok((entry.seq, entry.time_ms)));
+            }
             self.history.push(Arc::new(entry));
         }
         self.applied = Some(applied);
         self.next_seq = applied + 1;
         for (entry, origin) in std::mem::take(&mut self.early) {
             self.deliver(entry, origin, released);
+        }
+    }
+
+    /// In a cluster: tells `stored_to` that frame `seq` (given at `time_ms`) is stored, once the
+    /// bus has delivered it here after every earlier frame, or at once if it has.
+    pub(crate) fn when_delivered(&mut self, seq: u64, time_ms: u64, stored_to: StoredTo) {
+        if self.applied.is_some_and(|applied| applied >= seq) {
+            let _ = stored_to.send(Ok((seq, time_ms)));
+        } else {
+            self.awaiting.insert(seq, stored_to);
         }
     }
 
@@ -395,12 +430,14 @@ impl ChannelState {
         }
         self.applied = Some(entry.seq);
         self.next_seq = entry.seq + 1;
+        let stored_to = self.awaiting.remove(&entry.seq);
         self.release(
             InFlight {
                 entry,
                 origin: origin.unwrap_or(MemberId::MAX),
                 commit: Commit::Done,
                 numbered: Numbered::Cluster,
+                stored_to,
             },
             released,
         );

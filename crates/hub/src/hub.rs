@@ -13,7 +13,7 @@ use kanava_core::{
 use kanava_store::{Bus, Delivered, Outgoing, Pending, Present, RemotePresence, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::channel::{Channel, ChannelState, MemberId, MemberSlot, Released};
+use crate::channel::{Channel, ChannelState, MemberId, MemberSlot, Released, StoredTo};
 use crate::outbox::{self, KickReason, Outbox, QueueLimits};
 use crate::{Accounts, Chat, HubError, UserLimits, UserRates};
 
@@ -453,28 +453,37 @@ impl Hub {
                         channel.lock().kick_member(origin, KickReason::StoreFailed);
                     }
                     drop(permit);
-                    if let Some(stored_to) = stored_to {
-                        let _ = stored_to.send(stored.map(|seq| (seq, time_ms)));
+                    match (stored, stored_to) {
+                        (Ok(seq), Some(stored_to)) => {
+                            channel.lock().when_delivered(seq, time_ms, stored_to);
+                        }
+                        (Err(error), Some(stored_to)) => {
+                            let _ = stored_to.send(Err(error));
+                        }
+                        (_, None) => {}
                     }
                 });
                 return;
             }
         };
         tokio::spawn(async move {
-            let stored = pending.await;
-            if let Err(error) = &stored {
-                tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
-            }
+            let (committed, stored_to) = match pending.await {
+                Ok(()) => (true, stored_to),
+                Err(error) => {
+                    tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
+                    if let Some(stored_to) = stored_to {
+                        let _ = stored_to.send(Err(error));
+                    }
+                    (false, None)
+                }
+            };
             let mut released = Released::default();
             let idle = {
                 let mut state = channel.lock();
-                state.confirm(entry.seq, stored.is_ok(), &mut released);
+                state.confirm(entry.seq, committed, stored_to, &mut released);
                 state.is_idle()
             };
             drop(permit);
-            if let Some(stored_to) = stored_to {
-                let _ = stored_to.send(stored.map(|()| (entry.seq, entry.time_ms)));
-            }
             hub.count_released(&channel, &released);
             if idle {
                 hub.retire_if_idle(&channel);
@@ -782,10 +791,6 @@ enum Submitted {
     /// A frame handed to the cluster's bus: its seq once stored, and the time it was given.
     Bus(Pending<u64>, u64),
 }
-
-/// Where a publisher that waits for its frame learns the frame's seq and time once it is
-/// stored, or why it was not.
-type StoredTo = tokio::sync::oneshot::Sender<Result<(u64, u64), StoreError>>;
 
 /// Hands each frame the bus delivers to its channel on this node, if the channel is held here.
 async fn relay_deliveries(hub: Weak<Inner>, mut deliveries: mpsc::Receiver<Delivered>) {

@@ -25,6 +25,7 @@ use kanava_hub::{
 use kanava_mles::RoutedConnection;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -138,7 +139,12 @@ struct Room {
     member: Arc<Member>,
     kick: KickSignal,
     forward: JoinHandle<()>,
+    /// The member's own stored messages, for the forwarder to show in their place.
+    own: mpsc::Sender<OwnMessage>,
 }
+
+/// A message the member sent, once stored, and who waits until it is queued to the client.
+type OwnMessage = (Entry, oneshot::Sender<()>);
 
 impl Drop for Room {
     fn drop(&mut self) {
@@ -680,10 +686,11 @@ impl Session {
         self.send_joined(&room, &joined.history, after, id).await;
         let member = Arc::new(joined.member);
         let kick = joined.outbox.kick_signal();
+        let (own, own_messages) = mpsc::channel(1);
         let forward = tokio::spawn(forward(
             self.shared.hub.clone(),
             room.clone(),
-            joined.outbox,
+            (joined.outbox, own_messages),
             member.presence(),
             self.out.clone(),
         ));
@@ -694,6 +701,7 @@ impl Session {
                 member,
                 kick,
                 forward,
+                own,
             },
         );
         Ok(None)
@@ -829,6 +837,7 @@ impl Session {
         let (room, open) = self.open_room(room)?;
         let member = Arc::clone(&open.member);
         let kick = open.kick.clone();
+        let forwarder = open.own.clone();
         let own = member
             .publish_stored(FrameKind::Text, Bytes::from(text))
             .await
@@ -838,11 +847,14 @@ impl Session {
             let refused = kicked(reason, &ending);
             return Err(refused);
         }
-        // The sender's own frame does not come back through its outbox: it is shown from here.
-        if let Some(event) = events::event(&room, &own) {
-            self.out.send(&event);
+        // The sender's own frame does not come back through its outbox: the room's forwarder
+        // shows it after what others sent before it, and the ok follows.
+        let seq = own.seq;
+        let (queued, shown) = oneshot::channel();
+        if forwarder.send((own, queued)).await.is_ok() {
+            let _ = shown.await;
         }
-        let ok = json!({"room": room.as_str(), "seq": own.seq});
+        let ok = json!({"room": room.as_str(), "seq": seq});
         Ok(Some(ok))
     }
 
@@ -1066,10 +1078,14 @@ fn kicked(reason: KickReason, ending: &Ending) -> Refused {
 
 /// Forwards a room's live entries and presence changes to the connection until the
 /// membership ends.
+///
+/// The member's own messages come in through `own` once stored: a frame is released to the
+/// channel only after every earlier one, so what others sent before it is in the outbox by
+/// then, and is forwarded first. Seqs reach the client in order, which resuming relies on.
 async fn forward(
     hub: kanava_hub::Hub,
     room: ChannelName,
-    mut outbox: kanava_hub::Outbox,
+    (mut outbox, mut own): (kanava_hub::Outbox, mpsc::Receiver<OwnMessage>),
     mut presence: tokio::sync::watch::Receiver<usize>,
     out: Outgoing,
 ) {
@@ -1078,6 +1094,21 @@ async fn forward(
     let mut watching = true;
     loop {
         tokio::select! {
+            Some((entry, queued)) = own.recv() => {
+                while let Some(earlier) = outbox.try_recv() {
+                    if let Some(event) = events::event(&room, &earlier)
+                        && !out.send(&event)
+                    {
+                        return;
+                    }
+                }
+                if let Some(event) = events::event(&room, &entry)
+                    && !out.send(&event)
+                {
+                    return;
+                }
+                let _ = queued.send(());
+            }
             entry = outbox.recv() => match entry {
                 Some(entry) => {
                     if let Some(event) = events::event(&room, &entry)

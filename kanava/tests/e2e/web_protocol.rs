@@ -377,6 +377,41 @@ async fn a_bot_logs_in_and_talks_with_ssh_and_python_mles_verified_with_seqs() {
 }
 
 #[tokio::test]
+async fn events_reach_a_sender_in_seq_order_its_own_included() {
+    let server = Start::new().start();
+    let room = channel("weborder");
+    let key = Key::new();
+    let mut bot = Bot::logged_in(&server, None, "orderly", &key).await;
+    bot.join(&room, None).await;
+    let mut mles = server.client().join("burst", &room).await;
+    // Others' messages sent just before the bot's own: the bot's own event must not come before
+    // them (a client resuming after the highest seq it showed would then never get them).
+    for round in 0..20u64 {
+        for n in 0..5 {
+            mles.send(text(&format!("burst {round}.{n}")))
+                .await
+                .unwrap();
+        }
+        bot.send(json!({"type": "send", "room": room, "text": format!("mine {round}"), "id": 1000 + round}))
+            .await;
+    }
+    let mut seqs = Vec::new();
+    let mut oks = 0;
+    while oks < 20 || seqs.len() < 120 {
+        let message = bot.next().await;
+        match message["type"].as_str() {
+            Some("event") => seqs.push(message["seq"].as_u64().unwrap()),
+            Some("ok") => oks += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "events out of seq order: {seqs:?}"
+    );
+}
+
+#[tokio::test]
 async fn history_pages_reach_back_through_the_store() {
     let server = Start::new().start();
     let room = channel("webhistory");
