@@ -96,6 +96,21 @@ impl<'a> AuthParts<'a> {
     }
 }
 
+/// Decodes an SSH signature (OpenSSH's SSHSIG) given as the armoured text `ssh-keygen -Y sign`
+/// prints or as its base64 body alone, line breaks allowed: the form a Mles proof and a web
+/// login carry.
+pub fn decode_sshsig(text: &str) -> Option<SshSig> {
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .flat_map(|line| line.chars().filter(|c| !c.is_ascii_whitespace()))
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    SshSig::decode(&mut bytes.as_slice()).ok()
+}
+
 /// A parsed proof, not yet checked against a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proof {
@@ -113,15 +128,7 @@ impl Proof {
             return Err(ProofError::Malformed);
         }
         let time_secs = time.parse().map_err(|_| ProofError::Malformed)?;
-        let body: String = signature
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .flat_map(|line| line.chars().filter(|c| !c.is_ascii_whitespace()))
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|_| ProofError::Malformed)?;
-        let signature = SshSig::decode(&mut bytes.as_slice()).map_err(|_| ProofError::Malformed)?;
+        let signature = decode_sshsig(signature).ok_or(ProofError::Malformed)?;
         if signature.namespace() != NAMESPACE {
             return Err(ProofError::Namespace);
         }

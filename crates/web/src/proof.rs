@@ -3,10 +3,9 @@
 //! WebCrypto) over `NAME \n NONCE`, the nonce being the one the server's hello sent on this
 //! connection, so that a signature is good for one login only.
 
-use base64::Engine as _;
 use kanava_core::IdentityKey;
-use ssh_key::encoding::Decode as _;
-use ssh_key::{HashAlg, PublicKey, SshSig};
+use kanava_mles::proof::decode_sshsig;
+use ssh_key::{HashAlg, PublicKey};
 
 /// The SSHSIG namespace of a web login: a signature made for anything else never counts.
 pub const NAMESPACE: &str = "kanava-web";
@@ -73,15 +72,7 @@ pub fn verify(key: &str, signature: &str, name: &str, nonce: &str) -> Result<(),
     if signature.len() > MAX_TEXT {
         return Err(ProofError::Malformed);
     }
-    let body: String = signature
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .flat_map(|line| line.chars().filter(|c| !c.is_ascii_whitespace()))
-        .collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|_| ProofError::Malformed)?;
-    let signature = SshSig::decode(&mut bytes.as_slice()).map_err(|_| ProofError::Malformed)?;
+    let signature = decode_sshsig(signature).ok_or(ProofError::Malformed)?;
     if signature.namespace() != NAMESPACE {
         return Err(ProofError::Namespace);
     }
@@ -94,7 +85,8 @@ pub fn verify(key: &str, signature: &str, name: &str, nonce: &str) -> Result<(),
 
 #[cfg(test)]
 mod tests {
-    use ssh_key::{LineEnding, PrivateKey};
+    use base64::Engine as _;
+    use ssh_key::{LineEnding, PrivateKey, SshSig};
 
     use super::*;
 

@@ -4,24 +4,12 @@
 //! SSH banner), `/nick` moves a name with a cooldown, unused names expire, and
 //! `kanava users list` shows when each name was last seen.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 use crate::chat::{LineSession, fingerprint};
 use crate::ssh::{ssh_command_with, stderr, stdout, users};
 use crate::support::*;
-
-/// A fresh ed25519 key `name` in `dir`, made by `ssh-keygen`.
-fn fresh_key(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
-        .arg(&path)
-        .status()
-        .expect("ssh-keygen (openssh-client) is installed");
-    assert!(status.success());
-    path
-}
 
 /// Runs `ssh … user@127.0.0.1 rooms` from the loopback address `source`, with the log level at
 /// which OpenSSH prints banners (INFO, its default).

@@ -3,9 +3,7 @@
 //! restart, and a Mles client holding a proof signed by one of the name's keys (the real
 //! `ssh-keygen -Y sign`) speaks as the name.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::SinkExt;
@@ -25,27 +23,7 @@ fn now_secs() -> u64 {
 /// The `auth` value proving `uid` in `channel` at `time`: `ssh-keygen -Y sign -n kanava-mles`
 /// over `UID \n CHANNEL \n TIME` with `key`, as the README tells bots to make it.
 fn proof(key: &Path, uid: &str, channel: &str, time: u64) -> String {
-    let mut signer = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "kanava-mles", "-q", "-f"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh-keygen (openssh-client) is installed");
-    signer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{uid}\n{channel}\n{time}").as_bytes())
-        .unwrap();
-    let out = signer.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let armoured = String::from_utf8(out.stdout).unwrap();
+    let armoured = ssh_keygen_sign(key, "kanava-mles", &format!("{uid}\n{channel}\n{time}"));
     assert!(
         armoured.starts_with("-----BEGIN SSH SIGNATURE-----"),
         "{armoured}"

@@ -1,6 +1,6 @@
 //! Test harness: start the real server, connect real clients, wait for conditions.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -684,4 +684,42 @@ pub fn new_gpg_key(home: &Path, name: &str) -> String {
         .and_then(|l| l.split(':').nth(8))
         .expect("the new key's fingerprint")
         .to_owned()
+}
+
+/// A fresh ed25519 key `name` in `dir`, made by `ssh-keygen`.
+pub fn fresh_key(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen (openssh-client) is installed");
+    assert!(status.success());
+    path
+}
+
+/// `message` signed by `key` in `namespace` with OpenSSH's `ssh-keygen -Y sign`: the armoured
+/// SSHSIG text it prints.
+pub fn ssh_keygen_sign(key: &Path, namespace: &str, message: &str) -> String {
+    let mut signer = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-q", "-n", namespace, "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh-keygen (openssh-client) is installed");
+    signer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = signer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -4,7 +4,7 @@
 //! promises (the contract in the issue: `#messages li[data-seq]`, `#people`, `#status`, …).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -446,18 +446,6 @@ fn url(server: &Kanava, fragment: &str) -> String {
     } else {
         format!("{base}#{fragment}")
     }
-}
-
-/// A fresh ed25519 key `name` in `dir`, made by `ssh-keygen`.
-fn fresh_key(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
-        .arg(&path)
-        .status()
-        .expect("ssh-keygen (openssh-client) is installed");
-    assert!(status.success());
-    path
 }
 
 /// Runs `ssh … user@127.0.0.1 rooms` at OpenSSH's default log level, which prints the server's

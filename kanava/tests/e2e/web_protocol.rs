@@ -3,8 +3,8 @@
 //! the real OpenSSH client and a Python `websockets` Mles client; and the pages of the front
 //! end on the same listener.
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::Read as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -50,32 +50,8 @@ impl Key {
     /// `printf '%s\n%s' NAME NONCE | ssh-keygen -Y sign -q -n kanava-web -f KEY`, as the
     /// protocol's document tells bots.
     fn sign(&self, name: &str, nonce: &str) -> String {
-        sign(&self.path(), "kanava-web", &format!("{name}\n{nonce}"))
+        ssh_keygen_sign(&self.path(), "kanava-web", &format!("{name}\n{nonce}"))
     }
-}
-
-fn sign(key: &Path, namespace: &str, message: &str) -> String {
-    let mut signer = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-q", "-n", namespace, "-f"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh-keygen (openssh-client) is installed");
-    signer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = signer.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A bot on the web protocol.
@@ -544,7 +520,7 @@ async fn names_follow_the_ssh_rules_with_reasons() {
     let refused = bot.next().await;
     assert_eq!(refused["code"], "bad_signature", "{refused}");
     let mut bot = Bot::connect(&server, None).await;
-    let mles_namespace = sign(
+    let mles_namespace = ssh_keygen_sign(
         &web_key.path(),
         "kanava-mles",
         &format!("dave\n{}", bot.nonce),
