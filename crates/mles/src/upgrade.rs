@@ -161,6 +161,17 @@ fn is_valid_key(key: &[u8]) -> bool {
         && b"AQgw".contains(&digits[21])
 }
 
+/// The values of every header named `name` (any case), in order.
+fn values<'h>(
+    headers: &'h [httparse::Header<'h>],
+    name: &'static str,
+) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
 /// Parses a request head from the bytes read so far.
 pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -184,12 +195,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed, Refusal> {
         return Err(Refusal::NotGet);
     }
     let headers: &[httparse::Header<'_>] = request.headers;
-    let all = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
+    let all = |name: &'static str| values(headers, name);
     let upgrade = all("upgrade").any(|v| lists(v, "websocket", true));
     let connection = all("connection").any(|v| lists(v, "upgrade", true));
     if !upgrade || !connection {
@@ -258,12 +264,7 @@ pub fn parse_page_request(buf: &[u8]) -> Option<PageRequest> {
         _ => return None,
     };
     let headers: &[httparse::Header<'_>] = request.headers;
-    let all = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
+    let all = |name: &'static str| values(headers, name);
     let mut hosts = all("host");
     if hosts.next().is_none_or(|h| h.trim_ascii().is_empty()) || hosts.next().is_some() {
         return None;
