@@ -255,17 +255,10 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testlog::NoGpg;
     use kanava_debugme::model::ControlAction;
     use kanava_debugme::recover::Side;
     use kanava_debugme::synthetic::{self, Flavour, typing_session};
-
-    struct NoGpg;
-
-    impl GpgCheck for NoGpg {
-        fn check(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<String, String> {
-            Err("no GnuPG keys in this log".into())
-        }
-    }
 
     fn verdict(text: &str) -> Verdict {
         let file = tempfile::NamedTempFile::new().unwrap();

@@ -157,18 +157,19 @@ pub fn session(pointers: bool) -> String {
     text
 }
 
+/// A GnuPG check for logs that carry no GnuPG-signed key: any it is asked about fails.
+pub(crate) struct NoGpg;
+
+impl kanava_debugme::verify::GpgCheck for NoGpg {
+    fn check(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<String, String> {
+        Err("no GnuPG keys in this log".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kanava_debugme::verify::{GpgCheck, verify};
-
-    struct NoGpg;
-
-    impl GpgCheck for NoGpg {
-        fn check(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<String, String> {
-            Err("no GnuPG keys in this log".into())
-        }
-    }
+    use kanava_debugme::verify::verify;
 
     #[test]
     fn both_flavours_verify() {

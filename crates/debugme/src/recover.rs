@@ -346,7 +346,16 @@ impl Recovery {
             return Err(Unrecovered { every_pair: true });
         }
         let mut tried: HashSet<Pointers> = tried.iter().cloned().collect();
-        for pointers in self.likely(side) {
+        let likely = self.likely(side);
+        let activities = self.activity_candidates();
+        let entered = self.entered_candidates();
+        let window = (0..activities.len() + entered.len() - 1)
+            .flat_map(|distance| {
+                let first = distance.saturating_sub(entered.len() - 1);
+                (first..=distance.min(activities.len() - 1)).map(move |a| (a, distance - a))
+            })
+            .map(|(a, e)| (activities[a].clone(), entered[e].clone()));
+        for pointers in likely.into_iter().chain(window) {
             if !tried.insert(pointers.clone()) {
                 continue;
             }
@@ -354,22 +363,6 @@ impl Recovery {
                 Some(Some(key)) => return Ok(Recovered { pointers, key }),
                 Some(None) => {}
                 None => return Err(Unrecovered { every_pair: false }),
-            }
-        }
-        let activities = self.activity_candidates();
-        let entered = self.entered_candidates();
-        for distance in 0..activities.len() + entered.len() - 1 {
-            let first = distance.saturating_sub(entered.len() - 1);
-            for a in first..=distance.min(activities.len() - 1) {
-                let pointers = (activities[a].clone(), entered[distance - a].clone());
-                if !tried.insert(pointers.clone()) {
-                    continue;
-                }
-                match activity.signer(&pointers, keys, &mut self.budget) {
-                    Some(Some(key)) => return Ok(Recovered { pointers, key }),
-                    Some(None) => {}
-                    None => return Err(Unrecovered { every_pair: false }),
-                }
             }
         }
         Err(Unrecovered {
