@@ -1,5 +1,6 @@
-//! Embeds the browser front end: every file of `web/index.html` and `web/src/` is compressed
-//! with gzip here, at build time, and listed with its ETag (a hash of its content) in
+//! Embeds the browser front end: the pages `web/*.html`, the chat's modules `web/src/` and the
+//! debug-me pages' bundles `web/dist/` (built by `npm run build --prefix web` and committed);
+//! every file is compressed with gzip here, at build time, and listed with its ETag (a hash of its content) in
 //! `$OUT_DIR/assets.rs`, which `src/pages.rs` includes. Whatever files are there are embedded;
 //! none is required.
 
@@ -15,15 +16,22 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let web = manifest.join("../../web");
-    let index = web.join("index.html");
-    let src = web.join("src");
-    println!("cargo:rerun-if-changed={}", index.display());
-    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed={}", web.display());
     let mut files = Vec::new();
-    if index.is_file() {
-        files.push(("/index.html".to_owned(), index));
+    for entry in std::fs::read_dir(&web).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if let Some(name) = path.file_name().and_then(|n| n.to_str())
+            && name.ends_with(".html")
+            && path.is_file()
+        {
+            files.push((format!("/{name}"), path.clone()));
+        }
     }
-    collect(&src, "/src", &mut files);
+    for dir in ["src", "dist"] {
+        let path = web.join(dir);
+        println!("cargo:rerun-if-changed={}", path.display());
+        collect(&path, &format!("/{dir}"), &mut files);
+    }
     files.sort();
     let mut listing = String::from("&[\n");
     for (number, (path, file)) in files.iter().enumerate() {

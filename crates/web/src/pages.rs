@@ -1,6 +1,8 @@
 //! The browser front end, embedded in the binary and served for every plain GET or HEAD on the
-//! Mles TLS listener: `web/index.html` at `/` (and at any path that names no file, so that a
-//! link such as `/#dev` or `/dev` opens the app), and `web/src/*` at `/src/*`. Files are
+//! Mles TLS listener: the chat `web/index.html` at `/` (and at any path that names no file, so
+//! that a link such as `/#dev` or `/dev` opens the app), a debug-me session's watch page
+//! `web/watch.html` at `/debug-me/SESSION`, the log verifier `web/verify.html` at `/verify`, and
+//! `web/src/*` and `web/dist/*` at `/src/*` and `/dist/*`. Files are
 //! compressed at build time; each response says how it may be cached, and carries the security
 //! headers that keep the page from running anything but its own scripts.
 
@@ -62,15 +64,37 @@ impl Pages for FrontEnd {
         let path = request.target.split(['?', '#']).next().unwrap_or_default();
         let asset = match Self::find(path) {
             Some(asset) => Some(asset),
-            // A missing script or style is an error; any other path opens the app.
-            None if path.starts_with("/src/") => None,
-            None => Self::find("/index.html"),
+            None => page_at(path).and_then(Self::find),
         };
         match asset {
             Some(asset) => file_response(asset, request),
             None => not_found(request.head),
         }
     }
+}
+
+/// The page that a path without a file of its own opens, or `None` when the path is a missing
+/// script, style or bundle (or a session path that is not a session id), which is an error.
+fn page_at(path: &str) -> Option<&'static str> {
+    if path.starts_with("/src/") || path.starts_with("/dist/") {
+        None
+    } else if path == "/verify" || path == "/verify/" {
+        Some("/verify.html")
+    } else if let Some(session) = path.strip_prefix("/debug-me/") {
+        is_session_id(session.trim_end_matches('/')).then_some("/watch.html")
+    } else {
+        Some("/index.html")
+    }
+}
+
+/// Whether `id` has the form of the session ids the debug-me server gives (a UUID: 36
+/// characters, hex digits and four dashes).
+fn is_session_id(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(at, c)| match at {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// The media type of a file, by its extension.
@@ -98,7 +122,7 @@ fn still_fresh(asset: &Asset, request: &PageRequest) -> bool {
 }
 
 fn file_response(asset: &Asset, request: &PageRequest) -> Vec<u8> {
-    let cache = if asset.path == "/index.html" {
+    let cache = if asset.path.ends_with(".html") {
         "no-cache".to_owned()
     } else {
         format!("max-age={ASSET_MAX_AGE_SECS}")
@@ -279,12 +303,37 @@ mod tests {
 
     #[test]
     fn an_unknown_script_is_404_with_the_same_headers() {
-        for target in ["/src/nothing.js", "/src/../index.html", "/src/"] {
+        for target in [
+            "/src/nothing.js",
+            "/src/../index.html",
+            "/src/",
+            "/dist/nothing.js",
+            "/debug-me/not-a-session",
+            "/debug-me/0123456789abcdef0123456789abcdef0123",
+        ] {
             let (status, headers, body) = split(&FrontEnd.respond(&get(target)));
             assert_eq!(status, "HTTP/1.1 404 Not Found", "{target}");
             assert_eq!(body, b"not found\n");
             assert_security_headers(&headers);
         }
+    }
+
+    #[test]
+    fn a_session_path_opens_the_watch_page_and_verify_the_verifier() {
+        let page = |target: &str| split(&FrontEnd.respond(&get(target))).2;
+        let watch = page("/watch.html");
+        assert!(String::from_utf8_lossy(&watch).contains("/dist/watch.js"));
+        for target in [
+            "/debug-me/93b88cd2-3cd0-44d2-ac6f-83f3dc9bda50",
+            "/debug-me/93B88CD2-3CD0-44D2-AC6F-83F3DC9BDA50/",
+        ] {
+            assert_eq!(page(target), watch, "{target}");
+        }
+        let verify = page("/verify.html");
+        assert!(String::from_utf8_lossy(&verify).contains("/dist/verify.js"));
+        assert_eq!(page("/verify"), verify);
+        assert_eq!(page("/verify?x=1"), verify);
+        assert_eq!(page("/dev"), page("/index.html"));
     }
 
     #[test]
@@ -294,7 +343,7 @@ mod tests {
             "text/javascript; charset=utf-8"
         );
         assert_eq!(content_type("/src/app.css"), "text/css; charset=utf-8");
-        for path in FrontEnd::paths().filter(|p| *p != "/index.html") {
+        for path in FrontEnd::paths().filter(|p| !p.ends_with(".html")) {
             let (_, headers, _) = split(&FrontEnd.respond(&get(path)));
             assert_eq!(
                 header(&headers, "cache-control"),

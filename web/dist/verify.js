@@ -1,0 +1,1 @@
+var n=new Worker("/dist/verify-worker.js",{type:"module"}),o=document.getElementById("verdicts");n.onmessage=({data:e})=>{let t=document.createElement("li");t.textContent=`${e.name}: ${e.verdict}`,o.append(t)};document.getElementById("files").addEventListener("change",e=>{for(let t of e.target.files)n.postMessage(t)});
