@@ -3,36 +3,18 @@
 //! clients in the same rooms: what a person at the page sees, asserted on the DOM the page
 //! promises (the contract in the issue: `#messages li[data-seq]`, `#people`, `#status`, …).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::chat::{LineSession, fingerprint};
 use crate::nats::free_port;
+use crate::playwright::{Browser, PAGE_WAIT};
 use crate::ssh::{ssh_command_with, stderr};
 use crate::support::*;
-
-/// How long one driver command may take before the test fails (the driver's own waits time
-/// out well before this, with a better message).
-const COMMAND_LIMIT: Duration = Duration::from_secs(120);
-
-/// How long a page may take to show what a test waits for: longer than support's `WAIT`, as a
-/// page's work (rendering, WebCrypto) competes with the rest of the suite for the machine.
-const PAGE_WAIT: Duration = Duration::from_secs(20);
-
-/// How many Chromiums the tests of this module run at once: each is a few processes and the
-/// machine is shared; more in parallel only makes every wait slower.
-static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// The repository's web/ directory (the page, its npm packages and the driver).
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
-}
 
 /// A JavaScript function (source) that finds the element that scrolls the message log: the
 /// log itself or its nearest scrollable ancestor.
@@ -98,83 +80,11 @@ impl Row {
     }
 }
 
-/// The Playwright driver running one headless Chromium, with its pages by name (each in its own
-/// browser context: its own storage, so its own key). Killed on drop.
-struct Browser {
-    _child: Child,
-    stdin: ChildStdin,
-    answers: Lines<BufReader<ChildStdout>>,
-    _turn: tokio::sync::SemaphorePermit<'static>,
-}
-
 impl Browser {
-    /// Starts the driver; fails the test (never skips it) when Node.js, the npm packages or
-    /// Chromium are missing.
-    async fn launch() -> Browser {
-        let turn = BROWSERS.acquire().await.unwrap();
-        let web = web_dir();
-        assert!(
-            web.join("node_modules/playwright-core/package.json")
-                .is_file(),
-            "{}/node_modules/playwright-core is missing: run `npm ci --prefix web` (scripts/test does)",
-            web.display()
-        );
-        assert!(
-            Path::new("/usr/bin/chromium").is_file(),
-            "/usr/bin/chromium is missing: install Debian's chromium (scripts/test does)"
-        );
-        let mut child = tokio::process::Command::new("node")
-            .arg(web.join("driver/driver.mjs"))
-            .current_dir(&web)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node (Debian package nodejs) is installed");
-        Browser {
-            stdin: child.stdin.take().unwrap(),
-            answers: BufReader::new(child.stdout.take().unwrap()).lines(),
-            _child: child,
-            _turn: turn,
-        }
-    }
-
-    /// Sends one command; its answer's value, or the driver's error.
-    async fn try_call(&mut self, command: Value) -> Result<Value, String> {
-        let line = format!("{command}\n");
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-        let answer = tokio::time::timeout(COMMAND_LIMIT, self.answers.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the driver did not answer {command}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the driver exited before answering {command}"));
-        let answer: Value = serde_json::from_str(&answer).unwrap();
-        if answer["ok"] == true {
-            Ok(answer["value"].clone())
-        } else {
-            Err(answer["error"].as_str().unwrap_or_default().to_owned())
-        }
-    }
-
-    /// Sends one command; fails the test if the driver reports an error.
-    async fn call(&mut self, command: Value) -> Value {
-        let what = command.to_string();
-        self.try_call(command)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
-    }
-
     /// Opens page `page` at `url` in a new browser context; returns the response's status and
     /// headers.
     async fn open(&mut self, page: &str, url: &str, viewport: [u32; 2], scheme: &str) -> Value {
-        let response = self
-            .call(
-                json!({"cmd": "open", "page": page, "url": url, "viewport": viewport,
-                "colorScheme": scheme}),
-            )
-            .await;
+        let response = self.open_page(page, url, viewport, scheme).await;
         self.assert_loaded(page).await;
         response
     }
@@ -185,8 +95,7 @@ impl Browser {
         let loaded = "() => [...document.styleSheets].some((s) => s.href?.endsWith('/src/app.css')
             && s.cssRules.length > 0)";
         if self
-            .try_call(json!({"cmd": "waitFor", "page": page, "expression": loaded,
-                "timeout": PAGE_WAIT.as_millis() as u64}))
+            .try_wait(page, PAGE_WAIT, loaded, Value::Null)
             .await
             .is_err()
         {
@@ -201,27 +110,6 @@ impl Browser {
             .await
     }
 
-    async fn fill(&mut self, page: &str, label: &str, value: &str) {
-        self.call(json!({"cmd": "fill", "page": page, "target": {"label": label}, "value": value}))
-            .await;
-    }
-
-    async fn press(&mut self, page: &str, key: &str) {
-        self.call(json!({"cmd": "press", "page": page, "key": key}))
-            .await;
-    }
-
-    async fn type_text(&mut self, page: &str, text: &str) {
-        self.call(json!({"cmd": "type", "page": page, "text": text}))
-            .await;
-    }
-
-    /// Calls the JavaScript function `expression` with `arg` in the page.
-    async fn eval(&mut self, page: &str, expression: &str, arg: Value) -> Value {
-        self.call(json!({"cmd": "evaluate", "page": page, "expression": expression, "arg": arg}))
-            .await
-    }
-
     /// Waits until the JavaScript function `expression` returns a truthy value for `arg`
     /// (within `limit`); returns that value.
     async fn wait_for_within(
@@ -231,13 +119,7 @@ impl Browser {
         expression: &str,
         arg: Value,
     ) -> Value {
-        let waited = self
-            .try_call(
-                json!({"cmd": "waitFor", "page": page, "expression": expression, "arg": arg,
-                "timeout": limit.as_millis() as u64}),
-            )
-            .await;
-        match waited {
+        match self.try_wait(page, limit, expression, arg).await {
             Ok(value) => value,
             Err(error) => {
                 let shown = self.eval(page, SHOWN, Value::Null).await;
@@ -335,13 +217,6 @@ impl Browser {
         }
     }
 
-    async fn click_button(&mut self, page: &str, name: &str) {
-        self.call(
-            json!({"cmd": "click", "page": page, "target": {"role": "button", "name": name}}),
-        )
-        .await;
-    }
-
     /// Types `text` into the composer and sends it with Enter.
     async fn say(&mut self, page: &str, text: &str) {
         self.fill(page, "Message", text).await;
@@ -409,32 +284,6 @@ impl Browser {
             Value::Null,
         )
         .await;
-    }
-
-    /// Console messages, page errors, CSP violations and dialogs since the page opened.
-    async fn reports(&mut self, page: &str) -> Value {
-        self.call(json!({"cmd": "reports", "page": page})).await
-    }
-
-    /// Asserts that the page reported no CSP violation, no uncaught error, no console error or
-    /// warning, and opened no dialog.
-    async fn assert_clean(&mut self, page: &str) {
-        let reports = self.reports(page).await;
-        assert_eq!(reports["violations"], json!([]), "{page}: CSP violations");
-        assert_eq!(reports["errors"], json!([]), "{page}: uncaught errors");
-        assert_eq!(reports["dialogs"], json!([]), "{page}: dialogs");
-        let loud: Vec<&Value> = reports["console"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["type"] == "error" || m["type"] == "warning")
-            .collect();
-        assert!(loud.is_empty(), "{page}: console errors: {loud:?}");
-    }
-
-    async fn screenshot(&mut self, page: &str, path: &Path) {
-        self.call(json!({"cmd": "screenshot", "page": page, "path": path}))
-            .await;
     }
 }
 
