@@ -157,9 +157,15 @@ async fn answer(
     tcp.shutdown().await
 }
 
-/// Describes the connection and memory budget metrics and registers them at zero, so that
-/// `/metrics` lists every series from the start.
+/// Describes the build, connection and memory budget metrics and registers them (the budget
+/// series at zero), so that `/metrics` lists every series from the start.
 pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        "kanava_build_info",
+        "Always 1; its labels name the running version and the git commit it was built from"
+    );
+    metrics::gauge!("kanava_build_info", "version" => crate::VERSION, "commit" => crate::COMMIT)
+        .set(1.0);
     metrics::describe_counter!(
         "kanava_connections_refused_total",
         "Connections refused at accept time, by listener and by the cap that was full (budget, total, source)"

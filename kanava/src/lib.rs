@@ -5,6 +5,7 @@
 //! owns process concerns (TLS material, the admin endpoint, retention timers, shutdown order).
 
 pub mod admin;
+pub mod systemd;
 pub mod tls;
 
 use std::future::Future;
@@ -26,6 +27,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use tls::{AcmeSettings, TlsSource};
+
+/// The version of this build (Cargo's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this build was made from (see build.rs), or "unknown".
+pub const COMMIT: &str = env!("KANAVA_COMMIT");
+
+/// `VERSION (commit COMMIT)`, as `kanava --version` prints it.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KANAVA_COMMIT"),
+    ")"
+);
 
 /// Where the debug-me sessions are served on the Mles TLS listener.
 pub const DEBUG_ME_PATH: &str = "/debug-me";
@@ -135,6 +150,89 @@ impl Settings {
         }
         Ok(())
     }
+
+    /// What `kanava serve --check-config` checks without starting anything: the settings
+    /// together, the certificate and key files, the data directory and the `sendmail`
+    /// program. Returns one line per thing checked; an error names the setting or file at
+    /// fault.
+    pub fn check(&self) -> anyhow::Result<Vec<String>> {
+        self.validate()?;
+        let mut checked = Vec::new();
+        match &self.tls {
+            TlsSource::Files { cert, key } => {
+                checked.push(tls::check_files(cert, key).with_context(|| {
+                    format!("tls-cert {} and tls-key {}", cert.display(), key.display())
+                })?)
+            }
+            TlsSource::SelfSigned => checked.push(
+                "tls: a self-signed certificate in the data directory (made on first start)"
+                    .to_owned(),
+            ),
+            TlsSource::Acme(acme) => {
+                checked.push(format!("tls: ACME for {}", acme.domains.join(", ")))
+            }
+        }
+        checked.push(
+            check_writable_dir(&self.data_dir)
+                .with_context(|| format!("data directory (--data) {}", self.data_dir.display()))?,
+        );
+        if let Some(mail) = &self.debug_me_mail {
+            let program = &mail.sendmail;
+            let runnable = std::fs::metadata(program).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            });
+            if !runnable {
+                bail!("sendmail {}: not an executable file", program.display());
+            }
+            checked.push(format!(
+                "mail: from {} through {}",
+                mail.from,
+                program.display()
+            ));
+        }
+        Ok(checked)
+    }
+}
+
+/// Checks that `dir` is a directory this process may write, or that it can be made (its
+/// nearest existing ancestor is such a directory).
+fn check_writable_dir(dir: &std::path::Path) -> anyhow::Result<String> {
+    let existing = dir
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.exists())
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                a
+            }
+        })
+        .unwrap_or(dir);
+    let metadata =
+        std::fs::metadata(existing).with_context(|| format!("reading {}", existing.display()))?;
+    if !metadata.is_dir() {
+        bail!("{} is not a directory", existing.display());
+    }
+    let path = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
+        .context("a path with a NUL byte")?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        bail!(
+            "{} is not writable: {}",
+            existing.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(if existing == dir {
+        format!("data: {} (writable)", dir.display())
+    } else {
+        format!(
+            "data: {} (to be made in {})",
+            dir.display(),
+            existing.display()
+        )
+    })
 }
 
 /// A running server.

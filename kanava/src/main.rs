@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 /// kanava: a self-hosted server for secure, lightweight, real-time channels.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = kanava::LONG_VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +57,46 @@ enum Command {
     /// Save a debug-me session's log, checking it as it comes. A live session is followed
     /// until it ends; a finished one is saved whole.
     Download(client::DownloadArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print kanava's manual page (roff; read it with `kanava man | man -l -`), or write one
+    /// page per command to a directory.
+    Man {
+        /// Write kanava.1, kanava-serve.1, … here instead of printing kanava.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Prints the completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "kanava", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// Prints the manual page, or writes every command's page to `dir`.
+fn manual(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let command = Cli::command().name("kanava");
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("writing the pages to {}", dir.display()))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("rendering the page")?;
+            write_output(None, &page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +402,10 @@ struct ServeArgs {
     /// TOML config file with any of the settings below.
     #[arg(long, env = "KANAVA_CONFIG")]
     config: Option<PathBuf>,
+    /// Check the configuration (flags, environment, config file, the files it names) and exit:
+    /// 0 when it is valid, 1 with the setting or file at fault.
+    #[arg(long)]
+    check_config: bool,
     /// Data directory: the store and certificates. [default: ./kanava-data]
     #[arg(long, env = "KANAVA_DATA")]
     data: Option<PathBuf>,
@@ -1036,7 +1080,19 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let check_only = args.check_config;
+    let config_file = args.config.clone();
     let (settings, log_format) = args.settings()?;
+    if check_only {
+        for line in settings.check()? {
+            println!("  {line}");
+        }
+        match config_file {
+            Some(file) => println!("kanava: the configuration is valid ({})", file.display()),
+            None => println!("kanava: the configuration is valid (flags and environment only)"),
+        }
+        return Ok(());
+    }
     init_logging(log_format);
     let fd_limit = kanava::raise_fd_limit().context("raising the open-file limit")?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -1087,11 +1143,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("ready");
+    notify_systemd("READY=1");
+    let watchdog = kanava::systemd::watchdog_interval().map(|interval| {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                notify_systemd("WATCHDOG=1");
+            }
+        })
+    });
     shutdown_signal().await?;
+    notify_systemd("STOPPING=1");
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("shutting down");
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells systemd `state` when it runs kanava as a `Type=notify` service; a failure to tell it
+/// is logged, not fatal (systemd then times the start out by itself).
+fn notify_systemd(state: &str) {
+    if let Err(error) = kanava::systemd::notify(state) {
+        tracing::warn!(%error, state, "cannot notify systemd");
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -1131,6 +1209,8 @@ fn main() -> ExitCode {
             Command::Download(args) => client::download(args).await,
             Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),
             Command::Export(args) => tokio::task::block_in_place(|| export(args)),
+            Command::Completions { shell } => Ok(completions(shell)),
+            Command::Man { dir } => manual(dir),
         }
     });
     match result {

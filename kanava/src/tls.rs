@@ -70,6 +70,19 @@ pub async fn setup(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Tls> {
     }
 }
 
+/// Reads and pairs a certificate chain and key as the listener would; says what was found.
+pub fn check_files(cert: &Path, key: &Path) -> anyhow::Result<String> {
+    let (chain, key) = read_pem(cert, key)?;
+    let summary = format!(
+        "tls: certificate {} (SHA-256 {}), {} in the chain",
+        cert.display(),
+        fingerprint(&chain[0]),
+        chain.len()
+    );
+    server_config(chain, key)?;
+    Ok(summary)
+}
+
 fn read_pem(
     cert: &Path,
     key: &Path,

@@ -27,6 +27,7 @@ mod identity;
 mod limits;
 mod mles_limits;
 mod nats;
+mod operations;
 mod playwright;
 mod protocol;
 mod python;

@@ -1,0 +1,231 @@
+//! What an operator and a service manager see of the binary: the version and commit it was
+//! built from, shell completions and manual pages, `serve --check-config`, and systemd's
+//! notify protocol (ready, watchdog, stopping) spoken to a `NOTIFY_SOCKET` listener of the
+//! test's own, as systemd would listen.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn kanava(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(args)
+        .output()
+        .expect("run kanava")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The commit of the checkout the tests run in (the binary was just built from it).
+fn head_commit() -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git is installed");
+    assert!(out.status.success(), "git rev-parse: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_version_and_the_build_info_metric_name_the_commit() {
+    let commit = head_commit();
+    let version = kanava(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("kanava {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+    let server = Kanava::start();
+    let series = format!(
+        "kanava_build_info{{version=\"{}\",commit=\"{commit}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(server.metric(&series).await, 1.0, "{series}");
+}
+
+#[test]
+fn completions_complete_commands_and_flags_and_the_manual_documents_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("kanava.bash");
+    let bash = kanava(&["completions", "bash"]);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    std::fs::write(&script, &bash.stdout).unwrap();
+    // What bash offers after `kanava se<Tab>` and `kanava serve --check<Tab>` (bash calls the
+    // function with the command, the word being completed and the one before it).
+    let complete = |words: &str, index: usize| {
+        let split: Vec<&str> = words.split(' ').collect();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={index}; COMP_LINE='{words}'; \
+                 COMP_POINT=${{#COMP_LINE}}; _kanava kanava {} {}; echo \"${{COMPREPLY[@]}}\"",
+                script.display(),
+                split[index],
+                split[index - 1],
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(complete("kanava se", 1).trim(), "serve");
+    assert_eq!(complete("kanava serve --check", 2).trim(), "--check-config");
+    for shell in ["zsh", "fish"] {
+        let out = kanava(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("check-config") && text.contains("serve"),
+            "{shell}: {text}"
+        );
+    }
+    let refused = kanava(&["completions", "tcsh"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("invalid value 'tcsh'"));
+
+    let page = stdout(&kanava(&["man"]));
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH kanava 1"),
+        "{page}"
+    );
+    assert!(page.contains(".TH kanava 1") && page.contains(&head_commit()));
+    let pages = dir.path().join("man");
+    let out = kanava(&["man", "--dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let serve = std::fs::read_to_string(pages.join("kanava-serve.1")).unwrap();
+    assert!(serve.contains("check\\-config"), "{serve}");
+    for command in ["verify", "share", "users", "completions"] {
+        assert!(
+            pages.join(format!("kanava-{command}.1")).is_file(),
+            "no page for {command}"
+        );
+    }
+}
+
+/// Runs `kanava serve --check-config` with `args`.
+fn check_config(args: &[&str]) -> Output {
+    let mut all = vec!["serve", "--check-config"];
+    all.extend_from_slice(args);
+    kanava(&all)
+}
+
+#[tokio::test]
+async fn check_config_accepts_a_valid_configuration_and_names_what_is_wrong() {
+    // A certificate and key as an operator has them: made by a first start.
+    let first = Kanava::start();
+    let tls = first.data.join("tls");
+    let (cert, key) = (tls.join("self-signed.crt"), tls.join("self-signed.key"));
+    assert!(cert.is_file() && key.is_file());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("kanava.toml");
+    let write = |text: &str| std::fs::write(&config, text).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let data_arg = data.to_str().unwrap();
+
+    write(&format!(
+        "tls-cert = {cert:?}\ntls-key = {key:?}\nhistory-limit = 500\n"
+    ));
+    let valid = check_config(&["--config", config_arg, "--data", data_arg]);
+    assert!(valid.status.success(), "{}", stderr(&valid));
+    let text = stdout(&valid);
+    assert!(
+        text.contains(&format!("the configuration is valid ({config_arg})")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("certificate {}", cert.display())),
+        "{text}"
+    );
+    assert!(!data.exists(), "checking made the data directory");
+
+    // Each mistake is refused, naming the setting or the file at fault.
+    let cases: [(String, &[&str], &str); 4] = [
+        (
+            "tls-cert = \"/nonexistent/cert.pem\"\ntls-key = \"/nonexistent/key.pem\"\n".into(),
+            &[],
+            "tls-cert /nonexistent/cert.pem and tls-key /nonexistent/key.pem: reading certificate /nonexistent/cert.pem",
+        ),
+        ("history-limit = \"many\"\n".into(), &[], "history-limit"),
+        ("no-such-setting = 1\n".into(), &[], "no-such-setting"),
+        (
+            "history-limit = 0\n".into(),
+            &[],
+            "--history-limit must be at least 1",
+        ),
+    ];
+    for (text, extra, expected) in cases {
+        write(&text);
+        let mut args = vec!["--config", config_arg, "--data", data_arg];
+        args.extend_from_slice(extra);
+        let out = check_config(&args);
+        assert!(!out.status.success(), "{text} was accepted");
+        let said = stderr(&out);
+        assert!(said.contains(expected), "{text}: said {said}");
+        if !expected.starts_with("--") && !expected.starts_with("tls-") {
+            assert!(said.contains(config_arg), "{text}: said {said}");
+        }
+    }
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let out = check_config(&["--data", not_a_dir.join("data").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("{} is not a directory", not_a_dir.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Receives the next notification within `limit`.
+fn next_notification(socket: &UnixDatagram, limit: Duration) -> String {
+    socket.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no notification within {limit:?}: {e}"));
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_once_listening_then_the_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    // Start returns once kanava printed "ready"; READY=1 follows it.
+    let server = Start::new()
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "300000")
+        .start();
+    assert_eq!(next_notification(&socket, WAIT), "READY=1");
+    for listener in [server.mles, server.admin, server.debug_me] {
+        std::net::TcpStream::connect(listener)
+            .unwrap_or_else(|e| panic!("ready, but {listener} refuses: {e}"));
+    }
+    std::net::TcpStream::connect(("127.0.0.1", server.ssh_port)).unwrap();
+    // The watchdog is fed at half the interval systemd asked for.
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(next_notification(&socket, WAIT), "WATCHDOG=1");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let pid = server.pid();
+    let stopped = std::thread::spawn(move || server.terminate());
+    loop {
+        let note = next_notification(&socket, WAIT);
+        if note == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(note, "WATCHDOG=1", "pid {pid}");
+    }
+    assert!(stopped.join().unwrap(), "kanava did not exit cleanly");
+}
