@@ -5,6 +5,7 @@
 //! owns process concerns (TLS material, the admin endpoint, retention timers, shutdown order).
 
 pub mod admin;
+mod reload;
 pub mod systemd;
 pub mod tls;
 
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use reload::ReloadReport;
 pub use tls::{AcmeSettings, TlsSource};
 
 /// The version of this build (Cargo's).
@@ -258,6 +260,7 @@ pub struct Server {
     ssh: JoinHandle<()>,
     debug_me: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    reloadable: reload::Reloadable,
 }
 
 /// Opens the store, binds the listeners and starts serving.
@@ -347,6 +350,13 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
+    let ssh_files = Arc::new(kanava_ssh::ChatFiles::new(&settings.ssh));
+    let reloadable = reload::Reloadable {
+        running: std::sync::Mutex::new(settings.clone()),
+        certificate: tls.files,
+        ssh_files: Arc::clone(&ssh_files),
+        user_limits: hub.user_limits(),
+    };
     let shutdown = CancellationToken::new();
     let server = Server {
         mles_addr: mles_listener.local_addr()?,
@@ -370,11 +380,14 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         )),
         ssh: tokio::spawn(kanava_ssh::serve(
             ssh_listener,
-            hub.clone(),
             settings.ssh.clone(),
             host_key.key,
-            budgets.clone(),
-            logins.clone(),
+            kanava_ssh::SshServices {
+                hub: hub.clone(),
+                budgets: budgets.clone(),
+                logins: logins.clone(),
+                files: ssh_files,
+            },
             shutdown.clone(),
         )),
         debug_me: tokio::spawn({
@@ -392,6 +405,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             tokio::spawn(purge_idle_channels(hub, settings.channel_max_idle)),
             tokio::spawn(metrics_upkeep(metrics)),
         ],
+        reloadable,
     };
     Ok(server)
 }
@@ -493,6 +507,12 @@ async fn metrics_upkeep(metrics: PrometheusHandle) {
 }
 
 impl Server {
+    /// Applies a new configuration (a reload): checks it whole, applies what can change while
+    /// serving, and says what waits for a restart. On an error nothing changes.
+    pub fn reload(&self, settings: Settings) -> anyhow::Result<ReloadReport> {
+        self.reloadable.apply(settings)
+    }
+
     /// Drains: stops accepting, closes every member with 1001, waits (bounded) for the
     /// connections to end, and makes sure everything stored is durable.
     pub async fn shutdown(self) -> anyhow::Result<()> {

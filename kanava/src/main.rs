@@ -397,7 +397,7 @@ fn print_report(json: bool, json_line: String, report: &impl std::fmt::Display) 
 
 /// Flags of `kanava serve`. Each can also come from a `KANAVA_*` environment variable or the
 /// config file (same name, kebab-case); a flag beats the environment, which beats the file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ServeArgs {
     /// TOML config file with any of the settings below.
     #[arg(long, env = "KANAVA_CONFIG")]
@@ -1082,6 +1082,7 @@ fn init_logging(format: LogFormat) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let check_only = args.check_config;
     let config_file = args.config.clone();
+    let reload_args = args.clone();
     let (settings, log_format) = args.settings()?;
     if check_only {
         for line in settings.check()? {
@@ -1153,7 +1154,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     });
-    shutdown_signal().await?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let stop = shutdown_signal()?;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            result = &mut stop => break result?,
+            _ = hangup.recv() => reload(&server, &reload_args),
+        }
+    }
     notify_systemd("STOPPING=1");
     if let Some(watchdog) = watchdog {
         watchdog.abort();
@@ -1172,13 +1182,46 @@ fn notify_systemd(state: &str) {
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Re-reads the configuration (the config file again; flags and environment as given at
+/// start) and applies it to the running server, telling systemd it is reloading meanwhile. A
+/// configuration that does not check out is refused and logged; the running one stays.
+fn reload(server: &kanava::Server, args: &ServeArgs) {
+    notify_systemd(&kanava::systemd::reloading());
+    match args
+        .clone()
+        .settings()
+        .and_then(|(settings, _)| server.reload(settings))
+    {
+        Ok(report) => {
+            for applied in &report.applied {
+                tracing::info!("reload applied: {applied}");
+            }
+            if report.needs_restart.is_empty() {
+                tracing::info!("configuration reloaded");
+            } else {
+                tracing::warn!(
+                    "configuration reloaded; these settings change only at the next start: {}",
+                    report.needs_restart.join(", ")
+                );
+            }
+        }
+        Err(error) => {
+            tracing::error!("reload refused, the running configuration is kept: {error:#}");
+        }
+    }
+    notify_systemd("READY=1");
+}
+
+/// Resolves on SIGTERM or Ctrl-C (the handlers are installed at once).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
-        _ = term.recv() => Ok(()),
-    }
+    Ok(async move {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    })
 }
 
 fn main() -> ExitCode {

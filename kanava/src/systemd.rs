@@ -24,6 +24,19 @@ pub fn notify(state: &str) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The notification that a reload starts: `RELOADING=1` with the monotonic clock's time,
+/// as systemd requires of a service that reloads (it is followed by `READY=1`).
+pub fn reloading() -> String {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 /// How often systemd expects `WATCHDOG=1` (half of `WatchdogSec=`, as sd_watchdog_enabled
 /// advises), when it watches this process.
 pub fn watchdog_interval() -> Option<Duration> {

@@ -2,7 +2,7 @@
 //! port is needed), or a self-signed certificate generated once into the data directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -52,6 +52,38 @@ pub struct Tls {
     pub server: ServerTls,
     /// Human-readable description, including a fingerprint where one is useful.
     pub summary: String,
+    /// The certificate and key files being served, when they come from files: a reload reads
+    /// them again.
+    pub files: Option<CertificateFiles>,
+}
+
+/// The configuration built from the certificate and key files, which every new connection
+/// uses; a reload replaces it without touching the connections already made.
+#[derive(Clone)]
+pub struct CertificateFiles(Arc<RwLock<Arc<ServerConfig>>>);
+
+impl CertificateFiles {
+    /// Reads `cert` and `key` and serves them to every new connection from now on; says what
+    /// is served. On an error the files served before stay.
+    pub fn reload(&self, cert: &Path, key: &Path) -> anyhow::Result<String> {
+        let (chain, key_der) = read_pem(cert, key)?;
+        let summary = certificate_summary(cert, &chain);
+        let config = server_config(chain, key_der)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(summary)
+    }
+
+    fn current(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn certificate_summary(cert: &Path, chain: &[CertificateDer<'_>]) -> String {
+    format!(
+        "certificate {} (SHA-256 {})",
+        cert.display(),
+        fingerprint(&chain[0])
+    )
 }
 
 /// Builds the listener's TLS from `source`; ACME issuance continues in a background task.
@@ -59,10 +91,13 @@ pub async fn setup(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Tls> {
     match source {
         TlsSource::Files { cert, key } => {
             let (chain, key) = read_pem(cert, key)?;
-            let fingerprint = fingerprint(&chain[0]);
+            let summary = certificate_summary(cert, &chain);
+            let files = CertificateFiles(Arc::new(RwLock::new(server_config(chain, key)?)));
+            let serving = files.clone();
             Ok(Tls {
-                server: ServerTls::fixed(server_config(chain, key)?),
-                summary: format!("certificate {} (SHA-256 {fingerprint})", cert.display()),
+                server: ServerTls::per_hello(move |_| serving.current()),
+                summary,
+                files: Some(files),
             })
         }
         TlsSource::SelfSigned => self_signed(&data_dir.join("tls")),
@@ -74,9 +109,8 @@ pub async fn setup(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Tls> {
 pub fn check_files(cert: &Path, key: &Path) -> anyhow::Result<String> {
     let (chain, key) = read_pem(cert, key)?;
     let summary = format!(
-        "tls: certificate {} (SHA-256 {}), {} in the chain",
-        cert.display(),
-        fingerprint(&chain[0]),
+        "tls: {}, {} in the chain",
+        certificate_summary(cert, &chain),
         chain.len()
     );
     server_config(chain, key)?;
@@ -154,6 +188,7 @@ fn self_signed(dir: &Path) -> anyhow::Result<Tls> {
                 "kept from an earlier start"
             },
         ),
+        files: None,
     })
 }
 
@@ -243,5 +278,6 @@ async fn acme_tls(acme: &AcmeSettings, cache_dir: &Path) -> anyhow::Result<Tls> 
             acme.directory,
             cache_dir.display()
         ),
+        files: None,
     })
 }

@@ -34,7 +34,7 @@ impl Default for UserRates {
 /// What each user may do, limited over all their connections and sessions: messages, room
 /// announcements, and rooms created.
 pub struct UserLimits {
-    rates: UserRates,
+    rates: Mutex<UserRates>,
     messages: Buckets,
     announcements: Buckets,
     new_rooms: Buckets,
@@ -44,17 +44,22 @@ impl UserLimits {
     /// The limits, with `rates.rooms_per_hour` new rooms per user (all of them at once, at
     /// most) and `rates.announcements_per_minute` (after a burst of at least three).
     pub fn new(rates: UserRates) -> Self {
-        let rooms = f64::from(rates.rooms_per_hour.max(1));
-        let announcements = f64::from(rates.announcements_per_minute.max(1));
+        let (announcements, new_rooms) = shapes(rates);
         Self {
-            rates,
-            messages: Buckets::new(MESSAGE_BURST, MESSAGE_RATE),
-            announcements: Buckets::new(
-                announcements.max(ANNOUNCEMENT_BURST),
-                announcements / 60.0,
-            ),
-            new_rooms: Buckets::new(rooms, rooms / 3600.0),
+            rates: Mutex::new(rates),
+            messages: Buckets::new((MESSAGE_BURST, MESSAGE_RATE)),
+            announcements: Buckets::new(announcements),
+            new_rooms: Buckets::new(new_rooms),
         }
+    }
+
+    /// Applies new rates (a configuration reload). Every user starts again from a full
+    /// bucket of the new size.
+    pub fn set_rates(&self, rates: UserRates) {
+        let (announcements, new_rooms) = shapes(rates);
+        *self.rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
+        self.announcements.reshape(announcements);
+        self.new_rooms.reshape(new_rooms);
     }
 
     /// Whether `nick` may send a message now (taking a token if so).
@@ -74,34 +79,52 @@ impl UserLimits {
 
     /// The rates these limits apply, for refusals that say them.
     pub fn rates(&self) -> UserRates {
-        self.rates
+        *self.rates.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// One token bucket per user.
-struct Buckets {
-    burst: f64,
-    rate: f64,
-    users: Mutex<HashMap<String, TokenBucket>>,
+/// The (burst, tokens per second) of the announcement and new-room buckets for `rates`.
+fn shapes(rates: UserRates) -> ((f64, f64), (f64, f64)) {
+    let rooms = f64::from(rates.rooms_per_hour.max(1));
+    let announcements = f64::from(rates.announcements_per_minute.max(1));
+    (
+        (announcements.max(ANNOUNCEMENT_BURST), announcements / 60.0),
+        (rooms, rooms / 3600.0),
+    )
+}
+
+/// One token bucket per user, all of one shape.
+struct Buckets(Mutex<BucketSet>);
+
+struct BucketSet {
+    /// (burst, tokens per second).
+    shape: (f64, f64),
+    users: HashMap<String, TokenBucket>,
 }
 
 impl Buckets {
-    fn new(burst: f64, rate: f64) -> Self {
-        Self {
-            burst,
-            rate,
-            users: Mutex::new(HashMap::new()),
-        }
+    fn new(shape: (f64, f64)) -> Self {
+        Self(Mutex::new(BucketSet {
+            shape,
+            users: HashMap::new(),
+        }))
+    }
+
+    fn reshape(&self, shape: (f64, f64)) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.shape = shape;
+        set.users.clear();
     }
 
     fn take(&self, nick: &Nick) -> bool {
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if users.len() >= TRACKED_USERS {
-            users.retain(|_, bucket| !bucket.is_full());
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (burst, rate) = set.shape;
+        if set.users.len() >= TRACKED_USERS {
+            set.users.retain(|_, bucket| !bucket.is_full());
         }
-        users
+        set.users
             .entry(nick.key())
-            .or_insert_with(|| TokenBucket::new(self.burst, self.rate))
+            .or_insert_with(|| TokenBucket::new(burst, rate))
             .take(1.0)
     }
 }
@@ -127,5 +150,23 @@ mod tests {
             .filter(|_| limits.allow_announcement(&alice))
             .count();
         assert_eq!(announcements, ANNOUNCEMENT_BURST as usize);
+    }
+
+    #[test]
+    fn new_rates_apply_to_everyone_at_once() {
+        let limits = UserLimits::new(UserRates {
+            rooms_per_hour: 1,
+            announcements_per_minute: 1,
+        });
+        let alice = Nick::new("alice").unwrap();
+        assert!(limits.allow_new_room(&alice));
+        assert!(!limits.allow_new_room(&alice));
+        let rates = UserRates {
+            rooms_per_hour: 5,
+            announcements_per_minute: 1,
+        };
+        limits.set_rates(rates);
+        assert_eq!(limits.rates(), rates);
+        assert_eq!((0..10).filter(|_| limits.allow_new_room(&alice)).count(), 5);
     }
 }

@@ -14,6 +14,7 @@ pub mod command;
 mod deadline;
 mod error;
 mod exec;
+mod files;
 pub mod host_key;
 pub mod line;
 mod line_mode;
@@ -56,7 +57,8 @@ pub(crate) fn now_ms() -> u64 {
 pub fn identity_key(line: &str) -> Result<IdentityKey, SshError> {
     identity_key_of(&PublicKey::from_openssh(line.trim())?)
 }
-pub use server::{SshConfig, serve};
+pub use files::ChatFiles;
+pub use server::{SshConfig, SshServices, serve};
 
 /// Describes the SSH listener's metrics and registers them at zero.
 pub fn describe_metrics() {

@@ -1,5 +1,6 @@
 //! The operators: keys listed in a file in OpenSSH's `authorized_keys` format (`--ssh-ops`).
-//! The file is read at each check, so editing it takes effect without a restart.
+//! The file is read at each check, so editing it takes effect without a restart (and a
+//! configuration reload may name another: see [`crate::ChatFiles`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -34,8 +34,8 @@ use crate::chat::session::{ChatContext, DEFAULT_BACKLOG};
 use crate::clock::Zone;
 use crate::deadline::WriteDeadline;
 use crate::exec::{self, Output};
+use crate::files::ChatFiles;
 use crate::line_mode;
-use crate::ops::Ops;
 use crate::output::Flow;
 use crate::refusal::{REFUSALS_AT_ONCE, refuse};
 use crate::sessions::{UserSession, UserSessions};
@@ -139,17 +139,32 @@ impl Default for SshConfig {
     }
 }
 
+/// What the SSH listener shares with the rest of the server.
+pub struct SshServices {
+    /// The hub its chat runs on.
+    pub hub: Hub,
+    /// The process-wide budgets its connections draw from.
+    pub budgets: Budgets,
+    /// The name binding rules, one instance shared with the other transports.
+    pub logins: Logins,
+    /// The operators file and message of the day, which a reload may change.
+    pub files: Arc<ChatFiles>,
+}
+
 /// Serves SSH on `listener` until `shutdown` is cancelled; returns once every connection ended.
-/// Names are bound under `logins`, the server's one instance shared with the other transports.
 pub async fn serve(
     listener: TcpListener,
-    hub: Hub,
     config: SshConfig,
     host_key: PrivateKey,
-    budgets: Budgets,
-    logins: Logins,
+    services: SshServices,
     shutdown: CancellationToken,
 ) {
+    let SshServices {
+        hub,
+        budgets,
+        logins,
+        files,
+    } = services;
     let russh_config = Arc::new(russh::server::Config {
         server_id: SshId::Standard(SERVER_ID.into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
@@ -178,11 +193,10 @@ pub async fn serve(
         limits: hub.user_limits(),
         hub,
         directory: Directory::default(),
-        ops: Arc::new(Ops::new(config.ops_file.clone())),
+        files,
         max_message_bytes: config.max_message_bytes,
         backlog: config.backlog,
         key_sharing: logins.sharing(),
-        motd_file: config.motd_file.clone(),
         frame_interval: config.frame_interval,
         shutdown: shutdown.clone(),
     };

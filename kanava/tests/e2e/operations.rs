@@ -4,8 +4,11 @@
 //! test's own, as systemd would listen.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
 
 use crate::support::*;
 
@@ -228,4 +231,128 @@ async fn systemd_hears_ready_once_listening_then_the_watchdog_and_stopping() {
         assert_eq!(note, "WATCHDOG=1", "pid {pid}");
     }
     assert!(stopped.join().unwrap(), "kanava did not exit cleanly");
+}
+
+/// Copies the self-signed certificate and key a first start of kanava made into `dir`, named
+/// `NAME.crt` and `NAME.key`.
+fn certificate_made_by_a_start(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+    let server = Kanava::start();
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::copy(server.data.join("tls/self-signed.crt"), &cert).unwrap();
+    std::fs::copy(server.data.join("tls/self-signed.key"), &key).unwrap();
+    (cert, key)
+}
+
+/// Sends SIGHUP to `server` and waits until it tells systemd it is reloading, then ready.
+fn reload(server: &Kanava, notifications: &UnixDatagram) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+    let reloading = next_notification(notifications, WAIT);
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next_notification(notifications, WAIT), "READY=1");
+}
+
+#[tokio::test]
+async fn a_reload_serves_new_certificates_to_new_clients_keeps_connections_and_refuses_bad_configs()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = certificate_made_by_a_start(dir.path(), "a");
+    let (cert_b, key_b) = certificate_made_by_a_start(dir.path(), "b");
+    let config = dir.path().join("kanava.toml");
+    let configure = |cert: &PathBuf, key: &PathBuf, extra: &str| {
+        std::fs::write(
+            &config,
+            format!("tls-cert = {cert:?}\ntls-key = {key:?}\n{extra}"),
+        )
+        .unwrap()
+    };
+    configure(&cert_a, &key_a, "history-limit = 100\n");
+    let notify = dir.path().join("notify");
+    let notifications = UnixDatagram::bind(&notify).unwrap();
+    let server = Start::new()
+        .args(&["--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", notify.to_str().unwrap())
+        .start();
+    assert_eq!(next_notification(&notifications, WAIT), "READY=1");
+    let trusting_a = Client::new(server.mles, &cert_a).with_admin(server.admin);
+    let trusting_b = Client::new(server.mles, &cert_b).with_admin(server.admin);
+    let room = channel("reload");
+    let mut alice = trusting_a.join("alice", &room).await;
+
+    // A renewed certificate, new rates and a setting that needs a restart.
+    configure(
+        &cert_b,
+        &key_b,
+        "history-limit = 200\nssh-rooms-per-hour = 7\n",
+    );
+    reload(&server, &notifications);
+    assert!(
+        trusting_b.try_tls().await.is_ok(),
+        "new clients get the new certificate"
+    );
+    assert!(
+        trusting_a.try_tls().await.is_err(),
+        "new clients still get the old certificate"
+    );
+    // The connection made before the reload is still served.
+    let mut bob = trusting_b.join("bob", &room).await;
+    let replay = json(&recv(&mut bob).await);
+    assert_eq!(
+        replay["uid"], "alice",
+        "bob's replay starts with alice's join"
+    );
+    alice.send(text("made before the reload")).await.unwrap();
+    let heard = recv(&mut bob).await;
+    assert_eq!(describe(&heard), describe(&text("made before the reload")));
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!("reload applied: certificate {}", cert_b.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains("reload applied: user rates: 7 rooms an hour"),
+        "{log}"
+    );
+    assert!(
+        log.contains("these settings change only at the next start: history.max_entries"),
+        "{log}"
+    );
+
+    // A configuration that does not check out changes nothing.
+    configure(
+        &dir.path().join("missing.crt"),
+        &key_b,
+        "history-limit = 300\n",
+    );
+    reload(&server, &notifications);
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!(
+            "reload refused, the running configuration is kept: tls-cert {}",
+            dir.path().join("missing.crt").display()
+        )),
+        "{log}"
+    );
+    std::fs::write(&config, "history-limit = \"lots\"\n").unwrap();
+    reload(&server, &notifications);
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!(
+            "reload refused, the running configuration is kept: in config file {}",
+            config.display()
+        )),
+        "{log}"
+    );
+    assert!(trusting_b.try_tls().await.is_ok());
+    alice.send(text("still here")).await.unwrap();
+    assert_eq!(
+        describe(&recv(&mut bob).await),
+        describe(&text("still here"))
+    );
 }

@@ -7,7 +7,6 @@
 //! or the full-screen chat's room keys).
 
 use std::future::poll_fn;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -25,9 +24,9 @@ use super::slash::{self, Slash};
 use super::text;
 use crate::clock::Zone;
 use crate::exec::{header, uid};
+use crate::files::ChatFiles;
 use crate::line::{event_text, shown_name};
 use crate::now_ms;
-use crate::ops::Ops;
 use kanava_core::sanitize;
 
 /// The room every session starts in, and `/part` returns to.
@@ -49,13 +48,12 @@ pub(crate) struct ChatContext {
     pub(crate) hub: Hub,
     pub(crate) accounts: Accounts,
     pub(crate) directory: Directory,
-    pub(crate) ops: Arc<Ops>,
+    /// The operators file and the message of the day (read at each check and login).
+    pub(crate) files: Arc<ChatFiles>,
     pub(crate) limits: Arc<kanava_hub::UserLimits>,
     pub(crate) max_message_bytes: usize,
     pub(crate) backlog: usize,
     pub(crate) key_sharing: KeySharing,
-    /// The message of the day's file, read at each login.
-    pub(crate) motd_file: Option<PathBuf>,
     /// The shortest time between two full-screen redraws caused by other people's traffic.
     pub(crate) frame_interval: Duration,
     /// Cancelled when the server shuts down: every command's stop signal derives from it, and
@@ -365,7 +363,7 @@ impl ChatSession {
     /// The message of the day, one notice a line (sanitised, at most [`MOTD_BYTES`] of it),
     /// when the session shows what it enters (bots that skip the backlog skip it too).
     async fn motd(&self) -> Vec<Shown> {
-        let Some(path) = self.ctx.motd_file.clone().filter(|_| self.backlog) else {
+        let Some(path) = self.ctx.files.motd().filter(|_| self.backlog) else {
             return Vec::new();
         };
         let read = tokio::task::spawn_blocking(move || {
@@ -684,7 +682,7 @@ impl ChatSession {
     }
 
     fn is_op(&self) -> bool {
-        self.ctx.ops.contains(&self.fingerprint)
+        self.ctx.files.ops().contains(&self.fingerprint)
     }
 
     async fn command(&mut self, slash: Slash) -> (Vec<Shown>, Flow) {
@@ -1119,7 +1117,7 @@ impl ChatSession {
             crate::line::utc_timestamp(identity.bound_ms())
         )];
         for key in identity.keys.iter().filter(|k| !k.pending) {
-            let op = if self.ctx.ops.contains(&key.fingerprint) {
+            let op = if self.ctx.files.ops().contains(&key.fingerprint) {
                 " (operator)"
             } else {
                 ""
