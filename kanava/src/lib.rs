@@ -263,8 +263,13 @@ pub struct Server {
     reloadable: reload::Reloadable,
 }
 
-/// Opens the store, binds the listeners and starts serving.
-pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow::Result<Server> {
+/// Opens the store, binds the listeners (or takes those systemd passed, by name) and starts
+/// serving.
+pub async fn start(
+    mut settings: Settings,
+    metrics: PrometheusHandle,
+    inherited: systemd::InheritedListeners,
+) -> anyhow::Result<Server> {
     settings.validate()?;
     kanava_store::describe_metrics();
     kanava_hub::describe_metrics();
@@ -302,23 +307,12 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         settings.ssh.bindings_per_hour,
     );
     let tls = tls::setup(&settings.tls, &settings.data_dir).await?;
-    let mles_listener = TcpListener::bind(settings.mles_listen)
-        .await
-        .with_context(|| format!("binding the Mles listener to {}", settings.mles_listen))?;
+    let mles_listener = listen(&inherited, "mles", settings.mles_listen).await?;
     let host_key =
         kanava_ssh::host_key::load_or_generate(&settings.data_dir.join("ssh/host_ed25519"))
             .context("preparing the SSH host key")?;
-    let ssh_listener = TcpListener::bind(settings.ssh_listen)
-        .await
-        .with_context(|| format!("binding the SSH listener to {}", settings.ssh_listen))?;
-    let debug_me_listener = TcpListener::bind(settings.debug_me_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the debug-me listener to {}",
-                settings.debug_me_listen
-            )
-        })?;
+    let ssh_listener = listen(&inherited, "ssh", settings.ssh_listen).await?;
+    let debug_me_listener = listen(&inherited, "debug-me", settings.debug_me_listen).await?;
     let log_dir = settings.data_dir.join("debug-me");
     let debug_me = DebugMeServer::open(
         kanava_debugme_server::DebugMeConfig {
@@ -347,9 +341,7 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
             .route(kanava_web::PATH, Arc::new(web))
             .pages(Arc::new(kanava_web::FrontEnd));
     }
-    let admin_listener = TcpListener::bind(settings.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin listener to {}", settings.admin_listen))?;
+    let admin_listener = listen(&inherited, "admin", settings.admin_listen).await?;
     let ssh_files = Arc::new(kanava_ssh::ChatFiles::new(&settings.ssh));
     let reloadable = reload::Reloadable {
         running: std::sync::Mutex::new(settings.clone()),
@@ -408,6 +400,24 @@ pub async fn start(mut settings: Settings, metrics: PrometheusHandle) -> anyhow:
         reloadable,
     };
     Ok(server)
+}
+
+/// The listener named `name` (one of [`systemd::LISTENER_NAMES`]): the socket systemd passed
+/// under that name, or else one bound to `address`.
+async fn listen(
+    inherited: &systemd::InheritedListeners,
+    name: &str,
+    address: SocketAddr,
+) -> anyhow::Result<TcpListener> {
+    match inherited.take(name) {
+        Some(socket) => socket
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(socket))
+            .with_context(|| format!("using the {name} socket systemd passed")),
+        None => TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the {name} listener to {address}")),
+    }
 }
 
 /// Opens the embedded store, which charges history to the disk budget, or joins the cluster

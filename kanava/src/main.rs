@@ -1079,7 +1079,10 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    inherited: kanava::systemd::InheritedListeners,
+) -> anyhow::Result<()> {
     let check_only = args.check_config;
     let config_file = args.config.clone();
     let reload_args = args.clone();
@@ -1101,7 +1104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     let data_dir = settings.data_dir.clone();
     let cluster = settings.cluster.clone();
-    let server = kanava::start(settings, metrics).await?;
+    let server = kanava::start(settings, metrics, inherited).await?;
     println!("kanava {} serving", env!("CARGO_PKG_VERSION"));
     println!(
         "  mles   wss://{}/  ({})",
@@ -1226,6 +1229,18 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The sockets of a socket-activated start are taken before the runtime's threads exist.
+    let inherited = match &cli.command {
+        // SAFETY: no other thread runs yet.
+        Command::Serve(_) => match unsafe { kanava::systemd::take_listeners() } {
+            Ok(inherited) => inherited,
+            Err(error) => {
+                eprintln!("kanava: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => kanava::systemd::InheritedListeners::default(),
+    };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("kanava-worker")
@@ -1240,7 +1255,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args, inherited).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(command) => bench(command).await.map(|()| ExitCode::SUCCESS),
             Command::Users(args) => users(args).await,
             Command::Verify(args) => Ok(tokio::task::block_in_place(|| verify(args))),

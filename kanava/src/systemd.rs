@@ -1,12 +1,16 @@
-//! The systemd service protocol, without linking libsystemd: a `Type=notify` service tells
-//! systemd that it is ready (every listener bound), that it is stopping (draining), and that it
-//! is alive (the watchdog), by datagrams to the socket named in `$NOTIFY_SOCKET`. Without that
-//! variable (not run by systemd) every call does nothing.
+//! The systemd service protocols, without linking libsystemd: a `Type=notify` service tells
+//! systemd that it is ready (every listener bound), reloading, stopping (draining), and alive
+//! (the watchdog), by datagrams to the socket named in `$NOTIFY_SOCKET`; and a socket-activated
+//! service takes its listening sockets from systemd (`LISTEN_FDS`). Without those variables
+//! (not run by systemd) nothing is sent and nothing is taken.
 
+use std::collections::HashMap;
 use std::io;
+use std::os::fd::FromRawFd as _;
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Sends `state` (e.g. `READY=1`, newline-separated assignments) to systemd; `Ok(false)` when
@@ -47,4 +51,128 @@ pub fn watchdog_interval() -> Option<Duration> {
         return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// The names kanava's listeners have in a socket unit (`FileDescriptorName=`).
+pub const LISTENER_NAMES: [&str; 4] = ["mles", "ssh", "debug-me", "admin"];
+
+/// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// Listening sockets systemd passed to this process (socket activation, `kanava.socket`), by
+/// the name each has in the socket unit: one of [`LISTENER_NAMES`]. A listener whose socket is
+/// passed uses it instead of binding its configured address, so connections that arrive while
+/// kanava (re)starts wait in the socket's queue instead of being refused.
+#[derive(Debug, Default)]
+pub struct InheritedListeners(Mutex<HashMap<String, std::net::TcpListener>>);
+
+/// Why the sockets systemd passed cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    /// `LISTEN_FDS` or `LISTEN_FDNAMES` is not what the protocol says.
+    #[error("socket activation: {0}")]
+    Protocol(String),
+    /// A socket with a name kanava has no listener for.
+    #[error(
+        "socket activation: the socket unit passes a socket named {0:?}; kanava's listeners are named mles, ssh, debug-me and admin (FileDescriptorName=)"
+    )]
+    UnknownName(String),
+    /// A socket that is not a listening TCP socket.
+    #[error(
+        "socket activation: the socket named {0:?} is not a listening TCP socket (ListenStream=)"
+    )]
+    NotListening(String),
+}
+
+impl InheritedListeners {
+    /// Takes the socket named `name`, if systemd passed one.
+    pub fn take(&self, name: &str) -> Option<std::net::TcpListener> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+}
+
+/// Takes the listening sockets systemd passed to this process, and removes the variables
+/// that named them, so that programs kanava starts (sendmail) do not take them for theirs.
+/// Without socket activation (no `LISTEN_PID` naming this process) there are none.
+///
+/// # Safety
+/// Changes the environment: call it before any other thread runs.
+pub unsafe fn take_listeners() -> Result<InheritedListeners, ActivationError> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
+    for variable in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: the caller runs this before any other thread exists.
+        unsafe { std::env::remove_var(variable) };
+    }
+    if !for_us {
+        return Ok(InheritedListeners::default());
+    }
+    let count: i32 = count
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (0..=64).contains(n))
+        .ok_or_else(|| ActivationError::Protocol(format!("LISTEN_FDS={count:?}")))?;
+    let names: Vec<String> = match names {
+        Some(names) => names.split(':').map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    if names.len() != count as usize {
+        return Err(ActivationError::Protocol(format!(
+            "{count} sockets but {} names (LISTEN_FDNAMES; give each socket a FileDescriptorName=)",
+            names.len()
+        )));
+    }
+    let mut listeners = HashMap::new();
+    for (offset, name) in names.into_iter().enumerate() {
+        let fd = LISTEN_FDS_START + offset as i32;
+        if !LISTENER_NAMES.contains(&name.as_str()) {
+            return Err(ActivationError::UnknownName(name));
+        }
+        if !is_listening_tcp(fd) {
+            return Err(ActivationError::NotListening(name));
+        }
+        // SAFETY: systemd passed `fd` to this process for it to own; it is taken only once.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        // Not inherited by programs kanava starts.
+        // SAFETY: fcntl on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        if listeners.insert(name.clone(), listener).is_some() {
+            return Err(ActivationError::Protocol(format!(
+                "two sockets are named {name:?}"
+            )));
+        }
+    }
+    Ok(InheritedListeners(Mutex::new(listeners)))
+}
+
+/// Whether `fd` is a stream socket of an internet family that listens.
+fn is_listening_tcp(fd: i32) -> bool {
+    let option = |level, name| {
+        let mut value: libc::c_int = 0;
+        let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `length` bytes into `value`.
+        let result = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut length,
+            )
+        };
+        (result == 0).then_some(value)
+    };
+    option(libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && option(libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1)
+        && matches!(
+            option(libc::SOL_SOCKET, libc::SO_DOMAIN),
+            Some(libc::AF_INET | libc::AF_INET6)
+        )
 }

@@ -356,3 +356,113 @@ async fn a_reload_serves_new_certificates_to_new_clients_keeps_connections_and_r
         describe(&text("still here"))
     );
 }
+
+#[tokio::test]
+async fn socket_activation_serves_a_connection_that_arrived_before_kanava_started() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let ports: Vec<u16> = (0..4).map(|_| crate::nats::free_port()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stderr_file = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    // systemd-socket-activate listens as a socket unit would, and starts kanava, passing it
+    // the sockets named as kanava.socket names them, when the first connection arrives.
+    let mut command = Command::new("systemd-socket-activate");
+    for port in &ports {
+        command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    }
+    // The configured addresses are not used for passed sockets.
+    let mut activated = command
+        .arg("--fdname=mles:ssh:debug-me:admin")
+        .args(["-E", "RUST_LOG=info"])
+        .arg(env!("CARGO_BIN_EXE_kanava"))
+        .args(["serve", "--data", data.to_str().unwrap()])
+        .args([
+            "--mles-listen",
+            "127.0.0.1:1",
+            "--ssh-listen",
+            "127.0.0.1:1",
+        ])
+        .args([
+            "--debug-me-listen",
+            "127.0.0.1:1",
+            "--admin-listen",
+            "127.0.0.1:1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr_file)
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) is installed");
+    let admin = format!("127.0.0.1:{}", ports[3]);
+    let mut early = loop {
+        match std::net::TcpStream::connect(&admin) {
+            Ok(stream) => break stream,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    early
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: kanava\r\n\r\n")
+        .unwrap();
+    early.set_read_timeout(Some(WAIT)).unwrap();
+    let mut answer = String::new();
+    early.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut lines = BufReader::new(activated.stdout.take().unwrap()).lines();
+    let banner: Vec<String> = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .take_while(|line| line != "ready")
+        .collect();
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains(&format!("wss://127.0.0.1:{}/", ports[0])),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("ssh -p {} ", ports[1])),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("--use-server http://127.0.0.1:{}/", ports[2])),
+        "{banner}"
+    );
+    let mles = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let client = Client::new(mles, &data.join("tls/self-signed.crt"));
+    let mut member = client.join("alice", &channel("activated")).await;
+    member.send(text("hello")).await.unwrap();
+    let mut ssh = std::net::TcpStream::connect(("127.0.0.1", ports[1])).unwrap();
+    ssh.set_read_timeout(Some(WAIT)).unwrap();
+    let mut greeting = [0u8; 8];
+    ssh.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"SSH-2.0-");
+    drop((member, ssh));
+    // SAFETY: kill(2) on our own child (systemd-socket-activate became kanava by exec).
+    unsafe { libc::kill(activated.id() as i32, libc::SIGTERM) };
+    assert!(activated.wait().unwrap().success());
+}
+
+#[test]
+fn a_socket_unit_naming_an_unknown_listener_is_refused_with_the_names_kanava_knows() {
+    let port = crate::nats::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let activated = Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--fdname=web")
+        .arg(env!("CARGO_BIN_EXE_kanava"))
+        .args(["serve", "--data", dir.path().join("data").to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) is installed");
+    // The first connection starts kanava.
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = activated.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    // systemd-socket-activate's own lines come first.
+    assert_eq!(
+        stderr(&output).lines().last().unwrap_or_default(),
+        "kanava: socket activation: the socket unit passes a socket named \"web\"; kanava's listeners are named mles, ssh, debug-me and admin (FileDescriptorName=)"
+    );
+}
