@@ -342,6 +342,7 @@ pub async fn start(
             .pages(Arc::new(kanava_web::FrontEnd));
     }
     let admin_listener = listen(&inherited, "admin", settings.admin_listen).await?;
+    inherited.all_taken()?;
     let ssh_files = Arc::new(kanava_ssh::ChatFiles::new(&settings.ssh));
     let reloadable = reload::Reloadable {
         running: std::sync::Mutex::new(settings.clone()),
@@ -403,13 +404,13 @@ pub async fn start(
 }
 
 /// The listener named `name` (one of [`systemd::LISTENER_NAMES`]): the socket systemd passed
-/// under that name, or else one bound to `address`.
+/// under that name or listening on `address`, or else one bound to `address`.
 async fn listen(
     inherited: &systemd::InheritedListeners,
     name: &str,
     address: SocketAddr,
 ) -> anyhow::Result<TcpListener> {
-    match inherited.take(name) {
+    match inherited.take(name, address) {
         Some(socket) => socket
             .set_nonblocking(true)
             .and_then(|()| TcpListener::from_std(socket))

@@ -4,8 +4,8 @@
 //! service takes its listening sockets from systemd (`LISTEN_FDS`). Without those variables
 //! (not run by systemd) nothing is sent and nothing is taken.
 
-use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr as InetAddr;
 use std::os::fd::FromRawFd as _;
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::ffi::OsStrExt as _;
@@ -59,12 +59,13 @@ pub const LISTENER_NAMES: [&str; 4] = ["mles", "ssh", "debug-me", "admin"];
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
-/// Listening sockets systemd passed to this process (socket activation, `kanava.socket`), by
-/// the name each has in the socket unit: one of [`LISTENER_NAMES`]. A listener whose socket is
-/// passed uses it instead of binding its configured address, so connections that arrive while
-/// kanava (re)starts wait in the socket's queue instead of being refused.
+/// Listening sockets systemd passed to this process (socket activation, `kanava.socket`). A
+/// listener takes the socket named after it (`FileDescriptorName=mles`, …), or else the one
+/// listening on its configured address (so one socket unit with a `ListenStream=` per listener
+/// works); it binds its address itself only when neither was passed. Connections that arrive
+/// while kanava (re)starts then wait in the socket's queue instead of being refused.
 #[derive(Debug, Default)]
-pub struct InheritedListeners(Mutex<HashMap<String, std::net::TcpListener>>);
+pub struct InheritedListeners(Mutex<Vec<(String, std::net::TcpListener)>>);
 
 /// Why the sockets systemd passed cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -72,25 +73,45 @@ pub enum ActivationError {
     /// `LISTEN_FDS` or `LISTEN_FDNAMES` is not what the protocol says.
     #[error("socket activation: {0}")]
     Protocol(String),
-    /// A socket with a name kanava has no listener for.
-    #[error(
-        "socket activation: the socket unit passes a socket named {0:?}; kanava's listeners are named mles, ssh, debug-me and admin (FileDescriptorName=)"
-    )]
-    UnknownName(String),
     /// A socket that is not a listening TCP socket.
     #[error(
         "socket activation: the socket named {0:?} is not a listening TCP socket (ListenStream=)"
     )]
     NotListening(String),
+    /// Sockets no listener took.
+    #[error(
+        "socket activation: no listener takes {0}: name a socket mles, ssh, debug-me or admin (FileDescriptorName=), or listen on the address the configuration gives that listener"
+    )]
+    Unused(String),
 }
 
 impl InheritedListeners {
-    /// Takes the socket named `name`, if systemd passed one.
-    pub fn take(&self, name: &str) -> Option<std::net::TcpListener> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
+    /// Takes the socket named `name`, or else the one listening on `address`, if systemd
+    /// passed one.
+    pub fn take(&self, name: &str, address: InetAddr) -> Option<std::net::TcpListener> {
+        let mut sockets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let at = sockets.iter().position(|(n, _)| n == name).or_else(|| {
+            sockets
+                .iter()
+                .position(|(_, s)| s.local_addr().is_ok_and(|a| a == address))
+        })?;
+        Some(sockets.remove(at).1)
+    }
+
+    /// Fails when a passed socket was taken by no listener.
+    pub fn all_taken(&self) -> Result<(), ActivationError> {
+        let sockets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if sockets.is_empty() {
+            return Ok(());
+        }
+        let unused: Vec<String> = sockets
+            .iter()
+            .map(|(name, socket)| match socket.local_addr() {
+                Ok(address) => format!("the socket {address} (named {name:?})"),
+                Err(_) => format!("the socket named {name:?}"),
+            })
+            .collect();
+        Err(ActivationError::Unused(unused.join(", ")))
     }
 }
 
@@ -119,39 +140,31 @@ pub unsafe fn take_listeners() -> Result<InheritedListeners, ActivationError> {
         .and_then(|n| n.parse().ok())
         .filter(|n| (0..=64).contains(n))
         .ok_or_else(|| ActivationError::Protocol(format!("LISTEN_FDS={count:?}")))?;
+    // Without names (an older systemd), each socket is "unknown" and matched by address.
     let names: Vec<String> = match names {
         Some(names) => names.split(':').map(str::to_owned).collect(),
-        None => Vec::new(),
+        None => vec!["unknown".to_owned(); count as usize],
     };
     if names.len() != count as usize {
         return Err(ActivationError::Protocol(format!(
-            "{count} sockets but {} names (LISTEN_FDNAMES; give each socket a FileDescriptorName=)",
+            "{count} sockets but {} names in LISTEN_FDNAMES",
             names.len()
         )));
     }
-    let mut listeners = HashMap::new();
+    let mut sockets = Vec::new();
     for (offset, name) in names.into_iter().enumerate() {
         let fd = LISTEN_FDS_START + offset as i32;
-        if !LISTENER_NAMES.contains(&name.as_str()) {
-            return Err(ActivationError::UnknownName(name));
-        }
         if !is_listening_tcp(fd) {
             return Err(ActivationError::NotListening(name));
         }
-        // SAFETY: systemd passed `fd` to this process for it to own; it is taken only once.
-        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         // Not inherited by programs kanava starts.
-        // SAFETY: fcntl on a descriptor this process owns.
+        // SAFETY: fcntl on a descriptor systemd passed to this process.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        if listeners.insert(name.clone(), listener).is_some() {
-            return Err(ActivationError::Protocol(format!(
-                "two sockets are named {name:?}"
-            )));
-        }
+        // SAFETY: systemd passed `fd` to this process for it to own; it is taken only once.
+        sockets.push((name, unsafe { std::net::TcpListener::from_raw_fd(fd) }));
     }
-    Ok(InheritedListeners(Mutex::new(listeners)))
+    Ok(InheritedListeners(Mutex::new(sockets)))
 }
-
 /// Whether `fd` is a stream socket of an internet family that listens.
 fn is_listening_tcp(fd: i32) -> bool {
     let option = |level, name| {

@@ -370,9 +370,10 @@ async fn socket_activation_serves_a_connection_that_arrived_before_kanava_starte
     for port in &ports {
         command.arg("--listen").arg(format!("127.0.0.1:{port}"));
     }
-    // The configured addresses are not used for passed sockets.
+    // Three sockets are named after their listeners (the configured addresses are then not
+    // used); the admin socket has the unit's name and is matched by its address.
     let mut activated = command
-        .arg("--fdname=mles:ssh:debug-me:admin")
+        .arg("--fdname=mles:ssh:debug-me:kanava.socket")
         .args(["-E", "RUST_LOG=info"])
         .arg(env!("CARGO_BIN_EXE_kanava"))
         .args(["serve", "--data", data.to_str().unwrap()])
@@ -382,12 +383,8 @@ async fn socket_activation_serves_a_connection_that_arrived_before_kanava_starte
             "--ssh-listen",
             "127.0.0.1:1",
         ])
-        .args([
-            "--debug-me-listen",
-            "127.0.0.1:1",
-            "--admin-listen",
-            "127.0.0.1:1",
-        ])
+        .args(["--debug-me-listen", "127.0.0.1:1"])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", ports[3])])
         .stdout(std::process::Stdio::piped())
         .stderr(stderr_file)
         .spawn()
@@ -442,7 +439,7 @@ async fn socket_activation_serves_a_connection_that_arrived_before_kanava_starte
 }
 
 #[test]
-fn a_socket_unit_naming_an_unknown_listener_is_refused_with_the_names_kanava_knows() {
+fn a_passed_socket_that_no_listener_takes_is_refused_with_how_to_fix_it() {
     let port = crate::nats::free_port();
     let dir = tempfile::tempdir().unwrap();
     let activated = Command::new("systemd-socket-activate")
@@ -463,6 +460,8 @@ fn a_socket_unit_naming_an_unknown_listener_is_refused_with_the_names_kanava_kno
     // systemd-socket-activate's own lines come first.
     assert_eq!(
         stderr(&output).lines().last().unwrap_or_default(),
-        "kanava: socket activation: the socket unit passes a socket named \"web\"; kanava's listeners are named mles, ssh, debug-me and admin (FileDescriptorName=)"
+        format!(
+            "kanava: socket activation: no listener takes the socket 127.0.0.1:{port} (named \"web\"): name a socket mles, ssh, debug-me or admin (FileDescriptorName=), or listen on the address the configuration gives that listener"
+        )
     );
 }
