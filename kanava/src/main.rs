@@ -1284,6 +1284,51 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The commented-out settings of the packaged config file, uncommented: `# name = value`
+    /// lines whose name is a setting's.
+    fn uncommented_settings(example: &str) -> Vec<(&str, &str)> {
+        example
+            .lines()
+            .filter_map(|line| line.strip_prefix("# ")?.split_once(" = "))
+            .filter(|(name, _)| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_config_lists_every_setting_and_each_parses() {
+        use clap::CommandFactory;
+        let example = include_str!("../../debian/kanava.toml");
+        let settings = uncommented_settings(example);
+        let listed: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let flags: Vec<&str> = serve
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| !["config", "check-config", "help"].contains(long))
+            .collect();
+        assert_eq!(
+            listed, flags,
+            "debian/kanava.toml lists the settings in flag order"
+        );
+        let text: String = settings
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}\n"))
+            .collect();
+        toml::from_str::<FileConfig>(&text).unwrap_or_else(|e| panic!("{e}"));
+        for line in example.lines() {
+            assert!(
+                line.is_empty() || line.starts_with('#'),
+                "a setting is on: {line}"
+            );
+        }
+    }
+
     #[test]
     fn flags_beat_the_config_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,7 @@ mod limits;
 mod mles_limits;
 mod nats;
 mod operations;
+mod package;
 mod playwright;
 mod protocol;
 mod python;
