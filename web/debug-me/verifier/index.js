@@ -210,12 +210,16 @@ function validUpTo(bytes) {
 }
 
 /**
- * Verifies a log file's bytes as `kanava verify` reads a file: invalid UTF-8 is the verdict
- * (at its line) only when the whole lines before it verify. @returns {Promise<Verdict>}
+ * Verifies a log file's bytes (a Uint8Array or an ArrayBuffer, e.g. `await file.arrayBuffer()`)
+ * as `kanava verify` reads a file: a byte order mark is kept (it is not JSON), and invalid
+ * UTF-8 is the verdict (at its line) only when the whole lines before it verify. Prefer it to
+ * `verifyLogText(await file.text())`, which drops a BOM and replaces invalid UTF-8.
+ * @returns {Promise<Verdict>}
  */
-export async function verifyLogBytes(bytes, { gpg } = {}) {
+export async function verifyLogBytes(data, { gpg } = {}) {
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
   const valid = validUpTo(bytes);
-  const decoder = new TextDecoder();
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
   if (valid === bytes.length) return verifyLogText(decoder.decode(bytes), { gpg });
   let line = 1;
   let lastNewline = -1;

@@ -13,7 +13,7 @@
 import * as model from './model.js';
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Why a log line could not be read: `message` is json.rs's `JsonError` text. */
 export class JsonError extends Error {
@@ -548,7 +548,7 @@ export function decodeLine(line) {
   return { message: msg, hash: loggedHash, timestamp };
 }
 
-const fatal = new TextDecoder('utf-8', { fatal: true });
+const fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function valJson(bytes) {
   try {
