@@ -20,7 +20,7 @@ const BLANK = /^\p{White_Space}*$/u;
 
 /** The marks of the drawing, one per line that is not blank, reporting progress as it reads. */
 function collectMarks(bytes, report) {
-  const lines = new TextDecoder().decode(bytes).split('\n');
+  const lines = new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes).split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
   const collector = new MarkCollector();
   let reported = Date.now();

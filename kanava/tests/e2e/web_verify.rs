@@ -271,6 +271,10 @@ async fn logs_chosen_in_the_page_get_the_verdicts_keys_and_warnings_kanava_verif
     let rejection = dir.path().join("rejection.log");
     std::fs::write(&rejection, session_with_a_rejection().text()).unwrap();
     files.push(rejection);
+    // The long kind of log whose chain breaks at its end: thousands of marks, a quick verdict.
+    let long = dir.path().join("misordered-tail.log");
+    std::fs::write(&long, synthetic::misordered_tail(3_021).text()).unwrap();
+    files.push(long);
     let printed: Vec<Printed> = files.iter().map(|p| kanava_verify(p)).collect();
     assert!(printed[0].line.is_none() && printed[1].keys.len() == 2 && printed[2].line == Some(1));
 
@@ -319,6 +323,8 @@ async fn logs_chosen_in_the_page_get_the_verdicts_keys_and_warnings_kanava_verif
             .starts_with(&format!("Chain of {total} lines")),
         "{drawn:#}"
     );
+    let long = &shown[4];
+    assert_eq!(long["marks"], 3_021, "{long:#}");
     assert_nothing_uploaded(&mut browser, "verify").await;
     browser.assert_clean("verify").await;
 }
@@ -377,11 +383,9 @@ async fn a_tampered_log_dropped_on_the_page_fails_at_the_line_kanava_and_debug_m
         )
         .await;
     assert_eq!(injected, 0);
+    let screenshot = web_dir().join("../docs/screenshots/debug-me-verify.png");
     browser
-        .screenshot(
-            "drop",
-            &web_dir().join("../docs/screenshots/debug-me-verify.png"),
-        )
+        .call(json!({"cmd": "screenshot", "page": "drop", "path": screenshot, "fullPage": true}))
         .await;
 
     // A file over the page's limit is refused at once, without being read.

@@ -106,7 +106,7 @@ export function drawChain(allMarks, failingLine) {
   const rows = Math.max(1, Math.ceil(marks.length / columns));
   const drawing = svg('svg', {
     viewBox: `0 0 ${columns * CELL} ${rows * CELL}`,
-    width: columns * CELL * 1.5,
+    width: columns * CELL * 2,
     role: 'img',
     class: 'chain-drawing',
   });
