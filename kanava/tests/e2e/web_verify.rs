@@ -458,6 +458,16 @@ async fn once_loaded_the_page_verifies_with_the_server_gone_gnupg_logs_included(
         .await;
     assert_eq!(reloaded["status"], 200, "{reloaded}");
     browser.wait_loaded("offline").await;
+    // The keyboard reaches the file input first.
+    browser.press("offline", "Tab").await;
+    let focused = browser
+        .eval(
+            "offline",
+            "() => document.activeElement?.labels?.[0]?.textContent",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(focused, "Log files");
     let chosen = json!([file(&gpg_log), file(&tampered_path)]);
     browser
         .call(
