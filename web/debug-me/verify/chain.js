@@ -72,7 +72,7 @@ export function describe(marks, failingLine) {
   for (const mark of marks) counts[mark.kind] += 1;
   const lines = marks.length === 1 ? '1 line' : `${marks.length} lines`;
   const failing = failingLine ? `; verification fails at line ${failingLine}` : '';
-  const invalid = counts.invalid ? `, ${counts.invalid} not log messages` : '';
+  const invalid = counts.invalid ? `, ${counts.invalid} ${counts.invalid === 1 ? 'line that is not a log message' : 'lines that are not log messages'}` : '';
   return `Chain of ${lines}: ${counts.seen} Seen, ${counts.entered} Entered, ${counts.rejected} rejected Entered, ${counts.control} control${invalid}${failing}`;
 }
 
