@@ -29,10 +29,13 @@ worker.onmessage = ({ data }) => {
   }
 };
 
-// A worker that cannot start (its script failed to load) fails the files waiting for it.
+/** Why the worker cannot verify (its script failed to load), once it is known. */
+let broken = null;
+
+// A worker that cannot start fails the files waiting for it, and those chosen later.
 worker.addEventListener('error', (event) => {
-  const error = `the page's verifier could not start: ${event.message || 'its script did not load'}`;
-  for (const result of pending.values()) result.show({ verified: false, line: null, error }, []);
+  broken = `the page's verifier could not start: ${event.message || 'its script did not load'}`;
+  for (const result of pending.values()) result.show({ verified: false, line: null, error: broken }, []);
   pending.clear();
 });
 
@@ -42,8 +45,12 @@ function verify(files) {
   for (const file of files) {
     nextId += 1;
     const result = new FileResult(file);
-    pending.set(nextId, result);
     sections.push(result.element);
+    if (broken) {
+      result.show({ verified: false, line: null, error: broken }, []);
+      continue;
+    }
+    pending.set(nextId, result);
     worker.postMessage({ id: nextId, file });
   }
   results.prepend(...sections);
