@@ -37,3 +37,4 @@ mod tui;
 mod web_browser;
 mod web_protocol;
 mod web_verify;
+mod web_verify_differential;
