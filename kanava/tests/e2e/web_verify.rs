@@ -7,12 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use kanava_debugme::model::ControlAction;
 use kanava_debugme::recover::Side;
 use kanava_debugme::synthetic::{self, Flavour, SyntheticLog, typing_session};
 use serde_json::{Value, json};
 
+use crate::debugme::tampered;
+use crate::debugme_server::Roles;
 use crate::playwright::{Browser, PAGE_WAIT, web_dir};
 use crate::support::*;
 
@@ -54,6 +57,10 @@ const SETTLED: &str = "(n) => {
     const articles = [...document.querySelectorAll('#results article')];
     return articles.length === n && articles.every((a) => !a.classList.contains('pending'));
 }";
+
+/// How long the page may take to give every verdict: a log of thousands of lines is verified
+/// in a second or two, but the machine is shared with the rest of the suite.
+const VERDICT_WAIT: Duration = Duration::from_secs(60);
 
 /// What `kanava verify` prints about one log, split as the page shows it.
 #[derive(Debug, PartialEq)]
@@ -159,7 +166,7 @@ fn session_with_a_rejection() -> SyntheticLog {
 }
 
 /// `log` with the data of line `line` changed by one letter's case: its signature no longer holds.
-fn tampered(log: &str, line: usize) -> String {
+fn with_a_letter_changed(log: &str, line: usize) -> String {
     let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
     let key = "Data\":{\"v\":\"";
     let at = lines[line - 1].find(key).expect("an activity line") + key.len();
@@ -204,7 +211,7 @@ impl Browser {
 
     /// Waits until `n` results have their verdicts; returns them, newest first.
     async fn results(&mut self, page: &str, n: usize) -> Vec<Value> {
-        if let Err(error) = self.try_wait(page, PAGE_WAIT, SETTLED, json!(n)).await {
+        if let Err(error) = self.try_wait(page, VERDICT_WAIT, SETTLED, json!(n)).await {
             let shown = self.eval(page, RESULTS, Value::Null).await;
             panic!("{page}: {error}; shown: {shown:#}");
         }
@@ -335,7 +342,7 @@ async fn a_tampered_log_dropped_on_the_page_fails_at_the_line_kanava_and_debug_m
     let dir = tempfile::tempdir().unwrap();
     let honest = typing_session(30, Flavour::User).text();
     let tampered_path = dir.path().join("tampered.log");
-    std::fs::write(&tampered_path, tampered(&honest, 17)).unwrap();
+    std::fs::write(&tampered_path, with_a_letter_changed(&honest, 17)).unwrap();
     let honest_path = dir.path().join("honest.log");
     std::fs::write(&honest_path, &honest).unwrap();
     let printed = kanava_verify(&tampered_path);
@@ -423,7 +430,7 @@ async fn once_loaded_the_page_verifies_with_the_server_gone_gnupg_logs_included(
     let tampered_path = dir.path().join("tampered.log");
     std::fs::write(
         &tampered_path,
-        tampered(&typing_session(12, Flavour::User).text(), 9),
+        with_a_letter_changed(&typing_session(12, Flavour::User).text(), 9),
     )
     .unwrap();
     let printed = [kanava_verify(&gpg_log), kanava_verify(&tampered_path)];
@@ -487,4 +494,90 @@ async fn once_loaded_the_page_verifies_with_the_server_gone_gnupg_logs_included(
         .await;
     assert_eq!(fits, true, "the page is wider than a 360 px screen");
     browser.assert_clean("offline").await;
+}
+
+#[tokio::test]
+async fn real_debug_me_logs_of_every_flavour_verify_in_the_page_and_a_tampered_one_fails_there() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let url = format!("http://{}/", server.debug_me);
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    new_gpg_key(&roles.gnupg("dev"), "Dev");
+    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
+    roles
+        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
+        .await;
+    roles
+        .developer_echoes("typed-by-dev", &["watch", "user"])
+        .await;
+    roles.keys("control", "hello from the user");
+    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
+    wait_until("the chat reaches the server's log", || {
+        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
+    })
+    .await;
+    roles.developer_exits(3, &["user", "dev", "watch"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (flavour, log) in [
+        ("server", server_log),
+        ("user", roles.log("user", false, &id)),
+        ("developer", roles.log("dev", true, &id)),
+    ] {
+        let path = dir.path().join(format!("{flavour}.log"));
+        std::fs::copy(&log, &path)
+            .unwrap_or_else(|e| panic!("{flavour} log {}: {e}", log.display()));
+        files.push(path);
+    }
+    let printed: Vec<Printed> = files.iter().map(|p| kanava_verify(p)).collect();
+    assert!(
+        printed[0].line.is_none() && printed[0].keys[1].contains("GnuPG: Dev <dev@example.org>"),
+        "{printed:?}"
+    );
+    // The user's log with a letter of its last data changed: debug-me names the line too.
+    let user_text = std::fs::read_to_string(&files[1]).unwrap();
+    let (_, changed) = tampered(&user_text)
+        .into_iter()
+        .find(|(how, _)| how == "changed-byte")
+        .unwrap();
+    let tampered_path = dir.path().join("user-tampered.log");
+    std::fs::write(&tampered_path, changed).unwrap();
+    let tampered_printed = kanava_verify(&tampered_path);
+    let reference = debug_me_line(&tampered_path, dir.path());
+    assert!(
+        reference.is_some(),
+        "debug-me --verify accepts the tampered copy"
+    );
+    assert_eq!(tampered_printed.line, reference, "{tampered_printed:?}");
+
+    let mut browser = Browser::launch().await;
+    browser
+        .open_verify("real", &server, [1280, 900], "light")
+        .await;
+    browser
+        .call(json!({"cmd": "recordRequests", "page": "real"}))
+        .await;
+    let chosen: Vec<Value> = files.iter().map(|p| file(p)).collect();
+    browser
+        .call(
+            json!({"cmd": "setFiles", "page": "real", "target": {"label": "Log files"},
+            "files": chosen}),
+        )
+        .await;
+    let shown = browser.results("real", files.len()).await;
+    for ((path, printed), shown) in files.iter().zip(&printed).zip(&shown) {
+        assert_same(shown, printed, path.file_name().unwrap().to_str().unwrap());
+    }
+    browser
+        .call(
+            json!({"cmd": "dropFiles", "page": "real", "target": {"css": "#drop-zone"},
+            "files": [file(&tampered_path)]}),
+        )
+        .await;
+    let shown = browser.results("real", files.len() + 1).await;
+    assert_same(&shown[0], &tampered_printed, "user-tampered.log");
+    assert_nothing_uploaded(&mut browser, "real").await;
+    browser.assert_clean("real").await;
 }
