@@ -333,3 +333,181 @@ async fn real_debug_me_logs_of_every_flavour_with_a_gnupg_signed_developer_agree
     assert_eq!(rust[0]["verified"], true, "{}", rust[0]);
     assert_eq!(rust[0]["keys"][1]["gpg_signer"], "Dev <dev@example.org>");
 }
+
+/// Runs gpg in the GnuPG home `home` with `input`; returns its stdout.
+fn gpg_in(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gpg")
+        .env("GNUPGHOME", home)
+        .args([
+            "--batch",
+            "-q",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gpg is installed");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A session where the user accepts a developer whose session key is GnuPG-signed with
+/// `statement` and `export`, and the developer types.
+fn gpg_session(statement: &[u8], export: &[u8]) -> String {
+    let user = synthetic::key(1);
+    let developer = synthetic::key(2);
+    let mut log = synthetic::SyntheticLog::new(Flavour::User);
+    log.session_key(Side::User, &user);
+    log.seen(&user, b"$ ", log.honest_pointers(), 0.0);
+    log.control(
+        Side::Developer,
+        &developer,
+        ControlAction::SessionKey(
+            kanava_debugme::model::PerhapsSigned::GpgSigned(
+                developer.public(),
+                statement.to_vec(),
+                export.to_vec(),
+            ),
+            b"1".to_vec(),
+        ),
+    );
+    log.control(
+        Side::User,
+        &user,
+        ControlAction::SessionKeyAccepted(developer.public()),
+    );
+    log.entered(&developer, b"ls\r", log.honest_pointers(), 0.5);
+    log.seen(&user, b"ls\r\n", log.honest_pointers(), 0.1);
+    log.text()
+}
+
+#[test]
+fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = private_dir(&dir.path().join("gnupg-dev"));
+    let other = private_dir(&dir.path().join("gnupg-other"));
+    let dev_fingerprint = new_gpg_key(&dev, "Dev");
+    // A second user id, made the primary one: gpg and openpgp.js must name the same one.
+    gpg_in(
+        &dev,
+        &[
+            "--quick-add-uid",
+            &dev_fingerprint,
+            "Second <second@example.org>",
+        ],
+        b"",
+    );
+    gpg_in(
+        &dev,
+        &[
+            "--quick-set-primary-uid",
+            &dev_fingerprint,
+            "Second <second@example.org>",
+        ],
+        b"",
+    );
+    let other_fingerprint = new_gpg_key(&other, "Other");
+    // A key with a second user id added later and not made primary.
+    let later = private_dir(&dir.path().join("gnupg-later"));
+    let later_fingerprint = new_gpg_key(&later, "Later");
+    gpg_in(
+        &later,
+        &[
+            "--quick-add-uid",
+            &later_fingerprint,
+            "Added <added@example.org>",
+        ],
+        b"",
+    );
+    let key_hash = kanava_debugme::hash::public_key(&synthetic::key(2).public());
+    let wrong_hash = kanava_debugme::hash::public_key(&synthetic::key(3).public());
+    let export = |home: &Path, fingerprint: &str| {
+        gpg_in(
+            home,
+            &[
+                "--armor",
+                "--export-options",
+                "export-minimal",
+                "--export",
+                fingerprint,
+            ],
+            b"",
+        )
+    };
+    let clearsign = |home: &Path, text: &[u8]| gpg_in(home, &["--armor", "--clearsign"], text);
+    let dev_export = export(&dev, &dev_fingerprint);
+    let other_export = export(&other, &other_fingerprint);
+    let good = clearsign(&dev, &key_hash);
+    let mut altered = good.clone();
+    let at = altered
+        .windows(key_hash.len())
+        .position(|w| w == key_hash.as_slice())
+        .unwrap();
+    altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+    let cases: [(&str, Vec<u8>, Vec<u8>); 8] = [
+        ("good", good.clone(), dev_export.clone()),
+        (
+            "good-uid-added-later",
+            clearsign(&later, &key_hash),
+            export(&later, &later_fingerprint),
+        ),
+        (
+            "statement-of-another-key",
+            clearsign(&dev, &wrong_hash),
+            dev_export.clone(),
+        ),
+        (
+            "signed-by-another-key",
+            clearsign(&other, &key_hash),
+            dev_export.clone(),
+        ),
+        ("export-of-another-key", good.clone(), other_export.clone()),
+        ("altered-statement", altered, dev_export.clone()),
+        ("garbage-export", good.clone(), b"not a key".to_vec()),
+        ("unsigned-statement", key_hash.clone(), dev_export.clone()),
+    ];
+    let files: Vec<PathBuf> = cases
+        .iter()
+        .map(|(name, statement, export)| {
+            write(
+                dir.path(),
+                &format!("{name}.log"),
+                gpg_session(statement, export).as_bytes(),
+            )
+        })
+        .collect();
+    let rust = assert_agree(&files);
+    for verdict in &rust[..2] {
+        assert_eq!(verdict["verified"], true, "{verdict}");
+        let signer = verdict["keys"][1]["gpg_signer"].as_str().unwrap();
+        assert!(signer.ends_with("@example.org>"), "{signer}");
+    }
+    for (verdict, (name, _, _)) in rust.iter().zip(&cases).skip(2) {
+        assert_eq!(verdict["line"], 3, "{name}: {verdict}");
+        assert!(
+            verdict["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("line 3: bad GnuPG signature: "),
+            "{name}: {verdict}"
+        );
+    }
+    for home in [&dev, &other, &later] {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", home)
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
