@@ -9,8 +9,8 @@
 // Chromium is Debian's (/usr/bin/chromium); no browser is ever downloaded.
 
 import { createInterface } from 'node:readline';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const DEFAULT_TIMEOUT = 10_000;
@@ -65,6 +65,11 @@ function reportViolations() {
       sample: event.sample,
     });
   });
+}
+
+// A file to choose or drop, as Playwright takes it: {path, name, mimeType} read from disk.
+function payload({ path, name, mimeType = 'application/octet-stream' }) {
+  return { name: name ?? basename(path), mimeType, buffer: readFileSync(path) };
 }
 
 const commands = {
@@ -212,6 +217,51 @@ const commands = {
   async close({ page }) {
     await entry(page).context.close();
     pages.delete(page);
+  },
+
+  // Chooses `files` in the file input `target`, as a person picking them in the file dialog
+  // does: [{path, name, mimeType}], each read from `path` and named `name` (default: the path's
+  // last part).
+  async setFiles({ page, target, files }) {
+    await locate(entry(page).page, target).setInputFiles(files.map(payload));
+  },
+
+  // Drops `files` (as for setFiles) on `target`: dragenter, dragover and drop events carrying a
+  // DataTransfer that holds them, as a drag from the file manager does.
+  async dropFiles({ page, target, files }) {
+    const p = entry(page).page;
+    const list = files.map(payload).map((file) => ({ ...file, buffer: file.buffer.toString('base64') }));
+    const dataTransfer = await p.evaluateHandle((dropped) => {
+      const transfer = new DataTransfer();
+      for (const file of dropped) {
+        const bytes = Uint8Array.from(atob(file.buffer), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], file.name, { type: file.mimeType }));
+      }
+      return transfer;
+    }, list);
+    const locator = locate(p, target);
+    for (const type of ['dragenter', 'dragover', 'drop']) await locator.dispatchEvent(type, { dataTransfer });
+    await dataTransfer.dispose();
+  },
+
+  // From now on, records every request of the page's browser context (its workers' and service
+  // workers' too): method, URL, resource type and the size of its body.
+  async recordRequests({ page }) {
+    const record = entry(page);
+    record.requests = [];
+    record.context.on('request', (request) => {
+      record.requests.push({
+        method: request.method(),
+        url: request.url(),
+        resourceType: request.resourceType(),
+        bodyBytes: request.postDataBuffer()?.length ?? 0,
+      });
+    });
+  },
+
+  // The requests recorded since recordRequests.
+  async requests({ page }) {
+    return entry(page).requests ?? [];
   },
 };
 

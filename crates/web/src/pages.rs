@@ -35,6 +35,15 @@ const SECURITY_HEADERS: &str = "X-Content-Type-Options: nosniff\r\n\
     X-Frame-Options: DENY\r\n\
     Cross-Origin-Opener-Policy: same-origin\r\n";
 
+/// The service worker that keeps `/verify` for offline use. The script is bundled under `/dist/`
+/// like the page's other scripts, but registers for the page `/verify` (and for the page's Web
+/// Worker script), which a browser allows only when the script's response says so
+/// (`Service-Worker-Allowed`). The worker itself handles only the page's own files.
+const VERIFY_SERVICE_WORKER: &str = "/dist/verify-sw.js";
+/// The widest scope [`VERIFY_SERVICE_WORKER`] may register for: `/verify` and
+/// `/dist/verify-worker.js` have no narrower common prefix.
+const VERIFY_SERVICE_WORKER_SCOPE: &str = "/";
+
 /// How long a browser may use a script or style without asking again. The page itself is
 /// always revalidated, so a new release reaches browsers at most this late.
 const ASSET_MAX_AGE_SECS: u32 = 300;
@@ -127,9 +136,14 @@ fn file_response(asset: &Asset, request: &PageRequest) -> Vec<u8> {
     } else {
         format!("max-age={ASSET_MAX_AGE_SECS}")
     };
+    let scope = if asset.path == VERIFY_SERVICE_WORKER {
+        format!("Service-Worker-Allowed: {VERIFY_SERVICE_WORKER_SCOPE}\r\n")
+    } else {
+        String::new()
+    };
     let common = format!(
         "Content-Type: {}\r\nETag: {}\r\nCache-Control: {cache}\r\nVary: Accept-Encoding\r\n\
-         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n{SECURITY_HEADERS}Connection: close\r\n",
+         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n{SECURITY_HEADERS}{scope}Connection: close\r\n",
         content_type(asset.path),
         asset.etag,
     );
@@ -334,6 +348,27 @@ mod tests {
         assert_eq!(page("/verify"), verify);
         assert_eq!(page("/verify?x=1"), verify);
         assert_eq!(page("/dev"), page("/index.html"));
+    }
+
+    #[test]
+    fn only_the_verify_service_worker_may_control_verify() {
+        let (status, headers, body) = split(&FrontEnd.respond(&get(VERIFY_SERVICE_WORKER)));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            header(&headers, "service-worker-allowed"),
+            Some(VERIFY_SERVICE_WORKER_SCOPE)
+        );
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_security_headers(&headers);
+        let script = String::from_utf8(body).unwrap();
+        assert!(script.contains("\"/verify\"") && script.contains("/dist/verify.js"));
+        for path in FrontEnd::paths().filter(|p| *p != VERIFY_SERVICE_WORKER) {
+            let (_, headers, _) = split(&FrontEnd.respond(&get(path)));
+            assert_eq!(header(&headers, "service-worker-allowed"), None, "{path}");
+        }
     }
 
     #[test]

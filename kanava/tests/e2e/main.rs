@@ -38,3 +38,5 @@ mod store_limits;
 mod tui;
 mod web_browser;
 mod web_protocol;
+mod web_verify;
+mod web_verify_differential;
