@@ -36,3 +36,4 @@ mod store_limits;
 mod tui;
 mod web_browser;
 mod web_protocol;
+mod web_watch;
