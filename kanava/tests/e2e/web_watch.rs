@@ -363,3 +363,317 @@ fn cast_time(cast: &Path, text: &str) -> f64 {
     }
     panic!("{text:?} is not in {recording}");
 }
+
+/// The event list's lines of `shown` (what [`SHOWN`] gives).
+fn events(shown: &Value) -> Vec<String> {
+    shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_real_debug_me_session_is_watched_live_and_late_and_verified_in_the_page() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let plain = format!("http://{}/", server.debug_me);
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    new_gpg_key(&roles.gnupg("dev"), "Dev");
+    let (session_url, id) = roles.start_user(scratch.path(), &plain).await;
+    let page_url = format!("https://localhost:{}/debug-me/{id}", server.mles.port());
+
+    // One page watches from the start, before any developer joins.
+    let mut browser = Browser::launch().await;
+    browser
+        .open_page("live", &page_url, [1280, 800], "light")
+        .await;
+    wait_row(&mut browser, "live", "** debug-me session started").await;
+    roles
+        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
+        .await;
+    roles
+        .developer_echoes("hello-from-dev", &["watch", "user"])
+        .await;
+    let rows = wait_row(&mut browser, "live", "hello-from-dev").await;
+    assert!(
+        rows.lines()
+            .any(|l| l.ends_with("echo hello-from-dev") && l != "echo hello-from-dev"),
+        "the command, after the shell's prompt: {rows}"
+    );
+    let developer = "developer Dev <dev@example.org>";
+    let shown = wait_shown(
+        &mut browser,
+        "live",
+        "the verified status naming the developer",
+        &format!("(s) => s.status.startsWith('verified: ') && s.status.includes({developer:?})"),
+    )
+    .await;
+    let status = shown["status"].as_str().unwrap();
+    assert!(status.contains("chain intact, user key "), "{shown:#}");
+    let listed = events(&shown);
+    let key_event = listed
+        .iter()
+        .find(|e| e.starts_with("developer's session key "))
+        .unwrap_or_else(|| panic!("no developer key event: {shown:#}"));
+    assert!(
+        key_event.ends_with("GnuPG-signed by Dev <dev@example.org>"),
+        "{key_event}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.starts_with("user accepted developer key ")),
+        "{shown:#}"
+    );
+    // Live events also show when they arrived.
+    assert!(
+        shown["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["arrived"].is_string()),
+        "{shown:#}"
+    );
+    browser
+        .screenshot("live", &docs().join("debug-me-watch.png"))
+        .await;
+
+    // A page opened after the command ran sees the whole session, verified the same.
+    browser
+        .open_page("late", &page_url, [1280, 800], "dark")
+        .await;
+    let late_rows = wait_row(&mut browser, "late", "hello-from-dev").await;
+    assert!(
+        late_rows.contains("** debug-me session started"),
+        "{late_rows}"
+    );
+    let late = wait_shown(
+        &mut browser,
+        "late",
+        "the same verified status",
+        &format!("(s) => s.status === {status:?}"),
+    )
+    .await;
+    assert_eq!(events(&late), listed);
+
+    roles.developer_exits(7, &["user", "dev", "watch"]).await;
+    for page in ["live", "late"] {
+        wait_shown(
+            &mut browser,
+            page,
+            "the finished session",
+            "(s) => s.state.startsWith('Finished') && s.status.startsWith('verified: ')",
+        )
+        .await;
+        browser.assert_clean(page).await;
+    }
+}
+
+/// A plain-HTTP front for kanava's TLS listener, standing where a compromised server would:
+/// it passes the page and its WebSocket through, and once `forge` is set, it injects one `L`
+/// frame before the next one the server sends: a copy of the last user message with the last
+/// byte of its signature changed. `forged_at` is then that frame's number among the session's
+/// messages.
+struct ForgingProxy {
+    addr: std::net::SocketAddr,
+    forge: Arc<std::sync::atomic::AtomicBool>,
+    forged_at: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ForgingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ForgingProxy {
+    async fn start(server: &Kanava) -> ForgingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Arc::new(server.client());
+        let forge = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forged_at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, at) = (Arc::clone(&forge), Arc::clone(&forged_at));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((browser, _)) = listener.accept().await else {
+                    return;
+                };
+                let (client, flag, at) = (Arc::clone(&client), Arc::clone(&flag), Arc::clone(&at));
+                tokio::spawn(async move {
+                    let _ = Self::pass(browser, &client, &flag, &at).await;
+                });
+            }
+        });
+        ForgingProxy {
+            addr,
+            forge,
+            forged_at,
+            task,
+        }
+    }
+
+    /// One connection: the request head goes to the server; a page's response comes back as
+    /// it is, a WebSocket's frames one by one.
+    async fn pass(
+        mut browser: tokio::net::TcpStream,
+        client: &Client,
+        forge: &std::sync::atomic::AtomicBool,
+        forged_at: &std::sync::atomic::AtomicUsize,
+    ) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = read_head(&mut browser).await?;
+        let websocket = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket");
+        let server = client.tls().await;
+        let (mut from_server, mut to_server) = tokio::io::split(server);
+        to_server.write_all(&head).await?;
+        let (mut from_browser, mut to_browser) = browser.into_split();
+        let upstream = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_browser, &mut to_server).await;
+            let _ = to_server.shutdown().await;
+        });
+        if !websocket {
+            tokio::io::copy(&mut from_server, &mut to_browser).await?;
+            upstream.abort();
+            return Ok(());
+        }
+        let response = read_head(&mut from_server).await?;
+        to_browser.write_all(&response).await?;
+        let mut messages = 0;
+        let mut last_user: Option<Vec<u8>> = None;
+        loop {
+            // A server frame: FIN/opcode, then a length of 7, 16 or 64 bits, never masked.
+            let mut start = [0u8; 2];
+            from_server.read_exact(&mut start).await?;
+            let mut header = start.to_vec();
+            let length = match start[1] & 0x7f {
+                126 => {
+                    let mut bytes = [0u8; 2];
+                    from_server.read_exact(&mut bytes).await?;
+                    header.extend(bytes);
+                    u64::from(u16::from_be_bytes(bytes))
+                }
+                127 => {
+                    let mut bytes = [0u8; 8];
+                    from_server.read_exact(&mut bytes).await?;
+                    header.extend(bytes);
+                    u64::from_be_bytes(bytes)
+                }
+                short => u64::from(short),
+            };
+            let mut payload = vec![0u8; usize::try_from(length).unwrap()];
+            from_server.read_exact(&mut payload).await?;
+            let binary = start[0] & 0x0f == 2;
+            if binary && payload.first() == Some(&b'L') {
+                if forge.swap(false, Ordering::SeqCst)
+                    && let Some(mut forged) = last_user.take()
+                {
+                    *forged.last_mut().unwrap() ^= 0x01;
+                    messages += 1;
+                    forged_at.store(messages, Ordering::SeqCst);
+                    to_browser.write_all(&websocket_frame(&forged)).await?;
+                }
+                messages += 1;
+                // AnyMessageP's `user` (field 29, length-delimited): tag bytes EA 01.
+                if payload[1..].starts_with(&[0xea, 0x01]) {
+                    last_user = Some(payload.clone());
+                }
+            }
+            to_browser.write_all(&header).await?;
+            to_browser.write_all(&payload).await?;
+        }
+    }
+}
+
+/// Reads an HTTP head (through its blank line).
+async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
+/// An unmasked binary WebSocket frame (a server's).
+fn websocket_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x82];
+    match payload.len() {
+        n @ 0..=125 => frame.push(n as u8),
+        n @ 126..=0xffff => {
+            frame.push(126);
+            frame.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend((n as u64).to_be_bytes());
+        }
+    }
+    frame.extend(payload);
+    frame
+}
+
+#[tokio::test]
+async fn a_message_forged_on_the_way_turns_the_status_to_failed() {
+    let server = Kanava::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut share = Share::start(&server, &scratch.path().join("user"));
+    let url = share.watch_url().await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    let proxy = ForgingProxy::start(&server).await;
+
+    let mut browser = Browser::launch().await;
+    let page_url = format!("http://{}/debug-me/{id}", proxy.addr);
+    browser
+        .open_page("watch", &page_url, [1280, 800], "light")
+        .await;
+    share.type_line("echo before-$((3+3))");
+    wait_row(&mut browser, "watch", "before-6").await;
+    wait_shown(
+        &mut browser,
+        "watch",
+        "a verified status",
+        "(s) => s.status.startsWith('verified: ') && !s.failed",
+    )
+    .await;
+
+    proxy.forge.store(true, std::sync::atomic::Ordering::SeqCst);
+    share.type_line("echo after-$((4+4))");
+    // What follows the forgery is still shown, but marked as untrusted.
+    wait_row(&mut browser, "watch", "after-8").await;
+    let forged_at = proxy.forged_at.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(forged_at > 0, "the proxy forged a message");
+    let shown = wait_shown(
+        &mut browser,
+        "watch",
+        "the failure",
+        &format!("(s) => s.failed && s.status.startsWith('failed at message {forged_at}: ') && s.untrusted"),
+    )
+    .await;
+    assert!(
+        shown["untrusted"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("from message {forged_at} on")),
+        "{shown:#}"
+    );
+    share.type_line("exit");
+    let finished = wait_shown(
+        &mut browser,
+        "watch",
+        "the finished session, still failed",
+        "(s) => s.state.startsWith('Finished')",
+    )
+    .await;
+    assert_eq!(finished["status"], shown["status"], "{finished:#}");
+    browser.assert_clean("watch").await;
+}
