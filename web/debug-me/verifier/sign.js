@@ -1,0 +1,65 @@
+/**
+ * Ed25519 signatures over exactly the bytes protocol 1 names (the 128 hex characters of an
+ * activity's or a control's signed hash, no prehash), checked with WebCrypto's Ed25519
+ * (crates/debugme/src/sign.rs). As ed25519-dalek's `verify_strict` does, a key or a signature
+ * `R` of small order never verifies; other signature kinds and malformed keys never verify.
+ * @module
+ */
+
+/** WebCrypto: the page's or the worker's, or Node's (≥18, where the global may be missing). */
+const nodeCrypto = 'node:crypto';
+const webcrypto = globalThis.crypto?.subtle ? globalThis.crypto : (await import(nodeCrypto)).webcrypto;
+const subtle = webcrypto.subtle;
+
+/**
+ * The encodings of the points of small order, without the sign bit (libsodium's blocklist,
+ * non-canonical forms included): dalek's `verify_strict` refuses them as keys and as `R`.
+ */
+const SMALL_ORDER = [
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((hex) => Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 16)));
+
+function smallOrder(point) {
+  return SMALL_ORDER.some((bad) => {
+    for (let i = 0; i < 31; i++) if (point[i] !== bad[i]) return false;
+    return (point[31] & 0x7f) === bad[31];
+  });
+}
+
+const keys = new Map();
+
+function importKey(key) {
+  let text = '';
+  for (const byte of key) text += String.fromCharCode(byte);
+  let imported = keys.get(text);
+  if (imported === undefined) {
+    imported = subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']).catch(() => null);
+    keys.set(text, imported);
+  }
+  return imported;
+}
+
+/**
+ * Whether `sig` is an Ed25519 signature of `bytes` by the raw 32-byte `key`.
+ * @param {Uint8Array} key
+ * @param {Uint8Array} bytes
+ * @param {import('./model.js').Signature} sig
+ * @returns {Promise<boolean>}
+ */
+export async function verifies(key, bytes, sig) {
+  if (sig.kind !== 'Ed25519' || sig.bytes.length !== 64 || key.length !== 32) return false;
+  if (smallOrder(key) || smallOrder(sig.bytes.subarray(0, 32))) return false;
+  const cryptoKey = await importKey(key);
+  if (cryptoKey === null) return false;
+  try {
+    return await subtle.verify({ name: 'Ed25519' }, cryptoKey, sig.bytes, bytes);
+  } catch {
+    return false;
+  }
+}
