@@ -8,6 +8,7 @@ import '@xterm/xterm/css/xterm.css';
 import './watch/watch.css';
 import { Terminal } from '@xterm/xterm';
 import { SessionVerifier, logLine } from './verifier/index.js';
+import { checkGpg } from './verifier/gpg.js';
 import { asciicast } from './watch/asciicast.js';
 import { sessionIdOf, watch } from './watch/connection.js';
 import { clock, controlText, statusText } from './watch/describe.js';
@@ -15,8 +16,9 @@ import { Player } from './watch/player.js';
 import { Recording } from './watch/recording.js';
 import { adoptXtermStyles } from './watch/styles.js';
 
-/** After this long without a message following the session id, what comes is live. */
-const BACKLOG_QUIET_MS = 1000;
+/** The server sends the log so far in one burst; after a pause this long (ms) between
+ *  messages, what comes is live (protocol 1 does not mark where the replay ends). */
+const BACKLOG_QUIET_MS = 250;
 
 const $ = (id) => document.getElementById(id);
 const status = $('verification');
@@ -38,7 +40,15 @@ terminal.open($('terminal'));
 
 const id = sessionIdOf(location.pathname);
 const recording = new Recording();
-const verifier = new SessionVerifier();
+/** The GnuPG fingerprint that signed each developer key (by the key's hex), for the status. */
+const fingerprints = new Map();
+const verifier = new SessionVerifier({
+  gpg: async (control) => {
+    const checked = await checkGpg(control);
+    fingerprints.set(control.control.key.keyHex, checked.fingerprint);
+    return checked;
+  },
+});
 const player = new Player(terminal, recording, showPosition);
 let verdict = verifier.state();
 let finished = false;
@@ -49,13 +59,14 @@ let live = false;
 let firstFailure = null;
 
 function showPosition(position, playing) {
+  timeline.max = String(Math.round(recording.duration * 1000));
   timeline.value = String(Math.round(position * 1000));
   $('clock').textContent = `${clock(position)} / ${clock(recording.duration)}`;
   playButton.textContent = playing ? 'Pause' : 'Play';
 }
 
 function showVerdict() {
-  status.textContent = statusText(verdict);
+  status.textContent = statusText(verdict, fingerprints);
   status.classList.toggle('failed', !verdict.verified);
   if (!verdict.verified && firstFailure === null) {
     firstFailure = verdict.line;
@@ -92,8 +103,8 @@ function listEntry(entry) {
   events.append(item);
 }
 
-async function received(bytes) {
-  const now = Date.now();
+/** Verifies and shows one message, which arrived at `now` (ms since the epoch). */
+async function received(bytes, now) {
   if (!finished && now - lastArrival > BACKLOG_QUIET_MS) live = true;
   lastArrival = now;
   let event;
@@ -105,8 +116,10 @@ async function received(bytes) {
     return;
   }
   verdict = verifier.state();
-  const entry = recording.add(event, now, live);
   showVerdict();
+  // A message that does not decode has no content to show; the verdict says why.
+  if (event.message === null) return;
+  const entry = recording.add(event, now, live);
   listEntry(entry);
   if (!finished) player.follow();
 }
@@ -116,7 +129,6 @@ async function ended() {
   verdict = await verifier.finish();
   showVerdict();
   state.textContent = `Finished session ${id}: replay`;
-  timeline.max = String(Math.round(recording.duration * 1000));
   for (const control of document.querySelectorAll('#replay [disabled]')) control.disabled = false;
   player.follow();
 }
@@ -157,7 +169,8 @@ if (id === null) {
     },
     onMessage: (bytes) => {
       const copy = bytes.slice();
-      queue = queue.then(() => received(copy));
+      const now = Date.now();
+      queue = queue.then(() => received(copy, now));
     },
     onDone: () => {
       queue = queue.then(ended);

@@ -26,20 +26,26 @@ export function clock(seconds) {
   return `${minutes}:${rest}`;
 }
 
-/** A developer's key as the status names it: its GnuPG signer, or that it has none. */
-function developer(key) {
-  if (key.gpg_signer) return `developer ${shown(key.gpg_signer)} (GnuPG-signed key ${shortKey(key.key)})`;
-  return `developer key ${shortKey(key.key)} (not GnuPG-signed)`;
+/** A developer's key as the status names it: its GnuPG signer and fingerprint (when the page
+ *  checked one), or that it has none. */
+function developer(key, fingerprints) {
+  if (!key.gpg_signer) return `developer key ${shortKey(key.key)} (no verified GnuPG signature)`;
+  const fingerprint = fingerprints.get(key.key);
+  const gnupg = fingerprint ? `GnuPG ${shortKey(fingerprint)}` : 'GnuPG';
+  return `developer ${shown(key.gpg_signer)} (${gnupg}, session key ${shortKey(key.key)})`;
 }
 
-/** The status line of a verdict (`SessionVerifier.state()` or `finish()`). */
-export function statusText(verdict) {
+/** The status line of a verdict (`SessionVerifier.state()` or `finish()`); `fingerprints`
+ *  maps developer keys (hex) to the GnuPG fingerprints that signed them. */
+export function statusText(verdict, fingerprints = new Map()) {
   if (!verdict.verified) {
-    return `failed at message ${numbers.format(verdict.line)}: ${shown(verdict.error)}`;
+    // The verifier's reason starts with the unit it failed at ("message N: …").
+    const reason = String(verdict.error).replace(/^(message|line) \d+: /, '');
+    return `failed at message ${numbers.format(verdict.line)}: ${shown(reason)}`;
   }
   const parts = [`verified: ${numbers.format(verdict.lines)} messages`, 'chain intact'];
   for (const key of verdict.keys ?? []) {
-    parts.push(key.role === 'user' ? `user key ${shortKey(key.key)}` : developer(key));
+    parts.push(key.role === 'user' ? `user key ${shortKey(key.key)}` : developer(key, fingerprints));
   }
   return parts.join(', ');
 }
