@@ -139,7 +139,7 @@ impl Share {
             .to_owned()
     }
 
-    /// Types `line` and Enter into the shared shell.
+    /// Types `line` and Enter into the shared shell, as the user.
     fn type_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
@@ -156,9 +156,11 @@ impl Drop for Share {
 
 #[tokio::test]
 async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
+    let _heavy = heavy().await;
     let server = Kanava::start();
     let scratch = tempfile::tempdir().unwrap();
-    let mut share = Share::start(&server, &scratch.path().join("user"));
+    let log_dir = scratch.path().join("user");
+    let mut share = Share::start(&server, &log_dir);
     let url = share.watch_url().await;
     let id = url.rsplit('/').next().unwrap().to_owned();
     assert_eq!(
@@ -189,11 +191,64 @@ async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
         shown["state"].as_str().unwrap().starts_with("Live session"),
         "{shown:#}"
     );
-    // The second command comes a moment later in the session's own (signed) time.
+
+    // A real debug-me developer joins (through the plain listener), the user lets it in from
+    // `kanava control`, and chats there.
+    let roles = Roles::new();
+    new_gpg_key(&roles.gnupg("dev"), "Dev");
+    roles.run(
+        "control",
+        scratch.path(),
+        &format!(
+            "{} control --log-dir {}",
+            env!("CARGO_BIN_EXE_kanava"),
+            log_dir.display()
+        ),
+    );
+    roles.run(
+        "dev",
+        scratch.path(),
+        &format!("debug-me http://{}/{id}", server.debug_me),
+    );
+    roles
+        .wait("control", "the consent question", |s| {
+            s.contains("run commands? [y/n]")
+        })
+        .await;
+    roles.keys("control", "y");
+    roles
+        .wait("dev", "write access", |s| {
+            s.contains("debug-me session started")
+        })
+        .await;
+    roles.keys("control", "hello from the user");
+    // The developer's command comes a moment after the user's in the session's signed time.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    share.type_line("echo second-$((2+2))");
+    roles.keys("dev", "echo second-$((2+2))");
     wait_row(&mut browser, "watch", "second-4").await;
-    share.type_line("exit");
+    let shown = wait_shown(
+        &mut browser,
+        "watch",
+        "the developer's key and the chat",
+        "(s) => s.events.some((e) => e.what.endsWith(': hello from the user'))
+            && s.status.includes('developer Dev <dev@example.org> (GnuPG ')",
+    )
+    .await;
+    let listed = events(&shown);
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.starts_with("developer's session key ")
+                && e.ends_with("GnuPG-signed by Dev <dev@example.org>")),
+        "{shown:#}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.starts_with("user accepted developer key ")),
+        "{shown:#}"
+    );
+    roles.keys("dev", "exit");
     let shown = wait_shown(
         &mut browser,
         "watch",
