@@ -77,6 +77,19 @@ function showVerdict() {
   }
 }
 
+/** Shows the verdict and the terminal as they are now, once per frame however many messages
+ *  arrived in it (the log so far comes in one burst). */
+let renderPending = false;
+function render() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    showVerdict();
+    if (!finished) player.follow();
+  });
+}
+
 /** Adds an entry to the event list, when it is one the list shows. */
 function listEntry(entry) {
   let text = null;
@@ -116,12 +129,9 @@ async function received(bytes, now) {
     return;
   }
   verdict = verifier.state();
-  showVerdict();
   // A message that does not decode has no content to show; the verdict says why.
-  if (event.message === null) return;
-  const entry = recording.add(event, now, live);
-  listEntry(entry);
-  if (!finished) player.follow();
+  if (event.message !== null) listEntry(recording.add(event, now, live));
+  render();
 }
 
 async function ended() {
@@ -146,7 +156,16 @@ function download(name, type, text) {
 
 playButton.addEventListener('click', () => (player.playing ? player.pause() : player.play()));
 $('speed').addEventListener('change', (event) => player.setSpeed(Number(event.target.value)));
-timeline.addEventListener('input', () => player.seek(Number(timeline.value) / 1000));
+// Dragging the timeline fires many inputs; the terminal is redrawn once per frame at most.
+let seekPending = false;
+timeline.addEventListener('input', () => {
+  if (seekPending) return;
+  seekPending = true;
+  requestAnimationFrame(() => {
+    seekPending = false;
+    player.seek(Number(timeline.value) / 1000);
+  });
+});
 $('download-log').addEventListener('click', () => {
   const lines = recording.entries.map((entry) => `${logLine(entry.message, entry.logged)}\n`);
   download(`debug-me.${id}.log`, 'text/plain', lines.join(''));

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::debugme_server::{Roles, debug_me};
+use crate::debugme_server::{Roles, debug_me, open_session, raw_send, user_messages, versioned};
 use crate::playwright::{Browser, PAGE_WAIT};
 use crate::support::*;
 
@@ -731,4 +731,60 @@ async fn a_message_forged_on_the_way_turns_the_status_to_failed() {
     .await;
     assert_eq!(finished["status"], shown["status"], "{finished:#}");
     browser.assert_clean("watch").await;
+}
+
+#[tokio::test]
+async fn a_long_finished_session_is_verified_and_seeks_in_seconds() {
+    let server = Kanava::start();
+    let mut user = versioned(&server).await;
+    let id = open_session(&mut user, "nobody").await;
+    // 3,000 Seen messages of "line i", each 0.01 s after the one before.
+    let frames = user_messages(3000);
+    for frame in &frames {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    futures_util::SinkExt::close(&mut user).await.unwrap();
+
+    let mut browser = Browser::launch().await;
+    let url = format!("https://localhost:{}/debug-me/{id}", server.mles.port());
+    let opened = std::time::Instant::now();
+    browser
+        .open_page("replay", &url, [1280, 800], "light")
+        .await;
+    let shown = wait_shown(
+        &mut browser,
+        "replay",
+        "the whole session verified, as a replay",
+        "(s) => s.state.startsWith('Finished') && s.status.startsWith('verified: 3,001 messages, chain intact')",
+    )
+    .await;
+    let verified_in = opened.elapsed();
+    assert_eq!(shown["clock"], "0:30.0 / 0:30.0", "{shown:#}");
+    wait_rows(&mut browser, "replay", &["line 2999"], &[]).await;
+    // Back to the middle: line i was shown at (i + 1) / 100 s. (xterm.js updates what a screen
+    // reader reads at most once a second, which bounds how fast this can be seen.)
+    let seeking = std::time::Instant::now();
+    seek(&mut browser, "replay", 15.005).await;
+    wait_rows(
+        &mut browser,
+        "replay",
+        &["line 1499"],
+        &["line 1500", "line 2999"],
+    )
+    .await;
+    seek(&mut browser, "replay", 0.505).await;
+    wait_rows(
+        &mut browser,
+        "replay",
+        &["line 49"],
+        &["line 50", "line 1499"],
+    )
+    .await;
+    let seeks = seeking.elapsed();
+    eprintln!("3,001 messages verified in the page in {verified_in:?}; two seeks in {seeks:?}");
+    assert!(
+        seeks < std::time::Duration::from_secs(5),
+        "seeking a 3,001-message session took {seeks:?}"
+    );
+    browser.assert_clean("replay").await;
 }

@@ -2,15 +2,15 @@
 // as an event line, times as people read them. Text from the session (chat, names, GnuPG user
 // ids) is sanitised here and always put into the page as text.
 
-import { sanitize } from '../../src/text.js';
+import { shownText } from '../../src/text.js';
 
 const decoder = new TextDecoder('utf-8');
 const numbers = new Intl.NumberFormat('en');
 
-/** Bytes or a string from the session as safe text. */
+/** Bytes or a string from the session as safe text on one line, cut when very long. */
 export function shown(value) {
   const text = value instanceof Uint8Array ? decoder.decode(value) : String(value ?? '');
-  return sanitize(text).replace(/\n/g, ' ');
+  return shownText(text).replace(/\n/g, ' ');
 }
 
 /** The start of a key's hex, as people compare keys: `2955…`. */
