@@ -196,7 +196,9 @@ if (id === null) {
     },
     onEnd: (reason) => {
       queue = queue.then(() => {
-        if (reason !== null) state.textContent = `Session ${id}: ${reason}`;
+        if (reason === null) return;
+        state.textContent = `Session ${id}: ${reason}`;
+        if (recording.entries.length === 0) status.textContent = `nothing to verify: ${reason}`;
       });
     },
   });

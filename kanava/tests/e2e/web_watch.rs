@@ -787,4 +787,25 @@ async fn a_long_finished_session_is_verified_and_seeks_in_seconds() {
         "seeking a 3,001-message session took {seeks:?}"
     );
     browser.assert_clean("replay").await;
+
+    // A session the server does not know is said so, with nothing verified.
+    let unknown = format!(
+        "https://localhost:{}/debug-me/00000000-0000-4000-8000-000000000000",
+        server.mles.port()
+    );
+    browser
+        .open_page("unknown", &unknown, [800, 600], "light")
+        .await;
+    let shown = wait_shown(
+        &mut browser,
+        "unknown",
+        "the server's refusal",
+        "(s) => s.state.endsWith(': Unknown session ID')",
+    )
+    .await;
+    assert_eq!(
+        shown["status"], "nothing to verify: Unknown session ID",
+        "{shown:#}"
+    );
+    browser.assert_clean("unknown").await;
 }
