@@ -181,6 +181,13 @@ test('the incremental API gives events, trusts nothing after a failure, and agre
   assert.equal(state.line, lastSeen + 1);
   assert.match(state.error, new RegExp(`^message ${lastSeen + 1}: `));
 
+  // Frames pushed as they arrive, without waiting for each verdict, are verified in order.
+  const eager = new SessionVerifier({ gpg: noGpg });
+  const pending = log.map((line) => eager.pushWire(encodeMessage(decodeLine(line).message)));
+  const verdictAfter = eager.finish();
+  assert.deepEqual((await Promise.all(pending)).map((e) => [e.index, e.trusted]), log.map((_, i) => [i + 1, true]));
+  assert.equal((await verdictAfter).verified, true);
+
   // A frame that does not decode fails the session at that message.
   const garbled = new SessionVerifier({ gpg: noGpg });
   const event = await garbled.pushWire(new Uint8Array([0xea, 0x01]));

@@ -84,7 +84,7 @@ fn reference_line(out: &Output) -> Option<usize> {
 /// Tampered copies of a log: a changed byte in some data, a flipped signature byte, a deleted
 /// middle line, two lines swapped, a hash of the wrong length, a line that is not JSON, and
 /// one with invalid UTF-8.
-fn tampered(log: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn tampered(log: &str) -> Vec<(String, Vec<u8>)> {
     let lines: Vec<&str> = log.lines().collect();
     let joined = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let mut copies = Vec::new();
@@ -375,7 +375,7 @@ fn an_appended_user_key_verifies_with_a_warning() {
 }
 
 /// A small deterministic generator (xorshift64) for the mutations below.
-struct Mutator(u64);
+pub(crate) struct Mutator(pub(crate) u64);
 
 impl Mutator {
     fn below(&mut self, n: usize) -> usize {
@@ -387,7 +387,7 @@ impl Mutator {
 
     /// `log` with one or two of: two lines swapped, a line deleted, a line repeated elsewhere,
     /// a hex digit changed (in a key, a signature, a pointer or a hash).
-    fn mutate(&mut self, log: &str) -> String {
+    pub(crate) fn mutate(&mut self, log: &str) -> String {
         let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
         for _ in 0..1 + self.below(2) {
             let n = lines.len();

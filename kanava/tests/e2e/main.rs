@@ -36,4 +36,5 @@ mod store_limits;
 mod tui;
 mod web_browser;
 mod web_protocol;
+mod web_verify_differential;
 mod web_watch;

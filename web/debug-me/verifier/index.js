@@ -70,15 +70,28 @@ export class SessionVerifier {
     /** 'line' for a log, 'message' for the wire: how the verdict names the failing unit. */
     this.unit = 'line';
     this.finished = false;
+    /** Pushes run one after another, in the order they were made, even when not awaited. */
+    this.queue = Promise.resolve();
+  }
+
+  /** Runs `step` after every push made before it. */
+  enqueue(step) {
+    const run = this.queue.then(step);
+    this.queue = run.catch(() => {});
+    return run;
   }
 
   /**
    * One line of a JSON log file (without its newline). A blank line is counted but skipped:
-   * it gives null.
+   * it gives null. Pushes need not be awaited one by one: they are verified in order.
    * @param {string} text
    * @returns {Promise<Event | null>}
    */
-  async pushLogLine(text) {
+  pushLogLine(text) {
+    return this.enqueue(() => this.logLine(text));
+  }
+
+  async logLine(text) {
     const index = ++this.index;
     if (blank(text)) return null;
     const verifier = this.verifier;
@@ -110,7 +123,11 @@ export class SessionVerifier {
    * @param {Uint8Array} bytes
    * @returns {Promise<Event>}
    */
-  async pushWire(bytes) {
+  pushWire(bytes) {
+    return this.enqueue(() => this.wire(bytes));
+  }
+
+  async wire(bytes) {
     this.unit = 'message';
     const index = ++this.index;
     const verifier = this.verifier;
@@ -153,10 +170,15 @@ export class SessionVerifier {
     return verdictJson(report, rejection, signatureChecks);
   }
 
-  /** Ends the input; the verdict, exactly the shape of `kanava verify --json` minus `path`. */
-  async finish() {
-    this.finished = true;
-    return this.verdict();
+  /**
+   * Ends the input (after the pushes already made); the verdict, exactly the shape of
+   * `kanava verify --json` minus `path`.
+   */
+  finish() {
+    return this.enqueue(() => {
+      this.finished = true;
+      return this.verdict();
+    });
   }
 }
 

@@ -479,7 +479,7 @@ function controlAction(at, value) {
       const items = here.array(inner, 2);
       return model.chatMessage(val(here.index(0), items[0]), val(here.index(1), items[1]));
     }
-    default: throw at.expected(tags);
+    default: throw here.expected(tags);
   }
 }
 

@@ -150,11 +150,17 @@ export function isActivity(message) {
 /** Lowercase hex of bytes (a session key as `kanava verify` prints it). */
 export { toHex as hex };
 
+const latin1 = new TextDecoder('latin1');
+const hashKeys = new WeakMap();
+
 /** A string naming a hash, usable as a Map key (method and value). @param {Hash} h */
 export function hashKey(h) {
-  let text = h.method === 'SHA512' ? '5:' : '3:';
-  for (const byte of h.value) text += String.fromCharCode(byte);
-  return text;
+  let key = hashKeys.get(h);
+  if (key === undefined) {
+    key = (h.method === 'SHA512' ? '5:' : '3:') + latin1.decode(h.value);
+    hashKeys.set(h, key);
+  }
+  return key;
 }
 
 /** Whether two hashes (or nulls) are equal. */

@@ -182,10 +182,13 @@ export class Recovery {
   async find(activity, side, keys, alreadyTried) {
     if (keys.length === 0) return { everyPair: true };
     const tried = new Set(alreadyTried.map(pointersKey));
-    const activities = this.activityCandidates();
-    const entered = this.enteredCandidates();
+    const recovery = this;
+    // The window's candidates are made only when the likely pairs fail (an honest log's
+    // lines never need them).
     const candidates = function* candidates(likely) {
       yield* likely;
+      const activities = recovery.activityCandidates();
+      const entered = recovery.enteredCandidates();
       for (let distance = 0; distance < activities.length + entered.length - 1; distance++) {
         const first = Math.max(0, distance - (entered.length - 1));
         const last = Math.min(distance, activities.length - 1);

@@ -34,6 +34,18 @@ function smallOrder(point) {
 
 const keys = new Map();
 
+/** A valid key (appendix A's user key): whether WebCrypto has Ed25519 at all. */
+const PROBE = Uint8Array.from(atob('zrnuBvzv3mJ8Cay8nXjc3vRfv/jVtJATSaHjAg53gxo='), (c) => c.charCodeAt(0));
+let supported = null;
+
+/** Throws when WebCrypto has no Ed25519, rather than calling every signature bad. */
+async function assertSupported() {
+  supported ??= subtle.importKey('raw', PROBE, { name: 'Ed25519' }, false, ['verify']).then(() => true, () => false);
+  if (!(await supported)) {
+    throw new Error('this browser\'s WebCrypto has no Ed25519: it cannot check debug-me signatures');
+  }
+}
+
 function importKey(key) {
   let text = '';
   for (const byte of key) text += String.fromCharCode(byte);
@@ -56,7 +68,10 @@ export async function verifies(key, bytes, sig) {
   if (sig.kind !== 'Ed25519' || sig.bytes.length !== 64 || key.length !== 32) return false;
   if (smallOrder(key) || smallOrder(sig.bytes.subarray(0, 32))) return false;
   const cryptoKey = await importKey(key);
-  if (cryptoKey === null) return false;
+  if (cryptoKey === null) {
+    await assertSupported();
+    return false;
+  }
   try {
     return await subtle.verify({ name: 'Ed25519' }, cryptoKey, sig.bytes, bytes);
   } catch {

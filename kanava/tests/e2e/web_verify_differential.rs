@@ -1,0 +1,335 @@
+//! One truth, two implementations (issue 14, item 5): the browser's verifier
+//! (web/debug-me/verifier, run here by node through its CLI) and `kanava verify --json` give
+//! the same verdict, failing line, error text, warnings, keys and GnuPG signers on every log
+//! the project has: the committed real logs, the fuzz seeds, the synthetic logs the Rust tests
+//! make (the 3,021-line broken kinds too), tampered copies of each, seeded random mutations,
+//! and real debug-me logs of every flavour (user, developer, watcher, server, download) with a
+//! GnuPG-signed developer key. Each tool runs once over all the files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kanava_debugme::model::ControlAction;
+use kanava_debugme::recover::Side;
+use kanava_debugme::synthetic::{
+    self, Flavour, many_keys, misordered_tail, skipping_chain, typing_session,
+};
+use serde_json::Value;
+
+use crate::debugme::{Mutator, tampered};
+use crate::debugme_server::{Roles, debug_me};
+use crate::support::*;
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One JSON verdict per line of `stdout`.
+fn verdicts(tool: &str, stdout: &[u8], stderr: &[u8], files: usize) -> Vec<Value> {
+    let verdicts: Vec<Value> = stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("{tool}: {e}: {}", String::from_utf8_lossy(l)))
+        })
+        .collect();
+    assert_eq!(
+        verdicts.len(),
+        files,
+        "{tool} gave {} verdicts for {files} files: {}",
+        verdicts.len(),
+        String::from_utf8_lossy(stderr)
+    );
+    verdicts
+}
+
+/// `kanava verify --json` over `files`, in one run.
+fn kanava_verdicts(files: &[PathBuf]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["verify", "--json"])
+        .args(files)
+        .output()
+        .unwrap();
+    verdicts("kanava verify", &out.stdout, &out.stderr, files.len())
+}
+
+/// The browser verifier's CLI over `files`, in one run; and how long it took.
+fn browser_verdicts(files: &[PathBuf]) -> (Vec<Value>, Duration) {
+    let started = Instant::now();
+    let out = Command::new("node")
+        .arg(root().join("web/debug-me/verifier/cli.mjs"))
+        .args(files)
+        .output()
+        .expect("node is installed (apt-get install nodejs)");
+    let took = started.elapsed();
+    (
+        verdicts("node cli.mjs", &out.stdout, &out.stderr, files.len()),
+        took,
+    )
+}
+
+/// A verdict as compared: a failed GnuPG check is compared up to its reason, which is gpg's
+/// own words on one side and openpgp.js's on the other.
+fn comparable(mut verdict: Value) -> Value {
+    if let Some(error) = verdict["error"].as_str() {
+        const GPG: &str = ": bad GnuPG signature: ";
+        if let Some(at) = error.find(GPG) {
+            verdict["error"] = Value::from(&error[..at + GPG.len() - 1]);
+        }
+    }
+    verdict
+}
+
+/// Runs both verifiers over `files` and returns each disagreement, naming the file.
+fn disagreements(files: &[PathBuf]) -> (Vec<String>, Vec<Value>) {
+    let rust = kanava_verdicts(files);
+    let (browser, _) = browser_verdicts(files);
+    let mut found = Vec::new();
+    for ((file, ours), theirs) in files.iter().zip(&rust).zip(browser) {
+        if comparable(ours.clone()) != comparable(theirs.clone()) {
+            found.push(format!(
+                "{}:\n  kanava verify: {ours}\n  browser:       {theirs}",
+                file.display()
+            ));
+        }
+    }
+    (found, rust)
+}
+
+fn assert_agree(files: &[PathBuf]) -> Vec<Value> {
+    let (found, rust) = disagreements(files);
+    assert!(
+        found.is_empty(),
+        "{} of {} logs get different verdicts:\n{}",
+        found.len(),
+        files.len(),
+        found.join("\n")
+    );
+    rust
+}
+
+/// Writes `bytes` as `dir/name`; returns the path.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The files of `dir` (a committed corpus directory), if it exists.
+fn files_in(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && ext.is_none_or(|ext| p.extension().is_some_and(|e| e == ext)))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The synthetic logs the Rust test suite makes, by name.
+fn synthetic_logs() -> Vec<(String, String)> {
+    let mut appended = typing_session(20, Flavour::User);
+    let intruder = synthetic::key(9);
+    appended.session_key(Side::User, &intruder);
+    appended.seen(&intruder, b"rm -rf ~\r\n", appended.honest_pointers(), 0.1);
+    appended.control(
+        Side::User,
+        &intruder,
+        ControlAction::SessionKeyAccepted(synthetic::key(2).public()),
+    );
+    vec![
+        ("typing-user", typing_session(16, Flavour::User).text()),
+        ("typing-server", typing_session(16, Flavour::Server).text()),
+        ("skipping-40", skipping_chain(40, Flavour::Server).text()),
+        ("skipping-user-40", skipping_chain(40, Flavour::User).text()),
+        ("misordered-40", misordered_tail(40).text()),
+        ("many-keys-40", many_keys(40).text()),
+        ("appended-user-key", appended.text()),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name.to_owned(), text))
+    .collect()
+}
+
+/// Every log the project has, its tampered copies and seeded mutations, written into `dir`.
+fn corpus(dir: &Path) -> Vec<PathBuf> {
+    let mut originals: Vec<(String, Vec<u8>)> = Vec::new();
+    for (from, ext) in [
+        ("crates/debugme/testdata", Some("log")),
+        ("crates/debugme-tools/testdata", Some("log")),
+        ("fuzz/seeds/debugme_verify", None),
+        ("fuzz/seeds/debugme_log", None),
+    ] {
+        for path in files_in(&root().join(from), ext) {
+            let name = format!(
+                "{}-{}",
+                from.replace('/', "_"),
+                path.file_name().unwrap().to_string_lossy()
+            );
+            originals.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    originals.extend(
+        synthetic_logs()
+            .into_iter()
+            .map(|(name, text)| (name, text.into_bytes())),
+    );
+    let mut files = Vec::new();
+    let mut mutator = Mutator(0x2545_f491_4f6c_dd1d);
+    for (name, bytes) in &originals {
+        files.push(write(dir, &format!("{name}.log"), bytes));
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            continue;
+        };
+        let lines = text.lines().count();
+        // tampered() needs a last line with data and a signature.
+        let last = text.lines().last().unwrap_or("");
+        let tamperable = (last.contains("Data\":{\"v\":\"")
+            || last.contains("ChatMessage\":[{\"v\":\""))
+            && last.contains("Ed25519Signature\":{\"b64\":\"");
+        if tamperable {
+            for (how, copy) in tampered(text) {
+                files.push(write(dir, &format!("{name}-{how}.log"), &copy));
+            }
+        }
+        if lines > 0 {
+            for run in 0..12 {
+                let copy = mutator.mutate(text);
+                files.push(write(
+                    dir,
+                    &format!("{name}-mutated-{run}.log"),
+                    copy.as_bytes(),
+                ));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_mutated_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    assert!(files.len() >= 300, "only {} logs", files.len());
+    let rust = assert_agree(&files);
+    // The corpus is not one-sided: both verdicts, and failures of several kinds, are in it.
+    let verified = rust.iter().filter(|v| v["verified"] == true).count();
+    assert!(
+        verified >= 20 && files.len() - verified >= 100,
+        "{verified} of {} verified",
+        files.len()
+    );
+    let kinds = [
+        "failed to verify message signature",
+        "invalid hash chain",
+        "failed to parse a line of the log: not JSON",
+        "failed to parse a line of the log: invalid UTF-8",
+    ];
+    for kind in kinds {
+        assert!(
+            rust.iter()
+                .any(|v| v["error"].as_str().is_some_and(|e| e.contains(kind))),
+            "no log failed with {kind}"
+        );
+    }
+}
+
+#[test]
+fn the_long_broken_and_crafted_logs_get_the_same_verdict_quickly_in_node_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("misordered-3021", misordered_tail(3_021).text()),
+        (
+            "skipping-3021",
+            skipping_chain(3_021, Flavour::Server).text(),
+        ),
+        ("many-keys-3021", many_keys(3_021).text()),
+        ("typing-3021", typing_session(3_021, Flavour::Server).text()),
+    ]
+    .map(|(name, text)| write(dir.path(), &format!("{name}.log"), text.as_bytes()));
+    let rust = assert_agree(&files);
+    assert_eq!(
+        rust[0]["error"],
+        "line 3020: invalid hash chain: it points to line 3021, which comes after it"
+    );
+    assert_eq!(rust[3]["verified"], true);
+    // Each alone, timed: the verdict on 3,021 lines comes in seconds, not minutes.
+    for file in &files {
+        let (_, took) = browser_verdicts(std::slice::from_ref(file));
+        eprintln!("{}: {took:?} in node", file.display());
+        assert!(
+            took < Duration::from_secs(15),
+            "{}: {took:?} in node",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn real_debug_me_logs_of_every_flavour_with_a_gnupg_signed_developer_agree() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let url = format!("http://{}/", server.debug_me);
+    let roles = Roles::new();
+    let scratch = tempfile::tempdir().unwrap();
+    new_gpg_key(&roles.gnupg("dev"), "Dev");
+    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
+    roles
+        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
+        .await;
+    roles
+        .developer_echoes("hello-from-dev", &["watch", "user"])
+        .await;
+    roles.keys("control", "hello from the user");
+    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
+    wait_until("the chat reaches the server's log", || {
+        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
+    })
+    .await;
+    roles.developer_exits(7, &["user", "dev", "watch"]).await;
+    let download_dir = scratch.path().join("download");
+    std::fs::create_dir(&download_dir).unwrap();
+    let gnupg = roles.gnupg("verify");
+    let download = debug_me(&["--download", &session_url], &download_dir, &gnupg);
+    assert!(download.status.success(), "{download:?}");
+
+    let logs = [
+        ("server", server_log),
+        ("user", roles.log("user", false, &id)),
+        ("developer", roles.log("dev", true, &id)),
+        ("watcher", roles.log("watch", true, &id)),
+        ("download", download_dir.join(format!("debug-me.{id}.log"))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut mutator = Mutator(0x5851_f42d_4c95_7f2d);
+    for (flavour, log) in &logs {
+        let text = std::fs::read_to_string(log)
+            .unwrap_or_else(|e| panic!("{flavour} log {}: {e}", log.display()));
+        files.push(write(
+            dir.path(),
+            &format!("{flavour}.log"),
+            text.as_bytes(),
+        ));
+        for (how, copy) in tampered(&text) {
+            files.push(write(dir.path(), &format!("{flavour}-{how}.log"), &copy));
+        }
+        for run in 0..8 {
+            let copy = mutator.mutate(&text);
+            files.push(write(
+                dir.path(),
+                &format!("{flavour}-mutated-{run}.log"),
+                copy.as_bytes(),
+            ));
+        }
+    }
+    let rust = assert_agree(&files);
+    // The server's log verifies, with the developer's key signed by GnuPG on both sides.
+    assert_eq!(rust[0]["verified"], true, "{}", rust[0]);
+    assert_eq!(rust[0]["keys"][1]["gpg_signer"], "Dev <dev@example.org>");
+}
