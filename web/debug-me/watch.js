@@ -63,6 +63,8 @@ function showPosition(position, playing) {
   timeline.value = String(Math.round(position * 1000));
   $('clock').textContent = `${clock(position)} / ${clock(recording.duration)}`;
   playButton.textContent = playing ? 'Pause' : 'Play';
+  // In a replay, the events still to come are dimmed.
+  for (const item of events.children) item.classList.toggle('later', Number(item.dataset.time) > position);
 }
 
 function showVerdict() {
@@ -97,6 +99,7 @@ function listEntry(entry) {
   if (text === null) return;
   const item = document.createElement('li');
   item.dataset.side = entry.side;
+  item.dataset.time = String(entry.time);
   if (!entry.trusted) item.classList.add('untrusted');
   const time = document.createElement('time');
   time.className = 'elapsed';

@@ -90,3 +90,20 @@ test('the status names the count, the keys and the signer, or the failing messag
     'failed at message 7: invalid signature',
   );
 });
+
+test('control events are worded for people, with the verdict\'s signer and hostile text inert', async () => {
+  const { controlText } = await import('../debug-me/watch/describe.js');
+  const verdict = { keys: [{ role: 'developer', key: 'ab12cd', gpg_signer: 'Dev <dev@example.org>' }] };
+  const control = (side, action) => ({ side, type: 'Control', control: action });
+  const key = (keyHex, gpgSigned) => ({ tag: gpgSigned ? 'GpgSigned' : 'UnSigned', keyHex, gpgSigned });
+  const say = (side, action) => controlText(control(side, action), side, verdict);
+  assert.equal(say('user', { tag: 'SessionKey', key: key('2955aa', false) }), "user's session key 2955…");
+  assert.equal(say('developer', { tag: 'SessionKey', key: key('ab12cd', true) }), "developer's session key ab12…, GnuPG-signed by Dev <dev@example.org>");
+  assert.equal(say('developer', { tag: 'SessionKey', key: key('ff00ee', true) }), "developer's session key ff00…, with a GnuPG signature that did not verify");
+  assert.equal(say('developer', { tag: 'SessionKey', key: key('ee00ff', false) }), "developer's session key ee00…, not GnuPG-signed");
+  assert.equal(say('user', { tag: 'SessionKeyAccepted', keyHex: 'ab12cd' }), 'user accepted developer key ab12…: it may type');
+  assert.equal(say('user', { tag: 'SessionKeyRejected', keyHex: 'ee00ff' }), 'user refused developer key ee00…');
+  assert.equal(say('user', { tag: 'EnteredRejected' }), 'user rejected input that did not follow the terminal');
+  const hostile = say('developer', { tag: 'ChatMessage', sender: new TextEncoder().encode('dev\u202e'), text: new TextEncoder().encode('hi\x1b]0;x\x07\nthere') });
+  assert.equal(hostile, 'chat dev\ufffd: hi^[]0;x^G there');
+});

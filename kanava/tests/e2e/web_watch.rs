@@ -29,6 +29,7 @@ const SHOWN: &str = "() => ({
     events: [...document.querySelectorAll('#events li')].map((li) => ({
         what: li.querySelector('.what').textContent,
         untrusted: li.classList.contains('untrusted'),
+        later: li.classList.contains('later'),
         arrived: li.querySelector('.arrived')?.textContent ?? null,
     })),
     clock: document.getElementById('clock').textContent,
@@ -268,6 +269,7 @@ async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
         output.contains("first-2") && output.contains("second-4"),
         "{output}"
     );
+    same_as_kanava_export(&cast, &log);
 
     // The replay, seeked by the times in the asciicast (the signed elapsed times).
     let first = cast_time(&cast, "first-2");
@@ -277,6 +279,14 @@ async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
     wait_rows(&mut browser, "watch", &["first-2"], &["second-4"]).await;
     seek(&mut browser, "watch", 0.0).await;
     wait_rows(&mut browser, "watch", &[], &["first-2", "second-4"]).await;
+    // At the start, the chat is still to come.
+    wait_shown(
+        &mut browser,
+        "watch",
+        "the chat dimmed as still to come",
+        "(s) => s.events.some((e) => e.what.endsWith(': hello from the user') && e.later)",
+    )
+    .await;
     // Played at 16x from just before the second command, it appears.
     seek(&mut browser, "watch", second - 0.5).await;
     browser
@@ -403,6 +413,41 @@ fn asciicast_output(cast: &Path) -> String {
     assert!(header["width"].as_u64().unwrap() >= 80, "{header}");
     assert!(header["height"].as_u64().unwrap() >= 24, "{header}");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that the page's asciicast is what `kanava export --asciicast` makes of the page's
+/// log at the same size: the same header and the same output at the same times.
+fn same_as_kanava_export(cast: &Path, log: &Path) {
+    let parse = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ours = parse(&std::fs::read_to_string(cast).unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_kanava"))
+        .args(["export", "--asciicast"])
+        .arg(log)
+        .arg("--width")
+        .arg(ours[0]["width"].to_string())
+        .arg("--height")
+        .arg(ours[0]["height"].to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = parse(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(ours[0], theirs[0], "the headers");
+    assert_eq!(ours.len(), theirs.len(), "{ours:?}\n{theirs:?}");
+    for (a, b) in ours[1..].iter().zip(&theirs[1..]) {
+        assert_eq!(
+            (a[0].as_f64(), &a[1], &a[2]),
+            (b[0].as_f64(), &b[1], &b[2]),
+            "an output event"
+        );
+    }
 }
 
 /// The time of the first event of an asciicast whose text contains `text` as a line of its own.
