@@ -89,6 +89,7 @@ function render() {
     renderPending = false;
     showVerdict();
     if (!finished) player.follow();
+    $('terminal-size').textContent = `${terminal.cols}×${terminal.rows}`;
   });
 }
 
@@ -144,6 +145,7 @@ async function ended() {
   state.textContent = `Finished session ${id}: replay`;
   for (const control of document.querySelectorAll('#replay [disabled]')) control.disabled = false;
   player.follow();
+  $('terminal-size').textContent = `${terminal.cols}×${terminal.rows}`;
 }
 
 function download(name, type, text) {

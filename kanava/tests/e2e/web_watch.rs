@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::debugme_server::{Roles, debug_me, open_session, raw_send, user_messages, versioned};
+use crate::debugme_server::{
+    Roles, debug_me, open_session, raw_send, user_messages, user_messages_seeing, versioned,
+};
 use crate::playwright::{Browser, PAGE_WAIT};
 use crate::support::*;
 
@@ -853,4 +855,59 @@ async fn a_long_finished_session_is_verified_and_seeks_in_seconds() {
         "{shown:#}"
     );
     browser.assert_clean("unknown").await;
+}
+
+#[tokio::test]
+async fn hostile_output_is_drawn_as_text_at_a_bounded_size() {
+    let server = Kanava::start();
+    let mut user = versioned(&server).await;
+    let id = open_session(&mut user, "nobody").await;
+    let outputs: [&[u8]; 6] = [
+        b"\x1b]0;pwned\x07titled\r\n",
+        b"\x1b]52;c;aGk=\x07clip\r\n",
+        b"\x1b]8;;javascript:alert(1)\x1b\\link\x1b]8;;\x1b\\\r\n",
+        b"\x1b[6n\x1b[c\x1b[21t<img src=x onerror=alert(1)>\r\n",
+        b"\x1b[99999;99999H\x1b[8;5000;5000t",
+        b"\x1b[H\x1b[2Jend of attack\r\n",
+    ];
+    let frames = user_messages_seeing(outputs.len(), |i| outputs[i].to_vec());
+    for frame in &frames {
+        assert!(raw_send(&mut user, frame).await);
+    }
+    futures_util::SinkExt::close(&mut user).await.unwrap();
+
+    let mut browser = Browser::launch().await;
+    let url = format!("https://localhost:{}/debug-me/{id}", server.mles.port());
+    browser.open_page("watch", &url, [1280, 800], "light").await;
+    wait_shown(
+        &mut browser,
+        "watch",
+        "the session verified, as a replay",
+        "(s) => s.state.startsWith('Finished') && s.status.startsWith('verified: 7 messages')",
+    )
+    .await;
+    wait_row(&mut browser, "watch", "end of attack").await;
+    // Every output before the last, as it was: the markup is text, the string sequences gone.
+    seek(&mut browser, "watch", 0.045).await;
+    let rows = wait_rows(
+        &mut browser,
+        "watch",
+        &["titled", "clip", "link", "<img src=x onerror=alert(1)>"],
+        &["end of attack"],
+    )
+    .await;
+    assert!(!rows.contains("pwned") && !rows.contains("aGk="), "{rows}");
+    let page = browser
+        .eval(
+            "watch",
+            "() => ({ title: document.title, size: document.getElementById('terminal-size').textContent,
+                images: document.images.length, links: document.querySelectorAll('a[href]').length })",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        page,
+        json!({"title": "debug-me session · kanava", "size": "400×150", "images": 0, "links": 0})
+    );
+    browser.assert_clean("watch").await;
 }
