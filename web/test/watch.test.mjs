@@ -107,3 +107,35 @@ test('control events are worded for people, with the verdict\'s signer and hosti
   const hostile = say('developer', { tag: 'ChatMessage', sender: new TextEncoder().encode('dev\u202e'), text: new TextEncoder().encode('hi\x1b]0;x\x07\nthere') });
   assert.equal(hostile, 'chat dev\ufffd: hi^[]0;x^G there');
 });
+
+test('any bytes, in any chunks: the size stays bounded and no string sequence gets through', () => {
+  // A small deterministic generator, biased towards the bytes that start and end sequences.
+  let seed = 0x2545f491;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const interesting = [0x1b, 0x5d, 0x50, 0x5b, 0x07, 0x5c, 0xc2, 0x9d, 0x9c, 0x3b, 0x38, 0x39, 0x48, 0x74, 0x0a];
+  for (let round = 0; round < 200; round++) {
+    const size = new TerminalSize();
+    const filter = new StringSequenceFilter();
+    const shown = [];
+    for (let chunk = 0; chunk < 20; chunk++) {
+      const bytes = new Uint8Array(next() % 64);
+      for (let i = 0; i < bytes.length; i++) {
+        bytes[i] = next() % 3 === 0 ? next() % 256 : interesting[next() % interesting.length];
+      }
+      const out = filter.filter(bytes);
+      size.push(out);
+      shown.push(...out);
+    }
+    assert.ok(size.cols >= 80 && size.cols <= MAX_COLS && size.rows >= 24 && size.rows <= MAX_ROWS);
+    for (let i = 0; i + 1 < shown.length; i++) {
+      const pair = (shown[i] === 0x1b && [0x5d, 0x50, 0x58, 0x5e, 0x5f].includes(shown[i + 1]))
+        || (shown[i] === 0xc2 && [0x90, 0x98, 0x9d, 0x9e, 0x9f].includes(shown[i + 1]));
+      assert.ok(!pair, `a string sequence introducer got through in round ${round}`);
+    }
+  }
+});

@@ -172,10 +172,34 @@ async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
     );
 
     let mut browser = Browser::launch().await;
-    browser.open_page("watch", &url, [1280, 800], "light").await;
+    let response = browser.open_page("watch", &url, [1280, 800], "light").await;
+    // The page keeps the site's policy: styles of its own origin only.
+    assert!(
+        response["headers"]["content-security-policy"]
+            .as_str()
+            .unwrap()
+            .contains("style-src 'self';"),
+        "{response}"
+    );
     share.type_line("echo first-$((1+1))");
     let rows = wait_row(&mut browser, "watch", "first-2").await;
     assert!(rows.contains("echo first-$((1+1))"), "{rows}");
+    // xterm.js's computed styles are in effect without a <style> element: its rows have the
+    // cell height it computed, and its screen the width of 80 of its cells at least.
+    let styled = browser
+        .eval(
+            "watch",
+            "() => ({ styles: document.querySelectorAll('style').length,
+                adopted: document.adoptedStyleSheets.length,
+                rowHeight: parseFloat(getComputedStyle(document.querySelector('.xterm-rows > div')).height),
+                screen: document.querySelector('.xterm-screen').getBoundingClientRect().width })",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(styled["styles"], 0, "{styled}");
+    assert!(styled["adopted"].as_u64().unwrap() >= 2, "{styled}");
+    assert!(styled["rowHeight"].as_f64().unwrap() >= 8.0, "{styled}");
+    assert!(styled["screen"].as_f64().unwrap() >= 80.0 * 5.0, "{styled}");
     let shown = wait_shown(
         &mut browser,
         "watch",
