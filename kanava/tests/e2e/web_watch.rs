@@ -509,7 +509,15 @@ async fn a_real_debug_me_session_is_watched_live_and_late_and_verified_in_the_pa
     let scratch = tempfile::tempdir().unwrap();
     new_gpg_key(&roles.gnupg("dev"), "Dev");
     let (session_url, id) = roles.start_user(scratch.path(), &plain).await;
-    let page_url = format!("https://localhost:{}/debug-me/{id}", server.mles.port());
+    // The watch page's address, as `kanava serve` announces it.
+    let page_url = server
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("watch  "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no watch line in {:?}", server.stdout_lines))
+        .replace("SESSION", &id);
+    assert_eq!(page_url, format!("https://{}/debug-me/{id}", server.mles));
 
     // One page watches from the start, before any developer joins.
     let mut browser = Browser::launch().await;
