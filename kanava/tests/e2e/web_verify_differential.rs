@@ -194,6 +194,94 @@ fn odd_times(flavour: Flavour) -> String {
     log.text()
 }
 
+/// Copies of a log whose lines say the same or nearly the same in another JSON form: what the
+/// two decoders must read alike (hash methods, base64 for hex, whitespace, the spelling of a
+/// number, absent optional keys, unknown keys, loggedHash null, a bare `\r` at the end).
+fn restyled(log: &str) -> Vec<(&'static str, String)> {
+    type Restyle = fn(&str) -> String;
+    let styles: [(&str, Restyle); 8] = [
+        ("sha3", |l| l.replacen("\"SHA512\"", "\"SHA3\"", 1)),
+        ("pointer-base64", |l| {
+            let key = "\"hashValue\":{\"v\":\"";
+            let Some(at) = l.find(key) else {
+                return l.to_owned();
+            };
+            let start = at + key.len();
+            let end = start + l[start..].find('"').unwrap();
+            let b64 = base64(&l.as_bytes()[start..end]);
+            format!("{}\"hashValue\":{{\"b64\":\"{b64}{}", &l[..at], &l[end..])
+        }),
+        ("whitespace", |l| l.replace(':', ": ").replace(',', " ,\t")),
+        ("number-spelling", |l| {
+            let key = "\"elapsedTime\":";
+            let Some(at) = l.find(key) else {
+                return l.to_owned();
+            };
+            let start = at + key.len();
+            let end = start
+                + l[start..]
+                    .find(|c: char| !matches!(c, '0'..='9' | '.' | 'e' | 'E' | '-' | '+'))
+                    .unwrap_or(l.len() - start);
+            let number = &l[start..end];
+            let respelled = match (number.contains('.'), number.contains(['e', 'E'])) {
+                (_, true) => number
+                    .replacen(['e', 'E'], "00E", 1)
+                    .replacen(".00E", ".0E", 1),
+                (true, false) => format!("{number}000e0"),
+                (false, false) => format!("{number}.0E+0"),
+            };
+            format!("{}{respelled}{}", &l[..start], &l[end..])
+        }),
+        ("no-prev-entered", |l| {
+            l.replace("\"prevEntered\":null,", "")
+        }),
+        ("unknown-key", |l| {
+            l.replacen(
+                "{\"loggedMessage\"",
+                "{\"extra\":[1,{\"x\":null}],\"loggedMessage\"",
+                1,
+            )
+        }),
+        ("logged-hash-null", |l| match l.find("\"loggedHash\":{") {
+            Some(at) => format!("{}\"loggedHash\":null}}", &l[..at]),
+            None => l.to_owned(),
+        }),
+        ("unicode-escapes", |l| {
+            l.replace("\"v\":\"1\"", "\"v\":\"\\u0031\"")
+        }),
+    ];
+    let lines: Vec<&str> = log.lines().collect();
+    let mut copies: Vec<(&'static str, String)> = styles
+        .iter()
+        .map(|(name, style)| {
+            let text = lines.iter().map(|l| format!("{}\n", style(l))).collect();
+            (*name, text)
+        })
+        .collect();
+    copies.push(("bare-cr-at-the-end", format!("{}\r", log.trim_end())));
+    copies
+}
+
+/// Standard padded base64.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                text.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
+}
+
 /// Every log the project has, its tampered copies and seeded mutations, written into `dir`.
 fn corpus(dir: &Path) -> Vec<PathBuf> {
     let mut originals: Vec<(String, Vec<u8>)> = Vec::new();
@@ -235,6 +323,9 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
                 files.push(write(dir, &format!("{name}-{how}.log"), &copy));
             }
         }
+        for (how, copy) in restyled(text) {
+            files.push(write(dir, &format!("{name}-{how}.log"), copy.as_bytes()));
+        }
         if lines > 0 {
             for run in 0..12 {
                 let copy = mutator.mutate(text);
@@ -259,6 +350,22 @@ fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_muta
     for name in ["odd-times-user.log", "odd-times-server.log"] {
         let at = files.iter().position(|f| f.ends_with(name)).unwrap();
         assert_eq!(rust[at]["verified"], true, "{name}: {}", rust[at]);
+    }
+    // Another JSON form of the same lines reads alike: those copies of an honest log verify.
+    for how in [
+        "pointer-base64",
+        "whitespace",
+        "number-spelling",
+        "no-prev-entered",
+        "unknown-key",
+        "logged-hash-null",
+        "unicode-escapes",
+    ] {
+        for log in ["typing-user", "typing-server"] {
+            let name = format!("{log}-{how}.log");
+            let at = files.iter().position(|f| f.ends_with(&name)).unwrap();
+            assert_eq!(rust[at]["verified"], true, "{name}: {}", rust[at]);
+        }
     }
     // The corpus is not one-sided: both verdicts, and failures of several kinds, are in it.
     let verified = rust.iter().filter(|v| v["verified"] == true).count();
