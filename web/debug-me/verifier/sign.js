@@ -65,6 +65,10 @@ function importKey(key) {
  * @returns {Promise<boolean>}
  */
 export async function verifies(key, bytes, sig) {
+  if (subtle === null) {
+    // Browsers give WebCrypto only to secure contexts.
+    throw new Error('WebCrypto is not available here: the page must be served over HTTPS (or from localhost) to check signatures');
+  }
   if (sig.kind !== 'Ed25519' || sig.bytes.length !== 64 || key.length !== 32) return false;
   if (smallOrder(key) || smallOrder(sig.bytes.subarray(0, 32))) return false;
   const cryptoKey = await importKey(key);
