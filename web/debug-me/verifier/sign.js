@@ -6,10 +6,17 @@
  * @module
  */
 
-/** WebCrypto: the page's or the worker's, or Node's (≥18, where the global may be missing). */
+/** The module Node (≥ 18, where the global may be missing) has WebCrypto in. */
 const nodeCrypto = 'node:crypto';
-const webcrypto = globalThis.crypto?.subtle ? globalThis.crypto : (await import(nodeCrypto)).webcrypto;
-const subtle = webcrypto.subtle;
+
+/** WebCrypto: the page's or the worker's, or Node's; null where there is none. */
+async function findSubtle() {
+  if (globalThis.crypto?.subtle) return globalThis.crypto.subtle;
+  if (globalThis.process?.versions?.node) return (await import(nodeCrypto)).webcrypto.subtle;
+  return null;
+}
+
+const subtle = await findSubtle();
 
 /**
  * The encodings of the points of small order, without the sign bit (libsodium's blocklist,
