@@ -661,3 +661,108 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
             .output();
     }
 }
+
+/// The browser's wire decoder on each file: `{"ok": hex of the message encoded again}` or
+/// `{"error": text}`, one per line.
+const WIRE_SCRIPT: &str = r#"
+import { readFileSync } from 'node:fs';
+const { decodeMessage, encodeMessage, hex } = await import(process.argv[1]);
+for (const path of process.argv.slice(2)) {
+  try {
+    const message = decodeMessage(new Uint8Array(readFileSync(path)));
+    console.log(JSON.stringify({ ok: hex(encodeMessage(message)) }));
+  } catch (error) {
+    console.log(JSON.stringify({ error: error.message }));
+  }
+}
+"#;
+
+#[test]
+fn both_wire_decoders_accept_and_refuse_the_same_frames() {
+    use kanava_debugme::wire::{WireError, decode_message, encode_message};
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<Vec<u8>> = files_in(&root().join("fuzz/seeds/debugme_wire"), None)
+        .into_iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .filter(|bytes| bytes.first() == Some(&b'L'))
+        .map(|bytes| bytes[1..].to_vec())
+        .collect();
+    assert!(seeds.len() >= 10);
+    // xorshift64: byte flips, cuts, repeated and inserted bytes, fields appended twice.
+    let mut state = 0x6a09_e667_f3bc_c908_u64;
+    let mut below = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut inputs = seeds.clone();
+    for _ in 0..1500 {
+        let mut bytes = seeds[below(seeds.len())].clone();
+        for _ in 0..1 + below(3) {
+            let at = below(bytes.len() + 1);
+            match below(5) {
+                0 if at < bytes.len() => bytes[at] ^= 1 << below(8),
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, [0x00, 0x08, 0x0a, 0x12, 0x7f, 0x80, 0xff][below(7)]),
+                3 => {
+                    let copy = bytes[at..].to_vec();
+                    bytes.extend(copy);
+                }
+                _ if at < bytes.len() => bytes[at] = bytes[at].wrapping_add(1),
+                _ => {}
+            }
+        }
+        inputs.push(bytes);
+    }
+    let files: Vec<PathBuf> = inputs
+        .iter()
+        .enumerate()
+        .map(|(n, bytes)| write(dir.path(), &format!("frame-{n}"), bytes))
+        .collect();
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", WIRE_SCRIPT])
+        .arg(root().join("web/debug-me/verifier/index.js"))
+        .args(&files)
+        .output()
+        .expect("node is installed (apt-get install nodejs)");
+    let browser = verdicts("node wire decoder", &out.stdout, &out.stderr, files.len());
+    let mut found = Vec::new();
+    let mut accepted = 0;
+    for ((bytes, file), theirs) in inputs.iter().zip(&files).zip(&browser) {
+        let ours = match decode_message(bytes) {
+            Ok(message) => {
+                accepted += 1;
+                serde_json::json!({ "ok": base16ct::lower::encode_string(&encode_message(&message)) })
+            }
+            // prost's own errors are compared by kind only: both refuse.
+            Err(WireError::Decode(_)) => serde_json::json!({ "error": "protobuf decode error" }),
+            Err(error) => serde_json::json!({ "error": error.to_string() }),
+        };
+        let theirs = match theirs["error"].as_str() {
+            Some(error) if error.starts_with("protobuf decode error") => {
+                serde_json::json!({ "error": "protobuf decode error" })
+            }
+            _ => theirs.clone(),
+        };
+        if ours != theirs {
+            found.push(format!(
+                "{} ({}):\n  wire.rs: {ours}\n  wire.js: {theirs}",
+                file.display(),
+                base16ct::lower::encode_string(bytes)
+            ));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{} of {} frames decode differently:\n{}",
+        found.len(),
+        files.len(),
+        found.join("\n")
+    );
+    assert!(
+        (100..files.len() - 100).contains(&accepted),
+        "{accepted} of {} accepted",
+        files.len()
+    );
+}
