@@ -17,8 +17,8 @@ function nonemptyLines(text) {
 
 /**
  * Checks the GnuPG signature of a SessionKey control message and says who signed it: the
- * signing key's first user id, else its primary fingerprint (uppercase hex), as `kanava
- * verify` reports `gpg_signer`. Throws Error(reason) when it does not hold.
+ * signing key's first user id as gpg lists it (the primary one), else its primary
+ * fingerprint (uppercase hex), as `kanava verify` reports `gpg_signer`. Throws Error(reason) when it does not hold.
  * @param {import('./model.js').Control} control a SessionKey whose key is GpgSigned
  * @returns {Promise<{ signer: string, fingerprint: string, userIds: string[] }>}
  */
@@ -61,5 +61,13 @@ export async function checkGpg(control) {
   }
   const fingerprint = signing.getFingerprint().toUpperCase();
   const userIds = signing.users.filter((u) => u.userID).map((u) => u.userID.userID);
+  // gpg lists the primary user id first (it moves it to the front on import).
+  let primary = null;
+  try {
+    primary = (await signing.getPrimaryUser()).user.userID?.userID ?? null;
+  } catch {
+    primary = null;
+  }
+  if (primary !== null) userIds.splice(userIds.indexOf(primary), 1), userIds.unshift(primary);
   return { signer: userIds[0] ?? fingerprint, fingerprint, userIds };
 }
