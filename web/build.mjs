@@ -34,7 +34,7 @@ const pages = await build({
   // signature) becomes a chunk of its own that the page fetches when it needs it.
   format: 'esm',
   splitting: true,
-  chunkNames: 'chunk-[name]-[hash]',
+  chunkNames: '[name]-[hash]',
   metafile: true,
 });
 

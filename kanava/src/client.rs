@@ -231,6 +231,9 @@ pub async fn share_terminal(args: ShareArgs) -> anyhow::Result<ExitCode> {
         if plain {
             println!("    (or, with debug-me:  debug-me {url})");
         }
+        if let Some(page) = url.watch_page() {
+            println!("    (or, to watch in a browser:  {page})");
+        }
         println!();
         println!("Chat: Ctrl-] then a line and Enter. /quit there ends the session.");
     })

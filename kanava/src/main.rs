@@ -1104,6 +1104,7 @@ async fn serve(
         .context("installing the metrics recorder")?;
     let data_dir = settings.data_dir.clone();
     let cluster = settings.cluster.clone();
+    let web = settings.web;
     let server = kanava::start(settings, metrics, inherited).await?;
     println!("kanava {} serving", env!("CARGO_PKG_VERSION"));
     println!(
@@ -1123,6 +1124,13 @@ async fn serve(
         kanava::DEBUG_ME_PATH,
         data_dir.join("debug-me").display()
     );
+    if web {
+        println!(
+            "  watch  https://{}{}/SESSION  (any debug-me session, live or finished, verified in the browser)",
+            server.mles_addr,
+            kanava::DEBUG_ME_PATH
+        );
+    }
     println!(
         "  admin  http://{}/healthz  http://{}/metrics",
         server.admin_addr, server.admin_addr

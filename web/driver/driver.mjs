@@ -263,6 +263,19 @@ const commands = {
   async requests({ page }) {
     return entry(page).requests ?? [];
   },
+
+  // Clicks `target` and saves the download it starts to `path`; answers the name the page
+  // suggested.
+  async download({ page, target, path, timeout = DEFAULT_TIMEOUT }) {
+    const p = entry(page).page;
+    const [download] = await Promise.all([
+      p.waitForEvent('download', { timeout }),
+      locate(p, target).click(),
+    ]);
+    mkdirSync(dirname(path), { recursive: true });
+    await download.saveAs(path);
+    return download.suggestedFilename();
+  },
 };
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });

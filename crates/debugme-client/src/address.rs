@@ -149,6 +149,20 @@ impl SessionUrl {
             self.id
         )
     }
+
+    /// The session's watch page, where anyone with the link follows it in a browser (kanava
+    /// serves it on its TLS listener, beside the WebSockets): `None` for a plain server, which
+    /// serves no pages.
+    pub fn watch_page(&self) -> Option<String> {
+        self.server.tls.then(|| {
+            format!(
+                "https://{}{}/{}",
+                self.server.authority(),
+                self.server.base,
+                self.id
+            )
+        })
+    }
 }
 
 impl fmt::Display for SessionUrl {
@@ -204,6 +218,11 @@ mod tests {
             session.connect_mode(),
             format!("https://localhost:8443/debug-me/{id}")
         );
+        assert_eq!(
+            session.watch_page(),
+            Some(format!("https://localhost:8443/debug-me/{id}"))
+        );
+        assert_eq!(plain.session(id).watch_page(), None);
         assert_eq!(
             "http://x:1/".parse::<SessionUrl>(),
             Err(AddressError::NoSession("http://x:1/".into()))

@@ -387,4 +387,81 @@ mod tests {
             assert_eq!(header(&headers, "content-type"), Some(content_type(path)));
         }
     }
+
+    /// The most the watch page may cost a browser to open, compressed: the page, its
+    /// stylesheet, its script and the chunks that script imports statically (issue 14).
+    const WATCH_PAGE_BUDGET: usize = 400 * 1024;
+
+    /// The embedded files that `text` (the file at `path`) loads as soon as it is opened:
+    /// `src="/…"` and `href="/…"` of a page, and the static `import … from "./…"` of an ES
+    /// module (a dynamic `import("./…")` is fetched only when needed, so it is not counted).
+    fn static_references(path: &str, text: &str) -> Vec<String> {
+        let dir = &path[..path.rfind('/').unwrap_or(0)];
+        let mut found = Vec::new();
+        let mut add = |marker: &str, relative: bool| {
+            for (at, _) in text.match_indices(marker) {
+                let rest = &text[at + marker.len()..];
+                let Some(end) = rest.find(['"', '\'']) else {
+                    continue;
+                };
+                let target = &rest[..end];
+                found.push(if relative {
+                    format!("{dir}/{}", target.trim_start_matches("./"))
+                } else {
+                    target.to_owned()
+                });
+            }
+        };
+        if path.ends_with(".html") {
+            add("src=\"/", false);
+            add("href=\"/", false);
+            for target in &mut found {
+                target.insert(0, '/');
+            }
+        } else if path.ends_with(".js") {
+            for marker in ["from\"./", "from \"./", "import\"./", "import \"./"] {
+                add(marker, true);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_watch_page_with_xterm_loads_under_its_budget_and_without_openpgp() {
+        let mut pending = vec!["/watch.html".to_owned()];
+        let mut loaded = std::collections::BTreeMap::new();
+        while let Some(path) = pending.pop() {
+            if loaded.contains_key(&path) {
+                continue;
+            }
+            let asset = FrontEnd::find(&path)
+                .unwrap_or_else(|| panic!("{path} is loaded by the watch page but not embedded"));
+            let text = String::from_utf8_lossy(asset.raw);
+            pending.extend(static_references(&path, &text));
+            loaded.insert(path, (asset.gzip.len(), text.contains("OpenPGP.js")));
+        }
+        assert!(
+            loaded.contains_key("/dist/watch.js") && loaded.contains_key("/dist/watch.css"),
+            "{loaded:?}"
+        );
+        let xterm = FrontEnd::find("/dist/watch.js").unwrap().raw;
+        assert!(
+            String::from_utf8_lossy(xterm).contains("xterm-accessibility"),
+            "xterm.js is bundled into the watch page"
+        );
+        let total: usize = loaded.values().map(|(size, _)| size).sum();
+        assert!(
+            total < WATCH_PAGE_BUDGET,
+            "the watch page loads {total} bytes compressed (over {WATCH_PAGE_BUDGET}): {loaded:?}"
+        );
+        let openpgp: Vec<&String> = loaded
+            .iter()
+            .filter(|(_, (_, openpgp))| *openpgp)
+            .map(|(path, _)| path)
+            .collect();
+        assert!(
+            openpgp.is_empty(),
+            "openpgp.js is loaded with the page rather than on demand: {openpgp:?}"
+        );
+    }
 }

@@ -659,8 +659,20 @@ async fn a_session_shared_over_tls_is_the_same_on_the_plain_listener() {
         }
     };
     assert!(url.starts_with("wss://"), "{url}");
-    std::thread::spawn(move || for _ in stdout.lines() {});
     let id = url.rsplit('/').next().unwrap().to_owned();
+    // Beside it, the session's watch page on the same listener.
+    let watch = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no watch URL");
+        if let Some((_, page)) = line.trim().split_once("to watch in a browser:") {
+            break page.trim().trim_end_matches(')').to_owned();
+        }
+    };
+    assert_eq!(
+        watch,
+        format!("https://localhost:{}/debug-me/{id}", server.mles.port())
+    );
+    std::thread::spawn(move || for _ in stdout.lines() {});
     // Followed from the plain listener.
     let plain = format!("http://{}/{id}", server.debug_me);
     let download = dir.path().join("download.log");

@@ -40,3 +40,4 @@ mod web_browser;
 mod web_protocol;
 mod web_verify;
 mod web_verify_differential;
+mod web_watch;

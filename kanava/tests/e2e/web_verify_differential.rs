@@ -143,6 +143,8 @@ fn synthetic_logs() -> Vec<(String, String)> {
         ControlAction::SessionKeyAccepted(synthetic::key(2).public()),
     );
     vec![
+        ("odd-times-user", odd_times(Flavour::User)),
+        ("odd-times-server", odd_times(Flavour::Server)),
         ("typing-user", typing_session(16, Flavour::User).text()),
         ("typing-server", typing_session(16, Flavour::Server).text()),
         ("skipping-40", skipping_chain(40, Flavour::Server).text()),
@@ -154,6 +156,130 @@ fn synthetic_logs() -> Vec<(String, String)> {
     .into_iter()
     .map(|(name, text)| (name.to_owned(), text))
     .collect()
+}
+
+/// A session whose elapsed times are doubles whose Haskell `show` (hashed) and JSON form
+/// (written by serde_json, read back by each verifier) are each a corner of their own.
+fn odd_times(flavour: Flavour) -> String {
+    let user = synthetic::key(1);
+    let mut log = synthetic::SyntheticLog::new(flavour);
+    log.session_key(Side::User, &user);
+    let times = [
+        0.0,
+        -0.0,
+        1e-7,
+        0.1 + 0.2,
+        5e-324,
+        f64::MAX,
+        1e7,
+        9_999_999.5,
+        12_345_678.9,
+        1e21,
+        1e22,
+        123_456.789,
+        0.05,
+        1.0 / 3.0,
+        2.0_f64.powi(53),
+        7.0,
+        -1.5,
+    ];
+    for (n, time) in times.into_iter().enumerate() {
+        log.seen(
+            &user,
+            format!("{n}\r\n").as_bytes(),
+            log.honest_pointers(),
+            time,
+        );
+    }
+    log.text()
+}
+
+/// Copies of a log whose lines say the same or nearly the same in another JSON form: what the
+/// two decoders must read alike (hash methods, base64 for hex, whitespace, the spelling of a
+/// number, absent optional keys, unknown keys, loggedHash null, a bare `\r` at the end).
+fn restyled(log: &str) -> Vec<(&'static str, String)> {
+    type Restyle = fn(&str) -> String;
+    let styles: [(&str, Restyle); 8] = [
+        ("sha3", |l| l.replacen("\"SHA512\"", "\"SHA3\"", 1)),
+        ("pointer-base64", |l| {
+            let key = "\"hashValue\":{\"v\":\"";
+            let Some(at) = l.find(key) else {
+                return l.to_owned();
+            };
+            let start = at + key.len();
+            let end = start + l[start..].find('"').unwrap();
+            let b64 = base64(&l.as_bytes()[start..end]);
+            format!("{}\"hashValue\":{{\"b64\":\"{b64}{}", &l[..at], &l[end..])
+        }),
+        ("whitespace", |l| l.replace(':', ": ").replace(',', " ,\t")),
+        ("number-spelling", |l| {
+            let key = "\"elapsedTime\":";
+            let Some(at) = l.find(key) else {
+                return l.to_owned();
+            };
+            let start = at + key.len();
+            let end = start
+                + l[start..]
+                    .find(|c: char| !matches!(c, '0'..='9' | '.' | 'e' | 'E' | '-' | '+'))
+                    .unwrap_or(l.len() - start);
+            let number = &l[start..end];
+            let respelled = match (number.contains('.'), number.contains(['e', 'E'])) {
+                (_, true) => number
+                    .replacen(['e', 'E'], "00E", 1)
+                    .replacen(".00E", ".0E", 1),
+                (true, false) => format!("{number}000e0"),
+                (false, false) => format!("{number}.0E+0"),
+            };
+            format!("{}{respelled}{}", &l[..start], &l[end..])
+        }),
+        ("no-prev-entered", |l| {
+            l.replace("\"prevEntered\":null,", "")
+        }),
+        ("unknown-key", |l| {
+            l.replacen(
+                "{\"loggedMessage\"",
+                "{\"extra\":[1,{\"x\":null}],\"loggedMessage\"",
+                1,
+            )
+        }),
+        ("logged-hash-null", |l| match l.find("\"loggedHash\":{") {
+            Some(at) => format!("{}\"loggedHash\":null}}", &l[..at]),
+            None => l.to_owned(),
+        }),
+        ("unicode-escapes", |l| {
+            l.replace("\"v\":\"1\"", "\"v\":\"\\u0031\"")
+        }),
+    ];
+    let lines: Vec<&str> = log.lines().collect();
+    let mut copies: Vec<(&'static str, String)> = styles
+        .iter()
+        .map(|(name, style)| {
+            let text = lines.iter().map(|l| format!("{}\n", style(l))).collect();
+            (*name, text)
+        })
+        .collect();
+    copies.push(("bare-cr-at-the-end", format!("{}\r", log.trim_end())));
+    copies
+}
+
+/// Standard padded base64.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                text.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
 }
 
 /// Every log the project has, its tampered copies and seeded mutations, written into `dir`.
@@ -197,6 +323,9 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
                 files.push(write(dir, &format!("{name}-{how}.log"), &copy));
             }
         }
+        for (how, copy) in restyled(text) {
+            files.push(write(dir, &format!("{name}-{how}.log"), copy.as_bytes()));
+        }
         if lines > 0 {
             for run in 0..12 {
                 let copy = mutator.mutate(text);
@@ -217,6 +346,27 @@ fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_muta
     let files = corpus(dir.path());
     assert!(files.len() >= 300, "only {} logs", files.len());
     let rust = assert_agree(&files);
+    // Unusual elapsed times hash alike on both sides: those logs verify.
+    for name in ["odd-times-user.log", "odd-times-server.log"] {
+        let at = files.iter().position(|f| f.ends_with(name)).unwrap();
+        assert_eq!(rust[at]["verified"], true, "{name}: {}", rust[at]);
+    }
+    // Another JSON form of the same lines reads alike: those copies of an honest log verify.
+    for how in [
+        "pointer-base64",
+        "whitespace",
+        "number-spelling",
+        "no-prev-entered",
+        "unknown-key",
+        "logged-hash-null",
+        "unicode-escapes",
+    ] {
+        for log in ["typing-user", "typing-server"] {
+            let name = format!("{log}-{how}.log");
+            let at = files.iter().position(|f| f.ends_with(&name)).unwrap();
+            assert_eq!(rust[at]["verified"], true, "{name}: {}", rust[at]);
+        }
+    }
     // The corpus is not one-sided: both verdicts, and failures of several kinds, are in it.
     let verified = rust.iter().filter(|v| v["verified"] == true).count();
     assert!(
@@ -510,4 +660,109 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
             .args(["--kill", "gpg-agent"])
             .output();
     }
+}
+
+/// The browser's wire decoder on each file: `{"ok": hex of the message encoded again}` or
+/// `{"error": text}`, one per line.
+const WIRE_SCRIPT: &str = r#"
+import { readFileSync } from 'node:fs';
+const { decodeMessage, encodeMessage, hex } = await import(process.argv[1]);
+for (const path of process.argv.slice(2)) {
+  try {
+    const message = decodeMessage(new Uint8Array(readFileSync(path)));
+    console.log(JSON.stringify({ ok: hex(encodeMessage(message)) }));
+  } catch (error) {
+    console.log(JSON.stringify({ error: error.message }));
+  }
+}
+"#;
+
+#[test]
+fn both_wire_decoders_accept_and_refuse_the_same_frames() {
+    use kanava_debugme::wire::{WireError, decode_message, encode_message};
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<Vec<u8>> = files_in(&root().join("fuzz/seeds/debugme_wire"), None)
+        .into_iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .filter(|bytes| bytes.first() == Some(&b'L'))
+        .map(|bytes| bytes[1..].to_vec())
+        .collect();
+    assert!(seeds.len() >= 10);
+    // xorshift64: byte flips, cuts, repeated and inserted bytes, fields appended twice.
+    let mut state = 0x6a09_e667_f3bc_c908_u64;
+    let mut below = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut inputs = seeds.clone();
+    for _ in 0..1500 {
+        let mut bytes = seeds[below(seeds.len())].clone();
+        for _ in 0..1 + below(3) {
+            let at = below(bytes.len() + 1);
+            match below(5) {
+                0 if at < bytes.len() => bytes[at] ^= 1 << below(8),
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, [0x00, 0x08, 0x0a, 0x12, 0x7f, 0x80, 0xff][below(7)]),
+                3 => {
+                    let copy = bytes[at..].to_vec();
+                    bytes.extend(copy);
+                }
+                _ if at < bytes.len() => bytes[at] = bytes[at].wrapping_add(1),
+                _ => {}
+            }
+        }
+        inputs.push(bytes);
+    }
+    let files: Vec<PathBuf> = inputs
+        .iter()
+        .enumerate()
+        .map(|(n, bytes)| write(dir.path(), &format!("frame-{n}"), bytes))
+        .collect();
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", WIRE_SCRIPT])
+        .arg(root().join("web/debug-me/verifier/index.js"))
+        .args(&files)
+        .output()
+        .expect("node is installed (apt-get install nodejs)");
+    let browser = verdicts("node wire decoder", &out.stdout, &out.stderr, files.len());
+    let mut found = Vec::new();
+    let mut accepted = 0;
+    for ((bytes, file), theirs) in inputs.iter().zip(&files).zip(&browser) {
+        let ours = match decode_message(bytes) {
+            Ok(message) => {
+                accepted += 1;
+                serde_json::json!({ "ok": base16ct::lower::encode_string(&encode_message(&message)) })
+            }
+            // prost's own errors are compared by kind only: both refuse.
+            Err(WireError::Decode(_)) => serde_json::json!({ "error": "protobuf decode error" }),
+            Err(error) => serde_json::json!({ "error": error.to_string() }),
+        };
+        let theirs = match theirs["error"].as_str() {
+            Some(error) if error.starts_with("protobuf decode error") => {
+                serde_json::json!({ "error": "protobuf decode error" })
+            }
+            _ => theirs.clone(),
+        };
+        if ours != theirs {
+            found.push(format!(
+                "{} ({}):\n  wire.rs: {ours}\n  wire.js: {theirs}",
+                file.display(),
+                base16ct::lower::encode_string(bytes)
+            ));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{} of {} frames decode differently:\n{}",
+        found.len(),
+        files.len(),
+        found.join("\n")
+    );
+    assert!(
+        (100..files.len() - 100).contains(&accepted),
+        "{accepted} of {} accepted",
+        files.len()
+    );
 }

@@ -182,11 +182,16 @@ export class SessionVerifier {
   }
 }
 
-/** The lines of a text as Rust's `str::lines` gives them: split on `\n`, one `\r` dropped. */
+/**
+ * The lines of a text as Rust's `str::lines` gives them: split on `\n`, and a `\r` before the
+ * `\n` dropped (a last line without `\n` keeps its `\r`).
+ */
 function lines(text) {
   const parts = text.split('\n');
-  if (parts[parts.length - 1] === '') parts.pop();
-  return parts.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  const last = parts.pop();
+  const out = parts.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  if (last !== '') out.push(last);
+  return out;
 }
 
 /**

@@ -6,10 +6,17 @@
  * @module
  */
 
-/** WebCrypto: the page's or the worker's, or Node's (≥18, where the global may be missing). */
+/** The module Node (≥ 18, where the global may be missing) has WebCrypto in. */
 const nodeCrypto = 'node:crypto';
-const webcrypto = globalThis.crypto?.subtle ? globalThis.crypto : (await import(nodeCrypto)).webcrypto;
-const subtle = webcrypto.subtle;
+
+/** WebCrypto: the page's or the worker's, or Node's; null where there is none. */
+async function findSubtle() {
+  if (globalThis.crypto?.subtle) return globalThis.crypto.subtle;
+  if (globalThis.process?.versions?.node) return (await import(nodeCrypto)).webcrypto.subtle;
+  return null;
+}
+
+const subtle = await findSubtle();
 
 /**
  * The encodings of the points of small order, without the sign bit (libsodium's blocklist,
@@ -65,6 +72,10 @@ function importKey(key) {
  * @returns {Promise<boolean>}
  */
 export async function verifies(key, bytes, sig) {
+  if (subtle === null) {
+    // Browsers give WebCrypto only to secure contexts.
+    throw new Error('WebCrypto is not available here: the page must be served over HTTPS (or from localhost) to check signatures');
+  }
   if (sig.kind !== 'Ed25519' || sig.bytes.length !== 64 || key.length !== 32) return false;
   if (smallOrder(key) || smallOrder(sig.bytes.subarray(0, 32))) return false;
   const cryptoKey = await importKey(key);
