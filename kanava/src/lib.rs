@@ -5,6 +5,7 @@
 //! owns process concerns (TLS material, the admin endpoint, retention timers, shutdown order).
 
 pub mod admin;
+pub mod backup;
 mod reload;
 pub mod systemd;
 pub mod tls;

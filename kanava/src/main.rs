@@ -57,6 +57,11 @@ enum Command {
     /// Save a debug-me session's log, checking it as it comes. A live session is followed
     /// until it ends; a finished one is saved whole.
     Download(client::DownloadArgs),
+    /// Back up a data directory into one file while the server runs: a snapshot of the store,
+    /// the debug-me logs and the keys and certificates.
+    Backup(BackupArgs),
+    /// Restore a backup into a new data directory (start the server on it afterwards).
+    Restore(RestoreArgs),
     /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -69,6 +74,48 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The server's data directory.
+    #[arg(long, env = "KANAVA_DATA", default_value = "./kanava-data")]
+    data: PathBuf,
+    /// The backup file to write (a tar archive; replaced atomically).
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The data directory to make (it must not exist, or be empty).
+    #[arg(long, env = "KANAVA_DATA", default_value = "./kanava-data")]
+    data: PathBuf,
+    /// The backup file `kanava backup` wrote.
+    file: PathBuf,
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let summary = kanava::backup::backup(&args.data, &args.file)?;
+    println!(
+        "kanava: backed up {} ({} files, {} bytes) to {}",
+        args.data.display(),
+        summary.files,
+        summary.bytes,
+        args.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let summary = kanava::backup::restore(&args.file, &args.data)?;
+    println!(
+        "kanava: restored {} files ({} bytes) from {} into {}",
+        summary.files,
+        summary.bytes,
+        args.file.display(),
+        args.data.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the completion script for `shell`.
@@ -1275,6 +1322,8 @@ fn main() -> ExitCode {
             Command::Download(args) => client::download(args).await,
             Command::Graphviz(args) => tokio::task::block_in_place(|| graphviz(args)),
             Command::Export(args) => tokio::task::block_in_place(|| export(args)),
+            Command::Backup(args) => tokio::task::block_in_place(|| backup(args)),
+            Command::Restore(args) => tokio::task::block_in_place(|| restore(args)),
             Command::Completions { shell } => Ok(completions(shell)),
             Command::Man { dir } => manual(dir),
         }

@@ -35,4 +35,7 @@ pub enum StoreError {
     /// The store's writer has stopped (the server is shutting down or the writer failed).
     #[error("the store is closed")]
     Closed,
+    /// A database failed SQLite's integrity check; what it found.
+    #[error("the database is damaged: {0}")]
+    Corrupt(String),
 }

@@ -5,6 +5,7 @@
 //! [`SqliteStore`] is the default, and a clustered backend can replace it without the hub or any
 //! transport changing.
 
+pub mod backup;
 mod bus;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;

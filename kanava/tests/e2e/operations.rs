@@ -465,3 +465,118 @@ fn a_passed_socket_that_no_listener_takes_is_refused_with_how_to_fix_it() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_every_frame_relayed_before_it() {
+    let server = Start::new().args(&["--history-limit", "100000"]).start();
+    // A debug-me log being written: its torn last line is left out of the backup.
+    let log = server
+        .data
+        .join("debug-me/debug-me.0b5e1c8e-4f3a-4c1e-9d2a-6f1e2d3c4b5a.log");
+    std::fs::write(&log, "{\"line\":1}\n{\"line\":2}\n{\"torn").unwrap();
+    let client = server.client();
+    let room = channel("backup");
+    let mut writer = client.join("writer", &room).await;
+    let mut reader = client.join("reader", &room).await;
+    assert_eq!(json(&recv(&mut reader).await)["uid"], "writer");
+    let sending = tokio::spawn(async move {
+        for n in 0u64.. {
+            if writer.send(text(&format!("frame-{n}"))).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Frames relayed to the reader before the backup starts were stored before they were
+    // relayed: every one of them must be in the backup.
+    let mut relayed = 0;
+    while relayed < 300 {
+        assert_eq!(
+            describe(&recv(&mut reader).await),
+            describe(&text(&format!("frame-{relayed}")))
+        );
+        relayed += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kanava.backup");
+    let data = server.data.clone();
+    let file_arg = file.clone();
+    let backed_up = tokio::task::spawn_blocking(move || {
+        kanava(&[
+            "backup",
+            "--data",
+            data.to_str().unwrap(),
+            file_arg.to_str().unwrap(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(backed_up.status.success(), "{}", stderr(&backed_up));
+    assert!(
+        stdout(&backed_up).contains("kanava: backed up"),
+        "{}",
+        stdout(&backed_up)
+    );
+    // The writer went on during the backup.
+    let during = recv(&mut reader).await;
+    assert_eq!(
+        describe(&during),
+        describe(&text(&format!("frame-{relayed}")))
+    );
+    sending.abort();
+
+    let restored = dir.path().join("restored");
+    let out = kanava(&[
+        "restore",
+        "--data",
+        restored.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = kanava(&[
+        "restore",
+        "--data",
+        restored.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("is not empty: restore into a new directory"),
+        "{}",
+        stderr(&again)
+    );
+    for key in [
+        "ssh/host_ed25519",
+        "tls/self-signed.crt",
+        "tls/self-signed.key",
+    ] {
+        assert_eq!(
+            std::fs::read(server.data.join(key)).unwrap(),
+            std::fs::read(restored.join(key)).unwrap(),
+            "{key}"
+        );
+    }
+    let restored_log = restored.join(log.strip_prefix(&server.data).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored_log).unwrap(),
+        "{\"line\":1}\n{\"line\":2}\n"
+    );
+    drop(server);
+
+    // A server on the restored data replays every frame relayed before the backup, in order.
+    let revived = Start::new()
+        .data(&restored)
+        .args(&["--history-limit", "100000"])
+        .start();
+    let mut checker = revived.client().join("checker", &room).await;
+    let mut replayed = Vec::new();
+    while replayed.len() < relayed as usize {
+        let message = recv(&mut checker).await;
+        if let tokio_tungstenite::tungstenite::Message::Text(frame) = &message
+            && frame.starts_with("frame-")
+        {
+            replayed.push(frame.to_string());
+        }
+    }
+    let expected: Vec<String> = (0..relayed).map(|n| format!("frame-{n}")).collect();
+    assert_eq!(replayed, expected);
+}
