@@ -580,3 +580,36 @@ async fn a_backup_taken_under_load_restores_every_frame_relayed_before_it() {
     let expected: Vec<String> = (0..relayed).map(|n| format!("frame-{n}")).collect();
     assert_eq!(replayed, expected);
 }
+
+#[tokio::test]
+async fn the_metrics_pass_promtool_and_name_the_build() {
+    let server = Kanava::start();
+    // Some traffic, so that labelled series exist beyond their zeros.
+    let mut member = server.client().join("alice", &channel("metrics")).await;
+    member.send(text("hello")).await.unwrap();
+    let (_, body) = server.admin_get("/metrics").await;
+    assert!(body.contains("# TYPE kanava_build_info gauge"), "{body}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        stdout(&checked),
+        stderr(&checked)
+    );
+}
