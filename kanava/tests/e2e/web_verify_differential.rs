@@ -569,18 +569,58 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         b"",
     );
     let other_fingerprint = new_gpg_key(&other, "Other");
-    // A key with a second user id added later and not made primary.
-    let later = private_dir(&dir.path().join("gnupg-later"));
-    let later_fingerprint = new_gpg_key(&later, "Later");
-    gpg_in(
-        &later,
-        &[
-            "--quick-add-uid",
-            &later_fingerprint,
-            "Added <added@example.org>",
-        ],
-        b"",
+    // Keys with a second user id not made primary, signed 100 s after the first (gpg names the
+    // newer) or in the same second (gpg names the longer, then the greater bytes).
+    let made_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1_000;
+    let key_with_uids = |name: &str, first: &str, second: &str, after: u64| {
+        let home = private_dir(&dir.path().join(format!("gnupg-{name}")));
+        let at = |t: u64| format!("{t}!");
+        gpg_in(
+            &home,
+            &[
+                "--faked-system-time",
+                &at(made_at),
+                "--quick-gen-key",
+                first,
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            b"",
+        );
+        let listing =
+            String::from_utf8(gpg_in(&home, &["--with-colons", "--list-keys"], b"")).unwrap();
+        let fingerprint = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').nth(8))
+            .unwrap()
+            .to_owned();
+        gpg_in(
+            &home,
+            &[
+                "--faked-system-time",
+                &at(made_at + after),
+                "--quick-add-uid",
+                &fingerprint,
+                second,
+            ],
+            b"",
+        );
+        (home, fingerprint)
+    };
+    let (later, later_fingerprint) = key_with_uids(
+        "later",
+        "Later <later@example.org>",
+        "Added <added@example.org>",
+        100,
     );
+    let (tie, tie_fingerprint) =
+        key_with_uids("tie", "Tie <tie@example.org>", "Aaa <a@example.org>", 0);
     let key_hash = kanava_debugme::hash::public_key(&synthetic::key(2).public());
     let wrong_hash = kanava_debugme::hash::public_key(&synthetic::key(3).public());
     let export = |home: &Path, fingerprint: &str| {
@@ -606,12 +646,17 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         .position(|w| w == key_hash.as_slice())
         .unwrap();
     altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
-    let cases: [(&str, Vec<u8>, Vec<u8>); 8] = [
+    let cases: [(&str, Vec<u8>, Vec<u8>); 9] = [
         ("good", good.clone(), dev_export.clone()),
         (
             "good-uid-added-later",
             clearsign(&later, &key_hash),
             export(&later, &later_fingerprint),
+        ),
+        (
+            "good-uids-made-in-one-second",
+            clearsign(&tie, &key_hash),
+            export(&tie, &tie_fingerprint),
         ),
         (
             "statement-of-another-key",
@@ -639,12 +684,22 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         })
         .collect();
     let rust = assert_agree(&files);
-    for verdict in &rust[..2] {
-        assert_eq!(verdict["verified"], true, "{verdict}");
-        let signer = verdict["keys"][1]["gpg_signer"].as_str().unwrap();
-        assert!(signer.ends_with("@example.org>"), "{signer}");
-    }
-    for (verdict, (name, _, _)) in rust.iter().zip(&cases).skip(2) {
+    let signers: Vec<&str> = rust[..3]
+        .iter()
+        .map(|verdict| {
+            assert_eq!(verdict["verified"], true, "{verdict}");
+            verdict["keys"][1]["gpg_signer"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            "Second <second@example.org>",
+            "Added <added@example.org>",
+            "Tie <tie@example.org>"
+        ]
+    );
+    for (verdict, (name, _, _)) in rust.iter().zip(&cases).skip(3) {
         assert_eq!(verdict["line"], 3, "{name}: {verdict}");
         assert!(
             verdict["error"]
@@ -654,7 +709,7 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
             "{name}: {verdict}"
         );
     }
-    for home in [&dev, &other, &later] {
+    for home in [&dev, &other, &later, &tie] {
         let _ = Command::new("gpgconf")
             .env("GNUPGHOME", home)
             .args(["--kill", "gpg-agent"])
