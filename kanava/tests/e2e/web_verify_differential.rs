@@ -869,3 +869,63 @@ fn both_wire_decoders_accept_and_refuse_the_same_frames() {
         files.len()
     );
 }
+
+#[test]
+fn both_verifiers_check_at_most_64_gnupg_signed_keys_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = private_dir(&dir.path().join("gnupg"));
+    new_gpg_key(&home, "Many");
+    let fingerprint = String::from_utf8(gpg_in(&home, &["--with-colons", "--list-keys"], b""))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:").map(str::to_owned))
+        .and_then(|l| l.split(':').nth(8).map(str::to_owned))
+        .unwrap();
+    let export = gpg_in(
+        &home,
+        &[
+            "--armor",
+            "--export-options",
+            "export-minimal",
+            "--export",
+            &fingerprint,
+        ],
+        b"",
+    );
+    let user = synthetic::key(1);
+    let mut log = synthetic::SyntheticLog::new(Flavour::User);
+    log.session_key(Side::User, &user);
+    for n in 0..=kanava_debugme::verify::MAX_GPG_KEYS as u16 {
+        let mut secret = [11; 32];
+        secret[..2].copy_from_slice(&n.to_le_bytes());
+        let key = kanava_debugme::sign::SessionKey::from_secret(secret);
+        let statement = gpg_in(
+            &home,
+            &["--armor", "--clearsign"],
+            &kanava_debugme::hash::public_key(&key.public()),
+        );
+        log.control(
+            Side::Developer,
+            &key,
+            ControlAction::SessionKey(
+                kanava_debugme::model::PerhapsSigned::GpgSigned(
+                    key.public(),
+                    statement,
+                    export.clone(),
+                ),
+                b"1".to_vec(),
+            ),
+        );
+    }
+    let file = write(dir.path(), "many-gpg-keys.log", log.text().as_bytes());
+    let rust = assert_agree(&[file]);
+    assert_eq!(
+        rust[0]["error"],
+        "line 66: more than 64 GnuPG-signed session keys; each runs gpg, and kanava checks at \
+         most 64 a log"
+    );
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &home)
+        .args(["--kill", "gpg-agent"])
+        .output();
+}
