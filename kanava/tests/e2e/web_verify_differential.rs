@@ -2,9 +2,10 @@
 //! (web/debug-me/verifier, run here by node through its CLI) and `kanava verify --json` give
 //! the same verdict, failing line, error text, warnings, keys and GnuPG signers on every log
 //! the project has: the committed real logs, the fuzz seeds, the synthetic logs the Rust tests
-//! make (the 3,021-line broken kinds too), tampered copies of each, seeded random mutations,
-//! and real debug-me logs of every flavour (user, developer, watcher, server, download) with a
-//! GnuPG-signed developer key. Each tool runs once over all the files.
+//! make (the 3,021-line broken kinds too), tampered and restyled copies of each, seeded random
+//! mutations, real debug-me logs of every flavour (user, developer, watcher, server, download)
+//! with a GnuPG-signed developer key, and GnuPG-signed keys good and bad. Each tool runs once
+//! over all the files. The two wire decoders accept and refuse the same frames.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
