@@ -385,8 +385,12 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_mutated_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let files = corpus(dir.path());
+    let mut files = corpus(dir.path());
     assert!(files.len() >= 300, "only {} logs", files.len());
+    // Paths that cannot be read: the same refusal.
+    let directory = dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    files.extend([dir.path().join("missing.log"), directory]);
     let rust = assert_agree(&files);
     // Unusual elapsed times hash alike on both sides: those logs verify.
     for name in ["odd-times-user.log", "odd-times-server.log"] {
