@@ -215,3 +215,30 @@ test('every L frame among the wire fuzz seeds decodes and encodes back to the sa
   }
   assert.ok(frames >= 10, `${frames} frames`);
 });
+
+test('hostile bytes never crash a decoder or the verifier: they are refused with a reason', async () => {
+  let seed = 0x2545f491;
+  const next = (n) => {
+    seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
+    return seed % n;
+  };
+  const frames = readdirSync(new URL('fuzz/seeds/debugme_wire/', root))
+    .map((name) => new Uint8Array(readFileSync(new URL(`fuzz/seeds/debugme_wire/${name}`, root))));
+  const log = read('fuzz/seeds/debugme_verify/server_flavour_session');
+  for (let i = 0; i < 2000; i++) {
+    const bytes = frames[next(frames.length)].slice(1);
+    for (let k = 0; k < 1 + next(4); k++) if (bytes.length) bytes[next(bytes.length)] = next(256);
+    try {
+      decodeMessage(bytes.subarray(0, next(bytes.length + 1)));
+    } catch (error) {
+      assert.ok(error instanceof WireError, String(error));
+    }
+  }
+  for (let i = 0; i < 300; i++) {
+    const chars = [...log];
+    for (let k = 0; k < 1 + next(6); k++) chars[next(chars.length)] = String.fromCharCode(next(0x80));
+    const verdict = await verifyLogText(chars.join(''), { gpg: noGpg });
+    assert.equal(typeof verdict.verified, 'boolean');
+    if (!verdict.verified) assert.match(verdict.error, /^line \d+: /);
+  }
+});

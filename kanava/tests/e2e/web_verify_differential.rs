@@ -2,9 +2,10 @@
 //! (web/debug-me/verifier, run here by node through its CLI) and `kanava verify --json` give
 //! the same verdict, failing line, error text, warnings, keys and GnuPG signers on every log
 //! the project has: the committed real logs, the fuzz seeds, the synthetic logs the Rust tests
-//! make (the 3,021-line broken kinds too), tampered copies of each, seeded random mutations,
-//! and real debug-me logs of every flavour (user, developer, watcher, server, download) with a
-//! GnuPG-signed developer key. Each tool runs once over all the files.
+//! make (the 3,021-line broken kinds too), tampered and restyled copies of each, seeded random
+//! mutations, real debug-me logs of every flavour (user, developer, watcher, server, download)
+//! with a GnuPG-signed developer key, and GnuPG-signed keys good and bad. Each tool runs once
+//! over all the files. The two wire decoders accept and refuse the same frames.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,7 +143,48 @@ fn synthetic_logs() -> Vec<(String, String)> {
         &intruder,
         ControlAction::SessionKeyAccepted(synthetic::key(2).public()),
     );
+    // Keys that sign for the other side, and a developer typing before it was accepted.
+    let mut crossed = typing_session(12, Flavour::User);
+    let (user, developer) = (synthetic::key(1), synthetic::key(2));
+    crossed.seen(
+        &developer,
+        b"not the user's\r\n",
+        crossed.honest_pointers(),
+        0.2,
+    );
+    crossed.entered(
+        &user,
+        b"not a developer's\r",
+        crossed.honest_pointers(),
+        0.2,
+    );
+    let late = synthetic::key(5);
+    crossed.session_key(Side::Developer, &late);
+    crossed.entered(&late, b"too soon\r", crossed.honest_pointers(), 0.2);
+    crossed.control(
+        Side::User,
+        &user,
+        ControlAction::SessionKeyRejected(late.public()),
+    );
+    // More session keys than a line may try, then a chat nobody introduced signed.
+    let mut crowded = synthetic::SyntheticLog::new(Flavour::User);
+    crowded.session_key(Side::User, &user);
+    for n in 0..300u16 {
+        let mut secret = [9; 32];
+        secret[..2].copy_from_slice(&n.to_le_bytes());
+        crowded.session_key(
+            Side::Developer,
+            &kanava_debugme::sign::SessionKey::from_secret(secret),
+        );
+    }
+    crowded.control(
+        Side::User,
+        &synthetic::key(6),
+        ControlAction::ChatMessage(b"x".to_vec(), b"y".to_vec()),
+    );
     vec![
+        ("crossed-sides", crossed.text()),
+        ("more-keys-than-a-line-may-try", crowded.text()),
         ("odd-times-user", odd_times(Flavour::User)),
         ("odd-times-server", odd_times(Flavour::Server)),
         ("typing-user", typing_session(16, Flavour::User).text()),
@@ -343,8 +385,12 @@ fn corpus(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_mutated_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let files = corpus(dir.path());
+    let mut files = corpus(dir.path());
     assert!(files.len() >= 300, "only {} logs", files.len());
+    // Paths that cannot be read: the same refusal.
+    let directory = dir.path().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    files.extend([dir.path().join("missing.log"), directory]);
     let rust = assert_agree(&files);
     // Unusual elapsed times hash alike on both sides: those logs verify.
     for name in ["odd-times-user.log", "odd-times-server.log"] {
@@ -375,6 +421,9 @@ fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_muta
         files.len()
     );
     let kinds = [
+        "cannot verify the signature within 256 candidates: none of the session keys tried",
+        "signed 1 activity (first at line 14) that the log gives as the developer's",
+        "while the user had not accepted it",
         "failed to verify message signature",
         "invalid hash chain",
         "failed to parse a line of the log: not JSON",
@@ -383,8 +432,12 @@ fn both_verifiers_agree_on_every_log_the_project_has_and_their_tampered_and_muta
     for kind in kinds {
         assert!(
             rust.iter()
-                .any(|v| v["error"].as_str().is_some_and(|e| e.contains(kind))),
-            "no log failed with {kind}"
+                .any(|v| v["error"].as_str().is_some_and(|e| e.contains(kind))
+                    || v["warnings"].as_array().is_some_and(|w| {
+                        w.iter()
+                            .any(|w| w.as_str().is_some_and(|w| w.contains(kind)))
+                    })),
+            "no log failed or was warned about with {kind}"
         );
     }
 }
@@ -569,18 +622,58 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         b"",
     );
     let other_fingerprint = new_gpg_key(&other, "Other");
-    // A key with a second user id added later and not made primary.
-    let later = private_dir(&dir.path().join("gnupg-later"));
-    let later_fingerprint = new_gpg_key(&later, "Later");
-    gpg_in(
-        &later,
-        &[
-            "--quick-add-uid",
-            &later_fingerprint,
-            "Added <added@example.org>",
-        ],
-        b"",
+    // Keys with a second user id not made primary, signed 100 s after the first (gpg names the
+    // newer) or in the same second (gpg names the longer, then the greater bytes).
+    let made_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1_000;
+    let key_with_uids = |name: &str, first: &str, second: &str, after: u64| {
+        let home = private_dir(&dir.path().join(format!("gnupg-{name}")));
+        let at = |t: u64| format!("{t}!");
+        gpg_in(
+            &home,
+            &[
+                "--faked-system-time",
+                &at(made_at),
+                "--quick-gen-key",
+                first,
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            b"",
+        );
+        let listing =
+            String::from_utf8(gpg_in(&home, &["--with-colons", "--list-keys"], b"")).unwrap();
+        let fingerprint = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').nth(8))
+            .unwrap()
+            .to_owned();
+        gpg_in(
+            &home,
+            &[
+                "--faked-system-time",
+                &at(made_at + after),
+                "--quick-add-uid",
+                &fingerprint,
+                second,
+            ],
+            b"",
+        );
+        (home, fingerprint)
+    };
+    let (later, later_fingerprint) = key_with_uids(
+        "later",
+        "Later <later@example.org>",
+        "Added <added@example.org>",
+        100,
     );
+    let (tie, tie_fingerprint) =
+        key_with_uids("tie", "Tie <tie@example.org>", "Aaa <a@example.org>", 0);
     let key_hash = kanava_debugme::hash::public_key(&synthetic::key(2).public());
     let wrong_hash = kanava_debugme::hash::public_key(&synthetic::key(3).public());
     let export = |home: &Path, fingerprint: &str| {
@@ -606,12 +699,17 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         .position(|w| w == key_hash.as_slice())
         .unwrap();
     altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
-    let cases: [(&str, Vec<u8>, Vec<u8>); 8] = [
+    let cases: [(&str, Vec<u8>, Vec<u8>); 9] = [
         ("good", good.clone(), dev_export.clone()),
         (
             "good-uid-added-later",
             clearsign(&later, &key_hash),
             export(&later, &later_fingerprint),
+        ),
+        (
+            "good-uids-made-in-one-second",
+            clearsign(&tie, &key_hash),
+            export(&tie, &tie_fingerprint),
         ),
         (
             "statement-of-another-key",
@@ -639,12 +737,22 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
         })
         .collect();
     let rust = assert_agree(&files);
-    for verdict in &rust[..2] {
-        assert_eq!(verdict["verified"], true, "{verdict}");
-        let signer = verdict["keys"][1]["gpg_signer"].as_str().unwrap();
-        assert!(signer.ends_with("@example.org>"), "{signer}");
-    }
-    for (verdict, (name, _, _)) in rust.iter().zip(&cases).skip(2) {
+    let signers: Vec<&str> = rust[..3]
+        .iter()
+        .map(|verdict| {
+            assert_eq!(verdict["verified"], true, "{verdict}");
+            verdict["keys"][1]["gpg_signer"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            "Second <second@example.org>",
+            "Added <added@example.org>",
+            "Tie <tie@example.org>"
+        ]
+    );
+    for (verdict, (name, _, _)) in rust.iter().zip(&cases).skip(3) {
         assert_eq!(verdict["line"], 3, "{name}: {verdict}");
         assert!(
             verdict["error"]
@@ -654,7 +762,7 @@ fn gnupg_signed_developer_keys_are_judged_alike_by_gpg_and_openpgp_js() {
             "{name}: {verdict}"
         );
     }
-    for home in [&dev, &other, &later] {
+    for home in [&dev, &other, &later, &tie] {
         let _ = Command::new("gpgconf")
             .env("GNUPGHOME", home)
             .args(["--kill", "gpg-agent"])
@@ -765,4 +873,64 @@ fn both_wire_decoders_accept_and_refuse_the_same_frames() {
         "{accepted} of {} accepted",
         files.len()
     );
+}
+
+#[test]
+fn both_verifiers_check_at_most_64_gnupg_signed_keys_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = private_dir(&dir.path().join("gnupg"));
+    new_gpg_key(&home, "Many");
+    let fingerprint = String::from_utf8(gpg_in(&home, &["--with-colons", "--list-keys"], b""))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:").map(str::to_owned))
+        .and_then(|l| l.split(':').nth(8).map(str::to_owned))
+        .unwrap();
+    let export = gpg_in(
+        &home,
+        &[
+            "--armor",
+            "--export-options",
+            "export-minimal",
+            "--export",
+            &fingerprint,
+        ],
+        b"",
+    );
+    let user = synthetic::key(1);
+    let mut log = synthetic::SyntheticLog::new(Flavour::User);
+    log.session_key(Side::User, &user);
+    for n in 0..=kanava_debugme::verify::MAX_GPG_KEYS as u16 {
+        let mut secret = [11; 32];
+        secret[..2].copy_from_slice(&n.to_le_bytes());
+        let key = kanava_debugme::sign::SessionKey::from_secret(secret);
+        let statement = gpg_in(
+            &home,
+            &["--armor", "--clearsign"],
+            &kanava_debugme::hash::public_key(&key.public()),
+        );
+        log.control(
+            Side::Developer,
+            &key,
+            ControlAction::SessionKey(
+                kanava_debugme::model::PerhapsSigned::GpgSigned(
+                    key.public(),
+                    statement,
+                    export.clone(),
+                ),
+                b"1".to_vec(),
+            ),
+        );
+    }
+    let file = write(dir.path(), "many-gpg-keys.log", log.text().as_bytes());
+    let rust = assert_agree(&[file]);
+    assert_eq!(
+        rust[0]["error"],
+        "line 66: more than 64 GnuPG-signed session keys; each runs gpg, and kanava checks at \
+         most 64 a log"
+    );
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &home)
+        .args(["--kill", "gpg-agent"])
+        .output();
 }

@@ -61,13 +61,57 @@ export async function checkGpg(control) {
   }
   const fingerprint = signing.getFingerprint().toUpperCase();
   const userIds = signing.users.filter((u) => u.userID).map((u) => u.userID.userID);
-  // gpg lists the primary user id first (it moves it to the front on import).
-  let primary = null;
-  try {
-    primary = (await signing.getPrimaryUser()).user.userID?.userID ?? null;
-  } catch {
-    primary = null;
+  const primary = await gpgPrimaryUserId(openpgp, signing);
+  if (primary !== null) {
+    userIds.splice(userIds.indexOf(primary), 1);
+    userIds.unshift(primary);
   }
-  if (primary !== null) userIds.splice(userIds.indexOf(primary), 1), userIds.unshift(primary);
   return { signer: userIds[0] ?? fingerprint, fingerprint, userIds };
+}
+
+/** gpg's `cmp_user_ids`: the longer user id, then the greater bytes. */
+function compareUserIds(a, b) {
+  if (a.length !== b.length) return a.length - b.length;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
+
+/**
+ * The user id gpg lists first: gpg's primary (getkey.c `merge_selfsigs_main`): among the user
+ * ids whose latest valid self-signature flags them primary, else among all, the one with the
+ * latest such signature, ties going to `cmp_user_ids`. (openpgp.js's getPrimaryUser breaks
+ * ties by packet order instead, which names another user id for uids made in one second.)
+ */
+async function gpgPrimaryUserId(openpgp, key) {
+  const primaryKey = key.keyPacket;
+  const best = { flagged: null, other: null };
+  for (const user of key.users) {
+    if (!user.userID) continue;
+    const certifications = [...user.selfCertifications].sort((a, b) => b.created - a.created);
+    let latest = null;
+    for (const certification of certifications) {
+      try {
+        if (certification.revoked || await user.isRevoked(certification)) continue;
+        await certification.verify(primaryKey, openpgp.enums.signature.certGeneric,
+          { userID: user.userID, key: primaryKey });
+        latest = certification;
+        break;
+      } catch {
+        // An invalid self-signature does not count, as gpg drops it.
+      }
+    }
+    if (latest === null) continue;
+    const candidate = {
+      created: Math.floor(latest.created.getTime() / 1000),
+      bytes: new TextEncoder().encode(user.userID.userID),
+      id: user.userID.userID,
+    };
+    const which = latest.isPrimaryUserID ? 'flagged' : 'other';
+    const current = best[which];
+    if (current === null || candidate.created > current.created
+      || (candidate.created === current.created && compareUserIds(candidate.bytes, current.bytes) > 0)) {
+      best[which] = candidate;
+    }
+  }
+  return (best.flagged ?? best.other)?.id ?? null;
 }

@@ -65,7 +65,9 @@ export class SessionVerifier {
    *   default: checkGpg from ./gpg.js, which import()s openpgp only when called.
    */
   constructor({ gpg = checkGpg } = {}) {
+    /** The verifier's state (internal: verifyLogText reads it). */
     this.verifier = new Verifier(gpgAdapter(gpg));
+    /** Lines or messages pushed so far, blank lines included (internal). */
     this.index = 0;
     /** 'line' for a log, 'message' for the wire: how the verdict names the failing unit. */
     this.unit = 'line';
@@ -75,7 +77,7 @@ export class SessionVerifier {
   }
 
   /** Runs `step` after every push made before it. */
-  enqueue(step) {
+  #enqueue(step) {
     const run = this.queue.then(step);
     this.queue = run.catch(() => {});
     return run;
@@ -88,10 +90,10 @@ export class SessionVerifier {
    * @returns {Promise<Event | null>}
    */
   pushLogLine(text) {
-    return this.enqueue(() => this.logLine(text));
+    return this.#enqueue(() => this.#pushLine(text));
   }
 
-  async logLine(text) {
+  async #pushLine(text) {
     const index = ++this.index;
     if (blank(text)) return null;
     const verifier = this.verifier;
@@ -106,48 +108,48 @@ export class SessionVerifier {
     }
     if (verifier.failure !== null) {
       verifier.lookAhead(index, decoded);
-      return this.event(index, decoded?.message ?? null, false);
+      return this.#event(index, decoded?.message ?? null, false);
     }
     if (parseError !== null) {
       verifier.fail(new Failure(index, 'parse', { error: parseError.message }));
-      return this.event(index, null, false);
+      return this.#event(index, null, false);
     }
     const trusted = await verifier.push(index, decoded.message, decoded.hash);
-    return this.event(index, decoded.message, trusted);
+    return this.#event(index, decoded.message, trusted);
   }
 
   /**
    * The protobuf bytes of one `L` frame (the tag byte already removed): the wire form, which
    * has no pointers (recovered as for the server's log flavour). A verdict on the wire names
    * the failing message: `message N: reason`.
-   * @param {Uint8Array} bytes
+   * @param {Uint8Array | ArrayBuffer} bytes
    * @returns {Promise<Event>}
    */
   pushWire(bytes) {
-    return this.enqueue(() => this.wire(bytes));
+    return this.#enqueue(() => this.#pushFrame(bytes));
   }
 
-  async wire(bytes) {
+  async #pushFrame(bytes) {
     this.unit = 'message';
     const index = ++this.index;
     const verifier = this.verifier;
     verifier.report.lines++;
     let message = null;
     try {
-      message = decodeMessage(bytes);
+      message = decodeMessage(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       if (verifier.failure === null) {
         verifier.fail(new Failure(index, 'wire', { error: `failed to decode the message: ${error.message}` }));
       }
-      return this.event(index, null, false);
+      return this.#event(index, null, false);
     }
-    if (verifier.failure !== null) return this.event(index, message, false);
+    if (verifier.failure !== null) return this.#event(index, message, false);
     const trusted = await verifier.push(index, message, null);
-    return this.event(index, message, trusted);
+    return this.#event(index, message, trusted);
   }
 
-  event(index, message, trusted) {
+  #event(index, message, trusted) {
     return {
       index,
       kind: message === null ? 'invalid' : kindOf(message),
@@ -159,10 +161,10 @@ export class SessionVerifier {
 
   /** The verdict so far, with `final` true once finish() was called. @returns {Verdict} */
   state() {
-    return { ...this.verdict(), final: this.finished };
+    return { ...this.#verdict(), final: this.finished };
   }
 
-  verdict() {
+  #verdict() {
     const { failure, report, signatureChecks } = this.verifier;
     const rejection = failure === null
       ? null
@@ -175,9 +177,9 @@ export class SessionVerifier {
    * `kanava verify --json` minus `path`.
    */
   finish() {
-    return this.enqueue(() => {
+    return this.#enqueue(() => {
       this.finished = true;
-      return this.verdict();
+      return this.#verdict();
     });
   }
 }

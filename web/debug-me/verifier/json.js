@@ -362,7 +362,7 @@ const BASE64_VALUES = new Int16Array(128).fill(-1);
 for (let i = 0; i < 64; i++) BASE64_VALUES[BASE64.charCodeAt(i)] = i;
 
 /** Standard padded base64, canonical (as the Rust base64 crate's STANDARD engine), or null. */
-export function decodeBase64(text) {
+function decodeBase64(text) {
   if (text.length % 4 !== 0) return null;
   let pad = 0;
   if (text.endsWith('==')) pad = 2;
@@ -394,7 +394,7 @@ export function decodeBase64(text) {
 }
 
 /** Standard padded base64 of bytes. */
-export function encodeBase64(bytes) {
+function encodeBase64(bytes) {
   let text = '';
   for (let i = 0; i < bytes.length; i += 3) {
     const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
@@ -613,7 +613,7 @@ function controlActionJson(action) {
 }
 
 /** The JSON of a message (`{"User": …}` or `{"Developer": …}`). */
-export function messageJson(msg) {
+function messageJson(msg) {
   let inner;
   if (msg.type === 'Control') {
     inner = `{"ControlMessage":{"control":${controlActionJson(msg.control)},`

@@ -142,11 +142,6 @@ export function control(side, action, sig) {
   return { side, type: 'Control', control: action, signature: sig };
 }
 
-/** Whether a message is a link of the chain (a Seen or an Entered). */
-export function isActivity(message) {
-  return message.type !== 'Control';
-}
-
 /** Lowercase hex of bytes (a session key as `kanava verify` prints it). */
 export { toHex as hex };
 

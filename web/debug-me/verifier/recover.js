@@ -21,6 +21,9 @@ export const CHECKS_PER_LINE = 4;
 /** Distinct `prevEntered` of the latest activities kept as candidates. */
 const RECENT_ENTERED_POINTERS = 8;
 
+/** Most signature checks of a line's search started at once. */
+const MAX_BATCH = 32;
+
 /** A signer index, or one of these. */
 export const NONE = -1;
 export const EXHAUSTED = -2;
@@ -65,10 +68,15 @@ export class CheckBudget {
   /** Whether `sig` is `key`'s over `bytes`, or null when the line has no check left. */
   async verify(key, bytes, sig) {
     if (this.lineSpent >= this.lineLimit) return null;
+    this.spend();
+    return verifies(key, bytes, sig);
+  }
+
+  /** Counts one check (that the line had left). */
+  spend() {
     this.lineSpent++;
     this.spent++;
     this.available--;
-    return verifies(key, bytes, sig);
   }
 }
 
@@ -81,6 +89,7 @@ export class Signable {
     this.signatureHash = null;
   }
 
+  /** What the signature covers with `pointers`. */
   signed(pointers) {
     return hash.t('Activity', hash.l([this.content, hash.u(pointers[0]), hash.u(pointers[1]), this.elapsed]));
   }
@@ -195,15 +204,53 @@ export class Recovery {
         for (let a = first; a <= last; a++) yield [activities[a], entered[distance - a]];
       }
     };
-    for (const pointers of candidates(this.likely(side))) {
-      const key = pointersKey(pointers);
-      if (tried.has(key)) continue;
-      tried.add(key);
-      const signer = await activity.signer(pointers, keys, this.budget);
-      if (signer >= 0) return { pointers, key: signer };
-      if (signer === EXHAUSTED) return { everyPair: false };
+    // The checks in the order the Rust verifier makes them (pair by pair, each under every
+    // key), as many as the line may still make.
+    const checks = function* checks(likely, budgetLeft) {
+      let made = 0;
+      for (const pointers of candidates(likely)) {
+        const name = pointersKey(pointers);
+        if (tried.has(name)) continue;
+        tried.add(name);
+        const signed = activity.signed(pointers);
+        for (let key = 0; key < keys.length; key++) {
+          if (made === budgetLeft) {
+            yield null;
+            return;
+          }
+          made++;
+          yield { pointers, key, signed };
+        }
+      }
+    };
+    // Started in batches (WebCrypto works on several at once), counted one by one as in Rust:
+    // the checks after the one that succeeds are not counted, and their answers are dropped.
+    // The first batch is a single check: the likeliest pair is usually the one.
+    const pending = checks(this.likely(side), this.budget.lineLeft());
+    let batch = 1;
+    for (;;) {
+      const started = [];
+      let exhausted = false;
+      while (started.length < batch) {
+        const { value, done } = pending.next();
+        if (done) break;
+        if (value === null) {
+          exhausted = true;
+          break;
+        }
+        const verified = verifies(keys[value.key], value.signed, activity.signature);
+        // A check whose answer is dropped must not fail unseen.
+        verified.catch(() => {});
+        started.push({ ...value, verified });
+      }
+      for (const check of started) {
+        this.budget.spend();
+        if (await check.verified) return { pointers: check.pointers, key: check.key };
+      }
+      if (exhausted) return { everyPair: false };
+      if (started.length < batch) return { everyPair: this.count.every((n) => n <= WINDOW) };
+      batch = Math.min(batch * 4, MAX_BATCH);
     }
-    return { everyPair: this.count.every((n) => n <= WINDOW) };
   }
 
   /** Adds an activity of `side` with `pointers` and chain hash `chainHash` to the chain. */

@@ -55,7 +55,7 @@ function blocks(state, bytes, offset, end) {
       const s1h = ((xh >>> 19) | (xl << 13)) ^ ((xl >>> 29) | (xh << 3)) ^ (xh >>> 6);
       const s1l = ((xl >>> 19) | (xh << 13)) ^ ((xh >>> 29) | (xl << 3)) ^ ((xl >>> 6) | (xh << 26));
       let lo = (s0l >>> 0) + (s1l >>> 0) + (W[i - 13] >>> 0) + (W[i - 31] >>> 0);
-      let hi = s0h + s1h + W[i - 14] + W[i - 32] + Math.floor(lo / 0x100000000);
+      let hi = s0h + s1h + W[i - 14] + W[i - 32] + ((lo / 0x100000000) | 0);
       W[i] = hi | 0;
       W[i + 1] = lo | 0;
     }
@@ -67,31 +67,31 @@ function blocks(state, bytes, offset, end) {
       const chh = (e1 & f1) ^ (~e1 & g1);
       const chl = (e2 & f2) ^ (~e2 & g2);
       let lo = (h2 >>> 0) + (S1l >>> 0) + (chl >>> 0) + (K[i + 1] >>> 0) + (W[i + 1] >>> 0);
-      const t1h = (h1 + S1h + chh + K[i] + W[i] + Math.floor(lo / 0x100000000)) | 0;
+      const t1h = (h1 + S1h + chh + K[i] + W[i] + ((lo / 0x100000000) | 0)) | 0;
       const t1l = lo | 0;
       const S0h = ((a1 >>> 28) | (a2 << 4)) ^ ((a2 >>> 2) | (a1 << 30)) ^ ((a2 >>> 7) | (a1 << 25));
       const S0l = ((a2 >>> 28) | (a1 << 4)) ^ ((a1 >>> 2) | (a2 << 30)) ^ ((a1 >>> 7) | (a2 << 25));
       const majh = (a1 & b1) ^ (a1 & c1) ^ (b1 & c1);
       const majl = (a2 & b2) ^ (a2 & c2) ^ (b2 & c2);
       lo = (S0l >>> 0) + (majl >>> 0);
-      const t2h = (S0h + majh + Math.floor(lo / 0x100000000)) | 0;
+      const t2h = (S0h + majh + ((lo / 0x100000000) | 0)) | 0;
       const t2l = lo | 0;
       h1 = g1; h2 = g2; g1 = f1; g2 = f2; f1 = e1; f2 = e2;
       lo = (d2 >>> 0) + (t1l >>> 0);
-      e1 = (d1 + t1h + Math.floor(lo / 0x100000000)) | 0; e2 = lo | 0;
+      e1 = (d1 + t1h + ((lo / 0x100000000) | 0)) | 0; e2 = lo | 0;
       d1 = c1; d2 = c2; c1 = b1; c2 = b2; b1 = a1; b2 = a2;
       lo = (t1l >>> 0) + (t2l >>> 0);
-      a1 = (t1h + t2h + Math.floor(lo / 0x100000000)) | 0; a2 = lo | 0;
+      a1 = (t1h + t2h + ((lo / 0x100000000) | 0)) | 0; a2 = lo | 0;
     }
     let lo;
-    lo = (al >>> 0) + (a2 >>> 0); ah = (ah + a1 + Math.floor(lo / 0x100000000)) | 0; al = lo | 0;
-    lo = (bl >>> 0) + (b2 >>> 0); bh = (bh + b1 + Math.floor(lo / 0x100000000)) | 0; bl = lo | 0;
-    lo = (cl >>> 0) + (c2 >>> 0); ch = (ch + c1 + Math.floor(lo / 0x100000000)) | 0; cl = lo | 0;
-    lo = (dl >>> 0) + (d2 >>> 0); dh = (dh + d1 + Math.floor(lo / 0x100000000)) | 0; dl = lo | 0;
-    lo = (el >>> 0) + (e2 >>> 0); eh = (eh + e1 + Math.floor(lo / 0x100000000)) | 0; el = lo | 0;
-    lo = (fl >>> 0) + (f2 >>> 0); fh = (fh + f1 + Math.floor(lo / 0x100000000)) | 0; fl = lo | 0;
-    lo = (gl >>> 0) + (g2 >>> 0); gh = (gh + g1 + Math.floor(lo / 0x100000000)) | 0; gl = lo | 0;
-    lo = (hl >>> 0) + (h2 >>> 0); hh = (hh + h1 + Math.floor(lo / 0x100000000)) | 0; hl = lo | 0;
+    lo = (al >>> 0) + (a2 >>> 0); ah = (ah + a1 + ((lo / 0x100000000) | 0)) | 0; al = lo | 0;
+    lo = (bl >>> 0) + (b2 >>> 0); bh = (bh + b1 + ((lo / 0x100000000) | 0)) | 0; bl = lo | 0;
+    lo = (cl >>> 0) + (c2 >>> 0); ch = (ch + c1 + ((lo / 0x100000000) | 0)) | 0; cl = lo | 0;
+    lo = (dl >>> 0) + (d2 >>> 0); dh = (dh + d1 + ((lo / 0x100000000) | 0)) | 0; dl = lo | 0;
+    lo = (el >>> 0) + (e2 >>> 0); eh = (eh + e1 + ((lo / 0x100000000) | 0)) | 0; el = lo | 0;
+    lo = (fl >>> 0) + (f2 >>> 0); fh = (fh + f1 + ((lo / 0x100000000) | 0)) | 0; fl = lo | 0;
+    lo = (gl >>> 0) + (g2 >>> 0); gh = (gh + g1 + ((lo / 0x100000000) | 0)) | 0; gl = lo | 0;
+    lo = (hl >>> 0) + (h2 >>> 0); hh = (hh + h1 + ((lo / 0x100000000) | 0)) | 0; hl = lo | 0;
   }
   state.splice(0, 16, ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl);
 }

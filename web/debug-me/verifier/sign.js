@@ -39,7 +39,9 @@ function smallOrder(point) {
   });
 }
 
+/** Imported WebCrypto keys by their raw bytes, at most MAX_KEYS. */
 const keys = new Map();
+const MAX_KEYS = 4096;
 
 /** A valid key (appendix A's user key): whether WebCrypto has Ed25519 at all. */
 const PROBE = Uint8Array.from(atob('zrnuBvzv3mJ8Cay8nXjc3vRfv/jVtJATSaHjAg53gxo='), (c) => c.charCodeAt(0));
@@ -58,6 +60,9 @@ function importKey(key) {
   for (const byte of key) text += String.fromCharCode(byte);
   let imported = keys.get(text);
   if (imported === undefined) {
+    // Keys are kept across logs (a worker verifies many); a log of crafted keys cannot make
+    // the cache grow without end.
+    if (keys.size >= MAX_KEYS) keys.clear();
     imported = subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']).catch(() => null);
     keys.set(text, imported);
   }
