@@ -55,7 +55,11 @@ async function verifyFile(file, report) {
   }
   const collector = collectMarks(bytes, report);
   report({ type: 'verifying', lines: collector.marks.length });
-  const verdict = await verifyLogBytes(bytes);
+  const chain = new Map();
+  const verdict = await verifyLogBytes(bytes, {
+    onChain: (line, hash, pointers) => chain.set(line, { hash, pointers }),
+  });
+  collector.link(chain);
   return { verdict, marks: collector.finish(verdict.verified ? null : verdict.line) };
 }
 

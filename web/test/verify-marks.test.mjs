@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { decodeLine } from '../debug-me/verifier/index.js';
+import { decodeLine, verifyLogText } from '../debug-me/verifier/index.js';
 import { MarkCollector } from '../debug-me/verify/marks.js';
 import { centre, columnsFor, describe } from '../debug-me/verify/chain.js';
 
@@ -22,6 +22,25 @@ test("a real user log's marks follow the pointers it writes", () => {
     [3, 'seen', 'user', 2, true],
   ]);
   assert.equal(marks[0].what, 'SessionKey');
+});
+
+test("a server's log, which writes no pointers, is linked as the verifier recovered its chain", async () => {
+  const log = readFileSync(new URL('../../fuzz/seeds/debugme_verify/server_flavour_session', import.meta.url), 'utf8');
+  const collector = new MarkCollector();
+  log.split('\n').filter(Boolean).forEach((line, at) => collector.add(at + 1, decodeLine(line)));
+  const written = collector.marks.filter((m) => m.kind !== 'control');
+  assert.ok(written.length > 2 && written.every((m) => m.follows === null && m.followsEntered === null));
+  const chain = new Map();
+  const verdict = await verifyLogText(log, { onChain: (line, hash, pointers) => chain.set(line, { hash, pointers }) });
+  assert.equal(verdict.verified, true);
+  collector.link(chain);
+  const activities = collector.finish(null).filter((m) => m.kind !== 'control');
+  assert.equal(chain.size, activities.length);
+  // The first activity follows nothing; every later one follows an earlier line.
+  assert.equal(activities[0].follows, null);
+  for (const mark of activities.slice(1)) {
+    assert.ok(mark.follows !== null && mark.follows < mark.line, JSON.stringify(mark));
+  }
 });
 
 test('an Entered the user rejects is drawn as rejected, and nothing from the failure on is trusted', () => {

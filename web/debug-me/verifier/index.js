@@ -41,6 +41,16 @@ export { hex } from './model.js';
  * signature_checks }`. `state()` adds `final`.
  */
 
+/**
+ * @callback ChainObserver
+ * Told of each activity the verifier accepts into the chain, so that a page can draw the chain
+ * of a log without pointers (the server's) as the signatures recovered it.
+ * @param {number} line the activity's line (or message) number
+ * @param {import('./model.js').Hash} chainHash its hash in the chain
+ * @param {Array<import('./model.js').Hash | null>} pointers `[prevActivity, prevEntered]` it was
+ *   signed with: written in the log, or recovered
+ */
+
 const WHITESPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
 
 /** Whether a log line is blank as Rust's `str::trim` sees it (skipped, but counted). */
@@ -60,13 +70,15 @@ function gpgAdapter(gpg) {
 /** Verifies one session, message by message, as the Rust verifier does a whole log. */
 export class SessionVerifier {
   /**
-   * @param {{ gpg?: (control: import('./model.js').Control) => Promise<{ signer: string }> }} options
+   * @param {{ gpg?: (control: import('./model.js').Control) => Promise<{ signer: string }>,
+   *   onChain?: ChainObserver }} options
    *   gpg checks a GpgSigned developer key (throws Error(reason) when it does not hold);
-   *   default: checkGpg from ./gpg.js, which import()s openpgp only when called.
+   *   default: checkGpg from ./gpg.js, which import()s openpgp only when called. onChain is
+   *   told of each activity accepted into the chain.
    */
-  constructor({ gpg = checkGpg } = {}) {
+  constructor({ gpg = checkGpg, onChain = null } = {}) {
     /** The verifier's state (internal: verifyLogText reads it). */
-    this.verifier = new Verifier(gpgAdapter(gpg));
+    this.verifier = new Verifier(gpgAdapter(gpg), onChain);
     /** Lines or messages pushed so far, blank lines included (internal). */
     this.index = 0;
     /** 'line' for a log, 'message' for the wire: how the verdict names the failing unit. */
@@ -200,8 +212,8 @@ function lines(text) {
  * Verifies a whole log file's text (what the worker and the CLI use), in time linear in its
  * length. @returns {Promise<Verdict>}
  */
-export async function verifyLogText(text, { gpg } = {}) {
-  const session = new SessionVerifier(gpg === undefined ? {} : { gpg });
+export async function verifyLogText(text, { gpg, onChain } = {}) {
+  const session = new SessionVerifier({ ...(gpg === undefined ? {} : { gpg }), onChain });
   for (const line of lines(text)) {
     const verifier = session.verifier;
     // After a failure only a pending forward pointer still reads the lines that follow.
@@ -245,11 +257,11 @@ function validUpTo(bytes) {
  * `verifyLogText(await file.text())`, which drops a BOM and replaces invalid UTF-8.
  * @returns {Promise<Verdict>}
  */
-export async function verifyLogBytes(data, { gpg } = {}) {
+export async function verifyLogBytes(data, { gpg, onChain } = {}) {
   const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
   const valid = validUpTo(bytes);
   const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-  if (valid === bytes.length) return verifyLogText(decoder.decode(bytes), { gpg });
+  if (valid === bytes.length) return verifyLogText(decoder.decode(bytes), { gpg, onChain });
   let line = 1;
   let lastNewline = -1;
   for (let i = 0; i < valid; i++) {
@@ -258,7 +270,7 @@ export async function verifyLogBytes(data, { gpg } = {}) {
       lastNewline = i;
     }
   }
-  const verdict = await verifyLogText(decoder.decode(bytes.subarray(0, lastNewline + 1)), { gpg });
+  const verdict = await verifyLogText(decoder.decode(bytes.subarray(0, lastNewline + 1)), { gpg, onChain });
   if (!verdict.verified) return verdict;
   return {
     verified: false,

@@ -84,9 +84,15 @@ function keyString(key) {
 
 /** The verifier's state (verify.rs `Verifier`), fed one message at a time. */
 export class Verifier {
-  /** @param {(control: import('./model.js').Control) => Promise<string>} gpg the signer of a GnuPG-signed SessionKey, or throws its reason */
-  constructor(gpg) {
+  /**
+   * @param {(control: import('./model.js').Control) => Promise<string>} gpg the signer of a GnuPG-signed SessionKey, or throws its reason
+   * @param {((line: number, chainHash: object, pointers: Array<object | null>) => void) | null} onChain
+   *   told of each activity accepted into the chain: its line, its chain hash and the pointers
+   *   it was signed with (written in the log, or recovered)
+   */
+  constructor(gpg, onChain = null) {
     this.gpg = gpg;
+    this.onChain = onChain;
     this.report = {
       lines: 0,
       activities: 0,
@@ -289,5 +295,6 @@ export class Verifier {
     if (keySide !== side) info.signedForOtherSide.add(line);
     if (keySide === DEVELOPER && !accepted) info.signedUnaccepted.add(line);
     this.recovery.push(side, pointers, chainHash);
+    this.onChain?.(line, chainHash, pointers);
   }
 }

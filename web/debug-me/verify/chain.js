@@ -158,8 +158,8 @@ export function drawChain(allMarks, failingLine) {
   const activities = marks.filter((mark) => mark.kind === 'seen' || mark.kind === 'entered' || mark.kind === 'rejected');
   const linked = activities.some((mark) => mark.follows !== null || mark.followsEntered !== null);
   let how = 'Read left to right, then right to left on the next row.';
-  if (linked) how += ' Lines join each activity to the one the log says it follows; dashed lines to the last accepted Entered it names.';
-  else if (activities.length > 1) how += ' The log names no links between its activities (a server’s log does not: the wire drops them), so none are drawn.';
+  if (linked) how += ' Lines join each activity to the one it follows in the chain (as signed: written in the log or, for a server’s log, recovered from the signatures); dashed lines to the last accepted Entered it names.';
+  else if (activities.length > 1) how += ' No links between its activities could be established, so none are drawn.';
   const cut = allMarks.length > MAX_MARKS ? ` Only the first ${MAX_MARKS} lines are drawn.` : '';
   caption.textContent = `${description}. ${how}${cut}`;
   figure.append(drawing, caption, legend());

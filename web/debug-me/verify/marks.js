@@ -1,9 +1,10 @@
 // What the drawing of a log's chain needs of each line: its kind (Seen, Entered, rejected
 // Entered, control, or a line that is not a log message), whose it is, whether it is trusted,
-// and the lines it is chained to. The links are those the log writes (`prevActivity`,
-// `prevEntered`, resolved through each line's `loggedHash`): the user's and developers' logs
-// have them; the server's log has none (the wire drops them), so its drawing has no links.
-// Kept apart from the drawing so that the worker can send plain data to the page.
+// and the lines it is chained to. The links of an activity the verifier accepted are the
+// pointers it was signed with, as the verifier found them (written in the log, or recovered
+// from the signatures: the server's log writes none, the wire drops them); past a failure they
+// are those the log writes (`prevActivity`, `prevEntered`, resolved through each line's
+// `loggedHash`). Kept apart from the drawing so that the worker can send plain data to the page.
 
 /** @typedef {'seen' | 'entered' | 'rejected' | 'control' | 'invalid'} MarkKind */
 
@@ -71,6 +72,27 @@ export class MarkCollector {
       if (rejected !== undefined) this.marks[rejected].kind = 'rejected';
     }
     this.marks.push(mark);
+  }
+
+  /**
+   * Links each activity the verifier accepted as it chained it: `chain` maps its line to its
+   * chain hash and the `[prevActivity, prevEntered]` it was signed with (the verifier's
+   * onChain).
+   * @param {Map<number, { hash: object, pointers: Array<object | null> }>} chain
+   */
+  link(chain) {
+    const lineByChain = new Map();
+    for (const [line, { hash }] of chain) lineByChain.set(hashText(hash), line);
+    const lineOf = (hash) => {
+      const key = hashText(hash);
+      return key === null ? null : (lineByChain.get(key) ?? null);
+    };
+    for (const mark of this.marks) {
+      const chained = chain.get(mark.line);
+      if (chained === undefined) continue;
+      mark.follows = lineOf(chained.pointers[0]);
+      mark.followsEntered = lineOf(chained.pointers[1]);
+    }
   }
 
   /** The marks, the failing line (if any) and those after it no longer trusted. */
