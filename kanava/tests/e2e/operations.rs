@@ -613,3 +613,57 @@ async fn the_metrics_pass_promtool_and_name_the_build() {
         stderr(&checked)
     );
 }
+
+/// The metric families a server exports, by name, once it has stored a frame (so that the
+/// store's latency summary, `stored`, has a sample).
+async fn exported_metrics(server: &Kanava, stored: &str) -> std::collections::BTreeSet<String> {
+    let mut member = server.client().join("alice", &channel("dashboard")).await;
+    member.send(text("hello")).await.unwrap();
+    server.wait_metric(&format!("{stored}_count"), 1.0).await;
+    let (_, body) = server.admin_get("/metrics").await;
+    body.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_charts_every_metric_and_only_metrics_kanava_exports() {
+    // What a single server and a cluster node export together.
+    let mut exported = exported_metrics(&Kanava::start(), "kanava_store_commit_seconds").await;
+    let nats = crate::nats::NatsCluster::start().await;
+    let node = crate::cluster::node(&nats.urls(), "dashboard", &[]);
+    node.wait_metric("kanava_cluster_connected", 1.0).await;
+    exported.extend(exported_metrics(&node, "kanava_cluster_publish_seconds").await);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .expect("docs/grafana-dashboard.json is JSON");
+    let mut charted = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("kanava_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    exported.contains(&name),
+                    "panel {:?} charts {name}, which kanava does not export",
+                    panel["title"]
+                );
+                charted.insert(name);
+            }
+        }
+    }
+    let missing: Vec<&String> = exported
+        .iter()
+        .filter(|name| !charted.contains(*name))
+        .collect();
+    assert!(missing.is_empty(), "not on the dashboard: {missing:?}");
+}
