@@ -367,10 +367,18 @@ pub async fn control_window(args: ControlArgs) -> anyhow::Result<ExitCode> {
             line = lines.recv() => {
                 let Some(line) = line else { break };
                 let line = line.trim();
+                // An answer settles the question at once: a line typed before the session
+                // confirms it is chat, not a wrong answer.
                 let request = match (line, &asking) {
                     ("/quit", _) => Request::Quit,
-                    ("y" | "yes", Some(_)) => Request::Answer(true),
-                    ("n" | "no", Some(_)) => Request::Answer(false),
+                    ("y" | "yes", Some(_)) => {
+                        asking = None;
+                        Request::Answer(true)
+                    }
+                    ("n" | "no", Some(_)) => {
+                        asking = None;
+                        Request::Answer(false)
+                    }
                     ("", _) => continue,
                     (_, Some(question)) => {
                         println!("{question}");
