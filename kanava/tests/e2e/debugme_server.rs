@@ -369,24 +369,24 @@ async fn a_real_user_session_is_relayed_logged_downloaded_and_verified() {
     );
 }
 
-#[tokio::test]
-async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() {
-    let _heavy = heavy().await;
-    let server = Kanava::start();
+/// A whole real session on `server`, every role the real debug-me: a user, a developer with a
+/// throwaway GnuPG key who runs `echo WORD`, a watcher, the user's chat "hello from the user"
+/// (awaited in the server's log), then the developer exits with `code`. Returns the roles
+/// (their logs), the session id and the server's log of it.
+pub(crate) async fn real_session(
+    server: &Kanava,
+    scratch: &Path,
+    word: &str,
+    code: u8,
+) -> (Roles, String, PathBuf) {
     let url = format!("http://{}/", server.debug_me);
     let roles = Roles::new();
-    let scratch = tempfile::tempdir().unwrap();
-    // A throwaway developer key.
     new_gpg_key(&roles.gnupg("dev"), "Dev");
-
-    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
+    let (session_url, id) = roles.start_user(scratch, &url).await;
     roles
-        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
+        .admit_developer_and_watcher(scratch, &session_url, &session_url)
         .await;
-
-    roles
-        .developer_echoes("hello-from-dev", &["watch", "user"])
-        .await;
+    roles.developer_echoes(word, &["watch", "user"]).await;
     // Chat from the user's control window is a signed control message, logged and relayed
     // (a developer shows it in its own control window).
     roles.keys("control", "hello from the user");
@@ -395,7 +395,16 @@ async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() 
         std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
     })
     .await;
-    roles.developer_exits(7, &["user", "dev", "watch"]).await;
+    roles.developer_exits(code, &["user", "dev", "watch"]).await;
+    (roles, id, server_log)
+}
+
+#[tokio::test]
+async fn a_real_developer_types_into_a_real_users_shell_and_a_watcher_sees_it() {
+    let _heavy = heavy().await;
+    let server = Kanava::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (roles, id, _) = real_session(&server, scratch.path(), "hello-from-dev", 7).await;
 
     let gnupg = roles.gnupg("verify");
     let logs = [

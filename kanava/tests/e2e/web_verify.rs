@@ -15,7 +15,7 @@ use kanava_debugme::synthetic::{self, Flavour, SyntheticLog, typing_session};
 use serde_json::{Value, json};
 
 use crate::debugme::tampered;
-use crate::debugme_server::Roles;
+use crate::debugme_server::real_session;
 use crate::playwright::{Browser, PAGE_WAIT, web_dir};
 use crate::support::*;
 
@@ -500,24 +500,8 @@ async fn once_loaded_the_page_verifies_with_the_server_gone_gnupg_logs_included(
 async fn real_debug_me_logs_of_every_flavour_verify_in_the_page_and_a_tampered_one_fails_there() {
     let _heavy = heavy().await;
     let server = Kanava::start();
-    let url = format!("http://{}/", server.debug_me);
-    let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
-    new_gpg_key(&roles.gnupg("dev"), "Dev");
-    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
-    roles
-        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
-        .await;
-    roles
-        .developer_echoes("typed-by-dev", &["watch", "user"])
-        .await;
-    roles.keys("control", "hello from the user");
-    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
-    wait_until("the chat reaches the server's log", || {
-        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
-    })
-    .await;
-    roles.developer_exits(3, &["user", "dev", "watch"]).await;
+    let (roles, id, server_log) = real_session(&server, scratch.path(), "typed-by-dev", 3).await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();

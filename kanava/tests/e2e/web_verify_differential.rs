@@ -19,7 +19,7 @@ use kanava_debugme::synthetic::{
 use serde_json::Value;
 
 use crate::debugme::{Mutator, tampered};
-use crate::debugme_server::{Roles, debug_me};
+use crate::debugme_server::{debug_me, real_session};
 use crate::support::*;
 
 /// The repository's root.
@@ -477,27 +477,12 @@ fn the_long_broken_and_crafted_logs_get_the_same_verdict_quickly_in_node_too() {
 async fn real_debug_me_logs_of_every_flavour_with_a_gnupg_signed_developer_agree() {
     let _heavy = heavy().await;
     let server = Kanava::start();
-    let url = format!("http://{}/", server.debug_me);
-    let roles = Roles::new();
     let scratch = tempfile::tempdir().unwrap();
-    new_gpg_key(&roles.gnupg("dev"), "Dev");
-    let (session_url, id) = roles.start_user(scratch.path(), &url).await;
-    roles
-        .admit_developer_and_watcher(scratch.path(), &session_url, &session_url)
-        .await;
-    roles
-        .developer_echoes("hello-from-dev", &["watch", "user"])
-        .await;
-    roles.keys("control", "hello from the user");
-    let server_log = server.data.join(format!("debug-me/debug-me.{id}.log"));
-    wait_until("the chat reaches the server's log", || {
-        std::fs::read_to_string(&server_log).is_ok_and(|l| l.contains("hello from the user"))
-    })
-    .await;
-    roles.developer_exits(7, &["user", "dev", "watch"]).await;
+    let (roles, id, server_log) = real_session(&server, scratch.path(), "hello-from-dev", 7).await;
     let download_dir = scratch.path().join("download");
     std::fs::create_dir(&download_dir).unwrap();
     let gnupg = roles.gnupg("verify");
+    let session_url = format!("http://{}/{id}", server.debug_me);
     let download = debug_me(&["--download", &session_url], &download_dir, &gnupg);
     assert!(download.status.success(), "{download:?}");
 
