@@ -43,7 +43,7 @@ fn verdicts(log: &Path) -> (Output, Output) {
 }
 
 /// Asserts that both `debug-me --verify` and `kanava verify` accept `log`.
-fn both_verify(log: &Path) {
+pub(crate) fn both_verify(log: &Path) {
     let (reference, ours) = verdicts(log);
     assert!(
         reference.status.success(),

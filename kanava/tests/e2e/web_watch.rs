@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use crate::debugme_client::both_verify;
 use crate::debugme_server::{
-    Roles, debug_me, open_session, raw_send, user_messages, user_messages_seeing, versioned,
+    Roles, open_session, raw_send, user_messages, user_messages_seeing, versioned,
 };
 use crate::playwright::{Browser, PAGE_WAIT};
 use crate::support::*;
@@ -289,7 +290,7 @@ async fn a_kanava_share_session_is_watched_verified_replayed_and_downloaded() {
     );
     browser.assert_clean("watch").await;
     let (log, cast) = download_both(&mut browser, "watch", scratch.path()).await;
-    both_verify(&log, scratch.path());
+    both_verify(&log);
     let output = asciicast_output(&cast);
     assert!(
         output.contains("first-2") && output.contains("second-4"),
@@ -375,36 +376,6 @@ async fn download_both(
     }
     let cast = saved.pop().unwrap();
     (saved.pop().unwrap(), cast)
-}
-
-/// Asserts that `kanava verify` and the real `debug-me --verify` both accept `log`.
-fn both_verify(log: &Path, scratch: &Path) {
-    let ours = Command::new(env!("CARGO_BIN_EXE_kanava"))
-        .arg("verify")
-        .arg(log)
-        .output()
-        .unwrap();
-    assert!(
-        ours.status.success(),
-        "kanava verify {}: {}{}",
-        log.display(),
-        String::from_utf8_lossy(&ours.stdout),
-        String::from_utf8_lossy(&ours.stderr)
-    );
-    let gnupg = private_dir(&scratch.join("gnupg-verify"));
-    let reference = debug_me(&["--verify", log.to_str().unwrap()], scratch, &gnupg);
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", &gnupg)
-        .args(["--kill", "gpg-agent"])
-        .output();
-    assert!(
-        String::from_utf8_lossy(&reference.stdout).contains("Log file verified")
-            || String::from_utf8_lossy(&reference.stderr).contains("Log file verified"),
-        "debug-me --verify {}: {}{}",
-        log.display(),
-        String::from_utf8_lossy(&reference.stdout),
-        String::from_utf8_lossy(&reference.stderr)
-    );
 }
 
 /// What `asciinema cat` prints of a recording (the real asciinema: it fails on anything but a
