@@ -155,8 +155,8 @@ impl Settings {
     }
 
     /// What `kanava serve --check-config` checks without starting anything: the settings
-    /// together, the certificate and key files, the data directory and the `sendmail`
-    /// program. Returns one line per thing checked; an error names the setting or file at
+    /// together, the certificate and key files, the operators file and the message of the day,
+    /// the data directory and the `sendmail` program. Returns one line per thing checked; an error names the setting or file at
     /// fault.
     pub fn check(&self) -> anyhow::Result<Vec<String>> {
         self.validate()?;
@@ -174,6 +174,20 @@ impl Settings {
             TlsSource::Acme(acme) => {
                 checked.push(format!("tls: ACME for {}", acme.domains.join(", ")))
             }
+        }
+        if let Some(file) = &self.ssh.ops_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("ssh-ops {}: cannot read it", file.display()))?;
+            let (keys, errors) = kanava_ssh::ops::parse_authorized_keys(&text);
+            if let Some((line, error)) = errors.first() {
+                bail!("ssh-ops {}: line {line}: {error}", file.display());
+            }
+            checked.push(format!("ops: {} keys in {}", keys.len(), file.display()));
+        }
+        if let Some(file) = &self.ssh.motd_file {
+            std::fs::File::open(file)
+                .with_context(|| format!("motd {}: cannot read it", file.display()))?;
+            checked.push(format!("motd: {}", file.display()));
         }
         checked.push(
             check_writable_dir(&self.data_dir)

@@ -178,6 +178,23 @@ async fn check_config_accepts_a_valid_configuration_and_names_what_is_wrong() {
             assert!(said.contains(config_arg), "{text}: said {said}");
         }
     }
+    // The files the SSH chat reads: an operators file must hold only keys, a MOTD be readable.
+    let ops = dir.path().join("ops");
+    std::fs::write(&ops, "# operators\nssh-ed25519 not-base64 alice\n").unwrap();
+    let out = check_config(&["--ssh-ops", ops.to_str().unwrap(), "--data", data_arg]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("ssh-ops {}: line 2: ", ops.display())),
+        "{}",
+        stderr(&out)
+    );
+    let out = check_config(&["--motd", "/nonexistent/motd", "--data", data_arg]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("motd /nonexistent/motd: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, "").unwrap();
     let out = check_config(&["--data", not_a_dir.join("data").to_str().unwrap()]);
