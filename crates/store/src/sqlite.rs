@@ -75,15 +75,16 @@ const SCHEMA_VERSION: i64 = 6;
 
 /// The tables. `channel.kept_entries` and `kept_bytes` count a channel's retained history (rows
 /// and payload bytes), kept in the transaction that changes it, so that retention knows whether
-/// to evict without reading the history.
+/// to evict without reading the history; NULL until counted (a channel from before version 6
+/// is counted the first time retention looks at it).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     last_seq INTEGER NOT NULL,
     last_activity_ms INTEGER NOT NULL,
-    kept_entries INTEGER NOT NULL DEFAULT 0,
-    kept_bytes INTEGER NOT NULL DEFAULT 0
+    kept_entries INTEGER,
+    kept_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS history (
     channel_id INTEGER NOT NULL,
@@ -513,7 +514,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_verified {
         tx.execute_batch("ALTER TABLE history ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;")?;
     }
-    // Before version 6 a channel's history was counted on every append: count it once now.
+    // Before version 6 retention read a channel's whole history on every append. Each channel
+    // is counted once, when retention first looks at it, so that opening a database of many
+    // channels stays quick.
     let has_counters: bool = tx.query_row(
         "SELECT count(*) FROM pragma_table_info('channel') WHERE name = 'kept_entries'",
         [],
@@ -521,12 +524,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_counters {
         tx.execute_batch(
-            "ALTER TABLE channel ADD COLUMN kept_entries INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE channel ADD COLUMN kept_bytes INTEGER NOT NULL DEFAULT 0;
-             UPDATE channel SET
-                 kept_entries = (SELECT count(*) FROM history WHERE channel_id = channel.id),
-                 kept_bytes = (SELECT coalesce(sum(length(payload)), 0) FROM history
-                               WHERE channel_id = channel.id);",
+            "ALTER TABLE channel ADD COLUMN kept_entries INTEGER;
+             ALTER TABLE channel ADD COLUMN kept_bytes INTEGER;",
         )?;
     }
     // What each source holds is read back at start-up from this index alone.
@@ -968,8 +967,11 @@ fn channel_id(
     if let Some(id) = existing_channel_id(tx, cache, channel)? {
         return Ok(id);
     }
-    tx.prepare_cached("INSERT INTO channel (name, last_seq, last_activity_ms) VALUES (?1, 0, ?2)")?
-        .execute(params![channel.as_str(), now_ms as i64])?;
+    tx.prepare_cached(
+        "INSERT INTO channel (name, last_seq, last_activity_ms, kept_entries, kept_bytes)
+         VALUES (?1, 0, ?2, 0, 0)",
+    )?
+    .execute(params![channel.as_str(), now_ms as i64])?;
     let id = tx.last_insert_rowid();
     cache.insert(channel.clone(), id);
     Ok(id)
@@ -1022,8 +1024,13 @@ fn add_released(rows: &mut rusqlite::Rows<'_>, released: &mut Released) -> Resul
     Ok(())
 }
 
-/// A channel's retained history: rows and payload bytes.
+/// A channel's retained history as counted: rows and payload bytes, NULL if not counted yet.
 const KEPT: &str = "SELECT kept_entries, kept_bytes FROM channel WHERE id = ?1";
+
+/// A channel's retained history counted from the history itself, for a channel from before
+/// the counters.
+const COUNT: &str =
+    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM history WHERE channel_id = ?1";
 
 /// A channel's history oldest first, with each entry's payload size (read from the record
 /// header, not the payload).
@@ -1039,7 +1046,8 @@ const DELETE_OLDEST: &str =
 /// The channel's counters say whether anything must go, so a channel within its limits costs
 /// one row read; otherwise only the entries evicted (and the first one kept) are read, through
 /// the primary key. Every entry is evicted once, so retention costs O(1) amortised per append
-/// whatever the limits.
+/// whatever the limits (plus, once per channel from before the counters, one count of its
+/// history).
 fn evict(
     tx: &Transaction<'_>,
     channel_id: i64,
@@ -1048,10 +1056,17 @@ fn evict(
 ) -> Result<(), StoreError> {
     let max_entries = i64::try_from(limits.max_entries).unwrap_or(i64::MAX);
     let max_bytes = i64::try_from(limits.max_bytes).unwrap_or(i64::MAX);
-    let (mut entries, mut bytes): (i64, i64) = tx
+    let counted: (Option<i64>, Option<i64>) = tx
         .prepare_cached(KEPT)?
         .query_row([channel_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    if entries <= max_entries && bytes <= max_bytes {
+    let (mut entries, mut bytes) = match counted {
+        (Some(entries), Some(bytes)) => (entries, bytes),
+        _ => tx
+            .prepare_cached(COUNT)?
+            .query_row([channel_id], |row| Ok((row.get(0)?, row.get(1)?)))?,
+    };
+    let recount = counted.0.is_none() || counted.1.is_none();
+    if entries <= max_entries && bytes <= max_bytes && !recount {
         return Ok(());
     }
     let mut last_evicted = None;
@@ -1718,8 +1733,9 @@ mod tests {
     }
 
     /// What a database at `path` counts for channel `name` and what its history really holds:
-    /// `(kept_entries, kept_bytes)` and `(rows, payload bytes)`.
-    fn counted_and_held(path: &Path, name: &str) -> ((i64, i64), (i64, i64)) {
+    /// `(kept_entries, kept_bytes)` (None if not counted yet) and `(rows, payload bytes)`.
+    #[allow(clippy::type_complexity)]
+    fn counted_and_held(path: &Path, name: &str) -> ((Option<i64>, Option<i64>), (i64, i64)) {
         let conn = Connection::open(path).unwrap();
         conn.query_row(
             "SELECT kept_entries, kept_bytes,
@@ -1790,7 +1806,11 @@ mod tests {
             "both caps were reached: {at_entry_cap} {at_byte_cap}"
         );
         let (counted, held) = counted_and_held(&path, "c");
-        assert_eq!(counted, held, "the counters match the history");
+        assert_eq!(
+            counted,
+            (Some(held.0), Some(held.1)),
+            "the counters match the history"
+        );
         assert_eq!(held.0 as usize, window.len());
         assert_eq!(held.1 as u64, window.bytes());
     }
@@ -1868,7 +1888,7 @@ mod tests {
     fn retention_reads_the_history_through_its_primary_key() {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
-        for sql in [KEPT, OLDEST, DELETE_OLDEST] {
+        for sql in [KEPT, COUNT, OLDEST, DELETE_OLDEST] {
             let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let bound = explain.parameter_count();
             let plan: Vec<String> = explain
@@ -1916,9 +1936,10 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path, limits(4, 1000)).unwrap();
-        assert_eq!(counted_and_held(&path, "a"), ((5, 8), (5, 8)));
-        assert_eq!(counted_and_held(&path, "b"), ((2, 3), (2, 3)));
-        assert_eq!(counted_and_held(&path, "empty"), ((0, 0), (0, 0)));
+        // Opening counts nothing: each channel is counted when it is next appended to.
+        assert_eq!(counted_and_held(&path, "a"), ((None, None), (5, 8)));
+        assert_eq!(counted_and_held(&path, "b"), ((None, None), (2, 3)));
+        assert_eq!(counted_and_held(&path, "empty"), ((None, None), (0, 0)));
         let a = store.load(ChannelName::new("a").unwrap()).await.unwrap();
         let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5], "the history is intact");
@@ -1929,7 +1950,20 @@ mod tests {
         let a = store.load(ChannelName::new("a").unwrap()).await.unwrap();
         let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [3, 4, 5, 6]);
-        assert_eq!(counted_and_held(&path, "a"), ((4, 7), (4, 7)));
+        assert_eq!(counted_and_held(&path, "a"), ((Some(4), Some(7)), (4, 7)));
+        store.append(vec![new_entry("b", 3, 1, 6)]).await.unwrap();
+        assert_eq!(counted_and_held(&path, "b"), ((Some(3), Some(4)), (3, 4)));
+        store
+            .append(vec![new_entry("empty", 1, 5, 6)])
+            .await
+            .unwrap();
+        assert_eq!(
+            counted_and_held(&path, "empty"),
+            ((Some(1), Some(5)), (1, 5))
+        );
+        let b = store.load(ChannelName::new("b").unwrap()).await.unwrap();
+        let seqs: Vec<u64> = b.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
         drop(store);
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn
