@@ -71,14 +71,20 @@ const JOURNAL_HEADROOM: u64 = JOURNAL_SIZE_LIMIT as u64 + 1024 * 1024;
 const PURGE_CHUNK: usize = 1000;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
+/// The tables. `channel.kept_entries` and `kept_bytes` count a channel's retained history (rows
+/// and payload bytes), kept in the transaction that changes it, so that retention knows whether
+/// to evict without reading the history; NULL until counted (a channel from before version 6
+/// is counted the first time retention looks at it).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channel (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     last_seq INTEGER NOT NULL,
-    last_activity_ms INTEGER NOT NULL
+    last_activity_ms INTEGER NOT NULL,
+    kept_entries INTEGER,
+    kept_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS history (
     channel_id INTEGER NOT NULL,
@@ -507,6 +513,20 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_verified {
         tx.execute_batch("ALTER TABLE history ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    // Before version 6 retention read a channel's whole history on every append. Each channel
+    // is counted once, when retention first looks at it, so that opening a database of many
+    // channels stays quick.
+    let has_counters: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('channel') WHERE name = 'kept_entries'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_counters {
+        tx.execute_batch(
+            "ALTER TABLE channel ADD COLUMN kept_entries INTEGER;
+             ALTER TABLE channel ADD COLUMN kept_bytes INTEGER;",
+        )?;
     }
     // What each source holds is read back at start-up from this index alone.
     tx.execute_batch("CREATE INDEX IF NOT EXISTS history_by_source ON history (source, charged);")?;
@@ -947,8 +967,11 @@ fn channel_id(
     if let Some(id) = existing_channel_id(tx, cache, channel)? {
         return Ok(id);
     }
-    tx.prepare_cached("INSERT INTO channel (name, last_seq, last_activity_ms) VALUES (?1, 0, ?2)")?
-        .execute(params![channel.as_str(), now_ms as i64])?;
+    tx.prepare_cached(
+        "INSERT INTO channel (name, last_seq, last_activity_ms, kept_entries, kept_bytes)
+         VALUES (?1, 0, ?2, 0, 0)",
+    )?
+    .execute(params![channel.as_str(), now_ms as i64])?;
     let id = tx.last_insert_rowid();
     cache.insert(channel.clone(), id);
     Ok(id)
@@ -977,10 +1000,16 @@ fn insert(
         entry.verified,
     ])?;
     tx.prepare_cached(
-        "UPDATE channel SET last_seq = max(last_seq, ?2), last_activity_ms = max(last_activity_ms, ?3)
+        "UPDATE channel SET last_seq = max(last_seq, ?2), last_activity_ms = max(last_activity_ms, ?3),
+             kept_entries = kept_entries + 1, kept_bytes = kept_bytes + ?4
          WHERE id = ?1",
     )?
-    .execute(params![channel_id, entry.seq as i64, entry.time_ms as i64])?;
+    .execute(params![
+        channel_id,
+        entry.seq as i64,
+        entry.time_ms as i64,
+        entry.payload.len() as i64
+    ])?;
     Ok(())
 }
 
@@ -995,31 +1024,73 @@ fn add_released(rows: &mut rusqlite::Rows<'_>, released: &mut Released) -> Resul
     Ok(())
 }
 
+/// A channel's retained history as counted: rows and payload bytes, NULL if not counted yet.
+const KEPT: &str = "SELECT kept_entries, kept_bytes FROM channel WHERE id = ?1";
+
+/// A channel's retained history counted from the history itself, for a channel from before
+/// the counters.
+const COUNT: &str =
+    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM history WHERE channel_id = ?1";
+
+/// A channel's history oldest first, with each entry's payload size (read from the record
+/// header, not the payload).
+const OLDEST: &str = "SELECT seq, length(payload) FROM history WHERE channel_id = ?1 ORDER BY seq";
+
+/// Deletes a channel's entries up to a sequence number, returning what they had been charged.
+const DELETE_OLDEST: &str =
+    "DELETE FROM history WHERE channel_id = ?1 AND seq <= ?2 RETURNING source, charged";
+
 /// Deletes the oldest entries until the newest suffix fits both limits, the same rule as
 /// [`kanava_core::HistoryWindow`], and records what they had been charged.
+///
+/// The channel's counters say whether anything must go, so a channel within its limits costs
+/// one row read; otherwise only the entries evicted (and the first one kept) are read, through
+/// the primary key. Every entry is evicted once, so retention costs O(1) amortised per append
+/// whatever the limits (plus, once per channel from before the counters, one count of its
+/// history).
 fn evict(
     tx: &Transaction<'_>,
     channel_id: i64,
     limits: HistoryLimits,
     released: &mut Released,
 ) -> Result<(), StoreError> {
-    let mut statement = tx.prepare_cached(
-        "DELETE FROM history WHERE channel_id = ?1 AND seq <= (
-            SELECT max(seq) FROM (
-                SELECT seq,
-                       row_number() OVER newest AS rank,
-                       sum(length(payload)) OVER newest AS bytes
-                FROM history WHERE channel_id = ?1
-                WINDOW newest AS (ORDER BY seq DESC)
-            ) WHERE rank > ?2 OR bytes > ?3
-        ) RETURNING source, charged",
-    )?;
-    let mut rows = statement.query(params![
-        channel_id,
-        i64::try_from(limits.max_entries).unwrap_or(i64::MAX),
-        i64::try_from(limits.max_bytes).unwrap_or(i64::MAX),
-    ])?;
-    add_released(&mut rows, released)
+    let max_entries = i64::try_from(limits.max_entries).unwrap_or(i64::MAX);
+    let max_bytes = i64::try_from(limits.max_bytes).unwrap_or(i64::MAX);
+    let counted: (Option<i64>, Option<i64>) = tx
+        .prepare_cached(KEPT)?
+        .query_row([channel_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (mut entries, mut bytes) = match counted {
+        (Some(entries), Some(bytes)) => (entries, bytes),
+        _ => tx
+            .prepare_cached(COUNT)?
+            .query_row([channel_id], |row| Ok((row.get(0)?, row.get(1)?)))?,
+    };
+    let recount = counted.0.is_none() || counted.1.is_none();
+    if entries <= max_entries && bytes <= max_bytes && !recount {
+        return Ok(());
+    }
+    let mut last_evicted = None;
+    {
+        let mut oldest = tx.prepare_cached(OLDEST)?;
+        let mut rows = oldest.query([channel_id])?;
+        while entries > max_entries || bytes > max_bytes {
+            let Some(row) = rows.next()? else {
+                // The counters said more than the channel holds: all of it has gone.
+                (entries, bytes) = (0, 0);
+                break;
+            };
+            last_evicted = Some(row.get::<_, i64>(0)?);
+            entries -= 1;
+            bytes -= row.get::<_, i64>(1)?;
+        }
+    }
+    if let Some(last) = last_evicted {
+        let mut delete = tx.prepare_cached(DELETE_OLDEST)?;
+        add_released(&mut delete.query(params![channel_id, last])?, released)?;
+    }
+    tx.prepare_cached("UPDATE channel SET kept_entries = ?2, kept_bytes = ?3 WHERE id = ?1")?
+        .execute(params![channel_id, entries, bytes])?;
+    Ok(())
 }
 
 fn load(tx: &Transaction<'_>, channel_id: i64) -> Result<StoredChannel, StoreError> {
@@ -1659,5 +1730,245 @@ mod tests {
         store.append(vec![new_entry("c", 2, 1, 1)]).await.unwrap();
         let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
         assert_eq!(loaded.entries.len(), 2);
+    }
+
+    /// What a database at `path` counts for channel `name` and what its history really holds:
+    /// `(kept_entries, kept_bytes)` (None if not counted yet) and `(rows, payload bytes)`.
+    #[allow(clippy::type_complexity)]
+    fn counted_and_held(path: &Path, name: &str) -> ((Option<i64>, Option<i64>), (i64, i64)) {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT kept_entries, kept_bytes,
+                    (SELECT count(*) FROM history WHERE channel_id = channel.id),
+                    (SELECT coalesce(sum(length(payload)), 0) FROM history
+                     WHERE channel_id = channel.id)
+             FROM channel WHERE name = ?1",
+            [name],
+            |row| Ok(((row.get(0)?, row.get(1)?), (row.get(2)?, row.get(3)?))),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retention_holds_at_both_caps_after_many_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let lim = limits(300, 20_000);
+        let store = SqliteStore::open(&path, lim).unwrap();
+        let mut window = kanava_core::HistoryWindow::new(lim);
+        // Lengths from a fixed linear congruential sequence: short frames in the first half,
+        // so that the entry cap binds, then longer ones, so that the byte cap binds, with now
+        // and then one frame larger than the whole byte cap.
+        let mut state = 7u64;
+        let mut next_len = |round: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            match (state >> 33) % 100 {
+                _ if round < 150 => (state >> 40) as usize % 20,
+                0 => 25_000,
+                _ => (state >> 40) as usize % 400,
+            }
+        };
+        let mut seq = 0u64;
+        let mut at_entry_cap = false;
+        let mut at_byte_cap = false;
+        for round in 0..300 {
+            // Several appends in flight at once share one transaction; each of them may
+            // carry several frames.
+            let mut pending = Vec::new();
+            for _ in 0..(round % 4 + 1) {
+                let frames: Vec<NewEntry> = (0..(round % 5 + 1))
+                    .map(|_| {
+                        seq += 1;
+                        new_entry("c", seq, next_len(round), seq)
+                    })
+                    .collect();
+                for frame in &frames {
+                    window.push(Arc::new(frame.entry.clone()));
+                }
+                pending.push(store.append(frames));
+            }
+            for append in pending {
+                append.await.unwrap();
+            }
+            let loaded = store.load(ChannelName::new("c").unwrap()).await.unwrap();
+            let expected: Vec<u64> = window.entries().map(|e| e.seq).collect();
+            let got: Vec<u64> = loaded.entries.iter().map(|e| e.seq).collect();
+            assert_eq!(got, expected, "after round {round}");
+            let bytes: u64 = loaded.entries.iter().map(|e| e.payload.len() as u64).sum();
+            assert!(loaded.entries.len() <= 300 && bytes <= 20_000);
+            at_entry_cap |= loaded.entries.len() == 300;
+            at_byte_cap |= bytes > 20_000 - 400;
+        }
+        assert!(
+            at_entry_cap && at_byte_cap,
+            "both caps were reached: {at_entry_cap} {at_byte_cap}"
+        );
+        let (counted, held) = counted_and_held(&path, "c");
+        assert_eq!(
+            counted,
+            (Some(held.0), Some(held.1)),
+            "the counters match the history"
+        );
+        assert_eq!(held.0 as usize, window.len());
+        assert_eq!(held.1 as u64, window.bytes());
+    }
+
+    /// A connection to a fresh in-memory database holding channel 1 filled to `limits` with
+    /// 100-byte frames through the store's own insert and eviction.
+    fn full_channel(limits: HistoryLimits, frames: u64) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let id = channel_id(&tx, &mut HashMap::new(), &ChannelName::new("c").unwrap(), 1).unwrap();
+        assert_eq!(id, 1);
+        for seq in 1..=frames {
+            insert(&tx, 1, &new_entry("c", seq, 100, seq).entry, None, 0).unwrap();
+        }
+        evict(&tx, 1, limits, &mut Released::new()).unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    /// SQLite virtual machine instructions run to append frame `seq` to channel 1 and apply
+    /// retention, with the rows and bytes kept afterwards.
+    fn work_of_one_append(conn: &mut Connection, limits: HistoryLimits, seq: u64) -> (u64, i64) {
+        let steps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&steps);
+        conn.progress_handler(
+            1,
+            Some(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }),
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        insert(&tx, 1, &new_entry("c", seq, 100, seq).entry, None, 0).unwrap();
+        evict(&tx, 1, limits, &mut Released::new()).unwrap();
+        tx.commit().unwrap();
+        conn.progress_handler(0, None::<fn() -> bool>).unwrap();
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM history", [], |row| row.get(0))
+            .unwrap();
+        (steps.load(std::sync::atomic::Ordering::Relaxed), kept)
+    }
+
+    #[test]
+    fn the_work_of_an_append_at_a_full_channel_does_not_grow_with_the_limits() {
+        // Bound by entries (`--history-limit`), then by bytes: 200 and 100,000 frames.
+        let cases = |frames: usize| {
+            [
+                limits(frames, u64::MAX),
+                limits(usize::MAX, frames as u64 * 100),
+            ]
+        };
+        for (small, large) in cases(200).into_iter().zip(cases(100_000)) {
+            let mut measured = Vec::new();
+            for (lim, frames) in [(small, 200u64), (large, 100_000)] {
+                let mut conn = full_channel(lim, frames);
+                // The first append evicts one frame, as does every later one.
+                let (steps, kept) = work_of_one_append(&mut conn, lim, frames + 1);
+                assert_eq!(kept as u64, frames, "{lim:?}");
+                let (again, kept) = work_of_one_append(&mut conn, lim, frames + 2);
+                assert_eq!(kept as u64, frames, "{lim:?}");
+                measured.push(steps.max(again));
+            }
+            assert!(
+                measured[1] < measured[0] * 2,
+                "an append at 100,000 frames ran {} instructions, at 200 frames {}",
+                measured[1],
+                measured[0]
+            );
+        }
+    }
+
+    #[test]
+    fn retention_reads_the_history_through_its_primary_key() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        for sql in [KEPT, COUNT, OLDEST, DELETE_OLDEST] {
+            let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let bound = explain.parameter_count();
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(vec![1i64; bound]), |row| {
+                    row.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(!plan.is_empty(), "{sql}");
+            for step in &plan {
+                assert!(
+                    step.starts_with("SEARCH") && !step.contains("TEMP B-TREE"),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_schema_5_database_counts_its_history_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE channel (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                     last_seq INTEGER NOT NULL, last_activity_ms INTEGER NOT NULL);
+                 CREATE TABLE history (channel_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                     kind INTEGER NOT NULL, sender TEXT NOT NULL, time_ms INTEGER NOT NULL,
+                     payload BLOB NOT NULL, source TEXT, charged INTEGER NOT NULL DEFAULT 0,
+                     verified INTEGER NOT NULL DEFAULT 0,
+                     PRIMARY KEY (channel_id, seq)) WITHOUT ROWID;
+                 INSERT INTO channel VALUES (1, 'a', 5, 5), (2, 'b', 2, 5), (3, 'empty', 0, 5);
+                 INSERT INTO history VALUES
+                     (1, 1, 1, 'alice', 1, x'01', NULL, 0, 0),
+                     (1, 2, 1, 'alice', 2, x'0202', NULL, 0, 0),
+                     (1, 3, 1, 'alice', 3, x'030303', NULL, 0, 0),
+                     (1, 4, 1, 'alice', 4, x'04', NULL, 0, 0),
+                     (1, 5, 1, 'alice', 5, x'05', NULL, 0, 1),
+                     (2, 1, 1, 'bob', 1, x'0101', NULL, 0, 0),
+                     (2, 2, 1, 'bob', 2, x'02', NULL, 0, 0);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, limits(4, 1000)).unwrap();
+        // Opening counts nothing: each channel is counted when it is next appended to.
+        assert_eq!(counted_and_held(&path, "a"), ((None, None), (5, 8)));
+        assert_eq!(counted_and_held(&path, "b"), ((None, None), (2, 3)));
+        assert_eq!(counted_and_held(&path, "empty"), ((None, None), (0, 0)));
+        let a = store.load(ChannelName::new("a").unwrap()).await.unwrap();
+        let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "the history is intact");
+        assert_eq!(&a.entries[2].payload[..], &[3, 3, 3]);
+        assert!(a.entries[4].verified && a.next_seq == 6);
+        // The next append applies the limits as before: four entries remain.
+        store.append(vec![new_entry("a", 6, 2, 6)]).await.unwrap();
+        let a = store.load(ChannelName::new("a").unwrap()).await.unwrap();
+        let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        assert_eq!(counted_and_held(&path, "a"), ((Some(4), Some(7)), (4, 7)));
+        store.append(vec![new_entry("b", 3, 1, 6)]).await.unwrap();
+        assert_eq!(counted_and_held(&path, "b"), ((Some(3), Some(4)), (3, 4)));
+        store
+            .append(vec![new_entry("empty", 1, 5, 6)])
+            .await
+            .unwrap();
+        assert_eq!(
+            counted_and_held(&path, "empty"),
+            ((Some(1), Some(5)), (1, 5))
+        );
+        let b = store.load(ChannelName::new("b").unwrap()).await.unwrap();
+        let seqs: Vec<u64> = b.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }
