@@ -4,30 +4,59 @@
 //! change, and rewrites all of its announcements every heartbeat; the bucket forgets a key three
 //! heartbeats after its last write. Every node watches the bucket. nats-server 2.9.10 tells no
 //! watcher when a key expires, so a node also forgets, by itself, announcements it has not seen
-//! refreshed for three heartbeats: a node that crashed or lost its link drops out within that
-//! time (a watch that had to be recreated may see a dead node's last write again, which can
-//! delay that by up to three more heartbeats).
+//! refreshed for three heartbeats.
+//!
+//! That expiry is a fallback. So that the users of a node that died may join another node at
+//! once (a uid present elsewhere is refused), every node also says it is alive on core NATS,
+//! `kanava.alive.<hex node>`, every [`BEAT`] (an empty message: nothing stored, nothing
+//! replicated), and every node listens to all of them. The announcements of a node that has been
+//! heard beating and has then been silent for [`SILENCE`] stop counting at once, and count again
+//! as soon as it beats again. A node that is not hearing its own beats (its link is down) judges
+//! nobody by silence, and a node never heard beating (one that died before this node started)
+//! is judged by the expiry alone. A graceful stop deletes the node's announcements (the hub
+//! withdraws them, and [`Change::Flush`] waits until they are written) before its members are
+//! closed.
 //!
 //! Each node also writes `n.<hex node>` every heartbeat, so that its watch always has something
 //! to say: a watch silent for three heartbeats has lost its consumer (its server died, and
 //! async-nats has not noticed yet) and is recreated.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
+use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use kanava_core::ChannelName;
 use kanava_store::{Present, RemotePresence};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::wire::{self, PresenceRecord, hex};
 
 /// This node's announcements, by channel (never empty).
 pub(crate) type Local = Arc<Mutex<HashMap<ChannelName, Vec<Present>>>>;
+
+/// How often a node says it is alive: 4 empty core NATS messages a second from each node, each
+/// delivered to every node.
+pub(crate) const BEAT: Duration = Duration::from_millis(250);
+
+/// How long a node heard beating may go unheard before its announcements stop counting: four
+/// beats, so that one late or lost beat is no death.
+const SILENCE: Duration = Duration::from_secs(1);
+
+/// The subjects of the beats, followed by the hex of the node's name.
+const ALIVE_PREFIX: &str = "kanava.alive.";
+
+/// What the presence writer is asked to do, in order.
+pub(crate) enum Change {
+    /// Write (or delete, when it has nobody here) this node's announcement of the channel.
+    Channel(ChannelName),
+    /// Answer once every change asked before has been written (or has failed).
+    Flush(oneshot::Sender<()>),
+}
 
 fn key(channel: &ChannelName, node_hex: &str) -> String {
     format!("p.{}.{node_hex}", wire::channel_token(channel))
@@ -39,7 +68,7 @@ pub(crate) async fn write(
     bucket: kv::Store,
     node: Arc<str>,
     local: Local,
-    mut changes: mpsc::UnboundedReceiver<ChannelName>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
     heartbeat: Duration,
 ) {
     let node_hex = hex(node.as_bytes());
@@ -48,7 +77,11 @@ pub(crate) async fn write(
     loop {
         let channels: Vec<ChannelName> = tokio::select! {
             changed = changes.recv() => match changed {
-                Some(channel) => vec![channel],
+                Some(Change::Channel(channel)) => vec![channel],
+                Some(Change::Flush(done)) => {
+                    let _ = done.send(());
+                    continue;
+                }
                 None => break,
             },
             _ = ticks.tick() => {
@@ -89,8 +122,23 @@ pub(crate) async fn write(
     tracing::debug!("presence writer stopped");
 }
 
+/// Says this node is alive every [`BEAT`], on its own subject, until aborted.
+pub(crate) async fn beat(client: Client, node: Arc<str>) {
+    let subject = format!("{ALIVE_PREFIX}{}", hex(node.as_bytes()));
+    let mut ticks = tokio::time::interval(BEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = client.publish(subject.clone(), Bytes::new()).await {
+            tracing::debug!(%error, "could not say this node is alive");
+        }
+    }
+}
+
 /// One other node's announcement, as last seen.
 struct Seen {
+    /// The hex of the announcing node's name, as in its key and its beats.
+    node_hex: String,
     channel: ChannelName,
     members: Vec<Present>,
     at: Instant,
@@ -98,9 +146,14 @@ struct Seen {
 
 /// The other nodes' announcements by key, merged into what [`kanava_store::Bus`] shows.
 struct Remote {
+    own_hex: String,
     own_suffix: String,
     seen: HashMap<String, Seen>,
     ttl: Duration,
+    /// When each node (this one too) was last heard beating, by the hex of its name.
+    beats: HashMap<String, Instant>,
+    /// The nodes whose announcements do not count now: heard beating, then silent.
+    silent: BTreeSet<String>,
 }
 
 impl Remote {
@@ -131,6 +184,7 @@ impl Remote {
             .get(&entry.key)
             .is_none_or(|old| old.members != members || old.channel != record.channel);
         let fresh = Seen {
+            node_hex,
             channel: record.channel,
             members,
             at: Instant::now(),
@@ -139,17 +193,62 @@ impl Remote {
         changed
     }
 
-    /// Forgets announcements not refreshed within the time to live; says whether any went.
+    /// Notes a beat on `subject`; says whether the merged view changed (a silent node is back).
+    fn heard(&mut self, subject: &str) -> bool {
+        let Some(node_hex) = subject.strip_prefix(ALIVE_PREFIX) else {
+            return false;
+        };
+        if let Some(at) = self.beats.get_mut(node_hex) {
+            *at = Instant::now();
+        } else {
+            self.beats.insert(node_hex.to_owned(), Instant::now());
+        }
+        self.judge()
+    }
+
+    /// Forgets announcements not refreshed within the time to live, and beats older than it;
+    /// says whether the merged view changed.
     fn expire(&mut self) -> bool {
         let before = self.seen.len();
         let ttl = self.ttl;
         self.seen.retain(|_, s| s.at.elapsed() < ttl);
-        self.seen.len() != before
+        self.beats.retain(|_, at| at.elapsed() < ttl);
+        let judged = self.judge();
+        judged || self.seen.len() != before
+    }
+
+    /// Decides again which nodes are silent; says whether that changed.
+    fn judge(&mut self) -> bool {
+        let hearing_self = self
+            .beats
+            .get(&self.own_hex)
+            .is_some_and(|at| at.elapsed() < SILENCE);
+        let silent: BTreeSet<String> = if hearing_self {
+            self.beats
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= SILENCE)
+                .map(|(node_hex, _)| node_hex.clone())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        if silent == self.silent {
+            return false;
+        }
+        for node_hex in silent.difference(&self.silent) {
+            tracing::info!(node = %node_hex, "a node went silent; its presence no longer counts");
+        }
+        self.silent = silent;
+        true
     }
 
     fn merged(&self) -> RemotePresence {
         let mut merged: RemotePresence = HashMap::new();
-        for seen in self.seen.values() {
+        let counted = self
+            .seen
+            .values()
+            .filter(|seen| !self.silent.contains(&seen.node_hex));
+        for seen in counted {
             merged
                 .entry(seen.channel.clone())
                 .or_default()
@@ -167,22 +266,36 @@ impl Remote {
 /// every receiver of `view` is gone.
 pub(crate) async fn watch(
     bucket: kv::Store,
+    client: Client,
     node: Arc<str>,
     heartbeat: Duration,
     view: watch::Sender<Arc<RemotePresence>>,
 ) {
+    let own_hex = hex(node.as_bytes());
     let mut remote = Remote {
-        own_suffix: format!(".{}", hex(node.as_bytes())),
+        own_suffix: format!(".{own_hex}"),
+        own_hex,
         seen: HashMap::new(),
         ttl: heartbeat * 3,
+        beats: HashMap::new(),
+        silent: BTreeSet::new(),
     };
-    let mut sweeps = tokio::time::interval(heartbeat / 4);
+    let mut beats: Option<Subscriber> = None;
+    let mut sweeps = tokio::time::interval((heartbeat / 4).min(BEAT));
     sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watching: Option<kv::Watch> = None;
     let mut retry_at = Instant::now();
     let mut delay = Duration::from_millis(100);
     let mut last_event = Instant::now();
     while !view.is_closed() {
+        if beats.is_none() {
+            match client.subscribe(format!("{ALIVE_PREFIX}*")).await {
+                Ok(subscriber) => beats = Some(subscriber),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot hear the nodes' beats; judging presence by its expiry alone");
+                }
+            }
+        }
         if watching.is_none() && Instant::now() >= retry_at {
             // With history: the current announcements first, then every change.
             match bucket.watch_with_history(">").await {
@@ -213,6 +326,13 @@ pub(crate) async fn watch(
                     false
                 }
             },
+            beat = next_beat(&mut beats) => match beat {
+                Some(message) => remote.heard(message.subject.as_str()),
+                None => {
+                    beats = None;
+                    false
+                }
+            },
             _ = sweeps.tick() => {
                 if watching.is_some() && last_event.elapsed() > remote.ttl {
                     tracing::warn!("presence watch went silent; watching again");
@@ -226,6 +346,14 @@ pub(crate) async fn watch(
         }
     }
     tracing::debug!("presence watch stopped");
+}
+
+/// The next beat heard; never, while there is no subscription.
+async fn next_beat(beats: &mut Option<Subscriber>) -> Option<async_nats::Message> {
+    match beats {
+        Some(beats) => beats.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next watched entry; never, while there is no watch.

@@ -26,6 +26,9 @@ use crate::{
     ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
 };
 
+/// How long [`Store::sync`] waits for the presence writer.
+const PRESENCE_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A node's handle on the cluster: the shared [`Store`], its [`Bus`] and its [`SessionBus`].
 /// Cheap to clone; the background tasks (publishing, presence, deliveries, the inboxes of open
 /// debug-me sessions) and the NATS connection end when the last clone, and the last [`Bus`] or
@@ -60,7 +63,7 @@ struct Inner {
     private_from: u64,
     private_feed_taken: AtomicBool,
     local_presence: presence::Local,
-    presence_changes: mpsc::UnboundedSender<ChannelName>,
+    presence_changes: mpsc::UnboundedSender<presence::Change>,
     remote_presence: watch::Receiver<Arc<RemotePresence>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -106,12 +109,14 @@ impl ClusterStore {
         let (view, remote_presence) = watch::channel(Arc::new(RemotePresence::new()));
         let watcher = tokio::spawn(presence::watch(
             connected.buckets.presence.clone(),
+            connected.client.clone(),
             Arc::clone(&node),
             config.presence_heartbeat,
             view,
         ));
+        let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
         let mut tasks = Vec::from(publish_tasks);
-        tasks.extend([writer, watcher]);
+        tasks.extend([writer, watcher, beat]);
         Ok(ClusterStore {
             inner: Arc::new(Inner {
                 max_frame: connected.max_frame,
@@ -301,10 +306,26 @@ impl Store for ClusterStore {
         })
     }
 
-    /// Resolves at once: whatever JetStream acknowledged is already stored (on a majority of
-    /// the replicas), and nothing is acknowledged before.
+    /// Resolves once the presence changes made before are written (or, if NATS does not answer,
+    /// after [`PRESENCE_FLUSH_LIMIT`]: presence also expires by itself): a graceful stop
+    /// withdraws its presence through this before its members are closed. Frames need nothing:
+    /// whatever JetStream acknowledged is already stored (on a majority of the replicas), and
+    /// nothing is acknowledged before.
     fn sync(&self) -> Pending<()> {
-        self.run(|_| async { Ok(()) })
+        let (done, flushed) = oneshot::channel();
+        let _ = self
+            .inner
+            .presence_changes
+            .send(presence::Change::Flush(done));
+        self.run(|_| async move {
+            if tokio::time::timeout(PRESENCE_FLUSH_LIMIT, flushed)
+                .await
+                .is_err()
+            {
+                tracing::warn!("presence changes not written in time; they expire by themselves");
+            }
+            Ok(())
+        })
     }
 
     fn history_before(
@@ -456,7 +477,10 @@ impl Bus for ClusterStore {
                 local.insert(channel.clone(), members);
             }
         }
-        let _ = self.inner.presence_changes.send(channel);
+        let _ = self
+            .inner
+            .presence_changes
+            .send(presence::Change::Channel(channel));
     }
 
     fn remote_presence(&self) -> watch::Receiver<Arc<RemotePresence>> {

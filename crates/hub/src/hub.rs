@@ -191,11 +191,31 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Tells the other nodes who is in `channel` here now.
+    /// Tells the other nodes who is in `channel` here now; nothing once shutting down, when
+    /// [`shutdown`](Self::shutdown) has withdrawn this node's presence.
     fn announce(&self, channel: &ChannelName, present: Vec<Present>) {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(cluster) = &self.inner.cluster {
             cluster.bus.set_presence(channel.clone(), present);
         }
+    }
+
+    /// Tells the other nodes that nobody is here any more, in every channel, and waits (bounded)
+    /// until they can know: the members of a node that stops may rejoin on another node at once.
+    async fn withdraw_presence(&self) -> Result<(), HubError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        let channels: Vec<Arc<Channel>> = lock(&self.inner.channels).values().cloned().collect();
+        for channel in channels {
+            // Under the channel's lock, so that no join announces itself after this.
+            let _state = channel.lock();
+            cluster.bus.set_presence(channel.name.clone(), Vec::new());
+        }
+        self.inner.store.sync().await?;
+        Ok(())
     }
 
     /// The hub's configuration.
@@ -542,16 +562,18 @@ impl Hub {
         Ok(pending.await?)
     }
 
-    /// Stops taking members, kicks every member with [`KickReason::Shutdown`], and waits until
-    /// everything submitted so far is durable.
+    /// Stops taking members, withdraws this node's presence from the cluster (so that its
+    /// members may rejoin elsewhere as soon as they are closed), kicks every member with
+    /// [`KickReason::Shutdown`], and waits until everything submitted so far is durable.
     pub async fn shutdown(&self) -> Result<(), HubError> {
         self.inner.shutting_down.store(true, Ordering::Release);
+        let withdrawn = self.withdraw_presence().await;
         let members: Vec<_> = lock(&self.inner.members).values().cloned().collect();
         for shared in members {
             outbox::kick(&shared, KickReason::Shutdown);
         }
         self.inner.store.sync().await?;
-        Ok(())
+        withdrawn
     }
 
     /// The uids present in `channel`, on this node or (in a cluster) another, sorted, each

@@ -68,3 +68,83 @@ async fn presence_is_seen_on_other_nodes_refreshed_and_dropped_with_its_node() {
         "dropped {after:?} after the node, heartbeat {heartbeat:?}"
     );
 }
+
+/// Connects a store to `server` as `node`, with the default 5 s presence heartbeat (a node's
+/// announcements would expire after 15 s).
+async fn store_with_default_heartbeat(server: &Server, node: &str) -> kanava_cluster::ClusterStore {
+    let mut config = config(vec![server.url.clone()], node);
+    config.presence_heartbeat = Duration::from_secs(5);
+    kanava_cluster::ClusterStore::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("connect {node}: {e}\n{}", server.log_tail()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_presence_stops_counting_within_two_seconds_a_live_ones_never() {
+    crate::logs();
+    let server = Server::start(Options {
+        jetstream: true,
+        ..Default::default()
+    })
+    .await;
+    let a = store_with_default_heartbeat(&server, "node-a").await;
+    let b = store_with_default_heartbeat(&server, "node-b").await;
+    let c = store_with_default_heartbeat(&server, "node-c").await;
+    let (bus_a, bus_b, bus_c) = (a.bus().unwrap(), b.bus().unwrap(), c.bus().unwrap());
+    let mut on_c = bus_c.remote_presence();
+    let room = ChannelName::new("lease").unwrap();
+    let held_by = |uid: &str| {
+        vec![Present {
+            uid: Uid::new(uid).unwrap(),
+            exclusive: true,
+            verified: false,
+        }]
+    };
+    bus_a.set_presence(room.clone(), held_by("on-a"));
+    bus_b.set_presence(room.clone(), held_by("on-b"));
+    let both = [held_by("on-a"), held_by("on-b")].concat();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        on_c.wait_for(|v| v.get(&room) == Some(&both)),
+    );
+    seen.await.expect("c sees a's and b's members").unwrap();
+
+    // Longer than the silence that ends a node's presence: live nodes keep counting.
+    let kept = tokio::time::timeout(
+        Duration::from_secs(3),
+        on_c.wait_for(|v| v.get(&room) != Some(&both)),
+    );
+    assert!(kept.await.is_err(), "live nodes' presence stops counting");
+
+    // A stops without a word (its tasks and connection end, as in a crash): far sooner than
+    // the 15 s expiry, only b's member is left.
+    drop(bus_a);
+    drop(a);
+    let dropped_at = Instant::now();
+    let only_b = held_by("on-b");
+    let gone = tokio::time::timeout(
+        Duration::from_secs(15),
+        on_c.wait_for(|v| v.get(&room) == Some(&only_b)),
+    );
+    gone.await.expect("a's members go").unwrap();
+    let after = dropped_at.elapsed();
+    assert!(
+        after < Duration::from_secs(2),
+        "a's presence counted {after:?} after it died"
+    );
+
+    // B withdraws its presence and syncs: once `sync` resolves, c is told at once.
+    bus_b.set_presence(room.clone(), Vec::new());
+    b.sync().await.unwrap();
+    let withdrawn_at = Instant::now();
+    let left = tokio::time::timeout(
+        Duration::from_secs(15),
+        on_c.wait_for(|v| v.get(&room).is_none()),
+    );
+    left.await.expect("b's withdrawal reaches c").unwrap();
+    let after = withdrawn_at.elapsed();
+    assert!(
+        after < Duration::from_millis(500),
+        "b's withdrawal reached c {after:?} after its sync"
+    );
+}
