@@ -13,7 +13,16 @@
 //! heard beating and has then been silent for [`SILENCE`] stop counting at once, and count again
 //! as soon as it beats again. A node that is not hearing its own beats (its link is down) judges
 //! nobody by silence, and a node never heard beating (one that died before this node started)
-//! is judged by the expiry alone. A graceful stop deletes the node's announcements (the hub
+//! is judged by the expiry alone.
+//!
+//! A join refused only because another node holds the uid does not even wait for the silence:
+//! the hub asks for a recheck ([`Recheck`]), and the nodes announcing the uid are probed with a
+//! core NATS request on `kanava.probe.<hex node>`, which each node answers while it beats. NATS
+//! answers "no responders" at once for a node whose connection it has closed (a killed process's
+//! socket is closed by its kernel), and such a node stops counting before the join is decided.
+//! A probe that is not answered in time decides nothing: the beats do.
+//!
+//! A graceful stop deletes the node's announcements (the hub
 //! withdraws them, and [`Change::Flush`] waits until they are written) before its members are
 //! closed.
 //!
@@ -26,10 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
-use async_nats::{Client, Subscriber};
+use async_nats::{Client, RequestErrorKind, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use kanava_core::ChannelName;
+use kanava_core::{ChannelName, Uid};
 use kanava_store::{Present, RemotePresence};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -49,6 +58,21 @@ const SILENCE: Duration = Duration::from_secs(1);
 
 /// The subjects of the beats, followed by the hex of the node's name.
 const ALIVE_PREFIX: &str = "kanava.alive.";
+
+/// The subjects a node answers probes on, followed by the hex of its name: a request there that
+/// NATS says has no responders is for a node that is gone.
+const PROBE_PREFIX: &str = "kanava.probe.";
+
+/// How the value of a node's `n.<hex node>` key ends when the node answers probes (a node of an
+/// earlier version writes its bare name, and is never probed).
+const ANSWERS_PROBES: &str = "\nanswers probes";
+
+/// How long a probe waits for its node's answer; a node that does not answer in time (but that
+/// NATS still knows) still counts, until its beats say otherwise.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many joins may wait for a recheck at once; more are refused without one.
+pub(crate) const RECHECKS: usize = 64;
 
 /// What the presence writer is asked to do, in order.
 pub(crate) enum Change {
@@ -85,7 +109,7 @@ pub(crate) async fn write(
                 None => break,
             },
             _ = ticks.tick() => {
-                let alive = bucket.put(format!("n.{node_hex}"), Bytes::from(node.to_string()));
+                let alive = bucket.put(format!("n.{node_hex}"), Bytes::from(format!("{node}{ANSWERS_PROBES}")));
                 if let Err(error) = alive.await {
                     tracing::warn!(%error, "could not refresh this node's presence");
                 }
@@ -122,17 +146,88 @@ pub(crate) async fn write(
     tracing::debug!("presence writer stopped");
 }
 
-/// Says this node is alive every [`BEAT`], on its own subject, until aborted.
+/// Says this node is alive every [`BEAT`], on its own subject, and answers the other nodes'
+/// probes, until aborted. It beats only while it can answer probes: a node that beats is one
+/// whose probe subject has a subscriber.
 pub(crate) async fn beat(client: Client, node: Arc<str>) {
-    let subject = format!("{ALIVE_PREFIX}{}", hex(node.as_bytes()));
+    let node_hex = hex(node.as_bytes());
+    let subject = format!("{ALIVE_PREFIX}{node_hex}");
     let mut ticks = tokio::time::interval(BEAT);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probes = loop {
+        match client.subscribe(format!("{PROBE_PREFIX}{node_hex}")).await {
+            Ok(probes) => break probes,
+            Err(error) => {
+                tracing::warn!(%error, "cannot answer presence probes; trying again");
+                ticks.tick().await;
+            }
+        }
+    };
+    tracing::debug!(node = %node_hex, "beating and answering presence probes");
     loop {
-        ticks.tick().await;
-        if let Err(error) = client.publish(subject.clone(), Bytes::new()).await {
-            tracing::debug!(%error, "could not say this node is alive");
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(error) = client.publish(subject.clone(), Bytes::new()).await {
+                    tracing::debug!(%error, "could not say this node is alive");
+                }
+            }
+            probe = probes.next() => match probe.and_then(|probe| probe.reply) {
+                Some(reply) => {
+                    if let Err(error) = client.publish(reply, Bytes::new()).await {
+                        tracing::debug!(%error, "could not answer a presence probe");
+                    }
+                }
+                None => tracing::debug!("a presence probe without a reply subject"),
+            },
         }
     }
+}
+
+/// A join's request to check that the nodes announcing `uid` in `channel` are alive; `done` is
+/// answered once the view shows the outcome.
+pub(crate) struct Recheck {
+    pub(crate) channel: ChannelName,
+    pub(crate) uid: Uid,
+    pub(crate) done: oneshot::Sender<()>,
+}
+
+/// What probing some nodes found: those that nobody answers for (gone from NATS).
+struct Verdict {
+    gone: Vec<String>,
+    done: oneshot::Sender<()>,
+}
+
+/// Probes the nodes in `nodes` (hex names), all at once; sends the verdict to the watch.
+async fn probe(
+    client: Client,
+    nodes: Vec<String>,
+    done: oneshot::Sender<()>,
+    verdicts: mpsc::UnboundedSender<Verdict>,
+) {
+    let probes = nodes.into_iter().map(|node_hex| {
+        let client = client.clone();
+        async move {
+            let request = async_nats::Request::new().timeout(Some(PROBE_TIMEOUT));
+            let subject = format!("{PROBE_PREFIX}{node_hex}");
+            match client.send_request(subject, request).await {
+                Err(error) if error.kind() == RequestErrorKind::NoResponders => {
+                    tracing::info!(node = %node_hex, "a node holding a uid is gone from NATS; its presence no longer counts");
+                    Some(node_hex)
+                }
+                Err(error) => {
+                    tracing::debug!(node = %node_hex, %error, "a presence probe got no answer; the node still counts");
+                    None
+                }
+                Ok(_) => None,
+            }
+        }
+    });
+    let gone = futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let _ = verdicts.send(Verdict { gone, done });
 }
 
 /// One other node's announcement, as last seen.
@@ -152,14 +247,41 @@ struct Remote {
     ttl: Duration,
     /// When each node (this one too) was last heard beating, by the hex of its name.
     beats: HashMap<String, Instant>,
-    /// The nodes whose announcements do not count now: heard beating, then silent.
+    /// The nodes whose announcements do not count now: heard beating, then silent, or gone.
     silent: BTreeSet<String>,
+    /// The nodes that say (in their `n.<hex node>` key) they answer probes, and when they last
+    /// said so: those probed even if their beats do not reach this node.
+    probed: HashMap<String, Instant>,
+    /// The nodes NATS said were gone (a probe had no responders), and when; a beat of theirs
+    /// counts again only a beat later (one may have been on its way).
+    gone: HashMap<String, Instant>,
 }
 
 impl Remote {
     /// Applies one watched entry; says whether the merged view changed.
     fn apply(&mut self, entry: kv::Entry) -> bool {
-        if !entry.key.starts_with("p.") || entry.key.ends_with(&self.own_suffix) {
+        if entry.key.ends_with(&self.own_suffix) {
+            return false;
+        }
+        if let Some(node_hex) = entry.key.strip_prefix("n.") {
+            if entry.operation == Operation::Put && entry.value.ends_with(ANSWERS_PROBES.as_bytes())
+            {
+                self.probed.insert(node_hex.to_owned(), Instant::now());
+                // A node found gone that writes again has come back (a write well after the
+                // verdict: one written before may arrive a little after).
+                if self
+                    .gone
+                    .get(node_hex)
+                    .is_some_and(|since| since.elapsed() >= SILENCE)
+                {
+                    self.gone.remove(node_hex);
+                }
+            } else {
+                self.probed.remove(node_hex);
+            }
+            return self.judge();
+        }
+        if !entry.key.starts_with("p.") {
             return false;
         }
         if entry.operation != Operation::Put {
@@ -198,9 +320,16 @@ impl Remote {
         let Some(node_hex) = subject.strip_prefix(ALIVE_PREFIX) else {
             return false;
         };
+        if let Some(since) = self.gone.get(node_hex) {
+            if since.elapsed() < BEAT {
+                return false;
+            }
+            self.gone.remove(node_hex);
+        }
         if let Some(at) = self.beats.get_mut(node_hex) {
             *at = Instant::now();
         } else {
+            tracing::debug!(node = %node_hex, "hearing a node's beats");
             self.beats.insert(node_hex.to_owned(), Instant::now());
         }
         self.judge()
@@ -213,6 +342,8 @@ impl Remote {
         let ttl = self.ttl;
         self.seen.retain(|_, s| s.at.elapsed() < ttl);
         self.beats.retain(|_, at| at.elapsed() < ttl);
+        self.gone.retain(|_, since| since.elapsed() < ttl);
+        self.probed.retain(|_, at| at.elapsed() < ttl);
         let judged = self.judge();
         judged || self.seen.len() != before
     }
@@ -223,15 +354,11 @@ impl Remote {
             .beats
             .get(&self.own_hex)
             .is_some_and(|at| at.elapsed() < SILENCE);
-        let silent: BTreeSet<String> = if hearing_self {
-            self.beats
-                .iter()
-                .filter(|(_, at)| at.elapsed() >= SILENCE)
-                .map(|(node_hex, _)| node_hex.clone())
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
+        let mut silent: BTreeSet<String> = self.gone.keys().cloned().collect();
+        if hearing_self {
+            let unheard = self.beats.iter().filter(|(_, at)| at.elapsed() >= SILENCE);
+            silent.extend(unheard.map(|(node_hex, _)| node_hex.clone()));
+        }
         if silent == self.silent {
             return false;
         }
@@ -240,6 +367,32 @@ impl Remote {
         }
         self.silent = silent;
         true
+    }
+
+    /// The nodes worth probing for `uid` in `channel`: those counted as holding it that answer
+    /// probes while alive (heard beating, or saying so).
+    fn holders(&self, channel: &ChannelName, uid: &Uid) -> Vec<String> {
+        let mut holders: Vec<String> = self
+            .seen
+            .values()
+            .filter(|seen| &seen.channel == channel && !self.silent.contains(&seen.node_hex))
+            .filter(|seen| {
+                self.beats.contains_key(&seen.node_hex) || self.probed.contains_key(&seen.node_hex)
+            })
+            .filter(|seen| seen.members.iter().any(|present| &present.uid == uid))
+            .map(|seen| seen.node_hex.clone())
+            .collect();
+        holders.sort();
+        holders.dedup();
+        holders
+    }
+
+    /// Takes a probe's verdict; says whether the merged view changed.
+    fn take(&mut self, verdict: &Verdict) -> bool {
+        for node_hex in &verdict.gone {
+            self.gone.insert(node_hex.clone(), Instant::now());
+        }
+        self.judge()
     }
 
     fn merged(&self) -> RemotePresence {
@@ -270,6 +423,7 @@ pub(crate) async fn watch(
     node: Arc<str>,
     heartbeat: Duration,
     view: watch::Sender<Arc<RemotePresence>>,
+    mut rechecks: mpsc::Receiver<Recheck>,
 ) {
     let own_hex = hex(node.as_bytes());
     let mut remote = Remote {
@@ -279,7 +433,11 @@ pub(crate) async fn watch(
         ttl: heartbeat * 3,
         beats: HashMap::new(),
         silent: BTreeSet::new(),
+        probed: HashMap::new(),
+        gone: HashMap::new(),
     };
+    let (verdicts, mut verdicts_in) = mpsc::unbounded_channel();
+    let mut answered: Vec<oneshot::Sender<()>> = Vec::new();
     let mut beats: Option<Subscriber> = None;
     let mut sweeps = tokio::time::interval((heartbeat / 4).min(BEAT));
     sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -326,6 +484,22 @@ pub(crate) async fn watch(
                     false
                 }
             },
+            Some(recheck) = rechecks.recv() => {
+                let holders = remote.holders(&recheck.channel, &recheck.uid);
+                tracing::debug!(channel = %recheck.channel, uid = %recheck.uid, holders = holders.len(), nodes_heard = remote.beats.len(), "presence recheck");
+                if holders.is_empty() {
+                    answered.push(recheck.done);
+                } else {
+                    let verdicts = verdicts.clone();
+                    tokio::spawn(probe(client.clone(), holders, recheck.done, verdicts));
+                }
+                false
+            }
+            Some(verdict) = verdicts_in.recv() => {
+                let changed = remote.take(&verdict);
+                answered.push(verdict.done);
+                changed
+            }
             beat = next_beat(&mut beats) => match beat {
                 Some(message) => remote.heard(message.subject.as_str()),
                 None => {
@@ -343,6 +517,9 @@ pub(crate) async fn watch(
         };
         if changed {
             view.send_replace(Arc::new(remote.merged()));
+        }
+        for done in answered.drain(..) {
+            let _ = done.send(());
         }
     }
     tracing::debug!("presence watch stopped");

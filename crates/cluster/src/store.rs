@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeyAdded, KeySharing,
-    NewEntry, Nick, PrivateMessage, Rename, Topic,
+    NewEntry, Nick, PrivateMessage, Rename, Topic, Uid,
 };
 use kanava_store::{
     Bus, BusHealth, Delivered, InboundMessage, Outgoing, Pending, Present, RemotePresence,
@@ -65,6 +65,8 @@ struct Inner {
     local_presence: presence::Local,
     presence_changes: mpsc::UnboundedSender<presence::Change>,
     remote_presence: watch::Receiver<Arc<RemotePresence>>,
+    /// Joins asking the presence watch to check that a uid's holders are alive.
+    presence_rechecks: mpsc::Sender<presence::Recheck>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -107,12 +109,14 @@ impl ClusterStore {
             config.presence_heartbeat,
         ));
         let (view, remote_presence) = watch::channel(Arc::new(RemotePresence::new()));
+        let (presence_rechecks, rechecks) = mpsc::channel(presence::RECHECKS);
         let watcher = tokio::spawn(presence::watch(
             connected.buckets.presence.clone(),
             connected.client.clone(),
             Arc::clone(&node),
             config.presence_heartbeat,
             view,
+            rechecks,
         ));
         let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
         let mut tasks = Vec::from(publish_tasks);
@@ -139,6 +143,7 @@ impl ClusterStore {
                 local_presence,
                 presence_changes,
                 remote_presence,
+                presence_rechecks,
                 tasks: Mutex::new(tasks),
             }),
         })
@@ -485,6 +490,23 @@ impl Bus for ClusterStore {
 
     fn remote_presence(&self) -> watch::Receiver<Arc<RemotePresence>> {
         self.inner.remote_presence.clone()
+    }
+
+    /// Probes the nodes announcing `uid` in `channel` (core NATS requests that NATS answers
+    /// "no responders" for a node that is gone); resolves once the view has dropped the gone
+    /// ones. With too many joins waiting already, resolves at once, checking nothing.
+    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<()> {
+        let (done, checked) = oneshot::channel();
+        let recheck = presence::Recheck { channel, uid, done };
+        if self.inner.presence_rechecks.try_send(recheck).is_err() {
+            tracing::debug!("too many presence rechecks waiting; this join is not rechecked");
+        }
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let _ = checked.await;
+            let _ = reply.send(Ok(()));
+        });
+        pending
     }
 
     fn health(&self) -> BusHealth {

@@ -218,6 +218,21 @@ impl Hub {
         Ok(())
     }
 
+    /// Has the bus check that the nodes announcing `uid` in `channel` are alive; any dead one's
+    /// presence is gone from [`remote_members`](Self::remote_members) once this returns.
+    async fn recheck_presence(&self, channel: &ChannelName, uid: &Uid) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let checked = cluster
+            .bus
+            .recheck_presence(channel.clone(), uid.clone())
+            .await;
+        if let Err(error) = checked {
+            tracing::debug!(%error, %channel, %uid, "could not recheck presence");
+        }
+    }
+
     /// The hub's configuration.
     pub fn config(&self) -> HubConfig {
         self.inner.config.clone()
@@ -275,7 +290,8 @@ impl Hub {
             Holding::Exclusive { verified } => (true, verified),
             Holding::Shared => (false, true),
         };
-        loop {
+        let mut rechecked = false;
+        'attempt: loop {
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 return Err(HubError::ShuttingDown);
             }
@@ -293,18 +309,23 @@ impl Hub {
             let remote = self.remote_members(&channel);
             let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
             let (sender, outbox) = Outbox::new(self.inner.config.queue, &self.inner.config.memory);
-            let (history, submitted) = {
+            let joined = 'joined: {
                 let mut state = entry.lock();
                 if state.retired {
-                    continue;
+                    continue 'attempt;
                 }
                 state.set_remote(&remote);
                 if !state.admits(&uid, exclusive) {
-                    return Err(HubError::Duplicate { uid, channel });
+                    if rechecked || !state.refused_only_elsewhere(&uid, exclusive) {
+                        return Err(HubError::Duplicate { uid, channel });
+                    }
+                    break 'joined None;
                 }
                 // A member joining again with the header the history already holds stores
                 // nothing: rejoining must not push messages out of the history.
-                let header = header.filter(|h| !state.holds_header(&uid, verified, h));
+                let header = header
+                    .clone()
+                    .filter(|h| !state.holds_header(&uid, verified, h));
                 if let Some(header) = &header {
                     self.charge(&uid, header.len())?;
                 }
@@ -332,7 +353,13 @@ impl Hub {
                         id,
                     )
                 });
-                (history, submitted)
+                Some((history, submitted))
+            };
+            let Some((history, submitted)) = joined else {
+                // Held only on other nodes: a node that just died may still be announced.
+                rechecked = true;
+                self.recheck_presence(&channel, &uid).await;
+                continue;
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
             // A shutdown that began while we joined must still reach this member.

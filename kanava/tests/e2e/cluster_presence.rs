@@ -62,19 +62,19 @@ async fn assert_duplicate(client: &Client, uid: &str, ch: &str, when: &str) {
 }
 
 /// Joins `uid` until the node admits it, trying again at once after each refusal, which must
-/// be a duplicate's (1008); gives up `limit` after `since`. Returns the member and when it was
-/// admitted.
+/// be a duplicate's (1008); gives up `limit` after `since`. Returns the member, when it was
+/// admitted and how many times it was refused before.
 async fn join_when_free(
     client: &Client,
     uid: &str,
     ch: &str,
     since: Instant,
     limit: Duration,
-) -> (Ws, Instant) {
+) -> (Ws, Instant, u32) {
     let mut refusals = 0;
     loop {
         match try_join(client, uid, ch).await {
-            Joined::Admitted(ws, _) => return (*ws, Instant::now()),
+            Joined::Admitted(ws, _) => return (*ws, Instant::now(), refusals),
             Joined::Closed(code, reason) => {
                 assert_eq!(code, CloseCode::Policy, "{uid} refused: {reason}");
                 refusals += 1;
@@ -94,6 +94,28 @@ struct Nodes {
     a: Option<Kanava>,
     b: Kanava,
     _nats: NatsCluster,
+}
+
+impl Drop for Nodes {
+    /// On a failing test, prints the end of every running node's log.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (name, node) in [("a", self.a.as_ref()), ("b", Some(&self.b))] {
+            if let Some(node) = node {
+                let log = node.stderr();
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains("kanava_mles::connection"))
+                    .collect();
+                eprintln!(
+                    "--- kanava node {name}, last lines of stderr:\n{}",
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
+        }
+    }
 }
 
 async fn start() -> Nodes {
@@ -144,12 +166,12 @@ async fn killed_nodes_uids_join_another_node_within_two_seconds() {
     let mut admitted = Vec::new();
     let mut rejoined = Vec::new();
     for uid in uids {
-        let (ws, at) = join_when_free(&on_b, uid, &ch, killed, AFTER_KILL).await;
-        admitted.push((uid, at.duration_since(killed)));
+        let (ws, at, refusals) = join_when_free(&on_b, uid, &ch, killed, AFTER_KILL).await;
+        admitted.push((uid, at.duration_since(killed), refusals));
         rejoined.push(ws);
     }
-    eprintln!("admitted on B after A was killed: {admitted:?}");
-    for (uid, after) in &admitted {
+    eprintln!("admitted on B after A was killed (uid, time, refusals before): {admitted:?}");
+    for (uid, after, _) in &admitted {
         assert!(
             *after < AFTER_KILL,
             "{uid} admitted {after:?} after the kill"
