@@ -37,7 +37,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::{Client, RequestErrorKind, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use kanava_core::{ChannelName, Uid};
 use kanava_store::{Present, RemotePresence};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -70,6 +70,9 @@ const ANSWERS_PROBES: &str = "\nanswers probes";
 /// How long a probe waits for its node's answer; a node that does not answer in time (but that
 /// NATS still knows) still counts, until its beats say otherwise.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many nodes' beats are followed at most (a cluster has a handful).
+const MAX_NODES: usize = 1024;
 
 /// How many joins may wait for a recheck at once; more are refused without one.
 pub(crate) const RECHECKS: usize = 64;
@@ -252,8 +255,8 @@ struct Remote {
     /// The nodes that say (in their `n.<hex node>` key) they answer probes, and when they last
     /// said so: those probed even if their beats do not reach this node.
     probed: HashMap<String, Instant>,
-    /// The nodes NATS said were gone (a probe had no responders), and when; a beat of theirs
-    /// counts again only a beat later (one may have been on its way).
+    /// The nodes NATS said were gone (a probe had no responders), and when; a beat heard from
+    /// one later brings it back.
     gone: HashMap<String, Instant>,
 }
 
@@ -320,14 +323,13 @@ impl Remote {
         let Some(node_hex) = subject.strip_prefix(ALIVE_PREFIX) else {
             return false;
         };
-        if let Some(since) = self.gone.get(node_hex) {
-            if since.elapsed() < BEAT {
-                return false;
-            }
-            self.gone.remove(node_hex);
-        }
+        // Beats sent before a node was found gone are all taken in before the verdict (see
+        // `watch`): one heard after it is from a node that is back.
+        self.gone.remove(node_hex);
         if let Some(at) = self.beats.get_mut(node_hex) {
             *at = Instant::now();
+        } else if self.beats.len() >= MAX_NODES {
+            tracing::debug!(node = %node_hex, "too many nodes beating; ignored one");
         } else {
             tracing::debug!(node = %node_hex, "hearing a node's beats");
             self.beats.insert(node_hex.to_owned(), Instant::now());
@@ -496,7 +498,14 @@ pub(crate) async fn watch(
                 false
             }
             Some(verdict) = verdicts_in.recv() => {
-                let changed = remote.take(&verdict);
+                // NATS sent every beat of a node before it could say the node has no
+                // subscription left, and the client queued them before the probe's answer:
+                // take them in first, so that only a beat sent after the verdict clears it.
+                let mut changed = false;
+                while let Some(Some(message)) = beats.as_mut().and_then(|b| b.next().now_or_never()) {
+                    changed |= remote.heard(message.subject.as_str());
+                }
+                changed |= remote.take(&verdict);
                 answered.push(verdict.done);
                 changed
             }

@@ -244,3 +244,38 @@ async fn uid_held_by_a_live_node_stays_refused_elsewhere() {
     bystander.send(text("hello held")).await.unwrap();
     assert_eq!(recv(&mut members[0]).await, text("hello held"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_nodes_uids_join_another_node_within_two_seconds() {
+    let _heavy = heavy().await;
+    let mut nodes = start().await;
+    let ch = channel("presence-frozen");
+    let _members = hold_on_a(&nodes, &["f1"], &ch).await;
+    let on_b = nodes.b.client();
+
+    // B judges A by its silence only once it has heard A beat (its log says when).
+    wait_until("B hears A's beats", || {
+        // "a" in hex, after the log's colour codes.
+        let log = nodes.b.stderr();
+        log.lines()
+            .any(|l| l.contains("hearing a node's beats") && l.ends_with("61"))
+    })
+    .await;
+    // SIGSTOP: A's connections stay open, as those of a host that vanished, so NATS still
+    // knows it and only its silence tells.
+    let pid = nodes.a.as_ref().expect("A runs").pid() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let frozen = Instant::now();
+    let (_f1, at, refusals) = join_when_free(&on_b, "f1", &ch, frozen, AFTER_KILL).await;
+    let after = at.duration_since(frozen);
+    eprintln!("f1 admitted on B {after:?} after A froze, refused {refusals} times before");
+    // Its last beat was at most 250 ms before it froze; 1 s of silence ends its presence.
+    assert!(
+        after >= Duration::from_millis(700),
+        "admitted only {after:?} after A froze: a live-looking holder was dropped"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    nodes.a.take().expect("A runs").kill9();
+}
