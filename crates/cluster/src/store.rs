@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use kanava_core::{
     Ban, ChannelName, Claim, Entry, HistoryLimits, Identity, IdentityKey, KeyAdded, KeySharing,
-    NewEntry, Nick, PrivateMessage, Rename, Topic,
+    NewEntry, Nick, PrivateMessage, Rename, Topic, Uid,
 };
 use kanava_store::{
     Bus, BusHealth, Delivered, InboundMessage, Outgoing, Pending, Present, RemotePresence,
@@ -25,6 +25,9 @@ use crate::wire::SessionRecord;
 use crate::{
     ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
 };
+
+/// How long [`Store::sync`] waits for the presence writer.
+const PRESENCE_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A node's handle on the cluster: the shared [`Store`], its [`Bus`] and its [`SessionBus`].
 /// Cheap to clone; the background tasks (publishing, presence, deliveries, the inboxes of open
@@ -60,8 +63,10 @@ struct Inner {
     private_from: u64,
     private_feed_taken: AtomicBool,
     local_presence: presence::Local,
-    presence_changes: mpsc::UnboundedSender<ChannelName>,
+    presence_changes: mpsc::UnboundedSender<presence::Change>,
     remote_presence: watch::Receiver<Arc<RemotePresence>>,
+    /// Joins asking the presence watch to check that a uid's holders are alive.
+    presence_rechecks: mpsc::Sender<presence::Recheck>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -104,14 +109,18 @@ impl ClusterStore {
             config.presence_heartbeat,
         ));
         let (view, remote_presence) = watch::channel(Arc::new(RemotePresence::new()));
+        let (presence_rechecks, rechecks) = mpsc::channel(presence::RECHECKS);
         let watcher = tokio::spawn(presence::watch(
             connected.buckets.presence.clone(),
+            connected.client.clone(),
             Arc::clone(&node),
             config.presence_heartbeat,
             view,
+            rechecks,
         ));
+        let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
         let mut tasks = Vec::from(publish_tasks);
-        tasks.extend([writer, watcher]);
+        tasks.extend([writer, watcher, beat]);
         Ok(ClusterStore {
             inner: Arc::new(Inner {
                 max_frame: connected.max_frame,
@@ -134,6 +143,7 @@ impl ClusterStore {
                 local_presence,
                 presence_changes,
                 remote_presence,
+                presence_rechecks,
                 tasks: Mutex::new(tasks),
             }),
         })
@@ -301,10 +311,26 @@ impl Store for ClusterStore {
         })
     }
 
-    /// Resolves at once: whatever JetStream acknowledged is already stored (on a majority of
-    /// the replicas), and nothing is acknowledged before.
+    /// Resolves once the presence changes made before are written (or, if NATS does not answer,
+    /// after [`PRESENCE_FLUSH_LIMIT`]: presence also expires by itself): a graceful stop
+    /// withdraws its presence through this before its members are closed. Frames need nothing:
+    /// whatever JetStream acknowledged is already stored (on a majority of the replicas), and
+    /// nothing is acknowledged before.
     fn sync(&self) -> Pending<()> {
-        self.run(|_| async { Ok(()) })
+        let (done, flushed) = oneshot::channel();
+        let _ = self
+            .inner
+            .presence_changes
+            .send(presence::Change::Flush(done));
+        self.run(|_| async move {
+            if tokio::time::timeout(PRESENCE_FLUSH_LIMIT, flushed)
+                .await
+                .is_err()
+            {
+                tracing::warn!("presence changes not written in time; they expire by themselves");
+            }
+            Ok(())
+        })
     }
 
     fn history_before(
@@ -456,11 +482,31 @@ impl Bus for ClusterStore {
                 local.insert(channel.clone(), members);
             }
         }
-        let _ = self.inner.presence_changes.send(channel);
+        let _ = self
+            .inner
+            .presence_changes
+            .send(presence::Change::Channel(channel));
     }
 
     fn remote_presence(&self) -> watch::Receiver<Arc<RemotePresence>> {
         self.inner.remote_presence.clone()
+    }
+
+    /// Probes the nodes announcing `uid` in `channel` (core NATS requests that NATS answers
+    /// "no responders" for a node that is gone); resolves once the view has dropped the gone
+    /// ones. With too many joins waiting already, resolves at once, checking nothing.
+    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<()> {
+        let (done, checked) = oneshot::channel();
+        let recheck = presence::Recheck { channel, uid, done };
+        if self.inner.presence_rechecks.try_send(recheck).is_err() {
+            tracing::debug!("too many presence rechecks waiting; this join is not rechecked");
+        }
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let _ = checked.await;
+            let _ = reply.send(Ok(()));
+        });
+        pending
     }
 
     fn health(&self) -> BusHealth {

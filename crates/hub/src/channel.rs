@@ -273,6 +273,15 @@ impl ChannelState {
         self.history.entries().any(|e| same(e)) || self.in_flight.iter().any(|f| same(&f.entry))
     }
 
+    /// Whether only the other nodes' presence keeps `uid` out (it would be admitted here).
+    pub(crate) fn refused_only_elsewhere(&self, uid: &Uid, exclusive: bool) -> bool {
+        let here = match self.uids.get(uid) {
+            None => true,
+            Some(holders) => !exclusive && !holders.exclusive,
+        };
+        here && !self.admits(uid, exclusive)
+    }
+
     /// Whether `uid` may join: an exclusive member needs the uid free; a shared one needs it free
     /// or held by other shared members only.
     pub(crate) fn admits(&self, uid: &Uid, exclusive: bool) -> bool {

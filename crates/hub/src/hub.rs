@@ -191,10 +191,45 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Tells the other nodes who is in `channel` here now.
+    /// Tells the other nodes who is in `channel` here now; nothing once shutting down, when
+    /// [`shutdown`](Self::shutdown) has withdrawn this node's presence.
     fn announce(&self, channel: &ChannelName, present: Vec<Present>) {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(cluster) = &self.inner.cluster {
             cluster.bus.set_presence(channel.clone(), present);
+        }
+    }
+
+    /// Tells the other nodes that nobody is here any more, in every channel, and waits (bounded)
+    /// until they can know: the members of a node that stops may rejoin on another node at once.
+    async fn withdraw_presence(&self) -> Result<(), HubError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        let channels: Vec<Arc<Channel>> = lock(&self.inner.channels).values().cloned().collect();
+        for channel in channels {
+            // Under the channel's lock, so that no join announces itself after this.
+            let _state = channel.lock();
+            cluster.bus.set_presence(channel.name.clone(), Vec::new());
+        }
+        self.inner.store.sync().await?;
+        Ok(())
+    }
+
+    /// Has the bus check that the nodes announcing `uid` in `channel` are alive; any dead one's
+    /// presence is gone from [`remote_members`](Self::remote_members) once this returns.
+    async fn recheck_presence(&self, channel: &ChannelName, uid: &Uid) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let checked = cluster
+            .bus
+            .recheck_presence(channel.clone(), uid.clone())
+            .await;
+        if let Err(error) = checked {
+            tracing::debug!(%error, %channel, %uid, "could not recheck presence");
         }
     }
 
@@ -255,7 +290,8 @@ impl Hub {
             Holding::Exclusive { verified } => (true, verified),
             Holding::Shared => (false, true),
         };
-        loop {
+        let mut rechecked = false;
+        'attempt: loop {
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 return Err(HubError::ShuttingDown);
             }
@@ -273,18 +309,23 @@ impl Hub {
             let remote = self.remote_members(&channel);
             let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
             let (sender, outbox) = Outbox::new(self.inner.config.queue, &self.inner.config.memory);
-            let (history, submitted) = {
+            let joined = 'joined: {
                 let mut state = entry.lock();
                 if state.retired {
-                    continue;
+                    continue 'attempt;
                 }
                 state.set_remote(&remote);
                 if !state.admits(&uid, exclusive) {
-                    return Err(HubError::Duplicate { uid, channel });
+                    if rechecked || !state.refused_only_elsewhere(&uid, exclusive) {
+                        return Err(HubError::Duplicate { uid, channel });
+                    }
+                    break 'joined None;
                 }
                 // A member joining again with the header the history already holds stores
                 // nothing: rejoining must not push messages out of the history.
-                let header = header.filter(|h| !state.holds_header(&uid, verified, h));
+                let header = header
+                    .clone()
+                    .filter(|h| !state.holds_header(&uid, verified, h));
                 if let Some(header) = &header {
                     self.charge(&uid, header.len())?;
                 }
@@ -312,7 +353,13 @@ impl Hub {
                         id,
                     )
                 });
-                (history, submitted)
+                Some((history, submitted))
+            };
+            let Some((history, submitted)) = joined else {
+                // Held only on other nodes: a node that just died may still be announced.
+                rechecked = true;
+                self.recheck_presence(&channel, &uid).await;
+                continue;
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));
             // A shutdown that began while we joined must still reach this member.
@@ -542,16 +589,18 @@ impl Hub {
         Ok(pending.await?)
     }
 
-    /// Stops taking members, kicks every member with [`KickReason::Shutdown`], and waits until
-    /// everything submitted so far is durable.
+    /// Stops taking members, withdraws this node's presence from the cluster (so that its
+    /// members may rejoin elsewhere as soon as they are closed), kicks every member with
+    /// [`KickReason::Shutdown`], and waits until everything submitted so far is durable.
     pub async fn shutdown(&self) -> Result<(), HubError> {
         self.inner.shutting_down.store(true, Ordering::Release);
+        let withdrawn = self.withdraw_presence().await;
         let members: Vec<_> = lock(&self.inner.members).values().cloned().collect();
         for shared in members {
             outbox::kick(&shared, KickReason::Shutdown);
         }
         self.inner.store.sync().await?;
-        Ok(())
+        withdrawn
     }
 
     /// The uids present in `channel`, on this node or (in a cluster) another, sorted, each

@@ -68,3 +68,138 @@ async fn presence_is_seen_on_other_nodes_refreshed_and_dropped_with_its_node() {
         "dropped {after:?} after the node, heartbeat {heartbeat:?}"
     );
 }
+
+/// How many clients `server` has connected.
+async fn connections(server: &Server) -> u64 {
+    let connz: serde_json::Value =
+        serde_json::from_str(&server.monitoring("/connz").await).expect("connz is JSON");
+    connz["num_connections"].as_u64().expect("num_connections")
+}
+
+/// Connects a store to `server` as `node`, with the default 5 s presence heartbeat (a node's
+/// announcements would expire after 15 s).
+async fn store_with_default_heartbeat(server: &Server, node: &str) -> kanava_cluster::ClusterStore {
+    let mut config = config(vec![server.url.clone()], node);
+    config.presence_heartbeat = Duration::from_secs(5);
+    kanava_cluster::ClusterStore::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("connect {node}: {e}\n{}", server.log_tail()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_presence_stops_counting_within_two_seconds_or_at_once_rechecked() {
+    crate::logs();
+    let server = Server::start(Options {
+        jetstream: true,
+        ..Default::default()
+    })
+    .await;
+    let a = store_with_default_heartbeat(&server, "node-a").await;
+    let b = store_with_default_heartbeat(&server, "node-b").await;
+    let c = store_with_default_heartbeat(&server, "node-c").await;
+    let d = store_with_default_heartbeat(&server, "node-d").await;
+    let (bus_a, bus_b, bus_c) = (a.bus().unwrap(), b.bus().unwrap(), c.bus().unwrap());
+    let bus_d = d.bus().unwrap();
+    let mut on_c = bus_c.remote_presence();
+    let room = ChannelName::new("lease").unwrap();
+    let held_by = |uid: &str| {
+        vec![Present {
+            uid: Uid::new(uid).unwrap(),
+            exclusive: true,
+            verified: false,
+        }]
+    };
+    bus_a.set_presence(room.clone(), held_by("on-a"));
+    bus_b.set_presence(room.clone(), held_by("on-b"));
+    let both = [held_by("on-a"), held_by("on-b")].concat();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        on_c.wait_for(|v| v.get(&room) == Some(&both)),
+    );
+    seen.await.expect("c sees a's and b's members").unwrap();
+
+    // Longer than the silence that ends a node's presence: live nodes keep counting.
+    let kept = tokio::time::timeout(
+        Duration::from_secs(3),
+        on_c.wait_for(|v| v.get(&room) != Some(&both)),
+    );
+    assert!(kept.await.is_err(), "live nodes' presence stops counting");
+    // A recheck of a live holder keeps it.
+    bus_c
+        .recheck_presence(room.clone(), Uid::new("on-a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        on_c.borrow().get(&room),
+        Some(&both),
+        "a recheck kept a live node"
+    );
+
+    // A stops without a word (its tasks and connection end, as in a crash): far sooner than
+    // the 15 s expiry, only b's member is left.
+    drop(bus_a);
+    drop(a);
+    let dropped_at = Instant::now();
+    let only_b = held_by("on-b");
+    let gone = tokio::time::timeout(
+        Duration::from_secs(15),
+        on_c.wait_for(|v| v.get(&room) == Some(&only_b)),
+    );
+    gone.await.expect("a's members go").unwrap();
+    let after = dropped_at.elapsed();
+    assert!(
+        after < Duration::from_secs(2),
+        "a's presence counted {after:?} after it died"
+    );
+
+    // B goes the same way, and joins do not wait for its silence: a recheck finds NATS has no
+    // responder for it any more, far sooner than its beats would tell.
+    bus_b.set_presence(room.clone(), held_by("on-b"));
+    let before = connections(&server).await;
+    drop(bus_b);
+    drop(b);
+    // As for a killed process, whose kernel closes its socket: the server has closed b's
+    // connection (dropping the store ends it a moment later).
+    let limit = Instant::now() + Duration::from_secs(5);
+    while connections(&server).await >= before {
+        assert!(Instant::now() < limit, "b's connection never closed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dropped_at = Instant::now();
+    loop {
+        bus_c
+            .recheck_presence(room.clone(), Uid::new("on-b").unwrap())
+            .await
+            .unwrap();
+        if on_c.borrow().get(&room).is_none() {
+            break;
+        }
+        // Well below the 750 ms its silence would take at least.
+        assert!(
+            dropped_at.elapsed() < Duration::from_millis(300),
+            "b still counted {:?} after its connection closed, rechecked",
+            dropped_at.elapsed()
+        );
+    }
+
+    // D withdraws its presence and syncs: once `sync` resolves, c is told at once.
+    bus_d.set_presence(room.clone(), held_by("on-d"));
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        on_c.wait_for(|v| v.get(&room) == Some(&held_by("on-d"))),
+    );
+    seen.await.expect("c sees d's member").unwrap();
+    bus_d.set_presence(room.clone(), Vec::new());
+    d.sync().await.unwrap();
+    let withdrawn_at = Instant::now();
+    let left = tokio::time::timeout(
+        Duration::from_secs(15),
+        on_c.wait_for(|v| v.get(&room).is_none()),
+    );
+    left.await.expect("d's withdrawal reaches c").unwrap();
+    let after = withdrawn_at.elapsed();
+    assert!(
+        after < Duration::from_millis(500),
+        "d's withdrawal reached c {after:?} after its sync"
+    );
+}
