@@ -651,8 +651,9 @@ struct ServeArgs {
     /// This node's name, unique in the cluster. [default: the host name and a random suffix]
     #[arg(long, env = "KANAVA_NODE_NAME", value_parser = parse_node_name)]
     node_name: Option<String>,
-    /// How often a node refreshes its presence; a node silent for three intervals stops
-    /// counting its members. [default: 5s]
+    /// How often a node refreshes its presence announcements, which expire after three
+    /// intervals; a node that dies stops counting its members within about a second whatever
+    /// this is (nodes beat every 250 ms and probe a holder before refusing). [default: 5s]
     #[arg(long, env = "KANAVA_PRESENCE_INTERVAL", value_parser = parse_duration)]
     presence_interval: Option<Duration>,
 }
