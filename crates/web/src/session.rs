@@ -139,12 +139,22 @@ struct Room {
     member: Arc<Member>,
     kick: KickSignal,
     forward: JoinHandle<()>,
-    /// The member's own stored messages, for the forwarder to show in their place.
+    /// The member's own messages, for the forwarder to show in their place.
     own: mpsc::Sender<OwnMessage>,
 }
 
-/// A message the member sent, once stored, and who waits until it is queued to the client.
-type OwnMessage = (Entry, oneshot::Sender<()>);
+/// What the session tells a room's forwarder about the member's own messages, which do not
+/// come back through its outbox: from the moment one is being published until it is shown (or
+/// failed), the forwarder holds back the room's other events, so that every event reaches the
+/// client in seq order.
+enum OwnMessage {
+    /// A message is being published.
+    Publishing,
+    /// It is stored and released to the room: show it in its place, then tell the sender.
+    Stored(Entry, oneshot::Sender<()>),
+    /// It was not stored.
+    Failed,
+}
 
 impl Drop for Room {
     fn drop(&mut self) {
@@ -838,10 +848,17 @@ impl Session {
         let member = Arc::clone(&open.member);
         let kick = open.kick.clone();
         let forwarder = open.own.clone();
-        let own = member
+        let _ = forwarder.send(OwnMessage::Publishing).await;
+        let own = match member
             .publish_stored(FrameKind::Text, Bytes::from(text))
             .await
-            .map_err(|e| hub_refusal(&e, &ending))?;
+        {
+            Ok(own) => own,
+            Err(error) => {
+                let _ = forwarder.send(OwnMessage::Failed).await;
+                return Err(hub_refusal(&error, &ending));
+            }
+        };
         if let Some(reason) = kick.reason() {
             self.rooms.remove(&room);
             let refused = kicked(reason, &ending);
@@ -851,7 +868,11 @@ impl Session {
         // shows it after what others sent before it, and the ok follows.
         let seq = own.seq;
         let (queued, shown) = oneshot::channel();
-        if forwarder.send((own, queued)).await.is_ok() {
+        if forwarder
+            .send(OwnMessage::Stored(own, queued))
+            .await
+            .is_ok()
+        {
             let _ = shown.await;
         }
         let ok = json!({"room": room.as_str(), "seq": seq});
@@ -1079,9 +1100,10 @@ fn kicked(reason: KickReason, ending: &Ending) -> Refused {
 /// Forwards a room's live entries and presence changes to the connection until the
 /// membership ends.
 ///
-/// The member's own messages come in through `own` once stored: a frame is released to the
-/// channel only after every earlier one, so what others sent before it is in the outbox by
-/// then, and is forwarded first. Seqs reach the client in order, which resuming relies on.
+/// The member's own messages come in through `own`: while one is being published the outbox
+/// is not read; once it is stored, what others sent before it is in the outbox (a frame is
+/// released to the channel only after every earlier one) and is forwarded first, then the own
+/// message, then the rest. Seqs reach the client in order, which resuming relies on.
 async fn forward(
     hub: kanava_hub::Hub,
     room: ChannelName,
@@ -1092,28 +1114,49 @@ async fn forward(
     let kick = outbox.kick_signal();
     let mut shown = events::members(&hub.members(&room));
     let mut watching = true;
+    // Own messages being published, and an entry read from the outbox past the own message
+    // being shown (it waits until no own message is pending).
+    let mut publishing = 0usize;
+    let mut held: Option<Arc<Entry>> = None;
+    let show = |entry: &Entry| events::event(&room, entry).is_none_or(|event| out.send(&event));
     loop {
         tokio::select! {
-            Some((entry, queued)) = own.recv() => {
-                while let Some(earlier) = outbox.try_recv() {
-                    if let Some(event) = events::event(&room, &earlier)
-                        && !out.send(&event)
-                    {
-                        return;
+            Some(message) = own.recv() => {
+                match message {
+                    OwnMessage::Publishing => publishing += 1,
+                    OwnMessage::Failed => publishing = publishing.saturating_sub(1),
+                    OwnMessage::Stored(entry, queued) => {
+                        publishing = publishing.saturating_sub(1);
+                        if held.as_ref().is_some_and(|h| h.seq < entry.seq)
+                            && let Some(earlier) = held.take()
+                            && !show(&earlier)
+                        {
+                            return;
+                        }
+                        while held.is_none() {
+                            let Some(earlier) = outbox.try_recv() else { break };
+                            if earlier.seq > entry.seq {
+                                held = Some(earlier);
+                            } else if !show(&earlier) {
+                                return;
+                            }
+                        }
+                        if !show(&entry) {
+                            return;
+                        }
+                        let _ = queued.send(());
                     }
                 }
-                if let Some(event) = events::event(&room, &entry)
-                    && !out.send(&event)
+                if publishing == 0
+                    && let Some(later) = held.take()
+                    && !show(&later)
                 {
                     return;
                 }
-                let _ = queued.send(());
             }
-            entry = outbox.recv() => match entry {
+            entry = outbox.recv(), if publishing == 0 && held.is_none() => match entry {
                 Some(entry) => {
-                    if let Some(event) = events::event(&room, &entry)
-                        && !out.send(&event)
-                    {
+                    if !show(&entry) {
                         return;
                     }
                 }
