@@ -5,7 +5,7 @@
 //! into a new data directory.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -52,19 +52,12 @@ pub fn backup(data: &Path, file: &Path) -> anyhow::Result<BackupSummary> {
             &mut archive,
             &snapshot,
             Path::new(DATABASE),
-            None,
+            false,
             &mut summary,
         )?;
         for (path, name) in data_files(data)? {
-            let complete =
-                if name.starts_with("debug-me") && name.extension().is_some_and(|e| e == "log") {
-                    let bytes = std::fs::read(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    Some(kanava_debugme_server::complete_length(&bytes) as u64)
-                } else {
-                    None
-                };
-            add_file(&mut archive, &path, &name, complete, &mut summary)?;
+            let log = name.starts_with("debug-me") && name.extension().is_some_and(|e| e == "log");
+            add_file(&mut archive, &path, &name, log, &mut summary)?;
         }
         let file = archive.into_inner().context("finishing the backup")?;
         file.sync_all().context("writing the backup to disk")?;
@@ -98,18 +91,26 @@ fn data_files(data: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     Ok(files)
 }
 
-/// Adds `path` to the archive as `name` (its first `length` bytes, when given), with its
-/// permissions.
+/// Adds `path` to the archive as `name`, with its permissions: a debug-me log (`log`) up to its
+/// last complete line, as one being written may end mid-line.
 fn add_file(
     archive: &mut tar::Builder<File>,
     path: &Path,
     name: &Path,
-    length: Option<u64>,
+    log: bool,
     summary: &mut BackupSummary,
 ) -> anyhow::Result<()> {
-    let mut source = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let metadata = source.metadata()?;
-    let size = length.unwrap_or(metadata.len()).min(metadata.len());
+    let reading = || format!("reading {}", path.display());
+    let mut source = File::open(path).with_context(reading)?;
+    let metadata = source.metadata().with_context(reading)?;
+    let size = if log {
+        let complete =
+            kanava_debugme_server::complete_length_of(&mut source).with_context(reading)?;
+        source.rewind().with_context(reading)?;
+        complete
+    } else {
+        metadata.len()
+    };
     let mut header = tar::Header::new_gnu();
     header.set_metadata(&metadata);
     header.set_size(size);

@@ -21,7 +21,8 @@ mod session;
 pub use connection::{DebugMeConfig, DebugMeServer, SESSION_BURST};
 pub use mail::MailSettings;
 pub use session::{
-    MAX_LOG_LINE, complete_length, read_log_frames, session_log_path, truncate_torn_tail,
+    MAX_LOG_LINE, complete_length, complete_length_of, read_log_frames, session_log_path,
+    truncate_torn_tail,
 };
 
 /// Describes the debug-me server's metrics and registers them at zero, so that `/metrics` lists

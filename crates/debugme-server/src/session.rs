@@ -321,18 +321,15 @@ pub fn complete_length(log: &[u8]) -> usize {
     log.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
 }
 
-/// Cuts a torn last line off the log at `path`, so that it ends with its last complete line;
-/// returns how many bytes were cut. Reads only the log's tail, and opens it for writing only
-/// when there is something to cut.
-pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
+/// How long the complete part of the log in `file` is (see [`complete_length`]), reading only
+/// its tail: what a copy of a log being written may take.
+pub fn complete_length_of(file: &mut std::fs::File) -> std::io::Result<u64> {
     const STEP: u64 = 64 * 1024;
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut end = len;
+    let mut end = file.metadata()?.len();
     let mut chunk = Vec::new();
-    let keep = loop {
+    loop {
         if end == 0 {
-            break 0;
+            return Ok(0);
         }
         let start = end.saturating_sub(STEP);
         chunk.resize((end - start) as usize, 0);
@@ -340,10 +337,19 @@ pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
         file.read_exact(&mut chunk)?;
         let complete = complete_length(&chunk);
         if complete > 0 {
-            break start + complete as u64;
+            return Ok(start + complete as u64);
         }
         end = start;
-    };
+    }
+}
+
+/// Cuts a torn last line off the log at `path`, so that it ends with its last complete line;
+/// returns how many bytes were cut. Reads only the log's tail, and opens it for writing only
+/// when there is something to cut.
+pub fn truncate_torn_tail(path: &Path) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let keep = complete_length_of(&mut file)?;
     if keep < len {
         let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len(keep)?;

@@ -374,6 +374,23 @@ async fn a_reload_serves_new_certificates_to_new_clients_keeps_connections_and_r
     );
 }
 
+/// Connects to `address` once systemd-socket-activate listens there (within `WAIT`).
+fn connect_once_listening(address: &str) -> std::net::TcpStream {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match std::net::TcpStream::connect(address) {
+            Ok(stream) => return stream,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing listens on {address}: {error}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn socket_activation_serves_a_connection_that_arrived_before_kanava_started() {
     use std::io::{BufRead, BufReader, Read, Write};
@@ -406,13 +423,7 @@ async fn socket_activation_serves_a_connection_that_arrived_before_kanava_starte
         .stderr(stderr_file)
         .spawn()
         .expect("systemd-socket-activate (Debian package systemd) is installed");
-    let admin = format!("127.0.0.1:{}", ports[3]);
-    let mut early = loop {
-        match std::net::TcpStream::connect(&admin) {
-            Ok(stream) => break stream,
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let mut early = connect_once_listening(&format!("127.0.0.1:{}", ports[3]));
     early
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: kanava\r\n\r\n")
         .unwrap();
@@ -469,9 +480,7 @@ fn a_passed_socket_that_no_listener_takes_is_refused_with_how_to_fix_it() {
         .spawn()
         .expect("systemd-socket-activate (Debian package systemd) is installed");
     // The first connection starts kanava.
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    connect_once_listening(&format!("127.0.0.1:{port}"));
     let output = activated.wait_with_output().unwrap();
     assert!(!output.status.success());
     // systemd-socket-activate's own lines come first.
