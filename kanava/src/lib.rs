@@ -129,6 +129,8 @@ pub struct ClusterSettings {
     pub node: String,
     /// How often the node refreshes its presence.
     pub presence_interval: Duration,
+    /// How long frames and joins wait for the cluster before the member is told to try again.
+    pub timeout: Duration,
 }
 
 impl Settings {
@@ -460,6 +462,7 @@ async fn open_store(
         presence_heartbeat: cluster.presence_interval,
         debug_me_retention: settings.debug_me_retention,
         connect_timeout: Duration::from_secs(10),
+        timeout: cluster.timeout,
     })
     .await
     .with_context(|| format!("joining the cluster at {}", cluster.servers.join(",")))?;

@@ -656,6 +656,12 @@ struct ServeArgs {
     /// this is (nodes beat every 250 ms and probe a holder before refusing). [default: 5s]
     #[arg(long, env = "KANAVA_PRESENCE_INTERVAL", value_parser = parse_duration)]
     presence_interval: Option<Duration>,
+    /// How long a frame may wait for the cluster to store it, and a join for the channel's
+    /// history (a leader election, a lagging replica), before the member is closed with 1013
+    /// (try again later); a frame not confirmed by then may still be stored, none its sender
+    /// sent after it will be. At most 60s. [default: 10s]
+    #[arg(long, env = "KANAVA_CLUSTER_TIMEOUT", value_parser = parse_duration)]
+    cluster_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -745,6 +751,8 @@ struct FileConfig {
     node_name: Option<String>,
     #[serde(default, deserialize_with = "duration_from_text")]
     presence_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_from_text")]
+    cluster_timeout: Option<Duration>,
 }
 
 /// A node name: 1 to 64 letters, digits, `-` or `_`, so that it fits in NATS keys and headers.
@@ -852,6 +860,7 @@ impl ServeArgs {
             self.cluster_replicas.or(file.cluster_replicas),
             self.node_name.or(file.node_name),
             self.presence_interval.or(file.presence_interval),
+            self.cluster_timeout.or(file.cluster_timeout),
         )?;
         let max_frame_given = self.max_frame.is_some() || file.max_frame.is_some();
         let mles_key = self
@@ -1088,9 +1097,14 @@ fn cluster_settings(
     replicas: Option<u8>,
     node: Option<String>,
     presence_interval: Option<Duration>,
+    timeout: Option<Duration>,
 ) -> anyhow::Result<Option<ClusterSettings>> {
     if servers.is_empty() {
         return Ok(None);
+    }
+    let timeout = timeout.unwrap_or(Duration::from_secs(10));
+    if timeout.is_zero() || timeout > Duration::from_secs(60) {
+        anyhow::bail!("cluster-timeout: must be more than 0 and at most 60s");
     }
     let node = match node {
         Some(name) => {
@@ -1104,6 +1118,7 @@ fn cluster_settings(
         replicas: replicas.map_or(3, usize::from),
         node,
         presence_interval: presence_interval.unwrap_or(Duration::from_secs(5)),
+        timeout,
     }))
 }
 

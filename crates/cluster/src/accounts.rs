@@ -23,11 +23,11 @@ use kanava_core::{
     PrivateMessage, Rename, Topic,
 };
 
-use crate::history::{last_sequence, scan, unix_ms};
+use crate::ClusterError;
 use crate::publish::{Message, MessageIds, publish_stored};
+use crate::read::{last_sequence, last_stored, scan};
 use crate::setup::Buckets;
 use crate::wire::{self, PRIVATE_PREFIX, RecordError, UNREAD_HEADER, hex};
-use crate::{ClusterError, deliveries::header_pairs};
 
 /// Compare-and-set rounds before an update gives up.
 const MAX_ATTEMPTS: usize = 32;
@@ -701,18 +701,16 @@ pub(crate) async fn take_unread(
             ),
             None => (0, None),
         };
-        if last_sequence(stream, &subject)
-            .await?
-            .is_none_or(|last| last <= seen)
-        {
-            return Ok(Vec::new());
-        }
+        let until = match last_sequence(stream, &subject).await? {
+            Some(last) if last > seen => last,
+            _ => return Ok(Vec::new()),
+        };
         let (mut newest, mut unread) = (seen, Vec::new());
-        scan(stream, subject.clone(), seen + 1, |message, seq| {
+        scan(stream, subject.clone(), seen + 1, until, |stored| {
+            let seq = stored.seq;
             newest = seq;
-            let pairs = header_pairs(message.headers.as_ref());
-            if pairs.contains(&(UNREAD_HEADER, "1")) {
-                match wire::decode_private(&message.payload, seq) {
+            if stored.header_pairs().contains(&(UNREAD_HEADER, "1")) {
+                match wire::decode_private(&stored.payload, seq) {
                     Ok(pm) => unread.push(pm),
                     Err(error) => tracing::warn!(seq, %error, "dropped a stored private message"),
                 }
@@ -735,15 +733,14 @@ pub(crate) async fn take_unread(
 /// that is not older).
 pub(crate) async fn purge_private(stream: &Stream, before_ms: u64) -> Result<(), ClusterError> {
     let mut last_old = 0;
-    scan(stream, format!("{PRIVATE_PREFIX}>"), 1, |message, seq| {
-        let time_ms = wire::decode_private(&message.payload, seq)
-            .map(|pm| pm.time_ms)
-            .or_else(|_| message.info().map(|i| unix_ms(&i.published)))
-            .unwrap_or(0);
+    let until = last_stored(stream, "read the private-message stream's state").await?;
+    scan(stream, format!("{PRIVATE_PREFIX}>"), 1, until, |stored| {
+        let time_ms = wire::decode_private(&stored.payload, stored.seq)
+            .map_or(stored.time_ms, |pm| pm.time_ms);
         if time_ms >= before_ms {
             return ControlFlow::Break(());
         }
-        last_old = seq;
+        last_old = stored.seq;
         ControlFlow::Continue(())
     })
     .await?;

@@ -9,13 +9,14 @@
 //! next sequence it owes) and, whenever the consumer fails, ends, hands back something older or
 //! goes silent while the stream holds messages it owes (an ordered consumer whose server died
 //! can stay silent for a long time), creates a new one starting at that position: no sequence
-//! is delivered twice, and none is skipped. (A node whose consumer falls more than the history's `max_entries` frames behind in
+//! is delivered twice, and none is skipped. A new consumer that reports nothing pending while
+//! the leader holds messages from that position on is served by a lagging replica: the
+//! follower then fetches them from the leader (see [`crate::read`]) rather than skip them. (A node whose consumer falls more than the history's `max_entries` frames behind in
 //! one channel cannot get the ones the stream has evicted meanwhile: they are gone from the
 //! history too.)
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use futures_util::StreamExt;
@@ -24,22 +25,20 @@ use kanava_store::Delivered;
 use tokio::sync::mpsc;
 
 use crate::ClusterError;
-use crate::history::last_sequence;
+use crate::read::{
+    MAX_PULL, STALL, Stored, deliver_from, last_sequence, last_stored, next_from_leader,
+};
 use crate::wire::{self, CHANNEL_PREFIX, PRIVATE_PREFIX};
 
 /// Frames decoded ahead of the hub.
 pub(crate) const BUFFER: usize = 1024;
-/// The longest pull an ordered consumer waits, which also sets its idle heartbeat (half of it).
-pub(crate) const MAX_PULL: Duration = Duration::from_secs(4);
-/// Silence after which the stream is asked whether frames are waiting: an ordered consumer whose
-/// server died can stay silent for a long time before async-nats notices (observed: over 30 s
-/// after a node of three was killed).
-pub(crate) const STALL: Duration = Duration::from_secs(2);
 
 /// Why one consumer stopped.
 enum Stop {
     /// The receiver was dropped, or the last item was delivered: stop for good.
     Done,
+    /// What a lagging consumer lacked was fetched from the leader: start a new one at once.
+    CaughtUp,
     /// The consumer failed; start a new one.
     Failed(ClusterError),
 }
@@ -72,7 +71,7 @@ pub(crate) struct Follower<T> {
     /// How much of the stream `filter` covers.
     pub(crate) scope: Scope,
     /// Turns a stored message into an item: `Err` drops it with a warning.
-    pub(crate) decode: fn(&async_nats::jetstream::Message, u64) -> Result<Decoded<T>, String>,
+    pub(crate) decode: fn(&Stored) -> Result<Decoded<T>, String>,
     /// Whether it reports its backlog as `kanava_cluster_consumer_lag`.
     pub(crate) reports_lag: bool,
 }
@@ -84,13 +83,12 @@ pub(crate) async fn run(stream: Stream, next: u64, deliveries: mpsc::Sender<Deli
         what: "channel frames",
         filter: format!("{CHANNEL_PREFIX}>"),
         scope: Scope::Stream,
-        decode: |message, seq| {
-            let pairs = header_pairs(message.headers.as_ref());
+        decode: |stored| {
             wire::decode_frame(
-                message.subject.as_str(),
-                &pairs,
-                message.payload.clone(),
-                seq,
+                stored.subject.as_str(),
+                &stored.header_pairs(),
+                stored.payload.clone(),
+                stored.seq,
             )
             .map(Decoded::Item)
             .map_err(|error| error.to_string())
@@ -113,8 +111,8 @@ pub(crate) async fn run_private(
         what: "private messages",
         filter: format!("{PRIVATE_PREFIX}>"),
         scope: Scope::Stream,
-        decode: |message, seq| {
-            let pairs = header_pairs(message.headers.as_ref());
+        decode: |stored| {
+            let pairs = stored.header_pairs();
             if pairs.contains(&(wire::UNREAD_HEADER, "1")) {
                 return Ok(Decoded::Skip);
             }
@@ -122,7 +120,7 @@ pub(crate) async fn run_private(
                 .iter()
                 .find(|(name, _)| *name == wire::ORIGIN_HEADER)
                 .map(|(_, value)| (*value).to_owned());
-            wire::decode_private(&message.payload, seq)
+            wire::decode_private(&stored.payload, stored.seq)
                 .map(|pm| Decoded::Item((origin, pm)))
                 .map_err(|error| error.to_string())
         },
@@ -149,6 +147,7 @@ impl<T> Follower<T> {
             let from = next;
             match self.follow(&stream, &mut next, &items).await {
                 Stop::Done => break,
+                Stop::CaughtUp => delay = Duration::from_millis(100),
                 Stop::Failed(error) => {
                     if next > from {
                         delay = Duration::from_millis(100);
@@ -196,15 +195,16 @@ impl<T> Follower<T> {
             Err(e) => return Stop::Failed(ClusterError::nats("create the delivery consumer", e)),
         };
         let info = consumer.cached_info();
-        if info.num_pending == 0 {
-            // Nothing from `next` to `stored` is left (purged or evicted): the stall check must
-            // not wait for it.
-            *next = (*next).max(stored + 1);
-        }
         let name = info.name.clone();
-        let stop = match consumer.messages().await {
-            Ok(mut messages) => self.deliver(stream, &mut messages, next, items).await,
-            Err(e) => Stop::Failed(ClusterError::nats("pull from the delivery consumer", e)),
+        let stop = if info.num_pending == 0 && stored >= *next {
+            // The leader holds messages from `next` on, or they were purged or evicted: the
+            // leader says which.
+            self.fetch_from_leader(stream, next, stored, items).await
+        } else {
+            match consumer.messages().await {
+                Ok(mut messages) => self.deliver(stream, &mut messages, next, items).await,
+                Err(e) => Stop::Failed(ClusterError::nats("pull from the delivery consumer", e)),
+            }
         };
         let stream = stream.clone();
         tokio::spawn(async move {
@@ -213,6 +213,50 @@ impl<T> Follower<T> {
             }
         });
         stop
+    }
+
+    /// Fetches from the leader, and passes on, what is stored under the filter from `next` up
+    /// to `stored`.
+    async fn fetch_from_leader(
+        &self,
+        stream: &Stream,
+        next: &mut u64,
+        stored: u64,
+        items: &mpsc::Sender<T>,
+    ) -> Stop {
+        let from = *next;
+        while *next <= stored {
+            let message = match next_from_leader(stream, &self.filter, *next).await {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    *next = stored + 1;
+                    break;
+                }
+                Err(error) => return Stop::Failed(error),
+            };
+            *next = message.seq + 1;
+            if let Some(stop) = self.pass_on(&message, items).await {
+                return stop;
+            }
+        }
+        if *next > from + 1 {
+            tracing::info!(what = self.what, filter = %self.filter, from, next = *next, "fetched from the stream leader what a lagging consumer lacked");
+        }
+        Stop::CaughtUp
+    }
+
+    /// Decodes a message and passes its item on; `Some` when following should stop.
+    async fn pass_on(&self, message: &Stored, items: &mpsc::Sender<T>) -> Option<Stop> {
+        let (item, last) = match (self.decode)(message) {
+            Ok(Decoded::Skip) => return None,
+            Ok(Decoded::Item(item)) => (item, false),
+            Ok(Decoded::Last(item)) => (item, true),
+            Err(error) => {
+                tracing::warn!(what = self.what, seq = message.seq, subject = %message.subject, %error, "dropped a stored message");
+                return None;
+            }
+        };
+        (items.send(item).await.is_err() || last).then_some(Stop::Done)
     }
 
     /// Passes the consumer's messages on until the receiver is dropped, the last item is sent
@@ -251,10 +295,11 @@ impl<T> Follower<T> {
                     Err(error) => return Stop::Failed(error),
                 },
             };
-            let (seq, pending) = match message.info() {
-                Ok(info) => (info.stream_sequence, info.pending),
-                Err(e) => return Stop::Failed(ClusterError::nats("delivery metadata", e)),
+            let (message, pending) = match Stored::delivered(message) {
+                Ok(delivered) => delivered,
+                Err(error) => return Stop::Failed(error),
             };
+            let seq = message.seq;
             if seq < *next {
                 return Stop::Failed(ClusterError::nats(
                     "delivery consumer",
@@ -265,48 +310,9 @@ impl<T> Follower<T> {
                 metrics::gauge!("kanava_cluster_consumer_lag").set(pending as f64);
             }
             *next = seq + 1;
-            let (item, last) = match (self.decode)(&message, seq) {
-                Ok(Decoded::Skip) => continue,
-                Ok(Decoded::Item(item)) => (item, false),
-                Ok(Decoded::Last(item)) => (item, true),
-                Err(error) => {
-                    tracing::warn!(what = self.what, seq, subject = %message.subject, %error, "dropped a stored message");
-                    continue;
-                }
-            };
-            if items.send(item).await.is_err() || last {
-                return Stop::Done;
+            if let Some(stop) = self.pass_on(&message, items).await {
+                return stop;
             }
         }
     }
-}
-
-/// Where a consumer reading from sequence `next` on starts.
-pub(crate) fn deliver_from(next: u64) -> DeliverPolicy {
-    if next <= 1 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: next,
-        }
-    }
-}
-
-/// The sequence of the last message `stream` holds (0 when it never held any), from its state;
-/// `op` says what for, in an error.
-pub(crate) async fn last_stored(stream: &Stream, op: &'static str) -> Result<u64, ClusterError> {
-    let info = stream
-        .get_info()
-        .await
-        .map_err(|e| ClusterError::nats(op, e))?;
-    Ok(info.state.last_sequence)
-}
-
-/// A message's headers as (name, value) pairs, for the pure decoders.
-pub(crate) fn header_pairs(headers: Option<&async_nats::HeaderMap>) -> Vec<(&str, &str)> {
-    headers
-        .into_iter()
-        .flat_map(|map| map.iter())
-        .flat_map(|(name, values)| values.iter().map(move |v| (name.as_ref(), v.as_str())))
-        .collect()
 }

@@ -114,6 +114,22 @@ pub enum ClusterError {
     /// A compare-and-set kept losing to concurrent writers.
     #[error("{0} kept changing under concurrent updates; gave up")]
     Contention(&'static str),
+    /// JetStream did not answer within the cluster timeout (no stream leader while one is
+    /// elected, no quorum, a partition); trying again later may succeed.
+    #[error("the cluster did not {what} within {waited:?}: {source}")]
+    Unavailable {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: std::time::Duration,
+        /// The last error.
+        source: BoxError,
+    },
+    /// A message was not sent at all: an earlier one with the same key (the same sender, the
+    /// same session) was not confirmed in time, and the messages queued behind it are dropped
+    /// so that none is stored out of order.
+    #[error("not stored: an earlier message of the same sender was not confirmed in time")]
+    Cancelled,
 }
 
 impl ClusterError {
@@ -138,6 +154,11 @@ impl ClusterError {
 
 impl From<ClusterError> for kanava_store::StoreError {
     fn from(error: ClusterError) -> Self {
-        kanava_store::StoreError::Cluster(Box::new(error))
+        match error {
+            ClusterError::Unavailable { .. } | ClusterError::Cancelled => {
+                kanava_store::StoreError::Unavailable(error.to_string())
+            }
+            error => kanava_store::StoreError::Cluster(Box::new(error)),
+        }
     }
 }

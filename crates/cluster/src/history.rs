@@ -7,89 +7,15 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use futures_util::StreamExt;
 use kanava_core::{ChannelName, Entry, HistoryLimits, HistoryWindow};
 use kanava_store::StoredChannel;
 
-use crate::deliveries::{MAX_PULL, deliver_from, header_pairs};
+use crate::read::{header_pairs, last_sequence, scan, unix_ms};
 use crate::wire::{self, CHANNEL_PREFIX};
 use crate::{ClusterError, setup::Buckets};
-
-/// The longest a read of one subject may take.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Visits the messages of the subjects matching `filter` from sequence `start` on, oldest
-/// first, until none is left or `visit` breaks off.
-pub(crate) async fn scan(
-    stream: &Stream,
-    filter: String,
-    start: u64,
-    mut visit: impl FnMut(&jetstream::Message, u64) -> ControlFlow<()>,
-) -> Result<(), ClusterError> {
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: filter,
-            deliver_policy: deliver_from(start),
-            max_expires: MAX_PULL,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| ClusterError::nats("create a reading consumer", e))?;
-    let info = consumer.cached_info();
-    let (name, empty) = (info.name.clone(), info.num_pending == 0);
-    let read = async {
-        if empty {
-            return Ok(());
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| ClusterError::nats("read a subject", e))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ClusterError::nats("read a subject", e))?;
-            let info = message
-                .info()
-                .map_err(|e| ClusterError::nats("read a subject", e))?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            // A consumer that recreated itself before its first message starts over.
-            if seq >= start && visit(&message, seq).is_break() {
-                return Ok(());
-            }
-            if pending == 0 {
-                return Ok(());
-            }
-        }
-        Err(ClusterError::nats("read a subject", "the consumer ended"))
-    };
-    let outcome = tokio::time::timeout(READ_TIMEOUT, read)
-        .await
-        .unwrap_or_else(|_| Err(ClusterError::nats("read a subject", "timed out")));
-    let stream = stream.clone();
-    tokio::spawn(async move {
-        if let Err(error) = stream.delete_consumer(&name).await {
-            tracing::debug!(%error, "could not delete a reading consumer; it expires");
-        }
-    });
-    outcome
-}
-
-/// The sequence of the last message of `subject`, from the stream leader; `None` if the
-/// subject holds none.
-pub(crate) async fn last_sequence(
-    stream: &Stream,
-    subject: &str,
-) -> Result<Option<u64>, ClusterError> {
-    match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(message) => Ok(Some(message.sequence)),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(ClusterError::nats("get the last message of a subject", e)),
-    }
-}
 
 /// A channel's retained history (both limits applied) and the sequence after its last message.
 async fn retained(
@@ -99,16 +25,18 @@ async fn retained(
 ) -> Result<(HistoryWindow, u64), ClusterError> {
     let subject = wire::channel_subject(channel);
     let mut window = HistoryWindow::new(limits);
-    if last_sequence(stream, &subject).await?.is_none() {
+    let Some(until) = last_sequence(stream, &subject).await? else {
         return Ok((window, 0));
-    }
+    };
     let mut last = 0;
-    scan(stream, subject.clone(), 1, |message, seq| {
-        last = seq;
-        let pairs = header_pairs(message.headers.as_ref());
-        match wire::decode_frame(&subject, &pairs, message.payload.clone(), seq) {
+    scan(stream, subject.clone(), 1, until, |stored| {
+        last = stored.seq;
+        let pairs = stored.header_pairs();
+        match wire::decode_frame(&subject, &pairs, stored.payload.clone(), stored.seq) {
             Ok(frame) => window.push(Arc::new(frame.entry)),
-            Err(error) => tracing::warn!(seq, %subject, %error, "dropped a stored frame"),
+            Err(error) => {
+                tracing::warn!(seq = stored.seq, %subject, %error, "dropped a stored frame");
+            }
         }
         ControlFlow::Continue(())
     })
@@ -145,11 +73,6 @@ pub(crate) async fn before(
         .collect();
     let skip = older.len().saturating_sub(limit);
     Ok(older.into_iter().skip(skip).collect())
-}
-
-/// Unix milliseconds of a JetStream timestamp.
-pub(crate) fn unix_ms(time: &async_nats::datetime::DateTime) -> u64 {
-    u64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// Purges every channel whose last frame is older than `idle_before_ms`, except those in

@@ -30,6 +30,7 @@ mod error;
 mod history;
 mod presence;
 mod publish;
+mod read;
 mod sessions;
 mod setup;
 mod store;
@@ -72,6 +73,10 @@ pub struct ClusterConfig {
     pub debug_me_retention: Duration,
     /// How long connecting to a server may take.
     pub connect_timeout: Duration,
+    /// How long a frame may wait for JetStream's acknowledgement, and a join for its history
+    /// (an election, a lagging replica), before its member is told to try again later; at most
+    /// a minute, within which a frame reported unconfirmed may still be stored.
+    pub timeout: Duration,
 }
 
 /// Describes the cluster store's metrics and registers them, so that `/metrics` lists them from

@@ -29,8 +29,8 @@ use futures_util::StreamExt;
 use kanava_store::{InboundMessage, SessionEvent, SessionMessage, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::deliveries::{Decoded, Follower, Scope, header_pairs};
-use crate::history::last_sequence;
+use crate::deliveries::{Decoded, Follower, Scope};
+use crate::read::{header_pairs, last_sequence};
 use crate::wire::{self, ERROR_HEADER, SessionRecord};
 use crate::{BoxError, ClusterError};
 
@@ -311,16 +311,16 @@ pub(crate) async fn follow(
         what: "debug-me session",
         filter: subject,
         scope: Scope::Subject,
-        decode: |message, _seq| {
-            let pairs = header_pairs(message.headers.as_ref());
-            match wire::decode_session_message(&pairs, message.payload.clone()) {
-                Ok(SessionRecord::Start) => Ok(Decoded::Skip),
-                Ok(SessionRecord::Message(message)) => {
-                    Ok(Decoded::Item(SessionEvent::Message(message)))
-                }
-                Ok(SessionRecord::End) => Ok(Decoded::Last(SessionEvent::Ended)),
-                Err(error) => Err(error.to_string()),
+        decode: |stored| match wire::decode_session_message(
+            &stored.header_pairs(),
+            stored.payload.clone(),
+        ) {
+            Ok(SessionRecord::Start) => Ok(Decoded::Skip),
+            Ok(SessionRecord::Message(message)) => {
+                Ok(Decoded::Item(SessionEvent::Message(message)))
             }
+            Ok(SessionRecord::End) => Ok(Decoded::Last(SessionEvent::Ended)),
+            Err(error) => Err(error.to_string()),
         },
         reports_lag: false,
     };

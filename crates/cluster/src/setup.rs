@@ -471,6 +471,7 @@ mod tests {
             presence_heartbeat: Duration::from_secs(5),
             debug_me_retention: Duration::from_secs(3600),
             connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
         }
     }
 

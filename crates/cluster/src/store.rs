@@ -43,6 +43,8 @@ struct Inner {
     node: Arc<str>,
     max_frame: usize,
     limits: HistoryLimits,
+    /// How long frames and joins wait for JetStream.
+    timeout: std::time::Duration,
     client: async_nats::Client,
     js: jetstream::Context,
     channels: Stream,
@@ -87,18 +89,26 @@ impl ClusterStore {
     /// buckets, and starts the background tasks. Every common misconfiguration ends in a
     /// [`ClusterError`] saying what to change.
     pub async fn connect(config: ClusterConfig) -> Result<ClusterStore, ClusterError> {
+        if config.timeout.is_zero() || config.timeout > publish::RETRY_FOR {
+            return Err(ClusterError::Config(format!(
+                "the cluster timeout must be more than 0 and at most {:?}, not {:?}",
+                publish::RETRY_FOR,
+                config.timeout
+            )));
+        }
         let connected = crate::setup::connect(&config).await?;
         let deliver_from =
-            deliveries::last_stored(&connected.channels, "read the channel stream's state").await?
+            crate::read::last_stored(&connected.channels, "read the channel stream's state")
+                .await?
                 + 1;
-        let private_from = deliveries::last_stored(
+        let private_from = crate::read::last_stored(
             &connected.private,
             "read the private-message stream's state",
         )
         .await?
             + 1;
         let node: Arc<str> = Arc::from(config.node.as_str());
-        let (publisher, publish_tasks) = publish::spawn(connected.js.clone());
+        let (publisher, publish_task) = publish::spawn(connected.js.clone(), config.timeout);
         let local_presence = presence::Local::default();
         let (presence_changes, changes) = mpsc::unbounded_channel();
         let writer = tokio::spawn(presence::write(
@@ -119,14 +129,14 @@ impl ClusterStore {
             rechecks,
         ));
         let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
-        let mut tasks = Vec::from(publish_tasks);
-        tasks.extend([writer, watcher, beat]);
+        let tasks = vec![publish_task, writer, watcher, beat];
         Ok(ClusterStore {
             inner: Arc::new(Inner {
                 max_frame: connected.max_frame,
                 ids: Arc::new(MessageIds::new(&node)),
                 node,
                 limits: config.history,
+                timeout: config.timeout,
                 client: connected.client,
                 js: connected.js,
                 channels: connected.channels,
@@ -190,23 +200,25 @@ impl ClusterStore {
             frame.time_ms,
             &origin,
         );
-        let message = Message::new(
-            wire::channel_subject(&frame.channel),
-            headers,
-            frame.payload,
-            &self.inner.ids,
-        );
-        self.inner.queue(message)
+        let subject = wire::channel_subject(&frame.channel);
+        // One member's frames are stored in the order it sent them.
+        let key = format!("{subject} {}", frame.member);
+        let message = Message::new(subject, headers, frame.payload, &self.inner.ids);
+        self.inner.queue(message, key)
     }
 }
 
 impl Inner {
-    /// Queues a message on the publisher, after everything queued before; the receiver gets its
-    /// sequence once it is stored.
-    fn queue(&self, message: Message) -> oneshot::Receiver<Result<u64, ClusterError>> {
+    /// Queues a message on the publisher, to be stored after everything queued before with the
+    /// same `key`; the receiver gets its sequence once it is stored.
+    fn queue(&self, message: Message, key: String) -> oneshot::Receiver<Result<u64, ClusterError>> {
         let (reply, outcome) = oneshot::channel();
         // If the publisher is gone the reply sender is dropped and the outcome says so.
-        let _ = self.publisher.send(Job { message, reply });
+        let _ = self.publisher.send(Job {
+            message,
+            key,
+            reply,
+        });
         outcome
     }
 
@@ -223,8 +235,9 @@ impl Inner {
             SessionRecord::Message(message) => message.frame,
             SessionRecord::Start | SessionRecord::End => Bytes::new(),
         };
+        let key = subject.clone();
         let message = Message::with_headers(subject, headers, payload, &self.ids);
-        Ok(self.queue(message))
+        Ok(self.queue(message, key))
     }
 }
 
@@ -295,10 +308,32 @@ impl Store for ClusterStore {
         Some(Arc::new(self.clone()))
     }
 
+    /// Reads the channel's history up to the last frame the stream leader holds, trying again
+    /// while JetStream cannot answer (an election, a lagging replica) until the cluster timeout.
     fn load(&self, channel: ChannelName) -> Pending<StoredChannel> {
-        self.run(
-            |inner| async move { history::load(&inner.channels, &channel, inner.limits).await },
-        )
+        self.run(|inner| async move {
+            let started = std::time::Instant::now();
+            let mut delay = std::time::Duration::from_millis(50);
+            loop {
+                let attempt = history::load(&inner.channels, &channel, inner.limits);
+                let left = inner.timeout.saturating_sub(started.elapsed());
+                let error = match tokio::time::timeout(left, attempt).await {
+                    Ok(Ok(stored)) => return Ok(stored),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => "timed out".to_owned(),
+                };
+                if started.elapsed() + delay >= inner.timeout {
+                    return Err(ClusterError::Unavailable {
+                        what: "serve a channel's history",
+                        waited: started.elapsed(),
+                        source: error.into(),
+                    });
+                }
+                tracing::debug!(%channel, %error, "reading a channel's history again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(1));
+            }
+        })
     }
 
     fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>> {

@@ -20,7 +20,20 @@ pub enum HubError {
     /// server's total is used up. Nothing was stored.
     #[error("not stored: {0}")]
     Disk(#[from] kanava_core::DiskRefusal),
+    /// The store did not answer in time (a cluster electing a leader, or without quorum);
+    /// trying again later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] kanava_store::StoreError),
+    Store(kanava_store::StoreError),
+}
+
+impl From<kanava_store::StoreError> for HubError {
+    fn from(error: kanava_store::StoreError) -> Self {
+        match error {
+            kanava_store::StoreError::Unavailable(reason) => HubError::Unavailable(reason),
+            error => HubError::Store(error),
+        }
+    }
 }

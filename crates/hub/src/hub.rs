@@ -496,8 +496,14 @@ impl Hub {
                 tokio::spawn(async move {
                     let stored = pending.await;
                     if let Err(error) = &stored {
-                        tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
-                        channel.lock().kick_member(origin, KickReason::StoreFailed);
+                        let reason = if matches!(error, StoreError::Unavailable(_)) {
+                            tracing::warn!(channel = %channel.name, %error, "frame not confirmed in time; its sender is closed");
+                            KickReason::StoreUnavailable
+                        } else {
+                            tracing::error!(channel = %channel.name, %error, "frame not stored; its sender is closed");
+                            KickReason::StoreFailed
+                        };
+                        channel.lock().kick_member(origin, reason);
                     }
                     drop(permit);
                     match (stored, stored_to) {

@@ -47,6 +47,9 @@ pub enum KickReason {
     QueueOverflow,
     /// The store failed to make one of the member's frames durable.
     StoreFailed,
+    /// The store did not confirm one of the member's frames in time (a cluster without a
+    /// leader or quorum): that frame may still be stored, none the member sent after it will be.
+    StoreUnavailable,
     /// The member's backlog did not fit in the server's memory budget.
     MemoryBudget,
     /// The server is shutting down.

@@ -423,6 +423,10 @@ async fn join(
             return Err(End::Close(CloseCode::Away, "server shutting down"));
         }
         Err(HubError::Disk(refusal)) => return Err(disk_refused(refusal)),
+        Err(HubError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "join refused: the store is unavailable");
+            return Err(End::Close(CloseCode::Again, STORE_UNAVAILABLE));
+        }
         Err(error) => {
             tracing::error!(%error, "join failed");
             return Err(End::Close(CloseCode::Error, "server error"));
@@ -502,6 +506,15 @@ struct Replay {
     charged: Reservation,
 }
 
+/// Why a join is refused while the store cannot serve the channel's history (a cluster
+/// electing a leader, without quorum): 1013, try again later.
+const STORE_UNAVAILABLE: &str = "store unavailable: try again later";
+
+/// Why a member is closed when the store did not confirm one of its frames in time: 1013, with
+/// what became of its frames, so that a client that sends again does not duplicate any.
+const STORE_UNCONFIRMED: &str =
+    "store unavailable: your first unconfirmed frame may still be stored, none after it will be";
+
 /// A frame the disk budget refused: 1013 (try again later) with which part of it is used up.
 fn disk_refused(refusal: kanava_core::DiskRefusal) -> End {
     End::Close(
@@ -567,6 +580,7 @@ async fn member(
                 KickReason::QueueOverflow => End::Close(CloseCode::Again, "too slow: outbound queue overflow"),
                 KickReason::MemoryBudget => over_budget("queue"),
                 KickReason::StoreFailed => End::Close(CloseCode::Error, "server error: frame not stored"),
+                KickReason::StoreUnavailable => End::Close(CloseCode::Again, STORE_UNCONFIRMED),
                 KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
             },
             end = alive.watch(config.ping_interval) => end,

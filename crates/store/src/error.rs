@@ -32,6 +32,11 @@ pub enum StoreError {
     /// The disk budget refused the write.
     #[error("not stored: {0}")]
     Disk(#[from] kanava_core::DiskRefusal),
+    /// The store did not answer in time (a cluster electing a leader, without quorum, or
+    /// partitioned); trying again later may succeed. For a frame: it may still be stored, and
+    /// none its sender queued after it will be.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The store's writer has stopped (the server is shutting down or the writer failed).
     #[error("the store is closed")]
     Closed,

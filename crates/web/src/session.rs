@@ -130,6 +130,10 @@ fn hub_refusal(error: &HubError, ending: &Ending) -> Refused {
             tracing::warn!(%error, "web request failed in the store");
             Refused::new("unavailable", "the store is unavailable; try again later")
         }
+        HubError::Unavailable(reason) => {
+            tracing::warn!(%reason, "web request found the store unavailable");
+            Refused::new("unavailable", "the store is unavailable; try again later")
+        }
     }
 }
 
@@ -1081,6 +1085,16 @@ fn kicked(reason: KickReason, ending: &Ending) -> Refused {
                 "the store is unavailable; try again later",
             );
             Refused::new("unavailable", "not stored: the store failed")
+        }
+        KickReason::StoreUnavailable => {
+            ending.end(
+                CloseCode::Again,
+                "the store is unavailable; try again later",
+            );
+            Refused::new(
+                "unavailable",
+                "not confirmed in time: your first unconfirmed message may still be stored, none after it will be",
+            )
         }
         KickReason::MemoryBudget => {
             ending.end(CloseCode::Again, "server memory budget exhausted");

@@ -251,6 +251,7 @@ pub fn config(servers: Vec<String>, node: &str) -> ClusterConfig {
         presence_heartbeat: Duration::from_millis(300),
         debug_me_retention: Duration::from_secs(3600),
         connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(10),
     }
 }
 
