@@ -187,24 +187,28 @@ pub(crate) async fn beat(client: Client, node: Arc<str>) {
 }
 
 /// A join's request to check that the nodes announcing `uid` in `channel` are alive; `done` is
-/// answered once the view shows the outcome.
+/// answered once the view shows the outcome, with whether some holder did not answer its probe
+/// in time (alive to NATS, but frozen or cut off: its presence stops counting once its beats
+/// have been missing for a second).
 pub(crate) struct Recheck {
     pub(crate) channel: ChannelName,
     pub(crate) uid: Uid,
-    pub(crate) done: oneshot::Sender<()>,
+    pub(crate) done: oneshot::Sender<bool>,
 }
 
-/// What probing some nodes found: those that nobody answers for (gone from NATS).
+/// What probing some nodes found: those that nobody answers for (gone from NATS), and whether
+/// some other did not answer in time.
 struct Verdict {
     gone: Vec<String>,
-    done: oneshot::Sender<()>,
+    unanswered: bool,
+    done: oneshot::Sender<bool>,
 }
 
 /// Probes the nodes in `nodes` (hex names), all at once; sends the verdict to the watch.
 async fn probe(
     client: Client,
     nodes: Vec<String>,
-    done: oneshot::Sender<()>,
+    done: oneshot::Sender<bool>,
     verdicts: mpsc::UnboundedSender<Verdict>,
 ) {
     let probes = nodes.into_iter().map(|node_hex| {
@@ -215,22 +219,32 @@ async fn probe(
             match client.send_request(subject, request).await {
                 Err(error) if error.kind() == RequestErrorKind::NoResponders => {
                     tracing::info!(node = %node_hex, "a node holding a uid is gone from NATS; its presence no longer counts");
-                    Some(node_hex)
+                    Some(Ok(node_hex))
                 }
                 Err(error) => {
                     tracing::debug!(node = %node_hex, %error, "a presence probe got no answer; the node still counts");
-                    None
+                    Some(Err(()))
                 }
                 Ok(_) => None,
             }
         }
     });
-    let gone = futures_util::future::join_all(probes)
+    let (mut gone, mut unanswered) = (Vec::new(), false);
+    for outcome in futures_util::future::join_all(probes)
         .await
         .into_iter()
         .flatten()
-        .collect();
-    let _ = verdicts.send(Verdict { gone, done });
+    {
+        match outcome {
+            Ok(node_hex) => gone.push(node_hex),
+            Err(()) => unanswered = true,
+        }
+    }
+    let _ = verdicts.send(Verdict {
+        gone,
+        unanswered,
+        done,
+    });
 }
 
 /// One other node's announcement, as last seen.
@@ -439,7 +453,7 @@ pub(crate) async fn watch(
         gone: HashMap::new(),
     };
     let (verdicts, mut verdicts_in) = mpsc::unbounded_channel();
-    let mut answered: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut answered: Vec<(oneshot::Sender<bool>, bool)> = Vec::new();
     let mut beats: Option<Subscriber> = None;
     let mut sweeps = tokio::time::interval((heartbeat / 4).min(BEAT));
     sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -490,7 +504,7 @@ pub(crate) async fn watch(
                 let holders = remote.holders(&recheck.channel, &recheck.uid);
                 tracing::debug!(channel = %recheck.channel, uid = %recheck.uid, holders = holders.len(), nodes_heard = remote.beats.len(), "presence recheck");
                 if holders.is_empty() {
-                    answered.push(recheck.done);
+                    answered.push((recheck.done, false));
                 } else {
                     let verdicts = verdicts.clone();
                     tokio::spawn(probe(client.clone(), holders, recheck.done, verdicts));
@@ -506,7 +520,7 @@ pub(crate) async fn watch(
                     changed |= remote.heard(message.subject.as_str());
                 }
                 changed |= remote.take(&verdict);
-                answered.push(verdict.done);
+                answered.push((verdict.done, verdict.unanswered));
                 changed
             }
             beat = next_beat(&mut beats) => match beat {
@@ -527,8 +541,8 @@ pub(crate) async fn watch(
         if changed {
             view.send_replace(Arc::new(remote.merged()));
         }
-        for done in answered.drain(..) {
-            let _ = done.send(());
+        for (done, unanswered) in answered.drain(..) {
+            let _ = done.send(unanswered);
         }
     }
     tracing::debug!("presence watch stopped");

@@ -529,8 +529,9 @@ impl Bus for ClusterStore {
 
     /// Probes the nodes announcing `uid` in `channel` (core NATS requests that NATS answers
     /// "no responders" for a node that is gone); resolves once the view has dropped the gone
-    /// ones. With too many joins waiting already, resolves at once, checking nothing.
-    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<()> {
+    /// ones, with whether some holder did not answer in time. With too many joins waiting
+    /// already, resolves at once, checking nothing.
+    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<bool> {
         let (done, checked) = oneshot::channel();
         let recheck = presence::Recheck { channel, uid, done };
         if self.inner.presence_rechecks.try_send(recheck).is_err() {
@@ -538,8 +539,7 @@ impl Bus for ClusterStore {
         }
         let (reply, pending) = Pending::channel();
         tokio::spawn(async move {
-            let _ = checked.await;
-            let _ = reply.send(Ok(()));
+            let _ = reply.send(Ok(checked.await.unwrap_or(false)));
         });
         pending
     }

@@ -13,6 +13,16 @@ pub enum HubError {
         /// The channel it tried to join.
         channel: ChannelName,
     },
+    /// The uid is held only on another node of the cluster, which did not answer when asked
+    /// whether it is alive: frozen or cut off, it may be dead, and its presence stops counting
+    /// within a second or two. Trying again soon may succeed.
+    #[error("uid {uid} is held in channel {channel} by a node that does not answer")]
+    HeldByUnresponsiveNode {
+        /// The refused uid.
+        uid: Uid,
+        /// The channel it tried to join.
+        channel: ChannelName,
+    },
     /// The hub is shutting down and takes no new members or frames.
     #[error("the server is shutting down")]
     ShuttingDown,

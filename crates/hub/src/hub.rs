@@ -220,17 +220,18 @@ impl Hub {
 
     /// Has the bus check that the nodes announcing `uid` in `channel` are alive; any dead one's
     /// presence is gone from [`remote_members`](Self::remote_members) once this returns.
-    async fn recheck_presence(&self, channel: &ChannelName, uid: &Uid) {
+    async fn recheck_presence(&self, channel: &ChannelName, uid: &Uid) -> bool {
         let Some(cluster) = &self.inner.cluster else {
-            return;
+            return false;
         };
         let checked = cluster
             .bus
             .recheck_presence(channel.clone(), uid.clone())
             .await;
-        if let Err(error) = checked {
+        checked.unwrap_or_else(|error| {
             tracing::debug!(%error, %channel, %uid, "could not recheck presence");
-        }
+            false
+        })
     }
 
     /// The hub's configuration.
@@ -290,7 +291,7 @@ impl Hub {
             Holding::Exclusive { verified } => (true, verified),
             Holding::Shared => (false, true),
         };
-        let mut rechecked = false;
+        let (mut rechecked, mut holder_unanswered) = (false, false);
         'attempt: loop {
             if self.inner.shutting_down.load(Ordering::Acquire) {
                 return Err(HubError::ShuttingDown);
@@ -316,7 +317,11 @@ impl Hub {
                 }
                 state.set_remote(&remote);
                 if !state.admits(&uid, exclusive) {
-                    if rechecked || !state.refused_only_elsewhere(&uid, exclusive) {
+                    let elsewhere = state.refused_only_elsewhere(&uid, exclusive);
+                    if elsewhere && holder_unanswered {
+                        return Err(HubError::HeldByUnresponsiveNode { uid, channel });
+                    }
+                    if rechecked || !elsewhere {
                         return Err(HubError::Duplicate { uid, channel });
                     }
                     break 'joined None;
@@ -358,7 +363,7 @@ impl Hub {
             let Some((history, submitted)) = joined else {
                 // Held only on other nodes: a node that just died may still be announced.
                 rechecked = true;
-                self.recheck_presence(&channel, &uid).await;
+                holder_unanswered = self.recheck_presence(&channel, &uid).await;
                 continue;
             };
             lock(&self.inner.members).insert(id, Arc::clone(outbox.shared()));

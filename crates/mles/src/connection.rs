@@ -419,6 +419,9 @@ async fn join(
     {
         Ok(joined) => joined,
         Err(HubError::Duplicate { .. }) => return Err(reject("uid already in channel")),
+        Err(HubError::HeldByUnresponsiveNode { .. }) => {
+            return Err(End::Close(CloseCode::Again, HELD_BY_UNRESPONSIVE_NODE));
+        }
         Err(HubError::ShuttingDown) => {
             return Err(End::Close(CloseCode::Away, "server shutting down"));
         }
@@ -505,6 +508,12 @@ struct Replay {
     entries: Vec<Arc<Entry>>,
     charged: Reservation,
 }
+
+/// Why a join is refused while its uid is held only by another node that does not answer
+/// (frozen or cut off; its presence stops counting within a second or two): 1013, unlike a
+/// live holder's 1008, which many clients take as final.
+const HELD_BY_UNRESPONSIVE_NODE: &str =
+    "uid held by a node that does not answer: try again in a few seconds";
 
 /// Why a join is refused while the store cannot serve the channel's history (a cluster
 /// electing a leader, without quorum): 1013, try again later.

@@ -242,6 +242,11 @@ async fn failed(out: &Output, error: HubError) -> u32 {
             sanitize(uid.as_str().as_bytes()),
             sanitize(channel.as_str().as_bytes())
         ),
+        HubError::HeldByUnresponsiveNode { uid, channel } => format!(
+            "{} is in #{} on a node that does not answer; try again in a few seconds",
+            sanitize(uid.as_str().as_bytes()),
+            sanitize(channel.as_str().as_bytes())
+        ),
         other => other.to_string(),
     };
     out.err(text).await;

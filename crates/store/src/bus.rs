@@ -106,11 +106,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Checks now that the nodes announcing `uid` in `channel` are alive, and drops a dead
     /// one's announcements from [`remote_presence`](Self::remote_presence) before resolving:
     /// a join refused only because of a node that just died need not wait for its presence to
-    /// expire. Resolves at once where there is nothing to check.
-    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<()> {
+    /// expire. Resolves with whether some holder did not answer in time (frozen or cut off: it
+    /// may be dead, and stops counting soon), at once where there is nothing to check.
+    fn recheck_presence(&self, channel: ChannelName, uid: Uid) -> Pending<bool> {
         let _ = (channel, uid);
         let (reply, pending) = Pending::channel();
-        let _ = reply.send(Ok(()));
+        let _ = reply.send(Ok(false));
         pending
     }
 

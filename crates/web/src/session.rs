@@ -122,6 +122,12 @@ fn hub_refusal(error: &HubError, ending: &Ending) -> Refused {
             "duplicate",
             format!("{uid} is already in {channel} as a Mles client"),
         ),
+        HubError::HeldByUnresponsiveNode { uid, channel } => Refused::new(
+            "unavailable",
+            format!(
+                "{uid} is in {channel} on a node that does not answer; try again in a few seconds"
+            ),
+        ),
         HubError::ShuttingDown => {
             ending.end(CloseCode::Away, "server shutting down");
             Refused::new("unavailable", "the server is shutting down")
