@@ -1,12 +1,12 @@
-//! A three-node JetStream cluster at three replicas: racing claims from two kanava nodes, and
-//! one NATS node killed while frames are published.
+//! A three-node JetStream cluster at three replicas: racing claims from two kanava nodes, one
+//! NATS node killed while frames are published, and what a sender is told when a quorum is lost.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kanava_cluster::ClusterStore;
 use kanava_core::{ChannelName, Claim, FrameKind, IdentityKey, KeySharing, Nick, Uid};
-use kanava_store::{Outgoing, Store};
+use kanava_store::{Outgoing, Store, StoreError};
 
 use crate::harness::{Cluster, config};
 
@@ -131,4 +131,101 @@ async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
     }
     let detail = bus_a.health().detail;
     assert!(detail.contains("disconnected"), "{detail}");
+}
+
+/// Frame `i` of `member` in `channel`.
+fn member_frame(channel: &ChannelName, member: u64, i: u64) -> Outgoing {
+    Outgoing {
+        channel: channel.clone(),
+        kind: FrameKind::Text,
+        sender: Uid::new(&format!("m{member}")).unwrap(),
+        verified: false,
+        payload: Bytes::from(format!("{member}:{i}")),
+        time_ms: i,
+        member,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_a_sender_is_told_in_time_and_what_it_is_told_was_not_stored_never_is() {
+    crate::logs();
+    let cluster = Cluster::start().await;
+    let mut config = config(cluster.urls(), "node-a");
+    config.replicas = 3;
+    config.timeout = Duration::from_secs(2);
+    let a = ClusterStore::connect(config).await.expect("connect");
+    let bus = a.bus().unwrap();
+    let channel = ChannelName::new("quorum").unwrap();
+    bus.publish(member_frame(&channel, 1, 0))
+        .await
+        .expect("stored with a quorum");
+
+    // Pause the two servers node-a is not connected to: its own still answers, but JetStream
+    // cannot store anything without a second replica.
+    let detail = bus.health().detail;
+    let others: Vec<&str> = ["n1", "n2", "n3"]
+        .into_iter()
+        .filter(|n| !detail.contains(&format!("server {n} at")))
+        .collect();
+    assert_eq!(others.len(), 2, "{detail}");
+    for name in &others {
+        cluster.signal(name, "STOP");
+    }
+    let paused = std::time::Instant::now();
+    let sent: Vec<_> = (1..4)
+        .map(|i| bus.publish(member_frame(&channel, 1, i)))
+        .collect();
+    let mut outcomes = Vec::new();
+    for pending in sent {
+        outcomes.push(pending.await);
+    }
+    let told = paused.elapsed();
+    for name in &others {
+        cluster.signal(name, "CONT");
+    }
+    match &outcomes[0] {
+        Err(StoreError::Unavailable(reason)) => {
+            assert!(reason.contains("may still be stored"), "{reason}");
+        }
+        other => panic!("the first unconfirmed frame: {other:?}"),
+    }
+    for outcome in &outcomes[1..] {
+        match outcome {
+            Err(StoreError::Unavailable(reason)) => {
+                assert!(reason.contains("not stored"), "{reason}");
+            }
+            other => panic!("a frame queued behind it: {other:?}"),
+        }
+    }
+    assert!(
+        told >= Duration::from_secs(2) && told < Duration::from_secs(4),
+        "told after {told:?} with a 2 s timeout"
+    );
+
+    // With the quorum back, the member's later frames are stored again, and the history never
+    // holds a frame the member was told was not stored; the unconfirmed one may be there, before
+    // the later ones.
+    let later = bus
+        .publish(member_frame(&channel, 2, 0))
+        .await
+        .expect("stored once the quorum is back");
+    let history = a.load(channel.clone()).await.unwrap();
+    let payloads: Vec<String> = history
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+        .collect();
+    assert!(
+        !payloads.iter().any(|p| p == "1:2" || p == "1:3"),
+        "frames reported not stored were stored: {payloads:?}"
+    );
+    assert_eq!(
+        payloads.first().map(String::as_str),
+        Some("1:0"),
+        "{payloads:?}"
+    );
+    assert!(
+        history.entries.iter().any(|e| e.seq == later),
+        "{payloads:?}"
+    );
 }

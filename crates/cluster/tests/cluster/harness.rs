@@ -226,6 +226,22 @@ impl Cluster {
         self.nodes.iter().flatten().map(|n| n.url.clone()).collect()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `name`, with kill(1).
+    pub fn signal(&self, name: &str, signal: &str) {
+        let node = self
+            .nodes
+            .iter()
+            .flatten()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no running node {name}"));
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(node.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} {name}");
+    }
+
     /// Kills node `name` (SIGKILL to its PID).
     pub fn kill(&mut self, name: &str) {
         for slot in &mut self.nodes {
