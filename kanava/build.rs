@@ -28,11 +28,22 @@ fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     let absolute = |which: &str| git(&["rev-parse", "--path-format=absolute", which]);
     if let (Some(dir), Some(common)) = (absolute("--git-dir"), absolute("--git-common-dir")) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={common}/{reference}");
+        // The branch's directory, not its file: a fresh clone keeps the branch in packed-refs
+        // alone, and the first commit creates the file.
+        let branches = git(&["symbolic-ref", "-q", "HEAD"])
+            .and_then(|r| r.rsplit_once('/').map(|(dir, _)| format!("{common}/{dir}")));
+        let watched = [
+            Some(format!("{dir}/HEAD")),
+            branches,
+            Some(format!("{common}/packed-refs")),
+        ];
+        // Cargo runs a build script whose watched path is missing at every build: watch only
+        // what exists.
+        for path in watched.into_iter().flatten() {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
-        println!("cargo:rerun-if-changed={common}/packed-refs");
     }
     Some(commit)
 }
