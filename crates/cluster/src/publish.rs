@@ -37,6 +37,10 @@ pub(crate) const MAX_UNRESOLVED: usize = 1000;
 /// that a retry of a message that was stored is recognised as a duplicate. The cluster timeout
 /// is at most this.
 pub(crate) const RETRY_FOR: Duration = Duration::from_secs(60);
+/// How long the publisher waits for an acknowledgement before sending the message again (same
+/// id, so stored once): short, so that a message sent to a leader that froze or lost its
+/// quorum reaches the next leader soon after its election.
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(1);
 /// The first pause before publishing again; it doubles up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(500);

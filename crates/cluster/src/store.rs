@@ -108,7 +108,10 @@ impl ClusterStore {
         .await?
             + 1;
         let node: Arc<str> = Arc::from(config.node.as_str());
-        let (publisher, publish_task) = publish::spawn(connected.js.clone(), config.timeout);
+        let publishing = jetstream::ContextBuilder::new()
+            .timeout(publish::ACK_WAIT)
+            .build(connected.client.clone());
+        let (publisher, publish_task) = publish::spawn(publishing, config.timeout);
         let local_presence = presence::Local::default();
         let (presence_changes, changes) = mpsc::unbounded_channel();
         let writer = tokio::spawn(presence::write(
