@@ -28,13 +28,19 @@ fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     let absolute = |which: &str| git(&["rev-parse", "--path-format=absolute", which]);
     if let (Some(dir), Some(common)) = (absolute("--git-dir"), absolute("--git-common-dir")) {
-        // The branch's directory, not its file: a fresh clone keeps the branch in packed-refs
-        // alone, and the first commit creates the file.
-        let branches = git(&["symbolic-ref", "-q", "HEAD"])
-            .and_then(|r| r.rsplit_once('/').map(|(dir, _)| format!("{common}/{dir}")));
+        // The branch's file, or while it has none (a fresh clone keeps the branch in
+        // packed-refs alone) its directory, where the first commit creates it.
+        let branch = git(&["symbolic-ref", "-q", "HEAD"]).map(|r| format!("{common}/{r}"));
+        let branch = branch.and_then(|file| {
+            if std::path::Path::new(&file).exists() {
+                Some(file)
+            } else {
+                file.rsplit_once('/').map(|(dir, _)| dir.to_owned())
+            }
+        });
         let watched = [
             Some(format!("{dir}/HEAD")),
-            branches,
+            branch,
             Some(format!("{common}/packed-refs")),
         ];
         // Cargo runs a build script whose watched path is missing at every build: watch only
