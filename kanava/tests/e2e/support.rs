@@ -85,6 +85,10 @@ pub struct Start {
     args: Vec<String>,
     env: Vec<(String, String)>,
     mles_listen: String,
+    admin_listen: String,
+    ssh_listen: String,
+    debug_me_listen: String,
+    wrapper: Vec<String>,
     open_file_limit: Option<u64>,
 }
 
@@ -96,8 +100,20 @@ impl Start {
             args: Vec::new(),
             env: Vec::new(),
             mles_listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            ssh_listen: "127.0.0.1:0".into(),
+            debug_me_listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
             open_file_limit: None,
         }
+    }
+
+    /// Runs the server through `wrapper`, a program and its arguments that exec the server in
+    /// another context, such as `ip netns exec NS` for another network namespace. The wrapper
+    /// must exec (not fork) the server, so that the child's PID is the server's.
+    pub fn wrapper(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     /// Runs the server with this open-file limit (soft and hard), as a host's `ulimit -n`.
@@ -127,6 +143,21 @@ impl Start {
         self
     }
 
+    pub fn admin_listen(mut self, addr: &str) -> Self {
+        self.admin_listen = addr.into();
+        self
+    }
+
+    pub fn ssh_listen(mut self, addr: &str) -> Self {
+        self.ssh_listen = addr.into();
+        self
+    }
+
+    pub fn debug_me_listen(mut self, addr: &str) -> Self {
+        self.debug_me_listen = addr.into();
+        self
+    }
+
     pub fn start(mut self) -> Kanava {
         let data = match self.data.take() {
             Some(d) => d,
@@ -143,19 +174,22 @@ impl Start {
             .append(true)
             .open(&stderr_path)
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kanava"));
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_kanava"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_kanava")),
+        };
         command
             .arg("serve")
             .arg("--data")
             .arg(&data)
-            .args([
-                "--mles-listen",
-                &self.mles_listen,
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--ssh-listen", "127.0.0.1:0"])
-            .args(["--debug-me-listen", "127.0.0.1:0"])
+            .args(["--mles-listen", &self.mles_listen])
+            .args(["--admin-listen", &self.admin_listen])
+            .args(["--ssh-listen", &self.ssh_listen])
+            .args(["--debug-me-listen", &self.debug_me_listen])
             .args(&self.args)
             .env_remove("MLES_KEY")
             .env("RUST_LOG", "kanava=debug,kanava_mles=debug,info")
