@@ -1,7 +1,7 @@
 //! Publishing to JetStream so that each message is stored at most once, each sender's messages
 //! in the order it sent them, and a sender is told the truth about what was not stored.
 //!
-//! Messages carry a key (a member of a channel, a debug-me session): messages with one key are
+//! Messages carry a key (a sender in a channel, a debug-me session): messages with one key are
 //! published one at a time, the next only once the previous is acknowledged, so that a retry
 //! can never be overtaken by a later message (pipelining them, a message lost in a leader
 //! change while the next reached the new leader was stored after it, seen 2,100–3,200 times
@@ -112,6 +112,9 @@ pub(crate) struct Job {
     pub(crate) message: Message,
     /// Messages with one key are stored in the order they were queued.
     pub(crate) key: String,
+    /// Who queued it under its key (a member's connection): when one of its messages is
+    /// overdue, its later ones are cancelled, not those another connection queued meanwhile.
+    pub(crate) member: u64,
     pub(crate) reply: oneshot::Sender<Result<u64, ClusterError>>,
 }
 
@@ -204,7 +207,7 @@ pub(crate) fn spawn(
 enum Event {
     /// Not acknowledged within the timeout: the sender was told; what waits behind it is
     /// cancelled.
-    Overdue(String),
+    Overdue(String, u64),
     /// Acknowledged, refused for good, or given up on: the next with its key may go.
     Finished(String),
 }
@@ -214,8 +217,8 @@ enum Event {
 struct Key {
     /// Whether a message with this key is in flight.
     busy: bool,
-    /// Whether the message in flight is overdue: what is queued behind it is cancelled.
-    overdue: bool,
+    /// The member whose message in flight is overdue: what it queued behind is cancelled.
+    overdue: Option<u64>,
     waiting: VecDeque<Queued>,
 }
 
@@ -241,7 +244,7 @@ impl Publisher {
                     None => open = false,
                 },
                 Some(event) = told.recv() => match event {
-                    Event::Overdue(key) => self.overdue(&key),
+                    Event::Overdue(key, member) => self.overdue(&key, member),
                     Event::Finished(key) => self.finished(key, &events),
                 },
             }
@@ -253,7 +256,7 @@ impl Publisher {
     /// behind an overdue message).
     fn queue(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
         let key = self.keys.entry(job.key.clone()).or_default();
-        if key.overdue {
+        if key.overdue == Some(job.member) {
             let _ = job.reply.send(Err(ClusterError::Cancelled));
             return;
         }
@@ -268,11 +271,17 @@ impl Publisher {
         }
     }
 
-    /// Cancels what waits behind an overdue message.
-    fn overdue(&mut self, name: &str) {
+    /// Cancels what `member` queued behind its overdue message; the messages other members
+    /// queued with the same key (the same sender on a new connection) wait their turn.
+    fn overdue(&mut self, name: &str, member: u64) {
         if let Some(key) = self.keys.get_mut(name) {
-            key.overdue = true;
-            for queued in key.waiting.drain(..) {
+            key.overdue = Some(member);
+            let (cancelled, kept) = key
+                .waiting
+                .drain(..)
+                .partition::<VecDeque<_>, _>(|queued| queued.job.member == member);
+            key.waiting = kept;
+            for queued in cancelled {
                 let _ = queued.job.reply.send(Err(ClusterError::Cancelled));
             }
         }
@@ -283,7 +292,7 @@ impl Publisher {
         self.in_flight -= 1;
         if let Some(key) = self.keys.get_mut(&name) {
             key.busy = false;
-            key.overdue = false;
+            key.overdue = None;
             if key.waiting.is_empty() {
                 self.keys.remove(&name);
             } else {
@@ -322,6 +331,7 @@ impl Publisher {
             let Job {
                 message,
                 key,
+                member,
                 reply,
             } = job;
             let mut reply = Some(reply);
@@ -337,7 +347,7 @@ impl Publisher {
                             source: "no acknowledgement yet; it may still be stored".into(),
                         }));
                     }
-                    let _ = events.send(Event::Overdue(key.clone()));
+                    let _ = events.send(Event::Overdue(key.clone(), member));
                     let outcome = stored.await;
                     match &outcome {
                         Ok(ack) => tracing::info!(subject = %message.subject, seq = ack.sequence, "a frame reported unconfirmed was stored"),

@@ -204,22 +204,29 @@ impl ClusterStore {
             &origin,
         );
         let subject = wire::channel_subject(&frame.channel);
-        // One member's frames are stored in the order it sent them.
-        let key = format!("{subject} {}", frame.member);
+        // A sender's frames are stored in the order it sent them, also across its connections
+        // to this node: a reconnected member's frames wait for the last one it sent before.
+        let key = format!("{subject} {}", frame.sender.as_str());
         let message = Message::new(subject, headers, frame.payload, &self.inner.ids);
-        self.inner.queue(message, key)
+        self.inner.queue(message, key, frame.member)
     }
 }
 
 impl Inner {
     /// Queues a message on the publisher, to be stored after everything queued before with the
     /// same `key`; the receiver gets its sequence once it is stored.
-    fn queue(&self, message: Message, key: String) -> oneshot::Receiver<Result<u64, ClusterError>> {
+    fn queue(
+        &self,
+        message: Message,
+        key: String,
+        member: u64,
+    ) -> oneshot::Receiver<Result<u64, ClusterError>> {
         let (reply, outcome) = oneshot::channel();
         // If the publisher is gone the reply sender is dropped and the outcome says so.
         let _ = self.publisher.send(Job {
             message,
             key,
+            member,
             reply,
         });
         outcome
@@ -240,7 +247,7 @@ impl Inner {
         };
         let key = subject.clone();
         let message = Message::with_headers(subject, headers, payload, &self.ids);
-        Ok(self.queue(message, key))
+        Ok(self.queue(message, key, 0))
     }
 }
 

@@ -404,8 +404,10 @@ async fn join(
         Ok(verified) => verified,
         Err(Refused::Policy(reason)) => return Err(reject(reason)),
         Err(Refused::Store(error)) => {
-            tracing::error!(%error, "name lookup failed");
-            return Err(End::Close(CloseCode::Error, "server error"));
+            // The store did not answer (a cluster electing a leader, without quorum): nothing
+            // is wrong with the join itself.
+            tracing::warn!(%error, "name lookup failed");
+            return Err(End::Close(CloseCode::Again, STORE_UNAVAILABLE));
         }
     };
     let joined = match hub

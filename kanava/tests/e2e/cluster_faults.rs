@@ -66,7 +66,7 @@ const SETTLE: Duration = Duration::from_secs(3);
 const HISTORY_LIMIT: &str = "100000";
 /// How long a node lets frames wait for JetStream before it closes their sender (1013): less
 /// than the quorum loss, so that its publishers are told. Given in the environment
-/// (KANAVA_CLUSTER_PUBLISH_TIMEOUT), which a kanava without the setting ignores.
+/// (KANAVA_CLUSTER_TIMEOUT), which a kanava without the setting ignores.
 const PUBLISH_TIMEOUT: &str = "4s";
 /// Examples shown per finding.
 const EXAMPLES: usize = 5;
@@ -397,7 +397,7 @@ impl Lab {
                 .args(&["--cluster-replicas", "3"])
                 .args(&["--history-limit", HISTORY_LIMIT])
                 .args(&["--max-connections-per-source", "1000"])
-                .env("KANAVA_CLUSTER_PUBLISH_TIMEOUT", PUBLISH_TIMEOUT)
+                .env("KANAVA_CLUSTER_TIMEOUT", PUBLISH_TIMEOUT)
                 .start()
         })
         .await
@@ -1618,7 +1618,7 @@ fn failed_not_delivered(
             format!(
                 "no publisher was closed with 1011 or 1013 during the {} ({} to {}), although \
                  their frames waited longer than the publish timeout \
-                 (KANAVA_CLUSTER_PUBLISH_TIMEOUT={PUBLISH_TIMEOUT})",
+                 (KANAVA_CLUSTER_TIMEOUT={PUBLISH_TIMEOUT})",
                 w.fault.name(),
                 shared.at(w.started),
                 shared.at(w.healed)
