@@ -23,7 +23,8 @@ use crate::publish::{Job, Message, MessageIds};
 use crate::setup::{Buckets, Link};
 use crate::wire::SessionRecord;
 use crate::{
-    ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
+    ClusterConfig, ClusterError, accounts, deliveries, health, history, presence, publish,
+    sessions, wire,
 };
 
 /// How long [`Store::sync`] waits for the presence writer.
@@ -119,8 +120,14 @@ impl ClusterStore {
             rechecks,
         ));
         let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
+        let canaries = tokio::spawn(health::canaries(
+            connected.js.clone(),
+            connected.client.clone(),
+            Arc::clone(&connected.link),
+            Arc::clone(&node),
+        ));
         let mut tasks = Vec::from(publish_tasks);
-        tasks.extend([writer, watcher, beat]);
+        tasks.extend([writer, watcher, beat, canaries]);
         Ok(ClusterStore {
             inner: Arc::new(Inner {
                 max_frame: connected.max_frame,

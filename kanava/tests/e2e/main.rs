@@ -14,6 +14,7 @@ mod chat;
 mod cli;
 mod cluster;
 mod cluster_debugme;
+mod cluster_health;
 mod cluster_presence;
 mod debugme;
 mod debugme_client;
