@@ -10,8 +10,10 @@
 //!
 //! After [`FAILURES_BEFORE_PROBE`] canaries in a row fail while the link says it is connected,
 //! the node probes every server it knows: a fresh connection to each and a canary through it,
-//! all at once, within [`PROBE_TIMEOUT`]. If the server it is on passes, the failure was passing
-//! and nothing moves; if only others pass, the node reconnects to the first that did. When the
+//! all at once, each step within [`PROBE_TIMEOUT`]. If the server it is on passes, the failure
+//! was passing and nothing moves; if only others pass, the node reconnects to the first that
+//! did; if none passes and the one it is on does not even answer a handshake (it froze), to the
+//! first that answers. When the
 //! link itself drops (NATS pings every [`PING_INTERVAL`]; two unanswered end the link), the
 //! same probe picks the server to reconnect to. When no server passes (the cluster lost its
 //! quorum), nothing moves: moving would only add a reconnection to the outage.
@@ -151,7 +153,12 @@ enum Probe {
     /// It took a canary; its `server_name`.
     Writes(String),
     /// It completed the handshake but did not acknowledge the canary.
-    Reachable(String),
+    Reachable {
+        /// Its `server_name`.
+        name: String,
+        /// Why the canary failed.
+        reason: String,
+    },
     /// No handshake.
     Unreachable(String),
 }
@@ -196,7 +203,7 @@ impl Mover {
                     tracing::info!(server = %name, "reconnecting to a NATS server that takes writes");
                     return Some(ReconnectToServer { addr, delay: None });
                 }
-                Probe::Reachable(_) => {
+                Probe::Reachable { .. } => {
                     reachable.get_or_insert(addr);
                 }
                 Probe::Unreachable(_) => {}
@@ -223,39 +230,63 @@ impl Mover {
     }
 
     /// After failed canaries: moves the link to another server that takes writes, unless the
-    /// one it is on takes them now or none does. Returns the server moved to.
+    /// one it is on takes them now; with none taking writes, to one that answers if the one it
+    /// is on does not (it froze: the pings would drop it within seconds anyway), else nowhere.
+    /// Returns the server moved to.
     async fn move_if_better(&self, client: &async_nats::Client) -> Option<String> {
         let current = client.server_info().server_name;
         let servers = client.server_pool().await.ok()?;
         let mut probes = self.probes(servers.into_iter().map(|s| s.addr).collect());
-        let mut passed = Vec::new();
+        let mut writes = Vec::new();
+        let mut answers = Vec::new();
         while let Some(Ok((addr, found))) = probes.join_next().await {
             match found {
-                Probe::Writes(name) => passed.push((addr, name)),
-                Probe::Reachable(reason) | Probe::Unreachable(reason) => {
-                    tracing::debug!(server = %addr.as_url_str(), %reason, "NATS server probe failed");
+                Probe::Writes(name) => writes.push((addr, name)),
+                Probe::Reachable { name, reason } => {
+                    tracing::debug!(server = %name, %reason, "NATS server takes no writes");
+                    answers.push((addr, name));
+                }
+                Probe::Unreachable(reason) => {
+                    tracing::debug!(server = %addr.as_url_str(), %reason, "NATS server does not answer");
                 }
             }
         }
-        if passed.iter().any(|(_, name)| *name == current) {
+        let is_current = |(_, name): &(ServerAddr, String)| *name == current;
+        if writes.iter().any(is_current) {
             tracing::info!(server = %current, "the NATS server takes writes again; staying");
             return None;
         }
-        let Some((addr, name)) = passed.into_iter().next() else {
-            tracing::warn!(
-                server = %current,
-                "no NATS server takes writes; staying on this one"
-            );
-            return None;
+        let current_answers = answers.iter().any(is_current);
+        let (addr, name) = match (writes.into_iter().next(), current_answers) {
+            (Some(best), _) => best,
+            (None, false) if !answers.is_empty() => {
+                tracing::warn!(
+                    server = %current,
+                    "no NATS server takes writes and this one does not answer; moving to one that does"
+                );
+                answers.swap_remove(0)
+            }
+            (None, _) => {
+                tracing::warn!(
+                    server = %current,
+                    "no NATS server takes writes; staying on this one"
+                );
+                return None;
+            }
         };
-        if let Ok(mut chosen) = self.chosen.lock() {
-            *chosen = Some(addr);
-        }
+        self.set_chosen(Some(addr));
         if let Err(error) = client.force_reconnect().await {
             tracing::warn!(%error, "could not reconnect to another NATS server");
+            self.set_chosen(None);
             return None;
         }
         Some(name)
+    }
+
+    fn set_chosen(&self, addr: Option<ServerAddr>) {
+        if let Ok(mut chosen) = self.chosen.lock() {
+            *chosen = addr;
+        }
     }
 }
 
@@ -279,8 +310,14 @@ async fn probe(options: ConnectOptions, addr: &ServerAddr, subject: String) -> P
     .await;
     match canary {
         Ok(Ok(_)) => Probe::Writes(name),
-        Ok(Err(error)) => Probe::Reachable(format!("{name}: {error}")),
-        Err(_) => Probe::Reachable(format!("{name}: canary timed out")),
+        Ok(Err(error)) => Probe::Reachable {
+            name,
+            reason: error.to_string(),
+        },
+        Err(_) => Probe::Reachable {
+            name,
+            reason: "canary timed out".into(),
+        },
     }
 }
 
@@ -347,4 +384,39 @@ async fn canary_failed(link: &Link, client: &async_nats::Client, reason: String)
         tracing::warn!(from = %server, %to, "moved to another NATS server, which takes writes");
     }
     link.writes.restart_count();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_stale_without_an_acknowledgement_for_a_while() {
+        let writes = Writes::default();
+        assert!(writes.report().writable(), "fresh after connecting");
+        assert_eq!(writes.failed("timed out".into()), 1);
+        assert_eq!(writes.failed("timed out".into()), 2);
+        let report = writes.report();
+        assert!(report.writable(), "two failures within the limit");
+        assert_eq!(report.failure, Some(("timed out".into(), 2)));
+
+        writes.state.lock().unwrap().last_ack = Instant::now() - WRITE_STALE * 2;
+        let report = writes.report();
+        assert!(!report.writable());
+        assert!(report.since_ack >= WRITE_STALE * 2);
+
+        writes.acknowledged();
+        let report = writes.report();
+        assert!(report.writable());
+        assert_eq!(report.failure, None);
+        assert_eq!(writes.failed("refused".into()), 1, "counted afresh");
+        writes.restart_count();
+        assert_eq!(writes.failed("refused".into()), 1);
+    }
+
+    #[test]
+    fn each_node_has_its_own_canary_subject() {
+        assert_eq!(canary_subject("node-1.eu"), "kanava.health.node-1.eu");
+        assert!(canary_subject("a").starts_with(HEALTH_PREFIX));
+    }
 }
