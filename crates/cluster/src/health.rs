@@ -235,7 +235,11 @@ impl Mover {
     /// Returns the server moved to.
     async fn move_if_better(&self, client: &async_nats::Client) -> Option<String> {
         let current = client.server_info().server_name;
-        let servers = client.server_pool().await.ok()?;
+        // Both go through the client's command queue, which a stuck connection may not drain.
+        let servers = tokio::time::timeout(PROBE_TIMEOUT, client.server_pool())
+            .await
+            .ok()?
+            .ok()?;
         let mut probes = self.probes(servers.into_iter().map(|s| s.addr).collect());
         let mut writes = Vec::new();
         let mut answers = Vec::new();
@@ -275,7 +279,11 @@ impl Mover {
             }
         };
         self.set_chosen(Some(addr));
-        if let Err(error) = client.force_reconnect().await {
+        let reconnect = tokio::time::timeout(PROBE_TIMEOUT, client.force_reconnect()).await;
+        if let Err(error) = reconnect
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::warn!(%error, "could not reconnect to another NATS server");
             self.set_chosen(None);
             return None;
