@@ -13,10 +13,13 @@
 //! all at once, each step within [`PROBE_TIMEOUT`]. If the server it is on passes, the failure
 //! was passing and nothing moves; if only others pass, the node reconnects to the first that
 //! did; if none passes and the one it is on does not even answer a handshake (it froze), to the
-//! first that answers. When the
-//! link itself drops (NATS pings every [`PING_INTERVAL`]; two unanswered end the link), the
-//! same probe picks the server to reconnect to. When no server passes (the cluster lost its
+//! first that answers; if none passes and the one it is on answers (the cluster lost its
 //! quorum), nothing moves: moving would only add a reconnection to the outage.
+//!
+//! When the link itself drops (the client pings every [`PING_INTERVAL`] while the server is
+//! silent, and ends the link when a third ping would be outstanding), the same probe picks the
+//! server to reconnect to: the NATS client's own choice is random, and could wait on a frozen
+//! server (which accepts TCP connections and never answers) for the whole connect timeout.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
