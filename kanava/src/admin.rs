@@ -214,8 +214,9 @@ fn record_budgets(budgets: &Budgets) {
 
 /// `/healthz`: 200 and `"status":"ok"` while the node can serve; 503 and `"status":"degraded"`
 /// while store writes fail (disk full, I/O error: `"store"` says why, until a write succeeds
-/// again) or, in a cluster, while its link to NATS is down (`"cluster"` gives the link's state
-/// either way).
+/// again) or, in a cluster, while its link to NATS is down or no write of this node was
+/// acknowledged for a few seconds (`"cluster"` gives the link's state either way, with the
+/// reason in `"detail"`).
 fn health(hub: &Hub) -> (&'static str, &'static str, String) {
     let mut body = serde_json::json!({"status": "ok", "channels": hub.active_channels()});
     let mut healthy = true;
@@ -227,8 +228,12 @@ fn health(hub: &Hub) -> (&'static str, &'static str, String) {
         }
     }
     if let Some(link) = hub.cluster_health() {
-        healthy &= link.connected;
-        body["cluster"] = serde_json::json!({"connected": link.connected, "detail": link.detail});
+        healthy &= link.healthy();
+        body["cluster"] = serde_json::json!({
+            "connected": link.connected,
+            "writable": link.writable,
+            "detail": link.detail,
+        });
     }
     let status = if healthy {
         "200 OK"

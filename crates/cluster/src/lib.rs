@@ -27,6 +27,7 @@ mod accounts;
 mod auth;
 mod deliveries;
 mod error;
+mod health;
 mod history;
 mod presence;
 mod publish;
@@ -103,6 +104,16 @@ pub fn describe_metrics() {
         "kanava_cluster_connected",
         "1 while this node is connected to a NATS server, else 0"
     );
+    metrics::describe_gauge!(
+        "kanava_cluster_writable",
+        "1 while this node's writes are acknowledged (a canary within the last 3 s), else 0"
+    );
+    metrics::describe_counter!(
+        "kanava_cluster_moves_total",
+        "Moves to another NATS server after writes through this one failed"
+    );
+    metrics::counter!("kanava_cluster_moves_total").increment(0);
+    metrics::gauge!("kanava_cluster_writable").set(0.0);
     metrics::counter!("kanava_cluster_publish_retries_total").increment(0);
     metrics::counter!("kanava_cluster_publish_failures_total").increment(0);
     metrics::gauge!("kanava_cluster_consumer_lag").set(0.0);

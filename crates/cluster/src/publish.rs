@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ClusterError;
+use crate::setup::Link;
 
 /// Most acknowledgements awaited at once.
 pub(crate) const MAX_UNRESOLVED: usize = 1000;
@@ -191,11 +193,13 @@ pub(crate) async fn publish_stored(
 pub(crate) fn spawn(
     js: jetstream::Context,
     timeout: Duration,
+    link: Arc<Link>,
 ) -> (mpsc::UnboundedSender<Job>, tokio::task::JoinHandle<()>) {
     let (jobs, queue) = mpsc::unbounded_channel();
     let publisher = Publisher {
         js,
         timeout,
+        link,
         keys: HashMap::new(),
         ready: VecDeque::new(),
         in_flight: 0,
@@ -226,6 +230,8 @@ struct Key {
 struct Publisher {
     js: jetstream::Context,
     timeout: Duration,
+    /// Told of every acknowledged message: the write path works (`/healthz`).
+    link: Arc<Link>,
     keys: HashMap<String, Key>,
     /// Keys with a message waiting and none in flight, in the order they became ready, while
     /// [`MAX_UNRESOLVED`] are in flight.
@@ -327,6 +333,7 @@ impl Publisher {
         key.busy = true;
         self.in_flight += 1;
         let (js, events, deadline) = (self.js.clone(), events.clone(), since + self.timeout);
+        let link = Arc::clone(&self.link);
         tokio::spawn(async move {
             let Job {
                 message,
@@ -356,6 +363,9 @@ impl Publisher {
                     outcome
                 }
             };
+            if outcome.is_ok() {
+                link.writes.acknowledged();
+            }
             if let Some(reply) = reply {
                 let _ = reply.send(outcome.map(|ack| ack.sequence));
             }

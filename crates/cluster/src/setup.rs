@@ -12,6 +12,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
+use crate::health::{self, Mover, Writes};
 use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX, SESSION_PREFIX};
 use crate::{ClusterConfig, ClusterError, HEADER_ROOM};
 
@@ -45,23 +46,51 @@ pub(crate) struct Buckets {
     pub(crate) presence: kv::Store,
 }
 
-/// What the link's event callback learnt, for [`kanava_store::Bus::health`].
-#[derive(Default)]
+/// The link's state, for [`kanava_store::Bus::health`]: what its event callback learnt, what
+/// the canaries learnt (see [`health`]), and how it picks another server.
 pub(crate) struct Link {
     last_error: Mutex<Option<String>>,
+    /// The canaries' outcomes.
+    pub(crate) writes: Writes,
+    /// Picks the server to move to.
+    pub(crate) mover: Arc<Mover>,
 }
 
 impl Link {
-    /// The link's state now: connected (to which server) or why not.
+    fn new(mover: Mover) -> Link {
+        Link {
+            last_error: Mutex::new(None),
+            writes: Writes::default(),
+            mover: Arc::new(mover),
+        }
+    }
+
+    /// The link's state now: connected to which server and whether writes through it are
+    /// acknowledged, or why not.
     pub(crate) fn health(&self, client: &async_nats::Client) -> kanava_store::BusHealth {
         if client.connection_state() == State::Connected {
             let info = client.server_info();
+            let server = format!(
+                "NATS server {} at {}:{}",
+                info.server_name, info.host, info.port
+            );
+            let writes = self.writes.report();
+            let since = writes.since_ack.as_secs_f64();
+            let writable = writes.writable();
+            let detail = match (writable, writes.failure) {
+                (true, _) => {
+                    format!("connected to {server}; last write acknowledged {since:.1} s ago")
+                }
+                (false, Some((reason, failures))) => format!(
+                    "no acknowledged write for {since:.0} s via {server}: {reason} \
+                     ({failures} in a row)"
+                ),
+                (false, None) => format!("no acknowledged write for {since:.0} s via {server}"),
+            };
             kanava_store::BusHealth {
                 connected: true,
-                detail: format!(
-                    "connected to NATS server {} at {}:{}",
-                    info.server_name, info.host, info.port
-                ),
+                writable,
+                detail,
             }
         } else {
             let last = self
@@ -71,6 +100,7 @@ impl Link {
                 .unwrap_or_default();
             kanava_store::BusHealth {
                 connected: false,
+                writable: false,
                 detail: match last {
                     Some(error) => format!("disconnected from NATS, reconnecting: {error}"),
                     None => "disconnected from NATS, reconnecting".into(),
@@ -171,20 +201,31 @@ fn reconnect_delay(attempts: usize) -> Duration {
 /// Connects, checks the server, and sets up every stream and bucket.
 pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, ClusterError> {
     check(config)?;
-    let link = Arc::new(Link::default());
-    let events = Arc::clone(&link);
-    let mut options = ConnectOptions::new()
+    let mut base = ConnectOptions::new()
         .name(format!("kanava {}", config.node))
         .connection_timeout(config.connect_timeout)
         .request_timeout(Some(REQUEST_TIMEOUT))
-        .reconnect_delay_callback(reconnect_delay)
+        .reconnect_delay_callback(reconnect_delay);
+    if let Some(path) = &config.credentials {
+        base = crate::auth::apply(base, path).await?;
+    }
+    let link = Arc::new(Link::new(Mover::new(
+        base.clone(),
+        health::canary_subject(&config.node),
+    )));
+    let events = Arc::clone(&link);
+    let mover = Arc::clone(&link.mover);
+    let options = base
+        .ping_interval(health::PING_INTERVAL)
         .event_callback(move |event| {
             events.record(event);
             async {}
+        })
+        .reconnect_to_server_callback(move |servers, info| {
+            // Spawned: the callback's future must be `Sync`, the probes' are not.
+            let choice = tokio::spawn(Arc::clone(&mover).choose(servers, info));
+            async move { choice.await.ok().flatten() }
         });
-    if let Some(path) = &config.credentials {
-        options = crate::auth::apply(options, path).await?;
-    }
     let servers = config.servers.join(",");
     let client = options
         .connect(config.servers.as_slice())
@@ -260,6 +301,23 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
             max_age: config.debug_me_retention,
             max_message_size: max_msg_size,
             ..stream_of(SESSION_STREAM, SESSION_PREFIX)
+        },
+    )
+    .await?;
+    // Each node's canary (see `health`): on file like the frames, one per node, small.
+    ensure_stream(
+        &js,
+        stream::Config {
+            name: health::HEALTH_STREAM.into(),
+            subjects: vec![format!("{}>", health::HEALTH_PREFIX)],
+            max_messages_per_subject: 1,
+            max_message_size: 256,
+            max_age: health::CANARY_MAX_AGE,
+            duplicate_window: Duration::from_secs(1),
+            discard: DiscardPolicy::Old,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
         },
     )
     .await?;

@@ -23,7 +23,8 @@ use crate::publish::{Job, Message, MessageIds};
 use crate::setup::{Buckets, Link};
 use crate::wire::SessionRecord;
 use crate::{
-    ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
+    ClusterConfig, ClusterError, accounts, deliveries, health, history, presence, publish,
+    sessions, wire,
 };
 
 /// How long [`Store::sync`] waits for the presence writer.
@@ -111,7 +112,8 @@ impl ClusterStore {
         let publishing = jetstream::ContextBuilder::new()
             .timeout(publish::ACK_WAIT)
             .build(connected.client.clone());
-        let (publisher, publish_task) = publish::spawn(publishing, config.timeout);
+        let (publisher, publish_task) =
+            publish::spawn(publishing, config.timeout, Arc::clone(&connected.link));
         let local_presence = presence::Local::default();
         let (presence_changes, changes) = mpsc::unbounded_channel();
         let writer = tokio::spawn(presence::write(
@@ -132,7 +134,13 @@ impl ClusterStore {
             rechecks,
         ));
         let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
-        let tasks = vec![publish_task, writer, watcher, beat];
+        let canaries = tokio::spawn(health::canaries(
+            connected.js.clone(),
+            connected.client.clone(),
+            Arc::clone(&connected.link),
+            Arc::clone(&node),
+        ));
+        let tasks = vec![publish_task, writer, watcher, beat, canaries];
         Ok(ClusterStore {
             inner: Arc::new(Inner {
                 max_frame: connected.max_frame,

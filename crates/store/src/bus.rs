@@ -71,13 +71,25 @@ pub struct Present {
 /// Who is in each channel on the *other* live nodes.
 pub type RemotePresence = HashMap<ChannelName, Vec<Present>>;
 
-/// The state of a node's link to the cluster, for `/healthz`.
+/// The state of a node's link to the cluster, for `/healthz`: the node serves only while it is
+/// connected *and* its writes are acknowledged, since a link that is up can still lead nowhere
+/// (a server cut off from the others, a stream without a leader).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusHealth {
-    /// Whether the node can publish and receive now.
+    /// Whether the node is connected to the cluster now.
     pub connected: bool,
-    /// A short description: the server connected to, or why not.
+    /// Whether a write was acknowledged recently: the cluster stores what this node publishes.
+    pub writable: bool,
+    /// A short description: the server connected to and the last acknowledged write, or why
+    /// the node is degraded.
     pub detail: String,
+}
+
+impl BusHealth {
+    /// Whether the node can publish and receive now.
+    pub fn healthy(&self) -> bool {
+        self.connected && self.writable
+    }
 }
 
 /// The ordering and relaying half of a store shared between nodes; see the module docs.

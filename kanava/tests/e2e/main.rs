@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod cluster_debugme;
 mod cluster_faults;
+mod cluster_health;
 mod cluster_presence;
 mod debugme;
 mod debugme_client;
