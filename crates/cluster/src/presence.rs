@@ -152,7 +152,7 @@ pub(crate) async fn write(
 /// Says this node is alive every [`BEAT`], on its own subject, and answers the other nodes'
 /// probes, until aborted. It beats only while it can answer probes: a node that beats is one
 /// whose probe subject has a subscriber.
-pub(crate) async fn beat(client: Client, node: Arc<str>) {
+pub(crate) async fn beat(client: Client, node: Arc<str>, local: Local) {
     let node_hex = hex(node.as_bytes());
     let subject = format!("{ALIVE_PREFIX}{node_hex}");
     let mut ticks = tokio::time::interval(BEAT);
@@ -174,9 +174,14 @@ pub(crate) async fn beat(client: Client, node: Arc<str>) {
                     tracing::debug!(%error, "could not say this node is alive");
                 }
             }
-            probe = probes.next() => match probe.and_then(|probe| probe.reply) {
-                Some(reply) => {
-                    if let Err(error) = client.publish(reply, Bytes::new()).await {
+            probe = probes.next() => match probe.and_then(|probe| Some((probe.reply?, probe.payload))) {
+                Some((reply, question)) => {
+                    let answer = if holds(&local, &question) {
+                        Bytes::new()
+                    } else {
+                        Bytes::from_static(RELEASED)
+                    };
+                    if let Err(error) = client.publish(reply, answer).await {
                         tracing::debug!(%error, "could not answer a presence probe");
                     }
                 }
@@ -196,55 +201,113 @@ pub(crate) struct Recheck {
     pub(crate) done: oneshot::Sender<bool>,
 }
 
-/// What probing some nodes found: those that nobody answers for (gone from NATS), and whether
-/// some other did not answer in time.
+/// What probing some nodes found: those that nobody answers for (gone from NATS), those that
+/// answered that they no longer hold the uid in the channel (their announcement is stale: one
+/// not yet rewritten, or not writable while JetStream has no quorum), and whether some other did
+/// not answer in time.
 struct Verdict {
     gone: Vec<String>,
+    released: Vec<String>,
+    channel: ChannelName,
+    uid: Uid,
     unanswered: bool,
     done: oneshot::Sender<bool>,
+}
+
+/// What a node answers a probe for a uid it no longer holds in the channel; any other answer
+/// (an empty one from a node that predates it) means alive and holding.
+const RELEASED: &[u8] = b"released";
+
+/// A probe's question: the channel and the uid, in hex, space-separated.
+fn probe_question(channel: &ChannelName, uid: &Uid) -> Bytes {
+    Bytes::from(format!(
+        "{} {}",
+        hex(channel.as_str().as_bytes()),
+        hex(uid.as_str().as_bytes())
+    ))
+}
+
+/// Whether this node holds the uid the probe `question` asks about, in its channel; a question
+/// that cannot be read is answered as held.
+fn holds(local: &Local, question: &[u8]) -> bool {
+    let Some((channel, uid)) = std::str::from_utf8(question)
+        .ok()
+        .and_then(|q| q.split_once(' '))
+    else {
+        return true;
+    };
+    let local = local.lock().unwrap_or_else(|e| e.into_inner());
+    local.iter().any(|(name, members)| {
+        hex(name.as_str().as_bytes()) == channel
+            && members
+                .iter()
+                .any(|present| hex(present.uid.as_str().as_bytes()) == uid)
+    })
 }
 
 /// Probes the nodes in `nodes` (hex names), all at once; sends the verdict to the watch.
 async fn probe(
     client: Client,
     nodes: Vec<String>,
-    done: oneshot::Sender<bool>,
+    recheck: Recheck,
     verdicts: mpsc::UnboundedSender<Verdict>,
 ) {
+    let question = probe_question(&recheck.channel, &recheck.uid);
     let probes = nodes.into_iter().map(|node_hex| {
         let client = client.clone();
+        let question = question.clone();
         async move {
-            let request = async_nats::Request::new().timeout(Some(PROBE_TIMEOUT));
+            let request = async_nats::Request::new()
+                .payload(question)
+                .timeout(Some(PROBE_TIMEOUT));
             let subject = format!("{PROBE_PREFIX}{node_hex}");
             match client.send_request(subject, request).await {
                 Err(error) if error.kind() == RequestErrorKind::NoResponders => {
                     tracing::info!(node = %node_hex, "a node holding a uid is gone from NATS; its presence no longer counts");
-                    Some(Ok(node_hex))
+                    Some(Probed::Gone(node_hex))
                 }
                 Err(error) => {
                     tracing::debug!(node = %node_hex, %error, "a presence probe got no answer; the node still counts");
-                    Some(Err(()))
+                    Some(Probed::Unanswered)
+                }
+                Ok(answer) if &answer.payload[..] == RELEASED => {
+                    tracing::info!(node = %node_hex, "a node announcing a uid no longer holds it");
+                    Some(Probed::Released(node_hex))
                 }
                 Ok(_) => None,
             }
         }
     });
-    let (mut gone, mut unanswered) = (Vec::new(), false);
+    let (mut gone, mut released, mut unanswered) = (Vec::new(), Vec::new(), false);
     for outcome in futures_util::future::join_all(probes)
         .await
         .into_iter()
         .flatten()
     {
         match outcome {
-            Ok(node_hex) => gone.push(node_hex),
-            Err(()) => unanswered = true,
+            Probed::Gone(node_hex) => gone.push(node_hex),
+            Probed::Released(node_hex) => released.push(node_hex),
+            Probed::Unanswered => unanswered = true,
         }
     }
     let _ = verdicts.send(Verdict {
         gone,
+        released,
+        channel: recheck.channel,
+        uid: recheck.uid,
         unanswered,
-        done,
+        done: recheck.done,
     });
+}
+
+/// What probing one node found, when it is news.
+enum Probed {
+    /// NATS has no connection for it.
+    Gone(String),
+    /// It answered that it no longer holds the uid.
+    Released(String),
+    /// It did not answer in time.
+    Unanswered,
 }
 
 /// One other node's announcement, as last seen.
@@ -408,7 +471,16 @@ impl Remote {
         for node_hex in &verdict.gone {
             self.gone.insert(node_hex.clone(), Instant::now());
         }
-        self.judge()
+        // Until the releasing node's next announcement of the channel says otherwise.
+        let mut changed = false;
+        for seen in self.seen.values_mut() {
+            if seen.channel == verdict.channel && verdict.released.contains(&seen.node_hex) {
+                let before = seen.members.len();
+                seen.members.retain(|present| present.uid != verdict.uid);
+                changed |= seen.members.len() != before;
+            }
+        }
+        self.judge() || changed
     }
 
     fn merged(&self) -> RemotePresence {
@@ -507,7 +579,7 @@ pub(crate) async fn watch(
                     answered.push((recheck.done, false));
                 } else {
                     let verdicts = verdicts.clone();
-                    tokio::spawn(probe(client.clone(), holders, recheck.done, verdicts));
+                    tokio::spawn(probe(client.clone(), holders, recheck, verdicts));
                 }
                 false
             }

@@ -133,7 +133,11 @@ impl ClusterStore {
             view,
             rechecks,
         ));
-        let beat = tokio::spawn(presence::beat(connected.client.clone(), Arc::clone(&node)));
+        let beat = tokio::spawn(presence::beat(
+            connected.client.clone(),
+            Arc::clone(&node),
+            Arc::clone(&local_presence),
+        ));
         let canaries = tokio::spawn(health::canaries(
             connected.js.clone(),
             connected.client.clone(),

@@ -294,3 +294,47 @@ async fn frozen_nodes_uids_join_another_node_within_two_seconds() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     nodes.a.take().expect("A runs").kill9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uid_that_left_while_nats_had_no_quorum_joins_another_node_at_once() {
+    let _heavy = heavy().await;
+    let mut nats = NatsCluster::start().await;
+    // Both nodes on the first NATS server, which keeps relaying core NATS (beats, probes) while
+    // the other two are frozen and JetStream, presence included, can store nothing.
+    let url = nats.url(0);
+    let a = node(&url, "a", &[]);
+    let b = node(&url, "b", &[]);
+    let ch = channel("presence-quorum");
+    let on_b = b.client();
+    // The channel is live on B, so joining it there needs no history read.
+    let _bystander = on_b.join("bystander", &ch).await;
+    let leaving = a.client().join("q1", &ch).await;
+    wait_until_async("B knows q1 is on A", || async {
+        match try_join(&on_b, "q1", &ch).await {
+            Joined::Closed(code, _) => code == CloseCode::Policy,
+            Joined::Admitted(..) => false,
+        }
+    })
+    .await;
+
+    let frozen = [nats.pid(1), nats.pid(2)];
+    for pid in frozen {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    }
+    // q1 leaves A; A cannot store that in the presence bucket.
+    drop(leaving);
+    let left = Instant::now();
+    let (_q1, at, refusals) = join_when_free(&on_b, "q1", &ch, left, AFTER_KILL).await;
+    eprintln!(
+        "q1 admitted on B {:?} after leaving A without a quorum, refused before with {refusals:?}",
+        at.duration_since(left)
+    );
+    for pid in frozen {
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    }
+    nats.stop(1);
+    nats.stop(2);
+    drop((a, b));
+}
