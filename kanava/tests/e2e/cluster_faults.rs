@@ -607,28 +607,29 @@ impl Lab {
                 .collect();
             let _ = writeln!(
                 out,
-                "--- nats-server n{} ({}): {} warnings and notable lines, the last 15:\n{}",
+                "--- nats-server n{} ({}): {} warnings and notable lines:\n{}",
                 i + 1,
                 self.ip(i),
                 notable.len(),
-                notable[notable.len().saturating_sub(15)..].join("\n")
+                kinds(&notable)
             );
         }
         for i in 0..HOSTS {
             let path = self
                 .kanava_data(i)
                 .with_extension(format!("stderr-{}", std::process::id()));
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
-            let lines: Vec<&str> = log
+            let log = without_colours(&std::fs::read_to_string(&path).unwrap_or_default());
+            let warnings: Vec<&str> = log
                 .lines()
-                .filter(|l| !l.contains("kanava_mles::connection"))
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
                 .collect();
             let _ = writeln!(
                 out,
-                "--- kanava node k{} ({}), the last 25 lines of its log but connections':\n{}",
+                "--- kanava node k{} ({}): {} warnings and errors in its log:\n{}",
                 i + 1,
                 self.ip(i),
-                lines[lines.len().saturating_sub(25)..].join("\n")
+                warnings.len(),
+                kinds(&warnings)
             );
         }
         out
@@ -646,6 +647,49 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Log lines grouped by what they say (from their level on, the first 70 characters): how
+/// many of each kind and the first and last of them, for the first 15 kinds.
+fn kinds(lines: &[&str]) -> String {
+    const LEVELS: [&str; 5] = ["[WRN]", "[ERR]", "[INF]", "WARN", "ERROR"];
+    let mut kinds: Vec<(String, usize, &str, &str)> = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let from = words.iter().position(|w| LEVELS.contains(w)).unwrap_or(0);
+        let key: String = words[from..].join(" ").chars().take(70).collect();
+        match kinds.iter_mut().find(|k| k.0 == key) {
+            Some(kind) => {
+                kind.1 += 1;
+                kind.3 = line;
+            }
+            None => kinds.push((key, 1, line, line)),
+        }
+    }
+    let mut out = String::new();
+    for (_, count, first, last) in kinds.iter().take(15) {
+        let _ = writeln!(out, "  × {count}: {first}");
+        if count > &1 {
+            let _ = writeln!(out, "       last: {last}");
+        }
+    }
+    if kinds.len() > 15 {
+        let _ = writeln!(out, "  and {} more kinds", kinds.len() - 15);
+    }
+    out
+}
+
+/// A log without its terminal colour codes (ESC [ … m).
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(start) = rest.find("\x1b[") {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The last `n` lines of a file.
