@@ -54,7 +54,7 @@ const STEADY: Duration = Duration::from_millis(1500);
 /// How long a restarted NATS server may take to report healthy.
 const NATS_STARTUP: Duration = Duration::from_secs(30);
 /// How long a node may take to report `/healthz` non-200 once it cannot write.
-const HEALTH_DETECT: Duration = Duration::from_secs(5);
+const HEALTH_DETECT: Duration = Duration::from_secs(6);
 /// How soon after a heal a node's `/healthz` must be 200 again.
 const HEALTH_RECOVER: Duration = Duration::from_secs(10);
 /// How often each node's `/healthz` is sampled.
