@@ -54,13 +54,15 @@ const STEADY: Duration = Duration::from_millis(1500);
 /// How long a restarted NATS server may take to report healthy.
 const NATS_STARTUP: Duration = Duration::from_secs(30);
 /// How long a node may take to report `/healthz` non-200 once it cannot write.
-const HEALTH_DETECT: Duration = Duration::from_secs(5);
+const HEALTH_DETECT: Duration = Duration::from_secs(6);
 /// How soon after a heal a node's `/healthz` must be 200 again.
 const HEALTH_RECOVER: Duration = Duration::from_secs(10);
 /// How often each node's `/healthz` is sampled.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 /// How long in-flight frames get to arrive once the publishers have stopped.
 const SETTLE: Duration = Duration::from_secs(3);
+/// How long the final joins may retry after being told to (1013).
+const FINAL_READ: Duration = Duration::from_secs(30);
 /// Enough history for the whole run: nothing is evicted, so every history starts at the
 /// channel's first frame.
 const HISTORY_LIMIT: &str = "100000";
@@ -112,7 +114,7 @@ async fn fault_suite(nats_binary: PathBuf, version: &str, faults: &[Fault]) {
         nats_binary.display()
     );
     let mut lab = Lab::start(nats_binary).await;
-    let shared = Arc::new(Shared::new(&lab));
+    let shared = Arc::new(Shared::new(lab.targets()));
     let workload = Workload::start(&shared);
     let began = Instant::now();
     assert!(
@@ -264,6 +266,21 @@ impl Lab {
             lab.start_kanava(i).await;
         }
         lab
+    }
+
+    /// Where the workload connects to each node.
+    fn targets(&self) -> Targets {
+        Targets {
+            mles: (0..HOSTS)
+                .map(|i| SocketAddr::new(self.ip(i), MLES_PORT))
+                .collect(),
+            admin: (0..HOSTS)
+                .map(|i| SocketAddr::new(self.ip(i), ADMIN_PORT))
+                .collect(),
+            certs: (0..HOSTS)
+                .map(|i| self.kanava_data(i).join("tls/self-signed.crt"))
+                .collect(),
+        }
     }
 
     fn ip(&self, i: usize) -> IpAddr {
@@ -590,28 +607,29 @@ impl Lab {
                 .collect();
             let _ = writeln!(
                 out,
-                "--- nats-server n{} ({}): {} warnings and notable lines, the last 15:\n{}",
+                "--- nats-server n{} ({}): {} warnings and notable lines:\n{}",
                 i + 1,
                 self.ip(i),
                 notable.len(),
-                notable[notable.len().saturating_sub(15)..].join("\n")
+                kinds(&notable)
             );
         }
         for i in 0..HOSTS {
             let path = self
                 .kanava_data(i)
                 .with_extension(format!("stderr-{}", std::process::id()));
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
-            let lines: Vec<&str> = log
+            let log = without_colours(&std::fs::read_to_string(&path).unwrap_or_default());
+            let warnings: Vec<&str> = log
                 .lines()
-                .filter(|l| !l.contains("kanava_mles::connection"))
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
                 .collect();
             let _ = writeln!(
                 out,
-                "--- kanava node k{} ({}), the last 25 lines of its log but connections':\n{}",
+                "--- kanava node k{} ({}): {} warnings and errors in its log:\n{}",
                 i + 1,
                 self.ip(i),
-                lines[lines.len().saturating_sub(25)..].join("\n")
+                warnings.len(),
+                kinds(&warnings)
             );
         }
         out
@@ -629,6 +647,49 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Log lines grouped by what they say (from their level on, the first 70 characters): how
+/// many of each kind and the first and last of them, for the first 15 kinds.
+fn kinds(lines: &[&str]) -> String {
+    const LEVELS: [&str; 5] = ["[WRN]", "[ERR]", "[INF]", "WARN", "ERROR"];
+    let mut kinds: Vec<(String, usize, &str, &str)> = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let from = words.iter().position(|w| LEVELS.contains(w)).unwrap_or(0);
+        let key: String = words[from..].join(" ").chars().take(70).collect();
+        match kinds.iter_mut().find(|k| k.0 == key) {
+            Some(kind) => {
+                kind.1 += 1;
+                kind.3 = line;
+            }
+            None => kinds.push((key, 1, line, line)),
+        }
+    }
+    let mut out = String::new();
+    for (_, count, first, last) in kinds.iter().take(15) {
+        let _ = writeln!(out, "  × {count}: {first}");
+        if count > &1 {
+            let _ = writeln!(out, "       last: {last}");
+        }
+    }
+    if kinds.len() > 15 {
+        let _ = writeln!(out, "  and {} more kinds", kinds.len() - 15);
+    }
+    out
+}
+
+/// A log without its terminal colour codes (ESC [ … m).
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(start) = rest.find("\x1b[") {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The last `n` lines of a file.
@@ -803,23 +864,13 @@ struct Seen {
 }
 
 impl Shared {
-    fn new(lab: &Lab) -> Shared {
+    fn new(targets: Targets) -> Shared {
         Shared {
             began: Instant::now(),
             channels: (0..CHANNELS)
                 .map(|c| channel(&format!("faults{c}")))
                 .collect(),
-            targets: Targets {
-                mles: (0..HOSTS)
-                    .map(|i| SocketAddr::new(lab.ip(i), MLES_PORT))
-                    .collect(),
-                admin: (0..HOSTS)
-                    .map(|i| SocketAddr::new(lab.ip(i), ADMIN_PORT))
-                    .collect(),
-                certs: (0..HOSTS)
-                    .map(|i| lab.kanava_data(i).join("tls/self-signed.crt"))
-                    .collect(),
-            },
+            targets,
             seen: Mutex::new(Seen::default()),
             sessions: Mutex::new(Vec::new()),
             health: Mutex::new(Vec::new()),
@@ -1197,11 +1248,20 @@ async fn read_histories(shared: &Arc<Shared>) -> Vec<Vec<Option<Vec<FrameId>>>> 
             let shared = Arc::clone(shared);
             reads.spawn(async move {
                 let uid = format!("final-k{}-c{ch}", node + 1);
-                let session = receive(&shared, Role::Final, &uid, ch, node, Some(until)).await;
-                let frames = (session.end == End::Done)
-                    .then(|| session.received.iter().map(|r| r.0).collect());
-                shared.record(session);
-                (node, ch, frames)
+                let deadline = Instant::now() + FINAL_READ;
+                loop {
+                    let session = receive(&shared, Role::Final, &uid, ch, node, Some(until)).await;
+                    let end = session.end.clone();
+                    let frames =
+                        (end == End::Done).then(|| session.received.iter().map(|r| r.0).collect());
+                    shared.record(session);
+                    // Told to try again (a replica catching up, say): as a client would.
+                    if matches!(end, End::Closed(1013, _)) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    break (node, ch, frames);
+                }
             });
         }
     }
@@ -1835,4 +1895,109 @@ fn list(frames: &[FrameId]) -> String {
     } else {
         shown.join(" ")
     }
+}
+
+/// The checks themselves, on made-up records: a clean run passes every one, and a run with
+/// one defect of each kind fails every one (so a passing suite means something).
+#[test]
+fn the_checks_find_each_defect_and_pass_a_clean_run() {
+    let clean = made_up_run(false);
+    assert!(clean.failed.is_empty(), "a clean run fails:{}", clean.text);
+    let broken = made_up_run(true);
+    assert_eq!(
+        broken.failed.len(),
+        6,
+        "not every check failed:{}",
+        broken.text
+    );
+}
+
+/// The report on a made-up run of channel 0 (publishers 0 and 3 taking turns, a frame every
+/// 500 ms for 10 s) with one quorum loss from 1 s to 8 s in which node 0 cannot write; `broken`
+/// puts one defect of each kind in it.
+fn made_up_run(broken: bool) -> Report {
+    let none = SocketAddr::from(([127, 0, 0, 1], 9));
+    let shared = Shared::new(Targets {
+        mles: vec![none; HOSTS],
+        admin: vec![none; HOSTS],
+        certs: vec![PathBuf::new(); HOSTS],
+    });
+    let t = |ms: u64| shared.began + Duration::from_millis(ms);
+    let frame = |i: usize| FrameId {
+        publisher: if i.is_multiple_of(2) { 0 } else { 3 },
+        counter: u32::try_from(i / 2).unwrap(),
+    };
+    let order: Vec<FrameId> = (0..20).map(frame).collect();
+    let delivered = |i: usize| t(500 * i as u64 + 10);
+    for (i, f) in order.iter().enumerate() {
+        shared.saw(*f, delivered(i));
+    }
+    let window = Window {
+        fault: Fault::QuorumLoss,
+        detail: String::new(),
+        started: t(1000),
+        healed: t(8000),
+        recovered: Some(t(10_000)),
+        cannot_write: vec![0],
+    };
+    for ms in (0..12_000).step_by(250) {
+        let unhealthy = !broken && (2000..9000).contains(&ms);
+        let status = if unhealthy { 503 } else { 200 };
+        shared.health.lock().unwrap().push((0, t(ms), Some(status)));
+    }
+    let session = |role, uid: &str, received: Vec<(FrameId, Instant)>| Session {
+        role,
+        uid: uid.to_owned(),
+        channel: 0,
+        node: 1,
+        opened: t(0),
+        ended: t(10_000),
+        end: End::Done,
+        sent: Vec::new(),
+        received,
+        unexpected: Vec::new(),
+        target: 0,
+    };
+    let mut seen_by_subscriber: Vec<(FrameId, Instant)> =
+        (0..20).map(|i| (order[i], delivered(i))).collect();
+    if broken {
+        seen_by_subscriber.remove(7);
+        seen_by_subscriber.insert(4, seen_by_subscriber[3]);
+    }
+    let subscriber = session(Role::Subscriber, "sub", seen_by_subscriber);
+    // Publisher 0 sent p0#0..=10 and was closed with 1013: p0#10 was never stored; broken,
+    // it was closed at 5 s, before p0#6..=9 were delivered.
+    let mut publisher = session(
+        Role::Publisher(0),
+        "pub0",
+        (0..20)
+            .filter(|i| order[*i].publisher == 3)
+            .map(|i| (order[i], delivered(i)))
+            .collect(),
+    );
+    publisher.sent = (0..=10).map(|c| (c, t(u64::from(c) * 1000))).collect();
+    publisher.end = End::Closed(1013, "frames not stored in time".to_owned());
+    publisher.ended = t(if broken { 5000 } else { 9800 });
+    // A joiner at 5.2 s, when positions 0..=10 had been delivered, gets 0..=12.
+    let mut replay: Vec<(FrameId, Instant)> = (0..=12).map(|i| (order[i], t(5300))).collect();
+    if broken {
+        replay.remove(5);
+    }
+    let mut joiner = session(Role::Joiner, "join", replay);
+    joiner.opened = t(5200);
+    *shared.sessions.lock().unwrap() = vec![subscriber, publisher, joiner];
+    let mut stored = order.clone();
+    if broken {
+        // p0#2 stored before p0#1.
+        stored.swap(2, 4);
+    }
+    let mut histories = vec![vec![Some(Vec::new()); CHANNELS]; HOSTS];
+    for (node, of_node) in histories.iter_mut().enumerate() {
+        let mut history = stored.clone();
+        if broken && node == 1 {
+            history.remove(9);
+        }
+        of_node[0] = Some(history);
+    }
+    Report::new(&shared, &[window], &histories)
 }
