@@ -15,6 +15,8 @@
 //! one channel cannot get the ones the stream has evicted meanwhile: they are gone from the
 //! history too.)
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
@@ -28,7 +30,7 @@ use crate::ClusterError;
 use crate::read::{
     MAX_PULL, STALL, Stored, deliver_from, last_sequence, last_stored, next_from_leader,
 };
-use crate::wire::{self, CHANNEL_PREFIX, PRIVATE_PREFIX};
+use crate::wire::{self, ChannelShards, PRIVATE_PREFIX};
 
 /// Frames decoded ahead of the hub.
 pub(crate) const BUFFER: usize = 1024;
@@ -62,6 +64,29 @@ pub(crate) enum Scope {
     Subject,
 }
 
+/// How a follower turns a stored message into an item: `Err` drops it with a warning.
+pub(crate) type Decode<T> = Box<dyn Fn(&Stored) -> Result<Decoded<T>, String> + Send + Sync>;
+
+/// The backlog of each of a node's channel-stream followers, reported together as
+/// `kanava_cluster_consumer_lag`.
+pub(crate) struct Lag {
+    /// One slot per follower.
+    slots: Arc<[AtomicU64]>,
+    /// This follower's slot.
+    index: usize,
+}
+
+impl Lag {
+    /// Records this follower's backlog and reports the total.
+    fn set(&self, pending: u64) {
+        if let Some(slot) = self.slots.get(self.index) {
+            slot.store(pending, Ordering::Relaxed);
+        }
+        let total: u64 = self.slots.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+        metrics::gauge!("kanava_cluster_consumer_lag").set(total as f64);
+    }
+}
+
 /// What a follower reads and how it turns messages into items.
 pub(crate) struct Follower<T> {
     /// What it follows, for logs.
@@ -70,32 +95,50 @@ pub(crate) struct Follower<T> {
     pub(crate) filter: String,
     /// How much of the stream `filter` covers.
     pub(crate) scope: Scope,
-    /// Turns a stored message into an item: `Err` drops it with a warning.
-    pub(crate) decode: fn(&Stored) -> Result<Decoded<T>, String>,
-    /// Whether it reports its backlog as `kanava_cluster_consumer_lag`.
-    pub(crate) reports_lag: bool,
+    /// Turns a stored message into an item.
+    pub(crate) decode: Decode<T>,
+    /// Where it reports its backlog, if it does.
+    pub(crate) lag: Option<Lag>,
 }
 
-/// Follows the channel stream from sequence `next` on, sending every frame to `deliveries`
-/// until the receiver is dropped.
-pub(crate) async fn run(stream: Stream, next: u64, deliveries: mpsc::Sender<Delivered>) {
-    let follower = Follower {
-        what: "channel frames",
-        filter: format!("{CHANNEL_PREFIX}>"),
-        scope: Scope::Stream,
-        decode: |stored| {
-            wire::decode_frame(
-                stored.subject.as_str(),
-                &stored.header_pairs(),
-                stored.payload.clone(),
-                stored.seq,
-            )
-            .map(Decoded::Item)
-            .map_err(|error| error.to_string())
-        },
-        reports_lag: true,
-    };
-    follower.run(stream, next, deliveries).await;
+/// Follows every channel stream (`streams`: by shard, each with the sequence to start from),
+/// sending every frame to `deliveries` until the receiver is dropped. Each stream has its own
+/// follower; a channel lives in one stream, so its frames arrive in its order.
+pub(crate) async fn run(
+    shards: ChannelShards,
+    streams: Vec<(Stream, u64)>,
+    deliveries: mpsc::Sender<Delivered>,
+) {
+    let slots: Arc<[AtomicU64]> = streams.iter().map(|_| AtomicU64::new(0)).collect();
+    let followers = streams
+        .into_iter()
+        .enumerate()
+        .map(|(shard, (stream, next))| {
+            let shard = u32::try_from(shard).unwrap_or(u32::MAX);
+            let follower = Follower {
+                what: "channel frames",
+                filter: format!("{}>", shards.prefix(shard)),
+                scope: Scope::Stream,
+                decode: Box::new(move |stored: &Stored| {
+                    wire::decode_frame(
+                        shards,
+                        stored.subject.as_str(),
+                        &stored.header_pairs(),
+                        stored.payload.clone(),
+                        stored.seq,
+                    )
+                    .map(Decoded::Item)
+                    .map_err(|error| error.to_string())
+                }),
+                lag: Some(Lag {
+                    slots: Arc::clone(&slots),
+                    index: shard as usize,
+                }),
+            };
+            let deliveries = deliveries.clone();
+            async move { follower.run(stream, next, deliveries).await }
+        });
+    futures_util::future::join_all(followers).await;
 }
 
 /// Follows the private-message stream from sequence `next` on, sending every message stored by
@@ -111,7 +154,7 @@ pub(crate) async fn run_private(
         what: "private messages",
         filter: format!("{PRIVATE_PREFIX}>"),
         scope: Scope::Stream,
-        decode: |stored| {
+        decode: Box::new(|stored: &Stored| {
             let pairs = stored.header_pairs();
             if pairs.contains(&(wire::UNREAD_HEADER, "1")) {
                 return Ok(Decoded::Skip);
@@ -123,8 +166,8 @@ pub(crate) async fn run_private(
             wire::decode_private(&stored.payload, stored.seq)
                 .map(|pm| Decoded::Item((origin, pm)))
                 .map_err(|error| error.to_string())
-        },
-        reports_lag: false,
+        }),
+        lag: None,
     };
     let (tx, mut rx) = mpsc::channel::<(Option<String>, PrivateMessage)>(BUFFER);
     let forward = async move {
@@ -306,8 +349,8 @@ impl<T> Follower<T> {
                     format!("restarted at sequence {seq}, before {next}"),
                 ));
             }
-            if self.reports_lag {
-                metrics::gauge!("kanava_cluster_consumer_lag").set(pending as f64);
+            if let Some(lag) = &self.lag {
+                lag.set(pending);
             }
             *next = seq + 1;
             if let Some(stop) = self.pass_on(&message, items).await {

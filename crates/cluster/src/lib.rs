@@ -8,7 +8,12 @@
 //!
 //! - stream `KANAVA_CH` (`kanava.ch.<token>` per channel, see [`wire`]): every channel's frames,
 //!   each channel capped at the history's `max_entries`; the stream sequence is the frame's
-//!   place in the cluster's order;
+//!   place in its channel's order. A cluster created with several channel streams
+//!   ([`ClusterConfig::shards`]) has `KANAVA_CH_<i>` (`kanava.chs.<i>.<token>`) instead, each
+//!   channel in the one its name hashes to ([`wire::ChannelShards`]), so that several stream
+//!   leaders share the writes;
+//! - key-value bucket `kanava_cluster`: the count of channel streams, recorded by the first
+//!   node, which every later node must match;
 //! - stream `KANAVA_PM` (`kanava.pm.<hex of the name>`): private messages, kept 30 days;
 //! - stream `KANAVA_DM` (`kanava.dm.<session id>`): the logs of debug-me sessions, each
 //!   complete (no cap per session), kept for the debug-me retention; the session's node takes
@@ -60,6 +65,10 @@ pub struct ClusterConfig {
     /// Copies JetStream keeps of every stream and bucket: 3 on a 3-node cluster, 1 on one
     /// server.
     pub replicas: usize,
+    /// How many channel streams the cluster spreads its channels over (1 to
+    /// [`wire::MAX_CHANNEL_SHARDS`]); fixed when the cluster is created, and a node configured
+    /// otherwise refuses to start.
+    pub shards: u32,
     /// The history limits; `max_entries` caps each channel's subject in the stream.
     pub history: HistoryLimits,
     /// The largest frame payload kanava publishes (`--max-frame`); the server's `max_payload`

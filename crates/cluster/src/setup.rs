@@ -6,17 +6,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
-use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX, SESSION_PREFIX};
+use crate::wire::{ChannelShards, MAX_CHANNEL_SHARDS, PRIVATE_PREFIX, SESSION_PREFIX};
 use crate::{ClusterConfig, ClusterError, HEADER_ROOM};
 
-/// The channel stream.
-pub(crate) const CHANNEL_STREAM: &str = "KANAVA_CH";
+/// The bucket of the cluster's own settings.
+const CLUSTER_BUCKET: &str = "kanava_cluster";
+/// The key in [`CLUSTER_BUCKET`] holding the count of channel streams.
+const SHARDS_KEY: &str = "channel_shards";
+/// How long start-up keeps asking a server that is not ready, or busy with other nodes
+/// starting at the same time.
+const SETUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The private-message stream.
 pub(crate) const PRIVATE_STREAM: &str = "KANAVA_PM";
 /// The debug-me session stream.
@@ -111,7 +116,10 @@ pub(crate) struct Connected {
     pub(crate) max_frame: usize,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
-    pub(crate) channels: stream::Stream,
+    /// How channels are spread over the channel streams.
+    pub(crate) shards: ChannelShards,
+    /// The channel streams, by shard.
+    pub(crate) channels: Vec<stream::Stream>,
     pub(crate) private: stream::Stream,
     pub(crate) sessions: stream::Stream,
     pub(crate) buckets: Buckets,
@@ -138,6 +146,12 @@ fn check(config: &ClusterConfig) -> Result<(), ClusterError> {
         return Err(ClusterError::Config(format!(
             "replicas must be 1 to 5, not {}",
             config.replicas
+        )));
+    }
+    if ChannelShards::new(config.shards).is_none() {
+        return Err(ClusterError::Config(format!(
+            "the count of channel streams must be 1 to {MAX_CHANNEL_SHARDS}, not {}",
+            config.shards
         )));
     }
     if config.history.max_entries == 0 {
@@ -235,15 +249,30 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         allow_direct: true,
         ..Default::default()
     };
-    let channels = ensure_stream(
+    let configured = ChannelShards::new(config.shards)
+        .ok_or_else(|| ClusterError::Config("the count of channel streams".into()))?;
+    let settings = ensure_bucket(
         &js,
-        stream::Config {
-            max_messages_per_subject: per_channel,
-            max_message_size: max_msg_size,
-            ..stream_of(CHANNEL_STREAM, CHANNEL_PREFIX)
-        },
+        CLUSTER_BUCKET,
+        StorageType::File,
+        Duration::ZERO,
+        config.replicas,
     )
     .await?;
+    let shards = record_shards(&js, &settings, configured).await?;
+    let mut channels = Vec::new();
+    for shard in 0..shards.count() {
+        let stream = ensure_stream(
+            &js,
+            stream::Config {
+                max_messages_per_subject: per_channel,
+                max_message_size: max_msg_size,
+                ..stream_of(&shards.stream(shard), &shards.prefix(shard))
+            },
+        )
+        .await?;
+        channels.push(stream);
+    }
     let private = ensure_stream(
         &js,
         stream::Config {
@@ -282,6 +311,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         servers = %servers,
         node = %config.node,
         replicas = config.replicas,
+        channel_streams = shards.count(),
         max_payload,
         "cluster store ready"
     );
@@ -289,6 +319,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         max_frame,
         client,
         js,
+        shards,
         channels,
         private,
         sessions,
@@ -301,6 +332,90 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         },
         link,
     })
+}
+
+/// Records `configured` as the cluster's count of channel streams if none is recorded yet (a
+/// cluster that already has stream `KANAVA_CH` was created before the count existed: one), and
+/// refuses to go on if the recorded count differs. Nodes starting together agree through the
+/// key's compare-and-set: the first to create it wins, and every node compares with that.
+async fn record_shards(
+    js: &jetstream::Context,
+    settings: &kv::Store,
+    configured: ChannelShards,
+) -> Result<ChannelShards, ClusterError> {
+    let deadline = Instant::now() + SETUP_DEADLINE;
+    loop {
+        let attempt = async {
+            if let Some(value) = settings
+                .get(SHARDS_KEY)
+                .await
+                .map_err(|e| ClusterError::nats("read the count of channel streams", e))?
+            {
+                let recorded = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .and_then(ChannelShards::new)
+                    .ok_or_else(|| {
+                        ClusterError::Config(format!(
+                            "bucket {CLUSTER_BUCKET} key {SHARDS_KEY} holds {:?}, not a count of channel streams",
+                            String::from_utf8_lossy(&value)
+                        ))
+                    })?;
+                return Ok(Some(recorded));
+            }
+            let first = if stream_exists(js, &ChannelShards::ONE.stream(0)).await? {
+                ChannelShards::ONE
+            } else {
+                configured
+            };
+            match settings
+                .create(SHARDS_KEY, first.count().to_string().into())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(
+                        channel_streams = first.count(),
+                        "recorded the cluster's count of channel streams"
+                    );
+                    Ok(Some(first))
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(ClusterError::nats("record the count of channel streams", e)),
+            }
+        };
+        match attempt.await {
+            Ok(Some(recorded)) if recorded == configured => return Ok(recorded),
+            Ok(Some(recorded)) => {
+                return Err(ClusterError::ShardCount {
+                    recorded: recorded.count(),
+                    configured: configured.count(),
+                });
+            }
+            // Another node recorded it first: read what it recorded.
+            Ok(None) => {}
+            Err(error @ ClusterError::Config(_)) => return Err(error),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%error, "JetStream not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Whether stream `name` exists; an answer other than "found" or "not found" is an error.
+async fn stream_exists(js: &jetstream::Context, name: &str) -> Result<bool, ClusterError> {
+    match js.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(error)
+                if error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(ClusterError::nats("look up a stream", e)),
+        },
+    }
 }
 
 /// Creates a bucket's stream as async-nats would (which it cannot do against 2.9.10), then
@@ -466,6 +581,7 @@ mod tests {
             credentials: None,
             node: node.into(),
             replicas: 1,
+            shards: 1,
             history: Default::default(),
             max_frame: Some(1024),
             presence_heartbeat: Duration::from_secs(5),

@@ -47,7 +47,10 @@ struct Inner {
     timeout: std::time::Duration,
     client: async_nats::Client,
     js: jetstream::Context,
-    channels: Stream,
+    /// How channels are spread over the channel streams.
+    shards: wire::ChannelShards,
+    /// The channel streams, by shard.
+    channels: Vec<Stream>,
     private: Stream,
     /// `KANAVA_DM`: the debug-me sessions.
     sessions: Stream,
@@ -57,9 +60,9 @@ struct Inner {
     link: Arc<Link>,
     ids: Arc<MessageIds>,
     publisher: mpsc::UnboundedSender<Job>,
-    /// The first stream sequence [`Bus::deliveries`] delivers: the one after the last stored
-    /// when this node connected.
-    deliver_from: u64,
+    /// The first sequence of each channel stream (by shard) that [`Bus::deliveries`] delivers:
+    /// the one after the last stored when this node connected.
+    deliver_from: Vec<u64>,
     deliveries_taken: AtomicBool,
     /// Where the feed of other nodes' private messages starts, and whether it was taken.
     private_from: u64,
@@ -97,10 +100,11 @@ impl ClusterStore {
             )));
         }
         let connected = crate::setup::connect(&config).await?;
-        let deliver_from =
-            crate::read::last_stored(&connected.channels, "read the channel stream's state")
-                .await?
-                + 1;
+        let mut deliver_from = Vec::new();
+        for stream in &connected.channels {
+            deliver_from
+                .push(crate::read::last_stored(stream, "read a channel stream's state").await? + 1);
+        }
         let private_from = crate::read::last_stored(
             &connected.private,
             "read the private-message stream's state",
@@ -139,6 +143,7 @@ impl ClusterStore {
                 timeout: config.timeout,
                 client: connected.client,
                 js: connected.js,
+                shards: connected.shards,
                 channels: connected.channels,
                 private: connected.private,
                 sessions: connected.sessions,
@@ -200,7 +205,7 @@ impl ClusterStore {
             frame.time_ms,
             &origin,
         );
-        let subject = wire::channel_subject(&frame.channel);
+        let subject = self.inner.shards.subject(&frame.channel);
         // One member's frames are stored in the order it sent them.
         let key = format!("{subject} {}", frame.member);
         let message = Message::new(subject, headers, frame.payload, &self.inner.ids);
@@ -209,6 +214,13 @@ impl ClusterStore {
 }
 
 impl Inner {
+    /// The stream holding `channel`'s frames.
+    fn channel_stream(&self, channel: &ChannelName) -> &Stream {
+        let shard = self.shards.shard_of(channel) as usize;
+        // `channels` holds one stream per shard; the first is there in any case.
+        self.channels.get(shard).unwrap_or(&self.channels[0])
+    }
+
     /// Queues a message on the publisher, to be stored after everything queued before with the
     /// same `key`; the receiver gets its sequence once it is stored.
     fn queue(&self, message: Message, key: String) -> oneshot::Receiver<Result<u64, ClusterError>> {
@@ -315,7 +327,12 @@ impl Store for ClusterStore {
             let started = std::time::Instant::now();
             let mut delay = std::time::Duration::from_millis(50);
             loop {
-                let attempt = history::load(&inner.channels, &channel, inner.limits);
+                let attempt = history::load(
+                    inner.shards,
+                    inner.channel_stream(&channel),
+                    &channel,
+                    inner.limits,
+                );
                 let left = inner.timeout.saturating_sub(started.elapsed());
                 let error = match tokio::time::timeout(left, attempt).await {
                     Ok(Ok(stored)) => return Ok(stored),
@@ -338,8 +355,14 @@ impl Store for ClusterStore {
 
     fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>> {
         self.run(|inner| async move {
-            let purged =
-                history::purge_idle(&inner.channels, &inner.buckets, idle_before_ms, &keep).await?;
+            let purged = history::purge_idle(
+                inner.shards,
+                &inner.channels,
+                &inner.buckets,
+                idle_before_ms,
+                &keep,
+            )
+            .await?;
             accounts::purge_private(&inner.private, idle_before_ms).await?;
             accounts::purge_bans(&inner.buckets, idle_before_ms).await?;
             Ok(purged)
@@ -375,7 +398,16 @@ impl Store for ClusterStore {
         limit: usize,
     ) -> Pending<Vec<Entry>> {
         self.run(|inner| async move {
-            history::before(&inner.channels, &channel, inner.limits, before_seq, limit).await
+            let stream = inner.channel_stream(&channel);
+            history::before(
+                inner.shards,
+                stream,
+                &channel,
+                inner.limits,
+                before_seq,
+                limit,
+            )
+            .await
         })
     }
 
@@ -497,11 +529,14 @@ impl Bus for ClusterStore {
     fn deliveries(&self) -> mpsc::Receiver<Delivered> {
         let (sender, receiver) = mpsc::channel(deliveries::BUFFER);
         if !self.inner.deliveries_taken.swap(true, Ordering::SeqCst) {
-            let task = tokio::spawn(deliveries::run(
-                self.inner.channels.clone(),
-                self.inner.deliver_from,
-                sender,
-            ));
+            let streams = self
+                .inner
+                .channels
+                .iter()
+                .cloned()
+                .zip(self.inner.deliver_from.iter().copied())
+                .collect();
+            let task = tokio::spawn(deliveries::run(self.inner.shards, streams, sender));
             if let Ok(mut tasks) = self.inner.tasks.lock() {
                 tasks.push(task);
             }

@@ -150,7 +150,7 @@ async fn a_publish_retried_with_the_same_message_id_is_stored_once() {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "node-x-boot-1");
     let client = async_nats::connect(&server.url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let subject = wire::channel_subject(&channel);
+    let subject = wire::channel_subject(wire::ChannelShards::ONE, &channel);
     let publish = || async {
         js.publish_with_headers(subject.clone(), headers.clone(), Bytes::from_static(b"hi"))
             .await
