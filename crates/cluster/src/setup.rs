@@ -22,6 +22,9 @@ const SHARDS_KEY: &str = "channel_shards";
 /// How long start-up keeps asking a server that is not ready, or busy with other nodes
 /// starting at the same time.
 const SETUP_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a stream update JetStream refuses is asked again, in case other nodes starting at
+/// the same time are setting the stream up: past this the refusal stands.
+const SETTLE: Duration = Duration::from_secs(5);
 /// The private-message stream.
 pub(crate) const PRIVATE_STREAM: &str = "KANAVA_PM";
 /// The debug-me session stream.
@@ -450,23 +453,37 @@ async fn ensure_bucket(
         },
     )
     .await?;
-    js.get_key_value(bucket)
-        .await
-        .map_err(|source| ClusterError::Setup {
-            what: format!("bucket {bucket}"),
-            source: source.into(),
-        })
+    let deadline = Instant::now() + SETUP_DEADLINE;
+    loop {
+        match js.get_key_value(bucket).await {
+            Ok(store) => return Ok(store),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%bucket, %error, "bucket not readable yet; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(source) => {
+                return Err(ClusterError::Setup {
+                    what: format!("bucket {bucket}"),
+                    source: source.into(),
+                });
+            }
+        }
+    }
 }
 
 /// Brings stream `config.name` to `config`, creating it if needed. A server whose JetStream
-/// meta leader is still being elected, or that is busy creating the same stream for another node
-/// starting at the same time, is asked again for up to half a minute.
+/// meta leader is still being elected, or that is busy creating or updating the same stream for
+/// another node starting at the same time, is asked again for up to half a minute. An update
+/// the server refuses is no failure when the stream already has the settings kanava needs
+/// (another node just made it so, and the server filled in its defaults); a refusal that
+/// persists for [`SETTLE`] while the stream's settings differ is.
 async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, ClusterError> {
     let name = config.name.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = Instant::now();
+    let deadline = started + SETUP_DEADLINE;
     loop {
         let attempt = match js.update_stream(&config).await {
             Err(error) if error.kind() == CreateStreamErrorKind::NotFound => js
@@ -480,6 +497,14 @@ async fn ensure_stream(
             Ok(()) => break,
             Err((error, _)) if retryable(&error) && Instant::now() < deadline => {
                 tracing::debug!(stream = %name, %error, "JetStream not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err((error, true)) if refused(&error) && has_settings(js, &config).await => {
+                tracing::debug!(stream = %name, %error, "update refused, but the stream has kanava's settings");
+                break;
+            }
+            Err((error, true)) if refused(&error) && started.elapsed() < SETTLE => {
+                tracing::debug!(stream = %name, %error, "update refused; asking again while other nodes may be setting the stream up");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err((error, existing)) => {
@@ -502,6 +527,40 @@ async fn ensure_stream(
             }
         }
     }
+}
+
+/// Whether a failed stream update was JetStream's refusal (rather than the lack of JetStream or
+/// of an answer).
+fn refused(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(_))
+}
+
+/// Whether stream `wanted.name` exists with every setting kanava asks for in `wanted`.
+async fn has_settings(js: &jetstream::Context, wanted: &stream::Config) -> bool {
+    let mut stream = match js.get_stream(&wanted.name).await {
+        Ok(stream) => stream,
+        Err(_) => return false,
+    };
+    match stream.info().await {
+        Ok(info) => same_settings(&info.config, wanted),
+        Err(_) => false,
+    }
+}
+
+/// Whether `existing` has every setting kanava sets in `wanted` (the server fills in others).
+fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    existing.name == wanted.name
+        && existing.subjects == wanted.subjects
+        && existing.max_messages_per_subject == wanted.max_messages_per_subject
+        && existing.max_message_size == wanted.max_message_size
+        && existing.max_age == wanted.max_age
+        && existing.discard == wanted.discard
+        && existing.storage == wanted.storage
+        && existing.num_replicas.max(1) == wanted.num_replicas.max(1)
+        && existing.duplicate_window == wanted.duplicate_window
+        && existing.allow_direct == wanted.allow_direct
+        && existing.allow_rollup == wanted.allow_rollup
+        && existing.deny_delete == wanted.deny_delete
 }
 
 /// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out or
@@ -589,6 +648,36 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn a_stream_with_the_servers_defaults_filled_in_has_kanavas_settings() {
+        let wanted = stream::Config {
+            name: "KANAVA_CH".into(),
+            subjects: vec!["kanava.ch.>".into()],
+            max_messages_per_subject: 5,
+            num_replicas: 3,
+            allow_direct: true,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        };
+        let existing = stream::Config {
+            max_bytes: -1,
+            max_messages: -1,
+            max_consumers: -1,
+            ..wanted.clone()
+        };
+        assert!(same_settings(&existing, &wanted));
+        let fewer = stream::Config {
+            max_messages_per_subject: 10,
+            ..existing.clone()
+        };
+        assert!(!same_settings(&fewer, &wanted));
+        let single = stream::Config {
+            num_replicas: 1,
+            ..existing
+        };
+        assert!(!same_settings(&single, &wanted));
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn three_nodes_starting_together_on_a_fresh_cluster_all_start() {
         let cluster = Cluster::start().await;
         tokio::time::timeout(
             Duration::from_secs(90),
-            start_together(cluster.urls(), 3, 3, round),
+            start_together(cluster.urls(), 4, 3, round),
         )
         .await
         .unwrap_or_else(|_| panic!("round {round}: the nodes did not start within 90 s"));
