@@ -11,6 +11,7 @@
 //!   subject of several channel streams: their count is the input's first byte % 8 + 1), and
 //!   re-encoding the frame (`frame_headers`, `channel_subject`) gives a frame that decodes to
 //!   the same;
+//! - the sequences of a republished frame (`live_sequences`) are read only in order;
 //! - an accepted session record re-encodes (`session_headers`) to one that decodes to the same;
 //! - a refused reply's reason fits a header (no control characters, at most `MAX_REASON` bytes);
 //! - an accepted record re-encodes to one that decodes to the same record.
@@ -67,6 +68,10 @@ fuzz_target!(|data: &[u8]| {
         let decoded =
             wire::decode_frame(shards, &subject, &pairs, payload, seq).expect("re-encoded");
         assert_eq!(decoded, delivered);
+    }
+
+    if let Some((seq, previous)) = wire::live_sequences(&pairs) {
+        assert!(previous < seq, "{previous} before {seq}");
     }
 
     if let Ok(record) = wire::decode_session_message(&pairs, payload.clone()) {

@@ -1,7 +1,7 @@
-//! The node-wide consumers of a stream: every stored channel frame, of every channel and from
-//! every node, in stream order, for the hub to relay to its own members; and every private
-//! message other nodes store, for the chat sessions here. A debug-me session followed from
-//! another node uses the same [`Follower`] (see `sessions.rs`).
+//! Following a stream with consumers: every private message other nodes store, for the chat
+//! sessions here; a debug-me session followed from another node uses the same [`Follower`]
+//! (see `sessions.rs`). (Channel frames reach a node through `live.rs`, for the channels it
+//! hosts only.)
 //!
 //! An ordered consumer lives on one server and recreates itself when that server goes away, but
 //! async-nats gives up on some failures and, after one, restarts from the stream's first
@@ -11,26 +11,21 @@
 //! can stay silent for a long time), creates a new one starting at that position: no sequence
 //! is delivered twice, and none is skipped. A new consumer that reports nothing pending while
 //! the leader holds messages from that position on is served by a lagging replica: the
-//! follower then fetches them from the leader (see [`crate::read`]) rather than skip them. (A node whose consumer falls more than the history's `max_entries` frames behind in
-//! one channel cannot get the ones the stream has evicted meanwhile: they are gone from the
-//! history too.)
+//! follower then fetches them from the leader (see [`crate::read`]) rather than skip them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use futures_util::StreamExt;
 use kanava_core::PrivateMessage;
-use kanava_store::Delivered;
 use tokio::sync::mpsc;
 
 use crate::ClusterError;
 use crate::read::{
     MAX_PULL, STALL, Stored, deliver_from, last_sequence, last_stored, next_from_leader,
 };
-use crate::wire::{self, ChannelShards, PRIVATE_PREFIX};
+use crate::wire::{self, PRIVATE_PREFIX};
 
 /// Frames decoded ahead of the hub.
 pub(crate) const BUFFER: usize = 1024;
@@ -67,26 +62,6 @@ pub(crate) enum Scope {
 /// How a follower turns a stored message into an item: `Err` drops it with a warning.
 pub(crate) type Decode<T> = Box<dyn Fn(&Stored) -> Result<Decoded<T>, String> + Send + Sync>;
 
-/// The backlog of each of a node's channel-stream followers, reported together as
-/// `kanava_cluster_consumer_lag`.
-pub(crate) struct Lag {
-    /// One slot per follower.
-    slots: Arc<[AtomicU64]>,
-    /// This follower's slot.
-    index: usize,
-}
-
-impl Lag {
-    /// Records this follower's backlog and reports the total.
-    fn set(&self, pending: u64) {
-        if let Some(slot) = self.slots.get(self.index) {
-            slot.store(pending, Ordering::Relaxed);
-        }
-        let total: u64 = self.slots.iter().map(|s| s.load(Ordering::Relaxed)).sum();
-        metrics::gauge!("kanava_cluster_consumer_lag").set(total as f64);
-    }
-}
-
 /// What a follower reads and how it turns messages into items.
 pub(crate) struct Follower<T> {
     /// What it follows, for logs.
@@ -97,48 +72,6 @@ pub(crate) struct Follower<T> {
     pub(crate) scope: Scope,
     /// Turns a stored message into an item.
     pub(crate) decode: Decode<T>,
-    /// Where it reports its backlog, if it does.
-    pub(crate) lag: Option<Lag>,
-}
-
-/// Follows every channel stream (`streams`: by shard, each with the sequence to start from),
-/// sending every frame to `deliveries` until the receiver is dropped. Each stream has its own
-/// follower; a channel lives in one stream, so its frames arrive in its order.
-pub(crate) async fn run(
-    shards: ChannelShards,
-    streams: Vec<(Stream, u64)>,
-    deliveries: mpsc::Sender<Delivered>,
-) {
-    let slots: Arc<[AtomicU64]> = streams.iter().map(|_| AtomicU64::new(0)).collect();
-    let followers = streams
-        .into_iter()
-        .enumerate()
-        .map(|(shard, (stream, next))| {
-            let shard = u32::try_from(shard).unwrap_or(u32::MAX);
-            let follower = Follower {
-                what: "channel frames",
-                filter: format!("{}>", shards.prefix(shard)),
-                scope: Scope::Stream,
-                decode: Box::new(move |stored: &Stored| {
-                    wire::decode_frame(
-                        shards,
-                        stored.subject.as_str(),
-                        &stored.header_pairs(),
-                        stored.payload.clone(),
-                        stored.seq,
-                    )
-                    .map(Decoded::Item)
-                    .map_err(|error| error.to_string())
-                }),
-                lag: Some(Lag {
-                    slots: Arc::clone(&slots),
-                    index: shard as usize,
-                }),
-            };
-            let deliveries = deliveries.clone();
-            async move { follower.run(stream, next, deliveries).await }
-        });
-    futures_util::future::join_all(followers).await;
 }
 
 /// Follows the private-message stream from sequence `next` on, sending every message stored by
@@ -167,7 +100,6 @@ pub(crate) async fn run_private(
                 .map(|pm| Decoded::Item((origin, pm)))
                 .map_err(|error| error.to_string())
         }),
-        lag: None,
     };
     let (tx, mut rx) = mpsc::channel::<(Option<String>, PrivateMessage)>(BUFFER);
     let forward = async move {
@@ -338,7 +270,7 @@ impl<T> Follower<T> {
                     Err(error) => return Stop::Failed(error),
                 },
             };
-            let (message, pending) = match Stored::delivered(message) {
+            let (message, _pending) = match Stored::delivered(message) {
                 Ok(delivered) => delivered,
                 Err(error) => return Stop::Failed(error),
             };
@@ -348,9 +280,6 @@ impl<T> Follower<T> {
                     "delivery consumer",
                     format!("restarted at sequence {seq}, before {next}"),
                 ));
-            }
-            if let Some(lag) = &self.lag {
-                lag.set(pending);
             }
             *next = seq + 1;
             if let Some(stop) = self.pass_on(&message, items).await {

@@ -11,7 +11,9 @@
 //!   place in its channel's order. A cluster created with several channel streams
 //!   ([`ClusterConfig::shards`]) has `KANAVA_CH_<i>` (`kanava.chs.<i>.<token>`) instead, each
 //!   channel in the one its name hashes to ([`wire::ChannelShards`]), so that several stream
-//!   leaders share the writes;
+//!   leaders share the writes. Each stream republishes what it stores on core NATS subjects
+//!   `kanava.live.<subject less "kanava.">`, which a node subscribes to for the channels it
+//!   hosts only (`live.rs`);
 //! - key-value bucket `kanava_cluster`: the count of channel streams, recorded by the first
 //!   node, which every later node must match;
 //! - stream `KANAVA_PM` (`kanava.pm.<hex of the name>`): private messages, kept 30 days;
@@ -33,6 +35,7 @@ mod auth;
 mod deliveries;
 mod error;
 mod history;
+mod live;
 mod presence;
 mod publish;
 mod read;
@@ -104,9 +107,17 @@ pub fn describe_metrics() {
         "kanava_cluster_publish_failures_total",
         "Frames that could not be stored in the cluster"
     );
+    metrics::describe_counter!(
+        "kanava_cluster_frames_received_total",
+        "Channel frames this node received from the cluster (live or fetched from a stream leader), for the channels it hosts only"
+    );
+    metrics::describe_counter!(
+        "kanava_cluster_frames_backfilled_total",
+        "Channel frames the live feed missed (a reconnect, a slow consumer, a leader change) and that were fetched from the stream leader"
+    );
     metrics::describe_gauge!(
-        "kanava_cluster_consumer_lag",
-        "Frames stored in the cluster but not yet delivered to this node"
+        "kanava_cluster_hosted_channels",
+        "Channels whose frames this node receives: those its members are in"
     );
     metrics::describe_gauge!(
         "kanava_cluster_connected",
@@ -114,6 +125,8 @@ pub fn describe_metrics() {
     );
     metrics::counter!("kanava_cluster_publish_retries_total").increment(0);
     metrics::counter!("kanava_cluster_publish_failures_total").increment(0);
-    metrics::gauge!("kanava_cluster_consumer_lag").set(0.0);
+    metrics::counter!("kanava_cluster_frames_received_total").increment(0);
+    metrics::counter!("kanava_cluster_frames_backfilled_total").increment(0);
+    metrics::gauge!("kanava_cluster_hosted_channels").set(0.0);
     metrics::gauge!("kanava_cluster_connected").set(0.0);
 }

@@ -321,7 +321,6 @@ pub(crate) async fn follow(
                 Err(error) => Err(error.to_string()),
             }
         }),
-        lag: None,
     };
     follower.run(stream, 1, events).await;
     tracing::debug!(session = %id, "stopped following a session");

@@ -270,6 +270,13 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
             stream::Config {
                 max_messages_per_subject: per_channel,
                 max_message_size: max_msg_size,
+                // Each stored frame also goes out on a core NATS subject of its channel, for the
+                // nodes that host the channel (see `live.rs`).
+                republish: Some(stream::Republish {
+                    source: format!("{}>", shards.prefix(shard)),
+                    destination: shards.live_filter(shard),
+                    headers_only: false,
+                }),
                 ..stream_of(&shards.stream(shard), &shards.prefix(shard))
             },
         )
@@ -499,6 +506,16 @@ async fn ensure_stream(
                 tracing::debug!(stream = %name, %error, "JetStream not ready; asking again");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            Err((error, true))
+                if config.republish.is_some() && error.to_string().contains("RePublish") =>
+            {
+                return Err(ClusterError::IncompatibleStream {
+                    stream: name.clone(),
+                    reason: format!(
+                        "{error}: it was created by a kanava that did not republish frames, and this nats-server cannot add that to an existing stream; upgrade the NATS servers to 2.10 or newer, or delete the stream, which deletes the channels' history"
+                    ),
+                });
+            }
             Err((error, true)) if refused(&error) && has_settings(js, &config).await => {
                 tracing::debug!(stream = %name, %error, "update refused, but the stream has kanava's settings");
                 break;
@@ -561,6 +578,7 @@ fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
         && existing.allow_direct == wanted.allow_direct
         && existing.allow_rollup == wanted.allow_rollup
         && existing.deny_delete == wanted.deny_delete
+        && existing.republish == wanted.republish
 }
 
 /// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out or

@@ -23,7 +23,8 @@ use crate::publish::{Job, Message, MessageIds};
 use crate::setup::{Buckets, Link};
 use crate::wire::SessionRecord;
 use crate::{
-    ClusterConfig, ClusterError, accounts, deliveries, history, presence, publish, sessions, wire,
+    ClusterConfig, ClusterError, accounts, deliveries, history, live, presence, publish, sessions,
+    wire,
 };
 
 /// How long [`Store::sync`] waits for the presence writer.
@@ -60,10 +61,10 @@ struct Inner {
     link: Arc<Link>,
     ids: Arc<MessageIds>,
     publisher: mpsc::UnboundedSender<Job>,
-    /// The first sequence of each channel stream (by shard) that [`Bus::deliveries`] delivers:
-    /// the one after the last stored when this node connected.
-    deliver_from: Vec<u64>,
-    deliveries_taken: AtomicBool,
+    /// The channels this node hosts, whose frames [`Bus::deliveries`] delivers.
+    hosting: live::Hosting,
+    /// What [`Bus::deliveries`] hands out, once.
+    deliveries: Mutex<Option<mpsc::Receiver<Delivered>>>,
     /// Where the feed of other nodes' private messages starts, and whether it was taken.
     private_from: u64,
     private_feed_taken: AtomicBool,
@@ -100,11 +101,14 @@ impl ClusterStore {
             )));
         }
         let connected = crate::setup::connect(&config).await?;
-        let mut deliver_from = Vec::new();
-        for stream in &connected.channels {
-            deliver_from
-                .push(crate::read::last_stored(stream, "read a channel stream's state").await? + 1);
-        }
+        let (delivered, deliveries) = mpsc::channel(deliveries::BUFFER);
+        let hosting = live::Hosting::new(
+            connected.client.clone(),
+            connected.shards,
+            connected.channels.clone(),
+            delivered,
+            config.timeout,
+        );
         let private_from = crate::read::last_stored(
             &connected.private,
             "read the private-message stream's state",
@@ -151,8 +155,8 @@ impl ClusterStore {
                 buckets: connected.buckets,
                 link: connected.link,
                 publisher,
-                deliver_from,
-                deliveries_taken: AtomicBool::new(false),
+                hosting,
+                deliveries: Mutex::new(Some(deliveries)),
                 private_from,
                 private_feed_taken: AtomicBool::new(false),
                 local_presence,
@@ -524,24 +528,32 @@ impl Bus for ClusterStore {
         stored(Ok(self.enqueue(frame)))
     }
 
-    /// Every frame stored since this store connected, in stream order. The first call starts
-    /// the node's consumer; later calls get a receiver that yields nothing.
+    /// Every frame stored of the channels this node hosts, each channel's in its order. The
+    /// first call takes them; later calls get a receiver that yields nothing.
     fn deliveries(&self) -> mpsc::Receiver<Delivered> {
-        let (sender, receiver) = mpsc::channel(deliveries::BUFFER);
-        if !self.inner.deliveries_taken.swap(true, Ordering::SeqCst) {
-            let streams = self
-                .inner
-                .channels
-                .iter()
-                .cloned()
-                .zip(self.inner.deliver_from.iter().copied())
-                .collect();
-            let task = tokio::spawn(deliveries::run(self.inner.shards, streams, sender));
-            if let Ok(mut tasks) = self.inner.tasks.lock() {
-                tasks.push(task);
-            }
-        }
-        receiver
+        let taken = self
+            .inner
+            .deliveries
+            .lock()
+            .ok()
+            .and_then(|mut deliveries| deliveries.take());
+        taken.unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// Subscribes to the channel's live frames and learns its last sequence from the stream
+    /// leader; resolves once both are done, or fails after the cluster timeout (1013 for the
+    /// joiner), the subscription going on trying until released.
+    fn host(&self, channel: ChannelName) -> Pending<()> {
+        let hosted = self.inner.hosting.host(channel);
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let _ = reply.send(hosted.await.map_err(StoreError::from));
+        });
+        pending
+    }
+
+    fn release(&self, channel: ChannelName) {
+        self.inner.hosting.release(&channel);
     }
 
     fn set_presence(&self, channel: ChannelName, members: Vec<Present>) {
