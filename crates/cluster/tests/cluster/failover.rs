@@ -75,8 +75,27 @@ fn frame(i: u64) -> Outgoing {
     }
 }
 
+/// Which node's NATS server a failover test kills.
+#[derive(Clone, Copy)]
+enum Victim {
+    /// The publishing node's.
+    Publisher,
+    /// The receiving node's: what it misses live while it reconnects is fetched from the
+    /// stream leader.
+    Receiver,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
+    survive_the_loss_of(Victim::Publisher).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_server_dies_receives_every_frame_of_its_channels_once_in_order() {
+    survive_the_loss_of(Victim::Receiver).await;
+}
+
+async fn survive_the_loss_of(victim: Victim) {
     crate::logs();
     let mut cluster = Cluster::start().await;
     let (a, b) = (
@@ -88,7 +107,10 @@ async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
     for i in 0..3 {
         bus_b.host(frame(i).channel).await.unwrap();
     }
-    let detail = bus_a.health().detail;
+    let detail = match victim {
+        Victim::Publisher => bus_a.health().detail,
+        Victim::Receiver => bus_b.health().detail,
+    };
     let victim = ["n1", "n2", "n3"]
         .into_iter()
         .find(|n| detail.contains(&format!("server {n} at")))
