@@ -187,7 +187,9 @@ impl Follower {
         }
         let mut last = self.leader_last().await;
         let _ = ready.send(true);
-        let mut check = Instant::now() + IDLE_CHECK;
+        // The subscription may take a moment to reach the server of the stream leader (routes
+        // learn interest asynchronously): what is stored meanwhile is checked for soon.
+        let mut check = Instant::now() + QUIET;
         loop {
             tokio::select! {
                 message = frames.next() => {
