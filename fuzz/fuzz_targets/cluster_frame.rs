@@ -7,8 +7,11 @@
 //! The input is a frame written as text: the subject on the first line, then `Name: value`
 //! header lines up to an empty line, then the payload. The whole input is also fed to every
 //! record decoder. Beyond "no panic":
-//! - an accepted frame's subject is the hash of the channel it carries, and re-encoding the
-//!   frame (`frame_headers`, `channel_subject`) gives a frame that decodes to the same;
+//! - an accepted frame's subject is the hash of the channel it carries (in its shard, for a
+//!   subject of several channel streams: their count is the input's first byte % 8 + 1), and
+//!   re-encoding the frame (`frame_headers`, `channel_subject`) gives a frame that decodes to
+//!   the same;
+//! - the sequences of a republished frame (`live_sequences`) are read only in order;
 //! - an accepted session record re-encodes (`session_headers`) to one that decodes to the same;
 //! - a refused reply's reason fits a header (no control characters, at most `MAX_REASON` bytes);
 //! - an accepted record re-encodes to one that decodes to the same record.
@@ -43,8 +46,15 @@ fuzz_target!(|data: &[u8]| {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let seq = data.len() as u64;
-    if let Ok(delivered) = wire::decode_frame(&subject, &pairs, payload.clone(), seq) {
-        assert_eq!(subject, wire::channel_subject(&delivered.channel));
+    // The layout follows from the subject, so both are reached: one stream, or a few.
+    let shards = if subject.starts_with(wire::SHARDED_CHANNEL_PREFIX) {
+        wire::ChannelShards::new(1 + u32::from(data.first().copied().unwrap_or(0) % 8))
+            .expect("1 to 8 shards")
+    } else {
+        wire::ChannelShards::ONE
+    };
+    if let Ok(delivered) = wire::decode_frame(shards, &subject, &pairs, payload.clone(), seq) {
+        assert_eq!(subject, wire::channel_subject(shards, &delivered.channel));
         let again = wire::frame_headers(
             &delivered.channel,
             delivered.entry.kind,
@@ -55,8 +65,13 @@ fuzz_target!(|data: &[u8]| {
         );
         let pairs: Vec<(&str, &str)> = again.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let payload = delivered.entry.payload.clone();
-        let decoded = wire::decode_frame(&subject, &pairs, payload, seq).expect("re-encoded");
+        let decoded =
+            wire::decode_frame(shards, &subject, &pairs, payload, seq).expect("re-encoded");
         assert_eq!(decoded, delivered);
+    }
+
+    if let Some((seq, previous)) = wire::live_sequences(&pairs) {
+        assert!(previous < seq, "{previous} before {seq}");
     }
 
     if let Ok(record) = wire::decode_session_message(&pairs, payload.clone()) {
@@ -93,7 +108,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(wire::decode_ban(&wire::encode_ban(&ban)).unwrap(), ban);
     }
     if let Ok(topic) = wire::decode_topic(data) {
-        assert_eq!(wire::decode_topic(&wire::encode_topic(&topic)).unwrap(), topic);
+        assert_eq!(
+            wire::decode_topic(&wire::encode_topic(&topic)).unwrap(),
+            topic
+        );
     }
     if let Ok(presence) = wire::decode_presence(data) {
         let again = wire::decode_presence(&wire::encode_presence(&presence)).unwrap();

@@ -125,6 +125,8 @@ pub struct ClusterSettings {
     pub credentials: Option<PathBuf>,
     /// Replicas of the cluster's streams and buckets.
     pub replicas: usize,
+    /// How many streams the cluster spreads its channels over (fixed at its creation).
+    pub shards: u32,
     /// This node's unique name.
     pub node: String,
     /// How often the node refreshes its presence.
@@ -457,6 +459,7 @@ async fn open_store(
         credentials: cluster.credentials.clone(),
         node: cluster.node.clone(),
         replicas: cluster.replicas,
+        shards: cluster.shards,
         history: settings.history,
         max_frame: settings.max_frame_given.then_some(settings.mles.max_frame),
         presence_heartbeat: cluster.presence_interval,

@@ -648,6 +648,12 @@ struct ServeArgs {
     /// servers). [default: 3]
     #[arg(long, env = "KANAVA_CLUSTER_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
     cluster_replicas: Option<u8>,
+    /// How many JetStream streams the cluster spreads its channels over (by a hash of the
+    /// channel's name), so that several stream leaders share the writes. Fixed when the
+    /// cluster is created: every node must give the same, and a node giving another count
+    /// refuses to start. [default: 1]
+    #[arg(long, env = "KANAVA_CLUSTER_SHARDS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    cluster_shards: Option<u32>,
     /// This node's name, unique in the cluster. [default: the host name and a random suffix]
     #[arg(long, env = "KANAVA_NODE_NAME", value_parser = parse_node_name)]
     node_name: Option<String>,
@@ -748,6 +754,7 @@ struct FileConfig {
     cluster: Vec<String>,
     cluster_credentials: Option<PathBuf>,
     cluster_replicas: Option<u8>,
+    cluster_shards: Option<u32>,
     node_name: Option<String>,
     #[serde(default, deserialize_with = "duration_from_text")]
     presence_interval: Option<Duration>,
@@ -858,6 +865,7 @@ impl ServeArgs {
             },
             self.cluster_credentials.or(file.cluster_credentials),
             self.cluster_replicas.or(file.cluster_replicas),
+            self.cluster_shards.or(file.cluster_shards),
             self.node_name.or(file.node_name),
             self.presence_interval.or(file.presence_interval),
             self.cluster_timeout.or(file.cluster_timeout),
@@ -1095,12 +1103,20 @@ fn cluster_settings(
     servers: Vec<String>,
     credentials: Option<PathBuf>,
     replicas: Option<u8>,
+    shards: Option<u32>,
     node: Option<String>,
     presence_interval: Option<Duration>,
     timeout: Option<Duration>,
 ) -> anyhow::Result<Option<ClusterSettings>> {
     if servers.is_empty() {
         return Ok(None);
+    }
+    let shards = shards.unwrap_or(1);
+    if !(1..=kanava_cluster::wire::MAX_CHANNEL_SHARDS).contains(&shards) {
+        anyhow::bail!(
+            "cluster-shards: must be 1 to {}",
+            kanava_cluster::wire::MAX_CHANNEL_SHARDS
+        );
     }
     let timeout = timeout.unwrap_or(Duration::from_secs(10));
     if timeout.is_zero() || timeout > Duration::from_secs(60) {
@@ -1116,6 +1132,7 @@ fn cluster_settings(
         servers,
         credentials,
         replicas: replicas.map_or(3, usize::from),
+        shards,
         node,
         presence_interval: presence_interval.unwrap_or(Duration::from_secs(5)),
         timeout,

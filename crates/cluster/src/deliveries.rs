@@ -1,7 +1,7 @@
-//! The node-wide consumers of a stream: every stored channel frame, of every channel and from
-//! every node, in stream order, for the hub to relay to its own members; and every private
-//! message other nodes store, for the chat sessions here. A debug-me session followed from
-//! another node uses the same [`Follower`] (see `sessions.rs`).
+//! Following a stream with consumers: every private message other nodes store, for the chat
+//! sessions here; a debug-me session followed from another node uses the same [`Follower`]
+//! (see `sessions.rs`). (Channel frames reach a node through `live.rs`, for the channels it
+//! hosts only.)
 //!
 //! An ordered consumer lives on one server and recreates itself when that server goes away, but
 //! async-nats gives up on some failures and, after one, restarts from the stream's first
@@ -11,9 +11,7 @@
 //! can stay silent for a long time), creates a new one starting at that position: no sequence
 //! is delivered twice, and none is skipped. A new consumer that reports nothing pending while
 //! the leader holds messages from that position on is served by a lagging replica: the
-//! follower then fetches them from the leader (see [`crate::read`]) rather than skip them. (A node whose consumer falls more than the history's `max_entries` frames behind in
-//! one channel cannot get the ones the stream has evicted meanwhile: they are gone from the
-//! history too.)
+//! follower then fetches them from the leader (see [`crate::read`]) rather than skip them.
 
 use std::time::Duration;
 
@@ -21,14 +19,13 @@ use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use futures_util::StreamExt;
 use kanava_core::PrivateMessage;
-use kanava_store::Delivered;
 use tokio::sync::mpsc;
 
 use crate::ClusterError;
 use crate::read::{
     MAX_PULL, STALL, Stored, deliver_from, last_sequence, last_stored, next_from_leader,
 };
-use crate::wire::{self, CHANNEL_PREFIX, PRIVATE_PREFIX};
+use crate::wire::{self, PRIVATE_PREFIX};
 
 /// Frames decoded ahead of the hub.
 pub(crate) const BUFFER: usize = 1024;
@@ -62,6 +59,9 @@ pub(crate) enum Scope {
     Subject,
 }
 
+/// How a follower turns a stored message into an item: `Err` drops it with a warning.
+pub(crate) type Decode<T> = Box<dyn Fn(&Stored) -> Result<Decoded<T>, String> + Send + Sync>;
+
 /// What a follower reads and how it turns messages into items.
 pub(crate) struct Follower<T> {
     /// What it follows, for logs.
@@ -70,32 +70,8 @@ pub(crate) struct Follower<T> {
     pub(crate) filter: String,
     /// How much of the stream `filter` covers.
     pub(crate) scope: Scope,
-    /// Turns a stored message into an item: `Err` drops it with a warning.
-    pub(crate) decode: fn(&Stored) -> Result<Decoded<T>, String>,
-    /// Whether it reports its backlog as `kanava_cluster_consumer_lag`.
-    pub(crate) reports_lag: bool,
-}
-
-/// Follows the channel stream from sequence `next` on, sending every frame to `deliveries`
-/// until the receiver is dropped.
-pub(crate) async fn run(stream: Stream, next: u64, deliveries: mpsc::Sender<Delivered>) {
-    let follower = Follower {
-        what: "channel frames",
-        filter: format!("{CHANNEL_PREFIX}>"),
-        scope: Scope::Stream,
-        decode: |stored| {
-            wire::decode_frame(
-                stored.subject.as_str(),
-                &stored.header_pairs(),
-                stored.payload.clone(),
-                stored.seq,
-            )
-            .map(Decoded::Item)
-            .map_err(|error| error.to_string())
-        },
-        reports_lag: true,
-    };
-    follower.run(stream, next, deliveries).await;
+    /// Turns a stored message into an item.
+    pub(crate) decode: Decode<T>,
 }
 
 /// Follows the private-message stream from sequence `next` on, sending every message stored by
@@ -111,7 +87,7 @@ pub(crate) async fn run_private(
         what: "private messages",
         filter: format!("{PRIVATE_PREFIX}>"),
         scope: Scope::Stream,
-        decode: |stored| {
+        decode: Box::new(|stored: &Stored| {
             let pairs = stored.header_pairs();
             if pairs.contains(&(wire::UNREAD_HEADER, "1")) {
                 return Ok(Decoded::Skip);
@@ -123,8 +99,7 @@ pub(crate) async fn run_private(
             wire::decode_private(&stored.payload, stored.seq)
                 .map(|pm| Decoded::Item((origin, pm)))
                 .map_err(|error| error.to_string())
-        },
-        reports_lag: false,
+        }),
     };
     let (tx, mut rx) = mpsc::channel::<(Option<String>, PrivateMessage)>(BUFFER);
     let forward = async move {
@@ -295,7 +270,7 @@ impl<T> Follower<T> {
                     Err(error) => return Stop::Failed(error),
                 },
             };
-            let (message, pending) = match Stored::delivered(message) {
+            let (message, _pending) = match Stored::delivered(message) {
                 Ok(delivered) => delivered,
                 Err(error) => return Stop::Failed(error),
             };
@@ -305,9 +280,6 @@ impl<T> Follower<T> {
                     "delivery consumer",
                     format!("restarted at sequence {seq}, before {next}"),
                 ));
-            }
-            if self.reports_lag {
-                metrics::gauge!("kanava_cluster_consumer_lag").set(pending as f64);
             }
             *next = seq + 1;
             if let Some(stop) = self.pass_on(&message, items).await {

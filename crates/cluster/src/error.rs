@@ -79,6 +79,16 @@ pub enum ClusterError {
         /// The server's words.
         reason: String,
     },
+    /// The cluster was created with another count of channel streams than this node's.
+    #[error(
+        "the cluster was created with {recorded} channel stream(s) and this node is configured for {configured}: start it with --cluster-shards {recorded} (the count is fixed when a cluster is created; see the cluster section of docs/operations.md)"
+    )]
+    ShardCount {
+        /// The count the cluster recorded when it was created.
+        recorded: u32,
+        /// This node's `--cluster-shards`.
+        configured: u32,
+    },
     /// Creating or opening a stream or bucket failed otherwise.
     #[error("cannot set up {what}: {source}")]
     Setup {

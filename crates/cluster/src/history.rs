@@ -14,16 +14,18 @@ use kanava_core::{ChannelName, Entry, HistoryLimits, HistoryWindow};
 use kanava_store::StoredChannel;
 
 use crate::read::{header_pairs, last_sequence, scan, unix_ms};
-use crate::wire::{self, CHANNEL_PREFIX};
+use crate::wire::{self, ChannelShards};
 use crate::{ClusterError, setup::Buckets};
 
-/// A channel's retained history (both limits applied) and the sequence after its last message.
+/// A channel's retained history (both limits applied) and the sequence after its last message,
+/// from `stream`, its shard's stream.
 async fn retained(
+    shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
     limits: HistoryLimits,
 ) -> Result<(HistoryWindow, u64), ClusterError> {
-    let subject = wire::channel_subject(channel);
+    let subject = shards.subject(channel);
     let mut window = HistoryWindow::new(limits);
     let Some(until) = last_sequence(stream, &subject).await? else {
         return Ok((window, 0));
@@ -32,7 +34,7 @@ async fn retained(
     scan(stream, subject.clone(), 1, until, |stored| {
         last = stored.seq;
         let pairs = stored.header_pairs();
-        match wire::decode_frame(&subject, &pairs, stored.payload.clone(), stored.seq) {
+        match wire::decode_frame(shards, &subject, &pairs, stored.payload.clone(), stored.seq) {
             Ok(frame) => window.push(Arc::new(frame.entry)),
             Err(error) => {
                 tracing::warn!(seq = stored.seq, %subject, %error, "dropped a stored frame");
@@ -46,11 +48,12 @@ async fn retained(
 
 /// A channel's history and next sequence (`last + 1`; 1 for an empty channel).
 pub(crate) async fn load(
+    shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
     limits: HistoryLimits,
 ) -> Result<StoredChannel, ClusterError> {
-    let (window, last) = retained(stream, channel, limits).await?;
+    let (window, last) = retained(shards, stream, channel, limits).await?;
     Ok(StoredChannel {
         entries: window.entries().map(|e| (**e).clone()).collect(),
         next_seq: last + 1,
@@ -59,13 +62,14 @@ pub(crate) async fn load(
 
 /// Up to `limit` retained entries older than `before_seq`, oldest first.
 pub(crate) async fn before(
+    shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
     limits: HistoryLimits,
     before_seq: u64,
     limit: usize,
 ) -> Result<Vec<Entry>, ClusterError> {
-    let (window, _) = retained(stream, channel, limits).await?;
+    let (window, _) = retained(shards, stream, channel, limits).await?;
     let older: Vec<Entry> = window
         .entries()
         .filter(|e| e.seq < before_seq)
@@ -76,17 +80,46 @@ pub(crate) async fn before(
 }
 
 /// Purges every channel whose last frame is older than `idle_before_ms`, except those in
-/// `keep`, with its topic; returns their names.
+/// `keep`, with its topic, from every channel stream (`streams`, by shard); returns their
+/// names.
 pub(crate) async fn purge_idle(
-    stream: &Stream,
+    shards: ChannelShards,
+    streams: &[Stream],
     buckets: &Buckets,
     idle_before_ms: u64,
     keep: &[ChannelName],
 ) -> Result<Vec<ChannelName>, ClusterError> {
     let keep: HashSet<&ChannelName> = keep.iter().collect();
+    let mut purged = Vec::new();
+    for (shard, stream) in (0..).zip(streams) {
+        purge_idle_in(
+            shards,
+            shard,
+            stream,
+            buckets,
+            idle_before_ms,
+            &keep,
+            &mut purged,
+        )
+        .await?;
+    }
+    Ok(purged)
+}
+
+/// Purges the idle channels of shard `shard` (see [`purge_idle`]), adding their names to
+/// `purged`.
+async fn purge_idle_in(
+    shards: ChannelShards,
+    shard: u32,
+    stream: &Stream,
+    buckets: &Buckets,
+    idle_before_ms: u64,
+    keep: &HashSet<&ChannelName>,
+    purged: &mut Vec<ChannelName>,
+) -> Result<(), ClusterError> {
     let mut subjects = Vec::new();
     let mut listing = stream
-        .info_with_subjects(format!("{CHANNEL_PREFIX}>"))
+        .info_with_subjects(format!("{}>", shards.prefix(shard)))
         .await
         .map_err(|e| ClusterError::nats("list channel subjects", e))?;
     while let Some(subject) = listing.next().await {
@@ -94,7 +127,6 @@ pub(crate) async fn purge_idle(
             subject.map_err(|e| ClusterError::nats("list channel subjects", e))?;
         subjects.push(subject);
     }
-    let mut purged = Vec::new();
     for subject in subjects {
         let last = match stream.direct_get_last_for_subject(subject.as_str()).await {
             Ok(last) => last,
@@ -102,14 +134,19 @@ pub(crate) async fn purge_idle(
             Err(e) => return Err(ClusterError::nats("get a channel's last frame", e)),
         };
         let pairs = header_pairs(Some(&last.headers));
-        let (channel, time_ms) =
-            match wire::decode_frame(&subject, &pairs, last.payload.clone(), last.sequence) {
-                Ok(frame) => (Some(frame.channel), frame.entry.time_ms),
-                Err(error) => {
-                    tracing::warn!(%subject, %error, "purging a subject of undecodable frames");
-                    (None, unix_ms(&last.time))
-                }
-            };
+        let (channel, time_ms) = match wire::decode_frame(
+            shards,
+            &subject,
+            &pairs,
+            last.payload.clone(),
+            last.sequence,
+        ) {
+            Ok(frame) => (Some(frame.channel), frame.entry.time_ms),
+            Err(error) => {
+                tracing::warn!(%subject, %error, "purging a subject of undecodable frames");
+                (None, unix_ms(&last.time))
+            }
+        };
         if time_ms >= idle_before_ms || channel.as_ref().is_some_and(|c| keep.contains(c)) {
             continue;
         }
@@ -126,5 +163,5 @@ pub(crate) async fn purge_idle(
             purged.push(channel);
         }
     }
-    Ok(purged)
+    Ok(())
 }

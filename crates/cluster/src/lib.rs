@@ -8,7 +8,14 @@
 //!
 //! - stream `KANAVA_CH` (`kanava.ch.<token>` per channel, see [`wire`]): every channel's frames,
 //!   each channel capped at the history's `max_entries`; the stream sequence is the frame's
-//!   place in the cluster's order;
+//!   place in its channel's order. A cluster created with several channel streams
+//!   ([`ClusterConfig::shards`]) has `KANAVA_CH_<i>` (`kanava.chs.<i>.<token>`) instead, each
+//!   channel in the one its name hashes to ([`wire::ChannelShards`]), so that several stream
+//!   leaders share the writes. Each stream republishes what it stores on core NATS subjects
+//!   `kanava.live.<subject less "kanava.">`, which a node subscribes to for the channels it
+//!   hosts only (`live.rs`);
+//! - key-value bucket `kanava_cluster`: the count of channel streams, recorded by the first
+//!   node, which every later node must match;
 //! - stream `KANAVA_PM` (`kanava.pm.<hex of the name>`): private messages, kept 30 days;
 //! - stream `KANAVA_DM` (`kanava.dm.<session id>`): the logs of debug-me sessions, each
 //!   complete (no cap per session), kept for the debug-me retention; the session's node takes
@@ -29,6 +36,7 @@ mod deliveries;
 mod error;
 mod health;
 mod history;
+mod live;
 mod presence;
 mod publish;
 mod read;
@@ -61,6 +69,10 @@ pub struct ClusterConfig {
     /// Copies JetStream keeps of every stream and bucket: 3 on a 3-node cluster, 1 on one
     /// server.
     pub replicas: usize,
+    /// How many channel streams the cluster spreads its channels over (1 to
+    /// [`wire::MAX_CHANNEL_SHARDS`]); fixed when the cluster is created, and a node configured
+    /// otherwise refuses to start.
+    pub shards: u32,
     /// The history limits; `max_entries` caps each channel's subject in the stream.
     pub history: HistoryLimits,
     /// The largest frame payload kanava publishes (`--max-frame`); the server's `max_payload`
@@ -96,9 +108,17 @@ pub fn describe_metrics() {
         "kanava_cluster_publish_failures_total",
         "Frames that could not be stored in the cluster"
     );
+    metrics::describe_counter!(
+        "kanava_cluster_frames_received_total",
+        "Channel frames this node received from the cluster (live or fetched from a stream leader), for the channels it hosts only"
+    );
+    metrics::describe_counter!(
+        "kanava_cluster_frames_backfilled_total",
+        "Channel frames the live feed missed (a reconnect, a slow consumer, a leader change) and that were fetched from the stream leader"
+    );
     metrics::describe_gauge!(
-        "kanava_cluster_consumer_lag",
-        "Frames stored in the cluster but not yet delivered to this node"
+        "kanava_cluster_hosted_channels",
+        "Channels whose frames this node receives: those its members are in"
     );
     metrics::describe_gauge!(
         "kanava_cluster_connected",
@@ -116,6 +136,8 @@ pub fn describe_metrics() {
     metrics::gauge!("kanava_cluster_writable").set(0.0);
     metrics::counter!("kanava_cluster_publish_retries_total").increment(0);
     metrics::counter!("kanava_cluster_publish_failures_total").increment(0);
-    metrics::gauge!("kanava_cluster_consumer_lag").set(0.0);
+    metrics::counter!("kanava_cluster_frames_received_total").increment(0);
+    metrics::counter!("kanava_cluster_frames_backfilled_total").increment(0);
+    metrics::gauge!("kanava_cluster_hosted_channels").set(0.0);
     metrics::gauge!("kanava_cluster_connected").set(0.0);
 }

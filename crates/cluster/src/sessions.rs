@@ -30,7 +30,7 @@ use kanava_store::{InboundMessage, SessionEvent, SessionMessage, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::deliveries::{Decoded, Follower, Scope};
-use crate::read::{header_pairs, last_sequence};
+use crate::read::{Stored, header_pairs, last_sequence};
 use crate::wire::{self, ERROR_HEADER, SessionRecord};
 use crate::{BoxError, ClusterError};
 
@@ -311,18 +311,16 @@ pub(crate) async fn follow(
         what: "debug-me session",
         filter: subject,
         scope: Scope::Subject,
-        decode: |stored| match wire::decode_session_message(
-            &stored.header_pairs(),
-            stored.payload.clone(),
-        ) {
-            Ok(SessionRecord::Start) => Ok(Decoded::Skip),
-            Ok(SessionRecord::Message(message)) => {
-                Ok(Decoded::Item(SessionEvent::Message(message)))
+        decode: Box::new(|stored: &Stored| {
+            match wire::decode_session_message(&stored.header_pairs(), stored.payload.clone()) {
+                Ok(SessionRecord::Start) => Ok(Decoded::Skip),
+                Ok(SessionRecord::Message(message)) => {
+                    Ok(Decoded::Item(SessionEvent::Message(message)))
+                }
+                Ok(SessionRecord::End) => Ok(Decoded::Last(SessionEvent::Ended)),
+                Err(error) => Err(error.to_string()),
             }
-            Ok(SessionRecord::End) => Ok(Decoded::Last(SessionEvent::Ended)),
-            Err(error) => Err(error.to_string()),
-        },
-        reports_lag: false,
+        }),
     };
     follower.run(stream, 1, events).await;
     tracing::debug!(session = %id, "stopped following a session");

@@ -6,18 +6,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
 use crate::health::{self, Mover, Writes};
-use crate::wire::{CHANNEL_PREFIX, PRIVATE_PREFIX, SESSION_PREFIX};
+use crate::wire::{ChannelShards, MAX_CHANNEL_SHARDS, PRIVATE_PREFIX, SESSION_PREFIX};
 use crate::{ClusterConfig, ClusterError, HEADER_ROOM};
 
-/// The channel stream.
-pub(crate) const CHANNEL_STREAM: &str = "KANAVA_CH";
+/// The bucket of the cluster's own settings.
+const CLUSTER_BUCKET: &str = "kanava_cluster";
+/// The key in [`CLUSTER_BUCKET`] holding the count of channel streams.
+const SHARDS_KEY: &str = "channel_shards";
+/// How long start-up keeps asking a server that is not ready, or busy with other nodes
+/// starting at the same time.
+const SETUP_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a stream update JetStream refuses is asked again, in case other nodes starting at
+/// the same time are setting the stream up: past this the refusal stands.
+const SETTLE: Duration = Duration::from_secs(5);
 /// The private-message stream.
 pub(crate) const PRIVATE_STREAM: &str = "KANAVA_PM";
 /// The debug-me session stream.
@@ -141,7 +149,10 @@ pub(crate) struct Connected {
     pub(crate) max_frame: usize,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
-    pub(crate) channels: stream::Stream,
+    /// How channels are spread over the channel streams.
+    pub(crate) shards: ChannelShards,
+    /// The channel streams, by shard.
+    pub(crate) channels: Vec<stream::Stream>,
     pub(crate) private: stream::Stream,
     pub(crate) sessions: stream::Stream,
     pub(crate) buckets: Buckets,
@@ -168,6 +179,12 @@ fn check(config: &ClusterConfig) -> Result<(), ClusterError> {
         return Err(ClusterError::Config(format!(
             "replicas must be 1 to 5, not {}",
             config.replicas
+        )));
+    }
+    if ChannelShards::new(config.shards).is_none() {
+        return Err(ClusterError::Config(format!(
+            "the count of channel streams must be 1 to {MAX_CHANNEL_SHARDS}, not {}",
+            config.shards
         )));
     }
     if config.history.max_entries == 0 {
@@ -276,15 +293,37 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         allow_direct: true,
         ..Default::default()
     };
-    let channels = ensure_stream(
+    let configured = ChannelShards::new(config.shards)
+        .ok_or_else(|| ClusterError::Config("the count of channel streams".into()))?;
+    let settings = ensure_bucket(
         &js,
-        stream::Config {
-            max_messages_per_subject: per_channel,
-            max_message_size: max_msg_size,
-            ..stream_of(CHANNEL_STREAM, CHANNEL_PREFIX)
-        },
+        CLUSTER_BUCKET,
+        StorageType::File,
+        Duration::ZERO,
+        config.replicas,
     )
     .await?;
+    let shards = record_shards(&js, &settings, configured).await?;
+    let mut channels = Vec::new();
+    for shard in 0..shards.count() {
+        let stream = ensure_stream(
+            &js,
+            stream::Config {
+                max_messages_per_subject: per_channel,
+                max_message_size: max_msg_size,
+                // Each stored frame also goes out on a core NATS subject of its channel, for the
+                // nodes that host the channel (see `live.rs`).
+                republish: Some(stream::Republish {
+                    source: format!("{}>", shards.prefix(shard)),
+                    destination: shards.live_filter(shard),
+                    headers_only: false,
+                }),
+                ..stream_of(&shards.stream(shard), &shards.prefix(shard))
+            },
+        )
+        .await?;
+        channels.push(stream);
+    }
     let private = ensure_stream(
         &js,
         stream::Config {
@@ -340,6 +379,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         servers = %servers,
         node = %config.node,
         replicas = config.replicas,
+        channel_streams = shards.count(),
         max_payload,
         "cluster store ready"
     );
@@ -347,6 +387,7 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         max_frame,
         client,
         js,
+        shards,
         channels,
         private,
         sessions,
@@ -359,6 +400,90 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<Connected, Cluster
         },
         link,
     })
+}
+
+/// Records `configured` as the cluster's count of channel streams if none is recorded yet (a
+/// cluster that already has stream `KANAVA_CH` was created before the count existed: one), and
+/// refuses to go on if the recorded count differs. Nodes starting together agree through the
+/// key's compare-and-set: the first to create it wins, and every node compares with that.
+async fn record_shards(
+    js: &jetstream::Context,
+    settings: &kv::Store,
+    configured: ChannelShards,
+) -> Result<ChannelShards, ClusterError> {
+    let deadline = Instant::now() + SETUP_DEADLINE;
+    loop {
+        let attempt = async {
+            if let Some(value) = settings
+                .get(SHARDS_KEY)
+                .await
+                .map_err(|e| ClusterError::nats("read the count of channel streams", e))?
+            {
+                let recorded = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .and_then(ChannelShards::new)
+                    .ok_or_else(|| {
+                        ClusterError::Config(format!(
+                            "bucket {CLUSTER_BUCKET} key {SHARDS_KEY} holds {:?}, not a count of channel streams",
+                            String::from_utf8_lossy(&value)
+                        ))
+                    })?;
+                return Ok(Some(recorded));
+            }
+            let first = if stream_exists(js, &ChannelShards::ONE.stream(0)).await? {
+                ChannelShards::ONE
+            } else {
+                configured
+            };
+            match settings
+                .create(SHARDS_KEY, first.count().to_string().into())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(
+                        channel_streams = first.count(),
+                        "recorded the cluster's count of channel streams"
+                    );
+                    Ok(Some(first))
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(ClusterError::nats("record the count of channel streams", e)),
+            }
+        };
+        match attempt.await {
+            Ok(Some(recorded)) if recorded == configured => return Ok(recorded),
+            Ok(Some(recorded)) => {
+                return Err(ClusterError::ShardCount {
+                    recorded: recorded.count(),
+                    configured: configured.count(),
+                });
+            }
+            // Another node recorded it first: read what it recorded.
+            Ok(None) => {}
+            Err(error @ ClusterError::Config(_)) => return Err(error),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%error, "JetStream not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Whether stream `name` exists; an answer other than "found" or "not found" is an error.
+async fn stream_exists(js: &jetstream::Context, name: &str) -> Result<bool, ClusterError> {
+    match js.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(error)
+                if error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(ClusterError::nats("look up a stream", e)),
+        },
+    }
 }
 
 /// Creates a bucket's stream as async-nats would (which it cannot do against 2.9.10), then
@@ -393,23 +518,37 @@ async fn ensure_bucket(
         },
     )
     .await?;
-    js.get_key_value(bucket)
-        .await
-        .map_err(|source| ClusterError::Setup {
-            what: format!("bucket {bucket}"),
-            source: source.into(),
-        })
+    let deadline = Instant::now() + SETUP_DEADLINE;
+    loop {
+        match js.get_key_value(bucket).await {
+            Ok(store) => return Ok(store),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%bucket, %error, "bucket not readable yet; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(source) => {
+                return Err(ClusterError::Setup {
+                    what: format!("bucket {bucket}"),
+                    source: source.into(),
+                });
+            }
+        }
+    }
 }
 
 /// Brings stream `config.name` to `config`, creating it if needed. A server whose JetStream
-/// meta leader is still being elected, or that is busy creating the same stream for another node
-/// starting at the same time, is asked again for up to half a minute.
+/// meta leader is still being elected, or that is busy creating or updating the same stream for
+/// another node starting at the same time, is asked again for up to half a minute. An update
+/// the server refuses is no failure when the stream already has the settings kanava needs
+/// (another node just made it so, and the server filled in its defaults); a refusal that
+/// persists for [`SETTLE`] while the stream's settings differ is.
 async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, ClusterError> {
     let name = config.name.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = Instant::now();
+    let deadline = started + SETUP_DEADLINE;
     loop {
         let attempt = match js.update_stream(&config).await {
             Err(error) if error.kind() == CreateStreamErrorKind::NotFound => js
@@ -423,6 +562,24 @@ async fn ensure_stream(
             Ok(()) => break,
             Err((error, _)) if retryable(&error) && Instant::now() < deadline => {
                 tracing::debug!(stream = %name, %error, "JetStream not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err((error, true))
+                if config.republish.is_some() && error.to_string().contains("RePublish") =>
+            {
+                return Err(ClusterError::IncompatibleStream {
+                    stream: name.clone(),
+                    reason: format!(
+                        "{error}: it was created by a kanava that did not republish frames, and this nats-server cannot add that to an existing stream; upgrade the NATS servers to 2.10 or newer, or delete the stream, which deletes the channels' history"
+                    ),
+                });
+            }
+            Err((error, true)) if refused(&error) && has_settings(js, &config).await => {
+                tracing::debug!(stream = %name, %error, "update refused, but the stream has kanava's settings");
+                break;
+            }
+            Err((error, true)) if refused(&error) && started.elapsed() < SETTLE => {
+                tracing::debug!(stream = %name, %error, "update refused; asking again while other nodes may be setting the stream up");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err((error, existing)) => {
@@ -445,6 +602,41 @@ async fn ensure_stream(
             }
         }
     }
+}
+
+/// Whether a failed stream update was JetStream's refusal (rather than the lack of JetStream or
+/// of an answer).
+fn refused(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(_))
+}
+
+/// Whether stream `wanted.name` exists with every setting kanava asks for in `wanted`.
+async fn has_settings(js: &jetstream::Context, wanted: &stream::Config) -> bool {
+    let mut stream = match js.get_stream(&wanted.name).await {
+        Ok(stream) => stream,
+        Err(_) => return false,
+    };
+    match stream.info().await {
+        Ok(info) => same_settings(&info.config, wanted),
+        Err(_) => false,
+    }
+}
+
+/// Whether `existing` has every setting kanava sets in `wanted` (the server fills in others).
+fn same_settings(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    existing.name == wanted.name
+        && existing.subjects == wanted.subjects
+        && existing.max_messages_per_subject == wanted.max_messages_per_subject
+        && existing.max_message_size == wanted.max_message_size
+        && existing.max_age == wanted.max_age
+        && existing.discard == wanted.discard
+        && existing.storage == wanted.storage
+        && existing.num_replicas.max(1) == wanted.num_replicas.max(1)
+        && existing.duplicate_window == wanted.duplicate_window
+        && existing.allow_direct == wanted.allow_direct
+        && existing.allow_rollup == wanted.allow_rollup
+        && existing.deny_delete == wanted.deny_delete
+        && existing.republish == wanted.republish
 }
 
 /// Whether asking again may succeed: JetStream has no meta leader yet, the request timed out or
@@ -524,6 +716,7 @@ mod tests {
             credentials: None,
             node: node.into(),
             replicas: 1,
+            shards: 1,
             history: Default::default(),
             max_frame: Some(1024),
             presence_heartbeat: Duration::from_secs(5),
@@ -531,6 +724,36 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn a_stream_with_the_servers_defaults_filled_in_has_kanavas_settings() {
+        let wanted = stream::Config {
+            name: "KANAVA_CH".into(),
+            subjects: vec!["kanava.ch.>".into()],
+            max_messages_per_subject: 5,
+            num_replicas: 3,
+            allow_direct: true,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        };
+        let existing = stream::Config {
+            max_bytes: -1,
+            max_messages: -1,
+            max_consumers: -1,
+            ..wanted.clone()
+        };
+        assert!(same_settings(&existing, &wanted));
+        let fewer = stream::Config {
+            max_messages_per_subject: 10,
+            ..existing.clone()
+        };
+        assert!(!same_settings(&fewer, &wanted));
+        let single = stream::Config {
+            num_replicas: 1,
+            ..existing
+        };
+        assert!(!same_settings(&single, &wanted));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::publish::{Job, Message, MessageIds};
 use crate::setup::{Buckets, Link};
 use crate::wire::SessionRecord;
 use crate::{
-    ClusterConfig, ClusterError, accounts, deliveries, health, history, presence, publish,
+    ClusterConfig, ClusterError, accounts, deliveries, health, history, live, presence, publish,
     sessions, wire,
 };
 
@@ -48,7 +48,10 @@ struct Inner {
     timeout: std::time::Duration,
     client: async_nats::Client,
     js: jetstream::Context,
-    channels: Stream,
+    /// How channels are spread over the channel streams.
+    shards: wire::ChannelShards,
+    /// The channel streams, by shard.
+    channels: Vec<Stream>,
     private: Stream,
     /// `KANAVA_DM`: the debug-me sessions.
     sessions: Stream,
@@ -58,10 +61,10 @@ struct Inner {
     link: Arc<Link>,
     ids: Arc<MessageIds>,
     publisher: mpsc::UnboundedSender<Job>,
-    /// The first stream sequence [`Bus::deliveries`] delivers: the one after the last stored
-    /// when this node connected.
-    deliver_from: u64,
-    deliveries_taken: AtomicBool,
+    /// The channels this node hosts, whose frames [`Bus::deliveries`] delivers.
+    hosting: live::Hosting,
+    /// What [`Bus::deliveries`] hands out, once.
+    deliveries: Mutex<Option<mpsc::Receiver<Delivered>>>,
     /// Where the feed of other nodes' private messages starts, and whether it was taken.
     private_from: u64,
     private_feed_taken: AtomicBool,
@@ -98,10 +101,14 @@ impl ClusterStore {
             )));
         }
         let connected = crate::setup::connect(&config).await?;
-        let deliver_from =
-            crate::read::last_stored(&connected.channels, "read the channel stream's state")
-                .await?
-                + 1;
+        let (delivered, deliveries) = mpsc::channel(deliveries::BUFFER);
+        let hosting = live::Hosting::new(
+            connected.client.clone(),
+            connected.shards,
+            connected.channels.clone(),
+            delivered,
+            config.timeout,
+        );
         let private_from = crate::read::last_stored(
             &connected.private,
             "read the private-message stream's state",
@@ -154,6 +161,7 @@ impl ClusterStore {
                 timeout: config.timeout,
                 client: connected.client,
                 js: connected.js,
+                shards: connected.shards,
                 channels: connected.channels,
                 private: connected.private,
                 sessions: connected.sessions,
@@ -161,8 +169,8 @@ impl ClusterStore {
                 buckets: connected.buckets,
                 link: connected.link,
                 publisher,
-                deliver_from,
-                deliveries_taken: AtomicBool::new(false),
+                hosting,
+                deliveries: Mutex::new(Some(deliveries)),
                 private_from,
                 private_feed_taken: AtomicBool::new(false),
                 local_presence,
@@ -215,7 +223,7 @@ impl ClusterStore {
             frame.time_ms,
             &origin,
         );
-        let subject = wire::channel_subject(&frame.channel);
+        let subject = self.inner.shards.subject(&frame.channel);
         // A sender's frames are stored in the order it sent them, also across its connections
         // to this node: a reconnected member's frames wait for the last one it sent before.
         let key = format!("{subject} {}", frame.sender.as_str());
@@ -225,6 +233,13 @@ impl ClusterStore {
 }
 
 impl Inner {
+    /// The stream holding `channel`'s frames.
+    fn channel_stream(&self, channel: &ChannelName) -> &Stream {
+        let shard = self.shards.shard_of(channel) as usize;
+        // `channels` holds one stream per shard; the first is there in any case.
+        self.channels.get(shard).unwrap_or(&self.channels[0])
+    }
+
     /// Queues a message on the publisher, to be stored after everything queued before with the
     /// same `key`; the receiver gets its sequence once it is stored.
     fn queue(
@@ -337,7 +352,12 @@ impl Store for ClusterStore {
             let started = std::time::Instant::now();
             let mut delay = std::time::Duration::from_millis(50);
             loop {
-                let attempt = history::load(&inner.channels, &channel, inner.limits);
+                let attempt = history::load(
+                    inner.shards,
+                    inner.channel_stream(&channel),
+                    &channel,
+                    inner.limits,
+                );
                 let left = inner.timeout.saturating_sub(started.elapsed());
                 let error = match tokio::time::timeout(left, attempt).await {
                     Ok(Ok(stored)) => return Ok(stored),
@@ -360,8 +380,14 @@ impl Store for ClusterStore {
 
     fn purge_idle(&self, idle_before_ms: u64, keep: Vec<ChannelName>) -> Pending<Vec<ChannelName>> {
         self.run(|inner| async move {
-            let purged =
-                history::purge_idle(&inner.channels, &inner.buckets, idle_before_ms, &keep).await?;
+            let purged = history::purge_idle(
+                inner.shards,
+                &inner.channels,
+                &inner.buckets,
+                idle_before_ms,
+                &keep,
+            )
+            .await?;
             accounts::purge_private(&inner.private, idle_before_ms).await?;
             accounts::purge_bans(&inner.buckets, idle_before_ms).await?;
             Ok(purged)
@@ -397,7 +423,16 @@ impl Store for ClusterStore {
         limit: usize,
     ) -> Pending<Vec<Entry>> {
         self.run(|inner| async move {
-            history::before(&inner.channels, &channel, inner.limits, before_seq, limit).await
+            let stream = inner.channel_stream(&channel);
+            history::before(
+                inner.shards,
+                stream,
+                &channel,
+                inner.limits,
+                before_seq,
+                limit,
+            )
+            .await
         })
     }
 
@@ -514,21 +549,32 @@ impl Bus for ClusterStore {
         stored(Ok(self.enqueue(frame)))
     }
 
-    /// Every frame stored since this store connected, in stream order. The first call starts
-    /// the node's consumer; later calls get a receiver that yields nothing.
+    /// Every frame stored of the channels this node hosts, each channel's in its order. The
+    /// first call takes them; later calls get a receiver that yields nothing.
     fn deliveries(&self) -> mpsc::Receiver<Delivered> {
-        let (sender, receiver) = mpsc::channel(deliveries::BUFFER);
-        if !self.inner.deliveries_taken.swap(true, Ordering::SeqCst) {
-            let task = tokio::spawn(deliveries::run(
-                self.inner.channels.clone(),
-                self.inner.deliver_from,
-                sender,
-            ));
-            if let Ok(mut tasks) = self.inner.tasks.lock() {
-                tasks.push(task);
-            }
-        }
-        receiver
+        let taken = self
+            .inner
+            .deliveries
+            .lock()
+            .ok()
+            .and_then(|mut deliveries| deliveries.take());
+        taken.unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// Subscribes to the channel's live frames and learns its last sequence from the stream
+    /// leader; resolves once both are done, or fails after the cluster timeout (1013 for the
+    /// joiner), the subscription going on trying until released.
+    fn host(&self, channel: ChannelName) -> Pending<()> {
+        let hosted = self.inner.hosting.host(channel);
+        let (reply, pending) = Pending::channel();
+        tokio::spawn(async move {
+            let _ = reply.send(hosted.await.map_err(StoreError::from));
+        });
+        pending
+    }
+
+    fn release(&self, channel: ChannelName) {
+        self.inner.hosting.release(&channel);
     }
 
     fn set_presence(&self, channel: ChannelName, members: Vec<Present>) {

@@ -26,8 +26,16 @@ use kanava_store::{Delivered, Origin, Present, SessionMessage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The prefix of every channel subject: `kanava.ch.<token>`.
+/// The prefix of every channel subject in a cluster of one channel stream: `kanava.ch.<token>`.
 pub const CHANNEL_PREFIX: &str = "kanava.ch.";
+/// The prefix of every channel subject in a cluster of several channel streams:
+/// `kanava.chs.<shard>.<token>`, so that stream `KANAVA_CH_<shard>` owns `kanava.chs.<shard>.>`.
+pub const SHARDED_CHANNEL_PREFIX: &str = "kanava.chs.";
+/// The prefix of the core NATS subjects a channel stream republishes each stored frame on,
+/// `kanava.live.<subject less "kanava.">`, for the nodes hosting the channel (nothing stored).
+pub const LIVE_PREFIX: &str = "kanava.live.";
+/// The most channel streams a cluster may have.
+pub const MAX_CHANNEL_SHARDS: u32 = 64;
 /// The prefix of every private-message subject: `kanava.pm.<hex of the recipient's name key>`.
 pub const PRIVATE_PREFIX: &str = "kanava.pm.";
 
@@ -62,9 +70,13 @@ pub const MAX_REASON: usize = 512;
 /// Why a stored channel frame or debug-me record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The subject is not `kanava.ch.` and 32 lowercase hex digits.
+    /// The subject is not `kanava.ch.` (one stream) or `kanava.chs.<shard>.` (several) and 32
+    /// lowercase hex digits.
     #[error("subject is not a channel subject")]
     Subject,
+    /// The subject's shard is not the one its token hashes to.
+    #[error("the subject's shard is not its channel's")]
+    ShardMismatch,
     /// A header kanava always writes is absent.
     #[error("header {0} is missing")]
     Missing(&'static str),
@@ -111,9 +123,133 @@ pub fn channel_token(channel: &ChannelName) -> String {
     hex(&digest[..16])
 }
 
-/// The subject a channel's frames are stored under.
-pub fn channel_subject(channel: &ChannelName) -> String {
-    format!("{CHANNEL_PREFIX}{}", channel_token(channel))
+/// How a cluster spreads its channels over channel streams: by a stable hash of the name (the
+/// first 8 bytes of its token), into one of a count of shards fixed when the cluster is created.
+/// One shard is the original layout: stream `KANAVA_CH`, subjects `kanava.ch.<token>`; with
+/// more, shard `i` is stream `KANAVA_CH_<i>` with subjects `kanava.chs.<i>.<token>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelShards(u32);
+
+impl ChannelShards {
+    /// The original layout: one stream.
+    pub const ONE: ChannelShards = ChannelShards(1);
+
+    /// `count` shards; `None` unless 1 to [`MAX_CHANNEL_SHARDS`].
+    pub fn new(count: u32) -> Option<ChannelShards> {
+        (1..=MAX_CHANNEL_SHARDS)
+            .contains(&count)
+            .then_some(ChannelShards(count))
+    }
+
+    /// How many shards.
+    pub fn count(self) -> u32 {
+        self.0
+    }
+
+    /// The shard of a channel token (32 hex digits).
+    fn shard_of_token(self, token: &str) -> u32 {
+        let head = token
+            .get(..16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok());
+        u32::try_from(head.unwrap_or(0) % u64::from(self.0)).unwrap_or(0)
+    }
+
+    /// The shard `channel` belongs to.
+    pub fn shard_of(self, channel: &ChannelName) -> u32 {
+        self.shard_of_token(&channel_token(channel))
+    }
+
+    /// The name of shard `shard`'s stream.
+    pub fn stream(self, shard: u32) -> String {
+        if self.0 == 1 {
+            "KANAVA_CH".into()
+        } else {
+            format!("KANAVA_CH_{shard}")
+        }
+    }
+
+    /// The prefix of shard `shard`'s subjects (ends with a dot).
+    pub fn prefix(self, shard: u32) -> String {
+        if self.0 == 1 {
+            CHANNEL_PREFIX.into()
+        } else {
+            format!("{SHARDED_CHANNEL_PREFIX}{shard}.")
+        }
+    }
+
+    /// The subject a channel's frames are stored under.
+    pub fn subject(self, channel: &ChannelName) -> String {
+        let token = channel_token(channel);
+        format!("{}{token}", self.prefix(self.shard_of_token(&token)))
+    }
+
+    /// The subjects shard `shard`'s stream republishes its frames on (ends with `>`).
+    pub fn live_filter(self, shard: u32) -> String {
+        format!("{}>", live_of(&self.prefix(shard)))
+    }
+
+    /// The subject a channel's frames are republished on once stored.
+    pub fn live_subject(self, channel: &ChannelName) -> String {
+        live_of(&self.subject(channel))
+    }
+
+    /// The token of a channel subject of this layout, checked to be in its shard.
+    fn token_of(self, subject: &str) -> Result<&str, FrameError> {
+        let token = if self.0 == 1 {
+            subject.strip_prefix(CHANNEL_PREFIX)
+        } else {
+            subject
+                .strip_prefix(SHARDED_CHANNEL_PREFIX)
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(shard, token)| {
+                    let canonical = shard.bytes().all(|b| b.is_ascii_digit())
+                        && (shard == "0" || !shard.starts_with('0'));
+                    let shard = shard.parse::<u32>().ok().filter(|_| canonical)?;
+                    Some((shard, token))
+                })
+                .filter(|(shard, _)| *shard < self.0)
+                .map(|(shard, token)| {
+                    if self.shard_of_token(token) == shard {
+                        Ok(token)
+                    } else {
+                        Err(FrameError::ShardMismatch)
+                    }
+                })
+                .transpose()?
+        };
+        token
+            .filter(|t| t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .ok_or(FrameError::Subject)
+    }
+}
+
+/// The live subject of a stored subject (both start with `kanava.`).
+fn live_of(stored: &str) -> String {
+    format!(
+        "{LIVE_PREFIX}{}",
+        stored.strip_prefix("kanava.").unwrap_or(stored)
+    )
+}
+
+/// Where a republished frame stands in its subject: its stream sequence (`Nats-Sequence`) and
+/// that of the subject's previous message (`Nats-Last-Sequence`, 0 for the first; per subject on
+/// nats-server 2.9.10 and 2.15.1, tested). `None` unless both are there as numbers and the
+/// previous is before the frame.
+pub fn live_sequences(headers: &[(&str, &str)]) -> Option<(u64, u64)> {
+    let number = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let seq = number("Nats-Sequence")?;
+    let previous = number("Nats-Last-Sequence")?;
+    (seq > 0 && previous < seq).then_some((seq, previous))
+}
+
+/// The subject a channel's frames are stored under in a cluster of `shards` channel streams.
+pub fn channel_subject(shards: ChannelShards, channel: &ChannelName) -> String {
+    shards.subject(channel)
 }
 
 /// The subject the private messages to `nick` are stored under.
@@ -157,18 +293,18 @@ fn hex_text(value: &str, name: &'static str) -> Result<String, FrameError> {
         .ok_or(FrameError::Malformed(name))
 }
 
-/// Decodes a stored channel frame: its subject, headers (name, value pairs; the first of a
-/// repeated name counts), payload and stream sequence, which becomes the entry's `seq`.
+/// Decodes a stored channel frame of a cluster of `shards` channel streams: its subject,
+/// headers (name, value pairs; the first of a repeated name counts), payload and stream
+/// sequence, which becomes the entry's `seq`. A frame under another shard than its channel's is
+/// refused: it would be out of its channel's order.
 pub fn decode_frame(
+    shards: ChannelShards,
     subject: &str,
     headers: &[(&str, &str)],
     payload: Bytes,
     seq: u64,
 ) -> Result<Delivered, FrameError> {
-    let token = subject
-        .strip_prefix(CHANNEL_PREFIX)
-        .filter(|t| t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .ok_or(FrameError::Subject)?;
+    let token = shards.token_of(subject)?;
     let name = hex_text(header(headers, CHANNEL_HEADER)?, CHANNEL_HEADER)?;
     let channel = ChannelName::new(&name).map_err(|_| FrameError::Malformed(CHANNEL_HEADER))?;
     if channel_token(&channel) != token {
@@ -593,7 +729,10 @@ mod tests {
     fn encoded(channel: &ChannelName) -> (String, Vec<(&'static str, String)>) {
         let uid = Uid::new("ali\x01ce").unwrap();
         let headers = frame_headers(channel, FrameKind::Text, &uid, true, 42, &origin());
-        (channel_subject(channel), headers.to_vec())
+        (
+            channel_subject(ChannelShards::ONE, channel),
+            headers.to_vec(),
+        )
     }
 
     fn pairs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -605,7 +744,14 @@ mod tests {
         let channel = ChannelName::new("a.b *>\x1b").unwrap();
         let (subject, headers) = encoded(&channel);
         assert_eq!(subject.len(), CHANNEL_PREFIX.len() + 32);
-        let got = decode_frame(&subject, &pairs(&headers), Bytes::from_static(b"hi"), 9).unwrap();
+        let got = decode_frame(
+            ChannelShards::ONE,
+            &subject,
+            &pairs(&headers),
+            Bytes::from_static(b"hi"),
+            9,
+        )
+        .unwrap();
         assert_eq!(got.channel, channel);
         assert_eq!(got.entry.seq, 9);
         assert_eq!(got.entry.kind, FrameKind::Text);
@@ -620,9 +766,93 @@ mod tests {
     fn a_name_that_does_not_hash_to_the_subject_is_refused() {
         let channel = ChannelName::new("one").unwrap();
         let (_, headers) = encoded(&channel);
-        let other = channel_subject(&ChannelName::new("two").unwrap());
-        let got = decode_frame(&other, &pairs(&headers), Bytes::new(), 1);
+        let other = channel_subject(ChannelShards::ONE, &ChannelName::new("two").unwrap());
+        let got = decode_frame(
+            ChannelShards::ONE,
+            &other,
+            &pairs(&headers),
+            Bytes::new(),
+            1,
+        );
         assert_eq!(got, Err(FrameError::TokenMismatch));
+    }
+
+    #[test]
+    fn sharded_subjects_name_their_channels_shard_and_nothing_else_decodes() {
+        let four = ChannelShards::new(4).unwrap();
+        assert!(ChannelShards::new(0).is_none());
+        assert!(ChannelShards::new(MAX_CHANNEL_SHARDS + 1).is_none());
+        let mut used = [false; 4];
+        for i in 0..64 {
+            let channel = ChannelName::new(&format!("room {i}")).unwrap();
+            let shard = four.shard_of(&channel);
+            used[shard as usize] = true;
+            let subject = four.subject(&channel);
+            let token = channel_token(&channel);
+            assert_eq!(subject, format!("kanava.chs.{shard}.{token}"));
+            assert_eq!(four.stream(shard), format!("KANAVA_CH_{shard}"));
+            assert!(subject.starts_with(&four.prefix(shard)));
+            let (_, headers) = encoded(&channel);
+            let got = decode_frame(four, &subject, &pairs(&headers), Bytes::new(), 3).unwrap();
+            assert_eq!(got.channel, channel);
+            // The same frame under another shard, the one-stream layout, or a padded index.
+            let wrong = format!("kanava.chs.{}.{token}", (shard + 1) % 4);
+            let decode = |subject: &str| {
+                decode_frame(four, subject, &pairs(&headers), Bytes::new(), 3).map(|_| ())
+            };
+            assert_eq!(decode(&wrong), Err(FrameError::ShardMismatch));
+            assert_eq!(
+                decode(&format!("kanava.ch.{token}")),
+                Err(FrameError::Subject)
+            );
+            assert_eq!(
+                decode(&format!("kanava.chs.0{shard}.{token}")),
+                Err(FrameError::Subject)
+            );
+            assert_eq!(
+                decode(&format!("kanava.chs.4.{token}")),
+                Err(FrameError::Subject)
+            );
+            assert_eq!(
+                decode_frame(
+                    ChannelShards::ONE,
+                    &subject,
+                    &pairs(&headers),
+                    Bytes::new(),
+                    3
+                ),
+                Err(FrameError::Subject)
+            );
+        }
+        assert_eq!(used, [true; 4], "64 names spread over every shard");
+        assert_eq!(ChannelShards::ONE.stream(0), "KANAVA_CH");
+        let room = ChannelName::new("room").unwrap();
+        let token = channel_token(&room);
+        assert_eq!(
+            ChannelShards::ONE.live_subject(&room),
+            format!("kanava.live.ch.{token}")
+        );
+        assert_eq!(ChannelShards::ONE.live_filter(0), "kanava.live.ch.>");
+        let shard = four.shard_of(&room);
+        assert_eq!(
+            four.live_subject(&room),
+            format!("kanava.live.chs.{shard}.{token}")
+        );
+        assert_eq!(four.live_filter(2), "kanava.live.chs.2.>");
+        assert_eq!(ChannelShards::ONE.prefix(0), CHANNEL_PREFIX);
+    }
+
+    #[test]
+    fn republished_sequences_are_read_only_when_they_make_sense() {
+        let headers = |seq: &'static str, last: &'static str| {
+            vec![("Nats-Sequence", seq), ("Nats-Last-Sequence", last)]
+        };
+        assert_eq!(live_sequences(&headers("7", "3")), Some((7, 3)));
+        assert_eq!(live_sequences(&headers("1", "0")), Some((1, 0)));
+        for (seq, last) in [("3", "3"), ("3", "7"), ("0", "0"), ("x", "1"), ("9", "-1")] {
+            assert_eq!(live_sequences(&headers(seq, last)), None, "{seq} {last}");
+        }
+        assert_eq!(live_sequences(&[("Nats-Sequence", "4")]), None);
     }
 
     #[test]
@@ -630,7 +860,14 @@ mod tests {
         let channel = ChannelName::new("c").unwrap();
         let (subject, headers) = encoded(&channel);
         let decode = |subject: &str, headers: &[(&'static str, String)]| {
-            decode_frame(subject, &pairs(headers), Bytes::new(), 1).map(|_| ())
+            decode_frame(
+                ChannelShards::ONE,
+                subject,
+                &pairs(headers),
+                Bytes::new(),
+                1,
+            )
+            .map(|_| ())
         };
         assert_eq!(decode("kanava.ch.xyz", &headers), Err(FrameError::Subject));
         let upper = subject.to_uppercase().replace("KANAVA.CH.", CHANNEL_PREFIX);
@@ -655,7 +892,14 @@ mod tests {
         // Frames stored before senders were verified have no such header: unverified.
         let mut unmarked = headers.clone();
         unmarked.remove(5);
-        let old = decode_frame(&subject, &pairs(&unmarked), Bytes::new(), 1).unwrap();
+        let old = decode_frame(
+            ChannelShards::ONE,
+            &subject,
+            &pairs(&unmarked),
+            Bytes::new(),
+            1,
+        )
+        .unwrap();
         assert!(!old.entry.verified);
         let mut bad = headers.clone();
         bad[5].1 = "yes".into();

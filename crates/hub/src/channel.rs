@@ -27,6 +27,9 @@ pub(crate) struct Channel {
     pub(crate) name: ChannelName,
     /// Set once the channel's history has been read from the store.
     pub(crate) loaded: OnceCell<()>,
+    /// In a cluster: set once this channel asked the bus for its frames (`Bus::host`), so that
+    /// retiring it releases them once.
+    pub(crate) hosted: std::sync::atomic::AtomicBool,
     state: Mutex<ChannelState>,
 }
 
@@ -122,6 +125,7 @@ impl Channel {
         Self {
             name,
             loaded: OnceCell::new(),
+            hosted: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(ChannelState {
                 presence: watch::Sender::new(0),
                 retired: false,

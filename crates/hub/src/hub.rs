@@ -400,6 +400,13 @@ impl Hub {
         channel
             .loaded
             .get_or_try_init(|| async {
+                // The bus delivers the channel's frames from before its history is read on, so
+                // that none falls between the two.
+                if let Some(cluster) = &self.inner.cluster
+                    && !channel.hosted.swap(true, Ordering::AcqRel)
+                {
+                    cluster.bus.host(channel.name.clone()).await?;
+                }
                 let stored = self.inner.store.load(channel.name.clone()).await?;
                 let mut released = Released::default();
                 {
@@ -578,6 +585,11 @@ impl Hub {
             channels.remove(&channel.name);
         }
         state.retired = true;
+        if let Some(cluster) = &self.inner.cluster
+            && channel.hosted.swap(false, Ordering::AcqRel)
+        {
+            cluster.bus.release(channel.name.clone());
+        }
         if channel.loaded.initialized() {
             metrics::gauge!("kanava_channels").decrement(1.0);
         }

@@ -44,8 +44,9 @@ pub struct Outgoing {
     pub member: u64,
 }
 
-/// A stored frame as every node receives it: `entry.seq` is its place in the cluster's order,
-/// increasing within each channel (with gaps, since channels share the order).
+/// A stored frame as every node hosting its channel receives it: `entry.seq` is its place in
+/// its channel's order, increasing within the channel (with gaps, since channels share the
+/// streams that number them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
     /// The channel.
@@ -102,10 +103,28 @@ pub trait Bus: Send + Sync + 'static {
     /// acknowledgement is stored once.
     fn publish(&self, frame: Outgoing) -> Pending<u64>;
 
-    /// Every frame stored from now on, of every channel and from every node (this one
-    /// included), each once and in the cluster's order. Taken once, by the hub; a second call
-    /// gets a receiver that yields nothing.
+    /// Every frame stored from now on of every channel this node hosts (see
+    /// [`host`](Self::host); a bus that does not track hosting delivers every channel's), from
+    /// every node (this one included), each once and in its channel's order. Taken once, by the
+    /// hub; a second call gets a receiver that yields nothing.
     fn deliveries(&self) -> mpsc::Receiver<Delivered>;
+
+    /// Tells the bus that this node hosts `channel` (it has members or state for it), before
+    /// the hub reads the channel's history: resolves once every frame stored from then on will
+    /// come through [`deliveries`](Self::deliveries). Each call is matched by one
+    /// [`release`](Self::release), made even if this fails; the bus delivers the channel while
+    /// any is unmatched.
+    fn host(&self, channel: ChannelName) -> Pending<()> {
+        let _ = channel;
+        let (reply, pending) = Pending::channel();
+        let _ = reply.send(Ok(()));
+        pending
+    }
+
+    /// This node stopped hosting `channel` (matches one [`host`](Self::host)).
+    fn release(&self, channel: ChannelName) {
+        let _ = channel;
+    }
 
     /// Announces this node's members of `channel` (none: the channel is left), replacing what
     /// was announced before; the bus keeps the announcement fresh until it changes.

@@ -322,8 +322,10 @@ async fn nodes_started_together_all_join() {
 #[tokio::test]
 async fn mles_frames_cross_nodes() {
     let _heavy = heavy().await;
-    let cluster = Cluster::start(&["a", "b"]).await;
-    let (a, b) = (cluster.node(0), cluster.node(1));
+    // c hosts no member of the channel: it must receive none of its frames. The channels are
+    // spread over three streams.
+    let cluster = Cluster::start_with(&["a", "b", "c"], &["--cluster-shards", "3"]).await;
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
     let (mut alice, mut bob, _) = join_and_meet(a, "alice", b, "bob", &channel("cross")).await;
 
     let from_alice = [
@@ -360,15 +362,31 @@ async fn mles_frames_cross_nodes() {
         let (_, metrics) = node.admin_get("/metrics").await;
         for name in [
             "kanava_cluster_publish_seconds",
-            "kanava_cluster_consumer_lag",
+            "kanava_cluster_frames_received_total",
             "kanava_cluster_connected",
         ] {
             assert!(metrics.contains(name), "/metrics lacks {name}");
         }
-        // Each node published its member's join and frames.
+        // Each node published its member's join and frames, and received both members' (its
+        // own member's too: the bus delivers every stored frame of a hosted channel).
         let published = sum_of(&metrics, "kanava_cluster_publish_seconds_count");
         assert!(published >= 8.0, "{published} publishes timed");
+        let received = sum_of(&metrics, "kanava_cluster_frames_received_total");
+        assert!(received >= 12.0, "{received} frames received");
+        assert_eq!(sum_of(&metrics, "kanava_cluster_hosted_channels"), 1.0);
     }
+    assert_connected(c).await;
+    let (_, metrics) = c.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("kanava_cluster_frames_received_total"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sum_of(&metrics, "kanava_cluster_frames_received_total"),
+        0.0,
+        "a node hosting no member of the channel receives none of its frames"
+    );
+    assert_eq!(sum_of(&metrics, "kanava_cluster_hosted_channels"), 0.0);
 }
 
 #[tokio::test]

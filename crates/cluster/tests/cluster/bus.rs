@@ -1,5 +1,7 @@
 //! Channel frames: publish, delivery on every node, history reads, duplicates, idle purges.
 
+use std::time::Duration;
+
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use kanava_cluster::wire;
@@ -44,6 +46,7 @@ async fn frames_are_delivered_on_every_node_in_order_and_the_history_keeps_the_l
     let mut on_b = bus_b.deliveries();
     let mut second = bus_b.deliveries();
     let channel = ChannelName::new("room *> .\x1b").unwrap();
+    bus_b.host(channel.clone()).await.unwrap();
 
     // The first frame tells that b's consumer is running.
     let first = bus_a.publish(frame(&channel, 0, 10)).await.unwrap();
@@ -150,7 +153,7 @@ async fn a_publish_retried_with_the_same_message_id_is_stored_once() {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "node-x-boot-1");
     let client = async_nats::connect(&server.url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let subject = wire::channel_subject(&channel);
+    let subject = wire::channel_subject(wire::ChannelShards::ONE, &channel);
     let publish = || async {
         js.publish_with_headers(subject.clone(), headers.clone(), Bytes::from_static(b"hi"))
             .await
@@ -165,6 +168,81 @@ async fn a_publish_retried_with_the_same_message_id_is_stored_once() {
     let loaded = a.load(channel).await.unwrap();
     assert_eq!(seqs(&loaded.entries), [first.sequence]);
     assert_eq!(loaded.entries[0].kind, FrameKind::Text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_receives_the_frames_of_the_channels_it_hosts_only() {
+    crate::logs();
+    let server = Server::start(Options {
+        jetstream: true,
+        ..Default::default()
+    })
+    .await;
+    let a = store(&server, "node-a").await;
+    let b = store(&server, "node-b").await;
+    let (bus_a, bus_b) = (a.bus().unwrap(), b.bus().unwrap());
+    let mut on_b = bus_b.deliveries();
+    let (hosted, other) = (
+        ChannelName::new("hosted").unwrap(),
+        ChannelName::new("other").unwrap(),
+    );
+    bus_b.host(hosted.clone()).await.unwrap();
+    let sent: Vec<_> = (0..40)
+        .map(|i| {
+            let channel = if i % 2 == 0 { &hosted } else { &other };
+            (channel.clone(), bus_a.publish(frame(channel, i, 10)))
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for (channel, pending) in sent {
+        let seq = pending.await.unwrap();
+        if channel == hosted {
+            stored.push(seq);
+        }
+    }
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), on_b.recv())
+            .await
+            .expect("a frame within 10 s")
+            .unwrap();
+        assert_eq!(
+            delivered.channel, hosted,
+            "only the hosted channel's frames"
+        );
+        received.push(delivered.entry.seq);
+    }
+    assert_eq!(received, stored, "each once, in order");
+    assert!(quiet(&mut on_b).await, "nothing of the other channel");
+
+    // Hosted twice and released once, it is still delivered; released again, it is not.
+    bus_b.host(hosted.clone()).await.unwrap();
+    bus_b.release(hosted.clone());
+    let seq = bus_a.publish(frame(&hosted, 40, 10)).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(10), on_b.recv())
+        .await
+        .expect("still hosted")
+        .unwrap();
+    assert_eq!(delivered.entry.seq, seq);
+    bus_b.release(hosted.clone());
+    bus_a.publish(frame(&hosted, 41, 10)).await.unwrap();
+    assert!(quiet(&mut on_b).await, "released: nothing more");
+
+    // Hosted again, it picks up from the frames stored from then on.
+    bus_b.host(hosted.clone()).await.unwrap();
+    let seq = bus_a.publish(frame(&hosted, 42, 10)).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(10), on_b.recv())
+        .await
+        .expect("hosted again")
+        .unwrap();
+    assert_eq!(delivered.entry.seq, seq);
+}
+
+/// Whether nothing arrives on `on_b` for 700 ms.
+async fn quiet(on_b: &mut tokio::sync::mpsc::Receiver<kanava_store::Delivered>) -> bool {
+    tokio::time::timeout(Duration::from_millis(700), on_b.recv())
+        .await
+        .is_err()
 }
 
 fn entry(channel: &str, time_ms: u64) -> NewEntry {

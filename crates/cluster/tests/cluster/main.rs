@@ -10,6 +10,8 @@ mod failover;
 mod harness;
 mod presence;
 mod sessions;
+mod shards;
+mod startup;
 
 /// Logs from the store while a test runs, when `RUST_LOG` asks for them.
 pub fn logs() {
