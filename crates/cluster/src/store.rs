@@ -332,6 +332,7 @@ impl Store for ClusterStore {
             let mut delay = std::time::Duration::from_millis(50);
             loop {
                 let attempt = history::load(
+                    &inner.client,
                     inner.shards,
                     inner.channel_stream(&channel),
                     &channel,
@@ -404,6 +405,7 @@ impl Store for ClusterStore {
         self.run(|inner| async move {
             let stream = inner.channel_stream(&channel);
             history::before(
+                &inner.client,
                 inner.shards,
                 stream,
                 &channel,
