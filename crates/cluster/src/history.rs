@@ -1,4 +1,5 @@
-//! Reading channel history back from the channel stream, and purging idle channels.
+//! Reading channel history back from the channel stream (by batched direct gets where the
+//! server has them, see [`read_subject`]), and purging idle channels.
 //!
 //! The stream keeps at most `max_entries` messages per channel; the byte limit of the history
 //! is applied here, on reading, with the same rule as the hub's in-memory window, so that what
@@ -13,13 +14,14 @@ use futures_util::StreamExt;
 use kanava_core::{ChannelName, Entry, HistoryLimits, HistoryWindow};
 use kanava_store::StoredChannel;
 
-use crate::read::{header_pairs, last_sequence, scan, unix_ms};
+use crate::read::{header_pairs, last_sequence, read_subject, unix_ms};
 use crate::wire::{self, ChannelShards};
 use crate::{ClusterError, setup::Buckets};
 
 /// A channel's retained history (both limits applied) and the sequence after its last message,
-/// from `stream`, its shard's stream.
+/// from `stream`, its shard's stream, up to the last message the stream leader holds.
 async fn retained(
+    client: &async_nats::Client,
     shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
@@ -31,7 +33,7 @@ async fn retained(
         return Ok((window, 0));
     };
     let mut last = 0;
-    scan(stream, subject.clone(), 1, until, |stored| {
+    read_subject(client, stream, &subject, until, |stored| {
         last = stored.seq;
         let pairs = stored.header_pairs();
         match wire::decode_frame(shards, &subject, &pairs, stored.payload.clone(), stored.seq) {
@@ -48,12 +50,13 @@ async fn retained(
 
 /// A channel's history and next sequence (`last + 1`; 1 for an empty channel).
 pub(crate) async fn load(
+    client: &async_nats::Client,
     shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
     limits: HistoryLimits,
 ) -> Result<StoredChannel, ClusterError> {
-    let (window, last) = retained(shards, stream, channel, limits).await?;
+    let (window, last) = retained(client, shards, stream, channel, limits).await?;
     Ok(StoredChannel {
         entries: window.entries().map(|e| (**e).clone()).collect(),
         next_seq: last + 1,
@@ -62,6 +65,7 @@ pub(crate) async fn load(
 
 /// Up to `limit` retained entries older than `before_seq`, oldest first.
 pub(crate) async fn before(
+    client: &async_nats::Client,
     shards: ChannelShards,
     stream: &Stream,
     channel: &ChannelName,
@@ -69,7 +73,7 @@ pub(crate) async fn before(
     before_seq: u64,
     limit: usize,
 ) -> Result<Vec<Entry>, ClusterError> {
-    let (window, _) = retained(shards, stream, channel, limits).await?;
+    let (window, _) = retained(client, shards, stream, channel, limits).await?;
     let older: Vec<Entry> = window
         .entries()
         .filter(|e| e.seq < before_seq)

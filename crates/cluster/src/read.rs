@@ -131,6 +131,132 @@ pub(crate) async fn last_stored(stream: &Stream, op: &'static str) -> Result<u64
     Ok(info.state.last_sequence)
 }
 
+/// Messages fetched by one batched direct get.
+const DIRECT_BATCH: usize = 256;
+/// The longest wait for the next message of a batched direct get.
+const DIRECT_WAIT: Duration = Duration::from_secs(2);
+
+/// Up to [`DIRECT_BATCH`] messages of `subject` from sequence `from` on, by one batched direct
+/// get (nats-server 2.11 and newer), which any replica of the stream may answer: no consumer is
+/// created. `Ok(None)` when the server does not batch (2.9 and 2.10 answer with one message and
+/// no `Nats-Num-Pending`) or the batch did not come whole; the caller reads otherwise then.
+pub(crate) async fn direct_batch(
+    client: &async_nats::Client,
+    stream: &str,
+    subject: &str,
+    from: u64,
+) -> Result<Option<Vec<Stored>>, ClusterError> {
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| ClusterError::nats("read a channel directly", e))?;
+    let request = serde_json::json!({
+        "seq": from.max(1),
+        "next_by_subj": subject,
+        "batch": DIRECT_BATCH,
+    });
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{stream}"),
+            inbox,
+            request.to_string().into(),
+        )
+        .await
+        .map_err(|e| ClusterError::nats("read a channel directly", e))?;
+    let mut batch = Vec::new();
+    loop {
+        let Ok(Some(message)) = tokio::time::timeout(DIRECT_WAIT, replies.next()).await else {
+            return Ok(None);
+        };
+        let pairs = header_pairs(message.headers.as_ref());
+        let number = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+        };
+        match message.status.map(|s| s.as_u16()) {
+            // The end of the batch.
+            Some(204) => return Ok(Some(batch)),
+            // Nothing at or after `from`.
+            Some(404) => return Ok(Some(batch)),
+            Some(_) => return Ok(None),
+            None => {}
+        }
+        if number("Nats-Num-Pending").is_none() {
+            return Ok(None);
+        }
+        let Some(seq) = number("Nats-Sequence") else {
+            return Ok(None);
+        };
+        let stored_subject = pairs
+            .iter()
+            .find(|(n, _)| *n == "Nats-Subject")
+            .map(|(_, v)| (*v).to_owned())
+            .unwrap_or_else(|| subject.to_owned());
+        batch.push(Stored {
+            subject: stored_subject.into(),
+            headers: message.headers,
+            payload: message.payload,
+            seq,
+            time_ms: 0,
+        });
+        if batch.len() > DIRECT_BATCH {
+            return Ok(None);
+        }
+    }
+}
+
+/// Visits the messages of `subject` from sequence 1 up to `until` (a sequence the leader
+/// reported) like [`scan`], by batched direct gets where the server has them, so that no
+/// consumer is created; whatever the replica answering lacks (one that lags) is fetched from
+/// the leader. Falls back to [`scan`] on servers without batched direct gets.
+pub(crate) async fn read_subject(
+    client: &async_nats::Client,
+    stream: &Stream,
+    subject: &str,
+    until: u64,
+    mut visit: impl FnMut(&Stored) -> ControlFlow<()>,
+) -> Result<(), ClusterError> {
+    let name = stream.cached_info().config.name.clone();
+    let mut next = 1;
+    let read = async {
+        while next <= until {
+            let Some(batch) = direct_batch(client, &name, subject, next).await? else {
+                return Ok(false);
+            };
+            let Some(last) = batch.last().map(|stored| stored.seq) else {
+                break;
+            };
+            for stored in batch.iter().filter(|s| s.seq >= next && s.seq <= until) {
+                if visit(stored).is_break() {
+                    return Ok(true);
+                }
+            }
+            next = last + 1;
+        }
+        // What a lagging replica did not have, from the leader.
+        while next <= until {
+            let Some(stored) = next_from_leader(stream, subject, next).await? else {
+                break;
+            };
+            next = stored.seq + 1;
+            if stored.seq > until || visit(&stored).is_break() {
+                break;
+            }
+        }
+        Ok::<bool, ClusterError>(true)
+    };
+    let done = tokio::time::timeout(SCAN_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(ClusterError::nats("read a subject", "timed out")))?;
+    if done {
+        return Ok(());
+    }
+    scan(stream, subject.to_owned(), next, until, visit).await
+}
+
 /// Visits the messages under `filter` from sequence `start` up to `until` (a sequence the
 /// leader reported, so that everything up to it is acknowledged), oldest first, until `visit`
 /// breaks off. Reads through one ordered consumer, and fetches from the leader whatever the

@@ -353,6 +353,7 @@ impl Store for ClusterStore {
             let mut delay = std::time::Duration::from_millis(50);
             loop {
                 let attempt = history::load(
+                    &inner.client,
                     inner.shards,
                     inner.channel_stream(&channel),
                     &channel,
@@ -425,6 +426,7 @@ impl Store for ClusterStore {
         self.run(|inner| async move {
             let stream = inner.channel_stream(&channel);
             history::before(
+                &inner.client,
                 inner.shards,
                 stream,
                 &channel,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use kanava_cluster::wire;
 use kanava_core::{ChannelName, Entry, FrameKind, NewEntry, Uid};
 use kanava_store::{Origin, Outgoing, Store};
@@ -236,6 +237,53 @@ async fn a_node_receives_the_frames_of_the_channels_it_hosts_only() {
         .expect("hosted again")
         .unwrap();
     assert_eq!(delivered.entry.seq, seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_read_without_a_consumer_where_the_server_batches_direct_gets() {
+    crate::logs();
+    let server = Server::start(Options {
+        jetstream: true,
+        ..Default::default()
+    })
+    .await;
+    let a = store(&server, "node-a").await;
+    let bus_a = a.bus().unwrap();
+    let channel = ChannelName::new("direct").unwrap();
+    // More than one batch of 256, fewer than the history keeps (200 in these tests): the last
+    // 200 of 300.
+    let sent: Vec<_> = (0..300)
+        .map(|i| bus_a.publish(frame(&channel, i, 10)))
+        .collect();
+    let mut stored = Vec::new();
+    for pending in sent {
+        stored.push(pending.await.unwrap());
+    }
+    let watcher = async_nats::connect(&server.url).await.unwrap();
+    let version = watcher.server_info().version.clone();
+    let mut consumers = watcher.subscribe("$JS.API.CONSUMER.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let loaded = a.load(channel.clone()).await.unwrap();
+    assert_eq!(seqs(&loaded.entries), stored[100..]);
+    let page = a.history_before(channel, stored[150], 10).await.unwrap();
+    assert_eq!(seqs(&page), stored[140..150]);
+    let created = tokio::time::timeout(Duration::from_millis(500), consumers.next()).await;
+    let (major, minor) = version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0))
+        .fold((None, None), |(major, minor), n| match (major, minor) {
+            (None, _) => (Some(n), None),
+            (Some(m), None) => (Some(m), Some(n)),
+            done => done,
+        });
+    if (major.unwrap(), minor.unwrap()) >= (2, 11) {
+        assert!(created.is_err(), "a consumer on {version}: {created:?}");
+    } else {
+        assert!(
+            created.is_ok(),
+            "{version} has no batched direct get: a consumer reads"
+        );
+    }
 }
 
 /// Whether nothing arrives on `on_b` for 700 ms.
