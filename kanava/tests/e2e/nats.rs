@@ -213,15 +213,6 @@ impl NatsCluster {
         self.nodes[i].child.is_some()
     }
 
-    /// Node `i`'s process id, while it runs.
-    pub fn pid(&self, i: usize) -> u32 {
-        self.nodes[i]
-            .child
-            .as_ref()
-            .map(Child::id)
-            .unwrap_or_else(|| panic!("nats node {i} was stopped"))
-    }
-
     /// Kills node `i` (SIGKILL to its PID) and waits until it has exited.
     pub fn stop(&mut self, i: usize) {
         assert!(self.running(i), "nats node {i} was already stopped");

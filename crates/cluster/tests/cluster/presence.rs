@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kanava_core::{ChannelName, Uid};
 use kanava_store::{Present, Store};
 
-use crate::harness::{Options, Server, config, store};
+use crate::harness::{Cluster, Options, Server, config, store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_seen_on_other_nodes_refreshed_and_dropped_with_its_node() {
@@ -201,5 +201,58 @@ async fn a_dead_nodes_presence_stops_counting_within_two_seconds_or_at_once_rech
     assert!(
         after < Duration::from_millis(500),
         "d's withdrawal reached c {after:?} after its sync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_released_while_jetstream_has_no_quorum_stops_counting_once_rechecked() {
+    crate::logs();
+    let cluster = Cluster::start().await;
+    // Both nodes on the first server, which keeps relaying core NATS (beats, probes) while the
+    // other two are frozen and the presence bucket (three replicas) can store nothing.
+    let first = cluster.nodes[0].as_ref().expect("n1 runs").url.clone();
+    let node = |name: &str| {
+        let mut config = config(vec![first.clone()], name);
+        config.replicas = 3;
+        config.presence_heartbeat = Duration::from_secs(5);
+        kanava_cluster::ClusterStore::connect(config)
+    };
+    let (a, c) = (node("node-a").await.unwrap(), node("node-c").await.unwrap());
+    let (bus_a, bus_c) = (a.bus().unwrap(), c.bus().unwrap());
+    let mut on_c = bus_c.remote_presence();
+    let room = ChannelName::new("no-quorum").unwrap();
+    let uid = Uid::new("leaves").unwrap();
+    let held = vec![Present {
+        uid: uid.clone(),
+        exclusive: true,
+        verified: false,
+    }];
+    bus_a.set_presence(room.clone(), held.clone());
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        on_c.wait_for(|v| v.get(&room) == Some(&held)),
+    )
+    .await
+    .expect("c sees a's member")
+    .unwrap();
+
+    for name in ["n2", "n3"] {
+        cluster.signal(name, "STOP");
+    }
+    // The member leaves a; a cannot store that.
+    bus_a.set_presence(room.clone(), Vec::new());
+    let unanswered = bus_c
+        .recheck_presence(room.clone(), uid.clone())
+        .await
+        .unwrap();
+    let still = on_c.borrow().get(&room).cloned();
+    for name in ["n2", "n3"] {
+        cluster.signal(name, "CONT");
+    }
+    assert!(!unanswered, "a answered its probe");
+    assert_eq!(
+        still.unwrap_or_default(),
+        Vec::new(),
+        "c still counts the member a released"
     );
 }
