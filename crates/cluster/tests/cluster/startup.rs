@@ -35,18 +35,18 @@ async fn start_together(servers: Vec<String>, count: usize, replicas: usize, rou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_starting_together_on_a_fresh_server_all_start() {
     crate::logs();
-    for round in 0..10 {
+    for round in 0..6 {
         let server = Server::start(Options {
             jetstream: true,
             config: None,
         })
         .await;
         tokio::time::timeout(
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             start_together(vec![server.url.clone()], 4, 1, round),
         )
         .await
-        .unwrap_or_else(|_| panic!("round {round}: the nodes did not start within 60 s"));
+        .unwrap_or_else(|_| panic!("round {round}: the nodes did not start within 120 s"));
     }
 }
 
