@@ -261,7 +261,8 @@ impl Publisher {
     /// Takes a job in: sends it at once if its key is idle, else queues it (or cancels it,
     /// behind an overdue message).
     fn queue(&mut self, job: Job, events: &mpsc::UnboundedSender<Event>) {
-        let key = self.keys.entry(job.key.clone()).or_default();
+        let name = job.key.clone();
+        let key = self.keys.entry(name.clone()).or_default();
         if key.overdue == Some(job.member) {
             let _ = job.reply.send(Err(ClusterError::Cancelled));
             return;
@@ -272,7 +273,6 @@ impl Publisher {
             since: Instant::now(),
         });
         if idle {
-            let name = key_name(&key.waiting);
             self.start_or_wait(name, events);
         }
     }
@@ -372,14 +372,6 @@ impl Publisher {
             let _ = events.send(Event::Finished(key));
         });
     }
-}
-
-/// The key of the job at the front of `waiting`.
-fn key_name(waiting: &VecDeque<Queued>) -> String {
-    waiting
-        .front()
-        .map(|q| q.job.key.clone())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

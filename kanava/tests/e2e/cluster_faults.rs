@@ -349,6 +349,19 @@ impl Lab {
 
     /// Waits until nats-server `i` answers `/healthz` with 200.
     async fn wait_nats_healthy(&mut self, i: usize) {
+        self.wait_nats(i, "/healthz", "not healthy", |status| status == 200)
+            .await;
+    }
+
+    /// Waits until nats-server `i` answers on its monitoring port, healthy or not.
+    async fn wait_nats_answers(&mut self, i: usize) {
+        self.wait_nats(i, "/varz", "does not answer", |_| true)
+            .await;
+    }
+
+    /// Waits until nats-server `i` answers `path` with a status `ok` accepts, within
+    /// [`NATS_STARTUP`]; panics with `failing` and its log if it exits or the time runs out.
+    async fn wait_nats(&mut self, i: usize, path: &str, failing: &str, ok: fn(u16) -> bool) {
         let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
         let deadline = Instant::now() + NATS_STARTUP;
         loop {
@@ -359,34 +372,15 @@ impl Lab {
                     tail(&self.nats_log(i), 30)
                 );
             }
-            if let Ok((200, _)) = http_get(monitor, "/healthz").await {
+            if http_get(monitor, path)
+                .await
+                .is_ok_and(|(status, _)| ok(status))
+            {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "nats-server n{} not healthy after {NATS_STARTUP:?}:\n{}",
-                i + 1,
-                tail(&self.nats_log(i), 30)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until nats-server `i` answers on its monitoring port, healthy or not.
-    async fn wait_nats_answers(&mut self, i: usize) {
-        let monitor = SocketAddr::new(self.ip(i), NATS_MONITOR_PORT);
-        let deadline = Instant::now() + NATS_STARTUP;
-        while http_get(monitor, "/varz").await.is_err() {
-            if let Some(status) = self.nats[i].as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "nats-server n{} exited with {status}:\n{}",
-                    i + 1,
-                    tail(&self.nats_log(i), 30)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server n{} does not answer {NATS_STARTUP:?} after its start:\n{}",
+                "nats-server n{} {failing} {NATS_STARTUP:?} after its start:\n{}",
                 i + 1,
                 tail(&self.nats_log(i), 30)
             );

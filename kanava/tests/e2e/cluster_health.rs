@@ -39,42 +39,6 @@ async fn server_of(server: &Kanava, nats: &NatsCluster) -> usize {
         .unwrap_or_else(|| panic!("no NATS server of the cluster in {health}"))
 }
 
-/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) NATS server `i`, found by its client port.
-fn signal(nats: &NatsCluster, i: usize, signal: &str) {
-    let pid = nats_pid(nats, i);
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
-/// The PID of NATS server `i`: the `nats-server` process whose command line has `-p PORT`.
-fn nats_pid(nats: &NatsCluster, i: usize) -> u32 {
-    let url = nats.url(i);
-    let port = url.rsplit(':').next().unwrap();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_nats = args
-            .first()
-            .is_some_and(|a| a.ends_with(b"/nats-server") || a == b"nats-server");
-        if is_nats
-            && args
-                .windows(2)
-                .any(|w| w[0] == b"-p" && w[1] == port.as_bytes())
-        {
-            return pid;
-        }
-    }
-    panic!("no nats-server process listens on {url}");
-}
-
 /// Waits until `/healthz` answers `code`; returns the body and how long it took since `from`.
 async fn wait_for_status(
     server: &Kanava,
@@ -114,7 +78,7 @@ async fn healthz_is_503_while_the_nats_cluster_has_no_quorum_and_200_after() {
     // The node's own server keeps answering TCP and pings; the two others freeze.
     let fault = Instant::now();
     for &i in &others {
-        signal(&nats, i, "-STOP");
+        nats.signal(i, "-STOP");
     }
     let (health, to_degraded) =
         wait_for_status(&server, 503, "/healthz reports the lost quorum", fault).await;
@@ -133,7 +97,7 @@ async fn healthz_is_503_while_the_nats_cluster_has_no_quorum_and_200_after() {
 
     let heal = Instant::now();
     for &i in &others {
-        signal(&nats, i, "-CONT");
+        nats.signal(i, "-CONT");
     }
     let (health, to_healthy) =
         wait_for_status(&server, 200, "/healthz reports the healed cluster", heal).await;
@@ -155,7 +119,7 @@ async fn a_node_whose_nats_server_froze_moves_to_another_and_is_healthy_again() 
     let (server, on) = healthy_node(&nats, "frozen").await;
 
     let fault = Instant::now();
-    signal(&nats, on, "-STOP");
+    nats.signal(on, "-STOP");
     let (health, to_degraded) =
         wait_for_status(&server, 503, "/healthz reports the frozen server", fault).await;
     assert_eq!(health["status"], "degraded", "{health}");
@@ -181,5 +145,5 @@ async fn a_node_whose_nats_server_froze_moves_to_another_and_is_healthy_again() 
         "own server frozen: 503 after {to_degraded:?} ({detail}); \
          200 on another server after {to_healthy:?}"
     );
-    signal(&nats, on, "-CONT");
+    nats.signal(on, "-CONT");
 }

@@ -213,6 +213,20 @@ impl NatsCluster {
         self.nodes[i].child.is_some()
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`) to node `i` with kill(1).
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.nodes[i]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("nats node {i} was stopped"))
+            .id();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Kills node `i` (SIGKILL to its PID) and waits until it has exited.
     pub fn stop(&mut self, i: usize) {
         assert!(self.running(i), "nats node {i} was already stopped");
